@@ -1,0 +1,118 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureModuleBuilt } from './module-path.ts';
+
+export interface RedisServerOptions {
+  /** Port on 127.0.0.1; a free one is chosen when omitted. */
+  port?: number;
+  /** Data directory (RDB/AOF); a fresh temporary one when omitted, removed on stop. */
+  dir?: string;
+  password?: string;
+  /** Load the peerless module (default true). */
+  loadModule?: boolean;
+  /** Extra `--name value` arguments, e.g. { appendonly: 'yes' }. */
+  config?: Record<string, string>;
+  /** redis-server binary (default: `redis-server` on PATH). */
+  binary?: string;
+}
+
+export interface RedisServer {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+  readonly dir: string;
+  readonly process: ChildProcess;
+  /** Stops the server (SIGTERM, so it saves if configured to) and removes a temporary dir. */
+  stop(): Promise<void>;
+  /** SIGKILL: the crash case. */
+  kill(): Promise<void>;
+}
+
+/** Asks the OS for a free loopback port. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((ok) => {
+    const s = new Socket();
+    s.once('connect', () => { s.destroy(); ok(true); });
+    s.once('error', () => { s.destroy(); ok(false); });
+    s.connect(port, '127.0.0.1');
+  });
+}
+
+/**
+ * Starts a real `redis-server` on loopback with the peerless module loaded, and waits until
+ * it accepts connections. Used by `peerless train` and by the tests.
+ */
+export async function startRedisServer(opts: RedisServerOptions = {}): Promise<RedisServer> {
+  const port = opts.port ?? (await freePort());
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'peerless-redis-'));
+  const args = [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+    '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
+    '--protected-mode', 'no',
+    // Tensors are tens of MB: let replicas and pub/sub clients keep up.
+    '--client-output-buffer-limit', 'replica 0 0 0',
+    '--proto-max-bulk-len', '1gb',
+  ];
+  if (opts.loadModule !== false) args.push('--loadmodule', ensureModuleBuilt());
+  if (opts.password) args.push('--requirepass', opts.password);
+  for (const [k, v] of Object.entries(opts.config ?? {})) args.push(`--${k}`, v);
+
+  const child = spawn(opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (d) => { output += d; });
+  child.stderr?.on('data', (d) => { output += d; });
+  let exited = false;
+  const exitPromise = new Promise<void>((res) => child.once('exit', () => { exited = true; res(); }));
+  const spawnError = new Promise<Error>((res) => child.once('error', res));
+
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const err = await Promise.race([spawnError, new Promise<null>((r) => setTimeout(() => r(null), 20))]);
+    if (err) {
+      throw new Error(
+        (err as NodeJS.ErrnoException).code === 'ENOENT'
+          ? 'redis-server not found on PATH: install it (Debian/Ubuntu: apt-get install redis-server)'
+          : `redis-server failed to start: ${err.message}`,
+      );
+    }
+    if (exited) throw new Error(`redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`);
+    if (await canConnect(port)) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`redis-server on port ${port} did not accept connections within 10 s`);
+    }
+  }
+
+  const cleanup = () => { if (ownDir) rmSync(dir, { recursive: true, force: true }); };
+  return {
+    host: '127.0.0.1',
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    dir,
+    process: child,
+    async stop() {
+      if (!exited) { child.kill('SIGTERM'); await exitPromise; }
+      cleanup();
+    },
+    async kill() {
+      if (!exited) { child.kill('SIGKILL'); await exitPromise; }
+    },
+  };
+}

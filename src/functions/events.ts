@@ -1,0 +1,75 @@
+/**
+ * The events and results of the serverless functions. Functions are stateless: an event
+ * names the peer's Redis and the keys to read and write; every platform (local worker pool,
+ * AWS Lambda, HTTP) carries the same JSON.
+ */
+export interface RedisLocation {
+  url: string;
+  password?: string;
+}
+
+export interface ModelRef {
+  /** A model of the zoo: 'cnn' | 'vgg11' | 'resnet18' | 'densenet121'. */
+  name: string;
+  /** Width multiplier (channels scale by it); 1 = the standard model. */
+  width?: number;
+}
+
+export interface GradientEvent {
+  redis: RedisLocation;
+  model: ModelRef;
+  /** Layout hash the caller expects; the function checks it against `layoutKey`. */
+  layoutHash: string;
+  layoutKey: string;
+  paramsKey: string;
+  /** Images as uint8 (n x 784), labels as uint8 (n). */
+  batchImagesKey: string;
+  batchLabelsKey: string;
+  /** Where the gradient is accumulated (PL.ACCUM sum avg id expected). */
+  sumKey: string;
+  avgKey: string;
+  contributionId: string;
+  expected: number;
+  /** Micro-batch size inside the function (memory bound for big models); default: whole batch. */
+  microBatch?: number;
+}
+
+export interface TimeBreakdown {
+  loadMs: number;
+  computeMs: number;
+  pushMs: number;
+}
+
+export interface GradientResult {
+  loss: number;
+  accuracy: number;
+  samples: number;
+  /** Accumulation state after this push. */
+  count: number;
+  done: boolean;
+  timings: TimeBreakdown;
+}
+
+export interface EvaluateEvent {
+  redis: RedisLocation;
+  model: ModelRef;
+  layoutHash: string;
+  layoutKey: string;
+  paramsKey: string;
+  imagesKey: string;
+  labelsKey: string;
+  /** Sample range [start, start+count) within the stored held-out set. */
+  start: number;
+  count: number;
+}
+
+export interface EvaluateResult {
+  loss: number;
+  correct: number;
+  samples: number;
+  timings: { loadMs: number; computeMs: number };
+}
+
+export type FunctionName = 'gradient' | 'evaluate';
+export interface FunctionEvents { gradient: GradientEvent; evaluate: EvaluateEvent }
+export interface FunctionResults { gradient: GradientResult; evaluate: EvaluateResult }

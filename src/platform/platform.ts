@@ -1,0 +1,47 @@
+import type { FunctionEvents, FunctionName, FunctionResults } from '../functions/events.ts';
+
+/** What one invocation cost, as a serverless platform would bill it. */
+export interface InvocationRecord {
+  name: FunctionName;
+  durationMs: number;
+  /** Memory billed for the invocation, MB. */
+  memoryMb: number;
+  coldStart: boolean;
+  ok: boolean;
+  attempts: number;
+}
+
+export interface PlatformMetrics {
+  invocations: number;
+  failures: number;
+  retries: number;
+  coldStarts: number;
+  warmStarts: number;
+  billedMs: number;
+  /** GB-seconds x price + requests x price, with the platform's price list. */
+  estimatedCostUsd: number;
+}
+
+/** A place where serverless functions run: the local worker pool, AWS Lambda, an HTTP gateway. */
+export interface FunctionPlatform {
+  readonly kind: 'local' | 'aws-lambda' | 'http';
+  invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]>;
+  metrics(): PlatformMetrics;
+  close(): Promise<void>;
+}
+
+/** AWS Lambda's public x86 list price (us-east-1); configurable wherever a cost is estimated. */
+export interface LambdaPrices {
+  usdPerGbSecond: number;
+  usdPerRequest: number;
+}
+export const DEFAULT_LAMBDA_PRICES: LambdaPrices = {
+  usdPerGbSecond: 0.0000166667,
+  usdPerRequest: 0.2 / 1_000_000,
+};
+
+export function lambdaCost(records: { durationMs: number; memoryMb: number }[], prices: LambdaPrices = DEFAULT_LAMBDA_PRICES): number {
+  let gbSeconds = 0;
+  for (const r of records) gbSeconds += (Math.ceil(r.durationMs) / 1000) * (r.memoryMb / 1024);
+  return gbSeconds * prices.usdPerGbSecond + records.length * prices.usdPerRequest;
+}
