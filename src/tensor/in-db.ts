@@ -1,0 +1,118 @@
+import { BUFFER_REPLIES, type Redis } from './redis-client.ts';
+import { chunks, copyInto, toBytes } from './bytes.ts';
+import type { AccumulateResult, AdamOptions, AggregationRule, SgdOptions, TensorStore } from './tensor-store.ts';
+
+/** Numbers go to the module as strings; full precision so both stores see the same value. */
+const num = (x: number): string => {
+  if (!Number.isFinite(x)) throw new Error(`expected a finite number, got ${x}`);
+  return String(x);
+};
+
+/** Strips node-redis's wrapping so callers get the module's own one-line message. */
+async function call<T>(client: Redis, args: (string | Buffer)[], buffers = false): Promise<T> {
+  try {
+    return (await client.sendCommand(args, buffers ? BUFFER_REPLIES : undefined)) as T;
+  } catch (err) {
+    const msg = (err as Error).message.replace(/^ERR /, '');
+    throw new Error(`${args[0]} ${typeof args[1] === 'string' ? args[1] : ''}: ${msg}`.replace(/\s+:/, ':'));
+  }
+}
+
+/**
+ * The tensor operations done inside Redis by the peerless module: only key names and
+ * scalars cross the wire, except for the tensors a caller sends or asks for.
+ */
+export class InDbTensorStore implements TensorStore {
+  readonly kind = 'in-db';
+  constructor(private readonly client: Redis) {}
+
+  async set(key: string, values: Float32Array): Promise<void> {
+    await call(this.client, ['PL.SET', key, toBytes(values)]);
+  }
+
+  /** Reads in ~4 MB ranges: one 47 MB reply would stall other clients for tens of ms. */
+  async get(key: string): Promise<Float32Array> {
+    const length = await this.length(key);
+    const out = new Float32Array(length);
+    await Promise.all(
+      chunks(length).map(async ({ offset, count }) => {
+        const bytes = await call<Buffer>(this.client, ['PL.GETRANGE', key, String(offset), String(count)], true);
+        copyInto(out, offset, bytes);
+      }),
+    );
+    return out;
+  }
+
+  async getRange(key: string, offset: number, count: number): Promise<Float32Array> {
+    const out = new Float32Array(count);
+    await Promise.all(
+      chunks(count).map(async (c) => {
+        const bytes = await call<Buffer>(this.client, ['PL.GETRANGE', key, String(offset + c.offset), String(c.count)], true);
+        copyInto(out, c.offset, bytes);
+      }),
+    );
+    return out;
+  }
+
+  async setRange(key: string, offset: number, values: Float32Array): Promise<void> {
+    await call(this.client, ['PL.SETRANGE', key, String(offset), toBytes(values)]);
+  }
+
+  async zeros(key: string, length: number): Promise<void> {
+    await call(this.client, ['PL.ZEROS', key, String(length)]);
+  }
+
+  async length(key: string): Promise<number> {
+    return Number(await call<number>(this.client, ['PL.LEN', key]));
+  }
+
+  async accumulate(
+    sumKey: string,
+    avgKey: string,
+    id: string,
+    expected: number,
+    values: Float32Array,
+    slice?: { offset: number; total: number },
+  ): Promise<AccumulateResult> {
+    const args: (string | Buffer)[] = ['PL.ACCUM', sumKey, avgKey, id, String(expected), toBytes(values)];
+    if (slice) args.push('OFFSET', String(slice.offset), 'TOTAL', String(slice.total));
+    const [count, exp, done] = await call<number[]>(this.client, args);
+    return { count: Number(count), expected: Number(exp), done: Number(done) === 1 };
+  }
+
+  async sgd(paramKey: string, gradKey: string, velocityKey: string, o: SgdOptions): Promise<void> {
+    const args = ['PL.SGD', paramKey, gradKey, velocityKey, num(o.lr), num(o.momentum)];
+    if (o.dampening) args.push('DAMPENING', num(o.dampening));
+    if (o.weightDecay) args.push('WD', num(o.weightDecay));
+    if (o.nesterov) args.push('NESTEROV');
+    await call(this.client, args);
+  }
+
+  async adam(paramKey: string, gradKey: string, mKey: string, vKey: string, stepKey: string, o: AdamOptions): Promise<number> {
+    const args = ['PL.ADAM', paramKey, gradKey, mKey, vKey, stepKey, num(o.lr)];
+    if (o.beta1 !== undefined) args.push('BETA1', num(o.beta1));
+    if (o.beta2 !== undefined) args.push('BETA2', num(o.beta2));
+    if (o.eps !== undefined) args.push('EPS', num(o.eps));
+    if (o.weightDecay) args.push('WD', num(o.weightDecay));
+    if (o.decoupled) args.push('DECOUPLED');
+    return Number(await call<number>(this.client, args));
+  }
+
+  async aggregate(dst: string, keys: string[], rule: AggregationRule): Promise<void> {
+    const ruleArgs =
+      rule.rule === 'mean' ? ['MEAN']
+      : rule.rule === 'median' ? ['MEDIAN']
+      : rule.rule === 'trimmed' ? ['TRIMMED', String(rule.trim)]
+      : ['KRUM', String(rule.byzantine), String(rule.select)];
+    await call(this.client, ['PL.AGGREGATE', dst, ...ruleArgs, String(keys.length), ...keys]);
+  }
+
+  async scale(key: string, factor: number): Promise<void> {
+    await call(this.client, ['PL.SCALE', key, num(factor)]);
+  }
+
+  async checksum(key: string): Promise<string> {
+    return String(await call<string>(this.client, ['PL.CHECKSUM', key]));
+  }
+}
+
