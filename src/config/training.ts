@@ -1,0 +1,110 @@
+import { z } from 'zod';
+
+/**
+ * The training configuration every peer of a network shares. The founding peer stores it in
+ * its Redis; joiners read it from there, so a network never runs with two configurations.
+ */
+export const OptimizerSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('sgd'),
+    lr: z.number().positive().max(10),
+    momentum: z.number().min(0).max(0.999).default(0.9),
+    nesterov: z.boolean().default(false),
+    weightDecay: z.number().min(0).max(1).default(0),
+  }),
+  z.object({
+    kind: z.literal('adam'),
+    lr: z.number().positive().max(1),
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    eps: z.number().positive().max(1).default(1e-8),
+    weightDecay: z.number().min(0).max(1).default(0),
+    decoupled: z.boolean().default(false),
+  }),
+]);
+
+export const ScheduleSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('constant') }),
+  z.object({ kind: z.literal('step'), every: z.number().int().positive(), gamma: z.number().positive().max(1) }),
+  z.object({ kind: z.literal('cosine'), minFactor: z.number().min(0).max(1).default(0) }),
+]);
+
+export const AggregationSchema = z.discriminatedUnion('rule', [
+  z.object({ rule: z.literal('mean') }),
+  z.object({ rule: z.literal('median') }),
+  z.object({ rule: z.literal('trimmed'), trim: z.number().int().positive() }),
+  z.object({ rule: z.literal('krum'), byzantine: z.number().int().positive(), select: z.number().int().positive() }),
+]);
+
+export const TrainingConfigSchema = z
+  .object({
+    model: z.object({
+      name: z.enum(['cnn', 'vgg11', 'resnet18', 'densenet121']),
+      width: z.number().positive().max(4).default(1),
+    }),
+    dataset: z.enum(['mnist', 'synthetic']).default('mnist'),
+    /** Samples of the synthetic dataset (ignored for MNIST). */
+    syntheticSize: z.number().int().min(64).max(1_000_000).default(4096),
+    seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
+    batchSize: z.number().int().min(1).max(8192).default(64),
+    /** Batches each peer contributes to one round; 0 = the whole shard (the original work: one round per epoch). */
+    batchesPerRound: z.number().int().min(0).max(100_000).default(0),
+    /** Stop after this many epochs (passes over each shard) ... */
+    epochs: z.number().positive().max(1000).default(1),
+    /** ... or this many rounds, whichever comes first (0 = no round limit). */
+    maxRounds: z.number().int().min(0).max(10_000_000).default(0),
+    optimizer: OptimizerSchema.default({ kind: 'adam', lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, decoupled: false }),
+    schedule: ScheduleSchema.default({ kind: 'constant' }),
+    aggregation: AggregationSchema.default({ rule: 'mean' }),
+    exchange: z.enum(['all', 'sharded']).default('all'),
+    /** Convergence check every N rounds (the original work: 10). */
+    checkEvery: z.number().int().positive().max(100_000).default(10),
+    /** Stop once validation accuracy reaches this (0-1; 1 = never early). */
+    targetAccuracy: z.number().min(0).max(1).default(1),
+    /** Stop after this many checks without a better validation accuracy (0 = never). */
+    patience: z.number().int().min(0).max(10_000).default(0),
+    /** Samples held out of the training set for convergence checks. */
+    validationSize: z.number().int().min(0).max(20_000).default(2000),
+    /** How long a peer waits for the others in a round before dropping them. */
+    deadlineMs: z.number().int().min(100).max(3_600_000).default(60_000),
+    /** Samples a single function processes at once (memory bound for big models); 0 = whole batch. */
+    microBatch: z.number().int().min(0).max(8192).default(0),
+  })
+  .superRefine((c, ctx) => {
+    if (c.exchange === 'sharded' && c.aggregation.rule === 'krum') {
+      ctx.addIssue({ code: 'custom', path: ['exchange'], message: 'sharded exchange needs a coordinate-wise aggregation rule (mean, median, trimmed); Multi-Krum needs whole vectors: use exchange "all"' });
+    }
+    if (c.aggregation.rule === 'krum' && c.aggregation.select < 1) {
+      ctx.addIssue({ code: 'custom', path: ['aggregation', 'select'], message: 'select must be at least 1' });
+    }
+  });
+
+export type TrainingConfig = z.infer<typeof TrainingConfigSchema>;
+export type TrainingConfigInput = z.input<typeof TrainingConfigSchema>;
+export type OptimizerConfig = z.infer<typeof OptimizerSchema>;
+
+/** Validates a configuration; the error names every bad field on one line. */
+export function parseTrainingConfig(input: unknown): TrainingConfig {
+  const r = TrainingConfigSchema.safeParse(input);
+  if (!r.success) {
+    const issues = r.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
+    throw new Error(`invalid training configuration: ${issues.join('; ')}`);
+  }
+  return r.data;
+}
+
+/** The learning rate of round `round` out of `totalRounds`: the same on every peer. */
+export function learningRate(c: TrainingConfig, round: number, totalRounds: number): number {
+  const base = c.optimizer.lr;
+  switch (c.schedule.kind) {
+    case 'constant':
+      return base;
+    case 'step':
+      return base * c.schedule.gamma ** Math.floor(round / c.schedule.every);
+    case 'cosine': {
+      const t = totalRounds > 0 ? Math.min(1, round / totalRounds) : 0;
+      const min = c.schedule.minFactor;
+      return base * (min + (1 - min) * 0.5 * (1 + Math.cos(Math.PI * t)));
+    }
+  }
+}

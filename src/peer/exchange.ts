@@ -1,0 +1,189 @@
+import type { AggregationRule } from '../tensor/tensor-store.ts';
+import type { InDbTensorStore } from '../tensor/in-db.ts';
+import { BUFFER_REPLIES, type Redis } from '../tensor/redis-client.ts';
+import { chunks } from '../tensor/bytes.ts';
+import type { Inbox } from './inbox.ts';
+import { K } from './keys.ts';
+import type { PeerLinks } from './links.ts';
+import type { MemberRecord } from './membership.ts';
+
+export interface ExchangeInput {
+  round: number;
+  me: MemberRecord;
+  /** Active members of the round, in canonical (id) order, including this peer. */
+  members: MemberRecord[];
+  /** This peer's average gradient for the round, in its own Redis. */
+  averageKey: string;
+  length: number;
+  rule: AggregationRule;
+  deadlineMs: number;
+  local: Redis;
+  store: InDbTensorStore;
+  links: PeerLinks;
+  inbox: Inbox;
+}
+
+export interface ExchangeResult extends SendResult {
+  /** Key of the aggregated gradient in this peer's Redis. */
+  aggregateKey: string;
+  aggregateMs: number;
+}
+
+/** Reads elements [offset, offset+count) of a local tensor as raw bytes, in ~4 MB ranges. */
+export async function readBytes(client: Redis, key: string, offset: number, count: number): Promise<Buffer> {
+  const parts = await Promise.all(
+    chunks(count).map((c) => client.sendCommand(['PL.GETRANGE', key, String(offset + c.offset), String(c.count)], BUFFER_REPLIES) as Promise<Buffer>),
+  );
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+
+/** Contiguous slices of [0, length), one per member in canonical order (sharded exchange). */
+export function sliceRanges(length: number, members: number): { offset: number; count: number }[] {
+  const base = Math.floor(length / members), extra = length % members;
+  const out: { offset: number; count: number }[] = [];
+  let offset = 0;
+  for (let i = 0; i < members; i++) {
+    const count = base + (i < extra ? 1 : 0);
+    out.push({ offset, count });
+    offset += count;
+  }
+  return out;
+}
+
+export interface SendResult {
+  /** Peers whose contributions arrived (this peer included). */
+  contributors: string[];
+  missing: string[];
+  bytesSent: number;
+  bytesReceived: number;
+  waitMs: number;
+}
+
+/**
+ * The two phases of an exchange, which the round state machine runs as "exchanging" and
+ * "aggregating". Both modes end with the same bytes in `K.aggregate(round)` on every peer
+ * that received everything.
+ */
+export interface ExchangeMode {
+  send(x: ExchangeInput): Promise<SendResult>;
+  aggregate(x: ExchangeInput, sent: SendResult): Promise<ExchangeResult>;
+}
+
+/**
+ * Exchange "all", as in the original work: every peer sends its whole average to every other
+ * peer, then each aggregates the same set in canonical order inside its own database.
+ */
+export const exchangeAll: ExchangeMode = {
+  async send(x) {
+    const others = x.members.filter((m) => m.id !== x.me.id);
+    const mine = K.from(x.round, x.me.id);
+    await x.local.sendCommand(['COPY', x.averageKey, mine, 'REPLACE']);
+    const bytes = others.length > 0 ? await readBytes(x.local, x.averageKey, 0, x.length) : Buffer.alloc(0);
+    const sent = await Promise.allSettled(others.map((m) => x.links.sendTensor(m.url, mine, bytes)));
+    const bytesSent = sent.filter((s) => s.status === 'fulfilled').length * bytes.length;
+
+    const t0 = performance.now();
+    const { present } = await x.inbox.waitFor(others.map((m) => K.from(x.round, m.id)), x.deadlineMs);
+    const contributors = [x.me.id, ...others.filter((m) => present.includes(K.from(x.round, m.id))).map((m) => m.id)];
+    return {
+      contributors,
+      missing: others.map((m) => m.id).filter((id) => !contributors.includes(id)),
+      bytesSent,
+      bytesReceived: (contributors.length - 1) * x.length * 4,
+      waitMs: performance.now() - t0,
+    };
+  },
+
+  async aggregate(x, sent) {
+    const t = performance.now();
+    const aggregateKey = K.aggregate(x.round);
+    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => K.from(x.round, id)), x.rule);
+    return { ...sent, aggregateKey, aggregateMs: performance.now() - t };
+  },
+};
+
+const gatheredMarker = (round: number, owner: string) => `r:${round}:gathered:${owner}`;
+
+/**
+ * Exchange "sharded": reduce-scatter then all-gather. Each member owns one slice; every
+ * peer sends each owner its slice of its average, the owner aggregates the slice in its
+ * database (canonical order) and sends the result to all. Each peer receives about
+ * 2(N-1)/N of the vector instead of N-1 vectors, and the bytes equal those of "all" for
+ * coordinate-wise rules: the same values are reduced in the same order.
+ *
+ * The aggregate key must exist (zeros) before the round's exchange starts: the round's
+ * preparation creates it, so an owner's all-gather never finds it missing.
+ *
+ * When a peer misses the deadline, what it should have contributed is left out (a missing
+ * owner's slice falls back to this peer's own average); the round's checksum comparison
+ * then finds the disagreement and repairs it from the canonical peer.
+ */
+export const exchangeSharded: ExchangeMode = {
+  async send(x) {
+    const ranges = sliceRanges(x.length, x.members.length);
+    let bytesSent = 0;
+    await Promise.allSettled(x.members.map(async (m, j) => {
+      const bytes = await readBytes(x.local, x.averageKey, ranges[j].offset, ranges[j].count);
+      const key = K.part(x.round, m.id, x.me.id);
+      if (m.id === x.me.id) await x.local.sendCommand(['PL.SET', key, bytes]);
+      else { await x.links.sendTensor(m.url, key, bytes); bytesSent += bytes.length; }
+    }));
+    const t0 = performance.now();
+    const parts = await x.inbox.waitFor(x.members.map((m) => K.part(x.round, x.me.id, m.id)), x.deadlineMs);
+    const contributors = x.members.filter((m) => parts.present.includes(K.part(x.round, x.me.id, m.id))).map((m) => m.id);
+    const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
+    return {
+      contributors,
+      missing: x.members.map((m) => m.id).filter((id) => !contributors.includes(id)),
+      bytesSent,
+      bytesReceived: (contributors.length - 1) * mine.count * 4,
+      waitMs: performance.now() - t0,
+    };
+  },
+
+  async aggregate(x, sent) {
+    const ranges = sliceRanges(x.length, x.members.length);
+    const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
+    const aggregateKey = K.aggregate(x.round);
+    const t = performance.now();
+    const reducedKey = K.reduced(x.round, x.me.id);
+    await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.part(x.round, x.me.id, id)), x.rule);
+    let aggregateMs = performance.now() - t;
+
+    // All-gather: this peer's reduced slice goes into every member's aggregate, with a marker.
+    const reduced = await readBytes(x.local, reducedKey, 0, mine.count);
+    const marker = gatheredMarker(x.round, x.me.id);
+    await x.local.multi().addCommand(['PL.SETRANGE', aggregateKey, String(mine.offset), reduced]).set(marker, '1').exec();
+    let bytesSent = sent.bytesSent;
+    await Promise.allSettled(x.members.filter((m) => m.id !== x.me.id && sent.contributors.includes(m.id)).map(async (m) => {
+      const c = await x.links.client(m.url);
+      await c.multi().addCommand(['PL.SETRANGE', aggregateKey, String(mine.offset), reduced]).set(marker, '1').exec();
+      await c.publish(K.inbox, marker);
+      bytesSent += reduced.length;
+    }));
+
+    const t0 = performance.now();
+    const gathered = await x.inbox.waitFor(x.members.map((m) => gatheredMarker(x.round, m.id)), x.deadlineMs);
+    const waitMs = sent.waitMs + performance.now() - t0;
+    let bytesReceived = sent.bytesReceived;
+    const missing = new Set(sent.missing);
+    for (const [j, m] of x.members.entries()) {
+      if (m.id === x.me.id) continue;
+      if (gathered.present.includes(gatheredMarker(x.round, m.id))) { bytesReceived += ranges[j].count * 4; continue; }
+      missing.add(m.id);
+      const t1 = performance.now();
+      const own = await readBytes(x.local, x.averageKey, ranges[j].offset, ranges[j].count);
+      await x.local.sendCommand(['PL.SETRANGE', aggregateKey, String(ranges[j].offset), own]);
+      aggregateMs += performance.now() - t1;
+    }
+    return {
+      aggregateKey,
+      contributors: sent.contributors.filter((id) => !missing.has(id)),
+      missing: [...missing],
+      bytesSent,
+      bytesReceived,
+      waitMs,
+      aggregateMs,
+    };
+  },
+};

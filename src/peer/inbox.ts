@@ -1,0 +1,55 @@
+import type { Redis } from '../tensor/redis-client.ts';
+import { K } from './keys.ts';
+
+/**
+ * Waits for keys that other peers write into this peer's Redis. Senders PUBLISH the key
+ * name (never the value) on the inbox channel after writing; a periodic EXISTS covers a
+ * message lost while subscribing, or a sender that crashed between write and publish.
+ */
+export class Inbox {
+  private readonly waiters = new Set<() => void>();
+  private subscriber?: Redis;
+
+  constructor(private readonly client: Redis) {}
+
+  async start(): Promise<void> {
+    this.subscriber = this.client.duplicate() as Redis;
+    this.subscriber.on('error', () => {});
+    await this.subscriber.connect();
+    await this.subscriber.subscribe(K.inbox, () => this.wake());
+  }
+
+  private wake(): void {
+    for (const w of this.waiters) w();
+  }
+
+  /** Resolves with the keys present by the deadline (all of them, as soon as they are). */
+  async waitFor(keys: string[], deadlineMs: number, pollMs = 250): Promise<{ present: string[]; missing: string[] }> {
+    const pending = new Set(keys);
+    const end = Date.now() + deadlineMs;
+    const check = async () => {
+      if (pending.size === 0) return;
+      const list = [...pending];
+      const found = await Promise.all(list.map((k) => this.client.exists(k)));
+      list.forEach((k, i) => { if (Number(found[i]) === 1) pending.delete(k); });
+    };
+    await check();
+    while (pending.size > 0 && Date.now() < end) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(pollMs, Math.max(0, end - Date.now())));
+        function done() { clearTimeout(timer); waiters.delete(done); resolve(); }
+        const waiters = this.waiters;
+        waiters.add(done);
+      });
+      await check();
+    }
+    return { present: keys.filter((k) => !pending.has(k)), missing: [...pending] };
+  }
+
+  async stop(): Promise<void> {
+    this.wake();
+    if (this.subscriber) {
+      try { await this.subscriber.close(); } catch { this.subscriber.destroy(); }
+    }
+  }
+}

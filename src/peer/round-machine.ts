@@ -1,0 +1,127 @@
+import { assign, createActor, fromPromise, setup, type Actor } from 'xstate';
+
+/** The phases of one round, in order; each is one state of the machine. */
+export const PHASES = ['preparing', 'computing', 'averaging', 'exchanging', 'aggregating', 'updating', 'verifying', 'checking'] as const;
+export type Phase = (typeof PHASES)[number];
+
+/**
+ * What a round does, phase by phase. The machine only sequences: the work lives in the peer.
+ * Every phase is safe to run again after a crash (gradients are counted once per batch id,
+ * exchanged tensors overwrite themselves, and the update is guarded by the round marker).
+ */
+export interface RoundWork {
+  prepare(round: number): Promise<void>;
+  /** Invoke one gradient function per batch of the round. */
+  compute(round: number): Promise<void>;
+  /** Wait for the in-database average that the last arrival triggers. */
+  average(round: number): Promise<void>;
+  exchange(round: number): Promise<void>;
+  aggregate(round: number): Promise<void>;
+  /** Optimizer step inside the database. */
+  update(round: number): Promise<void>;
+  /** Compare parameter checksums with the other peers; repair on mismatch. */
+  verify(round: number): Promise<void>;
+  /** Convergence check on held-out data; returns why to stop, or null to go on. */
+  check(round: number): Promise<string | null>;
+  /** A limit (rounds, epochs) that ends training after `round`, or null. */
+  limitReached(round: number): string | null;
+}
+
+export interface RoundContext {
+  round: number;
+  checkEvery: number;
+  stopReason: string | null;
+  leaving: boolean;
+  error: string | null;
+}
+
+const roundInput = ({ context }: { context: RoundContext }) => ({ round: context.round });
+const fail = { target: 'failed', actions: 'recordError' } as const;
+const errorMessage = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/**
+ * The per-peer round state machine (XState v5):
+ * preparing -> computing -> averaging -> exchanging -> aggregating -> updating -> verifying
+ * -> (every `checkEvery` rounds) checking -> next round, or done. A failure in any phase
+ * ends in `failed` with the error; LEAVE ends at the next round boundary.
+ */
+export function createRoundMachine(work: RoundWork) {
+  const phase = (name: keyof Omit<RoundWork, 'limitReached' | 'check'>) =>
+    fromPromise<void, { round: number }>(({ input }) => work[name](input.round));
+
+  return setup({
+    types: {
+      context: {} as RoundContext,
+      input: {} as { round: number; checkEvery: number },
+      events: {} as { type: 'LEAVE' },
+    },
+    actors: {
+      prepare: phase('prepare'),
+      compute: phase('compute'),
+      average: phase('average'),
+      exchange: phase('exchange'),
+      aggregate: phase('aggregate'),
+      update: phase('update'),
+      verify: phase('verify'),
+      check: fromPromise<string | null, { round: number }>(({ input }) => work.check(input.round)),
+    },
+    actions: {
+      recordError: assign({ error: ({ event }) => errorMessage((event as { error?: unknown }).error) }),
+    },
+    guards: {
+      isCheckRound: ({ context }) => (context.round + 1) % context.checkEvery === 0,
+      shouldStop: ({ context }) => context.stopReason !== null,
+      isLeaving: ({ context }) => context.leaving,
+    },
+  }).createMachine({
+    id: 'round',
+    context: ({ input }) => ({ round: input.round, checkEvery: input.checkEvery, stopReason: null, leaving: false, error: null }),
+    initial: 'preparing',
+    on: { LEAVE: { actions: assign({ leaving: true }) } },
+    states: {
+      preparing: { invoke: { src: 'prepare', input: roundInput, onDone: 'computing', onError: fail } },
+      computing: { invoke: { src: 'compute', input: roundInput, onDone: 'averaging', onError: fail } },
+      averaging: { invoke: { src: 'average', input: roundInput, onDone: 'exchanging', onError: fail } },
+      exchanging: { invoke: { src: 'exchange', input: roundInput, onDone: 'aggregating', onError: fail } },
+      aggregating: { invoke: { src: 'aggregate', input: roundInput, onDone: 'updating', onError: fail } },
+      updating: { invoke: { src: 'update', input: roundInput, onDone: 'verifying', onError: fail } },
+      verifying: {
+        invoke: {
+          src: 'verify',
+          input: roundInput,
+          onDone: [{ guard: 'isCheckRound', target: 'checking' }, { target: 'deciding' }],
+          onError: fail,
+        },
+      },
+      checking: {
+        invoke: {
+          src: 'check',
+          input: roundInput,
+          onDone: { target: 'deciding', actions: assign({ stopReason: ({ event }) => event.output }) },
+          onError: fail,
+        },
+      },
+      deciding: {
+        entry: assign({ stopReason: ({ context }) => context.stopReason ?? work.limitReached(context.round) }),
+        always: [
+          { guard: 'shouldStop', target: 'done' },
+          { guard: 'isLeaving', target: 'left' },
+          { target: 'preparing', actions: assign({ round: ({ context }) => context.round + 1 }) },
+        ],
+      },
+      done: { type: 'final' },
+      left: { type: 'final' },
+      failed: { type: 'final' },
+    },
+  });
+}
+
+export type RoundMachine = ReturnType<typeof createRoundMachine>;
+export type RoundActor = Actor<RoundMachine>;
+
+/** Starts the machine at `round` (a resumed peer starts at the round its marker names). */
+export function startRoundActor(work: RoundWork, round: number, checkEvery: number): RoundActor {
+  const actor = createActor(createRoundMachine(work), { input: { round, checkEvery } });
+  actor.start();
+  return actor;
+}

@@ -1,0 +1,349 @@
+import { learningRate } from '../config/training.ts';
+import type { EvaluateResult, GradientEvent, GradientResult, RedisLocation } from '../functions/events.ts';
+import type { FunctionPlatform } from '../platform/platform.ts';
+import type { InDbTensorStore } from '../tensor/in-db.ts';
+import type { Redis } from '../tensor/redis-client.ts';
+import { exchangeAll, exchangeSharded, readBytes, sliceRanges, type ExchangeInput, type SendResult } from './exchange.ts';
+import type { Inbox } from './inbox.ts';
+import { K } from './keys.ts';
+import type { PeerLinks } from './links.ts';
+import type { Membership, MemberRecord } from './membership.ts';
+import type { NetworkPlan } from './peer.ts';
+import type { RoundWork } from './round-machine.ts';
+import { copyTrainingState } from './state-copy.ts';
+import type { ModelInfo, PeerData, RoundMetrics } from './types.ts';
+
+export interface RoundDeps {
+  id: string;
+  me: () => MemberRecord;
+  plan: NetworkPlan;
+  local: Redis;
+  store: InDbTensorStore;
+  inbox: Inbox;
+  links: PeerLinks;
+  membership: Membership;
+  platform: FunctionPlatform;
+  data: PeerData;
+  model: ModelInfo;
+  /** The peer's Redis as functions reach it. */
+  redis: RedisLocation;
+  emitRound(m: RoundMetrics): void;
+  log(msg: string): void;
+  inFlight(): number;
+}
+
+/** Samples one `evaluate` invocation handles. */
+const EVAL_CHUNK = 1000;
+
+interface Progress {
+  best: number;
+  checksSinceBest: number;
+}
+
+/**
+ * The work of each phase of a round, for one peer. The round state machine calls these in
+ * order; each is safe to run again after a restart (see RoundWork).
+ */
+export class RoundRunner implements RoundWork {
+  inFlightCount = 0;
+  lastLoss: number | null = null;
+  lastValidationAccuracy: number | null = null;
+  private members: MemberRecord[] = [];
+  private sent?: SendResult;
+  private metrics!: RoundMetrics;
+  private roundStart = 0;
+
+  constructor(private readonly d: RoundDeps) {}
+
+  private get config() {
+    return this.d.plan.config;
+  }
+
+  /** Rounds in the whole run: epochs x rounds per epoch, capped by maxRounds. */
+  get totalRounds(): number {
+    const byEpochs = Math.ceil(this.config.epochs * this.d.plan.roundsPerEpoch);
+    return this.config.maxRounds > 0 ? Math.min(byEpochs, this.config.maxRounds) : byEpochs;
+  }
+
+  private input(round: number): ExchangeInput {
+    return {
+      round,
+      me: this.members.find((m) => m.id === this.d.id)!,
+      members: this.members,
+      averageKey: K.gradAvg(round),
+      length: this.d.model.length,
+      rule: this.config.aggregation,
+      deadlineMs: this.config.deadlineMs,
+      local: this.d.local,
+      store: this.d.store,
+      links: this.d.links,
+      inbox: this.d.inbox,
+    };
+  }
+
+  async prepare(round: number): Promise<void> {
+    this.roundStart = performance.now();
+    const all = await this.d.membership.all();
+    const mine = all.find((m) => m.id === this.d.id);
+    if (mine?.leftAt !== undefined && mine.leftAt <= round) {
+      throw new Error(`peer ${this.d.id} was dropped from the network at round ${mine.leftAt} (it missed a deadline); restart it to rejoin`);
+    }
+    this.members = await this.d.membership.activeAt(round);
+    if (!this.members.some((m) => m.id === this.d.id)) this.members = [...this.members, this.d.me()].sort((a, b) => Buffer.compare(Buffer.from(a.id), Buffer.from(b.id)));
+    await this.collectGarbage(round - 2);
+    if (this.config.exchange === 'sharded' && Number(await this.d.local.exists(K.aggregate(round))) === 0) {
+      await this.d.store.zeros(K.aggregate(round), this.d.model.length);
+    }
+    this.metrics = {
+      peer: this.d.id, round, epoch: Math.floor(round / this.d.plan.roundsPerEpoch), members: this.members.map((m) => m.id),
+      loss: NaN, accuracy: NaN, samples: 0, lr: learningRate(this.config, round, this.totalRounds),
+      computeMs: 0, averageMs: 0, exchangeMs: 0, aggregateMs: 0, updateMs: 0, verifyMs: 0, checkMs: 0,
+      functionComputeMs: 0, functionWallMs: 0, roundMs: 0, bytesSent: 0, bytesReceived: 0,
+      dropped: [], repaired: false, checksum: '', costUsd: this.d.platform.metrics().estimatedCostUsd,
+    };
+  }
+
+  /** Removes an old round's keys: two rounds back nobody can still need them. */
+  private async collectGarbage(round: number): Promise<void> {
+    if (round < 0) return;
+    let cursor = '0';
+    do {
+      const r = await this.d.local.scan(cursor, { MATCH: K.roundPattern(round), COUNT: 1000 });
+      cursor = String(r.cursor);
+      if (r.keys.length > 0) await this.d.local.unlink(r.keys);
+    } while (cursor !== '0');
+  }
+
+  /** The batches of `round`: a window of the shard that wraps around at the epoch's end. */
+  batchesOf(round: number): number[] {
+    const n = this.d.data.batches;
+    const per = this.config.batchesPerRound > 0 ? Math.min(this.config.batchesPerRound, n) : n;
+    return Array.from({ length: per }, (_, i) => (round * per + i) % n);
+  }
+
+  async compute(round: number): Promise<void> {
+    const t = performance.now();
+    const batches = this.batchesOf(round);
+    const event = (b: number): GradientEvent => {
+      const keys = this.d.data.batchKeys(b);
+      return {
+        redis: this.d.redis,
+        model: this.config.model,
+        layoutHash: this.d.plan.layoutHash,
+        layoutKey: K.layout,
+        paramsKey: K.params,
+        batchImagesKey: keys.images,
+        batchLabelsKey: keys.labels,
+        sumKey: K.gradSum(round),
+        avgKey: K.gradAvg(round),
+        contributionId: `b${b}`,
+        expected: batches.length,
+        ...(this.config.microBatch > 0 ? { microBatch: this.config.microBatch } : {}),
+      };
+    };
+    const results = await Promise.all(batches.map(async (b): Promise<GradientResult> => {
+      this.inFlightCount++;
+      try {
+        return await this.d.platform.invoke('gradient', event(b));
+      } finally {
+        this.inFlightCount--;
+      }
+    }));
+    let samples = 0, lossSum = 0, correct = 0, fnMs = 0;
+    for (const r of results) {
+      samples += r.samples;
+      lossSum += r.loss * r.samples;
+      correct += r.accuracy * r.samples;
+      fnMs += r.timings.computeMs;
+    }
+    Object.assign(this.metrics, {
+      samples, loss: lossSum / samples, accuracy: correct / samples, functionComputeMs: fnMs,
+      functionWallMs: performance.now() - t, computeMs: performance.now() - t,
+    });
+    this.lastLoss = this.metrics.loss;
+  }
+
+  /** The last arrival averaged in the database; make sure the average is there. */
+  async average(round: number): Promise<void> {
+    const t = performance.now();
+    const { missing } = await this.d.inbox.waitFor([K.gradAvg(round)], this.config.deadlineMs);
+    if (missing.length > 0) throw new Error(`peer ${this.d.id}: round ${round}'s average never appeared (a gradient function did not push)`);
+    this.metrics.averageMs = performance.now() - t;
+  }
+
+  private get mode() {
+    return this.config.exchange === 'sharded' ? exchangeSharded : exchangeAll;
+  }
+
+  async exchange(round: number): Promise<void> {
+    const t = performance.now();
+    this.sent = await this.mode.send(this.input(round));
+    this.metrics.exchangeMs = performance.now() - t;
+  }
+
+  async aggregate(round: number): Promise<void> {
+    const t = performance.now();
+    const r = await this.mode.aggregate(this.input(round), this.sent!);
+    Object.assign(this.metrics, { bytesSent: r.bytesSent, bytesReceived: r.bytesReceived, aggregateMs: performance.now() - t });
+    if (r.missing.length > 0) await this.drop(r.missing, round);
+  }
+
+  /** Drops peers that missed the deadline, here and (best effort) in their own Redis. */
+  private async drop(ids: string[], round: number): Promise<void> {
+    this.d.log(`round ${round}: dropping ${ids.join(', ')} (missed the ${this.config.deadlineMs} ms deadline)`);
+    await this.d.membership.drop(ids, round);
+    this.metrics.dropped.push(...ids);
+    const gone = this.members.filter((m) => ids.includes(m.id));
+    this.members = this.members.filter((m) => !ids.includes(m.id));
+    await Promise.allSettled(gone.map(async (m) => {
+      const c = await Promise.race([this.d.links.client(m.url), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 1000))]);
+      await c.hSet(K.members, m.id, JSON.stringify({ ...m, leftAt: round }));
+    }));
+    await Promise.allSettled(gone.map((m) => this.d.links.forget(m.url)));
+  }
+
+  /**
+   * The optimizer step, inside the database, atomically with the round marker: a restarted
+   * peer never applies one round's update twice. Slots past `trainable` (batch-norm
+   * statistics) take the aggregated value instead of a step.
+   */
+  async update(round: number): Promise<void> {
+    const t = performance.now();
+    if (Number((await this.d.local.get(K.round)) ?? 0) > round) return;
+    const o = this.config.optimizer;
+    const lr = this.metrics.lr;
+    const agg = K.aggregate(round);
+    const tx = this.d.local.multi();
+    if (o.kind === 'sgd') {
+      const args = ['PL.SGD', K.params, agg, K.velocity, String(lr), String(o.momentum)];
+      if (o.weightDecay) args.push('WD', String(o.weightDecay));
+      if (o.nesterov) args.push('NESTEROV');
+      tx.addCommand(args);
+    } else {
+      const args = ['PL.ADAM', K.params, agg, K.adamM, K.adamV, K.adamStep, String(lr), 'BETA1', String(o.beta1), 'BETA2', String(o.beta2), 'EPS', String(o.eps)];
+      if (o.weightDecay) args.push('WD', String(o.weightDecay));
+      if (o.decoupled) args.push('DECOUPLED');
+      tx.addCommand(args);
+    }
+    const { length, trainable } = this.d.model;
+    if (trainable < length) {
+      const stats = await readBytes(this.d.local, agg, trainable, length - trainable);
+      tx.addCommand(['PL.SETRANGE', K.params, String(trainable), stats]);
+    }
+    tx.set(K.round, String(round + 1));
+    const replies = await tx.exec();
+    const failed = replies.find((r) => r instanceof Error);
+    if (failed) throw new Error(`peer ${this.d.id}: update of round ${round} failed: ${(failed as Error).message}`);
+    this.metrics.updateMs = performance.now() - t;
+  }
+
+  /**
+   * Every peer publishes its parameters' checksum to the others. The canonical peer (lowest
+   * id among those that answered) is the reference: a peer that differs copies the state
+   * from it, so all replicas agree bit for bit at the end of every round.
+   */
+  async verify(round: number): Promise<void> {
+    const t = performance.now();
+    const mine = await this.d.store.checksum(K.params);
+    const key = K.checksum(round, this.d.id);
+    await this.d.local.set(key, mine);
+    const others = this.members.filter((m) => m.id !== this.d.id);
+    await Promise.allSettled(others.map((m) => this.d.links.sendValue(m.url, key, mine)));
+    const { present, missing } = await this.d.inbox.waitFor(others.map((m) => K.checksum(round, m.id)), this.config.deadlineMs);
+    const sums = new Map<string, string>([[this.d.id, mine]]);
+    const values = present.length ? await this.d.local.mGet(present) : [];
+    present.forEach((k, i) => sums.set(k.slice(k.lastIndexOf(':') + 1), String(values[i])));
+    if (missing.length > 0) await this.drop(missing.map((k) => k.slice(k.lastIndexOf(':') + 1)), round + 1);
+
+    const canonical = this.members.find((m) => sums.has(m.id))!;
+    let checksum = mine;
+    if (sums.get(canonical.id) !== mine) {
+      this.d.log(`round ${round}: checksum ${mine} differs from ${canonical.id}'s ${sums.get(canonical.id)}; repairing from it`);
+      const source = await this.d.links.client(canonical.url);
+      await copyTrainingState(source, this.d.local);
+      checksum = await this.d.store.checksum(K.params);
+      this.metrics.repaired = true;
+    }
+    this.metrics.checksum = checksum;
+    this.metrics.verifyMs = performance.now() - t;
+    if ((round + 1) % this.config.checkEvery !== 0) this.finishRound();
+  }
+
+  private finishRound(): void {
+    this.metrics.roundMs = performance.now() - this.roundStart;
+    this.metrics.costUsd = this.d.platform.metrics().estimatedCostUsd - this.metrics.costUsd;
+    this.d.emitRound({ ...this.metrics });
+  }
+
+  /** Evaluates samples [start, start+count) of the held-out set with `evaluate` functions. */
+  private async evaluateRange(start: number, count: number): Promise<{ loss: number; correct: number; samples: number }> {
+    const v = this.d.data.validation;
+    const parts: Promise<EvaluateResult>[] = [];
+    for (let s = start; s < start + count; s += EVAL_CHUNK) {
+      parts.push(this.d.platform.invoke('evaluate', {
+        redis: this.d.redis, model: this.config.model, layoutHash: this.d.plan.layoutHash, layoutKey: K.layout,
+        paramsKey: K.params, imagesKey: v.imagesKey, labelsKey: v.labelsKey, start: s, count: Math.min(EVAL_CHUNK, start + count - s),
+      }));
+    }
+    const rs = await Promise.all(parts);
+    return rs.reduce((a, r) => ({ loss: a.loss + r.loss * r.samples, correct: a.correct + r.correct, samples: a.samples + r.samples }), { loss: 0, correct: 0, samples: 0 });
+  }
+
+  /**
+   * The convergence check: the members split the held-out set, each evaluates its slice and
+   * sends its counts to all; a missing member's slice is evaluated here instead. Every peer
+   * sums the same counts, so all reach the same decision.
+   */
+  async check(round: number): Promise<string | null> {
+    const t = performance.now();
+    const v = this.d.data.validation;
+    let reason: string | null = null;
+    if (v.count > 0) {
+      const ranges = sliceRanges(v.count, this.members.length);
+      const myIndex = this.members.findIndex((m) => m.id === this.d.id);
+      const mine = await this.evaluateRange(ranges[myIndex].offset, ranges[myIndex].count);
+      const key = K.evaluation(round, this.d.id);
+      await this.d.local.set(key, JSON.stringify(mine));
+      const others = this.members.filter((m) => m.id !== this.d.id);
+      await Promise.allSettled(others.map((m) => this.d.links.sendValue(m.url, key, JSON.stringify(mine))));
+      const { present } = await this.d.inbox.waitFor(others.map((m) => K.evaluation(round, m.id)), this.config.deadlineMs);
+      let total = { ...mine };
+      for (const [j, m] of this.members.entries()) {
+        if (m.id === this.d.id) continue;
+        const k = K.evaluation(round, m.id);
+        const r = present.includes(k)
+          ? (JSON.parse(String(await this.d.local.get(k))) as typeof mine)
+          : await this.evaluateRange(ranges[j].offset, ranges[j].count);
+        total = { loss: total.loss + r.loss, correct: total.correct + r.correct, samples: total.samples + r.samples };
+      }
+      const accuracy = total.correct / total.samples;
+      this.lastValidationAccuracy = accuracy;
+      this.metrics.validationAccuracy = accuracy;
+      this.metrics.validationLoss = total.loss / total.samples;
+      reason = await this.decide(accuracy);
+    }
+    this.metrics.checkMs = performance.now() - t;
+    this.finishRound();
+    return reason;
+  }
+
+  /** Target reached, or no better accuracy for `patience` checks: the same on every peer. */
+  private async decide(accuracy: number): Promise<string | null> {
+    const raw = await this.d.local.get(K.progress);
+    const p: Progress = raw ? JSON.parse(raw) : { best: -1, checksSinceBest: 0 };
+    if (accuracy > p.best) { p.best = accuracy; p.checksSinceBest = 0; } else p.checksSinceBest++;
+    await this.d.local.set(K.progress, JSON.stringify(p));
+    if (accuracy >= this.config.targetAccuracy) return `validation accuracy ${(accuracy * 100).toFixed(2)}% reached the target ${(this.config.targetAccuracy * 100).toFixed(2)}%`;
+    if (this.config.patience > 0 && p.checksSinceBest >= this.config.patience) return `no better validation accuracy in ${p.checksSinceBest} checks (best ${(p.best * 100).toFixed(2)}%)`;
+    return null;
+  }
+
+  limitReached(round: number): string | null {
+    if (round + 1 >= this.totalRounds) {
+      return this.config.maxRounds > 0 && this.totalRounds === this.config.maxRounds
+        ? `round limit ${this.config.maxRounds} reached`
+        : `${this.config.epochs} epoch(s) done`;
+    }
+    return null;
+  }
+}

@@ -1,0 +1,29 @@
+import type { Redis } from '../tensor/redis-client.ts';
+import { readBytes } from './exchange.ts';
+import { K } from './keys.ts';
+
+/** The keys that make a replica of the model: parameters, optimizer state, progress. */
+const TENSORS = [K.params, K.velocity, K.adamM, K.adamV];
+const VALUES = [K.adamStep, K.progress];
+
+/**
+ * Copies the training state from one peer's Redis into another's: how a joining peer
+ * catches up, and how a peer whose checksum disagrees is repaired. Tensors travel as
+ * bytes; what the source lacks is removed at the destination, so nothing stale survives.
+ */
+export async function copyTrainingState(from: Redis, to: Redis): Promise<number> {
+  let bytes = 0;
+  for (const key of TENSORS) {
+    const len = Number(await from.strLen(key)) / 4;
+    if (len === 0) { await to.del(key); continue; }
+    const data = await readBytes(from, key, 0, len);
+    await to.sendCommand(['PL.SET', key, data]);
+    bytes += data.length;
+  }
+  for (const key of VALUES) {
+    const v = await from.get(key);
+    if (v === null) await to.del(key);
+    else await to.set(key, v);
+  }
+  return bytes;
+}

@@ -1,0 +1,99 @@
+import type { RedisLocation } from '../functions/events.ts';
+import type { FunctionPlatform } from '../platform/platform.ts';
+import type { TrainingConfig } from '../config/training.ts';
+import type { Phase } from './round-machine.ts';
+
+/** Where a peer's shard and held-out data sit in its own Redis. */
+export interface PeerData {
+  /** Batches in this peer's shard. */
+  batches: number;
+  batchKeys(index: number): { images: string; labels: string };
+  /** Held-out samples for the convergence check. */
+  validation: { imagesKey: string; labelsKey: string; count: number };
+}
+
+/** The model as the network knows it: a flat float32 vector with a fixed layout. */
+export interface ModelInfo {
+  layoutHash: string;
+  /** Elements of the flat parameter vector. */
+  length: number;
+  /**
+   * Elements the optimizer updates: [0, trainable). The rest (batch-norm statistics) is
+   * replaced by the aggregated value each round instead of being stepped.
+   */
+  trainable: number;
+}
+
+export interface PeerOptions {
+  id: string;
+  /** The peer's own Redis, as the peer itself connects to it. */
+  redis: RedisLocation;
+  /** The address other peers and functions use for this peer's Redis (default: redis.url). */
+  advertiseUrl?: string;
+  /** Password of the other peers' Redis servers (one network password). */
+  networkPassword?: string;
+  platform: FunctionPlatform;
+  model: ModelInfo;
+  data: PeerData;
+  shard: { index: number; count: number };
+  /** Founding peer: the configuration and the initial parameters of the network. */
+  found?: { config: TrainingConfig; initialParams: Float32Array; roundsPerEpoch: number };
+  /** Joining peer: the Redis address of any live peer, and optionally the first round. */
+  bootstrap?: { url: string; fromRound?: number };
+  /** Deadline override (tests); default: the network configuration's. */
+  heartbeatMs?: number;
+}
+
+export interface PhaseTimes {
+  computeMs: number;
+  averageMs: number;
+  exchangeMs: number;
+  aggregateMs: number;
+  updateMs: number;
+  verifyMs: number;
+  checkMs: number;
+}
+
+export interface RoundMetrics extends PhaseTimes {
+  peer: string;
+  round: number;
+  epoch: number;
+  members: string[];
+  loss: number;
+  accuracy: number;
+  samples: number;
+  lr: number;
+  /** Time the functions spent computing (sum over invocations), and the wall time of the round. */
+  functionComputeMs: number;
+  functionWallMs: number;
+  roundMs: number;
+  bytesSent: number;
+  bytesReceived: number;
+  dropped: string[];
+  repaired: boolean;
+  checksum: string;
+  validationAccuracy?: number;
+  validationLoss?: number;
+  costUsd: number;
+}
+
+export interface PeerStatus {
+  id: string;
+  round: number;
+  phase: Phase | 'done' | 'left' | 'failed' | 'deciding' | 'starting';
+  inFlight: number;
+  loss: number | null;
+  validationAccuracy: number | null;
+  stopReason: string | null;
+  error: string | null;
+  updatedAt: number;
+}
+
+export interface PeerOutcome {
+  id: string;
+  state: 'done' | 'left' | 'failed';
+  rounds: number;
+  stopReason: string | null;
+  error: string | null;
+  checksum: string | null;
+}
