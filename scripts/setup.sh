@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Everything `npm run demo` and `npm test` need on a fresh Debian/Ubuntu machine:
+# Node >= 20, redis-server, the npm packages, and the Redis module. Safe to run again:
+# each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'peerless setup: %s\n' "$*" >&2; }
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  say "Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))"
+  exit 1
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    say "installing redis-server with apt-get"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    # Debian starts a system service on install; peerless runs its own servers.
+    $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+  else
+    say "redis-server is missing and apt-get is not available: install Redis >= 7 with your package manager, then run this again"
+    exit 1
+  fi
+fi
+
+if ! command -v gcc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    say "installing gcc and make with apt-get"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq gcc make >/dev/null
+  else
+    say "gcc and make are needed to build the Redis module"
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+make -s -C native
