@@ -108,3 +108,15 @@ export function learningRate(c: TrainingConfig, round: number, totalRounds: numb
     }
   }
 }
+
+/** Rounds in a whole run: epochs x rounds per epoch, capped by maxRounds. */
+export function totalRounds(c: TrainingConfig, roundsPerEpoch: number): number {
+  const byEpochs = Math.ceil(c.epochs * roundsPerEpoch);
+  return c.maxRounds > 0 ? Math.min(byEpochs, c.maxRounds) : byEpochs;
+}
+
+/** Rounds per epoch for a shard of `batches` batches. */
+export function roundsPerEpoch(c: TrainingConfig, batches: number): number {
+  const per = c.batchesPerRound > 0 ? Math.min(c.batchesPerRound, batches) : batches;
+  return Math.ceil(batches / per);
+}

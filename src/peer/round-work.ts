@@ -1,4 +1,4 @@
-import { learningRate } from '../config/training.ts';
+import { learningRate, totalRounds } from '../config/training.ts';
 import type { EvaluateResult, GradientEvent, GradientResult, RedisLocation } from '../functions/events.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
@@ -59,10 +59,8 @@ export class RoundRunner implements RoundWork {
     return this.d.plan.config;
   }
 
-  /** Rounds in the whole run: epochs x rounds per epoch, capped by maxRounds. */
   get totalRounds(): number {
-    const byEpochs = Math.ceil(this.config.epochs * this.d.plan.roundsPerEpoch);
-    return this.config.maxRounds > 0 ? Math.min(byEpochs, this.config.maxRounds) : byEpochs;
+    return totalRounds(this.config, this.d.plan.roundsPerEpoch);
   }
 
   private input(round: number): ExchangeInput {

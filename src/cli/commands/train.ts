@@ -1,0 +1,100 @@
+import cliProgress from 'cli-progress';
+import type { TrainingConfig } from '../../config/training.ts';
+import { runLocalCluster, type ClusterSummary } from '../../cluster/local-cluster.ts';
+import type { FunctionPlatform } from '../../platform/platform.ts';
+import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
+import { formatBytes, formatMs, table } from '../format.ts';
+
+export interface TrainCliOptions {
+  peers: number;
+  config: TrainingConfig;
+  platform: FunctionPlatform;
+  json?: boolean;
+  metrics?: string;
+  dataDir?: string;
+  resume?: boolean;
+  password?: string;
+  quiet?: boolean;
+}
+
+/**
+ * A line per peer while training runs (round, phase, functions in flight, loss), on stderr
+ * so stdout stays for the summary or the JSON document.
+ */
+function peerBars(enabled: boolean, peers: number) {
+  if (!enabled) return { status: (_s: PeerStatus) => {}, round: (_m: RoundMetrics) => {}, log: (_m: string) => {}, total: (_n: number) => {}, stop: () => {} };
+  const multi = new cliProgress.MultiBar(
+    {
+      format: '{peer} [{bar}] round {value}/{total} {phase} | in flight {inFlight} | loss {loss} | val {val}',
+      stream: process.stderr, hideCursor: true, clearOnComplete: false, barsize: 20, forceRedraw: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map<string, cliProgress.SingleBar>();
+  let total = 1;
+  const ids = Array.from({ length: peers }, (_, i) => `peer-${String(i).padStart(2, '0')}`);
+  for (const id of ids) bars.set(id, multi.create(total, 0, { peer: id, phase: 'starting', inFlight: 0, loss: '-', val: '-' }));
+  return {
+    total(n: number) { total = n; for (const b of bars.values()) b.setTotal(n); },
+    status(s: PeerStatus) {
+      bars.get(s.id)?.update(Math.min(s.round, total), {
+        phase: s.phase.padEnd(11), inFlight: s.inFlight,
+        loss: s.loss === null ? '-' : s.loss.toFixed(4),
+        val: s.validationAccuracy === null ? '-' : `${(s.validationAccuracy * 100).toFixed(2)}%`,
+      });
+    },
+    round(m: RoundMetrics) { bars.get(m.peer)?.update(m.round + 1); },
+    log(msg: string) { multi.log(`${msg}\n`); },
+    stop() { multi.stop(); },
+  };
+}
+
+export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
+  const tty = !o.json && !o.quiet && process.stderr.isTTY;
+  const bars = peerBars(tty, o.peers);
+  let totalSet = false;
+  const summary = await runLocalCluster({
+    peers: o.peers,
+    config: o.config,
+    platform: o.platform,
+    password: o.password,
+    metricsFile: o.metrics,
+    dataDir: o.dataDir,
+    resume: o.resume,
+    testEvaluation: o.config.dataset === 'mnist',
+    onStatus: (s) => bars.status(s),
+    onRound: (m) => {
+      if (!totalSet) { totalSet = true; }
+      bars.round(m);
+      if (!tty && !o.json && !o.quiet && m.peer.endsWith('00') && (m.validationAccuracy !== undefined || m.round % 10 === 0)) {
+        process.stderr.write(`round ${m.round}: loss ${m.loss.toFixed(4)}${m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%` : ''} (${formatMs(m.roundMs)})\n`);
+      }
+    },
+    onLog: (msg) => (tty ? bars.log(msg) : !o.json && !o.quiet && process.stderr.write(`${msg}\n`)),
+    onPlan: (totalRounds) => bars.total(totalRounds),
+  });
+  bars.stop();
+  if (o.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  else process.stdout.write(`${renderSummary(summary)}\n`);
+  return summary;
+}
+
+export function renderSummary(s: ClusterSummary): string {
+  const lines = [
+    '',
+    `Training finished: ${s.stopReason ?? 'stopped'}`,
+    `  peers ${s.peers}, rounds ${s.rounds} (${s.epochs.toFixed(2)} epochs), ${s.parameters.toLocaleString()} parameters, wall time ${formatMs(s.wallMs)}`,
+  ];
+  if (s.test) lines.push(`  test accuracy ${(s.test.accuracy * 100).toFixed(2)}% on ${s.test.samples.toLocaleString()} MNIST test images (loss ${s.test.loss.toFixed(4)})`);
+  if (s.lastValidationAccuracy !== null) lines.push(`  last validation accuracy ${(s.lastValidationAccuracy * 100).toFixed(2)}%`);
+  lines.push(
+    `  replicas identical: ${s.identical ? 'yes' : 'NO'} (checksum ${s.checksums[0] ?? '-'})`,
+    `  bytes received by peers in exchanges: ${formatBytes(s.bytesExchanged)}`,
+    `  estimated function cost: $${s.estimatedCostUsd.toFixed(5)} (AWS Lambda prices)`,
+    `  time outside the functions' compute: ${(s.overheadShare * 100).toFixed(1)}% of round time`,
+    '',
+    table(['phase (sum over peers)', 'time'], Object.entries(s.phaseMs).map(([k, v]) => [k, formatMs(v)])),
+  );
+  for (const o of s.outcomes) if (o.state === 'failed') lines.push(`  ${o.id} failed: ${o.error}`);
+  return lines.join('\n');
+}
