@@ -1,0 +1,240 @@
+/*
+ * kernels.c: the tensor maths of the peerless module (see kernels.h).
+ *
+ * Every result is defined operation by operation in float32 (double where the
+ * JavaScript reference in src/tensor/reference.ts uses double), and built with
+ * -ffp-contract=off so no multiply-add is fused: the same inputs give the same bytes
+ * on every peer and in the reference. Loops are written so gcc -O3 vectorises them
+ * with plain SSE2.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Elements per block for blocked loops: 8 KB of float accumulators stays in L1. */
+#define PL_BLOCK 2048
+
+size_t pl_first_nonfinite(const pl_f32 *x, size_t n) {
+    const pl_u32 *w = (const pl_u32 *)x;
+    for (size_t base = 0; base < n; base += PL_BLOCK) {
+        size_t len = n - base < PL_BLOCK ? n - base : PL_BLOCK;
+        /* exponent 0xff (NaN or Inf) is the only one for which adding 1 to the exponent
+         * field carries into the sign bit: branch-free, so it vectorises */
+        uint32_t acc = 0;
+        for (size_t i = 0; i < len; i++) acc |= (w[base + i] & 0x7f800000u) + 0x00800000u;
+        if (acc & 0x80000000u) {
+            for (size_t i = 0; i < len; i++)
+                if ((w[base + i] & 0x7f800000u) == 0x7f800000u) return base + i;
+        }
+    }
+    return n;
+}
+
+void pl_add(pl_f32 *dst, const pl_f32 *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = dst[i] + src[i];
+}
+
+void pl_div(pl_f32 *dst, const pl_f32 *src, size_t n, float d) {
+    for (size_t i = 0; i < n; i++) dst[i] = src[i] / d;
+}
+
+void pl_scale(pl_f32 *x, size_t n, float f) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] * f;
+}
+
+/* One SGD loop per combination of the flags, so each is a straight vectorisable loop. */
+static inline void sgd_loop(pl_f32 *p, const pl_f32 *g, pl_f32 *v, size_t n, float lr, float mom,
+                            float damp, float wd, const int use_wd, const int first,
+                            const int nesterov) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        if (use_wd) gi = gi + wd * p[i];
+        float vi = first ? gi : mom * v[i] + damp * gi;
+        v[i] = vi;
+        float step = nesterov ? gi + mom * vi : vi;
+        p[i] = p[i] - lr * step;
+    }
+}
+
+void pl_sgd(pl_f32 *p, const pl_f32 *g, pl_f32 *v, size_t n, const pl_sgd_opts *o) {
+    const float lr = (float)o->lr, mom = (float)o->momentum, wd = (float)o->wd;
+    const float damp = (float)(1.0 - o->dampening);
+    const int use_wd = wd != 0.0f;
+    switch ((use_wd << 2) | (o->first << 1) | (o->nesterov != 0)) {
+    case 0: sgd_loop(p, g, v, n, lr, mom, damp, wd, 0, 0, 0); break;
+    case 1: sgd_loop(p, g, v, n, lr, mom, damp, wd, 0, 0, 1); break;
+    case 2: sgd_loop(p, g, v, n, lr, mom, damp, wd, 0, 1, 0); break;
+    case 3: sgd_loop(p, g, v, n, lr, mom, damp, wd, 0, 1, 1); break;
+    case 4: sgd_loop(p, g, v, n, lr, mom, damp, wd, 1, 0, 0); break;
+    case 5: sgd_loop(p, g, v, n, lr, mom, damp, wd, 1, 0, 1); break;
+    case 6: sgd_loop(p, g, v, n, lr, mom, damp, wd, 1, 1, 0); break;
+    default: sgd_loop(p, g, v, n, lr, mom, damp, wd, 1, 1, 1); break;
+    }
+}
+
+/* Adam: moments in float32, each product of a double hyper-parameter and a float rounded
+ * to float (as the reference's Math.fround does); the update itself in double. */
+static inline void adam_loop(pl_f32 *p, const pl_f32 *g, pl_f32 *m, pl_f32 *v, size_t n,
+                             const pl_adam_opts *o, const int mode) {
+    const double b1 = o->beta1, b2 = o->beta2, eps = o->eps, wd = o->wd;
+    const double omb1 = 1.0 - b1, omb2 = 1.0 - b2, lrwd = o->lr * wd;
+    const double bc1 = 1.0 - pow(b1, (double)o->step), bc2 = 1.0 - pow(b2, (double)o->step);
+    const double step_size = o->lr / bc1, sqrt_bc2 = sqrt(bc2);
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i], pi = p[i];
+        if (mode == 1) gi = gi + (float)(wd * (double)pi);   /* Adam: L2 in the gradient */
+        if (mode == 2) pi = pi - (float)(lrwd * (double)pi); /* AdamW: decoupled decay */
+        float mi = (float)(b1 * (double)m[i]) + (float)(omb1 * (double)gi);
+        float vi = (float)(b2 * (double)v[i]) + (float)(omb2 * (double)(gi * gi));
+        m[i] = mi;
+        v[i] = vi;
+        double denom = sqrt((double)vi) / sqrt_bc2 + eps;
+        p[i] = (float)((double)pi - (step_size * (double)mi) / denom);
+    }
+}
+
+void pl_adam(pl_f32 *p, const pl_f32 *g, pl_f32 *m, pl_f32 *v, size_t n, const pl_adam_opts *o) {
+    if (o->wd == 0.0) adam_loop(p, g, m, v, n, o, 0);
+    else if (!o->decoupled) adam_loop(p, g, m, v, n, o, 1);
+    else adam_loop(p, g, m, v, n, o, 2);
+}
+
+void pl_mean(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n) {
+    float acc[PL_BLOCK];
+    const float kf = (float)k;
+    for (size_t base = 0; base < n; base += PL_BLOCK) {
+        size_t len = n - base < PL_BLOCK ? n - base : PL_BLOCK;
+        const pl_f32 *a = in[0] + base;
+        for (size_t i = 0; i < len; i++) acc[i] = a[i];
+        for (size_t j = 1; j < k; j++) {
+            const pl_f32 *b = in[j] + base;
+            for (size_t i = 0; i < len; i++) acc[i] = acc[i] + b[i];
+        }
+        pl_f32 *d = dst + base;
+        for (size_t i = 0; i < len; i++) d[i] = acc[i] / kf;
+    }
+}
+
+/* Order-preserving map of a finite float's bits to an unsigned integer, with -0 < +0
+ * (the order JavaScript's Float32Array.prototype.sort uses), and back. */
+static inline uint32_t sort_key(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+static inline float from_key(uint32_t k) {
+    uint32_t b = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+    float x;
+    memcpy(&x, &b, 4);
+    return x;
+}
+
+/* Sorts the k values of coordinate i into `col` (insertion sort: k is small). */
+static inline void sorted_column(const pl_f32 *const *in, size_t k, size_t i, uint32_t *col) {
+    for (size_t j = 0; j < k; j++) {
+        uint32_t key = sort_key(in[j][i]);
+        size_t t = j;
+        while (t > 0 && col[t - 1] > key) {
+            col[t] = col[t - 1];
+            t--;
+        }
+        col[t] = key;
+    }
+}
+
+void pl_median(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, float *scratch) {
+    uint32_t *col = (uint32_t *)scratch;
+    for (size_t i = 0; i < n; i++) {
+        sorted_column(in, k, i, col);
+        dst[i] = (k & 1) ? from_key(col[k / 2])
+                         : (from_key(col[k / 2 - 1]) + from_key(col[k / 2])) / 2.0f;
+    }
+}
+
+void pl_trimmed(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, size_t trim,
+                float *scratch) {
+    uint32_t *col = (uint32_t *)scratch;
+    const float kept = (float)(k - 2 * trim);
+    for (size_t i = 0; i < n; i++) {
+        sorted_column(in, k, i, col);
+        float s = 0.0f;
+        for (size_t j = trim; j < k - trim; j++) s = s + from_key(col[j]);
+        dst[i] = s / kept;
+    }
+}
+
+/* Squared Euclidean distance in double, four partial sums. */
+static double sqdist(const pl_f32 *x, const pl_f32 *y, size_t n) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        double t0 = (double)x[i] - (double)y[i], t1 = (double)x[i + 1] - (double)y[i + 1];
+        double t2 = (double)x[i + 2] - (double)y[i + 2], t3 = (double)x[i + 3] - (double)y[i + 3];
+        s0 += t0 * t0;
+        s1 += t1 * t1;
+        s2 += t2 * t2;
+        s3 += t3 * t3;
+    }
+    for (; i < n; i++) {
+        double t = (double)x[i] - (double)y[i];
+        s0 += t * t;
+    }
+    return (s0 + s1) + (s2 + s3);
+}
+
+static void sort_doubles(double *a, size_t n) {
+    for (size_t j = 1; j < n; j++) {
+        double x = a[j];
+        size_t t = j;
+        while (t > 0 && a[t - 1] > x) {
+            a[t] = a[t - 1];
+            t--;
+        }
+        a[t] = x;
+    }
+}
+
+void pl_krum_select(const pl_f32 *const *in, size_t k, size_t n, size_t f, size_t m,
+                    size_t *chosen, double *work) {
+    double *d = work, *score = work + k * k;
+    for (size_t a = 0; a < k; a++) {
+        d[a * k + a] = 0;
+        for (size_t b = a + 1; b < k; b++) d[a * k + b] = d[b * k + a] = sqdist(in[a], in[b], n);
+    }
+    /* score[a] = sum of the k-f-2 smallest distances from a to the others */
+    for (size_t a = 0; a < k; a++) {
+        double *row = d + a * k; /* reuse the row as scratch: it is not needed afterwards */
+        size_t c = 0;
+        for (size_t b = 0; b < k; b++)
+            if (b != a) row[c++] = row[b];
+        sort_doubles(row, c);
+        double s = 0;
+        for (size_t j = 0; j < k - f - 2; j++) s += row[j];
+        score[a] = s;
+    }
+    /* the m lowest scores, ties broken by index; then in index (canonical) order */
+    for (size_t j = 0; j < m; j++) {
+        size_t best = k;
+        for (size_t a = 0; a < k; a++) {
+            if (score[a] < 0) continue; /* already chosen */
+            if (best == k || score[a] < score[best]) best = a;
+        }
+        chosen[j] = best;
+        score[best] = -1;
+    }
+    for (size_t j = 1; j < m; j++) {
+        size_t x = chosen[j], t = j;
+        while (t > 0 && chosen[t - 1] > x) {
+            chosen[t] = chosen[t - 1];
+            t--;
+        }
+        chosen[t] = x;
+    }
+}
+
+uint64_t pl_checksum(const pl_u32 *w, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ w[i]) * 0x100000001b3ull;
+    return h;
+}

@@ -1,0 +1,62 @@
+/*
+ * kernels.h: the tensor maths of the peerless module, free of any Redis type.
+ *
+ * Tensors are float32 little-endian arrays living inside Redis strings. A string's
+ * payload is not 4-byte aligned, so every pointer here is to `pl_f32`, a float type
+ * with alignment 1: gcc then emits unaligned vector loads/stores (movups) instead of
+ * assuming alignment, and the loops still vectorise at -O3.
+ */
+#ifndef PEERLESS_KERNELS_H
+#define PEERLESS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef float pl_f32 __attribute__((aligned(1), may_alias));
+typedef uint32_t pl_u32 __attribute__((aligned(1), may_alias));
+
+/* Index of the first NaN or +-Inf among n floats, or n when all are finite. */
+size_t pl_first_nonfinite(const pl_f32 *x, size_t n);
+
+/* dst[i] += src[i] */
+void pl_add(pl_f32 *dst, const pl_f32 *src, size_t n);
+/* dst[i] = src[i] / d (dst may be src) */
+void pl_div(pl_f32 *dst, const pl_f32 *src, size_t n, float d);
+/* x[i] *= f */
+void pl_scale(pl_f32 *x, size_t n, float f);
+
+typedef struct {
+    float lr, momentum, dampening, wd;
+    int nesterov;
+    int first; /* the velocity did not exist: v = g' */
+} pl_sgd_opts;
+
+/* PyTorch SGD in place, every operation rounded to float32 (see src/tensor/reference.ts). */
+void pl_sgd(pl_f32 *p, const pl_f32 *g, pl_f32 *v, size_t n, const pl_sgd_opts *o);
+
+typedef struct {
+    double lr, beta1, beta2, eps, wd;
+    int decoupled;
+    long long step; /* the new step count, >= 1 */
+} pl_adam_opts;
+
+/* Adam / AdamW with bias correction, in place. */
+void pl_adam(pl_f32 *p, const pl_f32 *g, pl_f32 *m, pl_f32 *v, size_t n, const pl_adam_opts *o);
+
+/* Coordinate-wise aggregation of k equally long inputs (already in canonical order) into
+ * dst. dst may be one of the inputs: each block of dst is written only after every input's
+ * block was read. `scratch` must hold k floats (MEDIAN/TRIMMED). */
+void pl_mean(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n);
+void pl_median(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, float *scratch);
+void pl_trimmed(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, size_t trim, float *scratch);
+
+/* Multi-Krum: chooses the `m` inputs with the lowest scores (sum of squared distances to
+ * their k-f-2 nearest others; ties by index) and writes their indices, ascending, to
+ * `chosen`. `work` must hold k*k + k doubles. */
+void pl_krum_select(const pl_f32 *const *in, size_t k, size_t n, size_t f, size_t m,
+                    size_t *chosen, double *work);
+
+/* 64-bit FNV-1a over the 32-bit little-endian words of the tensor. */
+uint64_t pl_checksum(const pl_u32 *w, size_t n);
+
+#endif

@@ -1,0 +1,970 @@
+/*
+ * peerless.c: the peerless Redis module. Tensor maths inside Redis for peer-to-peer
+ * training: accumulate gradients once per contribution, average, aggregate across peers
+ * in a canonical order, and take optimizer steps, all in place on plain Redis strings.
+ *
+ * The command contract is native/COMMANDS.md. Every command follows the same shape:
+ *   1. check the arity and parse every number (nothing is touched yet);
+ *   2. open the keys and check their types and lengths, scan incoming tensors for
+ *      NaN/Inf (still nothing is changed);
+ *   3. mutate in place through StringDMA, replicate verbatim, reply.
+ * Every path replies exactly once; errors are one line starting "ERR peerless: ".
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "redismodule_min.h"
+
+#define PL_API_POINTER(ret, name, params) ret(*RedisModule_##name) params = NULL;
+PL_REDIS_API(PL_API_POINTER)
+#undef PL_API_POINTER
+
+/* 2^27 elements = 512 MiB, the largest string Redis keeps (StringTruncate refuses more). */
+#define PL_MAX_ELEMENTS (1LL << 27)
+/* Contributions per accumulation: exact as a float divisor, far above any real peer count. */
+#define PL_MAX_EXPECTED (1LL << 20)
+/* Inputs of one PL.AGGREGATE. */
+#define PL_MAX_INPUTS 1024
+/* Adam step counts stay exact in a double. */
+#define PL_MAX_STEP (1LL << 53)
+#define PL_FLT_MAX 3.4028234663852886e38
+
+static const char *AVERAGED_CHANNEL = "peerless:averaged";
+
+/* ------------------------------------------------------------------------------------------
+ * Replies and messages
+ * ---------------------------------------------------------------------------------------- */
+
+/* Replies "ERR peerless: <message>" and returns REDISMODULE_OK, so `return fail(...)`. */
+__attribute__((format(printf, 2, 3))) static int fail(RedisModuleCtx *ctx, const char *fmt, ...) {
+    char msg[512];
+    int head = snprintf(msg, sizeof msg, "ERR peerless: ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + head, sizeof msg - (size_t)head, fmt, ap);
+    va_end(ap);
+    for (char *c = msg; *c; c++)
+        if (*c == '\r' || *c == '\n') *c = ' '; /* one line, always */
+    RedisModule_ReplyWithError(ctx, msg);
+    return REDISMODULE_OK;
+}
+
+/* A printable, bounded rendering of a key name or argument for error messages. */
+typedef struct {
+    char s[72];
+} shown;
+
+static shown show(const RedisModuleString *str) {
+    shown out;
+    size_t len, j = 0;
+    const char *p = RedisModule_StringPtrLen(str, &len);
+    for (size_t i = 0; i < len && j < 60; i++) {
+        unsigned char c = (unsigned char)p[i];
+        out.s[j++] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
+    }
+    if (len > 60) memcpy(out.s + j, "...", 4);
+    else out.s[j] = '\0';
+    return out;
+}
+
+static const char *type_name(int type) {
+    switch (type) {
+    case REDISMODULE_KEYTYPE_LIST: return "a list";
+    case REDISMODULE_KEYTYPE_HASH: return "a hash";
+    case REDISMODULE_KEYTYPE_SET: return "a set";
+    case REDISMODULE_KEYTYPE_ZSET: return "a sorted set";
+    case REDISMODULE_KEYTYPE_MODULE: return "a module value";
+    case REDISMODULE_KEYTYPE_STREAM: return "a stream";
+    default: return "a non-string value";
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Arguments
+ * ---------------------------------------------------------------------------------------- */
+
+/* Case-insensitive comparison of an argument with an upper-case ASCII word. */
+static int is_word(const RedisModuleString *arg, const char *word) {
+    size_t len;
+    const char *p = RedisModule_StringPtrLen(arg, &len);
+    if (len != strlen(word)) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+        if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
+        if (c != word[i]) return 0;
+    }
+    return 1;
+}
+
+/* An integer in [min, max]; replies the error and returns 0 otherwise. */
+static int parse_int(RedisModuleCtx *ctx, RedisModuleString *arg, const char *what, long long min,
+                     long long max, long long *out) {
+    long long v;
+    if (RedisModule_StringToLongLong(arg, &v) != REDISMODULE_OK) {
+        fail(ctx, "%s must be an integer, got \"%s\"", what, show(arg).s);
+        return 0;
+    }
+    if (v < min || v > max) {
+        fail(ctx, "%s must be between %lld and %lld, got %lld", what, min, max, v);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A finite number in [min, max] (or (min, max] when min_open); else error, returns 0. */
+static int parse_real(RedisModuleCtx *ctx, RedisModuleString *arg, const char *what, double min,
+                      int min_open, double max, int max_open, double *out) {
+    double v;
+    if (RedisModule_StringToDouble(arg, &v) != REDISMODULE_OK || !isfinite(v)) {
+        fail(ctx, "%s must be a finite number, got \"%s\"", what, show(arg).s);
+        return 0;
+    }
+    if (v < min || (min_open && v == min) || v > max || (max_open && v == max)) {
+        fail(ctx, "%s must be in %s%g, %g%s, got %g", what, min_open ? "(" : "[", min, max,
+             max_open ? ")" : "]", v);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* An incoming tensor: a non-empty blob, a multiple of 4 bytes, only finite values. */
+static int parse_blob(RedisModuleCtx *ctx, RedisModuleString *arg, const char *what,
+                      const pl_f32 **data, size_t *n) {
+    size_t bytes;
+    const char *p = RedisModule_StringPtrLen(arg, &bytes);
+    if (bytes == 0 || bytes % 4 != 0) {
+        fail(ctx, "%s has %zu bytes, not a non-empty multiple of 4 (float32)", what, bytes);
+        return 0;
+    }
+    if (bytes / 4 > (size_t)PL_MAX_ELEMENTS) {
+        fail(ctx, "%s has %zu elements, more than %lld", what, bytes / 4, PL_MAX_ELEMENTS);
+        return 0;
+    }
+    size_t bad = pl_first_nonfinite((const pl_f32 *)p, bytes / 4);
+    if (bad < bytes / 4) {
+        float x = ((const pl_f32 *)p)[bad];
+        fail(ctx, "%s has a non-finite value (%s) at element %zu", what,
+             isnan(x) ? "NaN" : (x > 0 ? "Inf" : "-Inf"), bad);
+        return 0;
+    }
+    *data = (const pl_f32 *)p;
+    *n = bytes / 4;
+    return 1;
+}
+
+/* Byte-wise comparison of two names: memcmp on the common prefix, then the length. */
+static int name_cmp(const RedisModuleString *a, const RedisModuleString *b) {
+    size_t la, lb;
+    const char *pa = RedisModule_StringPtrLen(a, &la), *pb = RedisModule_StringPtrLen(b, &lb);
+    int c = memcmp(pa, pb, la < lb ? la : lb);
+    if (c != 0) return c;
+    return la < lb ? -1 : (la > lb ? 1 : 0);
+}
+
+/* Replies an error unless the `count` key names are pairwise distinct. */
+static int distinct_keys(RedisModuleCtx *ctx, RedisModuleString **keys, int count) {
+    for (int i = 0; i < count; i++)
+        for (int j = i + 1; j < count; j++)
+            if (name_cmp(keys[i], keys[j]) == 0) {
+                fail(ctx, "key \"%s\" is given twice; the keys must be distinct", show(keys[i]).s);
+                return 0;
+            }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Keys holding tensors
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    RedisModuleKey *key;
+    size_t n; /* elements; 0 when the key is missing */
+} tensor_key;
+
+static void close_key(RedisModuleKey **key) {
+    if (*key) RedisModule_CloseKey(*key);
+    *key = NULL;
+}
+
+/* Opens `name` and checks it holds a tensor (a string, non-empty, a multiple of 4 bytes);
+ * a missing key is allowed only when `may_be_missing`. Replies the error and returns 0
+ * (with the key closed) otherwise. */
+static int open_tensor(RedisModuleCtx *ctx, RedisModuleString *name, int mode, const char *role,
+                       int may_be_missing, tensor_key *t) {
+    t->key = RedisModule_OpenKey(ctx, name, mode);
+    t->n = 0;
+    int type = RedisModule_KeyType(t->key);
+    if (type == REDISMODULE_KEYTYPE_EMPTY) {
+        if (may_be_missing) return 1;
+        close_key(&t->key);
+        fail(ctx, "%s \"%s\" does not exist", role, show(name).s);
+        return 0;
+    }
+    if (type != REDISMODULE_KEYTYPE_STRING) {
+        close_key(&t->key);
+        fail(ctx, "wrong type: %s \"%s\" holds %s, not a float32 tensor", role, show(name).s,
+             type_name(type));
+        return 0;
+    }
+    size_t bytes = RedisModule_ValueLength(t->key);
+    if (bytes == 0 || bytes % 4 != 0) {
+        close_key(&t->key);
+        fail(ctx, "%s \"%s\" holds %zu bytes, not a float32 tensor", role, show(name).s, bytes);
+        return 0;
+    }
+    t->n = bytes / 4;
+    return 1;
+}
+
+/* Opens a key that will be overwritten: it must be missing or a string. */
+static int open_target(RedisModuleCtx *ctx, RedisModuleString *name, const char *role,
+                       RedisModuleKey **key) {
+    *key = RedisModule_OpenKey(ctx, name, REDISMODULE_READ | REDISMODULE_WRITE);
+    int type = RedisModule_KeyType(*key);
+    if (type == REDISMODULE_KEYTYPE_EMPTY || type == REDISMODULE_KEYTYPE_STRING) return 1;
+    close_key(key);
+    fail(ctx, "wrong type: %s \"%s\" holds %s, not a float32 tensor", role, show(name).s,
+         type_name(type));
+    return 0;
+}
+
+/* The payload of a string key for reading or writing (after any resize). */
+static pl_f32 *dma(RedisModuleKey *key, int mode) {
+    size_t len;
+    return (pl_f32 *)RedisModule_StringDMA(key, &len, mode);
+}
+
+/* Makes `key` (missing or a string, opened for writing) an n-element tensor and returns its
+ * payload. With `zero`, every element is 0, otherwise the old content is kept where the
+ * lengths overlap. Returns NULL only if Redis refuses the size, which the callers' limits
+ * rule out. */
+static pl_f32 *resize(RedisModuleKey *key, size_t n, int zero) {
+    if (zero && RedisModule_KeyType(key) != REDISMODULE_KEYTYPE_EMPTY) RedisModule_DeleteKey(key);
+    if (RedisModule_StringTruncate(key, n * 4) != REDISMODULE_OK) return NULL;
+    pl_f32 *p = dma(key, REDISMODULE_WRITE);
+    if (p && zero) memset((void *)p, 0, n * 4);
+    return p;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.SET key blob
+ *
+ * Stores a tensor. The blob is the argument's own string object, shared with the key
+ * rather than copied (Redis's SET does the same); a later in-place write unshares it.
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_set(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 3) return RedisModule_WrongArity(ctx);
+    const pl_f32 *data;
+    size_t n;
+    if (!parse_blob(ctx, argv[2], "tensor", &data, &n)) return REDISMODULE_OK;
+    RedisModuleKey *key;
+    if (!open_target(ctx, argv[1], "key", &key)) return REDISMODULE_OK;
+    RedisModule_StringSet(key, argv[2]);
+    RedisModule_CloseKey(key);
+    RedisModule_ReplicateVerbatim(ctx);
+    return RedisModule_ReplyWithSimpleString(ctx, "OK");
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.SETRANGE key offset blob
+ *
+ * Writes a slice into an existing tensor at element `offset`: the all-gather of a sharded
+ * exchange puts each owner's averaged shard in place. The slice must fit.
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_setrange(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 4) return RedisModule_WrongArity(ctx);
+    long long offset;
+    const pl_f32 *data;
+    size_t n;
+    if (!parse_int(ctx, argv[2], "offset", 0, PL_MAX_ELEMENTS, &offset)) return REDISMODULE_OK;
+    if (!parse_blob(ctx, argv[3], "slice", &data, &n)) return REDISMODULE_OK;
+    tensor_key t;
+    if (!open_tensor(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, "tensor", 0, &t))
+        return REDISMODULE_OK;
+    if ((size_t)offset + n > t.n) {
+        close_key(&t.key);
+        return fail(ctx, "slice [%lld, %lld) does not fit tensor \"%s\" of %zu elements", offset,
+                    offset + (long long)n, show(argv[1]).s, t.n);
+    }
+    pl_f32 *p = dma(t.key, REDISMODULE_WRITE);
+    memcpy((void *)(p + offset), (const void *)data, n * 4);
+    close_key(&t.key);
+    RedisModule_ReplicateVerbatim(ctx);
+    return RedisModule_ReplyWithSimpleString(ctx, "OK");
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.ZEROS key n
+ *
+ * Stores a tensor of n zeros (a fresh sum, a velocity, a shard buffer).
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_zeros(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 3) return RedisModule_WrongArity(ctx);
+    long long n;
+    if (!parse_int(ctx, argv[2], "n", 1, PL_MAX_ELEMENTS, &n)) return REDISMODULE_OK;
+    RedisModuleKey *key;
+    if (!open_target(ctx, argv[1], "key", &key)) return REDISMODULE_OK;
+    pl_f32 *p = resize(key, (size_t)n, 1);
+    RedisModule_CloseKey(key);
+    if (!p) return fail(ctx, "cannot allocate %lld elements", n);
+    RedisModule_ReplicateVerbatim(ctx);
+    return RedisModule_ReplyWithSimpleString(ctx, "OK");
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.LEN key
+ *
+ * Number of elements of a tensor: how a reader sizes its buffer before ranged reads.
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_len(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 2) return RedisModule_WrongArity(ctx);
+    tensor_key t;
+    if (!open_tensor(ctx, argv[1], REDISMODULE_READ, "tensor", 0, &t)) return REDISMODULE_OK;
+    close_key(&t.key);
+    return RedisModule_ReplyWithLongLong(ctx, (long long)t.n);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.GETRANGE key offset count
+ *
+ * `count` elements from element `offset`, as raw bytes. Large tensors are read in ~4 MB
+ * ranges so that no single reply stalls the server for long.
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_getrange(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 4) return RedisModule_WrongArity(ctx);
+    long long offset, count;
+    if (!parse_int(ctx, argv[2], "offset", 0, PL_MAX_ELEMENTS, &offset)) return REDISMODULE_OK;
+    if (!parse_int(ctx, argv[3], "count", 0, PL_MAX_ELEMENTS, &count)) return REDISMODULE_OK;
+    tensor_key t;
+    if (!open_tensor(ctx, argv[1], REDISMODULE_READ, "tensor", 0, &t)) return REDISMODULE_OK;
+    if ((size_t)(offset + count) > t.n) {
+        close_key(&t.key);
+        return fail(ctx, "range [%lld, %lld) is outside tensor \"%s\" of %zu elements", offset,
+                    offset + count, show(argv[1]).s, t.n);
+    }
+    const pl_f32 *p = dma(t.key, REDISMODULE_READ);
+    RedisModule_ReplyWithStringBuffer(ctx, (const char *)(p + offset), (size_t)count * 4);
+    close_key(&t.key);
+    return REDISMODULE_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.ACCUM sum avg id expected blob [OFFSET o TOTAL n]
+ *
+ * Adds a gradient into the running sum, at most once per contribution id, so a retried
+ * serverless function can never count twice. The ids live in the hash "<sum>:ids"; its
+ * field "" (ids must be non-empty) holds `expected`, so the count is the hash length - 1.
+ * The first contribution (no ids hash yet) starts a fresh sum; the one that brings the
+ * count to `expected` writes avg = sum / expected and publishes the name of `avg` on
+ * peerless:averaged, which the round's state machine waits for.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const pl_f32 *data;
+    size_t n;                 /* elements in the blob */
+    long long expected;       /* contributions to wait for */
+    long long offset, total;  /* the blob is [offset, offset+n) of a `total`-element sum */
+} accum_args;
+
+static int parse_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, accum_args *a) {
+    if (!parse_int(ctx, argv[4], "expected", 1, PL_MAX_EXPECTED, &a->expected)) return 0;
+    size_t idlen;
+    RedisModule_StringPtrLen(argv[3], &idlen);
+    if (idlen == 0) return fail(ctx, "contribution id must not be empty"), 0;
+    if (!distinct_keys(ctx, argv + 1, 2)) return 0;
+    a->offset = -1;
+    a->total = -1;
+    for (int i = 6; i < argc; i += 2) {
+        if (is_word(argv[i], "OFFSET") && a->offset < 0) {
+            if (!parse_int(ctx, argv[i + 1], "OFFSET", 0, PL_MAX_ELEMENTS - 1, &a->offset)) return 0;
+        } else if (is_word(argv[i], "TOTAL") && a->total < 0) {
+            if (!parse_int(ctx, argv[i + 1], "TOTAL", 1, PL_MAX_ELEMENTS, &a->total)) return 0;
+        } else {
+            return fail(ctx, "unexpected argument \"%s\" (expected OFFSET o TOTAL n)",
+                        show(argv[i]).s), 0;
+        }
+    }
+    if (!parse_blob(ctx, argv[5], "gradient", &a->data, &a->n)) return 0;
+    if (argc == 6) {
+        a->offset = 0;
+        a->total = (long long)a->n;
+    } else if (a->offset + (long long)a->n > a->total) {
+        return fail(ctx, "gradient slice [%lld, %lld) does not fit TOTAL %lld", a->offset,
+                    a->offset + (long long)a->n, a->total), 0;
+    }
+    return 1;
+}
+
+/* Reads the accumulation state from the ids hash: expected (0 when fresh) and count. */
+static int read_accum_state(RedisModuleCtx *ctx, RedisModuleKey *ids, RedisModuleString *ids_name,
+                            long long *expected, long long *count) {
+    *expected = 0;
+    *count = 0;
+    if (RedisModule_KeyType(ids) == REDISMODULE_KEYTYPE_EMPTY) return 1;
+    RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0), *val = NULL;
+    RedisModule_HashGet(ids, REDISMODULE_HASH_NONE, meta, &val, NULL);
+    RedisModule_FreeString(ctx, meta);
+    long long e = 0;
+    int ok = val && RedisModule_StringToLongLong(val, &e) == REDISMODULE_OK && e >= 1 &&
+             e <= PL_MAX_EXPECTED;
+    if (val) RedisModule_FreeString(ctx, val);
+    if (!ok) {
+        fail(ctx, "\"%s\" is not an accumulation's id set (no expected count)", show(ids_name).s);
+        return 0;
+    }
+    *expected = e;
+    *count = (long long)RedisModule_ValueLength(ids) - 1;
+    return 1;
+}
+
+static int reply_accum(RedisModuleCtx *ctx, long long count, long long expected) {
+    RedisModule_ReplyWithArray(ctx, 3);
+    RedisModule_ReplyWithLongLong(ctx, count);
+    RedisModule_ReplyWithLongLong(ctx, expected);
+    return RedisModule_ReplyWithLongLong(ctx, count >= expected ? 1 : 0);
+}
+
+/* Records the contribution id (and, on the first one, `expected`) in the ids hash. */
+static void record_id(RedisModuleCtx *ctx, RedisModuleKey *ids, RedisModuleString *id,
+                      long long expected, int fresh) {
+    RedisModuleString *one = RedisModule_CreateString(ctx, "1", 1);
+    if (fresh) {
+        RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
+        RedisModuleString *exp = RedisModule_CreateStringFromLongLong(ctx, expected);
+        RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, meta, exp, id, one, NULL);
+        RedisModule_FreeString(ctx, meta);
+        RedisModule_FreeString(ctx, exp);
+    } else {
+        RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, id, one, NULL);
+    }
+    RedisModule_FreeString(ctx, one);
+}
+
+/* Adds the blob into the sum (creating a fresh one first when `fresh`). */
+static void add_into_sum(RedisModuleKey *sum, RedisModuleString *blob, const accum_args *a,
+                         int fresh) {
+    if (fresh && a->offset == 0 && a->n == (size_t)a->total) {
+        RedisModule_StringSet(sum, blob); /* the first whole gradient is the sum: no copy */
+        return;
+    }
+    pl_f32 *s = fresh ? resize(sum, (size_t)a->total, 1) : dma(sum, REDISMODULE_WRITE);
+    pl_add(s + a->offset, a->data, a->n);
+}
+
+/* "<sum>:ids", built byte by byte: key names may hold any bytes. */
+static RedisModuleString *ids_key_name(RedisModuleCtx *ctx, RedisModuleString *sum) {
+    size_t len;
+    const char *name = RedisModule_StringPtrLen(sum, &len);
+    char stackbuf[256];
+    char *buf = len + 4 <= sizeof stackbuf ? stackbuf : RedisModule_Alloc(len + 4);
+    memcpy(buf, name, len);
+    memcpy(buf + len, ":ids", 4);
+    RedisModuleString *out = RedisModule_CreateString(ctx, buf, len + 4);
+    if (buf != stackbuf) RedisModule_Free(buf);
+    return out;
+}
+
+static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 6 && argc != 10) return RedisModule_WrongArity(ctx);
+    accum_args a;
+    if (!parse_accum(ctx, argv, argc, &a)) return REDISMODULE_OK;
+
+    RedisModuleString *ids_name = ids_key_name(ctx, argv[1]);
+    if (name_cmp(ids_name, argv[2]) == 0) {
+        RedisModule_FreeString(ctx, ids_name);
+        return fail(ctx, "avg must not be the sum's id set \"%s\"", show(argv[2]).s);
+    }
+
+    RedisModuleKey *ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
+    RedisModuleKey *sum = NULL, *avg = NULL;
+    tensor_key st = {NULL, 0};
+    long long expected, count;
+    int fresh, completes;
+    int type = RedisModule_KeyType(ids);
+    if (type != REDISMODULE_KEYTYPE_EMPTY && type != REDISMODULE_KEYTYPE_HASH) {
+        fail(ctx, "wrong type: \"%s\" holds %s, not an id set", show(ids_name).s, type_name(type));
+        goto done;
+    }
+    if (!read_accum_state(ctx, ids, ids_name, &expected, &count)) goto done;
+    fresh = expected == 0;
+    if (!fresh && expected != a.expected) {
+        fail(ctx, "expected %lld contributions, but \"%s\" was started with %lld", a.expected,
+             show(argv[1]).s, expected);
+        goto done;
+    }
+    if (!fresh) {
+        int seen = 0;
+        RedisModule_HashGet(ids, REDISMODULE_HASH_EXISTS, argv[3], &seen, NULL);
+        if (seen) { /* a retry: nothing changes */
+            reply_accum(ctx, count, expected);
+            goto done;
+        }
+        if (count >= expected) {
+            fail(ctx, "accumulation \"%s\" is complete (%lld of %lld); contribution \"%s\" refused",
+                 show(argv[1]).s, count, expected, show(argv[3]).s);
+            goto done;
+        }
+    }
+
+    /* The sum: a fresh accumulation overwrites any string there; a running one needs it. */
+    if (fresh) {
+        if (!open_target(ctx, argv[1], "sum", &sum)) goto done;
+    } else {
+        if (!open_tensor(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, "sum", 0, &st))
+            goto done;
+        sum = st.key;
+        if (st.n != (size_t)a.total) {
+            fail(ctx, "gradient has %lld elements, expected %zu (the length of \"%s\")", a.total,
+                 st.n, show(argv[1]).s);
+            goto done;
+        }
+    }
+    completes = count + 1 == a.expected;
+    if (completes && !open_target(ctx, argv[2], "avg", &avg)) goto done;
+
+    /* Everything checked: mutate. */
+    add_into_sum(sum, argv[5], &a, fresh);
+    record_id(ctx, ids, argv[3], a.expected, fresh);
+    count++;
+    if (completes) {
+        pl_f32 *out = resize(avg, (size_t)a.total, 0);
+        pl_div(out, dma(sum, REDISMODULE_READ), (size_t)a.total, (float)a.expected);
+        RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL,
+                                                              strlen(AVERAGED_CHANNEL));
+        RedisModule_PublishMessage(ctx, channel, argv[2]);
+        RedisModule_FreeString(ctx, channel);
+    }
+    RedisModule_ReplicateVerbatim(ctx);
+    reply_accum(ctx, count, a.expected);
+
+done:
+    close_key(&ids);
+    close_key(&sum);
+    close_key(&avg);
+    RedisModule_FreeString(ctx, ids_name);
+    return REDISMODULE_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.SGD param grad velocity lr momentum [DAMPENING d] [WD wd] [NESTEROV]
+ *
+ * One PyTorch-style SGD step in place on the parameters, with the velocity kept beside
+ * them (created on the first step). Runs on the averaged gradient, so it never leaves the
+ * database.
+ * ---------------------------------------------------------------------------------------- */
+static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl_sgd_opts *o) {
+    memset(o, 0, sizeof *o);
+    double lr, mom;
+    if (!parse_real(ctx, argv[4], "lr", 0, 0, PL_FLT_MAX, 0, &lr)) return 0;
+    if (!parse_real(ctx, argv[5], "momentum", 0, 0, PL_FLT_MAX, 0, &mom)) return 0;
+    o->lr = (float)lr;
+    o->momentum = (float)mom;
+    int seen_d = 0, seen_wd = 0;
+    double d = 0, wd = 0;
+    for (int i = 6; i < argc; i++) {
+        if (is_word(argv[i], "NESTEROV") && !o->nesterov) {
+            o->nesterov = 1;
+        } else if (is_word(argv[i], "DAMPENING") && !seen_d && i + 1 < argc) {
+            if (!parse_real(ctx, argv[++i], "DAMPENING", 0, 0, 1, 0, &d)) return 0;
+            seen_d = 1;
+        } else if (is_word(argv[i], "WD") && !seen_wd && i + 1 < argc) {
+            if (!parse_real(ctx, argv[++i], "WD", 0, 0, PL_FLT_MAX, 0, &wd)) return 0;
+            seen_wd = 1;
+        } else {
+            return fail(ctx, "unexpected argument \"%s\" (options: DAMPENING d, WD wd, NESTEROV, "
+                        "each once)", show(argv[i]).s), 0;
+        }
+    }
+    if (o->nesterov && (mom <= 0 || d != 0))
+        return fail(ctx, "NESTEROV needs a momentum > 0 and no dampening"), 0;
+    o->dampening = (float)d;
+    o->wd = (float)wd;
+    return distinct_keys(ctx, argv + 1, 3);
+}
+
+static int cmd_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc < 6 || argc > 11) return RedisModule_WrongArity(ctx);
+    pl_sgd_opts o;
+    if (!parse_sgd(ctx, argv, argc, &o)) return REDISMODULE_OK;
+    tensor_key p = {NULL, 0}, g = {NULL, 0}, v = {NULL, 0};
+    if (!open_tensor(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, "parameters", 0, &p) ||
+        !open_tensor(ctx, argv[2], REDISMODULE_READ, "gradient", 0, &g) ||
+        !open_tensor(ctx, argv[3], REDISMODULE_READ | REDISMODULE_WRITE, "velocity", 1, &v))
+        goto done;
+    if (g.n != p.n || (v.n != 0 && v.n != p.n)) {
+        fail(ctx, "%s has %zu elements, expected %zu (the parameters)",
+             g.n != p.n ? "gradient" : "velocity", g.n != p.n ? g.n : v.n, p.n);
+        goto done;
+    }
+    const pl_f32 *gd = dma(g.key, REDISMODULE_READ);
+    size_t bad = pl_first_nonfinite(gd, g.n);
+    if (bad < g.n) {
+        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, bad);
+        goto done;
+    }
+    o.first = v.n == 0;
+    pl_f32 *vd = o.first ? resize(v.key, p.n, 1) : dma(v.key, REDISMODULE_WRITE);
+    pl_sgd(dma(p.key, REDISMODULE_WRITE), gd, vd, p.n, &o);
+    RedisModule_ReplicateVerbatim(ctx);
+    RedisModule_ReplyWithSimpleString(ctx, "OK");
+done:
+    close_key(&p.key);
+    close_key(&g.key);
+    close_key(&v.key);
+    return REDISMODULE_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.ADAM param grad m v step lr [BETA1 b1] [BETA2 b2] [EPS e] [WD wd] [DECOUPLED]
+ *
+ * One Adam (or AdamW with DECOUPLED) step in place, with bias correction. The moments are
+ * created as zeros on the first step; `step` is an integer string key, missing = 0, and
+ * the reply is the new step count.
+ * ---------------------------------------------------------------------------------------- */
+static int parse_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl_adam_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->beta1 = 0.9;
+    o->beta2 = 0.999;
+    o->eps = 1e-8;
+    if (!parse_real(ctx, argv[6], "lr", 0, 0, PL_FLT_MAX, 0, &o->lr)) return 0;
+    int seen[4] = {0, 0, 0, 0};
+    static const char *names[4] = {"BETA1", "BETA2", "EPS", "WD"};
+    for (int i = 7; i < argc; i++) {
+        int w = -1;
+        for (int k = 0; k < 4; k++)
+            if (is_word(argv[i], names[k])) w = k;
+        if (w >= 0 && !seen[w] && i + 1 < argc) {
+            seen[w] = 1;
+            RedisModuleString *val = argv[++i];
+            int ok = w == 0   ? parse_real(ctx, val, "BETA1", 0, 0, 1, 1, &o->beta1)
+                     : w == 1 ? parse_real(ctx, val, "BETA2", 0, 0, 1, 1, &o->beta2)
+                     : w == 2 ? parse_real(ctx, val, "EPS", 0, 1, PL_FLT_MAX, 0, &o->eps)
+                              : parse_real(ctx, val, "WD", 0, 0, PL_FLT_MAX, 0, &o->wd);
+            if (!ok) return 0;
+        } else if (is_word(argv[i], "DECOUPLED") && !o->decoupled) {
+            o->decoupled = 1;
+        } else {
+            return fail(ctx, "unexpected argument \"%s\" (options: BETA1, BETA2, EPS, WD with a "
+                        "value, DECOUPLED; each once)", show(argv[i]).s), 0;
+        }
+    }
+    return distinct_keys(ctx, argv + 1, 5);
+}
+
+/* Reads the step count key: missing = 0, else a string holding an integer >= 0. */
+static int read_step(RedisModuleCtx *ctx, RedisModuleKey *key, RedisModuleString *name,
+                     long long *step) {
+    int type = RedisModule_KeyType(key);
+    *step = 0;
+    if (type == REDISMODULE_KEYTYPE_EMPTY) return 1;
+    if (type != REDISMODULE_KEYTYPE_STRING) {
+        fail(ctx, "wrong type: step \"%s\" holds %s, not a step count", show(name).s,
+             type_name(type));
+        return 0;
+    }
+    size_t len;
+    const char *p = RedisModule_StringDMA(key, &len, REDISMODULE_READ);
+    RedisModuleString *s = RedisModule_CreateString(ctx, p, len);
+    int ok = RedisModule_StringToLongLong(s, step) == REDISMODULE_OK && *step >= 0 &&
+             *step < PL_MAX_STEP;
+    if (!ok) fail(ctx, "step \"%s\" holds \"%s\", not a step count", show(name).s, show(s).s);
+    RedisModule_FreeString(ctx, s);
+    return ok;
+}
+
+static int cmd_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc < 7 || argc > 16) return RedisModule_WrongArity(ctx);
+    pl_adam_opts o;
+    if (!parse_adam(ctx, argv, argc, &o)) return REDISMODULE_OK;
+    const int rw = REDISMODULE_READ | REDISMODULE_WRITE;
+    tensor_key p = {NULL, 0}, g = {NULL, 0}, m = {NULL, 0}, v = {NULL, 0};
+    RedisModuleKey *sk = NULL;
+    long long step;
+    if (!open_tensor(ctx, argv[1], rw, "parameters", 0, &p) ||
+        !open_tensor(ctx, argv[2], REDISMODULE_READ, "gradient", 0, &g) ||
+        !open_tensor(ctx, argv[3], rw, "first moment", 1, &m) ||
+        !open_tensor(ctx, argv[4], rw, "second moment", 1, &v))
+        goto done;
+    sk = RedisModule_OpenKey(ctx, argv[5], rw);
+    if (!read_step(ctx, sk, argv[5], &step)) goto done;
+    if (g.n != p.n || (m.n && m.n != p.n) || (v.n && v.n != p.n)) {
+        const char *what = g.n != p.n ? "gradient" : (m.n && m.n != p.n) ? "first moment"
+                                                                          : "second moment";
+        size_t n = g.n != p.n ? g.n : (m.n && m.n != p.n) ? m.n : v.n;
+        fail(ctx, "%s has %zu elements, expected %zu (the parameters)", what, n, p.n);
+        goto done;
+    }
+    const pl_f32 *gd = dma(g.key, REDISMODULE_READ);
+    size_t bad = pl_first_nonfinite(gd, g.n);
+    if (bad < g.n) {
+        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, bad);
+        goto done;
+    }
+    o.step = step + 1;
+    pl_f32 *md = m.n ? dma(m.key, REDISMODULE_WRITE) : resize(m.key, p.n, 1);
+    pl_f32 *vd = v.n ? dma(v.key, REDISMODULE_WRITE) : resize(v.key, p.n, 1);
+    pl_adam(dma(p.key, REDISMODULE_WRITE), gd, md, vd, p.n, &o);
+    RedisModuleString *s = RedisModule_CreateStringFromLongLong(ctx, o.step);
+    RedisModule_StringSet(sk, s);
+    RedisModule_FreeString(ctx, s);
+    RedisModule_ReplicateVerbatim(ctx);
+    RedisModule_ReplyWithLongLong(ctx, o.step);
+done:
+    close_key(&p.key);
+    close_key(&g.key);
+    close_key(&m.key);
+    close_key(&v.key);
+    close_key(&sk);
+    return REDISMODULE_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.AGGREGATE dst rule n key1 .. keyn      rule: MEAN | MEDIAN | TRIMMED k | KRUM f m
+ *
+ * Aggregates the peers' tensors into dst. The keys are sorted by name first, so every peer
+ * that aggregates the same inputs, whatever order they arrived in, computes the same bytes:
+ * the replicas of the model stay bit-identical. Robust rules (MEDIAN, TRIMMED, KRUM) bound
+ * the influence of faulty or Byzantine peers.
+ * ---------------------------------------------------------------------------------------- */
+
+enum { RULE_MEAN, RULE_MEDIAN, RULE_TRIMMED, RULE_KRUM };
+
+/* Where the input keys start for this rule word (and the rule), or 0 if unknown. */
+static int aggregate_keys_start(RedisModuleString **argv, int argc, int *rule) {
+    if (argc < 3) return 0;
+    if (is_word(argv[2], "MEAN")) return *rule = RULE_MEAN, 4;
+    if (is_word(argv[2], "MEDIAN")) return *rule = RULE_MEDIAN, 4;
+    if (is_word(argv[2], "TRIMMED")) return *rule = RULE_TRIMMED, 5;
+    if (is_word(argv[2], "KRUM")) return *rule = RULE_KRUM, 6;
+    return 0;
+}
+
+/* For cluster routing and ACLs: dst, then the inputs (getkeys-api). */
+static int aggregate_getkeys(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    int rule;
+    if (argc > 1) RedisModule_KeyAtPos(ctx, 1);
+    int start = aggregate_keys_start(argv, argc, &rule);
+    if (start > 0)
+        for (int i = start; i < argc; i++) RedisModule_KeyAtPos(ctx, i);
+    return REDISMODULE_OK;
+}
+
+typedef struct {
+    int rule;
+    long long n, trim, f, m;
+    RedisModuleString **keys; /* argv slice, sorted in place into canonical order */
+} aggregate_args;
+
+static int parse_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc,
+                           aggregate_args *a) {
+    int start = aggregate_keys_start(argv, argc, &a->rule);
+    if (start == 0)
+        return fail(ctx, "unknown rule \"%s\" (MEAN, MEDIAN, TRIMMED k, KRUM f m)",
+                    show(argv[2]).s), 0;
+    if (argc <= start) return RedisModule_WrongArity(ctx), 0;
+    if (!parse_int(ctx, argv[start - 1], "n", 1, PL_MAX_INPUTS, &a->n)) return 0;
+    if (a->n != argc - start)
+        return fail(ctx, "n is %lld but %d keys follow", a->n, argc - start), 0;
+    if (a->rule == RULE_TRIMMED) {
+        if (!parse_int(ctx, argv[3], "TRIMMED k", 0, PL_MAX_INPUTS, &a->trim)) return 0;
+        if (2 * a->trim >= a->n)
+            return fail(ctx, "TRIMMED %lld needs more than %lld inputs, got %lld", a->trim,
+                        2 * a->trim, a->n), 0;
+    }
+    if (a->rule == RULE_KRUM) {
+        if (!parse_int(ctx, argv[3], "KRUM f", 0, PL_MAX_INPUTS, &a->f)) return 0;
+        if (!parse_int(ctx, argv[4], "KRUM m", 1, PL_MAX_INPUTS, &a->m)) return 0;
+        if (a->n <= 2 * a->f + 2)
+            return fail(ctx, "KRUM %lld needs more than %lld inputs, got %lld", a->f,
+                        2 * a->f + 2, a->n), 0;
+        if (a->m > a->n) return fail(ctx, "KRUM m is %lld but only %lld inputs", a->m, a->n), 0;
+    }
+    a->keys = argv + start;
+    /* canonical order: insertion sort by name (n is small), then no duplicates */
+    for (long long j = 1; j < a->n; j++) {
+        RedisModuleString *x = a->keys[j];
+        long long t = j;
+        while (t > 0 && name_cmp(a->keys[t - 1], x) > 0) {
+            a->keys[t] = a->keys[t - 1];
+            t--;
+        }
+        a->keys[t] = x;
+    }
+    for (long long j = 1; j < a->n; j++)
+        if (name_cmp(a->keys[j - 1], a->keys[j]) == 0)
+            return fail(ctx, "key \"%s\" is given twice", show(a->keys[j]).s), 0;
+    return 1;
+}
+
+/* Checks every input (a finite tensor, all of one length) without changing anything. */
+static int check_inputs(RedisModuleCtx *ctx, const aggregate_args *a, size_t *len) {
+    for (long long j = 0; j < a->n; j++) {
+        tensor_key t;
+        if (!open_tensor(ctx, a->keys[j], REDISMODULE_READ, "input", 0, &t)) return 0;
+        if (j > 0 && t.n != *len) {
+            close_key(&t.key);
+            return fail(ctx, "input \"%s\" has %zu elements, expected %zu", show(a->keys[j]).s,
+                        t.n, *len), 0;
+        }
+        *len = t.n;
+        size_t bad = pl_first_nonfinite(dma(t.key, REDISMODULE_READ), t.n);
+        close_key(&t.key);
+        if (bad < *len)
+            return fail(ctx, "input \"%s\" has a non-finite value at element %zu",
+                        show(a->keys[j]).s, bad), 0;
+    }
+    return 1;
+}
+
+static void run_rule(const aggregate_args *a, pl_f32 *out, const pl_f32 **in, size_t len,
+                     void *scratch) {
+    size_t k = (size_t)a->n;
+    const pl_f32 *const *cin = (const pl_f32 *const *)in;
+    if (a->rule == RULE_MEAN) {
+        pl_mean(out, cin, k, len);
+    } else if (a->rule == RULE_MEDIAN) {
+        pl_median(out, cin, k, len, scratch);
+    } else if (a->rule == RULE_TRIMMED) {
+        pl_trimmed(out, cin, k, len, (size_t)a->trim, scratch);
+    } else {
+        size_t *chosen = scratch;
+        double *work = (double *)(chosen + k);
+        pl_krum_select(cin, k, len, (size_t)a->f, (size_t)a->m, chosen, work);
+        for (long long j = 0; j < a->m; j++) in[j] = in[chosen[j]]; /* chosen is ascending */
+        pl_mean(out, cin, (size_t)a->m, len);
+    }
+}
+
+static int cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc < 5) return RedisModule_WrongArity(ctx);
+    aggregate_args a = {0, 0, 0, 0, 0, NULL};
+    size_t len = 0;
+    if (!parse_aggregate(ctx, argv, argc, &a) || !check_inputs(ctx, &a, &len))
+        return REDISMODULE_OK;
+    RedisModuleKey *dst;
+    if (!open_target(ctx, argv[1], "dst", &dst)) return REDISMODULE_OK;
+
+    size_t k = (size_t)a.n;
+    RedisModuleKey **keys = RedisModule_Alloc(k * sizeof *keys);
+    const pl_f32 **in = RedisModule_Alloc(k * sizeof *in);
+    void *scratch = RedisModule_Alloc(k * sizeof(size_t) + (k * k + k) * sizeof(double) + 64);
+    /* dst first: resizing it may replace its string object, and dst may be an input. All
+     * kernels write a dst element only after reading every input's same element. */
+    pl_f32 *out = resize(dst, len, 0);
+    for (size_t j = 0; j < k; j++) {
+        keys[j] = RedisModule_OpenKey(ctx, a.keys[j], REDISMODULE_READ);
+        in[j] = dma(keys[j], REDISMODULE_READ);
+    }
+    out = dma(dst, REDISMODULE_WRITE);
+    run_rule(&a, out, in, len, scratch);
+    for (size_t j = 0; j < k; j++) RedisModule_CloseKey(keys[j]);
+    RedisModule_CloseKey(dst);
+    RedisModule_Free(keys);
+    RedisModule_Free((void *)in);
+    RedisModule_Free(scratch);
+    RedisModule_ReplicateVerbatim(ctx);
+    return RedisModule_ReplyWithSimpleString(ctx, "OK");
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.SCALE key factor
+ *
+ * Multiplies a tensor by a finite factor in place (e.g. sum -> mean by 1/n, or a learning
+ * rate schedule applied to an update).
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_scale(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 3) return RedisModule_WrongArity(ctx);
+    double factor;
+    if (!parse_real(ctx, argv[2], "factor", -PL_FLT_MAX, 0, PL_FLT_MAX, 0, &factor))
+        return REDISMODULE_OK;
+    tensor_key t;
+    if (!open_tensor(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, "tensor", 0, &t))
+        return REDISMODULE_OK;
+    pl_scale(dma(t.key, REDISMODULE_WRITE), t.n, (float)factor);
+    close_key(&t.key);
+    RedisModule_ReplicateVerbatim(ctx);
+    return RedisModule_ReplyWithSimpleString(ctx, "OK");
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.CHECKSUM key
+ *
+ * 16 hex digits of a 64-bit FNV-1a over the tensor's 32-bit words (the same function as
+ * checksum() in src/tensor/reference.ts): peers compare parameters bit for bit without
+ * shipping them.
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_checksum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 2) return RedisModule_WrongArity(ctx);
+    tensor_key t;
+    if (!open_tensor(ctx, argv[1], REDISMODULE_READ, "tensor", 0, &t)) return REDISMODULE_OK;
+    uint64_t h = pl_checksum((const pl_u32 *)dma(t.key, REDISMODULE_READ), t.n);
+    close_key(&t.key);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    return RedisModule_ReplyWithStringBuffer(ctx, hex, 16);
+}
+
+/* AGGREGATE answers key-position requests from cluster routing and ACLs first. */
+static int cmd_aggregate_entry(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (RedisModule_IsKeysPositionRequest(ctx)) return aggregate_getkeys(ctx, argv, argc);
+    return cmd_aggregate(ctx, argv, argc);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Loading
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    RedisModuleCmdFunc fn;
+    const char *flags;
+    int first, last, step;
+} command_spec;
+
+static const command_spec COMMANDS[] = {
+    {"pl.set", cmd_set, "write deny-oom", 1, 1, 1},
+    {"pl.setrange", cmd_setrange, "write deny-oom", 1, 1, 1},
+    {"pl.zeros", cmd_zeros, "write deny-oom", 1, 1, 1},
+    {"pl.len", cmd_len, "readonly fast", 1, 1, 1},
+    {"pl.getrange", cmd_getrange, "readonly", 1, 1, 1},
+    /* sum, avg; the id set "<sum>:ids" is derived (use a hash tag in cluster mode) */
+    {"pl.accum", cmd_accum, "write deny-oom", 1, 2, 1},
+    {"pl.sgd", cmd_sgd, "write deny-oom", 1, 3, 1},
+    {"pl.adam", cmd_adam, "write deny-oom", 1, 5, 1},
+    {"pl.aggregate", cmd_aggregate_entry, "write deny-oom getkeys-api", 1, 1, 1},
+    {"pl.scale", cmd_scale, "write deny-oom", 1, 1, 1},
+    {"pl.checksum", cmd_checksum, "readonly", 1, 1, 1},
+};
+
+/* Fills every API pointer by name through the lookup function in the context's first
+ * field (what redismodule.h's RedisModule_Init does). */
+static int load_api(RedisModuleCtx *ctx) {
+    int (*getapi)(const char *, void *) = (int (*)(const char *, void *))((void **)ctx)[0];
+#define PL_LOAD_API(ret, name, params)                                                          \
+    if (getapi("RedisModule_" #name, (void *)&RedisModule_##name) != REDISMODULE_OK ||         \
+        RedisModule_##name == NULL)                                                            \
+        return REDISMODULE_ERR;
+    PL_REDIS_API(PL_LOAD_API)
+#undef PL_LOAD_API
+    return REDISMODULE_OK;
+}
+
+__attribute__((visibility("default"))) int RedisModule_OnLoad(RedisModuleCtx *ctx,
+                                                              RedisModuleString **argv, int argc) {
+    (void)argv;
+    (void)argc;
+    if (load_api(ctx) != REDISMODULE_OK) return REDISMODULE_ERR;
+    RedisModule_SetModuleAttribs(ctx, "peerless", 1, REDISMODULE_APIVER_1);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+        const command_spec *c = &COMMANDS[i];
+        if (RedisModule_CreateCommand(ctx, c->name, c->fn, c->flags, c->first, c->last, c->step) !=
+            REDISMODULE_OK)
+            return REDISMODULE_ERR;
+    }
+    return REDISMODULE_OK;
+}

@@ -1,0 +1,84 @@
+/*
+ * redismodule_min.h: the small part of the Redis module API that peerless uses.
+ *
+ * No redismodule.h ships with Debian's redis-server, so this header declares only
+ * what we call. Redis hands every module a context whose first field is a lookup
+ * function, `int getapi(const char *name, void *targetPtrPtr)`; pl_module_init()
+ * (peerless.c) calls it once per name below to fill the function pointers.
+ * Signatures and constants checked against redis 7.0 (src/redismodule.h, module.c).
+ */
+#ifndef PEERLESS_REDISMODULE_MIN_H
+#define PEERLESS_REDISMODULE_MIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REDISMODULE_OK 0
+#define REDISMODULE_ERR 1
+#define REDISMODULE_APIVER_1 1
+
+/* Key open modes. */
+#define REDISMODULE_READ (1 << 0)
+#define REDISMODULE_WRITE (1 << 1)
+
+/* RedisModule_KeyType() results. */
+#define REDISMODULE_KEYTYPE_EMPTY 0
+#define REDISMODULE_KEYTYPE_STRING 1
+#define REDISMODULE_KEYTYPE_LIST 2
+#define REDISMODULE_KEYTYPE_HASH 3
+#define REDISMODULE_KEYTYPE_SET 4
+#define REDISMODULE_KEYTYPE_ZSET 5
+#define REDISMODULE_KEYTYPE_MODULE 6
+#define REDISMODULE_KEYTYPE_STREAM 7
+
+/* RedisModule_HashSet / HashGet flags. */
+#define REDISMODULE_HASH_NONE 0
+#define REDISMODULE_HASH_NX (1 << 0)
+#define REDISMODULE_HASH_XX (1 << 1)
+#define REDISMODULE_HASH_CFIELDS (1 << 2)
+#define REDISMODULE_HASH_EXISTS (1 << 3)
+
+typedef struct RedisModuleCtx RedisModuleCtx;
+typedef struct RedisModuleKey RedisModuleKey;
+typedef struct RedisModuleString RedisModuleString;
+typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);
+
+/* X(return type, name without the RedisModule_ prefix, parameter list) */
+#define PL_REDIS_API(X)                                                                          \
+    X(int, CreateCommand, (RedisModuleCtx *, const char *, RedisModuleCmdFunc, const char *,     \
+                           int, int, int))                                                       \
+    X(void, SetModuleAttribs, (RedisModuleCtx *, const char *, int, int))                        \
+    X(int, WrongArity, (RedisModuleCtx *))                                                       \
+    X(int, ReplyWithLongLong, (RedisModuleCtx *, long long))                                     \
+    X(int, ReplyWithError, (RedisModuleCtx *, const char *))                                     \
+    X(int, ReplyWithSimpleString, (RedisModuleCtx *, const char *))                              \
+    X(int, ReplyWithArray, (RedisModuleCtx *, long))                                             \
+    X(int, ReplyWithStringBuffer, (RedisModuleCtx *, const char *, size_t))                      \
+    X(void *, OpenKey, (RedisModuleCtx *, RedisModuleString *, int))                             \
+    X(void, CloseKey, (RedisModuleKey *))                                                        \
+    X(int, KeyType, (RedisModuleKey *))                                                          \
+    X(size_t, ValueLength, (RedisModuleKey *))                                                   \
+    X(int, DeleteKey, (RedisModuleKey *))                                                        \
+    X(int, StringSet, (RedisModuleKey *, RedisModuleString *))                                   \
+    X(char *, StringDMA, (RedisModuleKey *, size_t *, int))                                      \
+    X(int, StringTruncate, (RedisModuleKey *, size_t))                                           \
+    X(int, HashSet, (RedisModuleKey *, int, ...))                                                \
+    X(int, HashGet, (RedisModuleKey *, int, ...))                                                \
+    X(const char *, StringPtrLen, (const RedisModuleString *, size_t *))                         \
+    X(int, StringToLongLong, (const RedisModuleString *, long long *))                           \
+    X(int, StringToDouble, (const RedisModuleString *, double *))                                \
+    X(RedisModuleString *, CreateString, (RedisModuleCtx *, const char *, size_t))               \
+    X(RedisModuleString *, CreateStringFromLongLong, (RedisModuleCtx *, long long))              \
+    X(void, FreeString, (RedisModuleCtx *, RedisModuleString *))                                 \
+    X(int, PublishMessage, (RedisModuleCtx *, RedisModuleString *, RedisModuleString *))         \
+    X(int, ReplicateVerbatim, (RedisModuleCtx *))                                                \
+    X(int, IsKeysPositionRequest, (RedisModuleCtx *))                                            \
+    X(void, KeyAtPos, (RedisModuleCtx *, int))                                                   \
+    X(void *, Alloc, (size_t))                                                                   \
+    X(void, Free, (void *))
+
+#define PL_DECLARE_API(ret, name, params) extern ret(*RedisModule_##name) params;
+PL_REDIS_API(PL_DECLARE_API)
+#undef PL_DECLARE_API
+
+#endif
