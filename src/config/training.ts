@@ -43,6 +43,8 @@ export const TrainingConfigSchema = z
       width: z.number().positive().max(4).default(1),
     }),
     dataset: z.enum(['mnist', 'synthetic']).default('mnist'),
+    /** Use only the first N training samples after the seeded shuffle (0 = all): quick runs and benchmarks. */
+    trainSamples: z.number().int().min(0).max(10_000_000).default(0),
     /** Samples of the synthetic dataset (ignored for MNIST). */
     syntheticSize: z.number().int().min(64).max(1_000_000).default(4096),
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),

@@ -84,7 +84,7 @@ export const exchangeAll: ExchangeMode = {
 
     const t0 = performance.now();
     const { present } = await x.inbox.waitFor(others.map((m) => K.from(x.round, m.id)), x.deadlineMs);
-    const contributors = [x.me.id, ...others.filter((m) => present.includes(K.from(x.round, m.id))).map((m) => m.id)];
+    const contributors = x.members.filter((m) => m.id === x.me.id || present.includes(K.from(x.round, m.id))).map((m) => m.id);
     return {
       contributors,
       missing: others.map((m) => m.id).filter((id) => !contributors.includes(id)),

@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedisServer, type RedisServer } from '../cluster/redis-server.ts';
+import { InDbTensorStore } from '../tensor/in-db.ts';
+import { closeRedis, connectRedis, type Redis } from '../tensor/redis-client.ts';
+import { exchangeAll, exchangeSharded, sliceRanges, type ExchangeInput, type ExchangeMode } from './exchange.ts';
+import { Inbox } from './inbox.ts';
+import { K } from './keys.ts';
+import { PeerLinks } from './links.ts';
+import type { MemberRecord } from './membership.ts';
+
+/** Three peers' Redis servers on loopback; the exchange runs between them for real. */
+const N = 3;
+const LENGTH = 100_003; // not a multiple of N: uneven slices
+let servers: RedisServer[];
+let clients: Redis[];
+let inboxes: Inbox[];
+let links: PeerLinks[];
+let members: MemberRecord[];
+
+function random(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) { s = (s * 1664525 + 1013904223) >>> 0; out[i] = (s / 2 ** 32 - 0.5) * 2; }
+  return out;
+}
+
+beforeAll(async () => {
+  servers = await Promise.all(Array.from({ length: N }, () => startRedisServer()));
+  clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
+  inboxes = clients.map((c) => new Inbox(c));
+  await Promise.all(inboxes.map((i) => i.start()));
+  links = servers.map(() => new PeerLinks());
+  members = servers.map((s, i) => ({ id: `p${i}`, url: s.url, fromRound: 0 }));
+});
+
+afterAll(async () => {
+  await Promise.all(inboxes.map((i) => i.stop()));
+  await Promise.all(links.map((l) => l.close()));
+  await Promise.all(clients.map(closeRedis));
+  await Promise.all(servers.map((s) => s.stop()));
+});
+
+function input(i: number, round: number, part: MemberRecord[], deadlineMs = 5_000): ExchangeInput {
+  return {
+    round, me: members[i], members: part, averageKey: K.gradAvg(round), length: LENGTH, rule: { rule: 'mean' },
+    deadlineMs, local: clients[i], store: new InDbTensorStore(clients[i]), links: links[i], inbox: inboxes[i],
+  };
+}
+
+async function runExchange(mode: ExchangeMode, round: number, who: number[], part = members) {
+  for (const i of who) {
+    await new InDbTensorStore(clients[i]).set(K.gradAvg(round), random(LENGTH, 100 + i));
+    if (mode === exchangeSharded) await new InDbTensorStore(clients[i]).zeros(K.aggregate(round), LENGTH);
+  }
+  return Promise.all(who.map(async (i) => {
+    const x = input(i, round, part, who.length < part.length ? 1_000 : 5_000);
+    return mode.aggregate(x, await mode.send(x));
+  }));
+}
+
+describe('exchange between real peers', () => {
+  it('"all" and "sharded" leave byte-identical aggregates on every peer', async () => {
+    const all = await runExchange(exchangeAll, 1, [0, 1, 2]);
+    const sharded = await runExchange(exchangeSharded, 2, [0, 1, 2]);
+    const sums = await Promise.all(clients.flatMap((c) => [K.aggregate(1), K.aggregate(2)].map((k) => new InDbTensorStore(c).checksum(k))));
+    expect(new Set(sums).size).toBe(1);
+    for (const r of [...all, ...sharded]) expect(r.missing).toEqual([]);
+
+    // The aggregate is the mean of the three averages, reduced in peer-id order.
+    const avgs = [0, 1, 2].map((i) => random(LENGTH, 100 + i));
+    const got = await new InDbTensorStore(clients[1]).get(K.aggregate(2));
+    for (const i of [0, 777, LENGTH - 1]) {
+      expect(got[i]).toBe(Math.fround(Math.fround(Math.fround(avgs[0][i] + avgs[1][i]) + avgs[2][i]) / 3));
+    }
+
+    // Bytes received per peer: N-1 vectors for "all", about 2(N-1)/N of one for "sharded".
+    const vector = LENGTH * 4;
+    for (const r of all) expect(r.bytesReceived).toBe((N - 1) * vector);
+    for (const [i, r] of sharded.entries()) {
+      const ranges = sliceRanges(LENGTH, N);
+      const gathered = ranges.filter((_, j) => j !== i).reduce((s, x) => s + x.count * 4, 0);
+      expect(r.bytesReceived).toBe((N - 1) * ranges[i].count * 4 + gathered);
+      expect(r.bytesReceived).toBeLessThanOrEqual(Math.ceil((2 * (N - 1) / N) * vector) + 8);
+    }
+  });
+
+  it('a peer that never sends is reported missing after the deadline, and the others still agree', async () => {
+    const results = await runExchange(exchangeAll, 3, [0, 1]);
+    for (const r of results) {
+      expect(r.missing).toEqual(['p2']);
+      expect(r.contributors).toEqual(['p0', 'p1']);
+    }
+    const [a, b] = await Promise.all([0, 1].map((i) => new InDbTensorStore(clients[i]).checksum(K.aggregate(3))));
+    expect(a).toBe(b);
+  });
+
+  it('sharded: a missing owner is reported and its slice falls back to the local average', async () => {
+    const results = await runExchange(exchangeSharded, 4, [0, 1]);
+    for (const r of results) expect(r.missing).toEqual(['p2']);
+    const ranges = sliceRanges(LENGTH, N);
+    const agg = await new InDbTensorStore(clients[0]).getRange(K.aggregate(4), ranges[2].offset, 5);
+    const own = random(LENGTH, 100).subarray(ranges[2].offset, ranges[2].offset + 5);
+    expect(Array.from(agg)).toEqual(Array.from(own));
+  });
+});
