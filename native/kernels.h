@@ -40,7 +40,7 @@ typedef struct {
     long long step; /* the new step count, >= 1 */
 } pl_adam_opts;
 
-/* Adam / AdamW with bias correction, in place. */
+/* Adam / AdamW with bias correction, in place, float32 (bias corrections in double). */
 void pl_adam(pl_f32 *p, const pl_f32 *g, pl_f32 *m, pl_f32 *v, size_t n, const pl_adam_opts *o);
 
 /* Coordinate-wise aggregation of k equally long inputs (already in canonical order) into
