@@ -1,0 +1,148 @@
+import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
+import type { FunctionPlatform, LambdaPrices, PlatformMetrics } from '../platform.ts';
+import { Meter } from './meter.ts';
+import { networkCode, RetriesExhausted, withRetries } from './retry.ts';
+
+/** Header our server sets on a handler failure (like Lambda's X-Amz-Function-Error): not retried. */
+export const FUNCTION_ERROR_HEADER = 'x-peerless-function-error';
+/** Header our server sets to 'true' on the first invocation of a function in its process. */
+export const COLD_START_HEADER = 'x-peerless-cold-start';
+
+export interface HttpPlatformOptions {
+  /**
+   * Where the functions live. Without `{name}` it is a gateway base URL and functions are at
+   * `${url}/function/{name}` (OpenFaaS, and `peerless function serve`). With `{name}` it is a
+   * template: Knative `http://{name}.default.example.com/`, OpenWhisk
+   * `https://host/api/v1/namespaces/_/actions/{name}?blocking=true&result=true`.
+   */
+  url: string;
+  /** Deployed name per function (substituted for `{name}`); default: the function's own name. */
+  functionNames?: Partial<Record<FunctionName, string>>;
+  /** Extra request headers, e.g. an Authorization for OpenWhisk. */
+  headers?: Record<string, string>;
+  /** Per attempt; default 15 min (Lambda's maximum). */
+  timeoutMs?: number;
+  /** Total attempts for 5xx from a gateway and network errors (default 3). */
+  attempts?: number;
+  /** Memory assumed for cost estimates when the function does not report it (default 1024). */
+  memoryMb?: number;
+  prices?: LambdaPrices;
+}
+
+/**
+ * Invokes functions by POSTing the JSON event and reading the JSON result: the contract of
+ * OpenFaaS, Knative, OpenWhisk web actions and `peerless function serve`. Retries only what
+ * can succeed on a second try (gateway 5xx, network errors); a handler's own failure and
+ * any 4xx fail at once with the server's message.
+ */
+export class HttpPlatform implements FunctionPlatform {
+  readonly kind = 'http' as const;
+  private readonly meter: Meter;
+  private readonly memoryMb: number;
+
+  constructor(private readonly opts: HttpPlatformOptions) {
+    try {
+      new URL(this.urlFor('gradient'));
+    } catch {
+      throw new Error(`http platform: invalid url ${opts.url}`);
+    }
+    this.meter = new Meter(opts.prices);
+    this.memoryMb = opts.memoryMb ?? 1024;
+  }
+
+  urlFor(name: FunctionName): string {
+    const deployed = encodeURIComponent(this.opts.functionNames?.[name] ?? name);
+    const u = this.opts.url;
+    return u.includes('{name}') ? u.replaceAll('{name}', deployed) : `${u.replace(/\/+$/, '')}/function/${deployed}`;
+  }
+
+  async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]> {
+    const url = this.urlFor(name);
+    const body = JSON.stringify(event);
+    return this.meter.measure(name, this.memoryMb, async () => {
+      try {
+        const out = await withRetries(() => this.post(url, body), isTransient, { attempts: this.opts.attempts });
+        return { ...out.value, value: out.value.value as FunctionResults[N], attempts: out.attempts };
+      } catch (err) {
+        if (err instanceof RetriesExhausted) {
+          const suffix = err.attempts > 1 ? ` after ${err.attempts} attempts` : '';
+          throw new RetriesExhausted(new Error(`${err.message}${suffix}`), err.attempts);
+        }
+        throw err;
+      }
+    });
+  }
+
+  private async post(url: string, body: string): Promise<{ value: unknown; coldStart: boolean }> {
+    const timeoutMs = this.opts.timeoutMs ?? 15 * 60_000;
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), timeoutMs);
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.opts.headers },
+        body,
+        signal: ac.signal,
+      });
+      text = await res.text();
+    } catch (err) {
+      if (ac.signal.aborted) throw new HttpError(`http platform: ${url} did not answer within ${timeoutMs} ms`, 'timeout');
+      const code = networkCode(err);
+      throw new HttpError(`http platform: cannot reach ${url} (${code ?? (err as Error).message})`, code ? 'network' : 'other');
+    } finally {
+      clearTimeout(timer);
+    }
+
+    if (!res.ok) {
+      const message = errorMessage(text) ?? `${res.status} ${res.statusText}`.trim();
+      const handlerFailed = res.headers.has(FUNCTION_ERROR_HEADER);
+      const kind = res.status >= 500 && !handlerFailed ? 'gateway' : 'function';
+      throw new HttpError(`http platform: ${url} answered ${res.status}: ${message}`, kind);
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new HttpError(`http platform: ${url} answered non-JSON: ${text.slice(0, 120)}`, 'function');
+    }
+    return { value, coldStart: res.headers.get(COLD_START_HEADER) === 'true' };
+  }
+
+  metrics(): PlatformMetrics {
+    return this.meter.metrics();
+  }
+
+  async close(): Promise<void> {
+    // fetch's pooled sockets close themselves when idle; nothing is held per platform.
+  }
+}
+
+type HttpErrorKind = 'network' | 'gateway' | 'timeout' | 'function' | 'other';
+
+class HttpError extends Error {
+  constructor(message: string, readonly kind: HttpErrorKind) {
+    super(message);
+  }
+}
+
+/** Gateway 5xx and dropped connections may pass on a second try; timeouts are not retried,
+ * since the slow function is probably still running and a retry doubles the load. */
+function isTransient(err: unknown): boolean {
+  return err instanceof HttpError && (err.kind === 'network' || err.kind === 'gateway');
+}
+
+/** The message of a JSON error body in the common shapes ({error}, {message}, OpenWhisk's {error: {...}}). */
+function errorMessage(text: string): string | undefined {
+  try {
+    const j = JSON.parse(text) as Record<string, unknown>;
+    const e = j.error ?? j.message ?? j.errorMessage;
+    if (typeof e === 'string') return e;
+    if (e && typeof e === 'object' && typeof (e as { message?: unknown }).message === 'string') return (e as { message: string }).message;
+  } catch {
+    // not JSON: a gateway's HTML or plain-text page
+  }
+  const t = text.trim().replace(/\s+/g, ' ');
+  return t ? t.slice(0, 200) : undefined;
+}

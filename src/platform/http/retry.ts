@@ -1,0 +1,66 @@
+/**
+ * Retries with exponential backoff and full jitter, for the remote platforms (HTTP, AWS
+ * Lambda). Only errors the caller classifies as transient are retried: a function that
+ * failed on its own input fails the same way again, so retrying it only wastes time.
+ * Gradient pushes are idempotent per (round, batch id), so a retried invocation whose
+ * first attempt did land counts once.
+ */
+export interface RetryOptions {
+  /** Total attempts, including the first (default 3). */
+  attempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+export interface RetryOutcome<T> {
+  value: T;
+  attempts: number;
+}
+
+/** An error carrying how many attempts were made before giving up. */
+export class RetriesExhausted extends Error {
+  constructor(override readonly cause: Error, readonly attempts: number) {
+    super(cause.message);
+    this.name = cause.name;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function withRetries<T>(
+  attempt: (n: number) => Promise<T>,
+  isTransient: (err: unknown) => boolean,
+  opts: RetryOptions = {},
+): Promise<RetryOutcome<T>> {
+  const attempts = Math.max(1, opts.attempts ?? 3);
+  const base = opts.baseDelayMs ?? 100;
+  const max = opts.maxDelayMs ?? 2_000;
+  for (let n = 1; ; n++) {
+    try {
+      return { value: await attempt(n), attempts: n };
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      if (n >= attempts || !isTransient(err)) throw new RetriesExhausted(e, n);
+      // Full jitter: many functions of one round retrying together must not stampede.
+      await sleep(Math.random() * Math.min(max, base * 2 ** (n - 1)));
+    }
+  }
+}
+
+/** Node's socket-level error codes that mean "try again", not "your request is wrong". */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
+  'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED',
+]);
+
+/** The socket error code of an error or of its cause chain (fetch wraps them), if any. */
+export function networkCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+    // AggregateError (happy eyeballs over IPv4 and IPv6) holds the real codes inside.
+    const inner = (e as { errors?: unknown[] }).errors;
+    if (Array.isArray(inner)) for (const i of inner) { const c = networkCode(i); if (c) return c; }
+  }
+  return undefined;
+}

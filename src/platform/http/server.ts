@@ -1,0 +1,127 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
+import { InvalidEvent, isFunctionName, parseEvent, FUNCTION_NAMES } from './event-schema.ts';
+import { COLD_START_HEADER, FUNCTION_ERROR_HEADER } from './platform.ts';
+
+export type Handle = <N extends FunctionName>(name: N, event: FunctionEvents[N]) => Promise<FunctionResults[N]>;
+
+export interface ServeOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  /** Default 127.0.0.1: exposing the functions beyond loopback is an explicit choice. */
+  host?: string;
+  /** Largest accepted request body (default 1 MiB: events carry key names, not tensors). */
+  maxBodyBytes?: number;
+  /** The handler to host; default `handle` of src/functions/handlers.ts, loaded on start. */
+  handle?: Handle;
+}
+
+export interface FunctionServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Hosts the serverless handlers as HTTP functions, the shape an OpenFaaS gateway expects:
+ *   POST /function/:name   JSON event in, JSON result out (200)
+ *                          400 bad JSON or an invalid event, 404 unknown function,
+ *                          413 body too large, 500 the handler failed (with its message and
+ *                          the x-peerless-function-error header, so clients do not retry it)
+ *   GET  /healthz          200 { ok: true, functions }
+ * The first invocation of each function in this process answers x-peerless-cold-start: true.
+ * Backs `peerless function serve --port N`.
+ */
+export async function serveFunctions(opts: ServeOptions = {}): Promise<FunctionServer> {
+  const handle = opts.handle ?? (await import('../../functions/handlers.ts')).handle;
+  const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
+  const host = opts.host ?? '127.0.0.1';
+  const warm = new Set<FunctionName>();
+
+  const server = createServer((req, res) => {
+    route(req, res).catch((err: unknown) => send(res, 500, { error: (err as Error).message }));
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (path === '/healthz') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: `${req.method} not allowed on ${path}` });
+      return send(res, 200, { ok: true, functions: FUNCTION_NAMES });
+    }
+    const m = /^\/function\/([^/]+)\/?$/.exec(path);
+    if (!m) return send(res, 404, { error: `no route ${path}: POST /function/<${FUNCTION_NAMES.join('|')}>` });
+    const name = decodeURIComponent(m[1]);
+    if (!isFunctionName(name)) return send(res, 404, { error: `unknown function '${name}' (known: ${FUNCTION_NAMES.join(', ')})` });
+    if (req.method !== 'POST') return send(res, 405, { error: `${req.method} not allowed: POST the JSON event` });
+
+    const body = await readBody(req, maxBody);
+    if (body === null) {
+      res.setHeader('connection', 'close');
+      return send(res, 413, { error: `request body exceeds ${maxBody} bytes` });
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      return send(res, 400, { error: `invalid JSON: ${(err as Error).message}` });
+    }
+    let event: FunctionEvents[typeof name];
+    try {
+      event = parseEvent(name, json);
+    } catch (err) {
+      return send(res, 400, { error: (err as Error).message });
+    }
+
+    const coldStart = !warm.has(name);
+    warm.add(name);
+    try {
+      const result = await handle(name, event);
+      res.setHeader(COLD_START_HEADER, String(coldStart));
+      send(res, 200, result);
+    } catch (err) {
+      const e = err as Error;
+      res.setHeader(FUNCTION_ERROR_HEADER, 'Unhandled');
+      // A handler's own validation is the caller's fault: keep the 400 semantics for it.
+      send(res, e instanceof InvalidEvent ? 400 : 500, { error: e.message ?? String(err), type: e.name });
+    }
+  }
+
+  await new Promise<void>((ok, fail) => {
+    server.once('error', (err: NodeJS.ErrnoException) => fail(new Error(`function server: cannot listen on ${host}:${opts.port ?? 0} (${err.code ?? err.message})`)));
+    server.listen(opts.port ?? 0, host, () => ok());
+  });
+  const { port } = server.address() as AddressInfo;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+
+  return {
+    url: `http://${shownHost}:${port}`,
+    close: () => new Promise<void>((ok) => {
+      server.close(() => ok());
+      server.closeAllConnections();
+    }),
+  };
+}
+
+/** The whole body, or null as soon as it passes the limit (the rest is not buffered). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((ok, fail) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) { req.resume(); return ok(null); }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) { req.removeAllListeners('data'); req.resume(); ok(null); return; }
+      chunks.push(c);
+    });
+    req.on('end', () => ok(Buffer.concat(chunks)));
+    req.on('error', fail);
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) { res.end(); return; }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
