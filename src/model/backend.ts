@@ -1,0 +1,83 @@
+/**
+ * Chooses and initialises the TensorFlow.js compute backend, once per process.
+ *
+ * 'auto' prefers `@tensorflow/tfjs-node` (native libtensorflow, the fastest on an ordinary
+ * machine) when it can be imported, else wasm with SIMD. tfjs-node is NOT a dependency of
+ * this project: its install script downloads libtensorflow, which these machines cannot
+ * fetch, so it is looked for with a dynamic import inside try/catch and never imported
+ * statically. Whoever has it installed gets it; everyone else gets wasm.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+// tfjs-core's Node bundle registers no gradients; tfjs-layers' bundle registers them all.
+import '@tensorflow/tfjs-layers';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { registerWasmTrainingKernels } from './wasm-kernels.js';
+
+export type BackendChoice = 'wasm' | 'cpu' | 'tensorflow' | 'auto';
+
+let ready: Promise<string> | undefined;
+let readyFor: BackendChoice | undefined;
+
+/**
+ * Initialises the backend and returns its name ('tensorflow', 'wasm' or 'cpu'). Idempotent:
+ * later calls return the same promise; asking for a different backend switches to it.
+ */
+export function initBackend(preferred: BackendChoice = 'auto'): Promise<string> {
+  if (ready !== undefined && (readyFor === preferred || preferred === 'auto')) return ready;
+  readyFor = preferred;
+  ready = choose(preferred);
+  // A failed initialisation must not stick: the next call tries again.
+  ready.catch(() => {
+    ready = undefined;
+    readyFor = undefined;
+  });
+  return ready;
+}
+
+async function choose(preferred: BackendChoice): Promise<string> {
+  if (preferred === 'tensorflow' || preferred === 'auto') {
+    if (await tryTfjsNode()) return activate('tensorflow');
+    if (preferred === 'tensorflow') {
+      throw new Error('backend "tensorflow" requested but @tensorflow/tfjs-node cannot be imported (it is optional: install it where libtensorflow can be downloaded)');
+    }
+  }
+  if (preferred === 'cpu') return activate('cpu');
+  return activateWasm();
+}
+
+async function tryTfjsNode(): Promise<boolean> {
+  // A variable specifier keeps bundlers and tsc from resolving the optional package.
+  const name = '@tensorflow/tfjs-node';
+  try {
+    await import(name);
+    return tf.findBackend('tensorflow') !== null || tf.engine().registryFactory['tensorflow'] !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+let wasmPathsSet = false;
+
+async function activateWasm(): Promise<string> {
+  if (!wasmPathsSet) {
+    // In Node the .wasm binaries are read from the package's dist/ folder.
+    const require = createRequire(import.meta.url);
+    const pkg = require.resolve('@tensorflow/tfjs-backend-wasm/package.json');
+    setWasmPaths(join(dirname(pkg), 'dist') + '/');
+    wasmPathsSet = true;
+  }
+  // Threads need workers the Node build does not start; SIMD is what makes wasm fast.
+  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+  registerWasmTrainingKernels();
+  return activate('wasm');
+}
+
+async function activate(name: string): Promise<string> {
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new Error(`backend "${name}" failed to initialise`);
+  await tf.ready();
+  return tf.getBackend();
+}
