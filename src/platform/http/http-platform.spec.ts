@@ -1,0 +1,106 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../cluster/redis-server.ts';
+import type { FunctionEvents, FunctionName, GradientEvent, GradientResult } from '../../functions/events.ts';
+import { HttpPlatform } from './platform.ts';
+import { serveFunctions, type FunctionServer, type Handle } from './server.ts';
+
+// Plumbing of the HTTP platform against the real server with a stand-in handler; the real
+// handler on a real Redis is in gradient-over-http.spec.ts.
+const event: GradientEvent = {
+  redis: { url: 'redis://127.0.0.1:1' }, model: { name: 'cnn' }, layoutHash: 'h', layoutKey: 'l',
+  paramsKey: 'p', batchImagesKey: 'bi', batchLabelsKey: 'bl', sumKey: 's', avgKey: 'a',
+  contributionId: 'b0', expected: 1,
+};
+const result: GradientResult = { loss: 2.3, accuracy: 0.1, samples: 8, count: 1, done: true, timings: { loadMs: 1, computeMs: 2, pushMs: 3 } };
+
+let calls = 0;
+const stub: Handle = async <N extends FunctionName>(name: N, ev: FunctionEvents[N]) => {
+  calls++;
+  if ((ev as GradientEvent).contributionId === 'explode') throw new Error('layout hash mismatch: expected h, found k');
+  return result as never;
+};
+
+let server: FunctionServer;
+beforeAll(async () => { server = await serveFunctions({ handle: stub, maxBodyBytes: 4096 }); });
+afterAll(async () => { await server?.close(); });
+
+describe('HttpPlatform + serveFunctions', () => {
+  it('invokes over HTTP, reports the first call per function as cold, meters every call', async () => {
+    const p = new HttpPlatform({ url: server.url });
+    expect(await p.invoke('gradient', event)).toEqual(result);
+    expect(await p.invoke('gradient', { ...event, contributionId: 'b1' })).toEqual(result);
+    const m = p.metrics();
+    expect(m).toMatchObject({ invocations: 2, failures: 0, retries: 0, coldStarts: 1, warmStarts: 1 });
+    expect(m.estimatedCostUsd).toBeGreaterThan(0);
+    await p.close();
+  });
+
+  it('answers /healthz', async () => {
+    const res = await fetch(`${server.url}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ ok: true, functions: ['gradient', 'evaluate'] });
+  });
+
+  it('gives 404 for an unknown function, 400 for bad JSON and invalid events, 413 for big bodies', async () => {
+    const post = (path: string, body: string) => fetch(`${server.url}${path}`, { method: 'POST', body });
+    const r404 = await post('/function/train', '{}');
+    expect(r404.status).toBe(404);
+    expect((await r404.json()).error).toMatch(/unknown function 'train'/);
+    const r400 = await post('/function/gradient', '{not json');
+    expect(r400.status).toBe(400);
+    expect((await r400.json()).error).toMatch(/invalid JSON/);
+    const invalid = await post('/function/gradient', JSON.stringify({ ...event, expected: 0 }));
+    expect(invalid.status).toBe(400);
+    expect((await invalid.json()).error).toMatch(/invalid gradient event: expected/);
+    const big = await post('/function/gradient', 'x'.repeat(5000));
+    expect(big.status).toBe(413);
+  });
+
+  it('surfaces a handler failure as one line with its message, without retrying it', async () => {
+    const before = calls;
+    const p = new HttpPlatform({ url: server.url, attempts: 3 });
+    await expect(p.invoke('gradient', { ...event, contributionId: 'explode' }))
+      .rejects.toThrow(/^http platform: http:\/\/127\.0\.0\.1:\d+\/function\/gradient answered 500: layout hash mismatch: expected h, found k$/);
+    expect(calls - before).toBe(1);
+    expect(p.metrics()).toMatchObject({ invocations: 1, failures: 1, retries: 0 });
+  });
+
+  it('passes the server 404 through as an error naming the URL', async () => {
+    const p = new HttpPlatform({ url: server.url, functionNames: { gradient: 'nope' } });
+    await expect(p.invoke('gradient', event)).rejects.toThrow(/\/function\/nope answered 404: unknown function 'nope'/);
+  });
+
+  it('names the endpoint it cannot reach', async () => {
+    const port = await freePort();
+    const p = new HttpPlatform({ url: `http://127.0.0.1:${port}`, attempts: 2 });
+    await expect(p.invoke('gradient', event))
+      .rejects.toThrow(`http platform: cannot reach http://127.0.0.1:${port}/function/gradient (ECONNREFUSED) after 2 attempts`);
+    expect(p.metrics()).toMatchObject({ failures: 1, retries: 1 });
+  });
+
+  it('retries a gateway 503 and times out a silent one; URL templates place the name', async () => {
+    let hits = 0;
+    const gateway: Server = createServer((req, res) => {
+      hits++;
+      if (req.url === '/slow/gradient') return; // never answers
+      if (hits === 1) { res.writeHead(503).end('upstream busy'); return; }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(result));
+    });
+    await new Promise<void>((ok) => gateway.listen(0, '127.0.0.1', ok));
+    const base = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+    try {
+      const p = new HttpPlatform({ url: `${base}/fn/{name}?blocking=true`, attempts: 3 });
+      expect(p.urlFor('gradient')).toBe(`${base}/fn/gradient?blocking=true`);
+      expect(await p.invoke('gradient', event)).toEqual(result);
+      expect(p.metrics()).toMatchObject({ invocations: 1, retries: 1, coldStarts: 0, warmStarts: 1 });
+
+      const slow = new HttpPlatform({ url: `${base}/slow/{name}`, timeoutMs: 200 });
+      await expect(slow.invoke('gradient', event)).rejects.toThrow(/did not answer within 200 ms/);
+    } finally {
+      gateway.closeAllConnections();
+      await new Promise((ok) => gateway.close(ok));
+    }
+  });
+});
