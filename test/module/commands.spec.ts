@@ -1,0 +1,317 @@
+/**
+ * Every command of the peerless module against a plain JavaScript reference, on a real
+ * redis-server: exact bytes where float32 maths is exact to reproduce (Math.fround step by
+ * step), a stated tolerance for Adam.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RedisServer } from '../../src/cluster/redis-server.ts';
+import { adamStep, aggregateInto, checksum, sgdStep } from '../../src/tensor/reference.ts';
+import type { AggregationRule } from '../../src/tensor/tensor-store.ts';
+import { bytes, cmd, connect, errorOf, f32, floats, getBytes, getTensor, randomTensor, start, stopAll, type Client } from './helpers.ts';
+
+const f = Math.fround;
+let server: RedisServer;
+let client: Client;
+
+beforeAll(async () => {
+  ({ server, client } = await start());
+});
+afterAll(async () => {
+  await stopAll(client, server);
+});
+
+describe('PL.SET, PL.GETRANGE, PL.SETRANGE, PL.ZEROS, PL.LEN', () => {
+  it('stores the exact bytes; a plain GET reads them', async () => {
+    // special values too: -0, subnormals, extremes
+    const t = new Float32Array([...randomTensor(997, 1, 1e3), -0, 1e-45, -3.4028234663852886e38, 1.17549435e-38]);
+    expect(await client.sendCommand(['PL.SET', 't', bytes(t)])).toBe('OK');
+    expect((await getBytes(client, 't'))!.equals(bytes(t))).toBe(true);
+    expect(await client.sendCommand(['PL.LEN', 't'])).toBe(1001);
+  });
+
+  it('reads ranges, including empty and final ones', async () => {
+    const t = randomTensor(1000, 2);
+    await cmd(client, 'PL.SET', 'r', bytes(t));
+    for (const [o, c] of [[0, 1000], [0, 1], [999, 1], [123, 456], [1000, 0], [0, 0]]) {
+      const got = await cmd<Buffer>(client, 'PL.GETRANGE', 'r', String(o), String(c));
+      expect(got.equals(bytes(t.subarray(o, o + c)))).toBe(true);
+    }
+  });
+
+  it('writes a slice in place', async () => {
+    const t = randomTensor(100, 3), s = randomTensor(10, 4);
+    await cmd(client, 'PL.SET', 'sr', bytes(t));
+    await cmd(client, 'PL.SETRANGE', 'sr', '90', bytes(s));
+    await cmd(client, 'PL.SETRANGE', 'sr', '0', bytes(s.subarray(0, 1)));
+    const ref = t.slice();
+    ref.set(s, 90);
+    ref[0] = s[0];
+    expect((await getBytes(client, 'sr'))!.equals(bytes(ref))).toBe(true);
+  });
+
+  it('creates zeros, also over a longer existing tensor', async () => {
+    await cmd(client, 'PL.SET', 'z', bytes(randomTensor(500, 5)));
+    await cmd(client, 'PL.ZEROS', 'z', '300');
+    expect((await getBytes(client, 'z'))!.equals(Buffer.alloc(1200))).toBe(true);
+    await cmd(client, 'PL.ZEROS', 'z2', '7');
+    expect((await getBytes(client, 'z2'))!.equals(Buffer.alloc(28))).toBe(true);
+  });
+});
+
+describe('PL.SCALE and PL.CHECKSUM', () => {
+  it('scales in float32 like the reference', async () => {
+    const t = randomTensor(1000, 6, 10);
+    await cmd(client, 'PL.SET', 's', bytes(t));
+    await cmd(client, 'PL.SCALE', 's', '0.3');
+    const ref = t.map((x) => f(x * f(0.3)));
+    expect((await getBytes(client, 's'))!.equals(bytes(ref))).toBe(true);
+  });
+
+  it('matches the reference checksum and sees a single flipped bit', async () => {
+    const t = randomTensor(4097, 7);
+    await cmd(client, 'PL.SET', 'c', bytes(t));
+    const sum = String(await client.sendCommand(['PL.CHECKSUM', 'c']));
+    expect(sum).toMatch(/^[0-9a-f]{16}$/);
+    expect(sum).toBe(checksum(t));
+    const flipped = Buffer.from(bytes(t));
+    flipped[5000] ^= 1;
+    await cmd(client, 'PL.SET', 'c2', flipped);
+    expect(String(await client.sendCommand(['PL.CHECKSUM', 'c2']))).not.toBe(sum);
+  });
+});
+
+describe('PL.ACCUM', () => {
+  it('sums once per id, averages on the last arrival and publishes the avg key name', async () => {
+    const sub = client.duplicate();
+    sub.on('error', () => {});
+    await sub.connect();
+    const announced: string[] = [];
+    await sub.subscribe('peerless:averaged', (m) => announced.push(m));
+    try {
+      const g = [f32(1, 2, 3, -4), f32(10, 20, 30, 40), f32(100, 200, 300, 400)];
+      const acc = (id: string, t: Float32Array) => client.sendCommand(['PL.ACCUM', 'sum', 'avg', id, '3', bytes(t)]);
+      expect(await acc('a', g[0])).toEqual([1, 3, 0]);
+      expect(await acc('a', g[0])).toEqual([1, 3, 0]); // a retry changes nothing
+      expect(await acc('b', g[1])).toEqual([2, 3, 0]);
+      expect(await acc('b', g[2])).toEqual([2, 3, 0]); // same id, other bytes: still ignored
+      expect(Array.from(await getTensor(client, 'sum'))).toEqual([11, 22, 33, 36]);
+      expect(await client.exists('avg')).toBe(0);
+      expect(await acc('c', g[2])).toEqual([3, 3, 1]);
+      expect(Array.from(await getTensor(client, 'sum'))).toEqual([111, 222, 333, 436]);
+      expect(Array.from(await getTensor(client, 'avg'))).toEqual([111, 222, 333, 436].map((x) => f(x / 3)));
+      expect(await acc('c', g[2])).toEqual([3, 3, 1]);
+      expect(await errorOf(client, 'PL.ACCUM', 'sum', 'avg', 'd', '3', bytes(g[0]))).toMatch(/^ERR peerless: .*complete/);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(announced).toEqual(['avg']);
+    } finally {
+      await sub.close();
+    }
+  });
+
+  it('sums random floats in arrival order, exactly as float32', async () => {
+    const grads = [0, 1, 2, 3, 4].map((k) => randomTensor(3001, 10 + k));
+    const ref = new Float32Array(3001);
+    for (const [k, g] of grads.entries()) {
+      for (let i = 0; i < ref.length; i++) ref[i] = f(ref[i] + g[i]);
+      await client.sendCommand(['PL.ACCUM', 'rs', 'ravg', `id${k}`, '5', bytes(g)]);
+    }
+    expect((await getBytes(client, 'rs'))!.equals(bytes(ref))).toBe(true);
+    expect((await getBytes(client, 'ravg'))!.equals(bytes(ref.map((x) => f(x / 5))))).toBe(true);
+  });
+
+  it('accumulates slices with OFFSET/TOTAL into a sum of the full length', async () => {
+    const a = f32(1, 2, 3), b = f32(4, 5), c = f32(0.5, 0.5, 0.5);
+    expect(await client.sendCommand(['PL.ACCUM', 'ss', 'savg', 'a', '3', bytes(a), 'OFFSET', '0', 'TOTAL', '8'])).toEqual([1, 3, 0]);
+    expect(await client.sendCommand(['PL.ACCUM', 'ss', 'savg', 'b', '3', bytes(b), 'total', '8', 'offset', '6'])).toEqual([2, 3, 0]);
+    expect(await client.sendCommand(['PL.ACCUM', 'ss', 'savg', 'c', '3', bytes(c), 'OFFSET', '2', 'TOTAL', '8'])).toEqual([3, 3, 1]);
+    const sum = [1, 2, 3.5, 0.5, 0.5, 0, 4, 5];
+    expect(Array.from(await getTensor(client, 'ss'))).toEqual(sum);
+    expect(Array.from(await getTensor(client, 'savg'))).toEqual(sum.map((x) => f(x / 3)));
+  });
+
+  it('starts a fresh sum when the id set is gone (next round), reusing the keys', async () => {
+    await client.sendCommand(['PL.ACCUM', 'fr', 'favg', 'x', '1', bytes(f32(1, 1))]);
+    await client.del('fr:ids');
+    expect(await client.sendCommand(['PL.ACCUM', 'fr', 'favg', 'x', '2', bytes(f32(2, 3))])).toEqual([1, 2, 0]);
+    expect(Array.from(await getTensor(client, 'fr'))).toEqual([2, 3]);
+    // a ranged first arrival zeroes the rest of an old, longer sum
+    await client.del('fr:ids');
+    await client.sendCommand(['PL.ACCUM', 'fr', 'favg', 'y', '2', bytes(f32(7)), 'OFFSET', '1', 'TOTAL', '3']);
+    expect(Array.from(await getTensor(client, 'fr'))).toEqual([0, 7, 0]);
+  });
+
+  it('works with binary key names and ids', async () => {
+    const sum = Buffer.from([0, 1, 2, 0xff, 0x0a]), avg = Buffer.from('avg\r\nx'), id = Buffer.from([0, 0, 0]);
+    expect(await client.sendCommand(['PL.ACCUM', sum, avg, id, '1', bytes(f32(4, 6))])).toEqual([1, 1, 1]);
+    expect(Array.from(floats(await cmd<Buffer>(client, 'GET', avg)))).toEqual([4, 6]);
+    expect(await client.sendCommand(['HEXISTS', Buffer.concat([sum, Buffer.from(':ids')]), id])).toBe(1);
+  });
+});
+
+describe('PL.SGD', () => {
+  it.each([
+    { momentum: 0.9 },
+    { momentum: 0.9, nesterov: true },
+    { momentum: 0.5, dampening: 0.1, weightDecay: 0.01 },
+    { momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+    { momentum: 0 },
+  ])('matches the float32 reference bit for bit over 3 steps: %o', async (o) => {
+    const n = 2053;
+    const p = randomTensor(n, 20), v = new Float32Array(n);
+    await client.del(['sp', 'sv']);
+    await cmd(client, 'PL.SET', 'sp', bytes(p));
+    for (let step = 0; step < 3; step++) {
+      const g = randomTensor(n, 30 + step);
+      await cmd(client, 'PL.SET', 'sg', bytes(g));
+      const args = ['PL.SGD', 'sp', 'sg', 'sv', '0.05', String(o.momentum)];
+      if (o.dampening) args.push('DAMPENING', String(o.dampening));
+      if (o.weightDecay) args.push('WD', String(o.weightDecay));
+      if (o.nesterov) args.push('NESTEROV');
+      expect(await client.sendCommand(args)).toBe('OK');
+      sgdStep(p, g, v, step === 0, { lr: 0.05, ...o });
+    }
+    expect((await getBytes(client, 'sp'))!.equals(bytes(p))).toBe(true);
+    expect((await getBytes(client, 'sv'))!.equals(bytes(v))).toBe(true);
+  });
+});
+
+describe('PL.ADAM', () => {
+  it.each([
+    { lr: 1e-3 },
+    { lr: 1e-2, beta1: 0.8, beta2: 0.99, eps: 1e-6 },
+    { lr: 1e-3, weightDecay: 0.01 },
+    { lr: 1e-3, weightDecay: 0.01, decoupled: true },
+  ])('matches the reference within 1e-6 (norm-wise relative) over 4 steps: %o', async (o) => {
+    const n = 2000;
+    const p = randomTensor(n, 40), m = new Float32Array(n), v = new Float32Array(n);
+    await client.del(['ap', 'am', 'av', 'astep']);
+    await cmd(client, 'PL.SET', 'ap', bytes(p));
+    for (let step = 1; step <= 4; step++) {
+      const g = randomTensor(n, 50 + step, 0.1);
+      await cmd(client, 'PL.SET', 'ag', bytes(g));
+      const args = ['PL.ADAM', 'ap', 'ag', 'am', 'av', 'astep', String(o.lr)];
+      if (o.beta1 !== undefined) args.push('BETA1', String(o.beta1));
+      if (o.beta2 !== undefined) args.push('BETA2', String(o.beta2));
+      if (o.eps !== undefined) args.push('EPS', String(o.eps));
+      if (o.weightDecay) args.push('WD', String(o.weightDecay));
+      if (o.decoupled) args.push('DECOUPLED');
+      expect(await client.sendCommand(args)).toBe(step);
+      adamStep(p, g, m, v, step, o);
+    }
+    expect(await client.get('astep')).toBe('4');
+    // The module computes in float32 with float hyper-parameters, the reference rounds double
+    // products: they differ by about an ulp of the operands, which is a large element-wise
+    // relative error only where m, v or p cancel to near zero. So: |got - ref| <= 1e-6 max|ref|.
+    const close = (got: Float32Array, ref: Float32Array) => {
+      const scale = ref.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
+      let worst = 0;
+      for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(got[i] - ref[i]));
+      expect(worst).toBeLessThanOrEqual(1e-6 * scale);
+    };
+    close(await getTensor(client, 'ap'), p);
+    close(await getTensor(client, 'am'), m);
+    close(await getTensor(client, 'av'), v);
+  });
+
+  it('continues from an existing step count', async () => {
+    await client.set('astep2', '41');
+    await cmd(client, 'PL.SET', 'ap2', bytes(f32(1, 2)));
+    await cmd(client, 'PL.SET', 'ag2', bytes(f32(0.1, -0.1)));
+    expect(await client.sendCommand(['PL.ADAM', 'ap2', 'ag2', 'am2', 'av2', 'astep2', '0.1'])).toBe(42);
+  });
+});
+
+describe('PL.AGGREGATE', () => {
+  const n = 1537;
+  const inputs = [0, 1, 2, 3, 4, 5, 6].map((k) => randomTensor(n, 60 + k));
+  // an outlier for KRUM to reject
+  inputs[6] = inputs[6].map((x) => x * 100);
+  const names = inputs.map((_, k) => `peer:${String.fromCharCode(103 - k)}`); // peer:g .. peer:a
+
+  beforeAll(async () => {
+    for (const [k, t] of inputs.entries()) await cmd(client, 'PL.SET', names[k], bytes(t));
+  });
+
+  /** The reference on the inputs in canonical (byte-wise name) order. */
+  function reference(keys: number[], rule: AggregationRule): Float32Array {
+    const order = [...keys].sort((a, b) => Buffer.compare(Buffer.from(names[a]), Buffer.from(names[b])));
+    const out = new Float32Array(n);
+    aggregateInto(out, order.map((k) => inputs[k]), rule);
+    return out;
+  }
+  const ruleArgs = (r: AggregationRule): string[] =>
+    r.rule === 'mean' ? ['MEAN'] : r.rule === 'median' ? ['MEDIAN'] : r.rule === 'trimmed' ? ['TRIMMED', String(r.trim)] : ['KRUM', String(r.byzantine), String(r.select)];
+
+  it.each<[AggregationRule, number[]]>([
+    [{ rule: 'mean' }, [0, 1, 2, 3, 4, 5, 6]],
+    [{ rule: 'mean' }, [3]],
+    [{ rule: 'median' }, [0, 1, 2, 3, 4]],
+    [{ rule: 'median' }, [0, 1, 2, 3]],
+    [{ rule: 'trimmed', trim: 1 }, [0, 1, 2, 3, 4, 5]],
+    [{ rule: 'trimmed', trim: 2 }, [0, 1, 2, 3, 4, 5, 6]],
+    [{ rule: 'krum', byzantine: 1, select: 3 }, [0, 1, 2, 3, 4, 5, 6]],
+    [{ rule: 'krum', byzantine: 2, select: 1 }, [0, 1, 2, 3, 4, 5, 6]],
+  ])('%o over %j equals the reference, in any argument order', async (rule, keys) => {
+    const ref = reference(keys, rule);
+    const orders = [keys, [...keys].reverse(), [...keys].sort((a, b) => ((a * 7 + 3) % 5) - ((b * 7 + 3) % 5))];
+    const sums = new Set<string>();
+    for (const order of orders) {
+      const args = ['PL.AGGREGATE', 'agg', ...ruleArgs(rule), String(order.length), ...order.map((k) => names[k])];
+      expect(await client.sendCommand(args)).toBe('OK');
+      expect((await getBytes(client, 'agg'))!.equals(bytes(ref))).toBe(true);
+      sums.add(String(await client.sendCommand(['PL.CHECKSUM', 'agg'])));
+    }
+    expect(sums.size).toBe(1);
+  });
+
+  it('KRUM leaves the outlier out', async () => {
+    await client.sendCommand(['PL.AGGREGATE', 'k', 'KRUM', '1', '6', '7', ...names]);
+    const mean6 = reference([0, 1, 2, 3, 4, 5], { rule: 'mean' });
+    expect((await getBytes(client, 'k'))!.equals(bytes(mean6))).toBe(true);
+  });
+
+  it('orders -0 before +0 like Float32Array sort (median of zeros)', async () => {
+    await cmd(client, 'PL.SET', 'z:a', bytes(f32(-0, 0, -0)));
+    await cmd(client, 'PL.SET', 'z:b', bytes(f32(0, -0, -0)));
+    await cmd(client, 'PL.SET', 'z:c', bytes(f32(0, 0, 0)));
+    await client.sendCommand(['PL.AGGREGATE', 'zm', 'MEDIAN', '3', 'z:a', 'z:b', 'z:c']);
+    const ref = new Float32Array(3);
+    aggregateInto(ref, [f32(-0, 0, -0), f32(0, -0, -0), f32(0, 0, 0)], { rule: 'median' });
+    expect((await getBytes(client, 'zm'))!.equals(bytes(ref))).toBe(true);
+  });
+
+  it('may write into one of its inputs', async () => {
+    const keys = ['al:1', 'al:2', 'al:3'];
+    const ts = [randomTensor(999, 70), randomTensor(999, 71), randomTensor(999, 72)];
+    for (const rule of [{ rule: 'mean' }, { rule: 'median' }] as AggregationRule[]) {
+      for (const [k, t] of ts.entries()) await cmd(client, 'PL.SET', keys[k], bytes(t));
+      const ref = new Float32Array(999);
+      aggregateInto(ref, ts, rule);
+      await client.sendCommand(['PL.AGGREGATE', 'al:2', ...ruleArgs(rule), '3', ...keys]);
+      expect((await getBytes(client, 'al:2'))!.equals(bytes(ref))).toBe(true);
+    }
+  });
+
+  it('tells cluster routing and ACLs where its keys are', async () => {
+    const keys = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.AGGREGATE', 'dst', 'TRIMMED', '1', '3', 'x', 'y', 'z']);
+    expect(keys).toEqual(['dst', 'x', 'y', 'z']);
+    const accum = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.ACCUM', 's', 'a', 'id', '2', 'blob']);
+    expect(accum).toEqual(['s', 'a']);
+    const adam = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.ADAM', 'p', 'g', 'm', 'v', 'st', '0.1']);
+    expect(adam).toEqual(['p', 'g', 'm', 'v', 'st']);
+  });
+});
+
+describe('flags', () => {
+  it('marks writes and reads so replicas and ACLs treat them right', async () => {
+    const info = (await client.sendCommand(['COMMAND', 'INFO', 'PL.SGD', 'PL.GETRANGE', 'PL.CHECKSUM'])) as unknown[][];
+    const flags = info.map((c) => (c[2] as string[]).map(String));
+    expect(flags[0]).toEqual(expect.arrayContaining(['write', 'denyoom']));
+    expect(flags[1]).toContain('readonly');
+    expect(flags[2]).toContain('readonly');
+    // a second client sees the same server (sanity of the helper)
+    const other = await connect(server);
+    expect(await other.ping()).toBe('PONG');
+    await other.close();
+  });
+});
