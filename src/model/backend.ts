@@ -23,18 +23,22 @@ let readyFor: BackendChoice | undefined;
 
 /**
  * Initialises the backend and returns its name ('tensorflow', 'wasm' or 'cpu'). Idempotent:
- * later calls return the same promise; asking for a different backend switches to it.
+ * later calls reuse the first choice; asking for a different backend explicitly switches.
  */
-export function initBackend(preferred: BackendChoice = 'auto'): Promise<string> {
-  if (ready !== undefined && (readyFor === preferred || preferred === 'auto')) return ready;
-  readyFor = preferred;
-  ready = choose(preferred);
-  // A failed initialisation must not stick: the next call tries again.
-  ready.catch(() => {
-    ready = undefined;
-    readyFor = undefined;
-  });
-  return ready;
+export async function initBackend(preferred: BackendChoice = 'auto'): Promise<string> {
+  if (ready === undefined || (readyFor !== preferred && preferred !== 'auto')) {
+    readyFor = preferred;
+    ready = choose(preferred);
+    // A failed initialisation must not stick: the next call tries again.
+    ready.catch(() => {
+      ready = undefined;
+      readyFor = undefined;
+    });
+  }
+  const name = await ready;
+  // Someone (a test, a benchmark) may have switched backends since: switch back.
+  if (tf.getBackend() !== name) await activate(name);
+  return name;
 }
 
 async function choose(preferred: BackendChoice): Promise<string> {
