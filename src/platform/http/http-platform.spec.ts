@@ -47,13 +47,13 @@ describe('HttpPlatform + serveFunctions', () => {
     const post = (path: string, body: string) => fetch(`${server.url}${path}`, { method: 'POST', body });
     const r404 = await post('/function/train', '{}');
     expect(r404.status).toBe(404);
-    expect((await r404.json()).error).toMatch(/unknown function 'train'/);
+    expect((await r404.json() as { error: string }).error).toMatch(/unknown function 'train'/);
     const r400 = await post('/function/gradient', '{not json');
     expect(r400.status).toBe(400);
-    expect((await r400.json()).error).toMatch(/invalid JSON/);
+    expect((await r400.json() as { error: string }).error).toMatch(/invalid JSON/);
     const invalid = await post('/function/gradient', JSON.stringify({ ...event, expected: 0 }));
     expect(invalid.status).toBe(400);
-    expect((await invalid.json()).error).toMatch(/invalid gradient event: expected/);
+    expect((await invalid.json() as { error: string }).error).toMatch(/invalid gradient event: expected/);
     const big = await post('/function/gradient', 'x'.repeat(5000));
     expect(big.status).toBe(413);
   });
