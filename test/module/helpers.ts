@@ -97,7 +97,7 @@ export async function snapshot(client: Client): Promise<Map<string, string>> {
     const key = Buffer.from(k, 'latin1');
     const type = await client.sendCommand(['TYPE', key]);
     const dump = await cmd<Buffer>(client, 'DUMP', key);
-    const ttl = await client.sendCommand(['PTTL', key]);
+    const ttl = await client.sendCommand(['PEXPIRETIME', key]);
     out.set(k, `${String(type)}:${String(ttl)}:${dump.toString('hex')}`);
   }
   return out;

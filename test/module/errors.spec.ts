@@ -1,0 +1,243 @@
+/**
+ * Bad input: every refused command answers one error line, changes nothing in the database
+ * (a snapshot of every key's type, TTL and DUMP is compared before and after), and the
+ * server keeps answering. Then random garbage at every command.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RedisServer } from '../../src/cluster/redis-server.ts';
+import { bytes, cmd, errorOf, f32, randomTensor, rng, snapshot, start, stopAll, type Arg, type Client } from './helpers.ts';
+
+let server: RedisServer;
+let client: Client;
+
+const T16 = bytes(randomTensor(16, 1));
+const T8 = bytes(randomTensor(8, 2));
+const withValue = (x: number) => {
+  const t = randomTensor(16, 3);
+  t[9] = x;
+  return bytes(t);
+};
+const NAN16 = withValue(NaN), INF16 = withValue(Infinity), NINF16 = withValue(-Infinity);
+
+/** A fixed database the bad commands must leave alone. */
+async function populate(): Promise<void> {
+  await client.flushAll();
+  await cmd(client, 'PL.SET', 't', T16);
+  await cmd(client, 'PL.SET', 'g', T16);
+  await cmd(client, 'PL.SET', 'g8', T8);
+  await cmd(client, 'PL.SET', 'v8', T8);
+  await cmd(client, 'SET', 'nan', NAN16); // written behind the module's back
+  await cmd(client, 'SET', 'odd', Buffer.from('1234567'));
+  await cmd(client, 'SET', 'empty', '');
+  await client.hSet('h', 'f', 'v');
+  await client.rPush('l', 'x');
+  await cmd(client, 'PL.ACCUM', 'run', 'runavg', 'id1', '3', T16); // running: 1 of 3
+  await cmd(client, 'PL.ACCUM', 'fin', 'finavg', 'id1', '1', T16); // complete
+  await cmd(client, 'SET', 'badids:ids', 'not a hash');
+  await client.hSet('noexp:ids', 'x', '1'); // an id set without the expected count
+  await cmd(client, 'SET', 'step', 'abc');
+  await cmd(client, 'SET', 'negstep', '-3');
+  await cmd(client, 'SET', 'withttl', T16);
+  await client.pExpire('withttl', 1_000_000);
+}
+
+beforeAll(async () => {
+  ({ server, client } = await start());
+});
+afterAll(async () => {
+  await stopAll(client, server);
+});
+
+const ARITY = /^ERR wrong number of arguments/;
+const PL = /^ERR peerless: \S/;
+
+/** [label, args, expected error]; `PL` unless the arity check answers. */
+const cases: [string, Arg[], RegExp][] = [
+  // PL.SET
+  ['SET arity', ['PL.SET', 't'], ARITY],
+  ['SET arity 2', ['PL.SET', 't', T16, 'x'], ARITY],
+  ['SET empty blob', ['PL.SET', 't', Buffer.alloc(0)], /not a non-empty multiple of 4/],
+  ['SET 3 bytes', ['PL.SET', 't', Buffer.alloc(3)], /3 bytes/],
+  ['SET 65 bytes', ['PL.SET', 'new', Buffer.alloc(65)], /65 bytes/],
+  ['SET NaN', ['PL.SET', 't', NAN16], /non-finite value \(NaN\) at element 9/],
+  ['SET Inf', ['PL.SET', 'new', INF16], /non-finite value \(Inf\) at element 9/],
+  ['SET -Inf', ['PL.SET', 'new', NINF16], /-Inf/],
+  ['SET into a hash', ['PL.SET', 'h', T16], /wrong type.*hash/],
+  ['SET into a list', ['PL.SET', 'l', T16], /wrong type.*list/],
+  // PL.SETRANGE
+  ['SETRANGE arity', ['PL.SETRANGE', 't', '0'], ARITY],
+  ['SETRANGE missing', ['PL.SETRANGE', 'nope', '0', T8], /"nope" does not exist/],
+  ['SETRANGE negative', ['PL.SETRANGE', 't', '-1', T8], /offset must be between/],
+  ['SETRANGE not a number', ['PL.SETRANGE', 't', '1x', T8], /offset must be an integer/],
+  ['SETRANGE 2^64', ['PL.SETRANGE', 't', '18446744073709551616', T8], /offset must be an integer/],
+  ['SETRANGE beyond', ['PL.SETRANGE', 't', '9', T8], /does not fit/],
+  ['SETRANGE odd blob', ['PL.SETRANGE', 't', '0', Buffer.alloc(6)], /6 bytes/],
+  ['SETRANGE NaN', ['PL.SETRANGE', 't', '0', NAN16], /non-finite/],
+  ['SETRANGE hash', ['PL.SETRANGE', 'h', '0', T8], /wrong type/],
+  ['SETRANGE odd string', ['PL.SETRANGE', 'odd', '0', T8], /7 bytes, not a float32 tensor/],
+  ['SETRANGE empty string', ['PL.SETRANGE', 'empty', '0', T8], /does not exist|0 bytes/],
+  // PL.ZEROS
+  ['ZEROS arity', ['PL.ZEROS', 'z'], ARITY],
+  ['ZEROS 0', ['PL.ZEROS', 'z', '0'], /n must be between 1 and/],
+  ['ZEROS -5', ['PL.ZEROS', 'z', '-5'], /n must be between/],
+  ['ZEROS 2^27+1', ['PL.ZEROS', 'z', String(2 ** 27 + 1)], /n must be between/],
+  ['ZEROS 1.5', ['PL.ZEROS', 'z', '1.5'], /integer/],
+  ['ZEROS hash', ['PL.ZEROS', 'h', '4'], /wrong type/],
+  // PL.LEN / PL.GETRANGE / PL.CHECKSUM
+  ['LEN arity', ['PL.LEN'], ARITY],
+  ['LEN missing', ['PL.LEN', 'nope'], /does not exist/],
+  ['LEN hash', ['PL.LEN', 'h'], /wrong type.*hash/],
+  ['LEN odd', ['PL.LEN', 'odd'], /7 bytes/],
+  ['GETRANGE arity', ['PL.GETRANGE', 't', '0'], ARITY],
+  ['GETRANGE missing', ['PL.GETRANGE', 'nope', '0', '1'], /does not exist/],
+  ['GETRANGE negative', ['PL.GETRANGE', 't', '-1', '1'], /offset/],
+  ['GETRANGE count', ['PL.GETRANGE', 't', '0', '17'], /outside/],
+  ['GETRANGE end', ['PL.GETRANGE', 't', '16', '1'], /outside/],
+  ['GETRANGE huge', ['PL.GETRANGE', 't', '9223372036854775807', '9223372036854775807'], /between/],
+  ['CHECKSUM missing', ['PL.CHECKSUM', 'nope'], /does not exist/],
+  ['CHECKSUM list', ['PL.CHECKSUM', 'l'], /wrong type/],
+  // PL.SCALE
+  ['SCALE arity', ['PL.SCALE', 't'], ARITY],
+  ['SCALE nan', ['PL.SCALE', 't', 'nan'], /factor must be a finite number/],
+  ['SCALE inf', ['PL.SCALE', 't', 'inf'], /finite/],
+  ['SCALE beyond float', ['PL.SCALE', 't', '1e39'], /factor must be in/],
+  ['SCALE text', ['PL.SCALE', 't', 'two'], /finite number/],
+  ['SCALE missing', ['PL.SCALE', 'nope', '2'], /does not exist/],
+  // PL.ACCUM
+  ['ACCUM arity', ['PL.ACCUM', 's', 'a', 'id', '2'], ARITY],
+  ['ACCUM arity 8', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0'], ARITY],
+  ['ACCUM expected 0', ['PL.ACCUM', 's', 'a', 'id', '0', T16], /expected must be between 1/],
+  ['ACCUM expected text', ['PL.ACCUM', 's', 'a', 'id', 'x', T16], /expected must be an integer/],
+  ['ACCUM empty id', ['PL.ACCUM', 's', 'a', '', '2', T16], /id must not be empty/],
+  ['ACCUM NaN', ['PL.ACCUM', 'run', 'runavg', 'id2', '3', NAN16], /gradient has a non-finite value \(NaN\) at element 9/],
+  ['ACCUM NaN fresh', ['PL.ACCUM', 'new', 'newavg', 'id', '3', INF16], /non-finite/],
+  ['ACCUM odd blob', ['PL.ACCUM', 'run', 'runavg', 'id2', '3', Buffer.alloc(10)], /10 bytes/],
+  ['ACCUM length', ['PL.ACCUM', 'run', 'runavg', 'id2', '3', T8], /gradient has 8 elements, expected 16/],
+  ['ACCUM expected differs', ['PL.ACCUM', 'run', 'runavg', 'id2', '4', T16], /expected 4 contributions, but "run" was started with 3/],
+  ['ACCUM complete', ['PL.ACCUM', 'fin', 'finavg', 'id2', '1', T16], /complete \(1 of 1\)/],
+  ['ACCUM sum is avg', ['PL.ACCUM', 's', 's', 'id', '1', T16], /given twice/],
+  ['ACCUM avg is the id set', ['PL.ACCUM', 's', 's:ids', 'id', '1', T16], /id set/],
+  ['ACCUM id set not a hash', ['PL.ACCUM', 'badids', 'a', 'id', '1', T16], /wrong type.*not an id set/],
+  ['ACCUM id set without expected', ['PL.ACCUM', 'noexp', 'a', 'id', '1', T16], /no expected count/],
+  ['ACCUM sum is a hash', ['PL.ACCUM', 'h', 'a', 'id', '2', T16], /wrong type: sum "h"/],
+  ['ACCUM avg is a list', ['PL.ACCUM', 'new', 'l', 'id', '1', T16], /wrong type: avg "l"/],
+  ['ACCUM slice beyond TOTAL', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '10', 'TOTAL', '20'], /does not fit TOTAL 20/],
+  ['ACCUM TOTAL differs', ['PL.ACCUM', 'run', 'runavg', 'id2', '3', T8, 'OFFSET', '0', 'TOTAL', '20'], /20 elements, expected 16/],
+  ['ACCUM OFFSET twice', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'OFFSET', '0'], /unexpected argument/],
+  ['ACCUM OFFSET negative', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '-1', 'TOTAL', '20'], /OFFSET must be between/],
+  ['ACCUM TOTAL 0', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'TOTAL', '0'], /TOTAL must be between 1/],
+  ['ACCUM bad keyword', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'FROM', '0', 'TOTAL', '20'], /unexpected argument "FROM"/],
+  // PL.SGD
+  ['SGD arity', ['PL.SGD', 't', 'g', 'v', '0.1'], ARITY],
+  ['SGD lr nan', ['PL.SGD', 't', 'g', 'v', 'nan', '0.9'], /lr must be a finite number/],
+  ['SGD lr negative', ['PL.SGD', 't', 'g', 'v', '-0.1', '0.9'], /lr must be in/],
+  ['SGD momentum inf', ['PL.SGD', 't', 'g', 'v', '0.1', 'inf'], /momentum/],
+  ['SGD unknown option', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'FAST'], /unexpected argument "FAST"/],
+  ['SGD WD without value', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'WD'], /unexpected argument "WD"/],
+  ['SGD DAMPENING 2', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'DAMPENING', '2'], /DAMPENING must be in/],
+  ['SGD nesterov dampening', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'NESTEROV', 'DAMPENING', '0.5'], /NESTEROV needs/],
+  ['SGD nesterov no momentum', ['PL.SGD', 't', 'g', 'v', '0.1', '0', 'NESTEROV'], /NESTEROV needs/],
+  ['SGD NESTEROV twice', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'NESTEROV', 'NESTEROV'], /unexpected/],
+  ['SGD missing param', ['PL.SGD', 'nope', 'g', 'v', '0.1', '0.9'], /parameters "nope" does not exist/],
+  ['SGD missing grad', ['PL.SGD', 't', 'nope', 'v', '0.1', '0.9'], /gradient "nope" does not exist/],
+  ['SGD grad length', ['PL.SGD', 't', 'g8', 'v', '0.1', '0.9'], /gradient has 8 elements, expected 16/],
+  ['SGD velocity length', ['PL.SGD', 't', 'g', 'v8', '0.1', '0.9'], /velocity has 8 elements, expected 16/],
+  ['SGD velocity hash', ['PL.SGD', 't', 'g', 'h', '0.1', '0.9'], /wrong type: velocity/],
+  ['SGD NaN gradient', ['PL.SGD', 't', 'nan', 'v', '0.1', '0.9'], /non-finite value at element 9/],
+  ['SGD same keys', ['PL.SGD', 't', 't', 'v', '0.1', '0.9'], /given twice/],
+  // PL.ADAM
+  ['ADAM arity', ['PL.ADAM', 't', 'g', 'm', 'v', 'st'], ARITY],
+  ['ADAM BETA1 1', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'BETA1', '1'], /BETA1 must be in \[0, 1\)/],
+  ['ADAM BETA2 negative', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'BETA2', '-0.1'], /BETA2/],
+  ['ADAM EPS 0', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'EPS', '0'], /EPS must be in \(0/],
+  ['ADAM lr text', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', 'fast'], /lr must be a finite number/],
+  ['ADAM option twice', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'WD', '0', 'WD', '0'], /unexpected argument "WD"/],
+  ['ADAM step text', ['PL.ADAM', 't', 'g', 'm', 'v', 'step', '0.1'], /step "step" holds "abc"/],
+  ['ADAM step negative', ['PL.ADAM', 't', 'g', 'm', 'v', 'negstep', '0.1'], /not a step count/],
+  ['ADAM step list', ['PL.ADAM', 't', 'g', 'm', 'v', 'l', '0.1'], /wrong type: step/],
+  ['ADAM m length', ['PL.ADAM', 't', 'g', 'v8', 'v', 'st', '0.1'], /first moment has 8 elements/],
+  ['ADAM missing grad', ['PL.ADAM', 't', 'nope', 'm', 'v', 'st', '0.1'], /does not exist/],
+  ['ADAM NaN grad', ['PL.ADAM', 't', 'nan', 'm', 'v', 'st', '0.1'], /non-finite/],
+  ['ADAM same keys', ['PL.ADAM', 't', 'g', 'm', 'm', 'st', '0.1'], /given twice/],
+  // PL.AGGREGATE
+  ['AGGREGATE arity', ['PL.AGGREGATE', 'd', 'MEAN', '1'], ARITY],
+  ['AGGREGATE rule', ['PL.AGGREGATE', 'd', 'MODE', '1', 't'], /unknown rule "MODE"/],
+  ['AGGREGATE n mismatch', ['PL.AGGREGATE', 'd', 'MEAN', '3', 't', 'g'], /n is 3 but 2 keys follow/],
+  ['AGGREGATE n 0', ['PL.AGGREGATE', 'd', 'MEAN', '0', 't'], /n must be between 1/],
+  ['AGGREGATE duplicate', ['PL.AGGREGATE', 'd', 'MEAN', '3', 't', 'g', 't'], /"t" is given twice/],
+  ['AGGREGATE lengths', ['PL.AGGREGATE', 'd', 'MEAN', '2', 't', 'g8'], /has 16 elements, expected 8|has 8 elements, expected 16/],
+  ['AGGREGATE missing', ['PL.AGGREGATE', 'd', 'MEDIAN', '2', 't', 'nope'], /input "nope" does not exist/],
+  ['AGGREGATE NaN', ['PL.AGGREGATE', 'd', 'MEAN', '2', 't', 'nan'], /input "nan" has a non-finite value/],
+  ['AGGREGATE odd', ['PL.AGGREGATE', 'd', 'MEAN', '2', 't', 'odd'], /7 bytes/],
+  ['AGGREGATE TRIMMED too many', ['PL.AGGREGATE', 'd', 'TRIMMED', '1', '2', 't', 'g'], /TRIMMED 1 needs more than 2 inputs/],
+  ['AGGREGATE TRIMMED text', ['PL.AGGREGATE', 'd', 'TRIMMED', 'x', '2', 't', 'g'], /TRIMMED k must be an integer/],
+  ['AGGREGATE KRUM too few', ['PL.AGGREGATE', 'd', 'KRUM', '1', '1', '4', 't', 'g', 'g8', 'v8'], /KRUM 1 needs more than 4 inputs/],
+  ['AGGREGATE KRUM m 0', ['PL.AGGREGATE', 'd', 'KRUM', '0', '0', '3', 't', 'g', 'run'], /KRUM m must be between 1/],
+  ['AGGREGATE KRUM m > n', ['PL.AGGREGATE', 'd', 'KRUM', '0', '4', '3', 't', 'g', 'run'], /KRUM m is 4 but only 3 inputs/],
+  ['AGGREGATE dst hash', ['PL.AGGREGATE', 'h', 'MEAN', '2', 't', 'g'], /wrong type: dst "h"/],
+];
+
+describe('bad input is refused and changes nothing', () => {
+  beforeEach(populate);
+
+  it.each(cases)('%s', async (_label, args, expected) => {
+    const before = await snapshot(client);
+    const message = await errorOf(client, ...args);
+    expect(message).toMatch(expected === ARITY ? ARITY : PL);
+    expect(message).toMatch(expected);
+    expect(message).not.toMatch(/[\r\n]/);
+    expect(await snapshot(client)).toEqual(before);
+    expect(await client.ping()).toBe('PONG');
+  });
+
+  it('a repeated contribution id changes nothing', async () => {
+    const before = await snapshot(client);
+    expect(await client.sendCommand(['PL.ACCUM', 'run', 'runavg', 'id1', '3', T16])).toEqual([1, 3, 0]);
+    expect(await client.sendCommand(['PL.ACCUM', 'fin', 'finavg', 'id1', '1', bytes(f32(...new Array(16).fill(5)))])).toEqual([1, 1, 1]);
+    expect(await snapshot(client)).toEqual(before);
+  });
+
+  it('error messages stay one printable line, whatever the key name', async () => {
+    const message = await errorOf(client, 'PL.LEN', Buffer.from('bad\r\nname\x00\xff'.repeat(20), 'latin1'));
+    expect(message).toMatch(/^ERR peerless: tensor "bad\?\?name\?\?.*\.\.\." does not exist$/);
+  });
+});
+
+describe('random garbage at every command', () => {
+  it('never takes the server down', async () => {
+    await populate();
+    const r = rng(12345);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)];
+    const commands = ['PL.SET', 'PL.SETRANGE', 'PL.ZEROS', 'PL.LEN', 'PL.GETRANGE', 'PL.ACCUM', 'PL.SGD', 'PL.ADAM', 'PL.AGGREGATE', 'PL.SCALE', 'PL.CHECKSUM'];
+    const keys = ['t', 'g', 'g8', 'v8', 'nan', 'odd', 'empty', 'h', 'l', 'run', 'runavg', 'fin', 'step', 'x', 'y', 'run:ids', ''];
+    const words = ['MEAN', 'MEDIAN', 'TRIMMED', 'KRUM', 'OFFSET', 'TOTAL', 'NESTEROV', 'WD', 'DAMPENING', 'BETA1', 'BETA2', 'EPS', 'DECOUPLED'];
+    // small numbers only among the valid ones: a valid ZEROS must not allocate much
+    const numbers = ['-1', '0', '1', '2', '3', '7', '16', '1000', '0.5', '-0', '1e-45', 'nan', 'inf', '-inf', '1e400', String(2 ** 27 + 1), '2147483648', '9223372036854775807', '-9223372036854775808', '99999999999999999999', '', ' 1', '0x10'];
+    const randomBytes = () => Buffer.from(Array.from({ length: Math.floor(r() * 70) }, () => Math.floor(r() * 256)));
+    const arg = (): Arg => {
+      const c = r();
+      if (c < 0.3) return pick(keys);
+      if (c < 0.55) return pick(numbers);
+      if (c < 0.7) return pick(words);
+      if (c < 0.85) return pick([T16, T8, NAN16, INF16]);
+      return randomBytes();
+    };
+    let errors = 0, ok = 0;
+    for (let i = 0; i < 1500; i++) {
+      const args: Arg[] = [pick(commands), ...Array.from({ length: Math.floor(r() * 11) }, arg)];
+      try {
+        await client.sendCommand(args);
+        ok++;
+      } catch (err) {
+        errors++;
+        expect((err as Error).message).toMatch(/^ERR (peerless: |wrong number of arguments)/);
+      }
+      if (i % 100 === 99) expect(await client.ping()).toBe('PONG');
+    }
+    expect(ok + errors).toBe(1500);
+    expect(await client.ping()).toBe('PONG');
+    // the server's memory use stays sane (no huge allocation slipped through)
+    const info = String(await client.sendCommand(['INFO', 'memory']));
+    expect(Number(/used_memory:(\d+)/.exec(info)![1])).toBeLessThan(256 * 1024 * 1024);
+  });
+});
