@@ -15,10 +15,12 @@
  *   between its rows/columns (s - 1 of them), padded by fh-1-p0 before, with the filter
  *   flipped spatially and its in/out channels swapped.
  *
- * Measured on this machine (2-core x86, Node 20, wasm SIMD, one thread), the dX of a ResNet
- * stage-1 conv (x 64x28x28x64, 3x3, stride 1, same): wasm's own Conv2DBackpropInput
- * 229 ms, ours 40 ms (5.7x); the cnn's second conv (64x26x26x32 -> 64 channels) 179 ms vs
- * 31 ms. Rerun with `npx tsx src/model/measure.ts`.
+ * Measured (`npx tsx src/model/measure.ts`, 2-core x86, Node 20, wasm SIMD, one thread),
+ * Conv2DBackpropInput, wasm's shipped kernel vs ours:
+ *   ResNet stage 1, dy 64x28x28x64, 3x3/64, stride 1:       1454 ms vs 154 ms (9.4x)
+ *   ResNet stage 2 down, dy 64x14x14x128, 3x3, stride 2:     748 ms vs 325 ms (2.3x; 3/4 of
+ *     the dilated dy is zeros: a polyphase split would win that back)
+ *   cnn conv2, dy 64x11x11x64, 3x3/32, valid:                119 ms vs 17 ms (6.8x)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
@@ -234,6 +236,9 @@ export function registerWasmTrainingKernels(): void {
 export function useShippedBackpropInput(shipped: boolean): void {
   const theirs = shippedKernels.get(tf.Conv2DBackpropInput);
   if (!registered || theirs === undefined) throw new Error('wasm training kernels are not registered');
+  if (shipped && tf.getBackend() !== BACKEND) throw new Error('useShippedBackpropInput: the active backend is not wasm');
+  // Ours replaced it before the backend initialised, so its wasm binding was never set up.
+  if (shipped) theirs.setupFunc?.(tf.backend());
   tf.unregisterKernel(tf.Conv2DBackpropInput, BACKEND);
   tf.registerKernel(shipped ? theirs : ours[1]!);
 }
