@@ -130,51 +130,66 @@ void pl_mean(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n) {
     }
 }
 
-/* Order-preserving map of a finite float's bits to an unsigned integer, with -0 < +0
- * (the order JavaScript's Float32Array.prototype.sort uses), and back. */
-static inline uint32_t sort_key(float x) {
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+/* Sort keys: a finite float's bits mapped so that signed int32 order is the order of
+ * JavaScript's Float32Array sort (-0 before +0). The map is its own inverse. */
+static inline int32_t sort_key(uint32_t bits) {
+    return (int32_t)(bits ^ ((uint32_t)((int32_t)bits >> 31) & 0x7fffffffu));
 }
-static inline float from_key(uint32_t k) {
-    uint32_t b = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+static inline float from_key(int32_t key) {
+    uint32_t bits = (uint32_t)sort_key((uint32_t)key);
     float x;
-    memcpy(&x, &b, 4);
+    memcpy(&x, &bits, 4);
     return x;
 }
 
-/* Sorts the k values of coordinate i into `col` (insertion sort: k is small). */
-static inline void sorted_column(const pl_f32 *const *in, size_t k, size_t i, uint32_t *col) {
+/* Loads PL_SORT_BLOCK coordinates of every input as rows of sort keys and sorts each
+ * column: odd-even transposition sort, k rounds of compare-exchange between neighbouring
+ * rows, each a branch-free loop over the block that vectorises. */
+static void sorted_block(const pl_f32 *const *in, size_t k, size_t base, size_t len,
+                         int32_t *rows) {
     for (size_t j = 0; j < k; j++) {
-        uint32_t key = sort_key(in[j][i]);
-        size_t t = j;
-        while (t > 0 && col[t - 1] > key) {
-            col[t] = col[t - 1];
-            t--;
-        }
-        col[t] = key;
+        const pl_u32 *src = (const pl_u32 *)(in[j] + base);
+        int32_t *row = rows + j * PL_SORT_BLOCK;
+        for (size_t i = 0; i < len; i++) row[i] = sort_key(src[i]);
     }
+    for (size_t r = 0; r < k; r++)
+        for (size_t j = r & 1; j + 1 < k; j += 2) {
+            int32_t *a = rows + j * PL_SORT_BLOCK, *b = a + PL_SORT_BLOCK;
+            for (size_t i = 0; i < len; i++) {
+                int32_t x = a[i], y = b[i];
+                a[i] = x < y ? x : y;
+                b[i] = x < y ? y : x;
+            }
+        }
 }
 
-void pl_median(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, float *scratch) {
-    uint32_t *col = (uint32_t *)scratch;
-    for (size_t i = 0; i < n; i++) {
-        sorted_column(in, k, i, col);
-        dst[i] = (k & 1) ? from_key(col[k / 2])
-                         : (from_key(col[k / 2 - 1]) + from_key(col[k / 2])) / 2.0f;
+void pl_median(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, int32_t *scratch) {
+    const int32_t *lo = scratch + (k - 1) / 2 * PL_SORT_BLOCK, *hi = scratch + k / 2 * PL_SORT_BLOCK;
+    for (size_t base = 0; base < n; base += PL_SORT_BLOCK) {
+        size_t len = n - base < PL_SORT_BLOCK ? n - base : PL_SORT_BLOCK;
+        sorted_block(in, k, base, len, scratch);
+        pl_f32 *d = dst + base;
+        if (k & 1)
+            for (size_t i = 0; i < len; i++) d[i] = from_key(lo[i]);
+        else
+            for (size_t i = 0; i < len; i++) d[i] = (from_key(lo[i]) + from_key(hi[i])) / 2.0f;
     }
 }
 
 void pl_trimmed(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, size_t trim,
-                float *scratch) {
-    uint32_t *col = (uint32_t *)scratch;
+                int32_t *scratch) {
     const float kept = (float)(k - 2 * trim);
-    for (size_t i = 0; i < n; i++) {
-        sorted_column(in, k, i, col);
-        float s = 0.0f;
-        for (size_t j = trim; j < k - trim; j++) s = s + from_key(col[j]);
-        dst[i] = s / kept;
+    float acc[PL_SORT_BLOCK];
+    for (size_t base = 0; base < n; base += PL_SORT_BLOCK) {
+        size_t len = n - base < PL_SORT_BLOCK ? n - base : PL_SORT_BLOCK;
+        sorted_block(in, k, base, len, scratch);
+        for (size_t i = 0; i < len; i++) acc[i] = 0.0f;
+        for (size_t j = trim; j < k - trim; j++) {
+            const int32_t *row = scratch + j * PL_SORT_BLOCK;
+            for (size_t i = 0; i < len; i++) acc[i] = acc[i] + from_key(row[i]);
+        }
+        pl_f32 *d = dst + base;
+        for (size_t i = 0; i < len; i++) d[i] = acc[i] / kept;
     }
 }
 

@@ -45,10 +45,13 @@ void pl_adam(pl_f32 *p, const pl_f32 *g, pl_f32 *m, pl_f32 *v, size_t n, const p
 
 /* Coordinate-wise aggregation of k equally long inputs (already in canonical order) into
  * dst. dst may be one of the inputs: each block of dst is written only after every input's
- * block was read. `scratch` must hold k floats (MEDIAN/TRIMMED). */
+ * block was read. MEDIAN/TRIMMED sort each coordinate's k values (in the order of
+ * JavaScript's Float32Array sort) in blocks: `scratch` must hold k * PL_SORT_BLOCK int32. */
+#define PL_SORT_BLOCK 512
 void pl_mean(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n);
-void pl_median(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, float *scratch);
-void pl_trimmed(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, size_t trim, float *scratch);
+void pl_median(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, int32_t *scratch);
+void pl_trimmed(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, size_t trim,
+                int32_t *scratch);
 
 /* Multi-Krum: chooses the `m` inputs with the lowest scores (sum of squared distances to
  * their k-f-2 nearest others; ties by index) and writes their indices, ascending, to

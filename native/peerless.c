@@ -852,7 +852,9 @@ static int cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
     size_t k = (size_t)a.n;
     RedisModuleKey **keys = RedisModule_Alloc(k * sizeof *keys);
     const pl_f32 **in = RedisModule_Alloc(k * sizeof *in);
-    void *scratch = RedisModule_Alloc(k * sizeof(size_t) + (k * k + k) * sizeof(double) + 64);
+    size_t krum_bytes = k * sizeof(size_t) + (k * k + k) * sizeof(double);
+    size_t sort_bytes = k * PL_SORT_BLOCK * sizeof(int32_t);
+    void *scratch = RedisModule_Alloc(krum_bytes > sort_bytes ? krum_bytes : sort_bytes);
     /* dst first: resizing it may replace its string object, and dst may be an input. All
      * kernels write a dst element only after reading every input's same element. */
     pl_f32 *out = resize(dst, len, 0);
