@@ -1,0 +1,38 @@
+import type { Redis } from '../tensor/redis-client.ts';
+import { PIXELS, type Dataset } from './dataset.ts';
+import { batchRanges } from './shard.ts';
+
+/** Where a peer keeps its data in its own Redis (uint8 pixels and labels as plain strings). */
+export const DataKeys = {
+  meta: 'data:meta',
+  batchImages: (i: number) => `data:batch:${i}:x`,
+  batchLabels: (i: number) => `data:batch:${i}:y`,
+  validationImages: 'data:validation:x',
+  validationLabels: 'data:validation:y',
+  testImages: 'data:test:x',
+  testLabels: 'data:test:y',
+};
+
+const bytes = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Stores a peer's shard as batches; returns the number of batches. */
+export async function storeBatches(client: Redis, shard: Dataset, batchSize: number): Promise<number> {
+  const ranges = batchRanges(shard.count, batchSize);
+  // Pipelined in groups so a 60k-sample shard goes in a few round trips without one huge reply.
+  for (let g = 0; g < ranges.length; g += 64) {
+    const tx = client.multi();
+    for (const [k, r] of ranges.slice(g, g + 64).entries()) {
+      const i = g + k;
+      tx.set(DataKeys.batchImages(i), bytes(shard.images.subarray(r.start * PIXELS, (r.start + r.count) * PIXELS)));
+      tx.set(DataKeys.batchLabels(i), bytes(shard.labels.subarray(r.start, r.start + r.count)));
+    }
+    await tx.execAsPipeline();
+  }
+  return ranges.length;
+}
+
+/** Stores a whole held-out set (validation or test) under two keys. */
+export async function storeSamples(client: Redis, d: Dataset, imagesKey: string, labelsKey: string): Promise<void> {
+  await client.multi().set(imagesKey, bytes(d.images)).set(labelsKey, bytes(d.labels)).exec();
+}
+
