@@ -4,10 +4,10 @@
  * A thrown Error becomes Lambda's FunctionError 'Unhandled' with its message, which the
  * platform adapter turns into a one-line error naming the function.
  */
-import type { FunctionName } from './events.ts';
+import type { FunctionEvents, FunctionName } from './events.ts';
 import { handle } from './handlers.ts';
 import type { LambdaRequest, LambdaResponse } from '../platform/aws-lambda/envelope.ts';
-import { isFunctionName, parseEvent, FUNCTION_NAMES } from '../platform/http/event-schema.ts';
+import { isFunctionName, FUNCTION_NAMES } from './event-schema.ts';
 
 // Module scope lives as long as the container: false only for its first invocation.
 let warm = false;
@@ -20,7 +20,8 @@ export const handler = async (event: unknown, context?: LambdaContext): Promise<
   const coldStart = !warm;
   warm = true;
   const { name, payload } = unwrap(event);
-  const result = await handle(name, parseEvent(name, payload));
+  // handle() checks the event's shape and names the bad field.
+  const result = await handle(name, payload as FunctionEvents[typeof name]);
   const memory = Number(context?.memoryLimitInMB ?? process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
   return { result, coldStart, ...(memory > 0 ? { memoryMb: memory } : {}) };
 };

@@ -6,7 +6,7 @@
  */
 import type { GradientEvent } from '../../src/functions/events.ts';
 import { initBackend } from '../../src/model/backend.ts';
-import { getFlatParams, getLayout, layoutJson, type Layout } from '../../src/model/flat.ts';
+import { getFlatParams, getLayout, type Layout } from '../../src/model/flat.ts';
 import { computeGradient } from '../../src/model/gradient.ts';
 import { buildModel, IMAGE_SIZE } from '../../src/model/zoo.ts';
 import { toBytes } from '../../src/tensor/bytes.ts';
@@ -56,7 +56,8 @@ export async function seedGradient(redisUrl: string, opts: { samples?: number; p
   };
   const redis = await connectRedis({ url: redisUrl });
   try {
-    await redis.set(event.layoutKey, layoutJson(layout));
+    // The peer keeps the layout hash under layoutKey; functions check it against their model.
+    await redis.set(event.layoutKey, layout.hash);
     await redis.set(event.paramsKey, toBytes(params));
     await redis.set(event.batchImagesKey, images);
     await redis.set(event.batchLabelsKey, labels);

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
-import { InvalidEvent, isFunctionName, parseEvent, FUNCTION_NAMES } from './event-schema.ts';
+import { InvalidEvent, isFunctionName, parseEvent, FUNCTION_NAMES } from '../../functions/event-schema.ts';
 import { COLD_START_HEADER, FUNCTION_ERROR_HEADER } from './platform.ts';
 
 export type Handle = <N extends FunctionName>(name: N, event: FunctionEvents[N]) => Promise<FunctionResults[N]>;
