@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { PIXELS, type Dataset } from './dataset.ts';
 
 /** IDX magic numbers: unsigned bytes, 3 dimensions (images) or 1 (labels). */
@@ -45,6 +46,29 @@ export function parseIdxLabels(bytes: Uint8Array, file: string): Uint8Array {
   return labels;
 }
 
+/**
+ * Reads `name` (or `name.gz`) from `dir`; gzip is recognised by its magic bytes, so either
+ * form of the files works whatever its name. Returns the bytes and the path for errors.
+ */
+export function readIdx(dir: string, name: string): [Uint8Array, string] {
+  const raw = join(dir, name);
+  const path = existsSync(raw) || !existsSync(`${raw}.gz`) ? raw : `${raw}.gz`;
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(path));
+  } catch (err) {
+    throw new Error(`${path}: cannot read the MNIST file: ${(err as Error).message}`);
+  }
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    try {
+      bytes = new Uint8Array(gunzipSync(bytes));
+    } catch (err) {
+      throw new Error(`${path}: corrupt gzip data: ${(err as Error).message}`);
+    }
+  }
+  return [bytes, path];
+}
+
 const cache = new Map<string, Dataset>();
 
 /**
@@ -56,16 +80,8 @@ export function loadMnist(split: MnistSplit, dir = mnistDir()): Dataset {
   const hit = cache.get(key);
   if (hit) return hit;
   const f = FILES[split];
-  const read = (name: string) => {
-    const path = join(dir, name);
-    try {
-      return new Uint8Array(readFileSync(path));
-    } catch (err) {
-      throw new Error(`${path}: cannot read the MNIST file: ${(err as Error).message}`);
-    }
-  };
-  const images = parseIdxImages(read(f.images), join(dir, f.images));
-  const labels = parseIdxLabels(read(f.labels), join(dir, f.labels));
+  const images = parseIdxImages(...readIdx(dir, f.images));
+  const labels = parseIdxLabels(...readIdx(dir, f.labels));
   const count = labels.length;
   if (images.length / PIXELS !== count) throw new Error(`${dir}: ${images.length / PIXELS} images but ${count} labels in MNIST ${split}`);
   if (count !== f.count) throw new Error(`${dir}: MNIST ${split} has ${count} samples, expected ${f.count}`);
