@@ -127,7 +127,7 @@ function instructions(zipPath: string, bytes: number, opts: PackageOptions): str
   const create = (fn: string) => [
     `aws lambda create-function --function-name ${fn} \\`,
     `  --runtime nodejs20.x --handler ${LAMBDA_HANDLER} --architectures x86_64 \\`,
-    `  --memory-size ${memory} --timeout ${timeout} \\`,
+    `  --memory-size ${memory} --timeout ${timeout} --environment 'Variables={PEERLESS_BACKEND=wasm}' \\`,
     `  --role arn:aws:iam::<account-id>:role/<role-with-AWSLambdaBasicExecutionRole> \\`,
     `  ${upload}`,
   ].join('\n');
