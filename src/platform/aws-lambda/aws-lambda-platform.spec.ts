@@ -75,6 +75,19 @@ describe.skipIf(!cli)('AwsLambdaPlatform on serverless-offline (real handler, re
     expect(m.estimatedCostUsd).toBeCloseTo(expected, 9);
   });
 
+  it('runs a round of batches in parallel: each counted once, the last writes the mean', async () => {
+    const round = await seedGradient(redis.url, { batches: 3, prefix: 'par' });
+    const p = new AwsLambdaPlatform({ ...dummy, endpoint: offline.endpoint });
+    const results = await Promise.all(round.events.map((e) => p.invoke('gradient', e)));
+    expect(results.map((r) => r.count).sort()).toEqual([1, 2, 3]);
+    expect(results.filter((r) => r.done)).toHaveLength(1);
+    const avg = await readFloats(round.event.avgKey);
+    let diff = 0;
+    for (let i = 0; i < avg.length; i++) diff = Math.max(diff, Math.abs(avg[i] - round.gradient[i]));
+    expect(diff).toBeLessThan(1e-5);
+    expect(p.metrics()).toMatchObject({ invocations: 3, failures: 0 });
+  });
+
   it('turns a handler failure into one line naming the function', async () => {
     const p = new AwsLambdaPlatform({ ...dummy, endpoint: offline.endpoint });
     const err = await p.invoke('gradient', { ...seeded.event, layoutHash: 'deadbeefdeadbeef', contributionId: 'r1:b9' }).catch((e: Error) => e);

@@ -25,6 +25,11 @@ export interface AwsLambdaPlatformOptions {
   timeoutMs?: number;
   /** Total attempts for throttling, 5xx and network errors (default 3). */
   attempts?: number;
+  /**
+   * Invocations in flight at once (default 256). The SDK's default of 50 sockets would queue
+   * a round's batches client side, hidden inside the measured durations.
+   */
+  maxConcurrency?: number;
   prices?: LambdaPrices;
   /** A ready client (tests, custom middleware); the options above that configure one are ignored. */
   client?: LambdaClient;
@@ -58,7 +63,12 @@ export class AwsLambdaPlatform implements FunctionPlatform {
       endpoint: opts.endpoint,
       credentials: opts.credentials,
       maxAttempts: 1,
-      requestHandler: { requestTimeout: opts.timeoutMs ?? 15 * 60_000 + 30_000, connectionTimeout: 10_000 },
+      requestHandler: {
+        requestTimeout: opts.timeoutMs ?? 15 * 60_000 + 30_000,
+        connectionTimeout: 10_000,
+        httpAgent: { keepAlive: true, maxSockets: opts.maxConcurrency ?? 256 },
+        httpsAgent: { keepAlive: true, maxSockets: opts.maxConcurrency ?? 256 },
+      },
     });
     this.meter = new Meter(opts.prices);
     this.memoryMb = opts.memoryMb ?? 1024;
