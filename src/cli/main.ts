@@ -1,21 +1,136 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { createPlatform, type PlatformChoice } from '../platform/index.ts';
 import { benchInDb } from './commands/bench-in-db.ts';
+import { benchScaling } from './commands/bench-scaling.ts';
+import { benchServerless } from './commands/bench-serverless.ts';
+import { functionPackage, functionServe } from './commands/function.ts';
+import { parseShard, runPeer } from './commands/peer.ts';
+import { networkStatus } from './commands/status.ts';
+import { train } from './commands/train.ts';
+import { addTrainingOptions, trainingConfigFrom } from './training-options.ts';
 
-/** Parses a positive integer option, with the option's name in the error. */
-export const int = (name: string, min = 1) => (v: string): number => {
+/** Parses an integer option, with the option's name in the error. */
+const int = (name: string, min = 1) => (v: string): number => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
   return n;
 };
-export const intList = (name: string) => (v: string): number[] => v.split(',').map((x) => int(name)(x.trim()));
+const intList = (name: string) => (v: string): number[] => v.split(',').map((x) => int(name)(x.trim()));
+
+function addPlatformOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--platform <kind>', 'where the functions run').choices(['local', 'http', 'aws-lambda']).default('local'))
+    .addOption(new Option('--workers <n>', 'local platform: warm worker threads (default: cores)').argParser(int('--workers')))
+    .option('--function-url <url>', 'http platform: gateway URL, e.g. the address of `peerless function serve`')
+    .option('--region <region>', 'aws-lambda platform: AWS region (default: AWS configuration)')
+    .option('--endpoint <url>', 'aws-lambda platform: custom Lambda endpoint (LocalStack, serverless-offline)')
+    .addOption(new Option('--memory <mb>', 'memory billed per invocation in the cost estimate').argParser(int('--memory', 128)));
+}
+
+const platformFrom = (o: Record<string, unknown>): PlatformChoice => ({
+  platform: o.platform as PlatformChoice['platform'],
+  workers: o.workers as number | undefined,
+  functionUrl: o.functionUrl as string | undefined,
+  region: o.region as string | undefined,
+  endpoint: o.endpoint as string | undefined,
+  memoryMb: o.memory as number | undefined,
+});
 
 const program = new Command('peerless')
   .description(
     'Peer-to-peer training of neural networks on serverless functions, with gradient averaging,\n' +
-      'aggregation and optimizer steps inside each peer\'s Redis.',
+      'aggregation and optimizer steps inside each peer\'s Redis (the peerless module).',
   )
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)');
+
+addPlatformOptions(addTrainingOptions(
+  program
+    .command('train')
+    .description(
+      'Start N redis-servers and N peers on this machine and train. Each peer offloads one gradient\n' +
+        'function per batch, averages in its Redis, exchanges with the others, aggregates and updates\n' +
+        'inside the database. Prints a line per peer while it runs and a summary at the end.',
+    )
+    .addOption(new Option('--peers <n>', 'peers (each with its own redis-server)').argParser(int('--peers')).default(4))
+    .option('--json', 'print the summary as one JSON document on stdout')
+    .option('--metrics <file>', 'write per-round metrics of every peer as JSON lines')
+    .option('--data-dir <dir>', 'keep the redis-servers\' data here (AOF), so the run can be resumed')
+    .option('--resume', 'continue a run from the state kept in --data-dir')
+    .option('--password <secret>', 'require this password on every peer\'s Redis')
+    .option('--quiet', 'no progress output'),
+))
+  .addHelpText('after', `
+Examples:
+  peerless train                                     # 4 peers, small CNN, real MNIST
+  peerless train --batches-per-round 2 --target-accuracy 0.97 --epochs 3
+  peerless train --peers 8 --exchange sharded --metrics runs/rounds.jsonl
+  peerless train --data-dir runs/a ... ; peerless train --data-dir runs/a --resume
+  peerless train --dataset synthetic --model resnet18 --width 0.25 --rounds 20 --json`)
+  .action(async (o) => {
+    if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
+    const config = trainingConfigFrom(o);
+    const platform = await createPlatform(platformFrom(o));
+    try {
+      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet });
+      if (!s.identical || s.outcomes.some((x) => x.state === 'failed')) process.exitCode = 1;
+    } finally {
+      await platform.close();
+    }
+  });
+
+addPlatformOptions(addTrainingOptions(
+  program
+    .command('peer')
+    .description(
+      'Run one peer against a Redis you run (with the module: redis-server --loadmodule\n' +
+        'native/build/peerless.so). Without --bootstrap it founds a network with the given training\n' +
+        'options; with --bootstrap it joins the network of that peer\'s Redis and uses its options.',
+    )
+    .requiredOption('--id <id>', 'this peer\'s id (unique in the network; peers aggregate in id order)')
+    .requiredOption('--redis <url>', 'this peer\'s own Redis, e.g. redis://127.0.0.1:6379')
+    .option('--advertise <url>', 'the address other peers and functions use for this Redis (default: --redis)')
+    .option('--password <secret>', 'password of the peers\' Redis servers')
+    .option('--bootstrap <url>', 'the Redis address of any live peer of the network to join')
+    .requiredOption('--shard <i/n>', 'the part of the data this peer trains on, e.g. 0/3', parseShard)
+    .option('--json', 'print the outcome as one JSON document on stdout'),
+))
+  .addHelpText('after', `
+A three-machine example (each machine runs its own redis-server with the module, reachable by
+the others; functions run on each machine's local pool, or pass --platform http/aws-lambda):
+
+  # machine A (10.0.0.1) founds the network
+  redis-server --port 6379 --bind 0.0.0.0 --requirepass s3cret --loadmodule ./native/build/peerless.so
+  peerless peer --id a --redis redis://10.0.0.1:6379 --password s3cret --shard 0/3 \\
+                --batches-per-round 2 --target-accuracy 0.98 --epochs 5
+
+  # machine B (10.0.0.2) and machine C (10.0.0.3) join through A
+  peerless peer --id b --redis redis://10.0.0.2:6379 --password s3cret --shard 1/3 --bootstrap redis://10.0.0.1:6379
+  peerless peer --id c --redis redis://10.0.0.3:6379 --password s3cret --shard 2/3 --bootstrap redis://10.0.0.1:6379
+
+  # anywhere: where is everyone?
+  peerless status --redis redis://10.0.0.1:6379 --password s3cret
+
+A joiner starts two rounds after the network's current one, with the parameters, optimizer
+state and progress copied from its bootstrap peer. Ctrl-C leaves at the next round boundary.`)
+  .action(async (o) => {
+    const config = trainingConfigFrom(o);
+    const platform = await createPlatform(platformFrom(o));
+    try {
+      const outcome = await runPeer({ id: o.id, redis: o.redis, advertise: o.advertise, password: o.password, bootstrap: o.bootstrap, shard: o.shard, config, platform, json: o.json });
+      if (outcome.state === 'failed') process.exitCode = 1;
+    } finally {
+      await platform.close();
+    }
+  });
+
+program
+  .command('status')
+  .description('Where every peer of a network is (round, phase, loss, heartbeat), read from any one peer\'s Redis.')
+  .requiredOption('--redis <url>', 'the Redis of any peer of the network')
+  .option('--password <secret>', 'password of the peers\' Redis servers')
+  .option('--json', 'print one JSON document on stdout')
+  .action(async (o) => { await networkStatus(o.redis, o.password, Boolean(o.json)); });
 
 const bench = program.command('bench').description('reproduce the original work\'s measurements, side by side in one run');
 
@@ -33,6 +148,56 @@ bench
   .addOption(new Option('--repeats <n>', 'update repetitions (median reported)').argParser(int('--repeats')))
   .addHelpText('after', '\nExamples:\n  peerless bench in-db --quick\n  peerless bench in-db --json > in-db.json')
   .action(async (o) => { await benchInDb(o); });
+
+addPlatformOptions(
+  bench
+    .command('serverless')
+    .description(
+      'Table 1: one peer\'s shard (15,000 real MNIST images) at batch sizes 64, 128, 512, 1024:\n' +
+        'every gradient one after another in this process (without serverless) vs every batch a\n' +
+        'parallel invocation on the platform (with serverless); time, estimated cost, speedup;\n' +
+        'then the speedup as the concurrency grows from 1 to the number of workers.',
+    )
+    .addOption(new Option('--model <name>', 'model of the zoo').choices(['cnn', 'vgg11', 'resnet18', 'densenet121']).default('cnn'))
+    .option('--width <x>', 'width multiplier of the model', parseFloat, 1)
+    .addOption(new Option('--batch-sizes <list>', 'comma-separated batch sizes').argParser(intList('--batch-sizes')))
+    .addOption(new Option('--samples <n>', 'images in the shard (default 15000, a quarter of MNIST)').argParser(int('--samples')))
+    .option('--instance-usd-per-hour <x>', 'price of the one machine (default: r5.large on-demand, $0.126/h)', parseFloat)
+    .option('--quick', 'a reduced run (3,000 images, batch sizes 64 and 512)')
+    .option('--json', 'print one JSON document on stdout instead of the table'),
+).action(async (o) => { await benchServerless(o, platformFrom(o)); });
+
+addPlatformOptions(
+  bench
+    .command('scaling')
+    .description(
+      'Figure 2: time per round split into gradient computation and aggregation, for batch sizes\n' +
+        '64/128/512/1024 and 4/8/12 peers (the paper\'s mode: each peer\'s whole shard in one round),\n' +
+        'and the bytes each peer receives per round with exchange "all" vs "sharded".',
+    )
+    .addOption(new Option('--model <name>', 'model of the zoo').choices(['cnn', 'vgg11', 'resnet18', 'densenet121']).default('cnn'))
+    .option('--width <x>', 'width multiplier of the model', parseFloat, 1)
+    .addOption(new Option('--batch-sizes <list>', 'comma-separated batch sizes').argParser(intList('--batch-sizes')))
+    .addOption(new Option('--peer-counts <list>', 'comma-separated peer counts').argParser(intList('--peer-counts')))
+    .addOption(new Option('--samples <n>', 'training images shared by the peers (default 12000)').argParser(int('--samples')))
+    .addOption(new Option('--rounds <n>', 'rounds per configuration (default 2)').argParser(int('--rounds')))
+    .option('--quick', 'a reduced run (2,400 images, batch 256 and 1024, 4 and 12 peers, 1 round)')
+    .option('--json', 'print one JSON document on stdout instead of the table'),
+).action(async (o) => { await benchScaling(o, platformFrom(o)); });
+
+const fn = program.command('function').description('the serverless functions outside a training run');
+
+fn.command('serve')
+  .description('Host the gradient and evaluate functions over HTTP (POST /function/<name>), so one machine\'s functions can serve another\'s peers (--platform http --function-url ...).')
+  .addOption(new Option('--port <n>', 'port to listen on').argParser(int('--port', 0)).default(8080))
+  .option('--host <host>', 'address to bind (default 127.0.0.1; 0.0.0.0 to serve other machines)', '127.0.0.1')
+  .action(async (o) => { await functionServe(o.port, o.host); });
+
+fn.command('package')
+  .description('Build a deployable AWS Lambda zip (bundled handler and the wasm files) and print how to deploy it.')
+  .option('--out <dir>', 'output directory', 'dist/lambda')
+  .option('--json', 'print one JSON document on stdout')
+  .action(async (o) => { await functionPackage(o.out, Boolean(o.json)); });
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`peerless: ${err.message}\n`);

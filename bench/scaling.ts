@@ -1,0 +1,110 @@
+import { availableParallelism } from 'node:os';
+import { parseTrainingConfig, type TrainingConfigInput } from '../src/config/training.ts';
+import { runLocalCluster } from '../src/cluster/local-cluster.ts';
+import type { RoundMetrics } from '../src/peer/types.ts';
+import type { FunctionPlatform } from '../src/platform/platform.ts';
+
+export interface ScalingOptions {
+  model: string;
+  width: number;
+  batchSizes: number[];
+  peerCounts: number[];
+  /** Training samples shared by the peers (the paper: all 60k). */
+  samples: number;
+  rounds: number;
+  platform: () => Promise<FunctionPlatform>;
+  onProgress?: (done: number, total: number, what: string) => void;
+}
+
+export interface ScalingRow {
+  peers: number;
+  batchSize: number;
+  batchesPerPeer: number;
+  /** Mean over peers and rounds, ms: the functions' phase, and everything after it. */
+  computeMs: number;
+  aggregationMs: number;
+  roundMs: number;
+}
+
+export interface BytesRow {
+  peers: number;
+  exchange: 'all' | 'sharded';
+  /** Mean bytes a peer receives in one round's exchange. */
+  bytesPerPeerPerRound: number;
+  /** The same, as a multiple of the parameter vector's size. */
+  vectors: number;
+}
+
+export interface ScalingReport {
+  benchmark: 'scaling';
+  model: string;
+  parameters: number;
+  cores: number;
+  note: string;
+  rows: ScalingRow[];
+  bytes: BytesRow[];
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+async function cluster(o: ScalingOptions, peers: number, batchSize: number, exchange: 'all' | 'sharded', rounds: number) {
+  const input: TrainingConfigInput = {
+    model: { name: o.model as 'cnn', width: o.width },
+    dataset: 'mnist', trainSamples: o.samples, batchSize, batchesPerRound: 0, maxRounds: rounds, epochs: 1000,
+    checkEvery: 1_000_000, validationSize: 0, exchange, seed: 1,
+    optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9 },
+  };
+  const platform = await o.platform();
+  const metrics: RoundMetrics[] = [];
+  try {
+    const summary = await runLocalCluster({ peers, config: parseTrainingConfig(input), platform, onRound: (m) => metrics.push(m) });
+    return { metrics, parameters: summary.parameters };
+  } finally {
+    await platform.close();
+  }
+}
+
+/**
+ * The paper's Figure 2 on one machine: for each peer count and batch size, a cluster runs a
+ * few rounds in the paper's mode (each peer's whole shard in one round) and the round time
+ * is split into the gradient functions' phase and the aggregation that follows (averaging,
+ * exchange, aggregation, update, verification). Then, per peer count, the bytes each peer
+ * receives per round with exchange "all" and "sharded".
+ */
+export async function runScalingBench(o: ScalingOptions): Promise<ScalingReport> {
+  const rows: ScalingRow[] = [];
+  const bytes: BytesRow[] = [];
+  let parameters = 0;
+  const total = o.peerCounts.length * (o.batchSizes.length + 2);
+  let done = 0;
+  for (const peers of o.peerCounts) {
+    for (const batchSize of o.batchSizes) {
+      o.onProgress?.(done, total, `${peers} peers, batch ${batchSize}`);
+      const r = await cluster(o, peers, batchSize, 'all', o.rounds);
+      parameters = r.parameters;
+      rows.push({
+        peers, batchSize,
+        batchesPerPeer: Math.ceil(o.samples / peers / batchSize),
+        computeMs: mean(r.metrics.map((m) => m.computeMs)),
+        aggregationMs: mean(r.metrics.map((m) => m.averageMs + m.exchangeMs + m.aggregateMs + m.updateMs + m.verifyMs)),
+        roundMs: mean(r.metrics.map((m) => m.roundMs)),
+      });
+      done++;
+    }
+    for (const exchange of ['all', 'sharded'] as const) {
+      o.onProgress?.(done, total, `${peers} peers, bytes with ${exchange}`);
+      // The largest batch: the fewest function calls, the bytes do not depend on it.
+      const r = await cluster(o, peers, Math.max(...o.batchSizes), exchange, 1);
+      const perPeer = mean(r.metrics.map((m) => m.bytesReceived));
+      bytes.push({ peers, exchange, bytesPerPeerPerRound: perPeer, vectors: perPeer / (r.parameters * 4) });
+      done++;
+    }
+  }
+  o.onProgress?.(total, total, 'done');
+  const cores = availableParallelism();
+  return {
+    benchmark: 'scaling', model: o.model, parameters, cores,
+    note: `all peers, their Redis servers and the function pool share this machine's ${cores} cores: compute time grows with the peer count here, where on a serverless platform each function has its own core`,
+    rows, bytes,
+  };
+}

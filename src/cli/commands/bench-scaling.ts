@@ -1,0 +1,36 @@
+import { runScalingBench, type ScalingReport } from '../../../bench/scaling.ts';
+import { createPlatform, type PlatformChoice } from '../../platform/index.ts';
+import { formatBytes, formatMs, table } from '../format.ts';
+import { progressBar } from '../progress.ts';
+
+/** `peerless bench scaling`: the paper's Figure 2 and the exchange's bytes. */
+export async function benchScaling(o: Record<string, unknown>, platform: PlatformChoice): Promise<ScalingReport> {
+  const quick = Boolean(o.quick);
+  const bar = progressBar(!o.json, 'scaling');
+  const report = await runScalingBench({
+    model: String(o.model), width: Number(o.width),
+    batchSizes: (o.batchSizes as number[] | undefined) ?? (quick ? [256, 1024] : [64, 128, 512, 1024]),
+    peerCounts: (o.peerCounts as number[] | undefined) ?? (quick ? [4, 12] : [4, 8, 12]),
+    samples: (o.samples as number | undefined) ?? (quick ? 2400 : 12_000),
+    rounds: (o.rounds as number | undefined) ?? (quick ? 1 : 2),
+    platform: () => createPlatform(platform),
+    onProgress: (d, t, w) => bar.update(d, t, w),
+  });
+  bar.stop();
+  if (o.json) { process.stdout.write(`${JSON.stringify(report, null, 2)}\n`); return report; }
+  process.stdout.write([
+    `Time per round (mean over peers), ${report.model}, ${report.parameters.toLocaleString()} parameters, each peer's whole shard in one round`,
+    '',
+    table(['peers', 'batch', 'batches/peer', 'gradient computation', 'aggregation', 'round'],
+      report.rows.map((r) => [r.peers, r.batchSize, r.batchesPerPeer, formatMs(r.computeMs), formatMs(r.aggregationMs), formatMs(r.roundMs)])),
+    '',
+    'Bytes each peer receives per round',
+    '',
+    table(['peers', 'exchange', 'bytes/peer/round', 'x parameter vector'],
+      report.bytes.map((b) => [b.peers, b.exchange, formatBytes(b.bytesPerPeerPerRound), `${b.vectors.toFixed(2)}x`])),
+    '',
+    `Note: ${report.note}.`,
+    'aggregation = averaging + exchange (including waiting for the other peers) + aggregation + update + checksum comparison.',
+  ].join('\n') + '\n');
+  return report;
+}

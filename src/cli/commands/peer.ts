@@ -1,0 +1,85 @@
+import type { TrainingConfig } from '../../config/training.ts';
+import { roundsPerEpoch } from '../../config/training.ts';
+import { prepareModel, preparePeerData } from '../../cluster/training-setup.ts';
+import { Peer } from '../../peer/peer.ts';
+import type { PeerOutcome, RoundMetrics } from '../../peer/types.ts';
+import type { FunctionPlatform } from '../../platform/platform.ts';
+import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
+
+export interface PeerCliOptions {
+  id: string;
+  redis: string;
+  advertise?: string;
+  password?: string;
+  bootstrap?: string;
+  shard: { index: number; count: number };
+  config: TrainingConfig;
+  platform: FunctionPlatform;
+  json?: boolean;
+}
+
+/** Parses "I/N" (this peer holds shard I of N). */
+export function parseShard(v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  const index = m ? Number(m[1]) : NaN, count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index >= count) throw new Error(`--shard must be I/N with 0 <= I < N, got "${v}"`);
+  return { index, count };
+}
+
+/**
+ * `peerless peer`: one peer against a Redis the user runs (with the module loaded), for
+ * networks across machines. Without --bootstrap it founds a network with the given
+ * configuration; with it, it joins the network of that Redis and takes its configuration.
+ * SIGINT/SIGTERM leave cleanly at the next round boundary.
+ */
+export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
+  const location = { url: o.redis, password: o.password };
+  const client = await connectRedis(location);
+  let config = o.config;
+  try {
+    // A joining peer trains with the network's configuration, not its own flags.
+    if (o.bootstrap) {
+      const boot = await connectRedis({ url: o.bootstrap, password: o.password }).catch((err: Error) => {
+        throw new Error(`bootstrap peer ${o.bootstrap} does not answer: ${err.message}`);
+      });
+      const raw = await boot.get('peerless:config');
+      await closeRedis(boot);
+      if (!raw) throw new Error(`${o.bootstrap} holds no Peerless network`);
+      config = (JSON.parse(raw) as { config: TrainingConfig }).config;
+    }
+    const model = await prepareModel(config);
+    const data = await preparePeerData(client, config, o.shard, { storeTest: false, skipIfStored: true });
+    const peer = new Peer({
+      id: o.id,
+      redis: location,
+      advertiseUrl: o.advertise,
+      networkPassword: o.password,
+      platform: o.platform,
+      model: model.info,
+      data,
+      shard: o.shard,
+      ...(o.bootstrap
+        ? { bootstrap: { url: o.bootstrap } }
+        : { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } }),
+    });
+    peer.on('log', (m: string) => process.stderr.write(`${m}\n`));
+    peer.on('round', (m: RoundMetrics) => {
+      if (o.json) return;
+      const val = m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%` : '';
+      process.stderr.write(`${m.peer} round ${m.round}: ${m.members.length} peers, loss ${m.loss.toFixed(4)}${val}, ${m.roundMs.toFixed(0)} ms\n`);
+    });
+    const stop = () => { process.stderr.write(`${o.id}: leaving at the next round boundary\n`); peer.leave(); };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    await peer.start();
+    const outcome = await peer.run();
+    await peer.close();
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    if (o.json) process.stdout.write(`${JSON.stringify(outcome, null, 2)}\n`);
+    else process.stdout.write(`${o.id}: ${outcome.state} after ${outcome.rounds} rounds${outcome.stopReason ? ` (${outcome.stopReason})` : ''}${outcome.error ? `: ${outcome.error}` : ''}; checksum ${outcome.checksum}\n`);
+    return outcome;
+  } finally {
+    await closeRedis(client);
+  }
+}

@@ -1,0 +1,153 @@
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { dirname } from 'node:path';
+import { roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
+import type { FunctionPlatform } from '../platform/platform.ts';
+import { Peer } from '../peer/peer.ts';
+import type { PeerOutcome, PeerStatus, RoundMetrics } from '../peer/types.ts';
+import { closeRedis, connectRedis } from '../tensor/redis-client.ts';
+import { startRedisServer, type RedisServer } from './redis-server.ts';
+import { prepareModel, preparePeerData, evaluateTestSet, type TestResult } from './training-setup.ts';
+
+export interface ClusterOptions {
+  peers: number;
+  config: TrainingConfig;
+  platform: FunctionPlatform;
+  /** Password for every peer's Redis (off when omitted). */
+  password?: string;
+  /** JSON-lines file of per-round metrics. */
+  metricsFile?: string;
+  /** Data directories for the redis-servers, one per peer, so a run can be resumed. */
+  dataDir?: string;
+  /** Resume from the state kept in the servers' data directories. */
+  resume?: boolean;
+  /** Evaluate the final model on the 10k MNIST test set (MNIST only). */
+  testEvaluation?: boolean;
+  onStatus?: (s: PeerStatus) => void;
+  onRound?: (m: RoundMetrics) => void;
+  onLog?: (msg: string) => void;
+  /** Called once the plan is known: the number of rounds the run will take at most. */
+  onPlan?: (totalRounds: number) => void;
+}
+
+export interface ClusterSummary {
+  peers: number;
+  outcomes: PeerOutcome[];
+  rounds: number;
+  epochs: number;
+  stopReason: string | null;
+  wallMs: number;
+  /** Sums over every peer and round, ms. */
+  phaseMs: Record<string, number>;
+  /** Share of the round time spent outside the functions' own compute (0-1), averaged over peers. */
+  overheadShare: number;
+  bytesExchanged: number;
+  estimatedCostUsd: number;
+  checksums: string[];
+  identical: boolean;
+  lastValidationAccuracy: number | null;
+  test: TestResult | null;
+  parameters: number;
+}
+
+/** Redis data directory of peer `i` under `dir`, for runs that can be resumed. */
+const peerDir = (dir: string, i: number) => `${dir}/peer-${i}`;
+
+/**
+ * `peerless train`: N redis-servers with the module and N peers on this machine, sharing
+ * one function platform (the local worker pool: one pool, as peers of a real deployment
+ * share their cloud's capacity). Peer 0 founds the network; the others join it for round 0.
+ */
+export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary> {
+  const t0 = performance.now();
+  const servers: RedisServer[] = [];
+  const peers: Peer[] = [];
+  let metricsOut: WriteStream | undefined;
+  const rounds: RoundMetrics[] = [];
+  try {
+    if (o.metricsFile) {
+      mkdirSync(dirname(o.metricsFile), { recursive: true });
+      metricsOut = createWriteStream(o.metricsFile, { flags: o.resume ? 'a' : 'w' });
+    }
+    for (let i = 0; i < o.peers; i++) {
+      const dir = o.dataDir ? peerDir(o.dataDir, i) : undefined;
+      if (dir) mkdirSync(dir, { recursive: true });
+      servers.push(await startRedisServer({
+        dir, password: o.password,
+        // A resumable run keeps its state on disk: AOF so every round's update survives.
+        config: dir ? { appendonly: 'yes', appendfsync: 'no' } : {},
+      }));
+    }
+
+    const model = await prepareModel(o.config);
+    for (let i = 0; i < o.peers; i++) {
+      const location = { url: servers[i].url, password: o.password };
+      const client = await connectRedis(location);
+      const data = await preparePeerData(client, o.config, { index: i, count: o.peers }, { storeTest: i === 0 && o.testEvaluation === true, skipIfStored: o.resume === true });
+      await closeRedis(client);
+      const peer = new Peer({
+        id: `peer-${String(i).padStart(2, '0')}`,
+        redis: location,
+        networkPassword: o.password,
+        platform: o.platform,
+        model: model.info,
+        data,
+        shard: { index: i, count: o.peers },
+        ...(i === 0 ? { found: { config: o.config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(o.config, data.batches) } } : { bootstrap: { url: servers[0].url, fromRound: 0 } }),
+      });
+      peer.on('status', (s: PeerStatus) => o.onStatus?.(s));
+      peer.on('log', (m: string) => o.onLog?.(m));
+      peer.on('round', (m: RoundMetrics) => {
+        rounds.push(m);
+        metricsOut?.write(`${JSON.stringify(m)}\n`);
+        o.onRound?.(m);
+      });
+      await peer.start();
+      peers.push(peer);
+    }
+    o.onPlan?.(totalRounds(o.config, peers[0].roundsPerEpoch));
+
+    const outcomes = await Promise.all(peers.map((p) => p.run()));
+    const checksums = await Promise.all(peers.map((p) => p.checksum()));
+    const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, o.password, o.config, model.info) : null;
+    return summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch);
+  } finally {
+    await Promise.allSettled(peers.map((p) => p.close()));
+    await Promise.allSettled(servers.map((s) => s.stop()));
+    await new Promise<void>((r) => (metricsOut ? metricsOut.end(() => r()) : r()));
+  }
+}
+
+function summarize(
+  o: ClusterOptions, outcomes: PeerOutcome[], rounds: RoundMetrics[], checksums: string[],
+  test: TestResult | null, parameters: number, wallMs: number, roundsPerEpoch: number,
+): ClusterSummary {
+  const phaseMs: Record<string, number> = { compute: 0, average: 0, exchange: 0, aggregate: 0, update: 0, verify: 0, check: 0 };
+  let bytes = 0, overhead = 0, roundTime = 0;
+  for (const m of rounds) {
+    phaseMs.compute += m.computeMs; phaseMs.average += m.averageMs; phaseMs.exchange += m.exchangeMs;
+    phaseMs.aggregate += m.aggregateMs; phaseMs.update += m.updateMs; phaseMs.verify += m.verifyMs; phaseMs.check += m.checkMs;
+    bytes += m.bytesReceived;
+    // Everything but the functions' wall time (the check's evaluation is function work too).
+    overhead += m.roundMs - m.functionWallMs - m.checkMs;
+    roundTime += m.roundMs - m.checkMs;
+  }
+  const lastRound = Math.max(0, ...outcomes.map((x) => x.rounds));
+  const val = [...rounds].reverse().find((m) => m.validationAccuracy !== undefined)?.validationAccuracy ?? null;
+  return {
+    peers: o.peers,
+    outcomes,
+    rounds: lastRound,
+    epochs: lastRound / roundsPerEpoch,
+    stopReason: outcomes.find((x) => x.stopReason)?.stopReason ?? null,
+    wallMs,
+    phaseMs,
+    overheadShare: roundTime > 0 ? overhead / roundTime : 0,
+    bytesExchanged: bytes,
+    estimatedCostUsd: o.platform.metrics().estimatedCostUsd,
+    checksums,
+    identical: new Set(checksums).size === 1,
+    lastValidationAccuracy: val,
+    test,
+    parameters,
+  };
+}
