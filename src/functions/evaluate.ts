@@ -1,25 +1,27 @@
+import { PIXELS } from '../data/dataset.ts';
 import { setFlatParams } from '../model/flat.ts';
 import { evaluate as evaluateModel } from '../model/gradient.ts';
 import type { EvaluateEvent, EvaluateResult } from './events.ts';
-import { checkLayout, modelFor, readBytes, redisFor } from './runtime.ts';
-
-const PIXELS = 28 * 28;
+import { allInOrder, checkLayout, modelFor, readBytes, readLayoutHash, readParams, redisFor } from './runtime.ts';
 
 /**
  * The `evaluate` function: mean loss and correct count of the peer's parameters on samples
- * [start, start+count) of a held-out set stored in the peer's Redis.
+ * [start, start+count) of a held-out set stored in the peer's Redis (only that range is read).
  */
 export async function evaluate(e: EvaluateEvent): Promise<EvaluateResult> {
   const t0 = performance.now();
-  const { client, store } = await redisFor(e.redis);
-  const { model, layoutHash } = await modelFor(e.model);
-  await checkLayout(client, e.layoutKey, e.layoutHash, layoutHash, e.model.name);
-  const [params, images, labels] = await Promise.all([
-    store.get(e.paramsKey).catch((err: Error) => { throw new Error(`parameters "${e.paramsKey}": ${err.message}`); }),
+  const [{ client, store }, { model, layoutHash }] = await Promise.all([redisFor(e.redis), modelFor(e.model)]);
+  const [stored, params, images, labels] = await allInOrder<[string, Float32Array, Buffer, Buffer]>([
+    readLayoutHash(client, e.layoutKey),
+    readParams(store, e.paramsKey),
     readBytes(client, e.imagesKey, e.start * PIXELS, (e.start + e.count) * PIXELS - 1),
     readBytes(client, e.labelsKey, e.start, e.start + e.count - 1),
   ]);
-  if (labels.length !== e.count) throw new Error(`samples [${e.start}, ${e.start + e.count}) are outside "${e.labelsKey}" (${labels.length} found)`);
+  checkLayout(stored, e.layoutKey, e.layoutHash, layoutHash, e.model.name);
+  if (labels.length !== e.count || images.length !== e.count * PIXELS) {
+    const have = Math.min(Number(await client.strLen(e.labelsKey)), Math.floor(Number(await client.strLen(e.imagesKey)) / PIXELS));
+    throw new Error(`samples [${e.start}, ${e.start + e.count}) are outside the held-out set "${e.labelsKey}" (${have} samples)`);
+  }
   setFlatParams(model, params);
   const t1 = performance.now();
   const out = evaluateModel(model, images, labels);

@@ -1,24 +1,28 @@
 import { setFlatParams } from '../model/flat.ts';
 import { computeGradient } from '../model/gradient.ts';
 import type { GradientEvent, GradientResult } from './events.ts';
-import { checkLayout, modelFor, readBytes, redisFor } from './runtime.ts';
+import { allInOrder, checkLayout, modelFor, readBytes, readLayoutHash, readParams, redisFor } from './runtime.ts';
 
 /**
  * The `gradient` function: reads the parameters and its batch from the peer's Redis,
  * computes the batch's loss and gradient, and pushes the gradient with one idempotent
  * PL.ACCUM (counted once per contribution id; the last arrival writes the average in the
- * database). One push, so nothing is ever half-written.
+ * database). One push, so nothing is ever half-written; every check comes before it.
+ *
+ * Timings: loadMs = connection, model (built on a cold start), reads, setting the params;
+ * computeMs = forward and backward; pushMs = the PL.ACCUM round trip.
  */
 export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const t0 = performance.now();
-  const { client, store } = await redisFor(e.redis);
-  const { model, layoutHash } = await modelFor(e.model);
-  await checkLayout(client, e.layoutKey, e.layoutHash, layoutHash, e.model.name);
-  const [params, images, labels] = await Promise.all([
-    store.get(e.paramsKey).catch((err: Error) => { throw new Error(`parameters "${e.paramsKey}": ${err.message}`); }),
+  const [{ client, store }, { model, layoutHash }] = await Promise.all([redisFor(e.redis), modelFor(e.model)]);
+  // All reads go out together (one round trip's latency, not four); errors in this order.
+  const [stored, params, images, labels] = await allInOrder<[string, Float32Array, Buffer, Buffer]>([
+    readLayoutHash(client, e.layoutKey),
+    readParams(store, e.paramsKey),
     readBytes(client, e.batchImagesKey),
     readBytes(client, e.batchLabelsKey),
   ]);
+  checkLayout(stored, e.layoutKey, e.layoutHash, layoutHash, e.model.name);
   setFlatParams(model, params);
   const t1 = performance.now();
   const out = computeGradient(model, images, labels, e.microBatch ? { microBatch: e.microBatch } : {});

@@ -1,5 +1,5 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { initBackend } from '../model/backend.ts';
+import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { getLayout } from '../model/flat.ts';
 import { buildModel } from '../model/zoo.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
@@ -12,14 +12,10 @@ import type { ModelRef, RedisLocation } from './events.ts';
  * parameters and data are read from Redis on every call.
  */
 const clients = new Map<string, Promise<Redis>>();
-const models = new Map<string, { model: tfl.LayersModel; layoutHash: string }>();
-let coldStart = true;
-
-/** True on the first invocation of this instance (a cold start), false afterwards. */
-export function takeColdStart(): boolean {
-  const c = coldStart;
-  coldStart = false;
-  return c;
+const models = new Map<string, Promise<{ model: tfl.LayersModel; layoutHash: string }>>();
+/** The backend a function instance uses: PEERLESS_BACKEND, else tfjs-node if present, else wasm. */
+export function initFunctionBackend(): Promise<string> {
+  return initBackend((process.env.PEERLESS_BACKEND as BackendChoice | undefined) ?? 'auto');
 }
 
 export async function redisFor(location: RedisLocation): Promise<{ client: Redis; store: InDbTensorStore }> {
@@ -27,45 +23,89 @@ export async function redisFor(location: RedisLocation): Promise<{ client: Redis
   let c = clients.get(key);
   if (!c) {
     c = connectRedis(location, { name: 'peerless-function' });
+    // A failed connect must not stick: the next invocation tries again.
     c.catch(() => clients.delete(key));
     clients.set(key, c);
   }
   const client = await c;
   if (!client.isReady) {
+    // Gave up reconnecting (the peer's Redis restarted or went away): start afresh.
     clients.delete(key);
+    client.destroy();
     return redisFor(location);
   }
   return { client, store: new InDbTensorStore(client) };
 }
 
-export async function modelFor(ref: ModelRef): Promise<{ model: tfl.LayersModel; layoutHash: string }> {
+export function modelFor(ref: ModelRef): Promise<{ model: tfl.LayersModel; layoutHash: string }> {
   const width = ref.width ?? 1;
   const key = `${ref.name}@${width}`;
   let m = models.get(key);
   if (!m) {
-    await initBackend(process.env.PEERLESS_BACKEND as 'wasm' | 'cpu' | 'tensorflow' | 'auto' | undefined);
-    // The seed does not matter: the parameters are replaced by the peer's on every call.
-    const model = buildModel(ref.name, width, 0);
-    m = { model, layoutHash: getLayout(model).hash };
+    m = (async () => {
+      await initFunctionBackend();
+      // The seed does not matter: the parameters are replaced by the peer's on every call.
+      const model = buildModel(ref.name, width, 0);
+      return { model, layoutHash: getLayout(model).hash };
+    })();
+    m.catch(() => models.delete(key));
     models.set(key, m);
   }
   return m;
 }
 
 /**
+ * The layout hash stored at `layoutKey`: the bare hash (what a peer writes) or the layout
+ * as JSON with a `hash` field (what `layoutJson` writes).
+ */
+export async function readLayoutHash(client: Redis, layoutKey: string): Promise<string> {
+  const v = await client.get(layoutKey);
+  if (v === null) throw new Error(`missing key "${layoutKey}": the peer's Redis holds no model layout`);
+  const s = String(v).trim();
+  if (!s.startsWith('{')) return s;
+  let hash: unknown;
+  try {
+    hash = (JSON.parse(s) as { hash?: unknown }).hash;
+  } catch {
+    hash = undefined;
+  }
+  if (typeof hash !== 'string') throw new Error(`"${layoutKey}" holds JSON without a string "hash": not a model layout`);
+  return hash;
+}
+
+/**
  * Checks that the peer's stored layout, the event's and this function's model agree, so
  * a gradient is never computed for (or pushed into) another model's vector.
  */
-export async function checkLayout(client: Redis, layoutKey: string, expected: string, own: string, model: string): Promise<void> {
-  const stored = await client.get(layoutKey);
-  if (stored === null) throw new Error(`missing key "${layoutKey}": the peer's Redis holds no model layout`);
-  if (stored !== expected) throw new Error(`layout hash mismatch: the event expects ${expected}, the peer's Redis holds ${stored}`);
+export function checkLayout(stored: string, layoutKey: string, expected: string, own: string, model: string): void {
+  if (stored !== expected) throw new Error(`layout hash mismatch: the event expects ${expected}, "${layoutKey}" holds ${stored}`);
   if (own !== expected) throw new Error(`layout hash mismatch: this function's ${model} has layout ${own}, the peer's model ${expected}`);
 }
 
-/** Reads a plain-string value as bytes; a missing key is an error naming the key. */
+/** Reads a plain-string value (or a byte range of it); a missing key is an error naming the key. */
 export async function readBytes(client: Redis, key: string, start = 0, end = -1): Promise<Buffer> {
   const b = (await client.sendCommand(['GETRANGE', key, String(start), String(end)], BUFFER_REPLIES)) as Buffer;
   if (b.length === 0 && Number(await client.exists(key)) === 0) throw new Error(`missing key "${key}"`);
   return b;
+}
+
+/** The parameters, read in ~4 MB PL.GETRANGE chunks (one 47 MB reply would stall the peer's Redis). */
+export async function readParams(store: InDbTensorStore, key: string): Promise<Float32Array> {
+  try {
+    return await store.get(key);
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (/no such key|missing|not found|does not exist/i.test(msg)) throw new Error(`missing key "${key}" (parameters)`);
+    throw new Error(`parameters "${key}": ${msg}`);
+  }
+}
+
+/**
+ * Awaits reads started together and throws the first failure in argument order, so the
+ * layout check is reported before a missing key whatever finished first.
+ */
+export async function allInOrder<T extends readonly unknown[]>(reads: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(reads);
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

@@ -1,8 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
-import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
+import type { FunctionEvents, FunctionName, FunctionResults, ModelRef } from '../../functions/events.ts';
 import { DEFAULT_LAMBDA_PRICES, lambdaCost, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics } from '../platform.ts';
-import type { WorkerReply, WorkerRequest } from './worker.ts';
+import { PoolFailure, WorkerPool } from './pool.ts';
 
 export interface LocalPlatformOptions {
   /** Warm worker threads (function instances); default: the machine's cores. */
@@ -13,178 +12,141 @@ export interface LocalPlatformOptions {
   timeoutMs?: number;
   /** Tries per invocation for failures that may pass (timeout, crash, connection). Default 3. */
   attempts?: number;
-  /** JS heap limit per worker (wasm memory is separate). Default 2048 MB. */
+  /** Base delay of the exponential backoff between tries (jittered). Default 100 ms. */
+  backoffMs?: number;
+  /** V8 heap limit per worker (resourceLimits.maxOldGenerationSizeMb); wasm memory is separate. Default: memoryMb. */
   workerHeapMb?: number;
   /** Memory billed per invocation, as a Lambda function's configured memory. Default 2048 MB. */
   memoryMb?: number;
   prices?: LambdaPrices;
-  /** Base delay of the exponential backoff between tries. Default 100 ms. */
-  backoffMs?: number;
+  /** Test only: workers honour an event's `__test` hooks (hang, crash); see protocol.ts. */
+  testHooks?: boolean;
 }
 
-/** A failure that a new try may not meet again: the worker died or timed out, or Redis was unreachable. */
-export class TransientError extends Error {}
-
-const TRANSIENT = /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|socket|cannot reach|connection|LOADING/i;
-
-interface Slot {
-  worker: Worker;
-  busy: boolean;
+/** One try of an invocation, as a platform bills it: each try is a request. */
+interface Attempt {
+  durationMs: number;
+  memoryMb: number;
 }
 
-interface Job {
-  request: Omit<WorkerRequest, 'id'>;
-  resolve(reply: WorkerReply): void;
-  reject(err: Error): void;
-}
-
-const ENTRY = new URL('./worker-entry.mjs', import.meta.url);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * The embedded serverless platform: a pool of warm worker threads, each a function
  * instance running the same handler code as Lambda or the HTTP server. Invocations beyond
- * the concurrency limit queue; a hung invocation is terminated and its worker replaced;
- * failures that may pass are retried with backoff; every call is metered and priced as
- * AWS Lambda would price it.
+ * the concurrency limit queue (FIFO); a hung invocation is terminated and its worker
+ * replaced; only failures that may pass (timeout, crash, a refused or reset connection) are
+ * retried, with exponential backoff; every call is metered and priced as AWS Lambda would
+ * price it (billed duration = the handler's time measured in the worker, plus instance
+ * start on a cold start; a timed-out try bills its full timeout).
  */
 export class LocalPlatform implements FunctionPlatform {
   readonly kind = 'local' as const;
-  private readonly slots: Slot[] = [];
-  private readonly queue: Job[] = [];
+  private readonly pool: WorkerPool;
   private readonly records: InvocationRecord[] = [];
-  private running = 0;
-  private nextId = 1;
-  private closed = false;
+  private readonly attempts: Attempt[] = [];
   private coldStarts = 0;
   private warmStarts = 0;
-  private retries = 0;
-  private readonly o: Required<LocalPlatformOptions>;
+  private readonly o: Required<Omit<LocalPlatformOptions, 'workerHeapMb' | 'testHooks'>>;
 
   constructor(opts: LocalPlatformOptions = {}) {
     const workers = opts.workers ?? availableParallelism();
-    if (!Number.isInteger(workers) || workers < 1) throw new Error(`local platform: workers must be a positive integer, got ${workers}`);
-    this.o = {
-      workers, concurrency: opts.concurrency ?? workers, timeoutMs: opts.timeoutMs ?? 300_000, attempts: opts.attempts ?? 3,
-      workerHeapMb: opts.workerHeapMb ?? 2048, memoryMb: opts.memoryMb ?? 2048, prices: opts.prices ?? DEFAULT_LAMBDA_PRICES,
-      backoffMs: opts.backoffMs ?? 100,
+    const positive = (what: string, v: number) => {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`local platform: ${what} must be a positive integer, got ${v}`);
+      return v;
     };
-  }
-
-  private spawn(): Slot {
-    const worker = new Worker(ENTRY, { resourceLimits: { maxOldGenerationSizeMb: this.o.workerHeapMb } });
-    worker.unref();
-    const slot = { worker, busy: false };
-    this.slots.push(slot);
-    return slot;
-  }
-
-  private replace(slot: Slot): void {
-    const i = this.slots.indexOf(slot);
-    if (i >= 0) this.slots.splice(i, 1);
-    void slot.worker.terminate();
-  }
-
-  /** Starts every worker and loads the compute backend in it, so the first round is warm. */
-  async warm(): Promise<void> {
-    while (this.slots.length < this.o.workers) this.spawn();
-    await Promise.all(this.slots.map(() => this.call({ name: '__warm', event: null }, this.o.timeoutMs)));
-  }
-
-  /** Round trip of an empty call: the pool's own overhead per invocation. */
-  async ping(): Promise<void> {
-    await this.call({ name: '__ping', event: null }, this.o.timeoutMs);
-  }
-
-  /** Test hook: an invocation that sleeps, to exercise timeouts. */
-  async sleep(ms: number, timeoutMs = this.o.timeoutMs): Promise<void> {
-    await this.call({ name: '__sleep', event: { ms } }, timeoutMs);
-  }
-
-  private call(request: Omit<WorkerRequest, 'id'>, timeoutMs: number): Promise<WorkerReply> {
-    if (this.closed) return Promise.reject(new Error('local platform is closed'));
-    return new Promise<WorkerReply>((resolve, reject) => {
-      this.queue.push({ request: { ...request }, resolve, reject });
-      this.pump(timeoutMs);
+    positive('workers', workers);
+    this.o = {
+      workers,
+      concurrency: Math.min(positive('concurrency', opts.concurrency ?? workers), workers),
+      timeoutMs: positive('timeoutMs', opts.timeoutMs ?? 300_000),
+      attempts: positive('attempts', opts.attempts ?? 3),
+      backoffMs: opts.backoffMs ?? 100,
+      memoryMb: positive('memoryMb', opts.memoryMb ?? 2048),
+      prices: opts.prices ?? DEFAULT_LAMBDA_PRICES,
+    };
+    this.pool = new WorkerPool({
+      size: workers,
+      concurrency: this.o.concurrency,
+      heapMb: opts.workerHeapMb ?? this.o.memoryMb,
+      initTimeoutMs: 60_000,
+      testHooks: opts.testHooks === true,
     });
   }
 
-  private pump(timeoutMs: number): void {
-    while (this.running < this.o.concurrency && this.queue.length > 0) {
-      let slot = this.slots.find((s) => !s.busy);
-      if (!slot) {
-        if (this.slots.length >= this.o.workers) return;
-        slot = this.spawn();
-      }
-      const job = this.queue.shift()!;
-      this.dispatch(slot, job, timeoutMs);
-    }
+  /**
+   * Starts every worker and loads the compute backend in it (and builds `models`), like
+   * provisioned concurrency: the first invocations then start warm.
+   */
+  async warm(models: ModelRef[] = []): Promise<void> {
+    await this.pool.fill();
+    await Promise.all(this.pool.threadIds().map(() => this.pool.run({ name: '__warm', event: { models }, timeoutMs: this.o.timeoutMs })));
   }
 
-  private dispatch(slot: Slot, job: Job, timeoutMs: number): void {
-    slot.busy = true;
-    this.running++;
-    const id = this.nextId++;
-    const { worker } = slot;
-    const finish = (err: Error | null, reply?: WorkerReply) => {
-      clearTimeout(timer);
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-      this.running--;
-      if (err) this.replace(slot);
-      else slot.busy = false;
-      if (err) job.reject(err);
-      else job.resolve(reply!);
-      this.pump(timeoutMs);
-    };
-    const onMessage = (reply: WorkerReply) => { if (reply.id === id) finish(null, reply); };
-    const onError = (e: Error) => finish(new TransientError(`function instance crashed: ${e.message}`));
-    const onExit = (code: number) => finish(new TransientError(`function instance exited with code ${code}`));
-    const timer = setTimeout(() => finish(new TransientError(`timed out after ${timeoutMs} ms; the instance was terminated and replaced`)), timeoutMs);
-    worker.on('message', onMessage);
-    worker.once('error', onError);
-    worker.once('exit', onExit);
-    worker.postMessage({ ...job.request, id } satisfies WorkerRequest);
+  /** Round trip of an empty call through the pool: its own overhead per invocation, ms. */
+  async ping(): Promise<number> {
+    const t = performance.now();
+    const { reply } = await this.pool.run({ name: '__ping', event: null, timeoutMs: this.o.timeoutMs });
+    if (!reply.ok) throw new Error(`ping failed: ${reply.error}`);
+    return performance.now() - t;
   }
 
   async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]> {
-    let lastError: Error | undefined;
-    for (let attempt = 1; attempt <= this.o.attempts; attempt++) {
-      if (attempt > 1) {
-        this.retries++;
-        await new Promise((r) => setTimeout(r, this.o.backoffMs * 2 ** (attempt - 2)));
-      }
-      const t = performance.now();
-      let reply: WorkerReply | undefined;
+    let billed = 0;
+    let cold = false;
+    let error: Error | undefined;
+    let attempt = 0;
+    while (attempt < this.o.attempts) {
+      attempt++;
+      if (attempt > 1) await sleep(this.o.backoffMs * 2 ** (attempt - 2) * (0.5 + Math.random() / 2));
+      let transient: boolean;
       try {
-        reply = await this.call({ name, event }, this.o.timeoutMs);
+        const { reply, cold: c, initMs } = await this.pool.run({ name, event, timeoutMs: this.o.timeoutMs });
+        this.bill(reply.durationMs + initMs, c);
+        billed += reply.durationMs + initMs;
+        cold ||= c;
+        if (reply.ok) {
+          this.records.push({ name, durationMs: billed, memoryMb: this.o.memoryMb, coldStart: cold, ok: true, attempts: attempt });
+          return reply.result as FunctionResults[N];
+        }
+        error = new Error(reply.error ?? `${name}: failed`);
+        transient = reply.transient === true;
       } catch (err) {
-        lastError = err as Error;
+        if (!(err instanceof PoolFailure)) throw err;
+        if (err.kind !== 'closed') {
+          this.bill(err.elapsedMs, err.cold);
+          billed += err.elapsedMs;
+          cold ||= err.cold;
+        }
+        error = new Error(err.message);
+        transient = err.transient;
       }
-      const durationMs = performance.now() - t;
-      if (reply) {
-        if (reply.coldStart) this.coldStarts++;
-        else this.warmStarts++;
-      }
-      const ok = reply?.ok === true;
-      this.records.push({ name, durationMs, memoryMb: this.o.memoryMb, coldStart: reply?.coldStart ?? false, ok, attempts: attempt });
-      if (ok) return reply!.result as FunctionResults[N];
-      if (reply) lastError = TRANSIENT.test(reply.error ?? '') ? new TransientError(reply.error) : new Error(reply.error);
-      if (!(lastError instanceof TransientError) || this.closed) break;
+      if (!transient) break;
     }
-    throw new Error(`function ${name} failed: ${lastError?.message}`);
+    this.records.push({ name, durationMs: billed, memoryMb: this.o.memoryMb, coldStart: cold, ok: false, attempts: attempt });
+    if (attempt > 1) error!.message += ` (after ${attempt} attempts)`;
+    throw error!;
   }
 
+  private bill(durationMs: number, cold: boolean): void {
+    this.attempts.push({ durationMs, memoryMb: this.o.memoryMb });
+    if (cold) this.coldStarts++;
+    else this.warmStarts++;
+  }
+
+  /**
+   * Invocations are calls of `invoke`; cold/warm starts, billed time and cost count every
+   * try (a retried call is billed as one request per try, as Lambda does).
+   */
   metrics(): PlatformMetrics {
-    const failures = this.records.filter((r) => !r.ok).length;
     return {
       invocations: this.records.length,
-      failures,
-      retries: this.retries,
+      failures: this.records.filter((r) => !r.ok).length,
+      retries: this.records.reduce((s, r) => s + r.attempts - 1, 0),
       coldStarts: this.coldStarts,
       warmStarts: this.warmStarts,
-      billedMs: this.records.reduce((s, r) => s + Math.ceil(r.durationMs), 0),
-      estimatedCostUsd: lambdaCost(this.records, this.o.prices),
+      billedMs: this.attempts.reduce((s, a) => s + Math.ceil(a.durationMs), 0),
+      estimatedCostUsd: lambdaCost(this.attempts, this.o.prices),
     };
   }
 
@@ -193,9 +155,12 @@ export class LocalPlatform implements FunctionPlatform {
     return this.records;
   }
 
+  /** Thread ids of the live workers (tests check that a hung worker was replaced). */
+  workerThreadIds(): number[] {
+    return this.pool.threadIds();
+  }
+
   async close(): Promise<void> {
-    this.closed = true;
-    for (const job of this.queue.splice(0)) job.reject(new Error('local platform closed'));
-    await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
+    await this.pool.close();
   }
 }

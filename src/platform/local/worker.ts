@@ -1,46 +1,60 @@
-import { parentPort } from 'node:worker_threads';
+import { existsSync, writeFileSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { isTransient, oneLine } from '../../functions/errors.ts';
+import type { FunctionName, ModelRef } from '../../functions/events.ts';
 import { handle } from '../../functions/handlers.ts';
-import type { FunctionName } from '../../functions/events.ts';
-import { initBackend } from '../../model/backend.ts';
-import { takeColdStart } from '../../functions/runtime.ts';
+import { initFunctionBackend, modelFor } from '../../functions/runtime.ts';
+import type { TestHooks, WorkerReady, WorkerReply, WorkerRequest } from './protocol.ts';
 
-/** Messages between the pool and a worker. */
-export interface WorkerRequest {
-  id: number;
-  /** A function name, or an internal call of the pool: '__warm' (load the backend), '__sleep' (tests). */
-  name: FunctionName | '__warm' | '__sleep' | '__ping';
-  event: unknown;
-}
-export interface WorkerReply {
-  id: number;
-  ok: boolean;
-  result?: unknown;
-  error?: string;
-  coldStart: boolean;
+/** A function instance: runs one invocation at a time; models and connections stay warm. */
+const port = parentPort;
+if (!port) throw new Error('src/platform/local/worker.ts runs as a worker thread of the local platform');
+const testHooks = (workerData as { testHooks?: boolean } | undefined)?.testHooks === true;
+
+async function testHook(h: TestHooks): Promise<void> {
+  if (h.exitOnceFile !== undefined && !existsSync(h.exitOnceFile)) {
+    writeFileSync(h.exitOnceFile, 'crashed once');
+    process.exit(1);
+  }
+  if (h.exit !== undefined) process.exit(h.exit);
+  if (h.sleepMs !== undefined) {
+    if (h.spin) {
+      const until = Date.now() + h.sleepMs;
+      while (Date.now() < until) { /* a CPU-bound hang: only terminate() stops it */ }
+    } else {
+      await new Promise((r) => setTimeout(r, h.sleepMs));
+    }
+  }
 }
 
 async function run(req: WorkerRequest): Promise<unknown> {
   switch (req.name) {
     case '__ping':
       return null;
-    case '__warm':
-      return initBackend(process.env.PEERLESS_BACKEND as 'auto' | undefined);
-    case '__sleep':
-      // Test hook: a function that hangs, to exercise the pool's timeout.
-      await new Promise((r) => setTimeout(r, (req.event as { ms: number }).ms));
-      return null;
-    default:
-      return handle(req.name, req.event as never);
+    case '__warm': {
+      const backend = await initFunctionBackend();
+      for (const m of (req.event as { models?: ModelRef[] } | null)?.models ?? []) await modelFor(m);
+      return backend;
+    }
+    default: {
+      const hooks = (req.event as { __test?: TestHooks } | null)?.__test;
+      if (testHooks && hooks) await testHook(hooks);
+      return handle(req.name as FunctionName, req.event as never);
+    }
   }
 }
 
-parentPort!.on('message', async (req: WorkerRequest) => {
-  const coldStart = req.name === '__warm' || req.name === '__ping' ? false : takeColdStart();
+port.on('message', async (req: WorkerRequest) => {
+  const t = performance.now();
+  let reply: WorkerReply;
   try {
     const result = await run(req);
-    parentPort!.postMessage({ id: req.id, ok: true, result, coldStart } satisfies WorkerReply);
+    reply = { id: req.id, ok: true, result, durationMs: performance.now() - t };
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    parentPort!.postMessage({ id: req.id, ok: false, error: message.split('\n')[0], coldStart } satisfies WorkerReply);
+    const message = oneLine(err instanceof Error ? err.message : String(err));
+    reply = { id: req.id, ok: false, error: message, transient: isTransient(err), durationMs: performance.now() - t };
   }
+  port.postMessage(reply);
 });
+
+port.postMessage({ ready: true } satisfies WorkerReady);

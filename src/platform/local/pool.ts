@@ -1,0 +1,229 @@
+import { Worker } from 'node:worker_threads';
+import type { WorkerReady, WorkerReply, WorkerRequest } from './protocol.ts';
+
+const ENTRY = new URL('./worker-entry.mjs', import.meta.url);
+
+export interface PoolOptions {
+  /** Worker threads at most (function instances). */
+  size: number;
+  /** Jobs running at once (<= size); the rest wait in FIFO order. */
+  concurrency: number;
+  /** V8 heap limit per worker, MB (wasm memory is outside it). */
+  heapMb: number;
+  /** Limit for a worker to load its modules, separate from the invocation timeout. */
+  initTimeoutMs: number;
+  testHooks: boolean;
+}
+
+export interface PoolJob {
+  name: string;
+  event: unknown;
+  timeoutMs: number;
+}
+
+export interface PoolOutcome {
+  reply: WorkerReply;
+  /** The job ran on a fresh instance (its first job). */
+  cold: boolean;
+  /** Module loading of a fresh instance, ms (0 when warm). */
+  initMs: number;
+}
+
+/** A job that got no reply: the instance timed out, crashed, ran out of memory, or the pool closed. */
+export class PoolFailure extends Error {
+  override readonly name = 'PoolFailure';
+  constructor(
+    message: string,
+    readonly kind: 'timeout' | 'crash' | 'oom' | 'closed',
+    readonly cold: boolean,
+    /** Time the instance was held, ms (billed). */
+    readonly elapsedMs: number,
+  ) {
+    super(message);
+  }
+  /** A new instance may succeed where this one died or hung; an OOM or a closed pool would not. */
+  get transient(): boolean {
+    return this.kind === 'timeout' || this.kind === 'crash';
+  }
+}
+
+interface Slot {
+  worker: Worker;
+  ready: Promise<number>;
+  busy: boolean;
+  jobs: number;
+  gone: boolean;
+  /** Settles the running job when the worker dies. */
+  onDeath?: (err: PoolFailure) => void;
+}
+
+interface Queued {
+  job: PoolJob;
+  resolve(o: PoolOutcome): void;
+  reject(e: Error): void;
+}
+
+/**
+ * Worker threads as serverless function instances: started on demand up to `size`, kept
+ * warm between jobs, one job each at a time, jobs in FIFO order past the concurrency limit.
+ * A job past its timeout terminates its worker (a hung function cannot be interrupted any
+ * other way); a dead worker is replaced by a fresh one.
+ */
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Queued[] = [];
+  private running = 0;
+  private nextId = 1;
+  private closed = false;
+  /** Workers started so far (each start is a cold instance). */
+  started = 0;
+
+  constructor(private readonly o: PoolOptions) {}
+
+  run(job: PoolJob): Promise<PoolOutcome> {
+    if (this.closed) return Promise.reject(new PoolFailure(`${job.name}: the local platform is closed`, 'closed', false, 0));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ job, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Starts workers until `size` are alive, and waits until they load. */
+  async fill(): Promise<void> {
+    while (this.slots.length < this.o.size) this.spawn();
+    await Promise.all(this.slots.map((s) => s.ready.catch(() => 0)));
+  }
+
+  /** Thread ids of the live workers (tests check that a killed worker was replaced). */
+  threadIds(): number[] {
+    return this.slots.map((s) => s.worker.threadId);
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const q of this.queue.splice(0)) q.reject(new PoolFailure(`${q.job.name}: the local platform closed before it ran`, 'closed', false, 0));
+    await Promise.all(this.slots.splice(0).map((s) => this.kill(s)));
+  }
+
+  private spawn(): Slot {
+    const t0 = performance.now();
+    const worker = new Worker(ENTRY, {
+      resourceLimits: { maxOldGenerationSizeMb: this.o.heapMb },
+      workerData: { testHooks: this.o.testHooks },
+    });
+    // The pool must not keep the process alive: close() ends workers, an idle CLI may exit.
+    worker.unref();
+    this.started++;
+    const slot: Slot = { worker, busy: false, jobs: 0, gone: false, ready: Promise.resolve(0) };
+    slot.ready = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new PoolFailure(`function instance did not start within ${this.o.initTimeoutMs} ms`, 'timeout', true, this.o.initTimeoutMs)), this.o.initTimeoutMs);
+      worker.on('message', function first(m: WorkerReady) {
+        if (m.ready !== true) return;
+        worker.off('message', first);
+        clearTimeout(timer);
+        resolve(performance.now() - t0);
+      });
+      worker.once('exit', () => { clearTimeout(timer); reject(new PoolFailure('function instance exited while starting', 'crash', true, performance.now() - t0)); });
+    });
+    slot.ready.catch(() => {});
+    let lastError: Error | undefined;
+    worker.on('error', (e) => { lastError = e; });
+    worker.once('exit', (code) => {
+      slot.gone = true;
+      this.remove(slot);
+      const oom = (lastError as NodeJS.ErrnoException | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY';
+      const why = oom
+        ? new PoolFailure(`function instance ran out of memory (heap limit ${this.o.heapMb} MB)`, 'oom', false, 0)
+        : new PoolFailure(`function instance crashed (${lastError ? oneLineOf(lastError) : `exit code ${code}`})`, 'crash', false, 0);
+      slot.onDeath?.(why);
+      // Replace the dead instance, so the pool stays at strength (it starts cold).
+      if (!this.closed && this.slots.length < this.o.size) this.spawn();
+      this.pump();
+    });
+    this.slots.push(slot);
+    return slot;
+  }
+
+  private remove(slot: Slot): void {
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) this.slots.splice(i, 1);
+  }
+
+  private async kill(slot: Slot): Promise<void> {
+    this.remove(slot);
+    if (!slot.gone) {
+      slot.gone = true;
+      await slot.worker.terminate();
+    }
+  }
+
+  private pump(): void {
+    while (!this.closed && this.running < this.o.concurrency && this.queue.length > 0) {
+      let slot = this.slots.find((s) => !s.busy && !s.gone);
+      if (!slot) {
+        if (this.slots.length >= this.o.size) return;
+        slot = this.spawn();
+      }
+      const q = this.queue.shift()!;
+      void this.dispatch(slot, q);
+    }
+  }
+
+  private async dispatch(slot: Slot, q: Queued): Promise<void> {
+    slot.busy = true;
+    this.running++;
+    const cold = slot.jobs === 0;
+    slot.jobs++;
+    const t0 = performance.now();
+    let initMs = 0;
+    const done = (err: PoolFailure | null, reply?: WorkerReply) => {
+      slot.onDeath = undefined;
+      this.running--;
+      slot.busy = false;
+      if (err) q.reject(err);
+      else q.resolve({ reply: reply!, cold, initMs });
+      this.pump();
+    };
+    try {
+      initMs = cold ? await slot.ready : 0;
+    } catch (err) {
+      await this.kill(slot);
+      return done(err as PoolFailure);
+    }
+    if (slot.gone) {
+      return done(new PoolFailure(`${q.job.name}: function instance crashed before the call`, 'crash', cold, performance.now() - t0));
+    }
+    const id = this.nextId++;
+    const { worker } = slot;
+    const prefix = q.job.name.startsWith('__') ? '' : `${q.job.name}: `;
+    let settled = false;
+    const settle = (err: PoolFailure | null, reply?: WorkerReply) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      done(err, reply);
+    };
+    const onMessage = (m: WorkerReply | WorkerReady) => {
+      if ('id' in m && m.id === id) settle(null, m);
+    };
+    // The invocation's clock starts once the instance is up: like Lambda, init is not the handler's time.
+    const started = performance.now();
+    const timer = setTimeout(() => {
+      const elapsed = performance.now() - started;
+      void this.kill(slot);
+      settle(new PoolFailure(`${prefix}timed out after ${q.job.timeoutMs} ms (instance terminated and replaced)`, 'timeout', cold, elapsed));
+    }, q.job.timeoutMs);
+    slot.onDeath = (why) => settle(new PoolFailure(`${prefix}${why.message}`, why.kind, cold, performance.now() - started));
+    worker.on('message', onMessage);
+    worker.postMessage({ id, name: q.job.name, event: q.job.event } satisfies WorkerRequest);
+  }
+}
+
+function oneLineOf(e: Error): string {
+  return e.message.split('\n')[0];
+}

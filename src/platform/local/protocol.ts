@@ -1,0 +1,40 @@
+/**
+ * Messages between the pool and a worker thread. Internal calls start with "__" and are
+ * never function names: `__ping` (round-trip overhead), `__warm` (load the backend and,
+ * optionally, build models ahead of the first invocation).
+ */
+export interface WorkerRequest {
+  id: number;
+  name: string;
+  event: unknown;
+}
+
+export interface WorkerReply {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  /** One line naming the function and the problem. */
+  error?: string;
+  /** The failure may pass on a retry (a refused or reset connection). */
+  transient?: boolean;
+  /** The handler's own time, measured in the worker: what a serverless platform bills. */
+  durationMs: number;
+}
+
+/** Posted once by a worker when its modules are loaded and it takes requests. */
+export interface WorkerReady {
+  ready: true;
+}
+
+/**
+ * Test-only behaviour a gradient/evaluate event can ask for, honoured only by workers of a
+ * pool created with `testHooks: true`: a hanging function (`sleepMs`, `spin` for a CPU-bound
+ * hang that only termination stops), a crash (`exit`), a crash on the first try only
+ * (`exitOnceFile`: exits if the file does not exist yet, after creating it).
+ */
+export interface TestHooks {
+  sleepMs?: number;
+  spin?: boolean;
+  exit?: number;
+  exitOnceFile?: string;
+}
