@@ -6,7 +6,8 @@
  */
 import type { FunctionEvents, FunctionName } from './events.ts';
 import { handle } from './handlers.ts';
-import type { LambdaRequest, LambdaResponse } from '../platform/aws-lambda/envelope.ts';
+import { TRANSIENT_PREFIX, type LambdaRequest, type LambdaResponse } from '../platform/aws-lambda/envelope.ts';
+import { isTransient } from './errors.ts';
 import { isFunctionName, FUNCTION_NAMES } from './event-schema.ts';
 
 // Module scope lives as long as the container: false only for its first invocation.
@@ -20,11 +21,27 @@ export const handler = async (event: unknown, context?: LambdaContext): Promise<
   const coldStart = !warm;
   warm = true;
   const { name, payload } = unwrap(event);
-  // handle() checks the event's shape and names the bad field.
-  const result = await handle(name, payload as FunctionEvents[typeof name]);
+  let result;
+  try {
+    // handle() checks the event's shape and names the bad field.
+    result = await handle(name, payload as FunctionEvents[typeof name]);
+  } catch (err) {
+    throw isTransient(err) ? transientError(err as Error) : err;
+  }
   const memory = Number(context?.memoryLimitInMB ?? process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE);
   return { result, coldStart, ...(memory > 0 ? { memoryMb: memory } : {}) };
 };
+
+/**
+ * Marks a failure worth retrying (a lost Redis connection) so the platform retries it.
+ * The mark is in the message as well as errorType, because serverless-offline reports
+ * every errorType as "Error".
+ */
+function transientError(err: Error): Error {
+  const e = new Error(`${TRANSIENT_PREFIX}${err.message}`, { cause: err });
+  e.name = 'TransientError';
+  return e;
+}
 
 /**
  * `{ function, payload }` as the platform sends it; a bare event is accepted when the

@@ -97,6 +97,15 @@ describe.skipIf(!cli)('AwsLambdaPlatform on serverless-offline (real handler, re
     expect(p.metrics()).toMatchObject({ failures: 1, retries: 0 });
   });
 
+  it('retries a function that lost its Redis, then says so in one line', async () => {
+    const port = await freePort();
+    const p = new AwsLambdaPlatform({ ...dummy, endpoint: offline.endpoint, attempts: 2 });
+    const gone = { ...seeded.event, redis: { url: `redis://127.0.0.1:${port}` } };
+    await expect(p.invoke('gradient', gone)).rejects.toThrow(
+      new RegExp(`^aws-lambda: function peerless-gradient failed after 2 attempts: transient: .*cannot reach Redis at redis://127\\.0\\.0\\.1:${port}`));
+    expect(p.metrics()).toMatchObject({ failures: 1, retries: 1 });
+  });
+
   it('names a function that is not deployed', async () => {
     const p = new AwsLambdaPlatform({ ...dummy, endpoint: offline.endpoint, functionNames: { gradient: 'peerless-missing' } });
     await expect(p.invoke('gradient', seeded.event)).rejects.toThrow(/^aws-lambda: function peerless-missing not found at http:\/\/127\.0\.0\.1:\d+/);

@@ -18,6 +18,9 @@ export interface LambdaResponse<N extends FunctionName = FunctionName> {
   memoryMb?: number;
 }
 
+/** Starts the message of a failure the function says is worth retrying (errorType TransientError). */
+export const TRANSIENT_PREFIX = 'transient: ';
+
 /** Lambda's error payload for a handler that threw (FunctionError 'Unhandled'). */
 export interface LambdaErrorPayload {
   errorType?: string;

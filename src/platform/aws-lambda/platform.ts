@@ -3,7 +3,7 @@ import type { FunctionEvents, FunctionName, FunctionResults } from '../../functi
 import type { FunctionPlatform, LambdaPrices, PlatformMetrics } from '../platform.ts';
 import { Meter, type Metered } from '../http/meter.ts';
 import { networkCode, RetriesExhausted, withRetries } from '../http/retry.ts';
-import { isLambdaResponse, type LambdaErrorPayload, type LambdaRequest } from './envelope.ts';
+import { isLambdaResponse, TRANSIENT_PREFIX, type LambdaErrorPayload, type LambdaRequest } from './envelope.ts';
 
 export interface AwsLambdaPlatformOptions {
   /** Default: the SDK's (AWS_REGION, the profile's region). */
@@ -105,12 +105,13 @@ export class AwsLambdaPlatform implements FunctionPlatform {
     const text = res.Payload ? new TextDecoder().decode(res.Payload) : '';
     if (res.FunctionError) {
       const e = parseJson<LambdaErrorPayload>(text);
-      const message = e?.errorMessage ?? (text || 'no error message');
-      throw new FunctionFailed(`${e?.errorType ? `${e.errorType}: ` : ''}${firstLine(message)}`);
+      const message = firstLine(e?.errorMessage ?? (text || 'no error message'));
+      const transient = e?.errorType === 'TransientError' || message.startsWith(TRANSIENT_PREFIX);
+      throw new FunctionFailed(message, transient);
     }
     const body = parseJson<unknown>(text);
     if (!isLambdaResponse(body)) {
-      throw new FunctionFailed(`answered without the { result, coldStart } envelope (is it the peerless bundle?): ${text.slice(0, 120)}`);
+      throw new FunctionFailed(`answered without the { result, coldStart } envelope (is it the peerless bundle?): ${text.slice(0, 120)}`, false);
     }
     return body;
   }
@@ -118,7 +119,7 @@ export class AwsLambdaPlatform implements FunctionPlatform {
   /** One line: which function, where, and what went wrong. */
   private describe(fn: string, err: Error, attempts: number): string {
     const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
-    if (err instanceof FunctionFailed) return `aws-lambda: function ${fn} failed: ${err.message}`;
+    if (err instanceof FunctionFailed) return `aws-lambda: function ${fn} failed${tries}: ${err.message}`;
     const code = networkCode(err);
     if (code) return `aws-lambda: cannot reach ${this.where} (${code})${tries}`;
     if (err.name === 'TimeoutError' || err.name === 'RequestTimeout') return `aws-lambda: ${fn} did not answer in time at ${this.where}`;
@@ -136,8 +137,12 @@ export class AwsLambdaPlatform implements FunctionPlatform {
   }
 }
 
-/** The function ran and threw: its own input or bug, so never retried. */
-class FunctionFailed extends Error {}
+/** The function ran and threw: retried only when it said the cause was transient. */
+class FunctionFailed extends Error {
+  constructor(message: string, readonly transient: boolean) {
+    super(message);
+  }
+}
 
 const TRANSIENT_NAMES = new Set([
   'ThrottlingException', 'TooManyRequestsException', 'EC2ThrottledException',
@@ -145,7 +150,7 @@ const TRANSIENT_NAMES = new Set([
 ]);
 
 function isTransient(err: unknown): boolean {
-  if (err instanceof FunctionFailed) return false;
+  if (err instanceof FunctionFailed) return err.transient;
   if (networkCode(err)) return true;
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
   // A client-side timeout is not retried: the function is likely still running.

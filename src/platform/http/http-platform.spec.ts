@@ -16,9 +16,13 @@ const event: GradientEvent = {
 const result: GradientResult = { loss: 2.3, accuracy: 0.1, samples: 8, count: 1, done: true, timings: { loadMs: 1, computeMs: 2, pushMs: 3 } };
 
 let calls = 0;
+const flaked = new Set<string>();
 const stub: Handle = async <N extends FunctionName>(name: N, ev: FunctionEvents[N]) => {
   calls++;
-  if ((ev as GradientEvent).contributionId === 'explode') throw new Error('layout hash mismatch: expected h, found k');
+  const id = (ev as GradientEvent).contributionId;
+  if (id === 'explode') throw new Error('layout hash mismatch: expected h, found k');
+  // Fails once per id as a handler does when the peer's Redis is briefly away.
+  if (id.startsWith('flaky') && !flaked.has(id)) { flaked.add(id); throw new Error('cannot reach Redis at redis://127.0.0.1:1: connect ECONNREFUSED'); }
   return result as never;
 };
 
@@ -65,6 +69,15 @@ describe('HttpPlatform + serveFunctions', () => {
       .rejects.toThrow(/^http platform: http:\/\/127\.0\.0\.1:\d+\/function\/gradient answered 500: layout hash mismatch: expected h, found k$/);
     expect(calls - before).toBe(1);
     expect(p.metrics()).toMatchObject({ invocations: 1, failures: 1, retries: 0 });
+  });
+
+  it('retries a handler failure the server marks transient (503)', async () => {
+    const p = new HttpPlatform({ url: server.url });
+    expect(await p.invoke('gradient', { ...event, contributionId: 'flaky-1' })).toEqual(result);
+    expect(p.metrics()).toMatchObject({ invocations: 1, failures: 0, retries: 1 });
+    const res = await fetch(`${server.url}/function/gradient`, { method: 'POST', body: JSON.stringify({ ...event, contributionId: 'flaky-2' }) });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('x-peerless-function-error')).toBe('Transient');
   });
 
   it('passes the server 404 through as an error naming the URL', async () => {

@@ -3,7 +3,10 @@ import type { FunctionPlatform, LambdaPrices, PlatformMetrics } from '../platfor
 import { Meter } from './meter.ts';
 import { networkCode, RetriesExhausted, withRetries } from './retry.ts';
 
-/** Header our server sets on a handler failure (like Lambda's X-Amz-Function-Error): not retried. */
+/**
+ * Header our server sets on a handler failure (like Lambda's X-Amz-Function-Error):
+ * 'Unhandled' is not retried, 'Transient' (e.g. the peer's Redis was briefly unreachable) is.
+ */
 export const FUNCTION_ERROR_HEADER = 'x-peerless-function-error';
 /** Header our server sets to 'true' on the first invocation of a function in its process. */
 export const COLD_START_HEADER = 'x-peerless-cold-start';
@@ -97,8 +100,9 @@ export class HttpPlatform implements FunctionPlatform {
 
     if (!res.ok) {
       const message = errorMessage(text) ?? `${res.status} ${res.statusText}`.trim();
-      const handlerFailed = res.headers.has(FUNCTION_ERROR_HEADER);
-      const kind = res.status >= 500 && !handlerFailed ? 'gateway' : 'function';
+      const functionError = res.headers.get(FUNCTION_ERROR_HEADER);
+      const retryable = functionError === null ? res.status >= 500 : functionError === 'Transient';
+      const kind = retryable ? 'gateway' : 'function';
       throw new HttpError(`http platform: ${url} answered ${res.status}: ${message}`, kind);
     }
     let value: unknown;

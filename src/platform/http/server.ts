@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
+import { isTransient } from '../../functions/errors.ts';
 import { InvalidEvent, isFunctionName, parseEvent, FUNCTION_NAMES } from '../../functions/event-schema.ts';
 import { COLD_START_HEADER, FUNCTION_ERROR_HEADER } from './platform.ts';
 
@@ -27,7 +28,9 @@ export interface FunctionServer {
  *   POST /function/:name   JSON event in, JSON result out (200)
  *                          400 bad JSON or an invalid event, 404 unknown function,
  *                          413 body too large, 500 the handler failed (with its message and
- *                          the x-peerless-function-error header, so clients do not retry it)
+ *                          x-peerless-function-error: Unhandled, so clients do not retry it),
+ *                          503 it failed on a transient error such as a lost Redis connection
+ *                          (x-peerless-function-error: Transient: worth a retry)
  *   GET  /healthz          200 { ok: true, functions }
  * The first invocation of each function in this process answers x-peerless-cold-start: true.
  * Backs `peerless function serve --port N`.
@@ -80,9 +83,11 @@ export async function serveFunctions(opts: ServeOptions = {}): Promise<FunctionS
       send(res, 200, result);
     } catch (err) {
       const e = err as Error;
-      res.setHeader(FUNCTION_ERROR_HEADER, 'Unhandled');
-      // A handler's own validation is the caller's fault: keep the 400 semantics for it.
-      send(res, e instanceof InvalidEvent ? 400 : 500, { error: e.message ?? String(err), type: e.name });
+      // A lost Redis connection may pass on a retry (503, retried); anything else would
+      // fail the same way again (500, not retried); a handler's own validation is a 400.
+      const transient = isTransient(err);
+      res.setHeader(FUNCTION_ERROR_HEADER, transient ? 'Transient' : 'Unhandled');
+      send(res, e instanceof InvalidEvent ? 400 : transient ? 503 : 500, { error: e.message ?? String(err), type: e.name });
     }
   }
 
