@@ -215,6 +215,9 @@ export class WorkerPool {
     const started = performance.now();
     const timer = setTimeout(() => {
       const elapsed = performance.now() - started;
+      // Replace at once (not on 'exit', which comes later): the pool stays at strength.
+      this.remove(slot);
+      if (!this.closed && this.slots.length < this.o.size) this.spawn();
       void this.kill(slot);
       settle(new PoolFailure(`${prefix}timed out after ${q.job.timeoutMs} ms (instance terminated and replaced)`, 'timeout', cold, elapsed));
     }, q.job.timeoutMs);

@@ -1,0 +1,166 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedisServer, type RedisServer } from '../../cluster/redis-server.ts';
+import type { EvaluateEvent, GradientEvent } from '../../functions/events.ts';
+import { maxAbsDiff, readFloats, seed, snapshot, type Seeded } from '../../functions/test-fixture.ts';
+import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
+import { lambdaCost } from '../platform.ts';
+import { LocalPlatform } from './local-platform.ts';
+import type { TestHooks } from './protocol.ts';
+
+// REAL worker threads (TypeScript through tsx), a REAL redis-server with the module, real MNIST.
+// Hangs and crashes use the pool's test-only `__test` event hooks (workers honour them only
+// when the platform is created with `testHooks: true`; see protocol.ts).
+let server: RedisServer;
+let client: Redis;
+let s: Seeded;
+let platform: LocalPlatform;
+const tmp = mkdtempSync(join(tmpdir(), 'peerless-local-'));
+const PRICE_PER_GB_S = 1; // round numbers, so the cost check is exact arithmetic
+
+beforeAll(async () => {
+  process.env.PEERLESS_BACKEND = 'wasm';
+  server = await startRedisServer();
+  client = await connectRedis({ url: server.url });
+  s = await seed(client, { url: server.url });
+  platform = new LocalPlatform({ workers: 2, timeoutMs: 60_000, backoffMs: 10, testHooks: true, prices: { usdPerGbSecond: PRICE_PER_GB_S, usdPerRequest: 0 } });
+});
+afterAll(async () => {
+  await platform?.close();
+  if (client) await closeRedis(client);
+  await server?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const withHooks = <E extends GradientEvent | EvaluateEvent>(e: E, h: TestHooks): E => ({ ...e, __test: h });
+
+describe('local platform: the gradient function end to end', () => {
+  it('two batches on two cold workers: the last push writes the average of both gradients', async () => {
+    const ev = (b: number) => s.event(b, { sumKey: 'r:1:gsum', avgKey: 'r:1:gavg', expected: 2 });
+    const [r0, r1] = await Promise.all([platform.invoke('gradient', ev(0)), platform.invoke('gradient', ev(1))]);
+    expect([r0.count, r1.count].sort()).toEqual([1, 2]);
+    expect(r0.done || r1.done).toBe(true);
+    expect(r0.samples).toBe(64);
+    expect(r0.loss).toBeCloseTo(s.reference[0].loss, 5);
+    expect(r1.accuracy).toBeCloseTo(s.reference[1].correct / 64, 10);
+    const avg = (await readFloats(client, 'r:1:gavg'))!;
+    const mean = s.reference[0].gradient.map((g, i) => (g + s.reference[1].gradient[i]) / 2);
+    expect(avg.length).toBe(s.size);
+    expect(maxAbsDiff(avg, mean)).toBeLessThan(1e-6);
+    expect(platform.metrics()).toMatchObject({ invocations: 2, failures: 0, retries: 0, coldStarts: 2, warmStarts: 0 });
+  });
+
+  it('the same contribution id again counts once (a retried function cannot count twice)', async () => {
+    const before = (await readFloats(client, 'r:1:gavg'))!;
+    const r = await platform.invoke('gradient', s.event(0, { sumKey: 'r:1:gsum', avgKey: 'r:1:gavg', expected: 2 }));
+    expect(r).toMatchObject({ count: 2, done: true });
+    expect(maxAbsDiff((await readFloats(client, 'r:1:gavg'))!, before)).toBe(0);
+    expect(platform.metrics().warmStarts).toBe(1);
+  });
+
+  it('a layout hash mismatch: one-line error naming both hashes, not retried, nothing written', async () => {
+    const before = await snapshot(client);
+    const m0 = platform.metrics();
+    await expect(platform.invoke('gradient', s.event(0, { layoutHash: 'deadbeefdeadbeef', sumKey: 'r:2:gsum', avgKey: 'r:2:gavg' })))
+      .rejects.toThrow(new RegExp(`^gradient: layout hash mismatch: the event expects deadbeefdeadbeef, "model:layout" holds ${s.layoutHash}$`));
+    expect(await snapshot(client)).toEqual(before);
+    const m1 = platform.metrics();
+    expect(m1.retries - m0.retries).toBe(0);
+    expect(m1.failures - m0.failures).toBe(1);
+  });
+
+  it('a missing batch key: an error naming the key, not retried', async () => {
+    const m0 = platform.metrics();
+    await expect(platform.invoke('gradient', s.event(9, { sumKey: 'r:2:gsum', avgKey: 'r:2:gavg' })))
+      .rejects.toThrow(/^gradient: missing key "data:batch:9:x"$/);
+    await expect(platform.invoke('gradient', { ...s.event(0, {}), expected: -1 }))
+      .rejects.toThrow(/^invalid gradient event: expected: /);
+    expect(platform.metrics().retries - m0.retries).toBe(0);
+  });
+
+  it('a refused connection may pass: retried with backoff, retries counted', async () => {
+    const m0 = platform.metrics();
+    await expect(platform.invoke('gradient', s.event(0, { redis: { url: 'redis://127.0.0.1:1' } })))
+      .rejects.toThrow(/^gradient: cannot reach Redis at redis:\/\/127\.0\.0\.1:1.* \(after 3 attempts\)$/);
+    const m1 = platform.metrics();
+    expect(m1.retries - m0.retries).toBe(2);
+    expect(m1.invocations - m0.invocations).toBe(1);
+  });
+
+  it('a worker that crashes is replaced and the retry succeeds', async () => {
+    const once = join(tmp, 'crash-once');
+    const m0 = platform.metrics();
+    const r = await platform.invoke('gradient', withHooks(s.event(1, { sumKey: 'r:3:gsum', avgKey: 'r:3:gavg' }), { exitOnceFile: once }));
+    expect(existsSync(once)).toBe(true);
+    expect(r).toMatchObject({ count: 1, done: true });
+    expect(platform.metrics().retries - m0.retries).toBe(1);
+    expect(platform.workerThreadIds().length).toBe(2);
+  });
+
+  it('evaluates the real MNIST test set in chunks', async () => {
+    const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => platform.invoke('evaluate', s.evalEvent(i * 1000, 1000))));
+    expect(rs.reduce((n, r) => n + r.samples, 0)).toBe(10_000);
+    const correct = rs.reduce((n, r) => n + r.correct, 0);
+    expect(correct).toBeGreaterThanOrEqual(0);
+    expect(correct).toBeLessThanOrEqual(10_000);
+    for (const r of rs) expect(Number.isFinite(r.loss)).toBe(true);
+  });
+
+  it('queues past the concurrency limit in FIFO order', async () => {
+    const order: number[] = [];
+    await Promise.all(Array.from({ length: 6 }, (_, i) =>
+      platform.invoke('evaluate', withHooks(s.evalEvent(i, 1), { sleepMs: 30 })).then(() => order.push(i))));
+    // Two workers: jobs start in submission order, two at a time; equal work ends in pairs.
+    expect(order.slice(0, 2).sort()).toEqual([0, 1]);
+    expect(order.slice(2, 4).sort()).toEqual([2, 3]);
+    expect(order.slice(4).sort()).toEqual([4, 5]);
+  });
+
+  it('meters every call and prices it like Lambda (billed memory x duration per try)', () => {
+    const m = platform.metrics();
+    const records = platform.invocations();
+    expect(m.invocations).toBe(records.length);
+    expect(m.coldStarts + m.warmStarts).toBe(records.reduce((n, r) => n + r.attempts, 0));
+    // Each try is billed in whole ms at 2048 MB = 2 GB, $1 per GB-second, no request fee.
+    expect(m.estimatedCostUsd).toBeCloseTo((m.billedMs / 1000) * 2 * PRICE_PER_GB_S, 9);
+    expect(records.every((r) => r.memoryMb === 2048)).toBe(true);
+    expect(lambdaCost([...records], { usdPerGbSecond: PRICE_PER_GB_S, usdPerRequest: 0 })).toBeLessThanOrEqual(m.estimatedCostUsd + 1e-9);
+  });
+
+  it('warm round-trip overhead is well under 5 ms', async () => {
+    await platform.warm();
+    const xs: number[] = [];
+    for (let i = 0; i < 300; i++) xs.push(await platform.ping());
+    xs.sort((a, b) => a - b);
+    expect(xs[150]).toBeLessThan(5);
+  });
+});
+
+describe('local platform: timeouts', () => {
+  let p: LocalPlatform;
+  beforeAll(async () => {
+    p = new LocalPlatform({ workers: 1, timeoutMs: 3000, attempts: 2, backoffMs: 10, testHooks: true });
+    await p.warm([s.event(0, {}).model]);
+  });
+  afterAll(async () => p?.close());
+
+  it('a function that hangs (CPU-bound) is terminated at the timeout, retried, and its worker replaced', async () => {
+    const [before] = p.workerThreadIds();
+    const t = performance.now();
+    await expect(p.invoke('gradient', withHooks(s.event(0, { sumKey: 'r:4:gsum', avgKey: 'r:4:gavg' }), { sleepMs: 600_000, spin: true })))
+      .rejects.toThrow(/^gradient: timed out after 3000 ms \(instance terminated and replaced\) \(after 2 attempts\)$/);
+    expect(performance.now() - t).toBeLessThan(15_000);
+    const m = p.metrics();
+    expect(m).toMatchObject({ invocations: 1, failures: 1, retries: 1 });
+    expect(m.billedMs).toBeGreaterThanOrEqual(6000);
+    expect(p.workerThreadIds()).toHaveLength(1);
+    expect(p.workerThreadIds()[0]).not.toBe(before);
+    // The replacement works (a cold start) and nothing of the hung calls was pushed.
+    const r = await p.invoke('gradient', s.event(0, { sumKey: 'r:4:gsum', avgKey: 'r:4:gavg' }));
+    expect(r).toMatchObject({ count: 1, done: true });
+    // Try 1 ran on the pre-warmed worker; try 2 and this call each on a fresh replacement.
+    expect(p.metrics()).toMatchObject({ coldStarts: 2, warmStarts: 1 });
+  });
+});
