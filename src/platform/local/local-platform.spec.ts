@@ -138,6 +138,21 @@ describe('local platform: the gradient function end to end', () => {
   });
 });
 
+describe('local platform: memory limit', () => {
+  it('a function that outgrows the heap limit fails clearly and is not retried', async () => {
+    const p = new LocalPlatform({ workers: 1, memoryMb: 1024, workerHeapMb: 256, attempts: 3, backoffMs: 10, testHooks: true });
+    try {
+      await expect(p.invoke('evaluate', withHooks(s.evalEvent(0, 1), { allocateMb: 4096 })))
+        .rejects.toThrow(/^evaluate: function instance ran out of memory \(heap limit 256 MB\)$/);
+      expect(p.metrics()).toMatchObject({ invocations: 1, failures: 1, retries: 0 });
+      // Billed at the configured function memory, not the heap limit.
+      expect(p.invocations()[0].memoryMb).toBe(1024);
+    } finally {
+      await p.close();
+    }
+  });
+});
+
 describe('local platform: timeouts', () => {
   let p: LocalPlatform;
   beforeAll(async () => {

@@ -30,9 +30,11 @@ export interface WorkerReady {
  * Test-only behaviour a gradient/evaluate event can ask for, honoured only by workers of a
  * pool created with `testHooks: true`: a hanging function (`sleepMs`, `spin` for a CPU-bound
  * hang that only termination stops), a crash (`exit`), a crash on the first try only
- * (`exitOnceFile`: exits if the file does not exist yet, after creating it).
+ * (`exitOnceFile`: exits if the file does not exist yet, after creating it), a function
+ * that outgrows the worker's heap limit (`allocateMb`).
  */
 export interface TestHooks {
+  allocateMb?: number;
   sleepMs?: number;
   spin?: boolean;
   exit?: number;

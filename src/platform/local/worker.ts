@@ -17,6 +17,12 @@ async function testHook(h: TestHooks): Promise<void> {
     process.exit(1);
   }
   if (h.exit !== undefined) process.exit(h.exit);
+  if (h.allocateMb !== undefined) {
+    // Small live objects on the JS heap (a typed array's bytes would live outside it).
+    const keep: number[][] = [];
+    for (let mb = 0; mb < h.allocateMb; mb++) keep.push(Array.from({ length: 131_072 }, (_, i) => i + mb + 0.5));
+    (globalThis as { __kept?: unknown }).__kept = keep;
+  }
   if (h.sleepMs !== undefined) {
     if (h.spin) {
       const until = Date.now() + h.sleepMs;
