@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { FunctionEvents, FunctionName } from '../../functions/events.ts';
+import type { FunctionEvents, FunctionName } from './events.ts';
 
 /**
  * Shape checks for the events of src/functions/events.ts, applied where JSON enters from
