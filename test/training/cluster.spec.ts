@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runLocalCluster, type ClusterSummary } from '../../src/cluster/local-cluster.ts';
+import { parseTrainingConfig, type TrainingConfigInput } from '../../src/config/training.ts';
+import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import type { RoundMetrics } from '../../src/peer/types.ts';
+
+/**
+ * Whole training runs on this machine: real redis-servers with the module, real peers, the
+ * real local platform (worker threads running the gradient and evaluate functions), on the
+ * seeded synthetic dataset so a run takes seconds.
+ */
+let platform: LocalPlatform;
+
+beforeAll(async () => {
+  platform = new LocalPlatform({ workers: 2 });
+  await platform.warm();
+});
+
+afterAll(async () => {
+  await platform.close();
+});
+
+const base: TrainingConfigInput = {
+  model: { name: 'cnn', width: 0.25 },
+  dataset: 'synthetic',
+  syntheticSize: 1536,
+  batchSize: 64,
+  batchesPerRound: 2,
+  epochs: 4,
+  checkEvery: 4,
+  validationSize: 256,
+  optimizer: { kind: 'adam', lr: 0.003 },
+  seed: 7,
+  deadlineMs: 20_000,
+};
+
+async function run(peers: number, over: Partial<TrainingConfigInput> = {}): Promise<{ summary: ClusterSummary; rounds: RoundMetrics[] }> {
+  const rounds: RoundMetrics[] = [];
+  const summary = await runLocalCluster({ peers, config: parseTrainingConfig({ ...base, ...over }), platform, onRound: (m) => rounds.push(m) });
+  return { summary, rounds };
+}
+
+describe('a local cluster of peers', () => {
+  it('3 peers on synthetic data converge, agree every round, and stop together', async () => {
+    const { summary, rounds } = await run(3, { targetAccuracy: 0.9 });
+    expect(summary.outcomes.map((o) => o.state)).toEqual(['done', 'done', 'done']);
+    expect(summary.identical).toBe(true);
+    expect(summary.lastValidationAccuracy).toBeGreaterThanOrEqual(0.9);
+    expect(summary.stopReason).toMatch(/reached the target/);
+    // Every round, every peer reported the same checksum, and nobody needed a repair.
+    const byRound = new Map<number, Set<string>>();
+    for (const m of rounds) byRound.set(m.round, (byRound.get(m.round) ?? new Set()).add(m.checksum));
+    for (const [, sums] of byRound) expect(sums.size).toBe(1);
+    expect(rounds.some((m) => m.repaired)).toBe(false);
+    // Loss went down from the first rounds to the last.
+    const loss = (r: number) => rounds.filter((m) => m.round === r).reduce((s, m) => s + m.loss, 0) / 3;
+    expect(loss(Math.max(...rounds.map((m) => m.round)))).toBeLessThan(loss(0));
+  });
+
+  it('exchange "all" and "sharded" give byte-identical parameters', async () => {
+    const over = { maxRounds: 6, checkEvery: 100, validationSize: 0 } as const;
+    const all = await run(3, { ...over, exchange: 'all' });
+    const sharded = await run(3, { ...over, exchange: 'sharded' });
+    expect(all.summary.identical && sharded.summary.identical).toBe(true);
+    expect(sharded.summary.checksums[0]).toBe(all.summary.checksums[0]);
+    // Sharded: each peer receives 2(N-1)/N of the vector per round instead of N-1 vectors.
+    const vector = all.summary.parameters * 4;
+    const perRound = (rs: RoundMetrics[]) => rs.reduce((s, m) => s + m.bytesReceived, 0) / rs.length;
+    expect(perRound(all.rounds)).toBe(2 * vector);
+    expect(perRound(sharded.rounds)).toBeLessThanOrEqual((4 / 3) * vector + 16);
+  });
+
+  it('SGD with momentum and a median aggregation also keep replicas identical', async () => {
+    const { summary } = await run(3, { maxRounds: 5, checkEvery: 100, validationSize: 0, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9 }, aggregation: { rule: 'median' } });
+    expect(summary.identical).toBe(true);
+    expect(summary.rounds).toBe(5);
+  });
+});
