@@ -136,7 +136,9 @@ export class WorkerPool {
       slot.gone = true;
       this.remove(slot);
       const oom = (lastError as NodeJS.ErrnoException | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY';
-      const why = oom
+      const why = this.closed
+        ? new PoolFailure('the local platform closed during the call', 'closed', false, 0)
+        : oom
         ? new PoolFailure(`function instance ran out of memory (heap limit ${this.o.heapMb} MB)`, 'oom', false, 0)
         : new PoolFailure(`function instance crashed (${lastError ? oneLineOf(lastError) : `exit code ${code}`})`, 'crash', false, 0);
       slot.onDeath?.(why);
