@@ -70,6 +70,16 @@ describe('wasm training kernels', () => {
     expect(relError(run(), await onBackend('cpu', run))).toBeLessThan(TOL);
   });
 
+  it.each([
+    [[1, 1, 1, 5], [2, 3, 4, 1]],
+    [[2, 1, 3], [1, 4, 1]],
+    [[2, 3], [2, 2]],
+  ])('tile %j by %j matches cpu', async (shape, reps) => {
+    const v = seeded(shape.reduce((a, b) => a * b), 6);
+    const run = (): Float32Array => tf.tidy(() => tf.tile(tf.tensor(v, shape), reps).dataSync() as Float32Array);
+    expect(run()).toEqual(await onBackend('cpu', run));
+  });
+
   it('leaves no tensors behind', () => {
     const before = tf.memory().numTensors;
     tf.tidy(() => {
