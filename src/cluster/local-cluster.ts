@@ -1,6 +1,7 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import { roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
+import { LocalPlatform } from '../platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import { Peer } from '../peer/peer.ts';
 import type { PeerOutcome, PeerStatus, RoundMetrics } from '../peer/types.ts';
@@ -38,8 +39,18 @@ export interface ClusterSummary {
   wallMs: number;
   /** Sums over every peer and round, ms. */
   phaseMs: Record<string, number>;
-  /** Share of the round time spent outside the functions' own compute (0-1), averaged over peers. */
+  /**
+   * Share of each peer's round time spent outside its own functions' wall time (0-1). On one
+   * machine this includes waiting for the other peers' functions, which share its cores.
+   */
   overheadShare: number;
+  /**
+   * Local platform: the share of the pool's capacity (workers x training time) that the
+   * functions used. 1 - this is the time the machine spent on everything but function
+   * compute: averaging, exchange, aggregation, update, bookkeeping. null elsewhere.
+   */
+  functionBusyShare: number | null;
+  trainingMs: number;
   bytesExchanged: number;
   estimatedCostUsd: number;
   checksums: string[];
@@ -106,10 +117,15 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     }
     o.onPlan?.(totalRounds(o.config, peers[0].roundsPerEpoch));
 
+    const billedBefore = o.platform.metrics().billedMs;
+    const tTrain = performance.now();
     const outcomes = await Promise.all(peers.map((p) => p.run()));
+    const trainingMs = performance.now() - tTrain;
+    const workers = o.platform instanceof LocalPlatform ? o.platform.workerThreadIds().length : 0;
+    const busy = workers > 0 ? (o.platform.metrics().billedMs - billedBefore) / (workers * trainingMs) : null;
     const checksums = await Promise.all(peers.map((p) => p.checksum()));
     const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, o.password, o.config, model.info) : null;
-    return summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch);
+    return { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs };
   } finally {
     await Promise.allSettled(peers.map((p) => p.close()));
     await Promise.allSettled(servers.map((s) => s.stop()));
@@ -120,7 +136,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
 function summarize(
   o: ClusterOptions, outcomes: PeerOutcome[], rounds: RoundMetrics[], checksums: string[],
   test: TestResult | null, parameters: number, wallMs: number, roundsPerEpoch: number,
-): ClusterSummary {
+): Omit<ClusterSummary, 'functionBusyShare' | 'trainingMs'> {
   const phaseMs: Record<string, number> = { compute: 0, average: 0, exchange: 0, aggregate: 0, update: 0, verify: 0, check: 0 };
   let bytes = 0, overhead = 0, roundTime = 0;
   for (const m of rounds) {

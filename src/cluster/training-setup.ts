@@ -19,6 +19,9 @@ import type { Redis } from '../tensor/redis-client.ts';
  */
 export async function prepareModel(config: TrainingConfig): Promise<{ info: ModelInfo; initialParams: Float32Array }> {
   await initBackend('cpu');
+  // The cpu backend greets Node users with a banner recommending tfjs-node on first use;
+  // here it only builds the initial vector, so the advice does not apply.
+  (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   const model = buildModel(config.model.name, config.model.width, config.seed);
   try {
     const layout = getLayout(model);

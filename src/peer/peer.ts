@@ -140,6 +140,11 @@ export class Peer extends EventEmitter {
     // Wait until the bootstrap peer has applied the update of round start-1.
     const deadline = Date.now() + this.plan.config.deadlineMs * 4;
     while (Number((await boot.get(K.round)) ?? 0) < start) {
+      const state = await boot.get(K.state);
+      const phase = state ? (JSON.parse(state) as PeerStatus).phase : null;
+      if (phase === 'done' || phase === 'failed' || phase === 'left') {
+        throw new Error(`peer ${this.id}: the network ended (bootstrap peer ${bootstrapUrl} is ${phase}) before round ${start}, when this peer would have joined`);
+      }
       if (Date.now() > deadline) throw new Error(`peer ${this.id}: bootstrap peer ${bootstrapUrl} did not reach round ${start}`);
       await new Promise((r) => setTimeout(r, 50));
     }

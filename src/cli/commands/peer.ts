@@ -18,6 +18,28 @@ export interface PeerCliOptions {
   json?: boolean;
 }
 
+/**
+ * The configuration of the network a joiner enters. The founder may still be starting (peers
+ * of a network are often launched together), so an empty bootstrap Redis is waited for; an
+ * unreachable one is an error at once.
+ */
+async function networkConfig(url: string, password: string | undefined, waitMs = 60_000): Promise<TrainingConfig> {
+  const boot = await connectRedis({ url, password }).catch((err: Error) => {
+    throw new Error(`bootstrap peer ${url} does not answer: ${err.message}`);
+  });
+  try {
+    const end = Date.now() + waitMs;
+    for (;;) {
+      const raw = await boot.get('peerless:config');
+      if (raw) return (JSON.parse(raw) as { config: TrainingConfig }).config;
+      if (Date.now() > end) throw new Error(`${url} holds no Peerless network (waited ${waitMs / 1000} s for its founder)`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    await closeRedis(boot);
+  }
+}
+
 /** Parses "I/N" (this peer holds shard I of N). */
 export function parseShard(v: string): { index: number; count: number } {
   const m = /^(\d+)\/(\d+)$/.exec(v);
@@ -38,15 +60,11 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
   let config = o.config;
   try {
     // A joining peer trains with the network's configuration, not its own flags.
-    if (o.bootstrap) {
-      const boot = await connectRedis({ url: o.bootstrap, password: o.password }).catch((err: Error) => {
-        throw new Error(`bootstrap peer ${o.bootstrap} does not answer: ${err.message}`);
-      });
-      const raw = await boot.get('peerless:config');
-      await closeRedis(boot);
-      if (!raw) throw new Error(`${o.bootstrap} holds no Peerless network`);
-      config = (JSON.parse(raw) as { config: TrainingConfig }).config;
-    }
+    // A peer restarted on its own Redis resumes with the network's configuration kept there;
+    // a joiner takes the network's from its bootstrap peer; only a founder uses its flags.
+    const own = await client.get('peerless:config');
+    if (own) config = (JSON.parse(own) as { config: TrainingConfig }).config;
+    else if (o.bootstrap) config = await networkConfig(o.bootstrap, o.password);
     const model = await prepareModel(config);
     const data = await preparePeerData(client, config, o.shard, { storeTest: false, skipIfStored: true });
     const peer = new Peer({
@@ -58,8 +76,8 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
       model: model.info,
       data,
       shard: o.shard,
-      ...(o.bootstrap
-        ? { bootstrap: { url: o.bootstrap } }
+      ...(own || o.bootstrap
+        ? (o.bootstrap ? { bootstrap: { url: o.bootstrap } } : {})
         : { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } }),
     });
     peer.on('log', (m: string) => process.stderr.write(`${m}\n`));

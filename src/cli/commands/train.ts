@@ -52,7 +52,6 @@ function peerBars(enabled: boolean, peers: number) {
 export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
   const tty = !o.json && !o.quiet && process.stderr.isTTY;
   const bars = peerBars(tty, o.peers);
-  let totalSet = false;
   const summary = await runLocalCluster({
     peers: o.peers,
     config: o.config,
@@ -64,8 +63,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     testEvaluation: o.config.dataset === 'mnist',
     onStatus: (s) => bars.status(s),
     onRound: (m) => {
-      if (!totalSet) { totalSet = true; }
-      bars.round(m);
+        bars.round(m);
       if (!tty && !o.json && !o.quiet && m.peer.endsWith('00') && (m.validationAccuracy !== undefined || m.round % 10 === 0)) {
         process.stderr.write(`round ${m.round}: loss ${m.loss.toFixed(4)}${m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%` : ''} (${formatMs(m.roundMs)})\n`);
       }
@@ -91,7 +89,10 @@ export function renderSummary(s: ClusterSummary): string {
     `  replicas identical: ${s.identical ? 'yes' : 'NO'} (checksum ${s.checksums[0] ?? '-'})`,
     `  bytes received by peers in exchanges: ${formatBytes(s.bytesExchanged)}`,
     `  estimated function cost: $${s.estimatedCostUsd.toFixed(5)} (AWS Lambda prices)`,
-    `  time outside the functions' compute: ${(s.overheadShare * 100).toFixed(1)}% of round time`,
+    ...(s.functionBusyShare !== null
+      ? [`  function workers busy ${(s.functionBusyShare * 100).toFixed(1)}% of the training time: ${((1 - s.functionBusyShare) * 100).toFixed(1)}% went to everything else (averaging, exchange, aggregation, update, bookkeeping)`]
+      : []),
+    `  per peer, ${(s.overheadShare * 100).toFixed(1)}% of a round is outside its own functions (including waiting for the other peers' functions)`,
     '',
     table(['phase (sum over peers)', 'time'], Object.entries(s.phaseMs).map(([k, v]) => [k, formatMs(v)])),
   );
