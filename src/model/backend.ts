@@ -57,7 +57,7 @@ async function tryTfjsNode(): Promise<boolean> {
   const name = '@tensorflow/tfjs-node';
   try {
     await import(name);
-    return tf.findBackend('tensorflow') !== null || tf.engine().registryFactory['tensorflow'] !== undefined;
+    return tf.findBackendFactory('tensorflow') !== null;
   } catch {
     return false;
   }

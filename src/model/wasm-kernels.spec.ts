@@ -80,6 +80,22 @@ describe('wasm training kernels', () => {
     expect(run()).toEqual(await onBackend('cpu', run));
   });
 
+  it('clone and same-dtype cast share data safely; other casts still convert', () => {
+    const before = tf.memory().numTensors;
+    const x = tf.tensor1d([1.5, -2.25, 3]);
+    const c = tf.clone(x);
+    const f = tf.cast(x, 'float32');
+    c.dispose();
+    expect(Array.from(f.dataSync())).toEqual([1.5, -2.25, 3]);
+    f.dispose();
+    expect(Array.from(x.dataSync())).toEqual([1.5, -2.25, 3]);
+    const i = tf.cast(x, 'int32');
+    expect(i.dtype).toBe('int32');
+    expect(Array.from(i.dataSync())).toEqual([1, -2, 3]);
+    tf.dispose([x, i]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('leaves no tensors behind', () => {
     const before = tf.memory().numTensors;
     tf.tidy(() => {

@@ -221,7 +221,35 @@ const tileKernel: KernelFunc = (args) => {
   return tf.tidy(() => tf.add(asTensor(x), tf.zeros(x.shape.map((d, i) => d * reps[i]!))));
 };
 
+/**
+ * wasm's Identity and Cast copy the data even when nothing changes. tfjs-core calls them on
+ * every BatchNorm (moments casts float32 to float32; layers clone), and the tape keeps the
+ * copies until backprop ends: DenseNet-121 held 2.5 GB of tensors at micro-batch 8. Share
+ * the buffer instead (reference-counted, as Reshape does; no wasm kernel writes in place).
+ */
+interface RefCountingBackend {
+  incRef(dataId: unknown): void;
+}
+const shareData = (x: TensorInfo, backend: unknown): TensorInfo => {
+  (backend as RefCountingBackend).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+};
+const identityKernel: KernelFunc = (args) => {
+  const { x } = args.inputs as NamedTensorInfoMap;
+  const base = shippedKernels.get(tf.Identity);
+  if (x === undefined || base === undefined) throw new Error('wasm Identity kernel not found');
+  return x.dtype === 'string' ? base.kernelFunc(args) : shareData(x, args.backend);
+};
+const castKernel: KernelFunc = (args) => {
+  const { x } = args.inputs as NamedTensorInfoMap;
+  const base = shippedKernels.get(tf.Cast);
+  if (x === undefined || base === undefined) throw new Error('wasm Cast kernel not found');
+  return x.dtype === (args.attrs as NamedAttrMap)['dtype'] && x.dtype !== 'string' ? shareData(x, args.backend) : base.kernelFunc(args);
+};
+
 const ours: KernelConfig[] = [
+  { kernelName: tf.Identity, backendName: BACKEND, kernelFunc: identityKernel },
+  { kernelName: tf.Cast, backendName: BACKEND, kernelFunc: castKernel },
   { kernelName: tf.Tile, backendName: BACKEND, kernelFunc: tileKernel },
   { kernelName: tf.Conv2DBackpropFilter, backendName: BACKEND, kernelFunc: backpropFilterKernel },
   { kernelName: tf.Conv2DBackpropInput, backendName: BACKEND, kernelFunc: backpropInputKernel },
@@ -240,7 +268,7 @@ export function registerWasmTrainingKernels(): void {
       tf.unregisterKernel(k.kernelName, BACKEND);
     }
     // A wrapper needs the shipped kernel's wasm setup, run when the backend initialises.
-    const wraps = k.kernelName === tf.BatchMatMul || k.kernelName === tf.Tile;
+    const wraps = k.kernelName !== tf.Conv2DBackpropFilter && k.kernelName !== tf.Conv2DBackpropInput;
     tf.registerKernel(wraps && existing?.setupFunc !== undefined ? { ...k, setupFunc: existing.setupFunc } : k);
   }
   registered = true;
