@@ -6,6 +6,7 @@ import { benchServerless } from './commands/bench-serverless.ts';
 import { functionPackage, functionServe } from './commands/function.ts';
 import { parseShard, runPeer } from './commands/peer.ts';
 import { networkStatus } from './commands/status.ts';
+import { stopNetwork } from './commands/stop.ts';
 import { train } from './commands/train.ts';
 import { addTrainingOptions, trainingConfigFrom } from './training-options.ts';
 
@@ -131,6 +132,15 @@ program
   .option('--password <secret>', 'password of the peers\' Redis servers')
   .option('--json', 'print one JSON document on stdout')
   .action(async (o) => { await networkStatus(o.redis, o.password, Boolean(o.json)); });
+
+program
+  .command('stop')
+  .description('Stop a whole network cleanly: every peer finishes the same round and ends with identical parameters.')
+  .requiredOption('--redis <url>', 'the Redis of any peer of the network')
+  .option('--password <secret>', 'password of the peers\' Redis servers')
+  .addOption(new Option('--at-round <n>', 'the last round to run (default: two past the furthest peer\'s)').argParser(int('--at-round', 0)))
+  .option('--json', 'print one JSON document on stdout')
+  .action(async (o) => { await stopNetwork(o.redis, o.password, o.atRound, Boolean(o.json)); });
 
 const bench = program.command('bench').description('reproduce the original work\'s measurements, side by side in one run');
 

@@ -8,6 +8,8 @@ export const K = {
   /** Completed updates: the round this peer is in. Written atomically with the update. */
   round: 'peerless:round',
   state: 'peerless:state',
+  /** A network-wide stop requested by `peerless stop`: the last round to run. */
+  stopAt: 'peerless:stop-at',
   progress: 'peerless:progress',
   layout: 'model:layout',
   params: 'model:params',

@@ -52,6 +52,8 @@ export class RoundRunner implements RoundWork {
   private sent?: SendResult;
   private metrics!: RoundMetrics;
   private roundStart = 0;
+  /** Last round to run, when `peerless stop` asked the network to stop. */
+  private stopAt: number | null = null;
 
   constructor(private readonly d: RoundDeps) {}
 
@@ -86,6 +88,8 @@ export class RoundRunner implements RoundWork {
     if (mine?.leftAt !== undefined && mine.leftAt <= round) {
       throw new Error(`peer ${this.d.id} was dropped from the network at round ${mine.leftAt} (it missed a deadline); restart it to rejoin`);
     }
+    const stopAt = await this.d.local.get(K.stopAt);
+    this.stopAt = stopAt === null ? null : Number(stopAt);
     this.members = await this.d.membership.activeAt(round);
     if (!this.members.some((m) => m.id === this.d.id)) this.members = [...this.members, this.d.me()].sort((a, b) => Buffer.compare(Buffer.from(a.id), Buffer.from(b.id)));
     await this.collectGarbage(round - 2);
@@ -337,6 +341,7 @@ export class RoundRunner implements RoundWork {
   }
 
   limitReached(round: number): string | null {
+    if (this.stopAt !== null && round >= this.stopAt) return `stop requested at round ${this.stopAt}`;
     if (round + 1 >= this.totalRounds) {
       return this.config.maxRounds > 0 && this.totalRounds === this.config.maxRounds
         ? `round limit ${this.config.maxRounds} reached`

@@ -3,6 +3,7 @@ import { startRedisServer, type RedisServer } from '../../src/cluster/redis-serv
 import { K } from '../../src/peer/keys.ts';
 import type { MemberRecord } from '../../src/peer/membership.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
+import { stopNetwork } from '../../src/cli/commands/stop.ts';
 import { NETWORK_FLAGS, spawnPeer, type PeerProcess } from './peer-process.ts';
 
 /**
@@ -48,11 +49,15 @@ const joiner = (i: number) => peer(i, ['--bootstrap', servers[0].url]);
 describe('a network of peer processes', () => {
   it('a peer killed with SIGKILL is dropped after the deadline; the others finish identical', async () => {
     await network(3);
-    founder(30, 3000);
+    founder(100_000, 3000);
     joiner(1);
     joiner(2);
     await untilRound(2, 8);
     peers[2].kill('SIGKILL');
+    const killedAt = await round(2);
+    // The survivors go on past the deadline without it; then stop them cleanly.
+    await untilRound(0, killedAt + 4);
+    await stopNetwork(servers[0].url, undefined, undefined, true);
     const [a, b] = await Promise.all([peers[0].outcome, peers[1].outcome]);
     expect(a?.state, peers[0].stderr()).toBe('done');
     expect(b?.state, peers[1].stderr()).toBe('done');
@@ -64,10 +69,15 @@ describe('a network of peer processes', () => {
 
   it('a peer that joins mid-run catches up and ends identical', async () => {
     await network(3);
-    founder(90, 20_000);
+    founder(100_000, 20_000);
     joiner(1);
     await untilRound(0, 6);
     joiner(2);
+    // Once the newcomer has run a few rounds with the others, stop the network cleanly.
+    await untilRound(2, 0);
+    const from = Number((await clients[2].get(K.round)) ?? 0);
+    await untilRound(2, from + 3);
+    await stopNetwork(servers[0].url, undefined, undefined, true);
     const outcomes = await Promise.all(peers.map((p) => p.outcome));
     for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
     expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
@@ -77,7 +87,7 @@ describe('a network of peer processes', () => {
 
   it('a restarted peer process resumes from the state in its Redis', async () => {
     await network(3);
-    founder(60, 30_000);
+    founder(100_000, 30_000);
     joiner(1);
     joiner(2);
     await untilRound(1, 8);
@@ -85,6 +95,8 @@ describe('a network of peer processes', () => {
     const at = await round(1);
     // Same id, same Redis: no bootstrap needed, the peer resumes from its own state.
     peer(1, []);
+    await untilRound(1, at + 3);
+    await stopNetwork(servers[0].url, undefined, undefined, true);
     const outcomes = await Promise.all(peers.map((p) => p.outcome));
     for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
     expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
