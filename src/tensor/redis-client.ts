@@ -13,6 +13,7 @@ export const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer 
  */
 export async function connectRedis(location: RedisLocation, opts: { name?: string; connectTimeoutMs?: number } = {}): Promise<Redis> {
   let connected = false;
+  let lastError: Error | undefined;
   const client = createClient({
     url: location.url,
     password: location.password,
@@ -20,25 +21,36 @@ export async function connectRedis(location: RedisLocation, opts: { name?: strin
     socket: {
       connectTimeout: opts.connectTimeoutMs ?? 5_000,
       reconnectStrategy: (retries: number) => {
-        if (!connected && retries >= 2) return new Error(`cannot reach Redis at ${location.url}`);
+        // A refused password does not pass by retrying.
+        if (!connected && (retries >= 2 || isAuthError(lastError))) return lastError ?? new Error('connection failed');
         if (retries > 20) return new Error(`lost Redis at ${location.url}`);
         return Math.min(50 * 2 ** retries, 2_000);
       },
     },
   }) as unknown as Redis;
   // node-redis emits 'error' on every failed reconnect; callers see failures through commands.
-  client.on('error', () => {});
+  client.on('error', (err: Error) => { lastError = err; });
   try {
     await client.connect();
   } catch (err) {
-    const msg = (err as Error).message;
-    if (/WRONGPASS|NOAUTH|invalid password|invalid username/i.test(msg)) {
-      throw new Error(`Redis at ${location.url} refused the credentials: ${msg}`);
-    }
-    throw new Error(`cannot reach Redis at ${location.url}: ${msg}`);
+    const cause = lastError ?? (err as Error);
+    if (isAuthError(cause)) throw new Error(`Redis at ${location.url} refused the credentials: ${cause.message}`);
+    throw new Error(`cannot reach Redis at ${location.url}: ${cause.message || (cause as NodeJS.ErrnoException).code || 'connection failed'}`);
   }
   connected = true;
+  // Without a password node-redis sends nothing at connect: a PING finds a server that wants one.
+  try {
+    await client.ping();
+  } catch (err) {
+    client.destroy();
+    const msg = (err as Error).message;
+    throw new Error(isAuthError(err as Error) ? `Redis at ${location.url} refused the credentials: ${msg}` : `Redis at ${location.url} does not answer PING: ${msg}`);
+  }
   return client;
+}
+
+function isAuthError(err: Error | undefined): boolean {
+  return err !== undefined && /WRONGPASS|NOAUTH|invalid password|invalid username|AUTH/.test(err.message);
 }
 
 /** Closes a client, ignoring a connection that is already gone. */
