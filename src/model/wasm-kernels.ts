@@ -17,10 +17,10 @@
  *
  * Measured (`npx tsx src/model/measure.ts`, 2-core x86, Node 20, wasm SIMD, one thread),
  * Conv2DBackpropInput, wasm's shipped kernel vs ours:
- *   ResNet stage 1, dy 64x28x28x64, 3x3/64, stride 1:       1454 ms vs 154 ms (9.4x)
- *   ResNet stage 2 down, dy 64x14x14x128, 3x3, stride 2:     748 ms vs 325 ms (2.3x; 3/4 of
- *     the dilated dy is zeros: a polyphase split would win that back)
- *   cnn conv2, dy 64x11x11x64, 3x3/32, valid:                119 ms vs 17 ms (6.8x)
+ *   ResNet stage 1, dy 64x28x28x64, 3x3/64, stride 1:   1454-1571 ms vs 154-183 ms (~9x)
+ *   ResNet stage 2 down, dy 64x14x14x128, 3x3, stride 2:   748-766 ms vs 325-379 ms (~2x;
+ *     3/4 of the dilated dy is zeros: a polyphase split would win that back)
+ *   cnn conv2, dy 64x11x11x64, 3x3/32, valid:              119-140 ms vs 17-20 ms (~7x)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
