@@ -5,7 +5,7 @@ import { loadMnist } from '../data/mnist.ts';
 import { splitData } from '../data/shard.ts';
 import { DataKeys, storeBatches, storeSamples } from '../data/store.ts';
 import { syntheticDataset } from '../data/synthetic.ts';
-import { initBackend } from '../model/backend.ts';
+import { initFunctionBackend } from '../functions/runtime.ts';
 import { getFlatParams, getLayout } from '../model/flat.ts';
 import { buildModel } from '../model/zoo.ts';
 import { K } from '../peer/keys.ts';
@@ -14,14 +14,13 @@ import type { FunctionPlatform } from '../platform/platform.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 
 /**
- * Builds the network's model once, to learn its layout and its seeded initial parameters.
- * The cpu backend is enough here: the initial values come from the seed, not the backend.
+ * Builds the network's model once, to learn its layout and its seeded initial parameters
+ * (computed from the seed, the same on every backend). It uses the functions' backend, so a
+ * process that also runs the handler in-process (the serverless benchmark's one-machine
+ * side) computes exactly as the functions do.
  */
 export async function prepareModel(config: TrainingConfig): Promise<{ info: ModelInfo; initialParams: Float32Array }> {
-  await initBackend('cpu');
-  // The cpu backend greets Node users with a banner recommending tfjs-node on first use;
-  // here it only builds the initial vector, so the advice does not apply.
-  (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+  await initFunctionBackend();
   const model = buildModel(config.model.name, config.model.width, config.seed);
   try {
     const layout = getLayout(model);

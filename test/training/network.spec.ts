@@ -3,6 +3,7 @@ import { startRedisServer, type RedisServer } from '../../src/cluster/redis-serv
 import { K } from '../../src/peer/keys.ts';
 import type { MemberRecord } from '../../src/peer/membership.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
+import { networkStatus } from '../../src/cli/commands/status.ts';
 import { stopNetwork } from '../../src/cli/commands/stop.ts';
 import { NETWORK_FLAGS, spawnPeer, type PeerProcess } from './peer-process.ts';
 
@@ -77,6 +78,10 @@ describe('a network of peer processes', () => {
     await untilRound(2, 0);
     const from = Number((await clients[2].get(K.round)) ?? 0);
     await untilRound(2, from + 3);
+    // `peerless status` from any peer's Redis sees all three, active, with their state.
+    const status = await networkStatus(servers[1].url, undefined, true);
+    expect(status.map((r) => [r.id, r.member, r.reachable])).toEqual([['p0', 'active', true], ['p1', 'active', true], ['p2', 'active', true]]);
+    for (const r of status) expect(r.state?.round).toBeGreaterThanOrEqual(from);
     await stopNetwork(servers[0].url, undefined, undefined, true);
     const outcomes = await Promise.all(peers.map((p) => p.outcome));
     for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
