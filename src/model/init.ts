@@ -6,19 +6,9 @@
  * classifier's kernel (the last trainable kernel): Glorot-uniform. Biases and BN betas 0,
  * BN gammas 1, moving means 0, moving variances 1.
  */
+import { mulberry32 } from '../data/random.ts';
 import type { Layout, LayoutEntry } from './flat.js';
 
-/** mulberry32: tiny, fast, and the same on every JS engine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A per-entry seed: one entry's values do not depend on the sizes of those before it. */
 function entrySeed(seed: number, index: number): number {

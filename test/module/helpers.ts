@@ -4,6 +4,7 @@
  * that a refused command changed nothing.
  */
 import { createClient, RESP_TYPES } from 'redis';
+import { mulberry32 } from '../../src/data/random.ts';
 import { startRedisServer, type RedisServer, type RedisServerOptions } from '../../src/cluster/redis-server.ts';
 
 export type Client = ReturnType<typeof createClient>;
@@ -63,16 +64,7 @@ export function floats(b: Buffer): Float32Array {
 export const f32 = (...xs: number[]): Float32Array => Float32Array.from(xs);
 
 /** Deterministic pseudo-random numbers (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 export function randomTensor(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);
