@@ -3,7 +3,9 @@ import { dirname } from 'node:path';
 import { roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
 import { LocalPlatform } from '../platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
-import { Peer } from '../peer/peer.ts';
+import { K } from '../peer/keys.ts';
+import { Membership } from '../peer/membership.ts';
+import { Peer, type NetworkPlan } from '../peer/peer.ts';
 import type { PeerOutcome, PeerStatus, RoundMetrics } from '../peer/types.ts';
 import { closeRedis, connectRedis } from '../tensor/redis-client.ts';
 import { startRedisServer, type RedisServer } from './redis-server.ts';
@@ -26,6 +28,8 @@ export interface ClusterOptions {
   onStatus?: (s: PeerStatus) => void;
   onRound?: (m: RoundMetrics) => void;
   onLog?: (msg: string) => void;
+  /** Aborting it stops the whole network cleanly after the next round (Ctrl-C in `train`). */
+  signal?: AbortSignal;
   /** Called once the plan is known: the number of rounds the run will take at most. */
   onPlan?: (totalRounds: number) => void;
 }
@@ -60,6 +64,20 @@ export interface ClusterSummary {
   parameters: number;
 }
 
+/** Asks every peer to stop after the round after the furthest one (all end identical). */
+async function stopNetwork(servers: RedisServer[], password?: string): Promise<void> {
+  const clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url, password })));
+  try {
+    const rounds = await Promise.all(clients.map(async (c) => Number((await c.get(K.round)) ?? 0)));
+    await Promise.all(clients.map((c) => c.set(K.stopAt, String(Math.max(...rounds) + 1))));
+  } finally {
+    await Promise.all(clients.map(closeRedis));
+  }
+}
+
+/** Peer ids of a local cluster: zero-padded, so id order is index order. */
+const peerId = (i: number) => `peer-${String(i).padStart(2, '0')}`;
+
 /** Redis data directory of peer `i` under `dir`, for runs that can be resumed. */
 const peerDir = (dir: string, i: number) => `${dir}/peer-${i}`;
 
@@ -83,27 +101,50 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       const dir = o.dataDir ? peerDir(o.dataDir, i) : undefined;
       if (dir) mkdirSync(dir, { recursive: true });
       servers.push(await startRedisServer({
-        dir, password: o.password,
+        dir, password: o.password, detached: true,
         // A resumable run keeps its state on disk: AOF so every round's update survives.
         config: dir ? { appendonly: 'yes', appendfsync: 'no' } : {},
       }));
     }
 
-    const model = await prepareModel(o.config);
+    // A resumed run continues with the configuration kept in the peers' Redis; a new run
+    // in a used data directory starts from scratch.
+    let config = o.config;
+    for (const [i, server] of servers.entries()) {
+      const c = await connectRedis({ url: server.url, password: o.password });
+      try {
+        const stored = await c.get(K.config);
+        if (o.resume) {
+          if (!stored) throw new Error(`nothing to resume: ${o.dataDir}/peer-${i} holds no training state`);
+          config = (JSON.parse(stored) as NetworkPlan).config;
+          await c.del(K.stopAt);
+          // The servers came back on new ports: point every member record at its server's.
+          const members = new Membership(c);
+          for (const m of await members.all()) {
+            const j = Number(/^peer-(\d+)$/.exec(m.id)?.[1] ?? -1);
+            if (servers[j]) await members.put({ ...m, url: servers[j].url });
+          }
+        } else if (stored) await c.flushAll();
+      } finally {
+        await closeRedis(c);
+      }
+    }
+
+    const model = await prepareModel(config);
     for (let i = 0; i < o.peers; i++) {
       const location = { url: servers[i].url, password: o.password };
       const client = await connectRedis(location);
-      const data = await preparePeerData(client, o.config, { index: i, count: o.peers }, { storeTest: i === 0 && o.testEvaluation === true, skipIfStored: o.resume === true });
+      const data = await preparePeerData(client, config, { index: i, count: o.peers }, { storeTest: i === 0 && o.testEvaluation === true, skipIfStored: o.resume === true });
       await closeRedis(client);
       const peer = new Peer({
-        id: `peer-${String(i).padStart(2, '0')}`,
+        id: peerId(i),
         redis: location,
         networkPassword: o.password,
         platform: o.platform,
         model: model.info,
         data,
         shard: { index: i, count: o.peers },
-        ...(i === 0 ? { found: { config: o.config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(o.config, data.batches) } } : { bootstrap: { url: servers[0].url, fromRound: 0 } }),
+        ...(i === 0 ? { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } } : { bootstrap: { url: servers[0].url, fromRound: 0 } }),
       });
       peer.on('status', (s: PeerStatus) => o.onStatus?.(s));
       peer.on('log', (m: string) => o.onLog?.(m));
@@ -115,7 +156,8 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       await peer.start();
       peers.push(peer);
     }
-    o.onPlan?.(totalRounds(o.config, peers[0].roundsPerEpoch));
+    o.onPlan?.(totalRounds(config, peers[0].roundsPerEpoch));
+    o.signal?.addEventListener('abort', () => { void stopNetwork(servers, o.password); }, { once: true });
 
     const billedBefore = o.platform.metrics().billedMs;
     const tTrain = performance.now();
@@ -124,7 +166,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     const workers = o.platform instanceof LocalPlatform ? o.platform.workerThreadIds().length : 0;
     const busy = workers > 0 ? (o.platform.metrics().billedMs - billedBefore) / (workers * trainingMs) : null;
     const checksums = await Promise.all(peers.map((p) => p.checksum()));
-    const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, o.password, o.config, model.info) : null;
+    const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, o.password, config, model.info) : null;
     return { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs };
   } finally {
     await Promise.allSettled(peers.map((p) => p.close()));

@@ -15,6 +15,11 @@ export interface RedisServerOptions {
   loadModule?: boolean;
   /** Extra `--name value` arguments, e.g. { appendonly: 'yes' }. */
   config?: Record<string, string>;
+  /**
+   * Own process group, so a Ctrl-C in the terminal reaches the orchestrator, which then
+   * stops the server itself after a clean end of the round (default false).
+   */
+  detached?: boolean;
   /** redis-server binary (default: `redis-server` on PATH). */
   binary?: string;
 }
@@ -74,7 +79,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   if (opts.password) args.push('--requirepass', opts.password);
   for (const [k, v] of Object.entries(opts.config ?? {})) args.push(`--${k}`, v);
 
-  const child = spawn(opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached === true });
   let output = '';
   child.stdout?.on('data', (d) => { output += d; });
   child.stderr?.on('data', (d) => { output += d; });

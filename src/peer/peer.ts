@@ -159,8 +159,11 @@ export class Peer extends EventEmitter {
     this.plan = plan;
     const marker = Number((await this.local.get(K.round)) ?? 0);
     const saved = await this.local.get(K.state);
-    const savedRound = saved ? (JSON.parse(saved) as PeerStatus).round : marker;
-    this.startRound = Math.min(marker, savedRound);
+    const status = saved ? (JSON.parse(saved) as PeerStatus) : null;
+    // A peer stopped mid-round runs that round again (its phases are idempotent; the update
+    // is guarded by the marker); one that had finished goes on from the marker.
+    const finished = status === null || status.phase === 'done' || status.phase === 'left';
+    this.startRound = finished ? marker : Math.min(marker, status.round);
     const mine = (await this.membership.all()).find((m) => m.id === this.id);
     if (mine && mine.leftAt !== undefined && mine.leftAt <= this.startRound) {
       const other = (await this.membership.activeAt(this.startRound)).find((m) => m.id !== this.id);

@@ -100,7 +100,7 @@ export class RoundRunner implements RoundWork {
       peer: this.d.id, round, epoch: Math.floor(round / this.d.plan.roundsPerEpoch), members: this.members.map((m) => m.id),
       loss: NaN, accuracy: NaN, samples: 0, lr: learningRate(this.config, round, this.totalRounds),
       computeMs: 0, averageMs: 0, exchangeMs: 0, aggregateMs: 0, updateMs: 0, verifyMs: 0, checkMs: 0,
-      functionComputeMs: 0, functionWallMs: 0, roundMs: 0, bytesSent: 0, bytesReceived: 0,
+      functionComputeMs: 0, functionWallMs: 0, roundMs: 0, bytesSent: 0, bytesReceived: 0, waitMs: 0,
       dropped: [], repaired: false, checksum: '', costUsd: this.d.platform.metrics().estimatedCostUsd,
     };
   }
@@ -186,7 +186,7 @@ export class RoundRunner implements RoundWork {
   async aggregate(round: number): Promise<void> {
     const t = performance.now();
     const r = await this.mode.aggregate(this.input(round), this.sent!);
-    Object.assign(this.metrics, { bytesSent: r.bytesSent, bytesReceived: r.bytesReceived, aggregateMs: performance.now() - t });
+    Object.assign(this.metrics, { bytesSent: r.bytesSent, bytesReceived: r.bytesReceived, waitMs: r.waitMs, aggregateMs: performance.now() - t });
     if (r.missing.length > 0) await this.drop(r.missing, round);
   }
 
@@ -251,7 +251,9 @@ export class RoundRunner implements RoundWork {
     await this.d.local.set(key, mine);
     const others = this.members.filter((m) => m.id !== this.d.id);
     await Promise.allSettled(others.map((m) => this.d.links.sendValue(m.url, key, mine)));
+    const tWait = performance.now();
     const { present, missing } = await this.d.inbox.waitFor(others.map((m) => K.checksum(round, m.id)), this.config.deadlineMs);
+    this.metrics.waitMs += performance.now() - tWait;
     const sums = new Map<string, string>([[this.d.id, mine]]);
     const values = present.length ? await this.d.local.mGet(present) : [];
     present.forEach((k, i) => sums.set(k.slice(k.lastIndexOf(':') + 1), String(values[i])));

@@ -69,6 +69,8 @@ export interface RoundMetrics extends PhaseTimes {
   roundMs: number;
   bytesSent: number;
   bytesReceived: number;
+  /** Of exchange, aggregate and verify: time spent waiting for the other peers. */
+  waitMs: number;
   dropped: string[];
   repaired: boolean;
   checksum: string;

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runLocalCluster, type ClusterSummary } from '../../src/cluster/local-cluster.ts';
 import { parseTrainingConfig, type TrainingConfigInput } from '../../src/config/training.ts';
@@ -74,5 +77,31 @@ describe('a local cluster of peers', () => {
     const { summary } = await run(3, { maxRounds: 5, checkEvery: 100, validationSize: 0, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0.9 }, aggregation: { rule: 'median' } });
     expect(summary.identical).toBe(true);
     expect(summary.rounds).toBe(5);
+  });
+
+  it('a run stopped with its state on disk resumes where it stopped (--data-dir, --resume)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'peerless-resume-'));
+    try {
+      const config = parseTrainingConfig({ ...base, maxRounds: 1000, checkEvery: 1000, validationSize: 0 });
+      const stopAfter = (n: number) => {
+        const abort = new AbortController();
+        const rounds: RoundMetrics[] = [];
+        return { abort, rounds, onRound: (m: RoundMetrics) => { rounds.push(m); if (m.round >= n) abort.abort(); } };
+      };
+      const first = stopAfter(2);
+      const a = await runLocalCluster({ peers: 2, config, platform, dataDir, signal: first.abort.signal, onRound: first.onRound });
+      expect(a.identical).toBe(true);
+      expect(a.stopReason).toMatch(/stop requested/);
+      const last = Math.max(...first.rounds.map((m) => m.round));
+
+      const second = stopAfter(last + 2);
+      // The flags' configuration is ignored on resume: the network's own is kept in Redis.
+      const b = await runLocalCluster({ peers: 2, config: parseTrainingConfig({ ...base, model: { name: 'vgg11' } }), platform, dataDir, resume: true, signal: second.abort.signal, onRound: second.onRound });
+      expect(b.identical).toBe(true);
+      expect(Math.min(...second.rounds.map((m) => m.round))).toBe(last + 1);
+      expect(b.parameters).toBe(a.parameters);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

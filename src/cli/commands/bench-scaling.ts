@@ -21,8 +21,8 @@ export async function benchScaling(o: Record<string, unknown>, platform: Platfor
   process.stdout.write([
     `Time per round (mean over peers), ${report.model}, ${report.parameters.toLocaleString()} parameters, each peer's whole shard in one round`,
     '',
-    table(['peers', 'batch', 'batches/peer', 'gradient computation', 'aggregation', 'round'],
-      report.rows.map((r) => [r.peers, r.batchSize, r.batchesPerPeer, formatMs(r.computeMs), formatMs(r.aggregationMs), formatMs(r.roundMs)])),
+    table(['peers', 'batch', 'batches/peer', 'gradient computation', 'aggregation', 'waiting for peers', 'round'],
+      report.rows.map((r) => [r.peers, r.batchSize, r.batchesPerPeer, formatMs(r.computeMs), formatMs(r.aggregationMs), formatMs(r.waitMs), formatMs(r.roundMs)])),
     '',
     'Bytes each peer receives per round',
     '',
@@ -30,7 +30,8 @@ export async function benchScaling(o: Record<string, unknown>, platform: Platfor
       report.bytes.map((b) => [b.peers, b.exchange, formatBytes(b.bytesPerPeerPerRound), `${b.vectors.toFixed(2)}x`])),
     '',
     `Note: ${report.note}.`,
-    'aggregation = averaging + exchange (including waiting for the other peers) + aggregation + update + checksum comparison.',
+    'aggregation = averaging + exchange + aggregation + update + checksum comparison, without the time spent waiting',
+    'for the other peers, shown apart: on one machine it is the other peers\' functions running on the shared cores.',
   ].join('\n') + '\n');
   return report;
 }

@@ -52,7 +52,19 @@ function peerBars(enabled: boolean, peers: number) {
 export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
   const tty = !o.json && !o.quiet && process.stderr.isTTY;
   const bars = peerBars(tty, o.peers);
+  // Ctrl-C: the network stops cleanly after the next round (state kept for --resume);
+  // a second Ctrl-C quits at once.
+  const abort = new AbortController();
+  const onSigint = () => {
+    if (abort.signal.aborted) process.exit(130);
+    const msg = 'stopping after the next round (Ctrl-C again to quit at once)';
+    if (tty) bars.log(msg);
+    else process.stderr.write(`${msg}\n`);
+    abort.abort();
+  };
+  process.on('SIGINT', onSigint);
   const summary = await runLocalCluster({
+    signal: abort.signal,
     peers: o.peers,
     config: o.config,
     platform: o.platform,
@@ -71,6 +83,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     onLog: (msg) => (tty ? bars.log(msg) : !o.json && !o.quiet && process.stderr.write(`${msg}\n`)),
     onPlan: (totalRounds) => bars.total(totalRounds),
   });
+  process.off('SIGINT', onSigint);
   bars.stop();
   if (o.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else process.stdout.write(`${renderSummary(summary)}\n`);

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { runInDbBench } from '../../bench/in-db.ts';
+import { runScalingBench } from '../../bench/scaling.ts';
+import { runServerlessBench } from '../../bench/serverless.ts';
+import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+
+/**
+ * The benchmark runners on tiny inputs: they run end to end and report what they promise.
+ * No timing is asserted here (benchmarks measure; tests check behaviour).
+ */
+const local = async () => {
+  const p = new LocalPlatform({ workers: 2 });
+  await p.warm();
+  return p;
+};
+
+describe('benchmark runners', () => {
+  it('in-db: every row has both ways, and both ways gave the same bytes', async () => {
+    const r = await runInDbBench({ gradients: [3, 2], length: 50_000, updateRepeats: 1 });
+    expect(r.rows.map((x) => x.gradients)).toEqual([3, 2]);
+    for (const row of r.rows) {
+      expect(row.identical).toBe(true);
+      for (const k of ['averageInDbMs', 'averageOutsideDbMs', 'updateInDbMs', 'updateOutsideDbMs'] as const) expect(row[k]).toBeGreaterThan(0);
+    }
+    expect(Object.keys(r.serverUsecPerCall)).toEqual(expect.arrayContaining(['PL.ACCUM', 'PL.SGD']));
+  });
+
+  it('serverless: with and without serverless compute the same average on real MNIST', async () => {
+    const r = await runServerlessBench({ model: 'cnn', width: 0.25, batchSizes: [64], samples: 256, instanceUsdPerHour: 0.126, platform: local, concurrencySweep: true });
+    expect(r.rows).toHaveLength(1);
+    expect(r.rows[0]).toMatchObject({ batchSize: 64, batches: 4 });
+    expect(r.rows[0].maxAbsDiff).toBeLessThan(1e-5);
+    expect(r.rows[0].wsCostUsd).toBeGreaterThan(0);
+    expect(r.concurrency.map((c) => c.concurrency)).toEqual([1, 2]);
+  });
+
+  it('scaling: rows per configuration, and sharded receives less than all', async () => {
+    const r = await runScalingBench({ model: 'cnn', width: 0.25, batchSizes: [128], peerCounts: [3], samples: 768, rounds: 1, platform: local });
+    expect(r.rows).toHaveLength(1);
+    expect(r.rows[0]).toMatchObject({ peers: 3, batchSize: 128, batchesPerPeer: 2 });
+    const all = r.bytes.find((b) => b.exchange === 'all')!;
+    const sharded = r.bytes.find((b) => b.exchange === 'sharded')!;
+    expect(all.vectors).toBeCloseTo(2, 5);
+    expect(sharded.vectors).toBeCloseTo(4 / 3, 2);
+  });
+});
