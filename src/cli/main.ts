@@ -39,7 +39,7 @@ const platformFrom = (o: Record<string, unknown>): PlatformChoice => ({
 
 const program = new Command('peerless')
   .description(
-    'Peer-to-peer training of neural networks on serverless functions, with gradient averaging,\n' +
+    'Peer-to-peer training of neural networks on serverless functions, with gradient averaging, ' +
       'aggregation and optimizer steps inside each peer\'s Redis (the peerless module).',
   )
   .version('0.1.0')
@@ -48,9 +48,10 @@ const program = new Command('peerless')
 addPlatformOptions(addTrainingOptions(
   program
     .command('train')
+    .summary('train with N peers on this machine (the embedded default)')
     .description(
-      'Start N redis-servers and N peers on this machine and train. Each peer offloads one gradient\n' +
-        'function per batch, averages in its Redis, exchanges with the others, aggregates and updates\n' +
+      'Start N redis-servers and N peers on this machine and train. Each peer offloads one gradient ' +
+        'function per batch, averages in its Redis, exchanges with the others, aggregates and updates ' +
         'inside the database. Prints a line per peer while it runs and a summary at the end.',
     )
     .addOption(new Option('--peers <n>', 'peers (each with its own redis-server)').argParser(int('--peers')).default(4))
@@ -83,9 +84,10 @@ Examples:
 addPlatformOptions(addTrainingOptions(
   program
     .command('peer')
+    .summary('run one peer against your Redis, for runs across machines')
     .description(
-      'Run one peer against a Redis you run (with the module: redis-server --loadmodule\n' +
-        'native/build/peerless.so). Without --bootstrap it founds a network with the given training\n' +
+      'Run one peer against a Redis you run (with the module: redis-server --loadmodule ' +
+        'native/build/peerless.so). Without --bootstrap it founds a network with the given training ' +
         'options; with --bootstrap it joins the network of that peer\'s Redis and uses its options.',
     )
     .requiredOption('--id <id>', 'this peer\'s id (unique in the network; peers aggregate in id order)')
@@ -146,9 +148,10 @@ const bench = program.command('bench').description('reproduce the original work\
 
 bench
   .command('in-db')
+  .summary('Table 2: averaging and update inside vs outside the database')
   .description(
-    'Table 2: push and average N gradients, and run one SGD-momentum update, inside the database\n' +
-      '(the peerless module) vs outside it (fetch into Node, compute, store back), on a\n' +
+    'Table 2: push and average N gradients, and run one SGD-momentum update, inside the database ' +
+      '(the peerless module) vs outside it (fetch into Node, compute, store back), on a ' +
       'ResNet-18-sized vector (11,172,810 float32).',
   )
   .option('--quick', 'a reduced run (15 and 4 gradients) that takes well under a minute')
@@ -162,10 +165,11 @@ bench
 addPlatformOptions(
   bench
     .command('serverless')
+    .summary('Table 1: gradients with vs without serverless offload, time and cost')
     .description(
-      'Table 1: one peer\'s shard (15,000 real MNIST images) at batch sizes 64, 128, 512, 1024:\n' +
-        'every gradient one after another in this process (without serverless) vs every batch a\n' +
-        'parallel invocation on the platform (with serverless); time, estimated cost, speedup;\n' +
+      'Table 1: one peer\'s shard (15,000 real MNIST images) at batch sizes 64, 128, 512, 1024: ' +
+        'every gradient one after another in this process (without serverless) vs every batch a ' +
+        'parallel invocation on the platform (with serverless); time, estimated cost, speedup; ' +
         'then the speedup as the concurrency grows from 1 to the number of workers.',
     )
     .addOption(new Option('--model <name>', 'model of the zoo').choices(['cnn', 'vgg11', 'resnet18', 'densenet121']).default('cnn'))
@@ -180,9 +184,10 @@ addPlatformOptions(
 addPlatformOptions(
   bench
     .command('scaling')
+    .summary('Figure 2: round time vs batch size and peers; bytes for all vs sharded')
     .description(
-      'Figure 2: time per round split into gradient computation and aggregation, for batch sizes\n' +
-        '64/128/512/1024 and 4/8/12 peers (the paper\'s mode: each peer\'s whole shard in one round),\n' +
+      'Figure 2: time per round split into gradient computation and aggregation, for batch sizes ' +
+        '64/128/512/1024 and 4/8/12 peers (the paper\'s mode: each peer\'s whole shard in one round), ' +
         'and the bytes each peer receives per round with exchange "all" vs "sharded".',
     )
     .addOption(new Option('--model <name>', 'model of the zoo').choices(['cnn', 'vgg11', 'resnet18', 'densenet121']).default('cnn'))
