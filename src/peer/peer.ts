@@ -213,7 +213,6 @@ export class Peer extends EventEmitter {
       redis: { url: this.url, password: this.opts.redis.password },
       emitRound: (m: RoundMetrics) => this.emit('round', m),
       log: (msg: string) => this.log(msg),
-      inFlight: () => this.status().inFlight,
     });
     const actor = startRoundActor(this.runner, this.startRound, this.plan.config.checkEvery);
     this.actor = actor;
@@ -273,15 +272,6 @@ export class Peer extends EventEmitter {
 
   get roundsPerEpoch(): number {
     return this.plan.roundsPerEpoch;
-  }
-
-  get config(): TrainingConfig {
-    return this.plan.config;
-  }
-
-  /** The current parameters, read from this peer's Redis. */
-  async parameters(): Promise<Float32Array> {
-    return this.store.get(K.params);
   }
 
   async checksum(): Promise<string> {

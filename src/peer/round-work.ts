@@ -29,7 +29,6 @@ export interface RoundDeps {
   redis: RedisLocation;
   emitRound(m: RoundMetrics): void;
   log(msg: string): void;
-  inFlight(): number;
 }
 
 /** Samples one `evaluate` invocation handles. */

@@ -1,7 +1,7 @@
 import { BUFFER_REPLIES, type Redis } from './redis-client.ts';
 import { chunks, copyInto, toBytes } from './bytes.ts';
 import { AVERAGED_CHANNEL, type AccumulateResult, type AdamOptions, type AggregationRule, type SgdOptions, type TensorStore } from './tensor-store.ts';
-import { aggregateInto, adamStep, sgdStep } from './reference.ts';
+import { aggregateInto, adamStep, checksum, sgdStep } from './reference.ts';
 
 /**
  * The original work's baseline: every operation fetches the tensors into Node, computes
@@ -144,7 +144,6 @@ export class OutsideDbTensorStore implements TensorStore {
   }
 
   async checksum(key: string): Promise<string> {
-    const { checksum } = await import('./reference.ts');
     return checksum(await this.get(key));
   }
 }
