@@ -5,7 +5,8 @@ import { LocalPlatform } from '../platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import { K } from '../peer/keys.ts';
 import { Membership } from '../peer/membership.ts';
-import { Peer, type NetworkPlan } from '../peer/peer.ts';
+import { Peer, readPlan } from '../peer/peer.ts';
+import { requestStop } from '../peer/stop.ts';
 import type { PeerOutcome, PeerStatus, RoundMetrics } from '../peer/types.ts';
 import { closeRedis, connectRedis } from '../tensor/redis-client.ts';
 import { startRedisServer, type RedisServer } from './redis-server.ts';
@@ -64,12 +65,11 @@ export interface ClusterSummary {
   parameters: number;
 }
 
-/** Asks every peer to stop after the round after the furthest one (all end identical). */
+/** Ctrl-C: every peer stops after the round after the one in progress. */
 async function stopNetwork(servers: RedisServer[], password?: string): Promise<void> {
   const clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url, password })));
   try {
-    const rounds = await Promise.all(clients.map(async (c) => Number((await c.get(K.round)) ?? 0)));
-    await Promise.all(clients.map((c) => c.set(K.stopAt, String(Math.max(...rounds) + 1))));
+    await requestStop(clients, undefined, 1);
   } finally {
     await Promise.all(clients.map(closeRedis));
   }
@@ -113,16 +113,17 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     for (const [i, server] of servers.entries()) {
       const c = await connectRedis({ url: server.url, password: o.password });
       try {
-        const stored = await c.get(K.config);
+        const stored = await readPlan(c);
         if (o.resume) {
           if (!stored) throw new Error(`nothing to resume: ${o.dataDir}/peer-${i} holds no training state`);
-          config = (JSON.parse(stored) as NetworkPlan).config;
+          config = stored.config;
           await c.del(K.stopAt);
           // The servers came back on new ports: point every member record at its server's.
+          const urls = new Map(servers.map((s, j) => [peerId(j), s.url]));
           const members = new Membership(c);
           for (const m of await members.all()) {
-            const j = Number(/^peer-(\d+)$/.exec(m.id)?.[1] ?? -1);
-            if (servers[j]) await members.put({ ...m, url: servers[j].url });
+            const url = urls.get(m.id);
+            if (url) await members.put({ ...m, url });
           }
         } else if (stored) await c.flushAll();
       } finally {

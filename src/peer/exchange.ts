@@ -1,7 +1,6 @@
 import type { AggregationRule } from '../tensor/tensor-store.ts';
-import type { InDbTensorStore } from '../tensor/in-db.ts';
-import { BUFFER_REPLIES, type Redis } from '../tensor/redis-client.ts';
-import { chunks } from '../tensor/bytes.ts';
+import { readTensorBytes, type InDbTensorStore } from '../tensor/in-db.ts';
+import type { Redis } from '../tensor/redis-client.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
 import type { PeerLinks } from './links.ts';
@@ -27,14 +26,6 @@ export interface ExchangeResult extends SendResult {
   /** Key of the aggregated gradient in this peer's Redis. */
   aggregateKey: string;
   aggregateMs: number;
-}
-
-/** Reads elements [offset, offset+count) of a local tensor as raw bytes, in ~4 MB ranges. */
-export async function readBytes(client: Redis, key: string, offset: number, count: number): Promise<Buffer> {
-  const parts = await Promise.all(
-    chunks(count).map((c) => client.sendCommand(['PL.GETRANGE', key, String(offset + c.offset), String(c.count)], BUFFER_REPLIES) as Promise<Buffer>),
-  );
-  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
 
 /** Contiguous slices of [0, length), one per member in canonical order (sharded exchange). */
@@ -78,7 +69,7 @@ export const exchangeAll: ExchangeMode = {
     const others = x.members.filter((m) => m.id !== x.me.id);
     const mine = K.from(x.round, x.me.id);
     await x.local.sendCommand(['COPY', x.averageKey, mine, 'REPLACE']);
-    const bytes = others.length > 0 ? await readBytes(x.local, x.averageKey, 0, x.length) : Buffer.alloc(0);
+    const bytes = others.length > 0 ? await readTensorBytes(x.local, x.averageKey, 0, x.length) : Buffer.alloc(0);
     const sent = await Promise.allSettled(others.map((m) => x.links.sendTensor(m.url, mine, bytes)));
     const bytesSent = sent.filter((s) => s.status === 'fulfilled').length * bytes.length;
 
@@ -123,7 +114,7 @@ export const exchangeSharded: ExchangeMode = {
     const ranges = sliceRanges(x.length, x.members.length);
     let bytesSent = 0;
     await Promise.allSettled(x.members.map(async (m, j) => {
-      const bytes = await readBytes(x.local, x.averageKey, ranges[j].offset, ranges[j].count);
+      const bytes = await readTensorBytes(x.local, x.averageKey, ranges[j].offset, ranges[j].count);
       const key = K.part(x.round, m.id, x.me.id);
       if (m.id === x.me.id) await x.local.sendCommand(['PL.SET', key, bytes]);
       else { await x.links.sendTensor(m.url, key, bytes); bytesSent += bytes.length; }
@@ -151,7 +142,7 @@ export const exchangeSharded: ExchangeMode = {
     let aggregateMs = performance.now() - t;
 
     // All-gather: this peer's reduced slice goes into every member's aggregate, with a marker.
-    const reduced = await readBytes(x.local, reducedKey, 0, mine.count);
+    const reduced = await readTensorBytes(x.local, reducedKey, 0, mine.count);
     const marker = gatheredMarker(x.round, x.me.id);
     await x.local.multi().addCommand(['PL.SETRANGE', aggregateKey, String(mine.offset), reduced]).set(marker, '1').exec();
     let bytesSent = sent.bytesSent;
@@ -172,7 +163,7 @@ export const exchangeSharded: ExchangeMode = {
       if (gathered.present.includes(gatheredMarker(x.round, m.id))) { bytesReceived += ranges[j].count * 4; continue; }
       missing.add(m.id);
       const t1 = performance.now();
-      const own = await readBytes(x.local, x.averageKey, ranges[j].offset, ranges[j].count);
+      const own = await readTensorBytes(x.local, x.averageKey, ranges[j].offset, ranges[j].count);
       await x.local.sendCommand(['PL.SETRANGE', aggregateKey, String(ranges[j].offset), own]);
       aggregateMs += performance.now() - t1;
     }

@@ -19,6 +19,12 @@ export interface NetworkPlan {
   length: number;
 }
 
+/** The network's plan kept in a peer's Redis, or null where no network is. */
+export async function readPlan(client: Redis): Promise<NetworkPlan | null> {
+  const raw = await client.get(K.config);
+  return raw ? (JSON.parse(raw) as NetworkPlan) : null;
+}
+
 /**
  * A peer: its own Redis (the state), a membership, a round state machine, and a platform
  * to which it offloads its gradient computations. Events: 'status' (PeerStatus) at every
@@ -64,8 +70,8 @@ export class Peer extends EventEmitter {
     this.inbox = new Inbox(this.local);
     await this.inbox.start();
 
-    const existing = await this.local.get(K.config);
-    if (existing) await this.resume(JSON.parse(existing) as NetworkPlan);
+    const existing = await readPlan(this.local);
+    if (existing) await this.resume(existing);
     else if (this.opts.found) await this.found();
     else if (this.opts.bootstrap) await this.join(this.opts.bootstrap.url, this.opts.bootstrap.fromRound);
     else throw new Error(`peer ${this.id}: no network state in ${this.opts.redis.url}, and neither a configuration to found one nor a bootstrap address to join`);
@@ -113,9 +119,9 @@ export class Peer extends EventEmitter {
     const boot = await this.links.client(bootstrapUrl).catch((err: Error) => {
       throw new Error(`peer ${this.id}: bootstrap peer ${bootstrapUrl} does not answer: ${err.message}`);
     });
-    const raw = await boot.get(K.config);
-    if (!raw) throw new Error(`peer ${this.id}: ${bootstrapUrl} holds no Peerless network (no ${K.config})`);
-    this.plan = JSON.parse(raw) as NetworkPlan;
+    const plan = await readPlan(boot);
+    if (!plan) throw new Error(`peer ${this.id}: ${bootstrapUrl} holds no Peerless network (no ${K.config})`);
+    this.plan = plan;
     this.checkModel();
 
     const bootMembers = new Membership(boot);
@@ -126,7 +132,7 @@ export class Peer extends EventEmitter {
     if (clash) throw new Error(`peer ${this.id}: the id is already taken by the live member at ${clash.url}`);
 
     const me = this.record(start);
-    await this.local.multi().del(K.members).exec();
+    await this.local.del(K.members);
     for (const m of members) if (m.id !== this.id) await this.membership.put(m);
     await this.membership.put(me);
     await Promise.all(

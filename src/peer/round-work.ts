@@ -3,11 +3,12 @@ import type { EvaluateResult, GradientEvent, GradientResult, RedisLocation } fro
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
-import { exchangeAll, exchangeSharded, readBytes, sliceRanges, type ExchangeInput, type SendResult } from './exchange.ts';
+import { readTensorBytes } from '../tensor/in-db.ts';
+import { exchangeAll, exchangeSharded, sliceRanges, type ExchangeInput, type SendResult } from './exchange.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
 import type { PeerLinks } from './links.ts';
-import type { Membership, MemberRecord } from './membership.ts';
+import { byId, type Membership, type MemberRecord } from './membership.ts';
 import type { NetworkPlan } from './peer.ts';
 import type { RoundWork } from './round-machine.ts';
 import { copyTrainingState } from './state-copy.ts';
@@ -90,7 +91,7 @@ export class RoundRunner implements RoundWork {
     const stopAt = await this.d.local.get(K.stopAt);
     this.stopAt = stopAt === null ? null : Number(stopAt);
     this.members = await this.d.membership.activeAt(round);
-    if (!this.members.some((m) => m.id === this.d.id)) this.members = [...this.members, this.d.me()].sort((a, b) => Buffer.compare(Buffer.from(a.id), Buffer.from(b.id)));
+    if (!this.members.some((m) => m.id === this.d.id)) this.members = [...this.members, this.d.me()].sort(byId);
     await this.collectGarbage(round - 2);
     if (this.config.exchange === 'sharded' && Number(await this.d.local.exists(K.aggregate(round))) === 0) {
       await this.d.store.zeros(K.aggregate(round), this.d.model.length);
@@ -228,7 +229,7 @@ export class RoundRunner implements RoundWork {
     }
     const { length, trainable } = this.d.model;
     if (trainable < length) {
-      const stats = await readBytes(this.d.local, agg, trainable, length - trainable);
+      const stats = await readTensorBytes(this.d.local, agg, trainable, length - trainable);
       tx.addCommand(['PL.SETRANGE', K.params, String(trainable), stats]);
     }
     tx.set(K.round, String(round + 1));

@@ -1,5 +1,5 @@
 import type { Redis } from '../tensor/redis-client.ts';
-import { readBytes } from './exchange.ts';
+import { readTensorBytes } from '../tensor/in-db.ts';
 import { K } from './keys.ts';
 
 /** The keys that make a replica of the model: parameters, optimizer state, progress. */
@@ -16,7 +16,7 @@ export async function copyTrainingState(from: Redis, to: Redis): Promise<number>
   for (const key of TENSORS) {
     const len = Number(await from.strLen(key)) / 4;
     if (len === 0) { await to.del(key); continue; }
-    const data = await readBytes(from, key, 0, len);
+    const data = await readTensorBytes(from, key, 0, len);
     await to.sendCommand(['PL.SET', key, data]);
     bytes += data.length;
   }

@@ -1,5 +1,5 @@
 import { BUFFER_REPLIES, type Redis } from './redis-client.ts';
-import { chunks, copyInto, toBytes } from './bytes.ts';
+import { chunks, fromBytes, toBytes } from './bytes.ts';
 import type { AccumulateResult, AdamOptions, AggregationRule, SgdOptions, TensorStore } from './tensor-store.ts';
 
 /** Numbers go to the module as strings; full precision so both stores see the same value. */
@@ -19,6 +19,18 @@ async function call<T>(client: Redis, args: (string | Buffer)[], buffers = false
 }
 
 /**
+ * Elements [offset, offset+count) of a tensor as raw little-endian bytes, read with
+ * PL.GETRANGE in ~4 MB ranges so one large reply never stalls Redis for other clients.
+ * For moving tensors between Redis servers without converting them.
+ */
+export async function readTensorBytes(client: Redis, key: string, offset: number, count: number): Promise<Buffer> {
+  const parts = await Promise.all(
+    chunks(count).map((c) => call<Buffer>(client, ['PL.GETRANGE', key, String(offset + c.offset), String(c.count)], true)),
+  );
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+
+/**
  * The tensor operations done inside Redis by the peerless module: only key names and
  * scalars cross the wire, except for the tensors a caller sends or asks for.
  */
@@ -32,26 +44,11 @@ export class InDbTensorStore implements TensorStore {
 
   /** Reads in ~4 MB ranges: one 47 MB reply would stall other clients for tens of ms. */
   async get(key: string): Promise<Float32Array> {
-    const length = await this.length(key);
-    const out = new Float32Array(length);
-    await Promise.all(
-      chunks(length).map(async ({ offset, count }) => {
-        const bytes = await call<Buffer>(this.client, ['PL.GETRANGE', key, String(offset), String(count)], true);
-        copyInto(out, offset, bytes);
-      }),
-    );
-    return out;
+    return this.getRange(key, 0, await this.length(key));
   }
 
   async getRange(key: string, offset: number, count: number): Promise<Float32Array> {
-    const out = new Float32Array(count);
-    await Promise.all(
-      chunks(count).map(async (c) => {
-        const bytes = await call<Buffer>(this.client, ['PL.GETRANGE', key, String(offset + c.offset), String(c.count)], true);
-        copyInto(out, c.offset, bytes);
-      }),
-    );
-    return out;
+    return fromBytes(await readTensorBytes(this.client, key, offset, count), key);
   }
 
   async setRange(key: string, offset: number, values: Float32Array): Promise<void> {

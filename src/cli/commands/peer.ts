@@ -1,7 +1,7 @@
 import type { TrainingConfig } from '../../config/training.ts';
 import { roundsPerEpoch } from '../../config/training.ts';
 import { prepareModel, preparePeerData } from '../../cluster/training-setup.ts';
-import { Peer } from '../../peer/peer.ts';
+import { Peer, readPlan } from '../../peer/peer.ts';
 import type { PeerOutcome, RoundMetrics } from '../../peer/types.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
@@ -30,8 +30,8 @@ async function networkConfig(url: string, password: string | undefined, waitMs =
   try {
     const end = Date.now() + waitMs;
     for (;;) {
-      const raw = await boot.get('peerless:config');
-      if (raw) return (JSON.parse(raw) as { config: TrainingConfig }).config;
+      const plan = await readPlan(boot);
+      if (plan) return plan.config;
       if (Date.now() > end) throw new Error(`${url} holds no Peerless network (waited ${waitMs / 1000} s for its founder)`);
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -62,8 +62,8 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
     // A joining peer trains with the network's configuration, not its own flags.
     // A peer restarted on its own Redis resumes with the network's configuration kept there;
     // a joiner takes the network's from its bootstrap peer; only a founder uses its flags.
-    const own = await client.get('peerless:config');
-    if (own) config = (JSON.parse(own) as { config: TrainingConfig }).config;
+    const own = await readPlan(client);
+    if (own) config = own.config;
     else if (o.bootstrap) config = await networkConfig(o.bootstrap, o.password);
     const model = await prepareModel(config);
     const data = await preparePeerData(client, config, o.shard, { storeTest: false, skipIfStored: true });

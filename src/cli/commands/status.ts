@@ -1,4 +1,5 @@
 import { K } from '../../peer/keys.ts';
+import { readPlan } from '../../peer/peer.ts';
 import { Membership, isActive } from '../../peer/membership.ts';
 import type { PeerStatus } from '../../peer/types.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
@@ -22,7 +23,7 @@ export async function networkStatus(url: string, password: string | undefined, j
   const entry = await connectRedis({ url, password });
   const rows: NetworkStatusRow[] = [];
   try {
-    if (!(await entry.get(K.config))) throw new Error(`${url} holds no Peerless network (no ${K.config})`);
+    if (!(await readPlan(entry))) throw new Error(`${url} holds no Peerless network (no ${K.config})`);
     const round = Number((await entry.get(K.round)) ?? 0);
     for (const m of await new Membership(entry).all()) {
       let c: Redis | null = null;

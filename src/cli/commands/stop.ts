@@ -1,5 +1,7 @@
 import { K } from '../../peer/keys.ts';
+import { readPlan } from '../../peer/peer.ts';
 import { Membership } from '../../peer/membership.ts';
+import { requestStop } from '../../peer/stop.ts';
 import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
 
 /**
@@ -10,15 +12,12 @@ import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
 export async function stopNetwork(url: string, password: string | undefined, atRound: number | undefined, json: boolean): Promise<{ round: number; peers: string[] }> {
   const entry = await connectRedis({ url, password });
   try {
-    if (!(await entry.get(K.config))) throw new Error(`${url} holds no Peerless network (no ${K.config})`);
+    if (!(await readPlan(entry))) throw new Error(`${url} holds no Peerless network (no ${K.config})`);
     const members = (await new Membership(entry).all()).filter((m) => m.leftAt === undefined);
     const clients = await Promise.all(members.map((m) => (m.url === url ? entry : connectRedis({ url: m.url, password }))));
     try {
-      const rounds = await Promise.all(clients.map(async (c) => Number((await c.get(K.round)) ?? 0)));
-      const round = atRound ?? Math.max(...rounds) + 2;
-      await Promise.all(clients.map((c) => c.set(K.stopAt, String(round))));
-      const out = { round, peers: members.map((m) => m.id) };
-      process.stdout.write(json ? `${JSON.stringify(out)}\n` : `asked ${out.peers.join(', ')} to stop after round ${round}\n`);
+      const out = { round: await requestStop(clients, atRound), peers: members.map((m) => m.id) };
+      process.stdout.write(json ? `${JSON.stringify(out)}\n` : `asked ${out.peers.join(', ')} to stop after round ${out.round}\n`);
       return out;
     } finally {
       await Promise.all(clients.filter((c) => c !== entry).map(closeRedis));
