@@ -110,6 +110,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     // A resumed run continues with the configuration kept in the peers' Redis; a new run
     // in a used data directory starts from scratch.
     let config = o.config;
+    const urls = new Map(servers.map((s, j) => [peerId(j), s.url]));
     for (const [i, server] of servers.entries()) {
       const c = await connectRedis({ url: server.url, password: o.password });
       try {
@@ -119,7 +120,6 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
           config = stored.config;
           await c.del(K.stopAt);
           // The servers came back on new ports: point every member record at its server's.
-          const urls = new Map(servers.map((s, j) => [peerId(j), s.url]));
           const members = new Membership(c);
           for (const m of await members.all()) {
             const url = urls.get(m.id);
