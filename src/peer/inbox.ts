@@ -26,24 +26,33 @@ export class Inbox {
   /** Resolves with the keys present by the deadline (all of them, as soon as they are). */
   async waitFor(keys: string[], deadlineMs: number, pollMs = 250): Promise<{ present: string[]; missing: string[] }> {
     const pending = new Set(keys);
-    const end = Date.now() + deadlineMs;
-    const check = async () => {
-      if (pending.size === 0) return;
+    await this.until(async () => {
+      if (pending.size === 0) return true;
       const list = [...pending];
       const found = await Promise.all(list.map((k) => this.client.exists(k)));
       list.forEach((k, i) => { if (Number(found[i]) === 1) pending.delete(k); });
-    };
-    await check();
-    while (pending.size > 0 && Date.now() < end) {
+      return pending.size === 0 ? true : null;
+    }, deadlineMs, pollMs);
+    return { present: keys.filter((k) => !pending.has(k)), missing: [...pending] };
+  }
+
+  /**
+   * Runs `probe` now, again whenever a key is announced (or every `pollMs`), until it
+   * returns a value other than null or the deadline passes (then null).
+   */
+  async until<T>(probe: () => Promise<T | null>, deadlineMs: number, pollMs = 250): Promise<T | null> {
+    const end = Date.now() + deadlineMs;
+    let found = await probe();
+    while (found === null && Date.now() < end) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.min(pollMs, Math.max(0, end - Date.now())));
         function done() { clearTimeout(timer); waiters.delete(done); resolve(); }
         const waiters = this.waiters;
         waiters.add(done);
       });
-      await check();
+      found = await probe();
     }
-    return { present: keys.filter((k) => !pending.has(k)), missing: [...pending] };
+    return found;
   }
 
   async stop(): Promise<void> {

@@ -18,6 +18,10 @@ export const K = {
   adamV: 'opt:v',
   adamStep: 'opt:step',
   heartbeat: (id: string) => `peerless:heartbeat:${id}`,
+  /** Join requests waiting for the coordinator (a list of JSON requests). */
+  joinRequests: 'peerless:join-requests',
+  /** The coordinator's answer to this peer's join request. */
+  admission: 'peerless:admission',
   /** Channel on which senders announce the key names they wrote into this Redis. */
   inbox: 'peerless:inbox',
   gradSum: (r: number) => `r:${r}:gsum`,
@@ -30,7 +34,8 @@ export const K = {
   reduced: (r: number, owner: string) => `r:${r}:reduced:${owner}`,
   /** The aggregate of every peer's average: the update's gradient. */
   aggregate: (r: number) => `r:${r}:agg`,
-  checksum: (r: number, peer: string) => `r:${r}:checksum:${peer}`,
+  /** A member's end-of-round report (checksum, leave); the coordinator's carries the next view. */
+  report: (r: number, peer: string) => `r:${r}:report:${peer}`,
   evaluation: (r: number, peer: string) => `r:${r}:eval:${peer}`,
   roundPattern: (r: number) => `r:${r}:*`,
 };

@@ -5,37 +5,68 @@ import { K } from './keys.ts';
  * Connections to other peers' Redis servers, one per address, opened on first use.
  * Peers talk only through each other's databases: tensors are written into the receiver's
  * Redis, and the key name is published on its inbox channel.
+ *
+ * A peer that is gone must cost at most the round's deadline: links queue nothing while
+ * disconnected (a command fails at once), and every send is bounded by `timeoutMs`.
  */
 export class PeerLinks {
   private readonly clients = new Map<string, Promise<Redis>>();
   bytesSent = 0;
 
+  /** How long one send may take before the peer counts as unreachable (the round deadline). */
+  timeoutMs = 60_000;
+
   constructor(private readonly password?: string) {}
 
-  client(url: string): Promise<Redis> {
-    let c = this.clients.get(url);
-    if (!c) {
-      c = connectRedis({ url, password: this.password }, { connectTimeoutMs: 3_000 });
-      c.catch(() => this.clients.delete(url));
-      this.clients.set(url, c);
+  async client(url: string): Promise<Redis> {
+    const held = this.clients.get(url);
+    if (held) {
+      const c = await held.catch(() => null);
+      // A client whose reconnect budget ran out stays closed: open a new one (the peer may be back).
+      if (c?.isOpen) return c;
+      const now = this.clients.get(url);
+      if (now && now !== held) return now;
+      this.clients.delete(url);
+      if (c) void closeRedis(c);
     }
-    return c;
+    const fresh = connectRedis({ url, password: this.password }, { connectTimeoutMs: 3_000, failFast: true });
+    fresh.catch(() => { if (this.clients.get(url) === fresh) this.clients.delete(url); });
+    this.clients.set(url, fresh);
+    return fresh;
+  }
+
+  /** `work`, or an error naming the peer once `ms` have passed. */
+  timed<T>(work: Promise<T>, ms = this.timeoutMs, url?: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`peer at ${url ?? 'a peer'} did not answer within ${ms} ms`)), ms);
+    });
+    return Promise.race([work, late]).finally(() => clearTimeout(timer));
   }
 
   /** Writes a tensor (already validated bytes) into another peer's Redis and announces it. */
   async sendTensor(url: string, key: string, bytes: Buffer): Promise<void> {
-    const c = await this.client(url);
-    await c.sendCommand(['PL.SET', key, bytes]);
-    await c.publish(K.inbox, key);
+    await this.timed((async () => {
+      const c = await this.client(url);
+      await c.sendCommand(['PL.SET', key, bytes]);
+      await c.publish(K.inbox, key);
+    })(), this.timeoutMs, url);
     this.bytesSent += bytes.length;
   }
 
   /** Writes a small string value and announces it. */
   async sendValue(url: string, key: string, value: string, ttlMs?: number): Promise<void> {
-    const c = await this.client(url);
-    if (ttlMs) await c.set(key, value, { PX: ttlMs });
-    else await c.set(key, value);
-    await c.publish(K.inbox, key);
+    await this.timed((async () => {
+      const c = await this.client(url);
+      if (ttlMs) await c.set(key, value, { PX: ttlMs });
+      else await c.set(key, value);
+      await c.publish(K.inbox, key);
+    })(), this.timeoutMs, url);
+  }
+
+  /** Sends one small value to several peers; a peer that cannot be reached is skipped. */
+  async sendToAll(urls: string[], key: string, value: string): Promise<void> {
+    await Promise.allSettled(urls.map((u) => this.sendValue(u, key, value)));
   }
 
   /** Forgets a connection (its peer left or failed), so a rejoin reconnects cleanly. */

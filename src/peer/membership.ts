@@ -13,6 +13,15 @@ export interface MemberRecord {
   shard?: { index: number; count: number };
 }
 
+/**
+ * The members of a round, as the round's coordinator decided them: every change of
+ * membership (a join, a leave, a drop) takes effect at the start of `round` on every peer.
+ */
+export interface View {
+  round: number;
+  members: MemberRecord[];
+}
+
 /** Canonical order of peers: byte-wise by id, the order aggregation reduces in. */
 export function byId(a: { id: string }, b: { id: string }): number {
   return Buffer.compare(Buffer.from(a.id), Buffer.from(b.id));
@@ -25,8 +34,9 @@ export function isActive(m: MemberRecord, round: number): boolean {
 /**
  * The membership as this peer sees it, kept in its own Redis so a restarted peer knows its
  * network. Changes take effect at round boundaries: a record says from which round a member
- * counts and from which it no longer does, so every peer derives the same member list for a
- * round from the same records.
+ * counts and from which it no longer does, so a round's members are derived from records.
+ * Records change only through views decided by a round's coordinator (see `applyView`),
+ * so every peer holds the same records for every round it takes part in.
  */
 export class Membership {
   constructor(private readonly client: Redis) {}
@@ -44,11 +54,31 @@ export class Membership {
     await this.client.hSet(K.members, m.id, JSON.stringify(m));
   }
 
-  /** Marks members as gone from `round` on (never moves an earlier leave later). */
-  async drop(ids: string[], round: number): Promise<void> {
-    const all = await this.all();
-    for (const m of all) {
-      if (ids.includes(m.id) && (m.leftAt === undefined || m.leftAt > round)) await this.put({ ...m, leftAt: round });
+  /**
+   * Records a view: its members' records are taken as the coordinator wrote them, and every
+   * other member still counted at `view.round` is marked gone from then on. One MULTI, so a
+   * crash never leaves half a view.
+   */
+  async applyView(view: View): Promise<void> {
+    const inView = new Set(view.members.map((m) => m.id));
+    const tx = this.client.multi();
+    for (const m of await this.all()) {
+      if (!inView.has(m.id) && (m.leftAt === undefined || m.leftAt > view.round)) {
+        tx.hSet(K.members, m.id, JSON.stringify({ ...m, leftAt: Math.max(m.fromRound, view.round) }));
+      }
     }
+    for (const m of view.members) tx.hSet(K.members, m.id, JSON.stringify(m));
+    await tx.exec();
   }
+}
+
+/**
+ * The next round's view as a coordinator decides it: the round's members that reported,
+ * less those that announced their leave, plus the admitted joiners (from the next round).
+ */
+export function nextView(round: number, members: MemberRecord[], stay: Set<string>, joiners: MemberRecord[]): View {
+  const next = round + 1;
+  const kept = members.filter((m) => stay.has(m.id) && !joiners.some((j) => j.id === m.id));
+  const added = joiners.map((j) => ({ ...j, fromRound: next, leftAt: undefined }));
+  return { round: next, members: [...kept, ...added].sort(byId) };
 }

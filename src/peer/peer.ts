@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { parseTrainingConfig, type TrainingConfig } from '../config/training.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../tensor/redis-client.ts';
+import { awaitAdmission, joinRequest, sendJoinRequest } from './admission.ts';
 import { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
 import { PeerLinks } from './links.ts';
@@ -42,6 +43,9 @@ export class Peer extends EventEmitter {
   private heartbeat?: NodeJS.Timeout;
   private runner?: RoundRunner;
   private startRound = 0;
+  /** Asked to leave: said in the next round report, and not rejoined when dropped. */
+  private leaving = false;
+  private closing = false;
 
   constructor(private readonly opts: PeerOptions) {
     super();
@@ -96,6 +100,7 @@ export class Peer extends EventEmitter {
       throw new Error(`peer ${this.id}: initial parameters have ${f.initialParams.length} elements, the model ${this.opts.model.length}`);
     }
     this.plan = { config, roundsPerEpoch: f.roundsPerEpoch, layoutHash: this.opts.model.layoutHash, length: this.opts.model.length };
+    this.links.timeoutMs = config.deadlineMs;
     await this.store.set(K.params, f.initialParams);
     await this.local
       .multi()
@@ -110,10 +115,10 @@ export class Peer extends EventEmitter {
   }
 
   /**
-   * Joins through any live peer: takes the network's configuration, registers with every
-   * member for a round boundary two rounds ahead (so no member is mid-way through that
-   * round), waits for the bootstrap peer to finish the round before it, and copies the
-   * parameters, optimizer state and progress from it.
+   * Joins a running network through any of its members: asks to be admitted (the request
+   * reaches the round's coordinator, see admission.ts) and waits in its own Redis for the
+   * admission, which comes with the training state every member has at the end of a round.
+   * With `fromRound` 0, joins a founding group instead: the network has not run a round yet.
    */
   private async join(bootstrapUrl: string, fromRound?: number): Promise<void> {
     const boot = await this.links.client(bootstrapUrl).catch((err: Error) => {
@@ -123,41 +128,54 @@ export class Peer extends EventEmitter {
     if (!plan) throw new Error(`peer ${this.id}: ${bootstrapUrl} holds no Peerless network (no ${K.config})`);
     this.plan = plan;
     this.checkModel();
+    this.links.timeoutMs = plan.config.deadlineMs;
+    if (fromRound !== undefined) return this.joinFoundingGroup(boot, bootstrapUrl, fromRound);
 
-    const bootMembers = new Membership(boot);
-    const members = await bootMembers.all();
-    const bootRound = Number((await boot.get(K.round)) ?? 0);
-    const start = fromRound ?? bootRound + 2;
-    const clash = members.find((m) => m.id === this.id && m.leftAt === undefined && m.url !== this.url);
-    if (clash) throw new Error(`peer ${this.id}: the id is already taken by the live member at ${clash.url}`);
-
-    const me = this.record(start);
-    await this.local.del(K.members);
-    for (const m of members) if (m.id !== this.id) await this.membership.put(m);
-    await this.membership.put(me);
-    await Promise.all(
-      members.filter((m) => m.id !== this.id && m.leftAt === undefined).map(async (m) => {
-        const c = await this.links.client(m.url);
-        await c.hSet(K.members, this.id, JSON.stringify(me));
-        await c.publish(K.inbox, `members:${this.id}`);
-      }),
-    );
-
-    // Wait until the bootstrap peer has applied the update of round start-1.
-    const deadline = Date.now() + this.plan.config.deadlineMs * 4;
-    while (Number((await boot.get(K.round)) ?? 0) < start) {
+    const req = joinRequest(this.record(0), plan.layoutHash);
+    const waitMs = plan.config.deadlineMs * 2;
+    for (let attempt = 1; ; attempt++) {
+      await sendJoinRequest(boot, req);
+      const a = await awaitAdmission(this.local, this.inbox, req.nonce, waitMs);
+      if (a?.refused) throw new Error(`peer ${this.id}: the network of ${bootstrapUrl} refused it: ${a.refused}`);
+      if (a?.round !== undefined) {
+        this.plan = (await readPlan(this.local))!;
+        this.startRound = a.round;
+        this.log(`joined through ${bootstrapUrl} from round ${a.round} (${(await this.membership.activeAt(a.round)).length} members)`);
+        return;
+      }
       const state = await boot.get(K.state);
       const phase = state ? (JSON.parse(state) as PeerStatus).phase : null;
       if (phase === 'done' || phase === 'failed' || phase === 'left') {
-        throw new Error(`peer ${this.id}: the network ended (bootstrap peer ${bootstrapUrl} is ${phase}) before round ${start}, when this peer would have joined`);
+        throw new Error(`peer ${this.id}: the network ended (bootstrap peer ${bootstrapUrl} is ${phase}) before this peer was admitted`);
       }
-      if (Date.now() > deadline) throw new Error(`peer ${this.id}: bootstrap peer ${bootstrapUrl} did not reach round ${start}`);
-      await new Promise((r) => setTimeout(r, 50));
+      if (attempt >= 10) throw new Error(`peer ${this.id}: not admitted by the network of ${bootstrapUrl} after ${(attempt * waitMs) / 1000} s`);
     }
+  }
+
+  /**
+   * A founding group (a local cluster): every peer registers for round 0 before the network
+   * runs, one after another, so each finds all earlier ones in the bootstrap's records.
+   */
+  private async joinFoundingGroup(boot: Redis, bootstrapUrl: string, fromRound: number): Promise<void> {
+    const bootRound = Number((await boot.get(K.round)) ?? 0);
+    if (fromRound !== 0 || bootRound !== 0 || (await boot.get(K.state)) !== null) {
+      throw new Error(`peer ${this.id}: a founding group can only be joined for round 0, before the network runs (${bootstrapUrl} is at round ${bootRound})`);
+    }
+    const members = await new Membership(boot).all();
+    const clash = members.find((m) => m.id === this.id && m.url !== this.url);
+    if (clash) throw new Error(`peer ${this.id}: the id is already taken by the member at ${clash.url}`);
+    const me = this.record(0);
+    await this.local.del(K.members);
+    for (const m of members) if (m.id !== this.id) await this.membership.put(m);
+    await this.membership.put(me);
+    await Promise.all(members.filter((m) => m.id !== this.id).map(async (m) => {
+      const c = await this.links.client(m.url);
+      await c.hSet(K.members, this.id, JSON.stringify(me));
+    }));
     await copyTrainingState(boot, this.local);
-    await this.local.multi().set(K.layout, this.plan.layoutHash).set(K.round, String(start)).set(K.config, JSON.stringify(this.plan)).exec();
-    this.startRound = start;
-    this.log(`joined through ${bootstrapUrl} from round ${start} (${members.length} members before)`);
+    await this.local.multi().set(K.layout, this.plan.layoutHash).set(K.round, '0').set(K.config, JSON.stringify(this.plan)).exec();
+    this.startRound = 0;
+    this.log(`joined the founding group through ${bootstrapUrl} (${members.length} members before)`);
   }
 
   /** Restarts from the state kept in this peer's Redis: the round in progress is run again. */
@@ -175,11 +193,11 @@ export class Peer extends EventEmitter {
       const other = (await this.membership.activeAt(this.startRound)).find((m) => m.id !== this.id);
       if (!other) throw new Error(`peer ${this.id}: it was dropped from the network and knows no live member to rejoin through`);
       this.log(`was dropped at round ${mine.leftAt}; rejoining through ${other.id}`);
-      await this.membership.put({ ...mine, leftAt: undefined });
       await this.local.del(K.state);
       await this.join(other.url);
       return;
     }
+    this.links.timeoutMs = plan.config.deadlineMs;
     this.log(`resumed at round ${this.startRound}`);
   }
 
@@ -202,11 +220,30 @@ export class Peer extends EventEmitter {
     this.heartbeat.unref();
   }
 
-  /** Runs rounds until the network stops, this peer leaves, or a phase fails. */
+  /**
+   * Runs rounds until the network stops, this peer leaves, or a phase fails. A peer the
+   * network dropped (it missed a deadline) asks to be admitted again and goes on.
+   */
   async run(): Promise<PeerOutcome> {
+    for (;;) {
+      const state = await this.runRounds();
+      const ctx = this.actor!.getSnapshot().context;
+      if (state === 'failed' && ctx.errorName === 'DroppedError' && !this.leaving && !this.closing) {
+        this.log(`${ctx.error}; asking to rejoin`);
+        try {
+          await this.rejoin();
+          continue;
+        } catch (err) {
+          return { id: this.id, state: 'failed', rounds: ctx.round, stopReason: null, error: (err as Error).message, checksum: null };
+        }
+      }
+      return this.finish(state);
+    }
+  }
+
+  private runRounds(): Promise<'done' | 'left' | 'failed'> {
     this.runner = new RoundRunner({
       id: this.id,
-      me: () => this.record(this.startRound),
       plan: this.plan,
       local: this.local,
       store: this.store,
@@ -219,44 +256,49 @@ export class Peer extends EventEmitter {
       redis: { url: this.url, password: this.opts.redis.password },
       emitRound: (m: RoundMetrics) => this.emit('round', m),
       log: (msg: string) => this.log(msg),
+      leaving: () => this.leaving,
     });
     const actor = startRoundActor(this.runner, this.startRound, this.plan.config.checkEvery);
     this.actor = actor;
-    return new Promise<PeerOutcome>((resolve) => {
+    return new Promise((resolve) => {
       const sub = actor.subscribe((snap) => {
         const status = this.status();
         void this.local.set(K.state, JSON.stringify(status)).catch(() => {});
         this.emit('status', status);
         if (snap.status === 'done') {
           sub.unsubscribe();
-          void this.finish(snap.value as 'done' | 'left' | 'failed').then(resolve);
+          resolve(snap.value as 'done' | 'left' | 'failed');
         }
       });
     });
   }
 
+  /** Asks the members this peer last knew, lowest id first, to admit it again. */
+  private async rejoin(): Promise<void> {
+    const round = this.actor?.getSnapshot().context.round ?? this.startRound;
+    const known = (await this.membership.all()).filter((m) => m.id !== this.id && (m.leftAt === undefined || m.leftAt > round));
+    const errors: string[] = [];
+    for (const m of known) {
+      try {
+        await this.join(m.url);
+        return;
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+    throw new Error(`peer ${this.id}: dropped, and no member it knew admitted it again${errors.length ? `: ${errors.join('; ')}` : ''}`);
+  }
+
   private async finish(state: 'done' | 'left' | 'failed'): Promise<PeerOutcome> {
     const ctx = this.actor!.getSnapshot().context;
-    if (state === 'left') await this.announceLeave(ctx.round + 1);
+    if (state === 'left') this.log(`left the network after round ${ctx.round}`);
     const checksum = await this.store.checksum(K.params).catch(() => null);
     return { id: this.id, state, rounds: ctx.round + 1, stopReason: ctx.stopReason, error: ctx.error, checksum };
   }
 
-  /** Tells every member that this peer is gone from `round` on. */
-  private async announceLeave(round: number): Promise<void> {
-    const members = await this.membership.all();
-    const me = members.find((m) => m.id === this.id);
-    if (!me) return;
-    const gone = JSON.stringify({ ...me, leftAt: round });
-    await Promise.allSettled(members.map(async (m) => {
-      const c = m.id === this.id ? this.local : await this.links.client(m.url);
-      await c.hSet(K.members, this.id, gone);
-    }));
-    this.log(`left the network after round ${round - 1}`);
-  }
-
   /** Asks the peer to leave cleanly at the next round boundary. */
   leave(): void {
+    this.leaving = true;
     this.actor?.send({ type: 'LEAVE' });
   }
 
@@ -290,6 +332,7 @@ export class Peer extends EventEmitter {
 
   /** Stops timers and connections; the peer's Redis keeps its state for a resume. */
   async close(): Promise<void> {
+    this.closing = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.actor?.stop();
     await this.inbox?.stop();

@@ -5,17 +5,20 @@ import { startRoundActor, type RoundWork } from './round-machine.ts';
 /** A RoundWork that records the phases it is asked to run (the machine only sequences). */
 function recorder(opts: { stopAtCheck?: number; failAt?: string; limit?: number } = {}) {
   const calls: string[] = [];
+  let leaving = false, left = false;
   const phase = (name: string) => async (round: number) => {
     calls.push(`${round}:${name}`);
     if (opts.failAt === `${round}:${name}`) throw new Error(`boom in ${name}`);
+    if (name === 'verify') left = leaving;
   };
   const work: RoundWork = {
     prepare: phase('prepare'), compute: phase('compute'), average: phase('average'), exchange: phase('exchange'),
     aggregate: phase('aggregate'), update: phase('update'), verify: phase('verify'),
     check: async (round) => { calls.push(`${round}:check`); return opts.stopAtCheck === round ? 'converged' : null; },
     limitReached: (round) => (round + 1 >= (opts.limit ?? 1_000) ? 'limit' : null),
+    left: () => left,
   };
-  return { calls, work };
+  return { calls, work, leave: () => { leaving = true; } };
 }
 
 describe('round state machine', () => {
@@ -50,12 +53,14 @@ describe('round state machine', () => {
     await toPromise(actor);
     expect(actor.getSnapshot().value).toBe('failed');
     expect(actor.getSnapshot().context.error).toBe('boom in exchange');
+    expect(actor.getSnapshot().context.errorName).toBe('Error');
     expect(calls.at(-1)).toBe('2:exchange');
   });
 
   it('leaves at the next round boundary', async () => {
-    const { calls, work } = recorder();
+    const { calls, work, leave } = recorder();
     const actor = startRoundActor(work, 0, 10);
+    leave();
     actor.send({ type: 'LEAVE' });
     await toPromise(actor);
     expect(actor.getSnapshot().value).toBe('left');

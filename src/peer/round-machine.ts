@@ -25,6 +25,8 @@ export interface RoundWork {
   check(round: number): Promise<string | null>;
   /** A limit (rounds, epochs) that ends training after `round`, or null. */
   limitReached(round: number): string | null;
+  /** Whether this peer's leave took effect at the end of the round (it is not in the next view). */
+  left(): boolean;
 }
 
 export interface RoundContext {
@@ -33,6 +35,8 @@ export interface RoundContext {
   stopReason: string | null;
   leaving: boolean;
   error: string | null;
+  /** The failing error's name, so the peer can tell a drop (it rejoins) from a failure. */
+  errorName: string | null;
 }
 
 const roundInput = ({ context }: { context: RoundContext }) => ({ round: context.round });
@@ -43,10 +47,11 @@ const errorMessage = (e: unknown) => (e instanceof Error ? e.message : String(e)
  * The per-peer round state machine (XState v5):
  * preparing -> computing -> averaging -> exchanging -> aggregating -> updating -> verifying
  * -> (every `checkEvery` rounds) checking -> next round, or done. A failure in any phase
- * ends in `failed` with the error; LEAVE ends at the next round boundary.
+ * ends in `failed` with the error; after LEAVE, the peer says so in its next round report
+ * and ends when that round's view leaves it out.
  */
 export function createRoundMachine(work: RoundWork) {
-  const phase = (name: keyof Omit<RoundWork, 'limitReached' | 'check'>) =>
+  const phase = (name: keyof Omit<RoundWork, 'limitReached' | 'check' | 'left'>) =>
     fromPromise<void, { round: number }>(({ input }) => work[name](input.round));
 
   return setup({
@@ -66,16 +71,20 @@ export function createRoundMachine(work: RoundWork) {
       check: fromPromise<string | null, { round: number }>(({ input }) => work.check(input.round)),
     },
     actions: {
-      recordError: assign({ error: ({ event }) => errorMessage((event as { error?: unknown }).error) }),
+      recordError: assign(({ event }) => {
+        const error = (event as { error?: unknown }).error;
+        return { error: errorMessage(error), errorName: error instanceof Error ? error.name : 'Error' };
+      }),
     },
     guards: {
       isCheckRound: ({ context }) => (context.round + 1) % context.checkEvery === 0,
       shouldStop: ({ context }) => context.stopReason !== null,
-      isLeaving: ({ context }) => context.leaving,
+      // LEAVE only asks: the peer is gone once the round's view left it out.
+      isLeaving: () => work.left(),
     },
   }).createMachine({
     id: 'round',
-    context: ({ input }) => ({ round: input.round, checkEvery: input.checkEvery, stopReason: null, leaving: false, error: null }),
+    context: ({ input }) => ({ round: input.round, checkEvery: input.checkEvery, stopReason: null, leaving: false, error: null, errorName: null }),
     initial: 'preparing',
     on: { LEAVE: { actions: assign({ leaving: true }) } },
     states: {

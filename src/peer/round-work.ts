@@ -4,11 +4,13 @@ import type { FunctionPlatform } from '../platform/platform.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import { readTensorBytes } from '../tensor/in-db.ts';
+import { forwardJoinRequests } from './admission.ts';
+import { agree, DroppedError } from './agreement.ts';
 import { exchangeAll, exchangeSharded, sliceRanges, type ExchangeInput, type SendResult } from './exchange.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
 import type { PeerLinks } from './links.ts';
-import { byId, type Membership, type MemberRecord } from './membership.ts';
+import type { Membership, MemberRecord } from './membership.ts';
 import type { NetworkPlan } from './peer.ts';
 import type { RoundWork } from './round-machine.ts';
 import { copyTrainingState } from './state-copy.ts';
@@ -16,7 +18,6 @@ import type { ModelInfo, PeerData, RoundMetrics } from './types.ts';
 
 export interface RoundDeps {
   id: string;
-  me: () => MemberRecord;
   plan: NetworkPlan;
   local: Redis;
   store: InDbTensorStore;
@@ -30,6 +31,8 @@ export interface RoundDeps {
   redis: RedisLocation;
   emitRound(m: RoundMetrics): void;
   log(msg: string): void;
+  /** Whether this peer was asked to leave (it says so in its next round report). */
+  leaving(): boolean;
 }
 
 /** Samples one `evaluate` invocation handles. */
@@ -49,6 +52,10 @@ export class RoundRunner implements RoundWork {
   lastLoss: number | null = null;
   lastValidationAccuracy: number | null = null;
   private members: MemberRecord[] = [];
+  /** Members that missed this round's exchange deadline: not waited for again this round. */
+  private suspects = new Set<string>();
+  /** Set when this peer's leave took effect (it is not in the next round's view). */
+  private leftNetwork = false;
   private sent?: SendResult;
   private metrics!: RoundMetrics;
   private roundStart = 0;
@@ -83,15 +90,20 @@ export class RoundRunner implements RoundWork {
 
   async prepare(round: number): Promise<void> {
     this.roundStart = performance.now();
-    const all = await this.d.membership.all();
-    const mine = all.find((m) => m.id === this.d.id);
-    if (mine?.leftAt !== undefined && mine.leftAt <= round) {
-      throw new Error(`peer ${this.d.id} was dropped from the network at round ${mine.leftAt} (it missed a deadline); restart it to rejoin`);
-    }
+    this.suspects = new Set();
     const stopAt = await this.d.local.get(K.stopAt);
     this.stopAt = stopAt === null ? null : Number(stopAt);
     this.members = await this.d.membership.activeAt(round);
-    if (!this.members.some((m) => m.id === this.d.id)) this.members = [...this.members, this.d.me()].sort(byId);
+    if (!this.members.some((m) => m.id === this.d.id)) {
+      throw new DroppedError(this.d.id, round, 'it is not among the members of the round');
+    }
+    // Join requests belong with the coordinator, which admits joiners at the end of a round.
+    const coordinator = this.members[0];
+    if (coordinator.id !== this.d.id && Number(await this.d.local.lLen(K.joinRequests)) > 0) {
+      await this.d.links.client(coordinator.url).then((c) => forwardJoinRequests(this.d.local, c)).catch((err: Error) => {
+        this.d.log(`round ${round}: could not forward join requests to ${coordinator.id}: ${err.message}`);
+      });
+    }
     await this.collectGarbage(round - 2);
     if (this.config.exchange === 'sharded' && Number(await this.d.local.exists(K.aggregate(round))) === 0) {
       await this.d.store.zeros(K.aggregate(round), this.d.model.length);
@@ -187,21 +199,10 @@ export class RoundRunner implements RoundWork {
     const t = performance.now();
     const r = await this.mode.aggregate(this.input(round), this.sent!);
     Object.assign(this.metrics, { bytesSent: r.bytesSent, bytesReceived: r.bytesReceived, waitMs: r.waitMs, aggregateMs: performance.now() - t });
-    if (r.missing.length > 0) await this.drop(r.missing, round);
-  }
-
-  /** Drops peers that missed the deadline, here and (best effort) in their own Redis. */
-  private async drop(ids: string[], round: number): Promise<void> {
-    this.d.log(`round ${round}: dropping ${ids.join(', ')} (missed the ${this.config.deadlineMs} ms deadline)`);
-    await this.d.membership.drop(ids, round);
-    this.metrics.dropped.push(...ids);
-    const gone = this.members.filter((m) => ids.includes(m.id));
-    this.members = this.members.filter((m) => !ids.includes(m.id));
-    await Promise.allSettled(gone.map(async (m) => {
-      const c = await Promise.race([this.d.links.client(m.url), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 1000))]);
-      await c.hSet(K.members, m.id, JSON.stringify({ ...m, leftAt: round }));
-    }));
-    await Promise.allSettled(gone.map((m) => this.d.links.forget(m.url)));
+    if (r.missing.length > 0) {
+      this.d.log(`round ${round}: ${r.missing.join(', ')} missed the ${this.config.deadlineMs} ms deadline`);
+      for (const id of r.missing) this.suspects.add(id);
+    }
   }
 
   /**
@@ -240,30 +241,37 @@ export class RoundRunner implements RoundWork {
   }
 
   /**
-   * Every peer publishes its parameters' checksum to the others. The canonical peer (lowest
-   * id among those that answered) is the reference: a peer that differs copies the state
-   * from it, so all replicas agree bit for bit at the end of every round.
+   * The end of a round: every member reports its parameters' checksum, the round's
+   * coordinator answers with the next round's members (joins, leaves and drops take effect
+   * there, the same on every peer) and its checksum, the reference. A peer whose checksum
+   * differs copies the state from the coordinator, so all replicas agree bit for bit.
    */
   async verify(round: number): Promise<void> {
     const t = performance.now();
     const mine = await this.d.store.checksum(K.params);
-    const key = K.checksum(round, this.d.id);
-    await this.d.local.set(key, mine);
-    const others = this.members.filter((m) => m.id !== this.d.id);
-    await Promise.allSettled(others.map((m) => this.d.links.sendValue(m.url, key, mine)));
-    const tWait = performance.now();
-    const { present, missing } = await this.d.inbox.waitFor(others.map((m) => K.checksum(round, m.id)), this.config.deadlineMs);
-    this.metrics.waitMs += performance.now() - tWait;
-    const sums = new Map<string, string>([[this.d.id, mine]]);
-    const values = present.length ? await this.d.local.mGet(present) : [];
-    present.forEach((k, i) => sums.set(k.slice(k.lastIndexOf(':') + 1), String(values[i])));
-    if (missing.length > 0) await this.drop(missing.map((k) => k.slice(k.lastIndexOf(':') + 1)), round + 1);
+    const leaving = this.d.leaving();
+    const agreed = await agree({
+      round, me: this.d.id, members: this.members, suspects: this.suspects, report: { checksum: mine, leaving },
+      layoutHash: this.d.plan.layoutHash, deadlineMs: this.config.deadlineMs,
+      local: this.d.local, links: this.d.links, inbox: this.d.inbox, log: this.d.log,
+    });
+    this.metrics.waitMs += performance.now() - t;
+    const { view, reference } = agreed;
+    await this.d.membership.applyView(view);
+    const stays = new Set(view.members.map((m) => m.id));
+    const gone = this.members.filter((m) => !stays.has(m.id));
+    this.metrics.dropped = gone.map((m) => m.id).filter((id) => id !== this.d.id || !leaving);
+    if (this.metrics.dropped.length > 0) this.d.log(`round ${round}: ${this.metrics.dropped.join(', ')} dropped from round ${view.round} on`);
+    await Promise.allSettled(gone.map((m) => this.d.links.forget(m.url)));
+    if (!stays.has(this.d.id)) {
+      if (!leaving) throw new DroppedError(this.d.id, view.round, `coordinator ${reference.id} left it out`);
+      this.leftNetwork = true;
+    }
 
-    const canonical = this.members.find((m) => sums.has(m.id))!;
     let checksum = mine;
-    if (sums.get(canonical.id) !== mine) {
-      this.d.log(`round ${round}: checksum ${mine} differs from ${canonical.id}'s ${sums.get(canonical.id)}; repairing from it`);
-      const source = await this.d.links.client(canonical.url);
+    if (reference.checksum !== mine) {
+      this.d.log(`round ${round}: checksum ${mine} differs from ${reference.id}'s ${reference.checksum}; repairing from it`);
+      const source = await this.d.links.client(reference.url);
       await copyTrainingState(source, this.d.local);
       checksum = await this.d.store.checksum(K.params);
       this.metrics.repaired = true;
@@ -271,6 +279,11 @@ export class RoundRunner implements RoundWork {
     this.metrics.checksum = checksum;
     this.metrics.verifyMs = performance.now() - t;
     if ((round + 1) % this.config.checkEvery !== 0) this.finishRound();
+  }
+
+  /** Whether this peer's leave took effect at the end of the last round. */
+  left(): boolean {
+    return this.leftNetwork;
   }
 
   private finishRound(): void {

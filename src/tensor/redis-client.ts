@@ -11,13 +11,17 @@ export const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer 
  * clear error instead of an endless reconnect loop. Once connected, short outages are
  * retried with backoff (a restarting peer comes back).
  */
-export async function connectRedis(location: RedisLocation, opts: { name?: string; connectTimeoutMs?: number } = {}): Promise<Redis> {
+export async function connectRedis(
+  location: RedisLocation,
+  opts: { name?: string; connectTimeoutMs?: number; /** Fail commands at once while disconnected, instead of queueing them. */ failFast?: boolean } = {},
+): Promise<Redis> {
   let connected = false;
   let lastError: Error | undefined;
   const client = createClient({
     url: location.url,
     password: location.password,
     name: opts.name,
+    disableOfflineQueue: opts.failFast ?? false,
     socket: {
       connectTimeout: opts.connectTimeoutMs ?? 5_000,
       reconnectStrategy: (retries: number) => {

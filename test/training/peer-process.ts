@@ -11,6 +11,12 @@ export interface PeerProcess {
   /** Resolves with the JSON outcome the peer prints when it ends (null if it was killed). */
   outcome: Promise<PeerOutcome | null>;
   stderr(): string;
+  /**
+   * Resolves with the first stderr line (past or future) matching `pattern`: how tests wait
+   * for an event of the peer. Rejects when the process ends first, or after `boundMs` (a
+   * bound against hanging, never an assertion about speed).
+   */
+  line(pattern: RegExp, boundMs?: number): Promise<string>;
   kill(signal?: NodeJS.Signals): void;
 }
 
@@ -27,8 +33,26 @@ export function spawnPeer(id: string, args: string[]): PeerProcess {
   });
   let out = '';
   let err = '';
+  let exited = false;
+  const listeners = new Set<() => void>();
   child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { err += d; });
+  child.stderr!.on('data', (d) => { err += d; for (const l of listeners) l(); });
+  child.once('exit', () => { exited = true; for (const l of listeners) l(); });
+  const line = (pattern: RegExp, boundMs = 180_000) => new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`peer ${id}: no line matching ${pattern} within ${boundMs / 1000} s:\n${err}`)), boundMs);
+    const check = () => {
+      const hit = err.split('\n').find((l) => pattern.test(l));
+      if (hit !== undefined) done(null, hit);
+      else if (exited) done(new Error(`peer ${id} ended before a line matching ${pattern}:\n${err}`));
+    };
+    function done(e: Error | null, hit?: string) {
+      clearTimeout(timer);
+      listeners.delete(check);
+      if (e) reject(e); else resolve(hit!);
+    }
+    listeners.add(check);
+    check();
+  });
   const outcome = new Promise<PeerOutcome | null>((resolve) => {
     child.once('exit', (code, signal) => {
       if (signal === 'SIGKILL') return resolve(null);
@@ -39,5 +63,5 @@ export function spawnPeer(id: string, args: string[]): PeerProcess {
       }
     });
   });
-  return { id, child, outcome, stderr: () => err, kill: (s = 'SIGKILL') => { child.kill(s); } };
+  return { id, child, outcome, stderr: () => err, line, kill: (s = 'SIGKILL') => { child.kill(s); } };
 }

@@ -1,0 +1,150 @@
+import type { Redis } from '../tensor/redis-client.ts';
+import { admit, refusal, sendAdmission, takeJoinRequests } from './admission.ts';
+import type { Inbox } from './inbox.ts';
+import { K } from './keys.ts';
+import type { PeerLinks } from './links.ts';
+import { nextView, type MemberRecord, type View } from './membership.ts';
+
+/** What every member says at the end of a round; the coordinator's also carries the next view. */
+export interface RoundReport {
+  checksum: string;
+  leaving: boolean;
+  view?: View;
+}
+
+export interface AgreementInput {
+  round: number;
+  me: string;
+  /** The round's members, in canonical order (this peer included). */
+  members: MemberRecord[];
+  /** Members this peer found missing in the round's exchange: they are not waited for. */
+  suspects: Set<string>;
+  report: RoundReport;
+  layoutHash: string;
+  deadlineMs: number;
+  local: Redis;
+  links: PeerLinks;
+  inbox: Inbox;
+  log(msg: string): void;
+}
+
+export interface Agreement {
+  view: View;
+  /** The coordinator whose state is the reference: a peer with another checksum copies its state. */
+  reference: { id: string; url: string; checksum: string };
+  /** Joiners this peer admitted as the coordinator. */
+  admitted: string[];
+}
+
+/** The peer that coordinates a round: the lowest id among the members not yet given up on. */
+function coordinatorOf(members: MemberRecord[], givenUp: Set<string>): MemberRecord | undefined {
+  return members.find((m) => !givenUp.has(m.id));
+}
+
+/**
+ * The end of a round, where membership changes are agreed. Every member sends its report
+ * (checksum, whether it leaves) to the others; the coordinator (lowest id) waits for the
+ * reports, decides the next round's view (who reported and stays, plus the joiners that
+ * asked), and sends it with its own checksum, which is the reference every other member
+ * checks its parameters against. Joins, leaves and drops therefore take effect at the same
+ * round boundary on every peer: there is one membership per round.
+ *
+ * A coordinator that does not report is given up on after two deadlines (its wait for a
+ * missing member takes one) and the next lowest id takes its place, unless its Redis says
+ * this peer was dropped: then this peer is the one cut off, and it must rejoin rather than
+ * go on alone as a second network.
+ */
+export async function agree(x: AgreementInput): Promise<Agreement> {
+  const givenUp = new Set(x.suspects);
+  givenUp.delete(x.me);
+  const body = JSON.stringify(x.report);
+  await x.local.set(K.report(x.round, x.me), body);
+  let sentToAll = false;
+  for (;;) {
+    const coordinator = coordinatorOf(x.members, givenUp)!;
+    if (coordinator.id === x.me) return coordinate(x, givenUp);
+    if (!sentToAll) {
+      await x.links.sendToAll(x.members.filter((m) => m.id !== x.me).map((m) => m.url), K.report(x.round, x.me), body);
+      sentToAll = true;
+    }
+    const found = await x.inbox.until(() => viewAmongReports(x), x.deadlineMs * 2);
+    if (found) return { view: found.view, reference: found.reference, admitted: [] };
+    if (await droppedBy(x, coordinator)) {
+      throw new DroppedError(x.me, x.round + 1, `coordinator ${coordinator.id} dropped it`);
+    }
+    x.log(`round ${x.round}: coordinator ${coordinator.id} sent no report within ${x.deadlineMs * 2} ms; the next lowest id takes over`);
+    givenUp.add(coordinator.id);
+  }
+}
+
+/** The lowest-id report of the round that carries a view, if one has arrived. */
+async function viewAmongReports(x: AgreementInput): Promise<{ view: View; reference: Agreement['reference'] } | null> {
+  const others = x.members.filter((m) => m.id !== x.me);
+  const raw = others.length ? await x.local.mGet(others.map((m) => K.report(x.round, m.id))) : [];
+  for (const [i, m] of others.entries()) {
+    const r = raw[i] ? (JSON.parse(String(raw[i])) as RoundReport) : null;
+    if (r?.view && r.view.round === x.round + 1) return { view: r.view, reference: { id: m.id, url: m.url, checksum: r.checksum } };
+  }
+  return null;
+}
+
+/** Whether `coordinator`'s own records say this peer was dropped by the next round. */
+async function droppedBy(x: AgreementInput, coordinator: MemberRecord): Promise<boolean> {
+  try {
+    const c = await x.links.client(coordinator.url);
+    const raw = await x.links.timed(c.hGet(K.members, x.me), 1_000);
+    const rec = raw ? (JSON.parse(String(raw)) as MemberRecord) : null;
+    return rec === null || (rec.leftAt !== undefined && rec.leftAt <= x.round + 1);
+  } catch {
+    return false;
+  }
+}
+
+/** The coordinator's side: gather the reports, decide the next view, send it, admit joiners. */
+async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agreement> {
+  const expected = x.members.filter((m) => m.id !== x.me && !givenUp.has(m.id));
+  const { present } = await x.inbox.waitFor(expected.map((m) => K.report(x.round, m.id)), x.deadlineMs);
+  const values = present.length ? await x.local.mGet(present) : [];
+  const reports = new Map<string, RoundReport>([[x.me, x.report]]);
+  present.forEach((k, i) => reports.set(k.slice(k.lastIndexOf(':') + 1), JSON.parse(String(values[i])) as RoundReport));
+  const stay = new Set([...reports].filter(([, r]) => !r.leaving).map(([id]) => id));
+
+  const requests = await takeJoinRequests(x.local);
+  const staying = x.members.filter((m) => stay.has(m.id));
+  const accepted = [];
+  for (const req of requests) {
+    const why = refusal(req, x.layoutHash, staying);
+    if (why === null) { accepted.push(req); continue; }
+    x.log(`round ${x.round}: refusing ${req.member.id}: ${why}`);
+    await x.links.client(req.member.url).then((c) => sendAdmission(c, { nonce: req.nonce, refused: why })).catch(() => {});
+  }
+  const view = nextView(x.round, x.members, stay, accepted.map((r) => r.member));
+  const report: RoundReport = { ...x.report, view };
+  const body = JSON.stringify(report);
+  await x.local.set(K.report(x.round, x.me), body);
+  const audience = new Map([...x.members, ...view.members].filter((m) => m.id !== x.me).map((m) => [m.id, m.url]));
+  await x.links.sendToAll([...audience.values()], K.report(x.round, x.me), body);
+
+  // The view is out; now hand each joiner the state every member has after this round.
+  const admitted: string[] = [];
+  for (const req of accepted) {
+    try {
+      await admit(x.local, await x.links.client(req.member.url), req, view);
+      admitted.push(req.member.id);
+      x.log(`round ${x.round}: admitted ${req.member.id} from round ${view.round}`);
+    } catch (err) {
+      // It misses the next round's exchange and is dropped then; it may ask again.
+      x.log(`round ${x.round}: could not hand ${req.member.id} the state: ${(err as Error).message}`);
+    }
+  }
+  const me = x.members.find((m) => m.id === x.me)!;
+  return { view, reference: { id: x.me, url: me.url, checksum: x.report.checksum }, admitted };
+}
+
+/** This peer is no longer a member: it was dropped, and should rejoin to go on. */
+export class DroppedError extends Error {
+  constructor(readonly peer: string, readonly round: number, why: string) {
+    super(`peer ${peer} was dropped from the network at round ${round} (${why})`);
+    this.name = 'DroppedError';
+  }
+}
