@@ -400,24 +400,28 @@ static int parse_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
     return 1;
 }
 
-/* Reads the accumulation state from the ids hash: expected (0 when fresh) and count. */
+/* Reads the accumulation state from the ids hash: expected (0 when fresh) and count. An
+ * accumulation closed early by PL.CLOSE keeps "-count" in its "" field: then `closed` is 1 and
+ * `expected` is the count it was closed at. */
 static int read_accum_state(RedisModuleCtx *ctx, RedisModuleKey *ids, RedisModuleString *ids_name,
-                            long long *expected, long long *count) {
+                            long long *expected, long long *count, int *closed) {
     *expected = 0;
     *count = 0;
+    *closed = 0;
     if (RedisModule_KeyType(ids) == REDISMODULE_KEYTYPE_EMPTY) return 1;
     RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0), *val = NULL;
     RedisModule_HashGet(ids, REDISMODULE_HASH_NONE, meta, &val, NULL);
     RedisModule_FreeString(ctx, meta);
     long long e = 0;
-    int ok = val && RedisModule_StringToLongLong(val, &e) == REDISMODULE_OK && e >= 1 &&
-             e <= PL_MAX_EXPECTED;
+    int ok = val && RedisModule_StringToLongLong(val, &e) == REDISMODULE_OK && e != 0 &&
+             e >= -PL_MAX_EXPECTED && e <= PL_MAX_EXPECTED;
     if (val) RedisModule_FreeString(ctx, val);
     if (!ok) {
         fail(ctx, "\"%s\" is not an accumulation's id set (no expected count)", show(ids_name).s);
         return 0;
     }
-    *expected = e;
+    *closed = e < 0;
+    *expected = e < 0 ? -e : e;
     *count = (long long)RedisModule_ValueLength(ids) - 1;
     return 1;
 }
@@ -484,14 +488,23 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     RedisModuleKey *sum = NULL, *avg = NULL;
     tensor_key st = {NULL, 0};
     long long expected, count;
-    int fresh, completes;
+    int fresh, completes, closed;
     int type = RedisModule_KeyType(ids);
     if (type != REDISMODULE_KEYTYPE_EMPTY && type != REDISMODULE_KEYTYPE_HASH) {
         fail(ctx, "wrong type: \"%s\" holds %s, not an id set", show(ids_name).s, type_name(type));
         goto done;
     }
-    if (!read_accum_state(ctx, ids, ids_name, &expected, &count)) goto done;
+    if (!read_accum_state(ctx, ids, ids_name, &expected, &count, &closed)) goto done;
     fresh = expected == 0;
+    if (closed) {
+        int seen = 0;
+        RedisModule_HashGet(ids, REDISMODULE_HASH_EXISTS, argv[3], &seen, NULL);
+        if (seen) reply_accum(ctx, count, expected);
+        else
+            fail(ctx, "accumulation \"%s\" was closed at %lld contributions; contribution \"%s\" "
+                 "came too late and is refused", show(argv[1]).s, count, show(argv[3]).s);
+        goto done;
+    }
     if (!fresh && expected != a.expected) {
         fail(ctx, "expected %lld contributions, but \"%s\" was started with %lld", a.expected,
              show(argv[1]).s, expected);
@@ -545,6 +558,71 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
 done:
     close_key(&ids);
     close_key(&sum);
+    close_key(&avg);
+    RedisModule_FreeString(ctx, ids_name);
+    return REDISMODULE_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.CLOSE sum avg
+ *
+ * Closes an accumulation before every expected contribution arrived: the peer calls it at
+ * the round's function deadline, so the round goes on with the gradients that did arrive.
+ * Writes avg = sum / count, publishes it like a completing PL.ACCUM, and refuses every later
+ * new contribution (a retry of a counted one still answers its state). Closing a complete
+ * or closed accumulation changes nothing. Replies [count, expected, 1]; an error when no
+ * contribution arrived (there is nothing to average).
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 3) return RedisModule_WrongArity(ctx);
+    if (!distinct_keys(ctx, argv + 1, 2)) return REDISMODULE_OK;
+    RedisModuleString *ids_name = ids_key_name(ctx, argv[1]);
+    if (name_cmp(ids_name, argv[2]) == 0) {
+        RedisModule_FreeString(ctx, ids_name);
+        return fail(ctx, "avg must not be the sum's id set \"%s\"", show(argv[2]).s);
+    }
+    RedisModuleKey *ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
+    RedisModuleKey *avg = NULL;
+    tensor_key st = {NULL, 0};
+    long long expected, count;
+    int closed;
+    int type = RedisModule_KeyType(ids);
+    if (type == REDISMODULE_KEYTYPE_EMPTY) {
+        fail(ctx, "no contribution to \"%s\" arrived: nothing to average", show(argv[1]).s);
+        goto done;
+    }
+    if (type != REDISMODULE_KEYTYPE_HASH) {
+        fail(ctx, "wrong type: \"%s\" holds %s, not an id set", show(ids_name).s, type_name(type));
+        goto done;
+    }
+    if (!read_accum_state(ctx, ids, ids_name, &expected, &count, &closed)) goto done;
+    if (closed || count >= expected) {
+        reply_accum(ctx, count, closed ? count : expected);
+        goto done;
+    }
+    if (!open_tensor(ctx, argv[1], REDISMODULE_READ, "sum", 0, &st)) goto done;
+    if (!open_target(ctx, argv[2], "avg", &avg)) goto done;
+
+    /* Everything checked: mutate. */
+    pl_f32 *out = resize(avg, st.n, 0);
+    pl_div(out, dma(st.key, REDISMODULE_READ), st.n, (float)count);
+    RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
+    RedisModuleString *mark = RedisModule_CreateStringFromLongLong(ctx, -count);
+    RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, meta, mark, NULL);
+    RedisModule_FreeString(ctx, meta);
+    RedisModule_FreeString(ctx, mark);
+    RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL, strlen(AVERAGED_CHANNEL));
+    RedisModule_PublishMessage(ctx, channel, argv[2]);
+    RedisModule_FreeString(ctx, channel);
+    RedisModule_ReplicateVerbatim(ctx);
+    RedisModule_ReplyWithArray(ctx, 3);
+    RedisModule_ReplyWithLongLong(ctx, count);
+    RedisModule_ReplyWithLongLong(ctx, expected);
+    RedisModule_ReplyWithLongLong(ctx, 1);
+
+done:
+    close_key(&ids);
+    close_key(&st.key);
     close_key(&avg);
     RedisModule_FreeString(ctx, ids_name);
     return REDISMODULE_OK;
@@ -936,6 +1014,7 @@ static const command_spec COMMANDS[] = {
     {"pl.getrange", cmd_getrange, "readonly", 1, 1, 1},
     /* sum, avg; the id set "<sum>:ids" is derived (use a hash tag in cluster mode) */
     {"pl.accum", cmd_accum, "write deny-oom", 1, 2, 1},
+    {"pl.close", cmd_close, "write deny-oom", 1, 2, 1},
     {"pl.sgd", cmd_sgd, "write deny-oom", 1, 3, 1},
     {"pl.adam", cmd_adam, "write deny-oom", 1, 5, 1},
     {"pl.aggregate", cmd_aggregate_entry, "write deny-oom getkeys-api", 1, 1, 1},

@@ -25,7 +25,8 @@ export function addTrainingOptions(cmd: Command): Command {
     .addOption(new Option('--exchange <mode>', 'how peers exchange averages').choices(['all', 'sharded']))
     .option('--aggregation <rule>', 'cross-peer aggregation: mean | median | trimmed:K | krum:F:M')
     .option('--seed <n>', 'seed of the initial weights and of the data split', parseFloat)
-    .option('--deadline <ms>', 'how long a peer waits for the others before dropping them', parseFloat);
+    .option('--deadline <ms>', 'how long a peer waits for the others before dropping them', parseFloat)
+    .option('--function-deadline <ms>', 'how long failing gradient functions are retried in a round before it goes on with the gradients that arrived (0 = half the deadline)', parseFloat);
 }
 
 function aggregation(v: string): TrainingConfigInput['aggregation'] {
@@ -64,6 +65,7 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   set('exchange', o.exchange);
   set('seed', o.seed);
   set('deadlineMs', o.deadline);
+  set('functionDeadlineMs', o.functionDeadline);
   if (o.aggregation !== undefined) c.aggregation = aggregation(String(o.aggregation));
   if (o.schedule !== undefined) c.schedule = o.schedule === 'step' ? { kind: 'step', every: 50, gamma: 0.5 } : { kind: o.schedule };
   const opt = { ...((c.optimizer as object) ?? {}) } as Record<string, unknown>;

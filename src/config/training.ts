@@ -69,6 +69,12 @@ export const TrainingConfigSchema = z
     validationSize: z.number().int().min(0).max(20_000).default(2000),
     /** How long a peer waits for the others in a round before dropping them. */
     deadlineMs: z.number().int().min(100).max(3_600_000).default(60_000),
+    /**
+     * How long a peer retries failing gradient functions, from the start of the round's
+     * compute; then the round goes on with the gradients that arrived. 0 = half the deadline,
+     * so a peer that retried until then is still in time for the others.
+     */
+    functionDeadlineMs: z.number().int().min(0).max(3_600_000).default(0),
     /** Samples a single function processes at once (memory bound for big models); 0 = whole batch. */
     microBatch: z.number().int().min(0).max(8192).default(0),
   })
@@ -84,6 +90,11 @@ export const TrainingConfigSchema = z
 export type TrainingConfig = z.infer<typeof TrainingConfigSchema>;
 export type TrainingConfigInput = z.input<typeof TrainingConfigSchema>;
 export type OptimizerConfig = z.infer<typeof OptimizerSchema>;
+
+/** The round's function deadline, ms (see `functionDeadlineMs`). */
+export function functionDeadline(c: TrainingConfig): number {
+  return c.functionDeadlineMs > 0 ? c.functionDeadlineMs : Math.floor(c.deadlineMs / 2);
+}
 
 /** Validates a configuration; the error names every bad field on one line. */
 export function parseTrainingConfig(input: unknown): TrainingConfig {

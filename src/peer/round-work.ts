@@ -1,6 +1,7 @@
-import { learningRate, totalRounds } from '../config/training.ts';
+import { functionDeadline, learningRate, totalRounds } from '../config/training.ts';
 import type { EvaluateResult, GradientEvent, GradientResult, RedisLocation } from '../functions/events.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
+import { mayPassLater } from '../platform/retry.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import { readTensorBytes } from '../tensor/in-db.ts';
@@ -113,7 +114,7 @@ export class RoundRunner implements RoundWork {
       loss: NaN, accuracy: NaN, samples: 0, lr: learningRate(this.config, round, this.totalRounds),
       computeMs: 0, averageMs: 0, exchangeMs: 0, aggregateMs: 0, updateMs: 0, verifyMs: 0, checkMs: 0,
       functionComputeMs: 0, functionWallMs: 0, roundMs: 0, bytesSent: 0, bytesReceived: 0, waitMs: 0,
-      dropped: [], repaired: false, checksum: '', costUsd: this.d.platform.metrics().estimatedCostUsd,
+      dropped: [], failedBatches: 0, repaired: false, checksum: '', costUsd: this.d.platform.metrics().estimatedCostUsd,
     };
   }
 
@@ -135,46 +136,90 @@ export class RoundRunner implements RoundWork {
     return Array.from({ length: per }, (_, i) => (round * per + i) % n);
   }
 
+  /**
+   * One gradient function per batch, all at once. A failing call is retried with backoff
+   * until the round's function deadline (the gradient counts once per batch, whatever the
+   * attempts); a batch that still fails is reported, and the average is then closed inside
+   * the database over the gradients that arrived. A peer none of whose gradients arrived
+   * sits the round out: it is dropped, and asks to rejoin.
+   */
   async compute(round: number): Promise<void> {
     const t = performance.now();
     const batches = this.batchesOf(round);
-    const event = (b: number): GradientEvent => {
-      const keys = this.d.data.batchKeys(b);
-      return {
-        redis: this.d.redis,
-        model: this.config.model,
-        layoutHash: this.d.plan.layoutHash,
-        layoutKey: K.layout,
-        paramsKey: K.params,
-        batchImagesKey: keys.images,
-        batchLabelsKey: keys.labels,
-        sumKey: K.gradSum(round),
-        avgKey: K.gradAvg(round),
-        contributionId: `b${b}`,
-        expected: batches.length,
-        ...(this.config.microBatch > 0 ? { microBatch: this.config.microBatch } : {}),
-      };
-    };
-    const results = await Promise.all(batches.map(async (b): Promise<GradientResult> => {
-      this.inFlightCount++;
-      try {
-        return await this.d.platform.invoke('gradient', event(b));
-      } finally {
-        this.inFlightCount--;
-      }
-    }));
+    const until = t + functionDeadline(this.config);
+    const outcomes = await Promise.all(batches.map((b) => this.gradientUntil(round, b, batches.length, until)));
     let samples = 0, lossSum = 0, correct = 0, fnMs = 0;
-    for (const r of results) {
+    const failed: { batch: number; error: Error }[] = [];
+    for (const [i, o] of outcomes.entries()) {
+      if ('error' in o) { failed.push({ batch: batches[i], error: o.error }); continue; }
+      const r = o.result;
       samples += r.samples;
       lossSum += r.loss * r.samples;
       correct += r.accuracy * r.samples;
       fnMs += r.timings.computeMs;
     }
+    if (failed.length > 0) await this.closeAverage(round, batches.length, failed);
     Object.assign(this.metrics, {
-      samples, loss: lossSum / samples, accuracy: correct / samples, functionComputeMs: fnMs,
-      functionWallMs: performance.now() - t, computeMs: performance.now() - t,
+      samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 ? correct / samples : NaN, functionComputeMs: fnMs,
+      functionWallMs: performance.now() - t, computeMs: performance.now() - t, failedBatches: failed.length,
     });
-    this.lastLoss = this.metrics.loss;
+    if (samples > 0) this.lastLoss = this.metrics.loss;
+  }
+
+  /** Invokes one batch's gradient, retrying what may pass later, until `until`. */
+  private async gradientUntil(round: number, batch: number, expected: number, until: number): Promise<{ result: GradientResult } | { error: Error }> {
+    const event = this.gradientEvent(round, batch, expected);
+    this.inFlightCount++;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return { result: await beforeDeadline(this.d.platform.invoke('gradient', event), until - performance.now()) };
+        } catch (err) {
+          const error = err instanceof Error ? err : new Error(String(err));
+          // Full jitter, capped: many batches of one round retrying together must not stampede.
+          const wait = Math.random() * Math.min(2_000, 100 * 2 ** (attempt - 1));
+          if (!mayPassLater(err) || performance.now() + wait >= until) {
+            if (attempt > 1) error.message += ` (${attempt} calls in this round)`;
+            return { error };
+          }
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+    } finally {
+      this.inFlightCount--;
+    }
+  }
+
+  private gradientEvent(round: number, b: number, expected: number): GradientEvent {
+    const keys = this.d.data.batchKeys(b);
+    return {
+      redis: this.d.redis,
+      model: this.config.model,
+      layoutHash: this.d.plan.layoutHash,
+      layoutKey: K.layout,
+      paramsKey: K.params,
+      batchImagesKey: keys.images,
+      batchLabelsKey: keys.labels,
+      sumKey: K.gradSum(round),
+      avgKey: K.gradAvg(round),
+      contributionId: `b${b}`,
+      expected,
+      ...(this.config.microBatch > 0 ? { microBatch: this.config.microBatch } : {}),
+    };
+  }
+
+  /** Averages what arrived, inside the database; later arrivals are refused there. */
+  private async closeAverage(round: number, expected: number, failed: { batch: number; error: Error }[]): Promise<void> {
+    const which = failed.map((f) => `b${f.batch}`).join(', ');
+    const first = failed[0].error.message;
+    let counted: number;
+    try {
+      counted = (await this.d.store.closeAccumulation(K.gradSum(round), K.gradAvg(round))).count;
+    } catch (err) {
+      if (!/no contribution .* arrived/.test((err as Error).message)) throw err;
+      throw new DroppedError(this.d.id, round, `none of its ${expected} gradient(s) arrived before the function deadline; first error: ${first}`);
+    }
+    this.d.log(`round ${round}: gradient(s) ${which} failed until the function deadline (${first}); averaging the ${counted} of ${expected} that arrived`);
   }
 
   /** The last arrival averaged in the database; make sure the average is there. */
@@ -364,4 +409,14 @@ export class RoundRunner implements RoundWork {
     }
     return null;
   }
+}
+
+/** `work`, or a retryable failure once `ms` have passed (the call may still land: it is then refused). */
+function beforeDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  work.catch(() => {});
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`no answer before the function deadline`), { retryable: false })), Math.max(0, ms));
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

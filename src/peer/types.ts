@@ -72,6 +72,8 @@ export interface RoundMetrics extends PhaseTimes {
   /** Of exchange, aggregate and verify: time spent waiting for the other peers. */
   waitMs: number;
   dropped: string[];
+  /** Batches whose gradient failed until the function deadline (the round averaged the rest). */
+  failedBatches: number;
   repaired: boolean;
   checksum: string;
   validationAccuracy?: number;

@@ -77,6 +77,15 @@ export class InDbTensorStore implements TensorStore {
     return { count: Number(count), expected: Number(exp), done: Number(done) === 1 };
   }
 
+  /**
+   * Closes an accumulation at the function deadline: the average over what arrived, and no
+   * contribution counted after (PL.CLOSE). Fails when nothing arrived.
+   */
+  async closeAccumulation(sumKey: string, avgKey: string): Promise<AccumulateResult> {
+    const [count, exp, done] = await call<number[]>(this.client, ['PL.CLOSE', sumKey, avgKey]);
+    return { count: Number(count), expected: Number(exp), done: Number(done) === 1 };
+  }
+
   async sgd(paramKey: string, gradKey: string, velocityKey: string, o: SgdOptions): Promise<void> {
     const args = ['PL.SGD', paramKey, gradKey, velocityKey, num(o.lr), num(o.momentum)];
     if (o.dampening) args.push('DAMPENING', num(o.dampening));

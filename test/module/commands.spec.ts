@@ -140,6 +140,35 @@ describe('PL.ACCUM', () => {
     expect(Array.from(await getTensor(client, 'fr'))).toEqual([0, 7, 0]);
   });
 
+  it('PL.CLOSE averages what arrived, refuses later contributions, and keeps retries of counted ones', async () => {
+    const sub = client.duplicate();
+    sub.on('error', () => {});
+    await sub.connect();
+    const announced: string[] = [];
+    await sub.subscribe('peerless:averaged', (m) => announced.push(m));
+    try {
+      const acc = (id: string, t: Float32Array) => client.sendCommand(['PL.ACCUM', 'cs', 'cavg', id, '4', bytes(t)]);
+      await acc('a', f32(1, 2, 3));
+      await acc('b', f32(4, 5, 7));
+      expect(await client.sendCommand(['PL.CLOSE', 'cs', 'cavg'])).toEqual([2, 4, 1]);
+      expect(Array.from(await getTensor(client, 'cavg'))).toEqual([5, 7, 10].map((x) => f(x / 2)));
+      // Closing again changes nothing; a retry of a counted contribution answers the state.
+      expect(await client.sendCommand(['PL.CLOSE', 'cs', 'cavg'])).toEqual([2, 2, 1]);
+      expect(await acc('a', f32(1, 2, 3))).toEqual([2, 2, 1]);
+      // A contribution after the close is refused, and the sum and average keep their bytes.
+      expect(await errorOf(client, 'PL.ACCUM', 'cs', 'cavg', 'c', '4', bytes(f32(9, 9, 9)))).toMatch(/^ERR peerless: accumulation "cs" was closed at 2 contributions; contribution "c" came too late/);
+      expect(Array.from(await getTensor(client, 'cs'))).toEqual([5, 7, 10]);
+      expect(Array.from(await getTensor(client, 'cavg'))).toEqual([5, 7, 10].map((x) => f(x / 2)));
+      // Closing a complete accumulation changes nothing either.
+      await client.sendCommand(['PL.ACCUM', 'done', 'davg', 'x', '1', bytes(f32(3))]);
+      expect(await client.sendCommand(['PL.CLOSE', 'done', 'davg'])).toEqual([1, 1, 1]);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(announced).toEqual(['cavg', 'davg']);
+    } finally {
+      await sub.close();
+    }
+  });
+
   it('works with binary key names and ids', async () => {
     const sum = Buffer.from([0, 1, 2, 0xff, 0x0a]), avg = Buffer.from('avg\r\nx'), id = Buffer.from([0, 0, 0]);
     expect(await client.sendCommand(['PL.ACCUM', sum, avg, id, '1', bytes(f32(4, 6))])).toEqual([1, 1, 1]);

@@ -127,6 +127,15 @@ const cases: [string, Arg[], RegExp][] = [
   ['ACCUM OFFSET negative', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '-1', 'TOTAL', '20'], /OFFSET must be between/],
   ['ACCUM TOTAL 0', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'TOTAL', '0'], /TOTAL must be between 1/],
   ['ACCUM bad keyword', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'FROM', '0', 'TOTAL', '20'], /unexpected argument "FROM"/],
+  // PL.CLOSE
+  ['CLOSE arity', ['PL.CLOSE', 'run'], ARITY],
+  ['CLOSE arity 3', ['PL.CLOSE', 'run', 'runavg', 'x'], ARITY],
+  ['CLOSE nothing arrived', ['PL.CLOSE', 'nosum', 'noavg'], /no contribution to "nosum" arrived/],
+  ['CLOSE sum is avg', ['PL.CLOSE', 'run', 'run'], /given twice/],
+  ['CLOSE avg is the id set', ['PL.CLOSE', 'run', 'run:ids'], /id set/],
+  ['CLOSE id set not a hash', ['PL.CLOSE', 'badids', 'a'], /wrong type.*not an id set/],
+  ['CLOSE id set without expected', ['PL.CLOSE', 'noexp', 'a'], /no expected count/],
+  ['CLOSE avg is a list', ['PL.CLOSE', 'run', 'l'], /wrong type: avg "l"/],
   // PL.SGD
   ['SGD arity', ['PL.SGD', 't', 'g', 'v', '0.1'], ARITY],
   ['SGD lr nan', ['PL.SGD', 't', 'g', 'v', 'nan', '0.9'], /lr must be a finite number/],
@@ -208,7 +217,7 @@ describe('random garbage at every command', () => {
     await populate();
     const r = rng(12345);
     const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)];
-    const commands = ['PL.SET', 'PL.SETRANGE', 'PL.ZEROS', 'PL.LEN', 'PL.GETRANGE', 'PL.ACCUM', 'PL.SGD', 'PL.ADAM', 'PL.AGGREGATE', 'PL.SCALE', 'PL.CHECKSUM'];
+    const commands = ['PL.SET', 'PL.SETRANGE', 'PL.ZEROS', 'PL.LEN', 'PL.GETRANGE', 'PL.ACCUM', 'PL.CLOSE', 'PL.SGD', 'PL.ADAM', 'PL.AGGREGATE', 'PL.SCALE', 'PL.CHECKSUM'];
     const keys = ['t', 'g', 'g8', 'v8', 'nan', 'odd', 'empty', 'h', 'l', 'run', 'runavg', 'fin', 'step', 'x', 'y', 'run:ids', ''];
     const words = ['MEAN', 'MEDIAN', 'TRIMMED', 'KRUM', 'OFFSET', 'TOTAL', 'NESTEROV', 'WD', 'DAMPENING', 'BETA1', 'BETA2', 'EPS', 'DECOUPLED'];
     // small numbers only among the valid ones: a valid ZEROS must not allocate much

@@ -2,7 +2,7 @@ import { InvokeCommand, LambdaClient, type LambdaClientConfig } from '@aws-sdk/c
 import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
 import type { FunctionPlatform, LambdaPrices, PlatformMetrics } from '../platform.ts';
 import { Meter, type Metered } from '../http/meter.ts';
-import { networkCode, RetriesExhausted, withRetries } from '../http/retry.ts';
+import { networkCode, RetriesExhausted, withRetries } from '../retry.ts';
 import { isLambdaResponse, TRANSIENT_PREFIX, type LambdaErrorPayload, type LambdaRequest } from './envelope.ts';
 
 export interface AwsLambdaPlatformOptions {
@@ -90,7 +90,8 @@ export class AwsLambdaPlatform implements FunctionPlatform {
         return { value: result as FunctionResults[N], coldStart, memoryMb, attempts: out.attempts };
       } catch (err) {
         const e = err instanceof RetriesExhausted ? err : new RetriesExhausted(err as Error, 1);
-        throw new RetriesExhausted(new Error(this.describe(fn, e.cause, e.attempts)), e.attempts);
+        const timedOut = e.cause.name === 'TimeoutError' || e.cause.name === 'RequestTimeout';
+        throw new RetriesExhausted(new Error(this.describe(fn, e.cause, e.attempts)), e.attempts, isTransient(e.cause) || timedOut);
       }
     });
   }

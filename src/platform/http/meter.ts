@@ -3,7 +3,7 @@ import {
   DEFAULT_LAMBDA_PRICES, lambdaCost,
   type InvocationRecord, type LambdaPrices, type PlatformMetrics,
 } from '../platform.ts';
-import { RetriesExhausted } from './retry.ts';
+import { RetriesExhausted } from '../retry.ts';
 
 /** What a remote call reports back besides its value. */
 export interface Metered<T> {

@@ -1,7 +1,7 @@
 import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
 import type { FunctionPlatform, LambdaPrices, PlatformMetrics } from '../platform.ts';
 import { Meter } from './meter.ts';
-import { networkCode, RetriesExhausted, withRetries } from './retry.ts';
+import { networkCode, RetriesExhausted, withRetries } from '../retry.ts';
 
 /**
  * Header our server sets on a handler failure (like Lambda's X-Amz-Function-Error):
@@ -69,7 +69,8 @@ export class HttpPlatform implements FunctionPlatform {
       } catch (err) {
         if (err instanceof RetriesExhausted) {
           const suffix = err.attempts > 1 ? ` after ${err.attempts} attempts` : '';
-          throw new RetriesExhausted(new Error(`${err.message}${suffix}`), err.attempts);
+          const later = isTransient(err.cause) || (err.cause instanceof HttpError && err.cause.kind === 'timeout');
+          throw new RetriesExhausted(new Error(`${err.message}${suffix}`), err.attempts, later);
         }
         throw err;
       }

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import type { FunctionEvents, FunctionName, FunctionResults, ModelRef } from '../../functions/events.ts';
 import { DEFAULT_LAMBDA_PRICES, lambdaCost, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics } from '../platform.ts';
+import { RetriesExhausted } from '../retry.ts';
 import { PoolFailure, WorkerPool } from './pool.ts';
 
 export interface LocalPlatformOptions {
@@ -96,6 +97,7 @@ export class LocalPlatform implements FunctionPlatform {
     let cold = false;
     let error: Error | undefined;
     let attempt = 0;
+    let lastTransient = false;
     while (attempt < this.o.attempts) {
       attempt++;
       if (attempt > 1) await sleep(this.o.backoffMs * 2 ** (attempt - 2) * (0.5 + Math.random() / 2));
@@ -121,11 +123,12 @@ export class LocalPlatform implements FunctionPlatform {
         error = new Error(err.message);
         transient = err.transient;
       }
+      lastTransient = transient;
       if (!transient) break;
     }
     this.records.push({ name, durationMs: billed, memoryMb: this.o.memoryMb, coldStart: cold, ok: false, attempts: attempt });
     if (attempt > 1) error!.message += ` (after ${attempt} attempts)`;
-    throw error!;
+    throw new RetriesExhausted(error!, attempt, lastTransient);
   }
 
   private bill(durationMs: number, cold: boolean): void {

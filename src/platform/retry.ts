@@ -17,12 +17,21 @@ export interface RetryOutcome<T> {
   attempts: number;
 }
 
-/** An error carrying how many attempts were made before giving up. */
+/**
+ * A platform gave up on an invocation: how many attempts it made, and whether a later call
+ * may still pass (`retryable`: a lost connection, a gateway error, a timeout), which the peer
+ * retries until the round's function deadline, unlike a function that failed on its input.
+ */
 export class RetriesExhausted extends Error {
-  constructor(override readonly cause: Error, readonly attempts: number) {
+  constructor(override readonly cause: Error, readonly attempts: number, readonly retryable = false) {
     super(cause.message);
     this.name = cause.name;
   }
+}
+
+/** Whether an invocation error may pass on a later call (see RetriesExhausted). */
+export function mayPassLater(err: unknown): boolean {
+  return (err as { retryable?: unknown })?.retryable === true;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTrainingConfig } from '../../src/config/training.ts';
+import type { GradientEvent } from '../../src/functions/events.ts';
+import { HttpPlatform } from '../../src/platform/http/platform.ts';
+import { serveFunctions, type FunctionServer } from '../../src/platform/http/server.ts';
+import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import { TestNetwork } from '../training/in-process-network.ts';
+import { startFunctionProxy, type FunctionProxy } from './function-proxy.ts';
+
+/**
+ * Failures that degrade: peers reach their functions over HTTP through a seeded proxy that
+ * fails a fifth of the calls (gateway 500, reset, delay past the timeout, reset after the
+ * function ran). The functions are the real handlers on the real local platform (worker
+ * threads) behind `function serve`'s server. Every round still averages every batch, the
+ * replicas stay identical, and the run ends where a clean run ends: within float32 rounding
+ * until sums are order-free (the data-path issue), since a retried gradient arrives in
+ * another order.
+ */
+const config = parseTrainingConfig({
+  model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 1024, batchSize: 32, batchesPerRound: 3,
+  maxRounds: 6, epochs: 1000, checkEvery: 1000, validationSize: 0, optimizer: { kind: 'adam', lr: 0.003 }, seed: 11,
+  deadlineMs: 30_000, functionDeadlineMs: 15_000,
+});
+
+let backend: LocalPlatform;
+let functions: FunctionServer;
+
+beforeAll(async () => {
+  backend = new LocalPlatform({ workers: 2 });
+  await backend.warm();
+  functions = await serveFunctions({ handle: (name, event) => backend.invoke(name, event) });
+});
+
+afterAll(async () => {
+  await functions?.close();
+  await backend?.close();
+});
+
+/** A 2-peer run through a proxy failing `fraction` of the calls; its metrics and parameters. */
+async function run(fraction: number, seed: number) {
+  const proxy: FunctionProxy = await startFunctionProxy(functions.url, { seed, fraction, delayMs: 1_500 });
+  // One attempt per call at the platform: the peer's own retries until the function deadline
+  // are what is tested. The timeout sits below the proxy's delay.
+  const platform = new HttpPlatform({ url: proxy.url, timeoutMs: 1_000, attempts: 1 });
+  const net = new TestNetwork(config, platform);
+  try {
+    const peers = await net.foundingGroup(2);
+    const outcomes = await Promise.all(peers.map((p) => p.outcome!));
+    const params = await Promise.all([0, 1].map((i) => net.params(i)));
+    await net.close(peers);
+    return { outcomes, peers, params, injected: { ...proxy.injected }, calls: proxy.calls };
+  } finally {
+    await net.dispose();
+    await platform.close();
+    await proxy.close();
+  }
+}
+
+describe('function faults degrade a round, never a peer', () => {
+  it('20% failing calls: every batch still counted once, replicas identical, the clean run\'s parameters within float32 rounding', async () => {
+    const clean = await run(0, 1);
+    const faulty = await run(0.2, 1);
+    for (const r of [clean, faulty]) {
+      expect(r.outcomes.map((o) => o.state), r.peers.map((p) => p.logs.join('\n')).join('\n')).toEqual(['done', 'done']);
+      expect(r.outcomes[0].checksum).toBe(r.outcomes[1].checksum);
+    }
+    // Faults of every kind were injected, and yet no batch was given up and nobody dropped.
+    for (const n of Object.values(faulty.injected)) expect(n).toBeGreaterThan(0);
+    expect(faulty.calls).toBeGreaterThan(clean.calls);
+    for (const p of faulty.peers) {
+      expect(p.rounds).toHaveLength(config.maxRounds);
+      expect(p.rounds.filter((m) => m.failedBatches > 0 || m.dropped.length > 0)).toEqual([]);
+    }
+    // The same training: each round's loss and the final parameters agree with the clean run's
+    // to float32 rounding (the sum's order changed, nothing else).
+    for (const [i, m] of faulty.peers[0].rounds.entries()) expect(m.loss).toBeCloseTo(clean.peers[0].rounds[i].loss, 4);
+    let maxDiff = 0, maxAbs = 0;
+    for (let i = 0; i < clean.params[0].length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(clean.params[0][i] - faulty.params[0][i]));
+      maxAbs = Math.max(maxAbs, Math.abs(clean.params[0][i]));
+    }
+    expect(maxDiff).toBeLessThan(1e-5 * maxAbs);
+  });
+});
+
+describe('a batch that keeps failing', () => {
+  /** Functions behind HTTP that fail (as a lost Redis does: worth a retry) when `fails(event)`. */
+  async function failingFunctions(fails: (e: GradientEvent) => boolean): Promise<FunctionServer> {
+    return serveFunctions({
+      handle: (name, event) => {
+        if (name === 'gradient' && fails(event as GradientEvent)) {
+          return Promise.reject(new Error(`cannot reach Redis at ${(event as GradientEvent).redis.url}: connect ECONNREFUSED (injected)`));
+        }
+        return backend.invoke(name, event);
+      },
+    });
+  }
+
+  it('is given up at the function deadline: the round averages the others, and nobody is dropped', async () => {
+    // Round 1 takes batches b3, b4, b5 of each shard: b4 never gets through.
+    const server = await failingFunctions((e) => e.contributionId === 'b4' && e.sumKey === 'r:1:gsum');
+    const platform = new HttpPlatform({ url: server.url, attempts: 1 });
+    const net = new TestNetwork(parseTrainingConfig({ ...config, functionDeadlineMs: 1_000, maxRounds: 3 }), platform);
+    try {
+      const peers = await net.foundingGroup(2);
+      const outcomes = await Promise.all(peers.map((p) => p.outcome!));
+      expect(outcomes.map((o) => o.state)).toEqual(['done', 'done']);
+      expect(outcomes[0].checksum).toBe(outcomes[1].checksum);
+      for (const p of peers) {
+        expect(p.rounds.map((m) => m.failedBatches)).toEqual([0, 1, 0]);
+        expect(p.rounds.flatMap((m) => m.dropped)).toEqual([]);
+        expect(p.logs.join('\n')).toMatch(/round 1: gradient\(s\) b4 failed until the function deadline \(.*injected.*\); averaging the 2 of 3 that arrived/);
+      }
+      // The average was closed inside the database: a late b2 is refused there.
+      await expect(net.clients[0].sendCommand(['PL.ACCUM', 'r:1:gsum', 'r:1:gavg', 'b4', '3', Buffer.alloc(4 * (await net.params(0)).length)]))
+        .rejects.toThrow(/closed at 2 contributions; contribution "b4" came too late/);
+      await net.close(peers);
+    } finally {
+      await net.dispose();
+      await platform.close();
+      await server.close();
+    }
+  });
+
+  it('a peer none of whose gradients arrive sits the round out, rejoins, and ends identical', async () => {
+    let peer1Url = '';
+    const server = await failingFunctions((e) => e.redis.url === peer1Url && e.sumKey === 'r:2:gsum');
+    const platform = new HttpPlatform({ url: server.url, attempts: 1 });
+    const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 3_000, functionDeadlineMs: 500, maxRounds: 8 }), platform);
+    try {
+      await net.reset(2);
+      peer1Url = net.servers[1].url;
+      const peers = await net.foundingGroup(2);
+      const outcomes = await Promise.all(peers.map((p) => p.outcome!));
+      const logs = peers.map((p) => p.logs.join('\n'));
+      expect(outcomes.map((o) => o.state), logs.join('\n')).toEqual(['done', 'done']);
+      expect(outcomes[0].checksum).toBe(outcomes[1].checksum);
+      expect(logs[1]).toMatch(/none of its 3 gradient\(s\) arrived before the function deadline.*asking to rejoin/s);
+      expect(logs[1]).toMatch(/joined through/);
+      // The others went on without it at their deadline and admitted it again at once.
+      expect(logs[0]).toMatch(/round 2: p01 missed the 3000 ms deadline/);
+      expect(logs[0]).toMatch(/round 2: admitted p01 from round 3/);
+      expect(peers[1].rounds.map((m) => m.round)).not.toContain(2);
+      expect(peers[0].rounds.at(-1)!.members).toEqual(['p00', 'p01']);
+      await net.close(peers);
+    } finally {
+      await net.dispose();
+      await platform.close();
+      await server.close();
+    }
+  });
+});

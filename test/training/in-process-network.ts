@@ -1,0 +1,106 @@
+import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
+import { prepareModel, preparePeerData } from '../../src/cluster/training-setup.ts';
+import { roundsPerEpoch, type TrainingConfig } from '../../src/config/training.ts';
+import { K } from '../../src/peer/keys.ts';
+import { Peer } from '../../src/peer/peer.ts';
+import { requestStop } from '../../src/peer/stop.ts';
+import type { ModelInfo, PeerOutcome, RoundMetrics } from '../../src/peer/types.ts';
+import type { FunctionPlatform } from '../../src/platform/platform.ts';
+import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
+import { readTensorBytes } from '../../src/tensor/in-db.ts';
+
+/** One in-process peer of a test network, with what it reported. */
+export interface TestPeer {
+  peer: Peer;
+  rounds: RoundMetrics[];
+  logs: string[];
+  outcome?: Promise<PeerOutcome>;
+}
+
+/**
+ * A network of in-process peers for tests: real redis-servers with the module (started once,
+ * emptied between networks), real peers, and whatever platform the test gives them. Peer i
+ * uses server i and is called `p` + two digits, so id order is index order.
+ */
+export class TestNetwork {
+  readonly servers: RedisServer[] = [];
+  readonly clients: Redis[] = [];
+  private model?: { info: ModelInfo; initialParams: Float32Array };
+
+  constructor(private readonly config: TrainingConfig, private readonly platform: FunctionPlatform) {}
+
+  /** At least n clean redis-servers. */
+  async reset(n: number): Promise<void> {
+    while (this.servers.length < n) {
+      const s = await startRedisServer();
+      this.servers.push(s);
+      this.clients.push(await connectRedis({ url: s.url }));
+    }
+    await Promise.all(this.clients.map((c) => c.flushAll()));
+  }
+
+  async makePeer(i: number, count: number, role: 'found' | 'join' | 'founding-group'): Promise<TestPeer> {
+    this.model ??= await prepareModel(this.config);
+    const data = await preparePeerData(this.clients[i], this.config, { index: i, count }, { storeTest: false, skipIfStored: false });
+    const joinAt = role === 'founding-group' ? { fromRound: 0 } : {};
+    const peer = new Peer({
+      id: `p${String(i).padStart(2, '0')}`, redis: { url: this.servers[i].url }, platform: this.platform,
+      model: this.model.info, data, shard: { index: i, count },
+      ...(role === 'found'
+        ? { found: { config: this.config, initialParams: this.model.initialParams, roundsPerEpoch: roundsPerEpoch(this.config, data.batches) } }
+        : { bootstrap: { url: this.servers[0].url, ...joinAt } }),
+    });
+    const r: TestPeer = { peer, rounds: [], logs: [] };
+    peer.on('round', (m: RoundMetrics) => r.rounds.push(m));
+    peer.on('log', (l: string) => r.logs.push(l));
+    return r;
+  }
+
+  async start(r: TestPeer): Promise<void> {
+    await r.peer.start();
+    r.outcome = r.peer.run();
+  }
+
+  /** n peers that found the network together (as `peerless train` does), all running. */
+  async foundingGroup(n: number): Promise<TestPeer[]> {
+    await this.reset(n);
+    const peers: TestPeer[] = [];
+    for (let i = 0; i < n; i++) {
+      const p = await this.makePeer(i, n, i === 0 ? 'found' : 'founding-group');
+      await p.peer.start();
+      peers.push(p);
+    }
+    for (const p of peers) p.outcome = p.peer.run();
+    return peers;
+  }
+
+  /** Resolves with the round of the first round `r` finishes with `members` members: an event. */
+  roundWith(r: TestPeer, members: number): Promise<number> {
+    return new Promise((resolve) => {
+      const hit = (m: RoundMetrics) => { if (m.members.length === members) { r.peer.off('round', hit); resolve(m.round); } };
+      r.peer.on('round', hit);
+    });
+  }
+
+  /** Asks the first n servers' peers to stop together and waits for every outcome. */
+  async stop(peers: TestPeer[], n = peers.length): Promise<PeerOutcome[]> {
+    await requestStop(this.clients.slice(0, n));
+    return Promise.all(peers.map((r) => r.outcome!));
+  }
+
+  /** Peer i's parameters, as bytes. */
+  async params(i: number): Promise<Float32Array> {
+    const len = Number(await this.clients[i].strLen(K.params)) / 4;
+    const b = await readTensorBytes(this.clients[i], K.params, 0, len);
+    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+  }
+
+  async close(peers: TestPeer[] = []): Promise<void> {
+    await Promise.all(peers.map((r) => r.peer.close()));
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.clients.map(closeRedis));
+    await Promise.all(this.servers.map((s) => s.stop()));
+  }
+}
