@@ -24,6 +24,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--validation <n>', 'training samples held out for the convergence checks', parseFloat)
     .addOption(new Option('--exchange <mode>', 'how peers exchange averages').choices(['all', 'sharded']))
     .option('--aggregation <rule>', 'cross-peer aggregation: mean | median | trimmed:K | krum:F:M')
+    .addOption(new Option('--fallback-aggregation <rule>', 'used in a round where too few averages arrived for a robust --aggregation (none = fail the round)').choices(['median', 'mean', 'none']))
     .option('--seed <n>', 'seed of the initial weights and of the data split', parseFloat)
     .option('--deadline <ms>', 'how long a peer waits for the others before dropping them', parseFloat)
     .option('--function-deadline <ms>', 'how long failing gradient functions are retried in a round before it goes on with the gradients that arrived (0 = half the deadline)', parseFloat);
@@ -63,6 +64,7 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   set('checkEvery', o.checkEvery);
   set('validationSize', o.validation);
   set('exchange', o.exchange);
+  set('fallbackAggregation', o.fallbackAggregation);
   set('seed', o.seed);
   set('deadlineMs', o.deadline);
   set('functionDeadlineMs', o.functionDeadline);

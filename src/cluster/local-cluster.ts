@@ -145,6 +145,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
         model: model.info,
         data,
         shard: { index: i, count: o.peers },
+        restoreData: async (c) => { await preparePeerData(c, config, { index: i, count: o.peers }, { storeTest: i === 0 && o.testEvaluation === true, skipIfStored: false }); },
         ...(i === 0 ? { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } } : { bootstrap: { url: servers[0].url, fromRound: 0 } }),
       });
       peer.on('status', (s: PeerStatus) => o.onStatus?.(s));

@@ -58,6 +58,11 @@ export const TrainingConfigSchema = z
     optimizer: OptimizerSchema.default({ kind: 'adam', lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, decoupled: false }),
     schedule: ScheduleSchema.default({ kind: 'constant' }),
     aggregation: AggregationSchema.default({ rule: 'mean' }),
+    /**
+     * The rule a round uses when too few peers' averages arrived for a robust rule (Multi-Krum
+     * needs more than 2f+2, a trimmed mean more than 2k): 'none' fails the round instead.
+     */
+    fallbackAggregation: z.enum(['median', 'mean', 'none']).default('median'),
     exchange: z.enum(['all', 'sharded']).default('all'),
     /** Convergence check every N rounds (the original work: 10). */
     checkEvery: z.number().int().positive().max(100_000).default(10),

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../cluster/redis-server.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../tensor/redis-client.ts';
-import { exchangeAll, exchangeSharded, sliceRanges, type ExchangeInput, type ExchangeMode } from './exchange.ts';
+import { exchangeAll, exchangeSharded, ruleFor, sliceRanges, type ExchangeInput, type ExchangeMode } from './exchange.ts';
 import { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
 import { PeerLinks } from './links.ts';
@@ -42,7 +42,7 @@ afterAll(async () => {
 
 function input(i: number, round: number, part: MemberRecord[], deadlineMs = 5_000): ExchangeInput {
   return {
-    round, me: members[i], members: part, averageKey: K.gradAvg(round), length: LENGTH, rule: { rule: 'mean' },
+    round, me: members[i], members: part, averageKey: K.gradAvg(round), length: LENGTH, rule: { rule: 'mean' }, fallback: 'none', log: () => {},
     deadlineMs, local: clients[i], store: new InDbTensorStore(clients[i]), links: links[i], inbox: inboxes[i],
   };
 }
@@ -101,5 +101,20 @@ describe('exchange between real peers', () => {
     const agg = await new InDbTensorStore(clients[0]).getRange(K.aggregate(4), ranges[2].offset, 5);
     const own = random(LENGTH, 100).subarray(ranges[2].offset, ranges[2].offset + 5);
     expect(Array.from(agg)).toEqual(Array.from(own));
+  });
+});
+
+describe('a robust rule with too few averages', () => {
+  it('falls back to the configured rule, saying so, or fails with a clear error', () => {
+    const said: string[] = [];
+    const krum = { rule: 'krum', byzantine: 1, select: 1 } as const;
+    expect(ruleFor(krum, 5, 'none', 3, (m) => said.push(m))).toEqual(krum);
+    expect(ruleFor(krum, 4, 'median', 3, (m) => said.push(m))).toEqual({ rule: 'median' });
+    expect(said).toEqual(['round 3: Multi-Krum with f=1 needs at least 5 averages (n > 2f+2), and 4 arrived: aggregating with the median instead']);
+    expect(() => ruleFor(krum, 4, 'none', 3, () => {})).toThrow('round 3: Multi-Krum with f=1 needs at least 5 averages (n > 2f+2), and 4 arrived; set fallbackAggregation to median or mean to go on with fewer');
+    const trimmed = { rule: 'trimmed', trim: 1 } as const;
+    expect(ruleFor(trimmed, 3, 'none', 0, () => {})).toEqual(trimmed);
+    expect(ruleFor(trimmed, 2, 'mean', 0, () => {})).toEqual({ rule: 'mean' });
+    expect(ruleFor({ rule: 'median' }, 1, 'none', 0, () => {})).toEqual({ rule: 'median' });
   });
 });

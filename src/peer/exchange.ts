@@ -8,6 +8,9 @@ import type { MemberRecord } from './membership.ts';
 
 export interface ExchangeInput {
   round: number;
+  /** Used when too few averages arrived for `rule` (see `ruleFor`). */
+  fallback: 'median' | 'mean' | 'none';
+  log(msg: string): void;
   me: MemberRecord;
   /** Active members of the round, in canonical (id) order, including this peer. */
   members: MemberRecord[];
@@ -26,6 +29,19 @@ export interface ExchangeResult extends SendResult {
   /** Key of the aggregated gradient in this peer's Redis. */
   aggregateKey: string;
   aggregateMs: number;
+}
+
+/**
+ * The rule to aggregate `n` inputs with: the configured one when it is defined for n, else the
+ * fallback (said in the log), else a clear error. Never a robust rule on too few inputs.
+ */
+export function ruleFor(rule: AggregationRule, n: number, fallback: ExchangeInput['fallback'], round: number, log: (m: string) => void): AggregationRule {
+  const need = rule.rule === 'krum' ? 2 * rule.byzantine + 3 : rule.rule === 'trimmed' ? 2 * rule.trim + 1 : 1;
+  if (n >= need) return rule;
+  const what = rule.rule === 'krum' ? `Multi-Krum with f=${rule.byzantine} needs at least ${need} averages (n > 2f+2)` : `a trimmed mean dropping ${(rule as { trim: number }).trim} on each side needs at least ${need} averages`;
+  if (fallback === 'none') throw new Error(`round ${round}: ${what}, and ${n} arrived; set fallbackAggregation to median or mean to go on with fewer`);
+  log(`round ${round}: ${what}, and ${n} arrived: aggregating with the ${fallback} instead`);
+  return { rule: fallback };
 }
 
 /** Contiguous slices of [0, length), one per member in canonical order (sharded exchange). */
@@ -88,7 +104,8 @@ export const exchangeAll: ExchangeMode = {
   async aggregate(x, sent) {
     const t = performance.now();
     const aggregateKey = K.aggregate(x.round);
-    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => K.from(x.round, id)), x.rule);
+    const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
+    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => K.from(x.round, id)), rule);
     return { ...sent, aggregateKey, aggregateMs: performance.now() - t };
   },
 };
@@ -138,7 +155,8 @@ export const exchangeSharded: ExchangeMode = {
     const aggregateKey = K.aggregate(x.round);
     const t = performance.now();
     const reducedKey = K.reduced(x.round, x.me.id);
-    await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.part(x.round, x.me.id, id)), x.rule);
+    const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
+    await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.part(x.round, x.me.id, id)), rule);
     let aggregateMs = performance.now() - t;
 
     // All-gather: this peer's reduced slice goes into every member's aggregate, with a marker.

@@ -8,6 +8,11 @@ export const K = {
   /** Completed updates: the round this peer is in. Written atomically with the update. */
   round: 'peerless:round',
   state: 'peerless:state',
+  /**
+   * Which network and which peer this Redis belongs to, and the peer's incarnation (how many
+   * times it entered the network on this Redis): a Redis that comes back without it lost its state.
+   */
+  identity: 'peerless:identity',
   /** A network-wide stop requested by `peerless stop`: the last round to run. */
   stopAt: 'peerless:stop-at',
   progress: 'peerless:progress',

@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { parseTrainingConfig, type TrainingConfig } from '../config/training.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
-import { closeRedis, connectRedis, type Redis } from '../tensor/redis-client.ts';
+import { closeRedis, connectionCause, connectRedis, type Redis } from '../tensor/redis-client.ts';
 import { awaitAdmission, joinRequest, sendJoinRequest } from './admission.ts';
 import { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
@@ -18,6 +19,15 @@ export interface NetworkPlan {
   roundsPerEpoch: number;
   layoutHash: string;
   length: number;
+  /** Random id of the network, given by its founder. */
+  network?: string;
+}
+
+/** What a peer's Redis says about whose state it holds (K.identity). */
+interface Identity {
+  network: string;
+  peer: string;
+  incarnation: number;
 }
 
 /** The network's plan kept in a peer's Redis, or null where no network is. */
@@ -46,6 +56,10 @@ export class Peer extends EventEmitter {
   /** Asked to leave: said in the next round report, and not rejoined when dropped. */
   private leaving = false;
   private closing = false;
+  private identity?: Identity;
+  /** Errors of the connection to this peer's own Redis (counted; the first of an outage is logged). */
+  private localErrors = 0;
+  private localDown = false;
 
   constructor(private readonly opts: PeerOptions) {
     super();
@@ -68,7 +82,18 @@ export class Peer extends EventEmitter {
    * kept there, founds a network, or joins one through a bootstrap peer.
    */
   async start(): Promise<void> {
-    this.local = await connectRedis(this.opts.redis, { name: `peerless-${this.id}` });
+    // Commands fail at once while the Redis is away (the round fails, and the peer recovers or
+    // says why it cannot); the client keeps reconnecting, so a Redis that comes back is used.
+    this.local = await connectRedis(this.opts.redis, { name: `peerless-${this.id}`, failFast: true, reconnectForever: true });
+    this.local.on('error', (err: Error) => {
+      this.localErrors++;
+      if (!this.localDown && !this.closing) this.log(`its Redis at ${this.opts.redis.url} is unreachable (${connectionCause(err)})`);
+      this.localDown = true;
+    });
+    this.local.on('ready', () => {
+      if (this.localDown && !this.closing) this.log(`its Redis at ${this.opts.redis.url} answers again`);
+      this.localDown = false;
+    });
     this.store = new InDbTensorStore(this.local);
     this.membership = new Membership(this.local);
     this.inbox = new Inbox(this.local);
@@ -99,7 +124,7 @@ export class Peer extends EventEmitter {
     if (f.initialParams.length !== this.opts.model.length) {
       throw new Error(`peer ${this.id}: initial parameters have ${f.initialParams.length} elements, the model ${this.opts.model.length}`);
     }
-    this.plan = { config, roundsPerEpoch: f.roundsPerEpoch, layoutHash: this.opts.model.layoutHash, length: this.opts.model.length };
+    this.plan = { config, roundsPerEpoch: f.roundsPerEpoch, layoutHash: this.opts.model.layoutHash, length: this.opts.model.length, network: randomUUID() };
     this.links.timeoutMs = config.deadlineMs;
     await this.store.set(K.params, f.initialParams);
     await this.local
@@ -111,6 +136,7 @@ export class Peer extends EventEmitter {
       .set(K.config, JSON.stringify(this.plan))
       .exec();
     this.startRound = 0;
+    await this.takeIdentity();
     this.log(`founded the network (model ${config.model.name}, ${this.plan.length} params, layout ${this.plan.layoutHash})`);
   }
 
@@ -140,6 +166,7 @@ export class Peer extends EventEmitter {
       if (a?.round !== undefined) {
         this.plan = (await readPlan(this.local))!;
         this.startRound = a.round;
+        await this.takeIdentity();
         this.log(`joined through ${bootstrapUrl} from round ${a.round} (${(await this.membership.activeAt(a.round)).length} members)`);
         return;
       }
@@ -175,7 +202,14 @@ export class Peer extends EventEmitter {
     await copyTrainingState(boot, this.local);
     await this.local.multi().set(K.layout, this.plan.layoutHash).set(K.round, '0').set(K.config, JSON.stringify(this.plan)).exec();
     this.startRound = 0;
+    await this.takeIdentity();
     this.log(`joined the founding group through ${bootstrapUrl} (${members.length} members before)`);
+  }
+
+  /** Marks this peer's Redis as holding its state in this network: one more incarnation. */
+  private async takeIdentity(): Promise<void> {
+    this.identity = { network: this.plan.network ?? 'unnamed', peer: this.id, incarnation: (this.identity?.incarnation ?? 0) + 1 };
+    await this.local.set(K.identity, JSON.stringify(this.identity));
   }
 
   /** Restarts from the state kept in this peer's Redis: the round in progress is run again. */
@@ -198,6 +232,9 @@ export class Peer extends EventEmitter {
       return;
     }
     this.links.timeoutMs = plan.config.deadlineMs;
+    const held = await this.local.get(K.identity);
+    if (held) this.identity = JSON.parse(held) as Identity;
+    else await this.takeIdentity();
     this.log(`resumed at round ${this.startRound}`);
   }
 
@@ -226,19 +263,68 @@ export class Peer extends EventEmitter {
    */
   async run(): Promise<PeerOutcome> {
     for (;;) {
+      const errorsBefore = this.localErrors;
       const state = await this.runRounds();
       const ctx = this.actor!.getSnapshot().context;
-      if (state === 'failed' && ctx.errorName === 'DroppedError' && !this.leaving && !this.closing) {
-        this.log(`${ctx.error}; asking to rejoin`);
-        try {
-          await this.rejoin();
+      if (state !== 'failed' || this.closing) return this.finish(state);
+      try {
+        if (ctx.errorName === 'DroppedError' && !this.leaving) {
+          this.log(`${ctx.error}; asking to rejoin`);
+          await this.rejoin(await this.knownMembers());
           continue;
-        } catch (err) {
-          return { id: this.id, state: 'failed', rounds: ctx.round, stopReason: null, error: (err as Error).message, checksum: null };
         }
+        if (ctx.errorName === 'LostStateError' || this.localErrors > errorsBefore) {
+          await this.recoverLocal(ctx.error ?? 'its Redis failed');
+          continue;
+        }
+      } catch (err) {
+        return { id: this.id, state: 'failed', rounds: ctx.round, stopReason: null, error: (err as Error).message, checksum: null };
       }
       return this.finish(state);
     }
+  }
+
+  /**
+   * The round failed while this peer's Redis was away. It waits one deadline for the Redis to
+   * answer; one that kept its state resumes the round, one that came back empty (no identity)
+   * gets the peer's data again and rejoins by state copy, and one that stays away ends the
+   * peer with a message naming the address and the cause.
+   */
+  private async recoverLocal(failure: string): Promise<void> {
+    const url = this.opts.redis.url;
+    const known = await this.knownMembers();
+    const wait = this.plan.config.deadlineMs;
+    const end = Date.now() + wait;
+    let cause = failure;
+    for (;;) {
+      try {
+        await this.local.ping();
+        break;
+      } catch (err) {
+        cause = connectionCause(err as Error);
+      }
+      if (Date.now() > end) throw new Error(`peer ${this.id}: its Redis at ${url} is unreachable (${cause}); gave up after ${wait} ms`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const held = await this.local.get(K.identity);
+    const mine = this.identity ? JSON.stringify(this.identity) : null;
+    if (held !== null && held === mine) {
+      this.log(`its Redis at ${url} kept its state; resuming`);
+      await this.resume(this.plan);
+      return;
+    }
+    if (!this.opts.restoreData) throw new Error(`peer ${this.id}: its Redis at ${url} came back without its state, and this peer cannot store its data again`);
+    this.log(`its Redis at ${url} came back without its state; storing its data again and rejoining by state copy`);
+    await this.opts.restoreData(this.local);
+    await this.rejoin(known);
+  }
+
+  /** The members this peer knows: its records, or (when those are lost) the last round's. */
+  private async knownMembers(): Promise<MemberRecord[]> {
+    const round = this.actor?.getSnapshot().context.round ?? this.startRound;
+    const recorded = await this.membership.all().catch(() => []);
+    const live = recorded.filter((m) => m.leftAt === undefined || m.leftAt > round);
+    return live.length > 0 ? live : (this.runner?.currentMembers ?? []);
   }
 
   private runRounds(): Promise<'done' | 'left' | 'failed'> {
@@ -257,6 +343,7 @@ export class Peer extends EventEmitter {
       emitRound: (m: RoundMetrics) => this.emit('round', m),
       log: (msg: string) => this.log(msg),
       leaving: () => this.leaving,
+      identity: JSON.stringify(this.identity),
     });
     const actor = startRoundActor(this.runner, this.startRound, this.plan.config.checkEvery);
     this.actor = actor;
@@ -273,12 +360,10 @@ export class Peer extends EventEmitter {
     });
   }
 
-  /** Asks the members this peer last knew, lowest id first, to admit it again. */
-  private async rejoin(): Promise<void> {
-    const round = this.actor?.getSnapshot().context.round ?? this.startRound;
-    const known = (await this.membership.all()).filter((m) => m.id !== this.id && (m.leftAt === undefined || m.leftAt > round));
+  /** Asks the members this peer knows, lowest id first, to admit it again. */
+  private async rejoin(known: MemberRecord[]): Promise<void> {
     const errors: string[] = [];
-    for (const m of known) {
+    for (const m of known.filter((k) => k.id !== this.id)) {
       try {
         await this.join(m.url);
         return;
@@ -286,7 +371,7 @@ export class Peer extends EventEmitter {
         errors.push((err as Error).message);
       }
     }
-    throw new Error(`peer ${this.id}: dropped, and no member it knew admitted it again${errors.length ? `: ${errors.join('; ')}` : ''}`);
+    throw new Error(`peer ${this.id}: out of the network, and no member it knew admitted it again${errors.length ? `: ${errors.join('; ')}` : ''}`);
   }
 
   private async finish(state: 'done' | 'left' | 'failed'): Promise<PeerOutcome> {

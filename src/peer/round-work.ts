@@ -34,6 +34,8 @@ export interface RoundDeps {
   log(msg: string): void;
   /** Whether this peer was asked to leave (it says so in its next round report). */
   leaving(): boolean;
+  /** The identity this peer's Redis must hold (K.identity); anything else means lost state. */
+  identity: string;
 }
 
 /** Samples one `evaluate` invocation handles. */
@@ -81,6 +83,8 @@ export class RoundRunner implements RoundWork {
       averageKey: K.gradAvg(round),
       length: this.d.model.length,
       rule: this.config.aggregation,
+      fallback: this.config.fallbackAggregation,
+      log: this.d.log,
       deadlineMs: this.config.deadlineMs,
       local: this.d.local,
       store: this.d.store,
@@ -92,7 +96,8 @@ export class RoundRunner implements RoundWork {
   async prepare(round: number): Promise<void> {
     this.roundStart = performance.now();
     this.suspects = new Set();
-    const stopAt = await this.d.local.get(K.stopAt);
+    const [identity, stopAt] = await Promise.all([this.d.local.get(K.identity), this.d.local.get(K.stopAt)]);
+    if (identity !== this.d.identity) throw new LostStateError(this.d.id, this.d.redis.url);
     this.stopAt = stopAt === null ? null : Number(stopAt);
     this.members = await this.d.membership.activeAt(round);
     if (!this.members.some((m) => m.id === this.d.id)) {
@@ -326,6 +331,11 @@ export class RoundRunner implements RoundWork {
     if ((round + 1) % this.config.checkEvery !== 0) this.finishRound();
   }
 
+  /** The members of the round in progress (what a peer whose Redis lost its state still knows). */
+  get currentMembers(): MemberRecord[] {
+    return this.members;
+  }
+
   /** Whether this peer's leave took effect at the end of the last round. */
   left(): boolean {
     return this.leftNetwork;
@@ -419,4 +429,12 @@ function beforeDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(Object.assign(new Error(`no answer before the function deadline`), { retryable: false })), Math.max(0, ms));
   });
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
+/** This peer's Redis no longer holds its state (it restarted empty): the peer must rejoin. */
+export class LostStateError extends Error {
+  constructor(peer: string, url: string) {
+    super(`peer ${peer}: its Redis at ${url} lost its state (no ${K.identity})`);
+    this.name = 'LostStateError';
+  }
 }

@@ -2,6 +2,7 @@ import type { RedisLocation } from '../functions/events.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { TrainingConfig } from '../config/training.ts';
 import type { Phase } from './round-machine.ts';
+import type { Redis } from '../tensor/redis-client.ts';
 
 /** Where a peer's shard and held-out data sit in its own Redis. */
 export interface PeerData {
@@ -40,8 +41,13 @@ export interface PeerOptions {
   found?: { config: TrainingConfig; initialParams: Float32Array; roundsPerEpoch: number };
   /** Joining peer: the Redis address of any live peer, and optionally the first round. */
   bootstrap?: { url: string; fromRound?: number };
-  /** Deadline override (tests); default: the network configuration's. */
+  /** Heartbeat period override (tests). */
   heartbeatMs?: number;
+  /**
+   * Stores this peer's data again in its Redis (shard batches, held-out set): called when the
+   * Redis came back empty, before the peer rejoins by state copy. Without it such a peer stops.
+   */
+  restoreData?: (client: Redis) => Promise<void>;
 }
 
 export interface PhaseTimes {

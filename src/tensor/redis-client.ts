@@ -13,7 +13,14 @@ export const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer 
  */
 export async function connectRedis(
   location: RedisLocation,
-  opts: { name?: string; connectTimeoutMs?: number; /** Fail commands at once while disconnected, instead of queueing them. */ failFast?: boolean } = {},
+  opts: {
+    name?: string;
+    connectTimeoutMs?: number;
+    /** Fail commands at once while disconnected, instead of queueing them. */
+    failFast?: boolean;
+    /** Once connected, keep reconnecting for as long as the client lives (a peer's own Redis). */
+    reconnectForever?: boolean;
+  } = {},
 ): Promise<Redis> {
   let connected = false;
   let lastError: Error | undefined;
@@ -27,7 +34,7 @@ export async function connectRedis(
       reconnectStrategy: (retries: number) => {
         // A refused password does not pass by retrying.
         if (!connected && (retries >= 2 || isAuthError(lastError))) return lastError ?? new Error('connection failed');
-        if (retries > 20) return new Error(`lost Redis at ${location.url}`);
+        if (retries > 20 && !opts.reconnectForever) return new Error(`lost Redis at ${location.url}`);
         return Math.min(50 * 2 ** retries, 2_000);
       },
     },
@@ -55,6 +62,12 @@ export async function connectRedis(
 
 function isAuthError(err: Error | undefined): boolean {
   return err !== undefined && /WRONGPASS|NOAUTH|invalid password|invalid username|AUTH/.test(err.message);
+}
+
+/** One line naming why a connection failed: the socket code, else the message. */
+export function connectionCause(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code ? `${code}: ${err.message}` : err.message || err.name;
 }
 
 /** Closes a client, ignoring a connection that is already gone. */

@@ -79,6 +79,20 @@ describe('a local cluster of peers', () => {
     expect(summary.rounds).toBe(5);
   });
 
+  it('Multi-Krum with too few peers falls back to the median, or with no fallback fails with a clear error', async () => {
+    const logs: string[] = [];
+    const over = { maxRounds: 2, checkEvery: 100, validationSize: 0, aggregation: { rule: 'krum', byzantine: 1, select: 1 } } as const;
+    const fallback = await runLocalCluster({ peers: 3, config: parseTrainingConfig({ ...base, ...over }), platform, onLog: (m) => logs.push(m) });
+    expect(fallback.identical).toBe(true);
+    expect(fallback.outcomes.map((o) => o.state)).toEqual(['done', 'done', 'done']);
+    expect(logs.filter((l) => /needs at least 5 averages \(n > 2f\+2\), and 3 arrived: aggregating with the median instead/.test(l))).toHaveLength(6);
+    const strict = await runLocalCluster({ peers: 3, config: parseTrainingConfig({ ...base, ...over, fallbackAggregation: 'none' }), platform });
+    for (const o of strict.outcomes) {
+      expect(o.state).toBe('failed');
+      expect(o.error).toBe('round 0: Multi-Krum with f=1 needs at least 5 averages (n > 2f+2), and 3 arrived; set fallbackAggregation to median or mean to go on with fewer');
+    }
+  });
+
   it('a run stopped with its state on disk resumes where it stopped (--data-dir, --resume)', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'peerless-resume-'));
     try {

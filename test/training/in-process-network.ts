@@ -4,7 +4,7 @@ import { roundsPerEpoch, type TrainingConfig } from '../../src/config/training.t
 import { K } from '../../src/peer/keys.ts';
 import { Peer } from '../../src/peer/peer.ts';
 import { requestStop } from '../../src/peer/stop.ts';
-import type { ModelInfo, PeerOutcome, RoundMetrics } from '../../src/peer/types.ts';
+import type { ModelInfo, PeerOutcome, PeerStatus, RoundMetrics } from '../../src/peer/types.ts';
 import type { FunctionPlatform } from '../../src/platform/platform.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
 import { readTensorBytes } from '../../src/tensor/in-db.ts';
@@ -46,6 +46,7 @@ export class TestNetwork {
     const peer = new Peer({
       id: `p${String(i).padStart(2, '0')}`, redis: { url: this.servers[i].url }, platform: this.platform,
       model: this.model.info, data, shard: { index: i, count },
+      restoreData: async (c) => { await preparePeerData(c, this.config, { index: i, count }, { storeTest: false, skipIfStored: false }); },
       ...(role === 'found'
         ? { found: { config: this.config, initialParams: this.model.initialParams, roundsPerEpoch: roundsPerEpoch(this.config, data.batches) } }
         : { bootstrap: { url: this.servers[0].url, ...joinAt } }),
@@ -74,6 +75,24 @@ export class TestNetwork {
     return peers;
   }
 
+  /** Resolves once `r` enters `phase` in a round >= `minRound`: the peer's own phase event. */
+  phase(r: TestPeer, phase: string, minRound = 0): Promise<number> {
+    return new Promise((resolve) => {
+      const hit = (s: PeerStatus) => { if (s.phase === phase && s.round >= minRound) { r.peer.off('status', hit); resolve(s.round); } };
+      r.peer.on('status', hit);
+    });
+  }
+
+  /** Resolves with the first log line of `r` (past or future) matching `pattern`. */
+  log(r: TestPeer, pattern: RegExp): Promise<string> {
+    const seen = r.logs.find((l) => pattern.test(l));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => {
+      const hit = (l: string) => { if (pattern.test(l)) { r.peer.off('log', hit); resolve(l); } };
+      r.peer.on('log', hit);
+    });
+  }
+
   /** Resolves with the round of the first round `r` finishes with `members` members: an event. */
   roundWith(r: TestPeer, members: number): Promise<number> {
     return new Promise((resolve) => {
@@ -97,6 +116,16 @@ export class TestNetwork {
 
   async close(peers: TestPeer[] = []): Promise<void> {
     await Promise.all(peers.map((r) => r.peer.close()));
+  }
+
+  /** SIGKILLs peer i's redis-server (its data is gone with it). */
+  async killServer(i: number): Promise<void> {
+    await this.servers[i].kill();
+  }
+
+  /** Starts an empty redis-server again on peer i's port. */
+  async restartServerEmpty(i: number): Promise<void> {
+    this.servers[i] = await startRedisServer({ port: this.servers[i].port });
   }
 
   async dispose(): Promise<void> {

@@ -76,6 +76,7 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
       model: model.info,
       data,
       shard: o.shard,
+      restoreData: async (c) => { await preparePeerData(c, config, o.shard, { storeTest: false, skipIfStored: false }); },
       ...(own || o.bootstrap
         ? (o.bootstrap ? { bootstrap: { url: o.bootstrap } } : {})
         : { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } }),
