@@ -45,6 +45,36 @@ void pl_add(pl_f32 *dst, const pl_f32 *src, size_t n) {
     if (n & 1) dst[n - 1] = dst[n - 1] + src[n - 1];
 }
 
+/* 2^27, 2^47 and 2^-74 as exact doubles (see kernels.h). */
+#define PL_FIX_HI_SCALE 134217728.0
+#define PL_FIX_LO_SCALE 140737488355328.0
+#define PL_FIX_UNIT 0x1p-74
+
+size_t pl_fix_first_too_large(const pl_f32 *x, size_t n) {
+    int any = 0;
+    for (size_t i = 0; i < n; i++) any |= fabsf(x[i]) >= PL_FIX_LIMIT;
+    if (!any) return n;
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(x[i]) >= PL_FIX_LIMIT) return i;
+    return n;
+}
+
+void pl_fix_add(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        /* t has at most 24 significant bits: t - trunc(t) and the scaling are exact. */
+        double t = (double)x[i] * PL_FIX_HI_SCALE;
+        double h = trunc(t);
+        hi[i] += (int64_t)h;
+        lo[i] += (int64_t)((t - h) * PL_FIX_LO_SCALE);
+    }
+}
+
+void pl_fix_mean(pl_f32 *out, const pl_i64 *hi, const pl_i64 *lo, size_t n, long long count) {
+    double c = (double)count;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (float)(((double)hi[i] * PL_FIX_LO_SCALE + (double)lo[i]) * PL_FIX_UNIT / c);
+}
+
 void pl_div(pl_f32 *dst, const pl_f32 *src, size_t n, float d) {
     for (size_t i = 0; i < n; i++) dst[i] = src[i] / d;
 }

@@ -14,6 +14,7 @@
 
 typedef float pl_f32 __attribute__((aligned(1), may_alias));
 typedef uint32_t pl_u32 __attribute__((aligned(1), may_alias));
+typedef int64_t pl_i64 __attribute__((aligned(1), may_alias));
 
 /* Index of the first NaN or +-Inf among n floats, or n when all are finite. */
 size_t pl_first_nonfinite(const pl_f32 *x, size_t n);
@@ -24,6 +25,24 @@ void pl_add(pl_f32 *dst, const pl_f32 *src, size_t n);
 void pl_div(pl_f32 *dst, const pl_f32 *src, size_t n, float d);
 /* x[i] *= f */
 void pl_scale(pl_f32 *x, size_t n, float f);
+
+/*
+ * Exact, order-free sums. A gradient's element x (|x| < 2^20) is split without rounding into
+ * two integers, x = (hi * 2^47 + lo) * 2^-74 (truncated below 2^-74), |hi|, |lo| < 2^47, and
+ * each is added into its own int64 plane. Integer addition is associative, so the sum does not
+ * depend on the order or grouping of arrivals; 2^16 contributions cannot overflow a plane.
+ * The mean is rounded once from the exact sum: (hi * 2^47 + lo) * 2^-74 / count in double,
+ * then to float32. src/tensor/exact-sum.ts computes the same bytes in JavaScript.
+ */
+#define PL_FIX_LIMIT 1048576.0f /* 2^20: larger magnitudes cannot be summed exactly */
+#define PL_FIX_MAX_COUNT 65536  /* contributions per sum that can never overflow */
+
+/* Index of the first element with |x| >= PL_FIX_LIMIT, or n. */
+size_t pl_fix_first_too_large(const pl_f32 *x, size_t n);
+/* hi[i], lo[i] += the split of x[i] */
+void pl_fix_add(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n);
+/* out[i] = the exact sum hi[i], lo[i] divided by count, rounded once (see above) */
+void pl_fix_mean(pl_f32 *out, const pl_i64 *hi, const pl_i64 *lo, size_t n, long long count);
 
 typedef struct {
     float lr, momentum, dampening, wd;

@@ -24,8 +24,8 @@ PL_REDIS_API(PL_API_POINTER)
 
 /* 2^27 elements = 512 MiB, the largest string Redis keeps (StringTruncate refuses more). */
 #define PL_MAX_ELEMENTS (1LL << 27)
-/* Contributions per accumulation: exact as a float divisor, far above any real peer count. */
-#define PL_MAX_EXPECTED (1LL << 20)
+/* Contributions per accumulation: as many as an exact sum holds without overflow (kernels.h). */
+#define PL_MAX_EXPECTED ((long long)PL_FIX_MAX_COUNT)
 /* Inputs of one PL.AGGREGATE. */
 #define PL_MAX_INPUTS 1024
 /* Adam step counts stay exact in a double. */
@@ -357,10 +357,13 @@ static int cmd_getrange(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
  * PL.ACCUM sum avg id expected blob [OFFSET o TOTAL n]
  *
  * Adds a gradient into the running sum, at most once per contribution id, so a retried
- * serverless function can never count twice. The ids live in the hash "<sum>:ids"; its
+ * serverless function can never count twice. The sum is exact and order-free (kernels.h):
+ * two int64 planes of `total` elements each (16 bytes an element), so the average's bytes do
+ * not depend on the order in which gradients arrive, nor on retries. A value the exact sum
+ * cannot hold (|x| >= 2^20) is refused like NaN. The ids live in the hash "<sum>:ids"; its
  * field "" (ids must be non-empty) holds `expected`, so the count is the hash length - 1.
  * The first contribution (no ids hash yet) starts a fresh sum; the one that brings the
- * count to `expected` writes avg = sum / expected and publishes the name of `avg` on
+ * count to `expected` writes avg = sum / expected (rounded once) and publishes the name of `avg` on
  * peerless:averaged, which the round's state machine waits for.
  * ---------------------------------------------------------------------------------------- */
 
@@ -390,6 +393,10 @@ static int parse_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
         }
     }
     if (!parse_blob(ctx, argv[5], "gradient", &a->data, &a->n)) return 0;
+    size_t big = pl_fix_first_too_large(a->data, a->n);
+    if (big < a->n)
+        return fail(ctx, "gradient has a value too large to sum exactly (%g at element %zu; the limit "
+                    "is %g in magnitude)", (double)a->data[big], big, (double)PL_FIX_LIMIT), 0;
     if (argc == 6) {
         a->offset = 0;
         a->total = (long long)a->n;
@@ -397,6 +404,10 @@ static int parse_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
         return fail(ctx, "gradient slice [%lld, %lld) does not fit TOTAL %lld", a->offset,
                     a->offset + (long long)a->n, a->total), 0;
     }
+    /* The exact sum takes 16 bytes an element, within Redis's 512 MiB string. */
+    if (a->total > PL_MAX_ELEMENTS / 4)
+        return fail(ctx, "a sum of %lld elements is more than an exact sum holds (%lld)", a->total,
+                    PL_MAX_ELEMENTS / 4), 0;
     return 1;
 }
 
@@ -449,15 +460,34 @@ static void record_id(RedisModuleCtx *ctx, RedisModuleKey *ids, RedisModuleStrin
     RedisModule_FreeString(ctx, one);
 }
 
-/* Adds the blob into the sum (creating a fresh one first when `fresh`). */
-static void add_into_sum(RedisModuleKey *sum, RedisModuleString *blob, const accum_args *a,
-                         int fresh) {
-    if (fresh && a->offset == 0 && a->n == (size_t)a->total) {
-        RedisModule_StringSet(sum, blob); /* the first whole gradient is the sum: no copy */
-        return;
+/* The two planes of an exact sum of `total` elements held in `key` (16 bytes an element). */
+static void sum_planes(RedisModuleKey *key, size_t total, pl_i64 **hi, pl_i64 **lo) {
+    size_t len;
+    pl_i64 *p = (pl_i64 *)RedisModule_StringDMA(key, &len, REDISMODULE_WRITE);
+    *hi = p;
+    *lo = p + total;
+}
+
+/* Adds the blob into the exact sum (a fresh one is created zeroed first). */
+static void add_into_sum(RedisModuleKey *sum, const accum_args *a, int fresh) {
+    if (fresh) resize(sum, (size_t)a->total * 4, 1);
+    pl_i64 *hi, *lo;
+    sum_planes(sum, (size_t)a->total, &hi, &lo);
+    pl_fix_add(hi + a->offset, lo + a->offset, a->data, a->n);
+}
+
+/* Opens a running exact sum: a string of 16 bytes per element. Returns its element count
+ * through `total`, or replies the error and returns 0. */
+static int open_sum(RedisModuleCtx *ctx, RedisModuleString *name, tensor_key *st, size_t *total) {
+    if (!open_tensor(ctx, name, REDISMODULE_READ | REDISMODULE_WRITE, "sum", 0, st)) return 0;
+    if (st->n % 4 != 0) {
+        fail(ctx, "sum \"%s\" holds %zu bytes, not an exact sum (16 bytes an element)", show(name).s,
+             st->n * 4);
+        close_key(&st->key);
+        return 0;
     }
-    pl_f32 *s = fresh ? resize(sum, (size_t)a->total, 1) : dma(sum, REDISMODULE_WRITE);
-    pl_add(s + a->offset, a->data, a->n);
+    *total = st->n / 4;
+    return 1;
 }
 
 /* "<sum>:ids", built byte by byte: key names may hold any bytes. */
@@ -528,12 +558,12 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (fresh) {
         if (!open_target(ctx, argv[1], "sum", &sum)) goto done;
     } else {
-        if (!open_tensor(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, "sum", 0, &st))
-            goto done;
+        size_t total;
+        if (!open_sum(ctx, argv[1], &st, &total)) goto done;
         sum = st.key;
-        if (st.n != (size_t)a.total) {
+        if (total != (size_t)a.total) {
             fail(ctx, "gradient has %lld elements, expected %zu (the length of \"%s\")", a.total,
-                 st.n, show(argv[1]).s);
+                 total, show(argv[1]).s);
             goto done;
         }
     }
@@ -541,12 +571,14 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (completes && !open_target(ctx, argv[2], "avg", &avg)) goto done;
 
     /* Everything checked: mutate. */
-    add_into_sum(sum, argv[5], &a, fresh);
+    add_into_sum(sum, &a, fresh);
     record_id(ctx, ids, argv[3], a.expected, fresh);
     count++;
     if (completes) {
         pl_f32 *out = resize(avg, (size_t)a.total, 0);
-        pl_div(out, dma(sum, REDISMODULE_READ), (size_t)a.total, (float)a.expected);
+        pl_i64 *hi, *lo;
+        sum_planes(sum, (size_t)a.total, &hi, &lo);
+        pl_fix_mean(out, hi, lo, (size_t)a.total, a.expected);
         RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL,
                                                               strlen(AVERAGED_CHANNEL));
         RedisModule_PublishMessage(ctx, channel, argv[2]);
@@ -600,12 +632,15 @@ static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         reply_accum(ctx, count, closed ? count : expected);
         goto done;
     }
-    if (!open_tensor(ctx, argv[1], REDISMODULE_READ, "sum", 0, &st)) goto done;
+    size_t total;
+    if (!open_sum(ctx, argv[1], &st, &total)) goto done;
     if (!open_target(ctx, argv[2], "avg", &avg)) goto done;
 
     /* Everything checked: mutate. */
-    pl_f32 *out = resize(avg, st.n, 0);
-    pl_div(out, dma(st.key, REDISMODULE_READ), st.n, (float)count);
+    pl_f32 *out = resize(avg, total, 0);
+    pl_i64 *hi, *lo;
+    sum_planes(st.key, total, &hi, &lo);
+    pl_fix_mean(out, hi, lo, total, count);
     RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
     RedisModuleString *mark = RedisModule_CreateStringFromLongLong(ctx, -count);
     RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, meta, mark, NULL);

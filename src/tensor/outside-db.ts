@@ -2,6 +2,7 @@ import { BUFFER_REPLIES, type Redis } from './redis-client.ts';
 import { chunks, copyInto, toBytes } from './bytes.ts';
 import { AVERAGED_CHANNEL, type AccumulateResult, type AdamOptions, type AggregationRule, type SgdOptions, type TensorStore } from './tensor-store.ts';
 import { aggregateInto, adamStep, checksum, sgdStep } from './reference.ts';
+import { emptyExactSum, EXACT_LIMIT, exactAdd, exactMean, firstTooLarge } from './exact-sum.ts';
 
 /**
  * The original work's baseline: every operation fetches the tensors into Node, computes
@@ -33,6 +34,13 @@ export class OutsideDbTensorStore implements TensorStore {
   async set(key: string, values: Float32Array): Promise<void> {
     checkFinite(values, key);
     await this.client.set(key, toBytes(values));
+  }
+
+  /** A whole string's bytes, read in chunks as the tensors are. */
+  private async rawBytes(key: string): Promise<Buffer> {
+    const bytes = Number(await this.client.strLen(key));
+    const parts = await Promise.all(chunks(bytes / 4).map((c) => this.client.sendCommand(['GETRANGE', key, String(c.offset * 4), String((c.offset + c.count) * 4 - 1)], BUFFER_REPLIES) as Promise<Buffer>));
+    return Buffer.concat(parts);
   }
 
   async get(key: string): Promise<Float32Array> {
@@ -77,6 +85,8 @@ export class OutsideDbTensorStore implements TensorStore {
     slice?: { offset: number; total: number },
   ): Promise<AccumulateResult> {
     checkFinite(values, `gradient ${id}`);
+    const big = firstTooLarge(values);
+    if (big >= 0) throw new Error(`gradient ${id} has a value too large to sum exactly (${values[big]} at element ${big}; the limit is ${EXACT_LIMIT} in magnitude)`);
     return this.withLock(sumKey, async () => {
       const idsKey = `${sumKey}:ids`;
       const seen = await this.client.hExists(idsKey, id);
@@ -85,17 +95,15 @@ export class OutsideDbTensorStore implements TensorStore {
       if (count >= expected) throw new Error(`accumulation "${sumKey}" is complete (${expected} of ${expected}); contribution "${id}" refused`);
       const total = slice?.total ?? values.length;
       const offset = slice?.offset ?? 0;
-      const exists = Number(await this.client.exists(sumKey)) === 1;
-      const sum = exists ? await this.get(sumKey) : new Float32Array(total);
-      if (sum.length !== total || offset + values.length > total) throw new Error(`gradient has ${values.length} elements at offset ${offset}, sum "${sumKey}" has ${sum.length}`);
-      for (let i = 0; i < values.length; i++) sum[offset + i] += values[i];
+      // The module's exact sum, byte for byte: 16 bytes an element (src/tensor/exact-sum.ts).
+      const stored = Number(await this.client.exists(sumKey)) === 1 ? await this.rawBytes(sumKey) : null;
+      if (stored && stored.length !== total * 16) throw new Error(`gradient of ${total} elements, but the sum "${sumKey}" holds ${stored.length / 16}`);
+      if (offset + values.length > total) throw new Error(`gradient slice [${offset}, ${offset + values.length}) does not fit TOTAL ${total}`);
+      const sum = stored ? new Uint32Array(stored.buffer.slice(stored.byteOffset, stored.byteOffset + stored.length)) : emptyExactSum(total);
+      exactAdd(sum, total, values, offset);
       const done = count + 1 === expected;
-      const tx = this.client.multi().set(sumKey, toBytes(sum)).hSet(idsKey, id, '1');
-      if (done) {
-        const avg = new Float32Array(total);
-        for (let i = 0; i < total; i++) avg[i] = sum[i] / expected;
-        tx.set(avgKey, toBytes(avg)).publish(AVERAGED_CHANNEL, avgKey);
-      }
+      const tx = this.client.multi().set(sumKey, Buffer.from(sum.buffer, sum.byteOffset, sum.byteLength)).hSet(idsKey, id, '1');
+      if (done) tx.set(avgKey, toBytes(exactMean(sum, total, expected))).publish(AVERAGED_CHANNEL, avgKey);
       await tx.exec();
       return { count: count + 1, expected, done };
     });

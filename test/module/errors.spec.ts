@@ -17,7 +17,7 @@ const withValue = (x: number) => {
   t[9] = x;
   return bytes(t);
 };
-const NAN16 = withValue(NaN), INF16 = withValue(Infinity), NINF16 = withValue(-Infinity);
+const NAN16 = withValue(NaN), INF16 = withValue(Infinity), NINF16 = withValue(-Infinity), BIG16 = withValue(2 ** 20);
 
 /** A fixed database the bad commands must leave alone. */
 async function populate(): Promise<void> {
@@ -35,6 +35,8 @@ async function populate(): Promise<void> {
   await cmd(client, 'PL.ACCUM', 'fin', 'finavg', 'id1', '1', T16); // complete
   await cmd(client, 'SET', 'badids:ids', 'not a hash');
   await client.hSet('noexp:ids', 'x', '1'); // an id set without the expected count
+  await cmd(client, 'SET', 'notexact', Buffer.alloc(24)); // a running sum of the wrong size
+  await client.hSet('notexact:ids', { '': '3', a: '1' });
   await cmd(client, 'SET', 'step', 'abc');
   await cmd(client, 'SET', 'negstep', '-3');
   await cmd(client, 'SET', 'withttl', T16);
@@ -122,6 +124,8 @@ const cases: [string, Arg[], RegExp][] = [
   ['ACCUM sum is a hash', ['PL.ACCUM', 'h', 'a', 'id', '2', T16], /wrong type: sum "h"/],
   ['ACCUM avg is a list', ['PL.ACCUM', 'new', 'l', 'id', '1', T16], /wrong type: avg "l"/],
   ['ACCUM slice beyond TOTAL', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '10', 'TOTAL', '20'], /does not fit TOTAL 20/],
+  ['ACCUM too large to sum exactly', ['PL.ACCUM', 'run', 'runavg', 'id2', '3', BIG16], /gradient has a value too large to sum exactly \(1\.04858e\+06 at element 9/],
+  ['ACCUM TOTAL beyond an exact sum', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'TOTAL', String(2 ** 25 + 1)], /more than an exact sum holds \(33554432\)/],
   ['ACCUM TOTAL differs', ['PL.ACCUM', 'run', 'runavg', 'id2', '3', T8, 'OFFSET', '0', 'TOTAL', '20'], /20 elements, expected 16/],
   ['ACCUM OFFSET twice', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'OFFSET', '0'], /unexpected argument/],
   ['ACCUM OFFSET negative', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '-1', 'TOTAL', '20'], /OFFSET must be between/],
@@ -135,6 +139,7 @@ const cases: [string, Arg[], RegExp][] = [
   ['CLOSE avg is the id set', ['PL.CLOSE', 'run', 'run:ids'], /id set/],
   ['CLOSE id set not a hash', ['PL.CLOSE', 'badids', 'a'], /wrong type.*not an id set/],
   ['CLOSE id set without expected', ['PL.CLOSE', 'noexp', 'a'], /no expected count/],
+  ['CLOSE sum not an exact sum', ['PL.CLOSE', 'notexact', 'a'], /sum "notexact" holds 24 bytes, not an exact sum \(16 bytes an element\)/],
   ['CLOSE avg is a list', ['PL.CLOSE', 'run', 'l'], /wrong type: avg "l"/],
   // PL.SGD
   ['SGD arity', ['PL.SGD', 't', 'g', 'v', '0.1'], ARITY],

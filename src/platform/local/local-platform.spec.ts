@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -109,13 +109,27 @@ describe('local platform: the gradient function end to end', () => {
   });
 
   it('queues past the concurrency limit in FIFO order', async () => {
-    const order: number[] = [];
-    await Promise.all(Array.from({ length: 6 }, (_, i) =>
-      platform.invoke('evaluate', withHooks(s.evalEvent(i, 1), { sleepMs: 30 })).then(() => order.push(i))));
-    // Two workers: jobs start in submission order, two at a time; equal work ends in pairs.
-    expect(order.slice(0, 2).sort()).toEqual([0, 1]);
-    expect(order.slice(2, 4).sort()).toEqual([2, 3]);
-    expect(order.slice(4).sort()).toEqual([4, 5]);
+    // Each call waits for its own gate file: the test, not the clock, decides when it ends.
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-fifo-'));
+    const gate = (i: number) => join(dir, `go-${i}`);
+    const open = (i: number) => writeFileSync(gate(i), '');
+    try {
+      const order: number[] = [];
+      const calls = Array.from({ length: 6 }, (_, i) =>
+        platform.invoke('evaluate', withHooks(s.evalEvent(i, 1), { gateFile: gate(i) })).then(() => order.push(i)));
+      // Calls 2-5 may end at once when they start, but two workers are held by calls 0 and 1.
+      for (const i of [2, 3, 4, 5]) open(i);
+      open(0);
+      await calls[0];
+      // Call 0's worker takes the queue in order while call 1 still holds the other.
+      await Promise.all(calls.slice(2));
+      expect(order).toEqual([0, 2, 3, 4, 5]);
+      open(1);
+      await calls[1];
+      expect(order).toEqual([0, 2, 3, 4, 5, 1]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('meters every call and prices it like Lambda (billed memory x duration per try)', () => {
@@ -129,12 +143,13 @@ describe('local platform: the gradient function end to end', () => {
     expect(lambdaCost([...records], { usdPerGbSecond: PRICE_PER_GB_S, usdPerRequest: 0 })).toBeLessThanOrEqual(m.estimatedCostUsd + 1e-9);
   });
 
-  it('warm round-trip overhead is well under 5 ms', async () => {
+  // How long a warm round trip takes is measured by `peerless bench serverless` (its overhead
+  // line), not asserted here: a timed assertion fails on a busy machine.
+  it('answers warm round trips, one after another, without spawning new workers', async () => {
     await platform.warm();
-    const xs: number[] = [];
-    for (let i = 0; i < 300; i++) xs.push(await platform.ping());
-    xs.sort((a, b) => a - b);
-    expect(xs[150]).toBeLessThan(5);
+    const before = platform.workerThreadIds();
+    for (let i = 0; i < 300; i++) expect(await platform.ping()).toBeGreaterThan(0);
+    expect(platform.workerThreadIds()).toEqual(before);
   });
 });
 

@@ -31,9 +31,11 @@ export interface WorkerReady {
  * pool created with `testHooks: true`: a hanging function (`sleepMs`, `spin` for a CPU-bound
  * hang that only termination stops), a crash (`exit`), a crash on the first try only
  * (`exitOnceFile`: exits if the file does not exist yet, after creating it), a function
- * that outgrows the worker's heap limit (`allocateMb`).
+ * that outgrows the worker's heap limit (`allocateMb`), a function that waits until a file
+ * exists (`gateFile`), so a test decides when it ends.
  */
 export interface TestHooks {
+  gateFile?: string;
   allocateMb?: number;
   sleepMs?: number;
   spin?: boolean;

@@ -23,6 +23,9 @@ async function testHook(h: TestHooks): Promise<void> {
     for (let mb = 0; mb < h.allocateMb; mb++) keep.push(Array.from({ length: 131_072 }, (_, i) => i + mb + 0.5));
     (globalThis as { __kept?: unknown }).__kept = keep;
   }
+  if (h.gateFile !== undefined) {
+    while (!existsSync(h.gateFile)) await new Promise((r) => setTimeout(r, 5));
+  }
   if (h.sleepMs !== undefined) {
     if (h.spin) {
       const until = Date.now() + h.sleepMs;
