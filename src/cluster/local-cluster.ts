@@ -5,7 +5,7 @@ import { LocalPlatform } from '../platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import { K } from '../peer/keys.ts';
 import { Membership } from '../peer/membership.ts';
-import { Peer, readPlan } from '../peer/peer.ts';
+import { Peer, protocolMismatch, readPlan } from '../peer/peer.ts';
 import { requestStop } from '../peer/stop.ts';
 import type { PeerOutcome, PeerStatus, RoundMetrics } from '../peer/types.ts';
 import { closeRedis, connectRedis } from '../tensor/redis-client.ts';
@@ -117,6 +117,8 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
         const stored = await readPlan(c);
         if (o.resume) {
           if (!stored) throw new Error(`nothing to resume: ${o.dataDir}/peer-${i} holds no training state`);
+          const mismatch = protocolMismatch(stored, `${o.dataDir}/peer-${i}`);
+          if (mismatch) throw new Error(`cannot resume: ${mismatch}`);
           config = stored.config;
           await c.del(K.stopAt);
           // The servers came back on new ports: point every member record at its server's.

@@ -13,8 +13,17 @@ import { RoundRunner } from './round-work.ts';
 import { copyTrainingState } from './state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
 
+/**
+ * The version of what peers keep in Redis and send each other (key names, the exact-sum
+ * layout, reports, admissions). A peer refuses state or a network of another version.
+ * 2: exact sums (16 bytes an element), membership views and admissions.
+ */
+export const PROTOCOL = 2;
+
 /** What the founding peer stores next to the configuration: the plan every peer follows. */
 export interface NetworkPlan {
+  /** PROTOCOL of the peer that founded the network (absent before version 2). */
+  protocol?: number;
   config: TrainingConfig;
   roundsPerEpoch: number;
   layoutHash: string;
@@ -28,6 +37,13 @@ interface Identity {
   network: string;
   peer: string;
   incarnation: number;
+}
+
+/** A one-line error when `plan` was written by another protocol version, else null. */
+export function protocolMismatch(plan: NetworkPlan, where: string): string | null {
+  const theirs = plan.protocol ?? 1;
+  if (theirs === PROTOCOL) return null;
+  return `${where} holds a network of protocol version ${theirs}, and this Peerless speaks version ${PROTOCOL}: ${theirs < PROTOCOL ? 'start a new run (or use the Peerless that made it)' : 'upgrade this Peerless'}`;
 }
 
 /** The network's plan kept in a peer's Redis, or null where no network is. */
@@ -124,7 +140,7 @@ export class Peer extends EventEmitter {
     if (f.initialParams.length !== this.opts.model.length) {
       throw new Error(`peer ${this.id}: initial parameters have ${f.initialParams.length} elements, the model ${this.opts.model.length}`);
     }
-    this.plan = { config, roundsPerEpoch: f.roundsPerEpoch, layoutHash: this.opts.model.layoutHash, length: this.opts.model.length, network: randomUUID() };
+    this.plan = { config, roundsPerEpoch: f.roundsPerEpoch, layoutHash: this.opts.model.layoutHash, length: this.opts.model.length, network: randomUUID(), protocol: PROTOCOL };
     this.links.timeoutMs = config.deadlineMs;
     await this.store.set(K.params, f.initialParams);
     await this.local
@@ -152,6 +168,8 @@ export class Peer extends EventEmitter {
     });
     const plan = await readPlan(boot);
     if (!plan) throw new Error(`peer ${this.id}: ${bootstrapUrl} holds no Peerless network (no ${K.config})`);
+    const mismatch = protocolMismatch(plan, bootstrapUrl);
+    if (mismatch) throw new Error(`peer ${this.id}: ${mismatch}`);
     this.plan = plan;
     this.checkModel();
     this.links.timeoutMs = plan.config.deadlineMs;
@@ -214,6 +232,8 @@ export class Peer extends EventEmitter {
 
   /** Restarts from the state kept in this peer's Redis: the round in progress is run again. */
   private async resume(plan: NetworkPlan): Promise<void> {
+    const mismatch = protocolMismatch(plan, `its Redis at ${this.opts.redis.url}`);
+    if (mismatch) throw new Error(`peer ${this.id}: ${mismatch}`);
     this.plan = plan;
     const marker = Number((await this.local.get(K.round)) ?? 0);
     const saved = await this.local.get(K.state);

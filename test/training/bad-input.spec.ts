@@ -60,6 +60,30 @@ describe('bad input at the network edges', () => {
     expect(await snapshot(founderClient)).toEqual(before);
   });
 
+  it('state or a network of another protocol version is refused with a clear error, and nothing changes', async () => {
+    // A network kept by an older Peerless (its plan carries no protocol version).
+    const old = await connectRedis({ url: joinerServer.url });
+    try {
+      await old.flushAll();
+      const plan = JSON.parse(String(await founderClient.get(K.config)));
+      delete plan.protocol;
+      await old.set(K.config, JSON.stringify(plan));
+      const resumed = new Peer({ id: 'b', redis: { url: joinerServer.url }, platform, model, data, shard: { index: 1, count: 2 } });
+      await expect(resumed.start()).rejects.toThrow(`peer b: its Redis at ${joinerServer.url} holds a network of protocol version 1, and this Peerless speaks version 2: start a new run (or use the Peerless that made it)`);
+      await resumed.close();
+      // A joiner of this version does not enter an old network either.
+      const third = await startRedisServer();
+      const joiner = new Peer({ id: 'c', redis: { url: third.url }, platform, model, data, shard: { index: 1, count: 2 }, bootstrap: { url: joinerServer.url } });
+      await expect(joiner.start()).rejects.toThrow(`peer c: ${joinerServer.url} holds a network of protocol version 1`);
+      await joiner.close();
+      await third.stop();
+      expect(JSON.parse(String(await old.get(K.config)))).toEqual(plan);
+    } finally {
+      await old.flushAll();
+      await closeRedis(old);
+    }
+  });
+
   it('wrong credentials', async () => {
     await expect(connectRedis({ url: secured.url, password: 'wrong' })).rejects.toThrow(/refused the credentials/);
     await expect(connectRedis({ url: secured.url })).rejects.toThrow(/NOAUTH|credentials|cannot reach/);
