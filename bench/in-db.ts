@@ -3,7 +3,7 @@ import { InDbTensorStore } from '../src/tensor/in-db.ts';
 import { OutsideDbTensorStore } from '../src/tensor/outside-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 import type { TensorStore } from '../src/tensor/tensor-store.ts';
-import { median } from '../src/cli/format.ts';
+import { median } from './stats.ts';
 import { StallProbe } from './stall-probe.ts';
 
 /** ResNet-18's parameter count: the paper's Table 2 model. */

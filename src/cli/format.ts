@@ -26,9 +26,3 @@ export function formatMs(ms: number): string {
 
 export const ratio = (slow: number, fast: number): string => (fast > 0 ? `${(slow / fast).toFixed(1)}x` : '-');
 
-/** Median of a non-empty list. */
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createPlatform, type PlatformChoice } from '../platform/index.ts';
 import { benchInDb } from './commands/bench-in-db.ts';
+import { benchRound } from './commands/bench-round.ts';
 import { benchScaling } from './commands/bench-scaling.ts';
 import { benchServerless } from './commands/bench-serverless.ts';
 import { functionPackage, functionServe } from './commands/function.ts';
@@ -161,6 +162,26 @@ bench
   .addOption(new Option('--repeats <n>', 'update repetitions (median reported)').argParser(int('--repeats')))
   .addHelpText('after', '\nExamples:\n  peerless bench in-db --quick\n  peerless bench in-db --json > in-db.json')
   .action(async (o) => { await benchInDb(o); });
+
+bench
+  .command('round')
+  .summary('a round\'s data path alone (no compute) vs a gloo all-reduce of the same vector')
+  .description(
+    'Real redis-servers and peers run real rounds (averaging, exchange, aggregation, optimizer step, ' +
+      'agreement) while G writers per peer push pre-made gradients in place of the functions; the ' +
+      'same run times a torch.distributed gloo all-reduce of the same vector among as many processes ' +
+      '(when python3-torch is installed) and one vector over loopback, the wire\'s limit.',
+  )
+  .option('--quick', '4 peers, 3 measured rounds: about a minute')
+  .option('--json', 'print one JSON document on stdout instead of the table')
+  .addOption(new Option('--params <n>', 'elements of the vector (default: ResNet-18\'s 11,172,810)').argParser(int('--params')))
+  .addOption(new Option('--peer-counts <list>', 'comma-separated peer counts (default 4,8,12)').argParser(intList('--peer-counts')))
+  .addOption(new Option('--exchange <mode>', 'exchange to run').choices(['all', 'sharded', 'both']).default('both'))
+  .addOption(new Option('--writers <n>', 'gradients pushed per peer per round (default 4)').argParser(int('--writers')))
+  .addOption(new Option('--rounds <n>', 'measured rounds after 2 warm-up (default 10)').argParser(int('--rounds')))
+  .option('--no-allreduce', 'skip the gloo all-reduce')
+  .addHelpText('after', '\nExamples:\n  peerless bench round --quick\n  peerless bench round --peer-counts 4 --exchange sharded --json > round.json')
+  .action(async (o) => { await benchRound(o); });
 
 addPlatformOptions(
   bench

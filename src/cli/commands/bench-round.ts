@@ -1,0 +1,55 @@
+import { RESNET18_PARAMS, runRoundBench, type RoundReport } from '../../../bench/round.ts';
+import { formatBytes, formatMs, table } from '../format.ts';
+import { progressBar } from '../progress.ts';
+
+export interface RoundCliOptions {
+  quick?: boolean;
+  json?: boolean;
+  params?: number;
+  peerCounts?: number[];
+  exchange?: 'all' | 'sharded' | 'both';
+  writers?: number;
+  rounds?: number;
+  allreduce?: boolean;
+}
+
+const x = (v: number | null) => (v === null ? '-' : `${v.toFixed(2)}x`);
+
+/** `peerless bench round`: the data path of a round alone, beside a gloo all-reduce. */
+export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
+  const length = o.params ?? RESNET18_PARAMS;
+  const bar = progressBar(!o.json, 'round');
+  const report = await runRoundBench({
+    peerCounts: o.peerCounts ?? (o.quick ? [4] : [4, 8, 12]),
+    exchanges: o.exchange === 'all' || o.exchange === 'sharded' ? [o.exchange] : ['all', 'sharded'],
+    length,
+    writers: o.writers ?? 4,
+    rounds: o.rounds ?? (o.quick ? 3 : 10),
+    allreduce: o.allreduce !== false,
+    onProgress: (d, t, w) => bar.update(d, t, w),
+  });
+  bar.stop();
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return report;
+  }
+  const out = [
+    `A round's data path without compute: ${length.toLocaleString()} float32 (${formatBytes(length * 4)}), ${report.writers} gradients per peer per round, median of ${report.rounds} rounds after 2 warm-up`,
+    '',
+    table(
+      ['peers', 'exchange', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'verify', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
+      report.rows.map((r) => [
+        r.peers, r.exchange, formatMs(r.ingestMsPerGradient), formatMs(r.wireMsPerVector), x(r.ingestVsWire), formatMs(r.exchangeMs),
+        formatMs(r.aggregateMs), formatMs(r.updateMs), formatMs(r.roundMs), r.allreduceMs === null ? 'no torch' : formatMs(r.allreduceMs),
+        x(r.vsAllreduce), formatMs(r.verifyMs), formatMs(r.maxStallMs), r.vectorsReceivedPerPeer.toFixed(2), `${r.redisGrowthMb.toFixed(1)} MB`, `${r.peakRssMb.toFixed(0)} MB`,
+      ]),
+    ),
+    '',
+    'round = from a peer\'s average being ready to its parameters updated (exchange + aggregation + optimizer step), the slowest peer.',
+    'gloo all-reduce: torch.distributed among as many processes on loopback (python3-torch); it does no optimizer step.',
+    'ingest/gradient: first pushed byte to the average being ready, per gradient; wire/vector: one vector over loopback TCP into existing memory.',
+    `Note: ${report.note}.`,
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
+  return report;
+}
