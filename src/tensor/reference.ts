@@ -1,3 +1,4 @@
+import { EXACT_LIMIT, exactMeanOf, firstTooLarge } from './exact-sum.ts';
 import type { AdamOptions, AggregationRule, SgdOptions } from './tensor-store.ts';
 
 /**
@@ -41,9 +42,10 @@ export function aggregateInto(out: Float32Array, inputs: Float32Array[], rule: A
   if (n === 0) throw new Error('aggregate: no inputs');
   for (const t of inputs) if (t.length !== out.length) throw new Error(`aggregate: inputs differ in length (${t.length} vs ${out.length})`);
   if (rule.rule === 'mean') {
-    out.set(inputs[0]);
-    for (let k = 1; k < n; k++) { const t = inputs[k]; for (let i = 0; i < out.length; i++) out[i] = f(out[i] + t[i]); }
-    for (let i = 0; i < out.length; i++) out[i] = f(out[i] / n);
+    // The module's exact, order-free mean.
+    const big = inputs.findIndex((t) => firstTooLarge(t) >= 0);
+    if (big >= 0) throw new Error(`aggregate: input ${big} has a value too large to average exactly (the limit is ${EXACT_LIMIT} in magnitude)`);
+    out.set(exactMeanOf(inputs));
     return;
   }
   if (rule.rule === 'krum') { krumInto(out, inputs, rule.byzantine, rule.select); return; }

@@ -36,6 +36,7 @@ async function populate(): Promise<void> {
   await cmd(client, 'SET', 'badids:ids', 'not a hash');
   await client.hSet('noexp:ids', 'x', '1'); // an id set without the expected count
   await cmd(client, 'SET', 'notexact', Buffer.alloc(24)); // a running sum of the wrong size
+  await cmd(client, 'PL.SET', 'big', BIG16); // finite, but beyond what an exact mean holds
   await client.hSet('notexact:ids', { '': '3', a: '1' });
   await cmd(client, 'SET', 'step', 'abc');
   await cmd(client, 'SET', 'negstep', '-3');
@@ -173,6 +174,8 @@ const cases: [string, Arg[], RegExp][] = [
   ['ADAM missing grad', ['PL.ADAM', 't', 'nope', 'm', 'v', 'st', '0.1'], /does not exist/],
   ['ADAM NaN grad', ['PL.ADAM', 't', 'nan', 'm', 'v', 'st', '0.1'], /non-finite/],
   ['ADAM same keys', ['PL.ADAM', 't', 'g', 'm', 'm', 'st', '0.1'], /given twice/],
+  ['AGGREGATE MEAN too large', ['PL.AGGREGATE', 'dst', 'MEAN', '2', 't', 'big'], /input "big" has a value too large to average exactly at element 9/],
+  ['AGGREGATE KRUM too large', ['PL.AGGREGATE', 'dst', 'KRUM', '0', '1', '3', 't', 'g', 'big'], /input "big" has a value too large to average exactly/],
   // PL.AGGREGATE
   ['AGGREGATE arity', ['PL.AGGREGATE', 'd', 'MEAN', '1'], ARITY],
   ['AGGREGATE rule', ['PL.AGGREGATE', 'd', 'MODE', '1', 't'], /unknown rule "MODE"/],
