@@ -1,5 +1,6 @@
 import type { AggregationRule } from '../tensor/tensor-store.ts';
-import { readTensorBytes, type InDbTensorStore } from '../tensor/in-db.ts';
+import type { InDbTensorStore } from '../tensor/in-db.ts';
+import { ensureTensor, streamTensor } from '../tensor/transfer.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
@@ -76,18 +77,35 @@ export interface ExchangeMode {
   aggregate(x: ExchangeInput, sent: SendResult): Promise<ExchangeResult>;
 }
 
+/** Sends a round marker after the data it announces (same connection, so it lands after). */
+async function mark(x: ExchangeInput, url: string, marker: string): Promise<void> {
+  await x.links.sendValue(url, marker, '1');
+}
+
 /**
- * Exchange "all", as in the original work: every peer sends its whole average to every other
- * peer, then each aggregates the same set in canonical order inside its own database.
+ * Exchange "all", as in the original work: every peer streams its whole average into a
+ * recycled buffer in every other peer's Redis, then each aggregates the same set inside its
+ * own database. The mean, median and trimmed mean do not depend on the inputs' order, so a
+ * peer's own average takes part under its own key; Multi-Krum breaks ties by position, so
+ * for it the own average is first copied under the name the others use for it.
  */
 export const exchangeAll: ExchangeMode = {
   async send(x) {
     const others = x.members.filter((m) => m.id !== x.me.id);
-    const mine = K.from(x.round, x.me.id);
-    await x.local.sendCommand(['COPY', x.averageKey, mine, 'REPLACE']);
-    const bytes = others.length > 0 ? await readTensorBytes(x.local, x.averageKey, 0, x.length) : Buffer.alloc(0);
-    const sent = await Promise.allSettled(others.map((m) => x.links.sendTensor(m.url, mine, bytes)));
-    const bytesSent = sent.filter((s) => s.status === 'fulfilled').length * bytes.length;
+    const slot = K.slot.from(x.round, x.me.id);
+    if (x.rule.rule === 'krum') {
+      await ensureTensor(x.local, slot, x.length);
+      await streamTensor(x.local, x.averageKey, 0, x.length, x.local, slot, 0);
+    }
+    let bytesSent = 0;
+    await Promise.allSettled(others.map(async (m) => {
+      await x.links.timed((async () => {
+        const c = await x.links.client(m.url);
+        await ensureTensor(c, slot, x.length);
+        bytesSent += await streamTensor(x.local, x.averageKey, 0, x.length, c, slot, 0);
+      })(), x.deadlineMs, m.url);
+      await mark(x, m.url, K.from(x.round, x.me.id));
+    }));
 
     const t0 = performance.now();
     const { present } = await x.inbox.waitFor(others.map((m) => K.from(x.round, m.id)), x.deadlineMs);
@@ -105,36 +123,45 @@ export const exchangeAll: ExchangeMode = {
     const t = performance.now();
     const aggregateKey = K.aggregate(x.round);
     const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
-    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => K.from(x.round, id)), rule);
+    const own = rule.rule === 'krum' ? K.slot.from(x.round, x.me.id) : x.averageKey;
+    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => (id === x.me.id ? own : K.slot.from(x.round, id))), rule);
     return { ...sent, aggregateKey, aggregateMs: performance.now() - t };
   },
 };
 
-const gatheredMarker = (round: number, owner: string) => `r:${round}:gathered:${owner}`;
-
 /**
  * Exchange "sharded": reduce-scatter then all-gather. Each member owns one slice; every
- * peer sends each owner its slice of its average, the owner aggregates the slice in its
- * database (canonical order) and sends the result to all. Each peer receives about
+ * peer streams each owner its slice of its average, the owner aggregates the slice in its
+ * database and streams the result into every member's aggregate. Each peer receives about
  * 2(N-1)/N of the vector instead of N-1 vectors, and the bytes equal those of "all" for
- * coordinate-wise rules: the same values are reduced in the same order.
+ * coordinate-wise rules (which do not depend on the inputs' order).
  *
- * The aggregate key must exist (zeros) before the round's exchange starts: the round's
- * preparation creates it, so an owner's all-gather never finds it missing.
+ * The aggregate buffer must exist at full size before the round's exchange starts: the
+ * round's preparation ensures it, so an owner's all-gather never finds it missing.
  *
  * When a peer misses the deadline, what it should have contributed is left out (a missing
- * owner's slice falls back to this peer's own average); the round's checksum comparison
- * then finds the disagreement and repairs it from the canonical peer.
+ * owner's slice falls back to this peer's own average); the round's agreement then finds
+ * the disagreement and repairs it from the coordinator.
  */
 export const exchangeSharded: ExchangeMode = {
   async send(x) {
     const ranges = sliceRanges(x.length, x.members.length);
     let bytesSent = 0;
     await Promise.allSettled(x.members.map(async (m, j) => {
-      const bytes = await readTensorBytes(x.local, x.averageKey, ranges[j].offset, ranges[j].count);
-      const key = K.part(x.round, m.id, x.me.id);
-      if (m.id === x.me.id) await x.local.sendCommand(['PL.SET', key, bytes]);
-      else { await x.links.sendTensor(m.url, key, bytes); bytesSent += bytes.length; }
+      const key = K.slot.part(x.round, m.id, x.me.id);
+      const { offset, count } = ranges[j];
+      if (m.id === x.me.id) {
+        await ensureTensor(x.local, key, count);
+        await streamTensor(x.local, x.averageKey, offset, count, x.local, key, 0);
+        await x.local.set(K.part(x.round, x.me.id, x.me.id), '1');
+        return;
+      }
+      await x.links.timed((async () => {
+        const c = await x.links.client(m.url);
+        await ensureTensor(c, key, count);
+        bytesSent += await streamTensor(x.local, x.averageKey, offset, count, c, key, 0);
+      })(), x.deadlineMs, m.url);
+      await mark(x, m.url, K.part(x.round, m.id, x.me.id));
     }));
     const t0 = performance.now();
     const parts = await x.inbox.waitFor(x.members.map((m) => K.part(x.round, x.me.id, m.id)), x.deadlineMs);
@@ -154,35 +181,34 @@ export const exchangeSharded: ExchangeMode = {
     const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
     const aggregateKey = K.aggregate(x.round);
     const t = performance.now();
-    const reducedKey = K.reduced(x.round, x.me.id);
+    const reducedKey = K.slot.reduced(x.round, x.me.id);
     const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
-    await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.part(x.round, x.me.id, id)), rule);
+    await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.slot.part(x.round, x.me.id, id)), rule);
     let aggregateMs = performance.now() - t;
 
-    // All-gather: this peer's reduced slice goes into every member's aggregate, with a marker.
-    const reduced = await readTensorBytes(x.local, reducedKey, 0, mine.count);
-    const marker = gatheredMarker(x.round, x.me.id);
-    await x.local.multi().addCommand(['PL.SETRANGE', aggregateKey, String(mine.offset), reduced]).set(marker, '1').exec();
+    // All-gather: this peer's reduced slice goes into every member's aggregate, then a marker.
+    await streamTensor(x.local, reducedKey, 0, mine.count, x.local, aggregateKey, mine.offset);
+    await x.local.set(K.gathered(x.round, x.me.id), '1');
     let bytesSent = sent.bytesSent;
     await Promise.allSettled(x.members.filter((m) => m.id !== x.me.id && sent.contributors.includes(m.id)).map(async (m) => {
-      const c = await x.links.client(m.url);
-      await c.multi().addCommand(['PL.SETRANGE', aggregateKey, String(mine.offset), reduced]).set(marker, '1').exec();
-      await c.publish(K.inbox, marker);
-      bytesSent += reduced.length;
+      await x.links.timed((async () => {
+        const c = await x.links.client(m.url);
+        bytesSent += await streamTensor(x.local, reducedKey, 0, mine.count, c, aggregateKey, mine.offset);
+      })(), x.deadlineMs, m.url);
+      await mark(x, m.url, K.gathered(x.round, x.me.id));
     }));
 
     const t0 = performance.now();
-    const gathered = await x.inbox.waitFor(x.members.map((m) => gatheredMarker(x.round, m.id)), x.deadlineMs);
+    const gathered = await x.inbox.waitFor(x.members.map((m) => K.gathered(x.round, m.id)), x.deadlineMs);
     const waitMs = sent.waitMs + performance.now() - t0;
     let bytesReceived = sent.bytesReceived;
     const missing = new Set(sent.missing);
     for (const [j, m] of x.members.entries()) {
       if (m.id === x.me.id) continue;
-      if (gathered.present.includes(gatheredMarker(x.round, m.id))) { bytesReceived += ranges[j].count * 4; continue; }
+      if (gathered.present.includes(K.gathered(x.round, m.id))) { bytesReceived += ranges[j].count * 4; continue; }
       missing.add(m.id);
       const t1 = performance.now();
-      const own = await readTensorBytes(x.local, x.averageKey, ranges[j].offset, ranges[j].count);
-      await x.local.sendCommand(['PL.SETRANGE', aggregateKey, String(ranges[j].offset), own]);
+      await streamTensor(x.local, x.averageKey, ranges[j].offset, ranges[j].count, x.local, aggregateKey, ranges[j].offset);
       aggregateMs += performance.now() - t1;
     }
     return {

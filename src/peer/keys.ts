@@ -31,14 +31,24 @@ export const K = {
   inbox: 'peerless:inbox',
   gradSum: (r: number) => `r:${r}:gsum`,
   gradAvg: (r: number) => `r:${r}:gavg`,
-  /** A peer's whole average, sent to every other peer (exchange "all"). */
+  /** Marker: a peer's whole average arrived (exchange "all"). */
   from: (r: number, peer: string) => `r:${r}:from:${peer}`,
-  /** A peer's slice of its average, sent to the slice's owner (exchange "sharded"). */
+  /** Marker: a peer's slice of its average arrived at the slice's owner (exchange "sharded"). */
   part: (r: number, owner: string, peer: string) => `r:${r}:part:${owner}:from:${peer}`,
-  /** The owner's aggregated slice. */
-  reduced: (r: number, owner: string) => `r:${r}:reduced:${owner}`,
-  /** The aggregate of every peer's average: the update's gradient. */
-  aggregate: (r: number) => `r:${r}:agg`,
+  /** Marker: an owner's aggregated slice arrived (exchange "sharded"). */
+  gathered: (r: number, owner: string) => `r:${r}:gathered:${owner}`,
+  /**
+   * Recycled exchange buffers: allocated once at full size and rewritten every round (two
+   * sets, by the round's parity, so a round never writes what the round before still reads).
+   * The round-named markers above say when their content is a round's.
+   */
+  slot: {
+    from: (r: number, peer: string) => `s:${r % 2}:from:${peer}`,
+    part: (r: number, owner: string, peer: string) => `s:${r % 2}:part:${owner}:from:${peer}`,
+    reduced: (r: number, owner: string) => `s:${r % 2}:reduced:${owner}`,
+  },
+  /** The aggregate of every peer's average, the update's gradient (a recycled buffer). */
+  aggregate: (r: number) => `s:${r % 2}:agg`,
   /** A member's end-of-round report (checksum, leave); the coordinator's carries the next view. */
   report: (r: number, peer: string) => `r:${r}:report:${peer}`,
   evaluation: (r: number, peer: string) => `r:${r}:eval:${peer}`,

@@ -5,6 +5,7 @@ import { mayPassLater } from '../platform/retry.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import { readTensorBytes } from '../tensor/in-db.ts';
+import { ensureTensor } from '../tensor/transfer.ts';
 import { forwardJoinRequests } from './admission.ts';
 import { agree, DroppedError } from './agreement.ts';
 import { exchangeAll, exchangeSharded, sliceRanges, type ExchangeInput, type SendResult } from './exchange.ts';
@@ -111,9 +112,8 @@ export class RoundRunner implements RoundWork {
       });
     }
     await this.collectGarbage(round - 2);
-    if (this.config.exchange === 'sharded' && Number(await this.d.local.exists(K.aggregate(round))) === 0) {
-      await this.d.store.zeros(K.aggregate(round), this.d.model.length);
-    }
+    // The exchange's buffers are recycled: this allocates only on the first rounds.
+    if (this.config.exchange === 'sharded') await ensureTensor(this.d.local, K.aggregate(round), this.d.model.length);
     this.metrics = {
       peer: this.d.id, round, epoch: Math.floor(round / this.d.plan.roundsPerEpoch), members: this.members.map((m) => m.id),
       loss: NaN, accuracy: NaN, samples: 0, lr: learningRate(this.config, round, this.totalRounds),

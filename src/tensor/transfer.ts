@@ -1,0 +1,63 @@
+import type { Redis } from './redis-client.ts';
+import { BUFFER_REPLIES } from './redis-client.ts';
+
+/**
+ * The one path tensors take between Redis servers: fixed-size chunks, read with PL.GETRANGE
+ * and written with PL.SETRANGE into a key that already exists at full size, pipelined over
+ * each connection, with a bound on the bytes this process holds at once. A big value never
+ * travels as one argument (Redis would allocate fresh memory for it and stall its other
+ * clients), and the destination's memory is reused round after round.
+ */
+export interface TransferOptions {
+  /** Elements per chunk (default 256 Ki: 1 MiB). */
+  chunkElements?: number;
+  /** Bytes of chunks held in this process at once (default 16 MiB). */
+  maxInFlightBytes?: number;
+}
+
+export const DEFAULT_CHUNK_ELEMENTS = 1 << 18;
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 16 << 20;
+
+async function send<T>(client: Redis, args: (string | Buffer)[], buffers = false): Promise<T> {
+  try {
+    return (await client.sendCommand(args, buffers ? BUFFER_REPLIES : undefined)) as T;
+  } catch (err) {
+    throw new Error(`${String(args[0])} ${String(args[1])}: ${(err as Error).message.replace(/^ERR /, '')}`);
+  }
+}
+
+/**
+ * Makes `key` a tensor of exactly `length` elements. It allocates only when the key is
+ * missing or of another length (a new membership or layout); returns whether it did.
+ */
+export async function ensureTensor(client: Redis, key: string, length: number): Promise<boolean> {
+  const bytes = Number(await client.strLen(key));
+  if (bytes === length * 4) return false;
+  await send(client, ['PL.ZEROS', key, String(length)]);
+  return true;
+}
+
+/**
+ * Streams elements [srcOffset, srcOffset + count) of `srcKey` in `from` into `dstKey` at
+ * `dstOffset` in `to` (which may be the same server). The destination must already hold
+ * them (see ensureTensor). Returns the bytes moved.
+ */
+export async function streamTensor(
+  from: Redis, srcKey: string, srcOffset: number, count: number,
+  to: Redis, dstKey: string, dstOffset: number,
+  o: TransferOptions = {},
+): Promise<number> {
+  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
+  const chunks = Math.ceil(count / chunk);
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < chunks; i = next++) {
+      const off = i * chunk, n = Math.min(chunk, count - off);
+      const bytes = await send<Buffer>(from, ['PL.GETRANGE', srcKey, String(srcOffset + off), String(n)], true);
+      await send(to, ['PL.SETRANGE', dstKey, String(dstOffset + off), bytes]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(lanes, chunks) }, lane));
+  return count * 4;
+}
