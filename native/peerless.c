@@ -372,6 +372,7 @@ typedef struct {
     size_t n;                 /* elements in the blob */
     long long expected;       /* contributions to wait for */
     long long offset, total;  /* the blob is [offset, offset+n) of a `total`-element sum */
+    long long round;          /* ROUND r, or -1 */
 } accum_args;
 
 static int parse_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, accum_args *a) {
@@ -382,22 +383,26 @@ static int parse_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
     if (!distinct_keys(ctx, argv + 1, 2)) return 0;
     a->offset = -1;
     a->total = -1;
+    a->round = -1;
     for (int i = 6; i < argc; i += 2) {
         if (is_word(argv[i], "OFFSET") && a->offset < 0) {
             if (!parse_int(ctx, argv[i + 1], "OFFSET", 0, PL_MAX_ELEMENTS - 1, &a->offset)) return 0;
         } else if (is_word(argv[i], "TOTAL") && a->total < 0) {
             if (!parse_int(ctx, argv[i + 1], "TOTAL", 1, PL_MAX_ELEMENTS, &a->total)) return 0;
+        } else if (is_word(argv[i], "ROUND") && a->round < 0) {
+            if (!parse_int(ctx, argv[i + 1], "ROUND", 0, PL_MAX_STEP, &a->round)) return 0;
         } else {
-            return fail(ctx, "unexpected argument \"%s\" (expected OFFSET o TOTAL n)",
+            return fail(ctx, "unexpected argument \"%s\" (expected OFFSET o TOTAL n, ROUND r)",
                         show(argv[i]).s), 0;
         }
     }
+    if ((a->offset < 0) != (a->total < 0)) return fail(ctx, "OFFSET and TOTAL go together"), 0;
     if (!parse_blob(ctx, argv[5], "gradient", &a->data, &a->n)) return 0;
     size_t big = pl_fix_first_too_large(a->data, a->n);
     if (big < a->n)
         return fail(ctx, "gradient has a value too large to sum exactly (%g at element %zu; the limit "
                     "is %g in magnitude)", (double)a->data[big], big, (double)PL_FIX_LIMIT), 0;
-    if (argc == 6) {
+    if (a->offset < 0) {
         a->offset = 0;
         a->total = (long long)a->n;
     } else if (a->offset + (long long)a->n > a->total) {
@@ -491,20 +496,60 @@ static int open_sum(RedisModuleCtx *ctx, RedisModuleString *name, tensor_key *st
 }
 
 /* "<sum>:ids", built byte by byte: key names may hold any bytes. */
-static RedisModuleString *ids_key_name(RedisModuleCtx *ctx, RedisModuleString *sum) {
-    size_t len;
-    const char *name = RedisModule_StringPtrLen(sum, &len);
+static RedisModuleString *suffixed(RedisModuleCtx *ctx, RedisModuleString *key, const char *suffix) {
+    size_t len, slen = strlen(suffix);
+    const char *name = RedisModule_StringPtrLen(key, &len);
     char stackbuf[256];
-    char *buf = len + 4 <= sizeof stackbuf ? stackbuf : RedisModule_Alloc(len + 4);
+    char *buf = len + slen <= sizeof stackbuf ? stackbuf : RedisModule_Alloc(len + slen);
     memcpy(buf, name, len);
-    memcpy(buf + len, ":ids", 4);
-    RedisModuleString *out = RedisModule_CreateString(ctx, buf, len + 4);
+    memcpy(buf + len, suffix, slen);
+    RedisModuleString *out = RedisModule_CreateString(ctx, buf, len + slen);
     if (buf != stackbuf) RedisModule_Free(buf);
     return out;
 }
 
+static RedisModuleString *ids_key_name(RedisModuleCtx *ctx, RedisModuleString *sum) {
+    return suffixed(ctx, sum, ":ids");
+}
+
+/*
+ * Rounds. With ROUND r, a sum's keys are reused round after round (no fresh memory): the
+ * round it holds is kept in "<sum>:round", a contribution for a later round starts the sum
+ * afresh in place, one for an earlier round is refused (a late function of a finished
+ * round), and the average's round is written to "<avg>:round" when it is complete.
+ * Returns the stored round (-1 when none), or -2 after replying an error.
+ */
+static long long stored_round(RedisModuleCtx *ctx, RedisModuleString *name) {
+    RedisModuleKey *k = RedisModule_OpenKey(ctx, name, REDISMODULE_READ);
+    int type = RedisModule_KeyType(k);
+    long long r = -1;
+    if (type == REDISMODULE_KEYTYPE_STRING) {
+        size_t len;
+        const char *p = RedisModule_StringDMA(k, &len, REDISMODULE_READ);
+        RedisModuleString *v = RedisModule_CreateString(ctx, p, len);
+        if (RedisModule_StringToLongLong(v, &r) != REDISMODULE_OK || r < 0) r = -3;
+        RedisModule_FreeString(ctx, v);
+    } else if (type != REDISMODULE_KEYTYPE_EMPTY) {
+        r = -3;
+    }
+    RedisModule_CloseKey(k);
+    if (r == -3) {
+        fail(ctx, "\"%s\" does not hold a round number", show(name).s);
+        return -2;
+    }
+    return r;
+}
+
+static void write_round(RedisModuleCtx *ctx, RedisModuleString *name, long long round) {
+    RedisModuleKey *k = RedisModule_OpenKey(ctx, name, REDISMODULE_WRITE);
+    RedisModuleString *v = RedisModule_CreateStringFromLongLong(ctx, round);
+    RedisModule_StringSet(k, v);
+    RedisModule_FreeString(ctx, v);
+    RedisModule_CloseKey(k);
+}
+
 static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-    if (argc != 6 && argc != 10) return RedisModule_WrongArity(ctx);
+    if (argc != 6 && argc != 8 && argc != 10 && argc != 12) return RedisModule_WrongArity(ctx);
     accum_args a;
     if (!parse_accum(ctx, argv, argc, &a)) return REDISMODULE_OK;
 
@@ -513,8 +558,27 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         RedisModule_FreeString(ctx, ids_name);
         return fail(ctx, "avg must not be the sum's id set \"%s\"", show(argv[2]).s);
     }
+    RedisModuleString *round_name = suffixed(ctx, argv[1], ":round");
+    int new_round = 0;
+    if (a.round >= 0) {
+        long long held = stored_round(ctx, round_name);
+        if (held == -2) {
+            RedisModule_FreeString(ctx, ids_name);
+            RedisModule_FreeString(ctx, round_name);
+            return REDISMODULE_OK;
+        }
+        if (a.round < held) {
+            RedisModule_FreeString(ctx, ids_name);
+            RedisModule_FreeString(ctx, round_name);
+            return fail(ctx, "contribution \"%s\" is for round %lld, but \"%s\" is summing round %lld: "
+                        "too late, refused", show(argv[3]).s, a.round, show(argv[1]).s, held);
+        }
+        new_round = a.round > held;
+    }
 
     RedisModuleKey *ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
+    /* A later round starts afresh: the old round's ids go (the sum is zeroed in place below). */
+    if (new_round && RedisModule_KeyType(ids) != REDISMODULE_KEYTYPE_EMPTY) RedisModule_DeleteKey(ids);
     RedisModuleKey *sum = NULL, *avg = NULL;
     tensor_key st = {NULL, 0};
     long long expected, count;
@@ -573,12 +637,18 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     /* Everything checked: mutate. */
     add_into_sum(sum, &a, fresh);
     record_id(ctx, ids, argv[3], a.expected, fresh);
+    if (new_round) write_round(ctx, round_name, a.round);
     count++;
     if (completes) {
         pl_f32 *out = resize(avg, (size_t)a.total, 0);
         pl_i64 *hi, *lo;
         sum_planes(sum, (size_t)a.total, &hi, &lo);
         pl_fix_mean(out, hi, lo, (size_t)a.total, a.expected);
+        if (a.round >= 0) {
+            RedisModuleString *avg_round = suffixed(ctx, argv[2], ":round");
+            write_round(ctx, avg_round, a.round);
+            RedisModule_FreeString(ctx, avg_round);
+        }
         RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL,
                                                               strlen(AVERAGED_CHANNEL));
         RedisModule_PublishMessage(ctx, channel, argv[2]);
@@ -592,6 +662,7 @@ done:
     close_key(&sum);
     close_key(&avg);
     RedisModule_FreeString(ctx, ids_name);
+    RedisModule_FreeString(ctx, round_name);
     return REDISMODULE_OK;
 }
 
@@ -606,8 +677,24 @@ done:
  * contribution arrived (there is nothing to average).
  * ---------------------------------------------------------------------------------------- */
 static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-    if (argc != 3) return RedisModule_WrongArity(ctx);
+    if (argc != 3 && argc != 5) return RedisModule_WrongArity(ctx);
     if (!distinct_keys(ctx, argv + 1, 2)) return REDISMODULE_OK;
+    long long round = -1;
+    if (argc == 5) {
+        if (!is_word(argv[3], "ROUND"))
+            return fail(ctx, "unexpected argument \"%s\" (expected ROUND r)", show(argv[3]).s);
+        if (!parse_int(ctx, argv[4], "ROUND", 0, PL_MAX_STEP, &round)) return REDISMODULE_OK;
+        RedisModuleString *round_name = suffixed(ctx, argv[1], ":round");
+        long long held = stored_round(ctx, round_name);
+        RedisModule_FreeString(ctx, round_name);
+        if (held == -2) return REDISMODULE_OK;
+        if (held < round)
+            return fail(ctx, "no contribution to \"%s\" arrived for round %lld: nothing to average",
+                        show(argv[1]).s, round);
+        if (held > round)
+            return fail(ctx, "\"%s\" is summing round %lld already: round %lld is over", show(argv[1]).s,
+                        held, round);
+    }
     RedisModuleString *ids_name = ids_key_name(ctx, argv[1]);
     if (name_cmp(ids_name, argv[2]) == 0) {
         RedisModule_FreeString(ctx, ids_name);
@@ -649,6 +736,11 @@ static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL, strlen(AVERAGED_CHANNEL));
     RedisModule_PublishMessage(ctx, channel, argv[2]);
     RedisModule_FreeString(ctx, channel);
+    if (round >= 0) {
+        RedisModuleString *avg_round = suffixed(ctx, argv[2], ":round");
+        write_round(ctx, avg_round, round);
+        RedisModule_FreeString(ctx, avg_round);
+    }
     RedisModule_ReplicateVerbatim(ctx);
     RedisModule_ReplyWithArray(ctx, 3);
     RedisModule_ReplyWithLongLong(ctx, count);

@@ -17,6 +17,7 @@ const gradient = z.object({
   sumKey: key, avgKey: key,
   contributionId: z.string().min(1),
   expected: z.number().int().positive(),
+  round: z.number().int().min(0).optional(),
   microBatch: z.number().int().positive().optional(),
 });
 

@@ -30,6 +30,8 @@ export interface GradientEvent {
   avgKey: string;
   contributionId: string;
   expected: number;
+  /** The round the gradient belongs to: the module refuses it once the sum moved on. */
+  round?: number;
   /** Micro-batch size inside the function (memory bound for big models); default: whole batch. */
   microBatch?: number;
 }

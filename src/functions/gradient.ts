@@ -27,7 +27,7 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const t1 = performance.now();
   const out = computeGradient(model, images, labels, e.microBatch ? { microBatch: e.microBatch } : {});
   const t2 = performance.now();
-  const acc = await store.accumulate(e.sumKey, e.avgKey, e.contributionId, e.expected, out.gradient);
+  const acc = await store.accumulate(e.sumKey, e.avgKey, e.contributionId, e.expected, out.gradient, undefined, e.round);
   const t3 = performance.now();
   return {
     loss: out.loss,

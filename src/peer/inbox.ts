@@ -1,4 +1,5 @@
 import type { Redis } from '../tensor/redis-client.ts';
+import { AVERAGED_CHANNEL } from '../tensor/tensor-store.ts';
 import { K } from './keys.ts';
 
 /**
@@ -16,7 +17,8 @@ export class Inbox {
     this.subscriber = this.client.duplicate() as Redis;
     this.subscriber.on('error', () => {});
     await this.subscriber.connect();
-    await this.subscriber.subscribe(K.inbox, () => this.wake());
+    // Other peers announce what they wrote; the module announces a completed average.
+    await this.subscriber.subscribe([K.inbox, AVERAGED_CHANNEL], () => this.wake());
   }
 
   private wake(): void {

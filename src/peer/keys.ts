@@ -29,8 +29,14 @@ export const K = {
   admission: 'peerless:admission',
   /** Channel on which senders announce the key names they wrote into this Redis. */
   inbox: 'peerless:inbox',
-  gradSum: (r: number) => `r:${r}:gsum`,
-  gradAvg: (r: number) => `r:${r}:gavg`,
+  /**
+   * The round's gradient sum and average: recycled by round parity (PL.ACCUM ... ROUND r
+   * starts a later round afresh in place and refuses an earlier round's late gradients).
+   */
+  gradSum: (r: number) => `g:${r % 2}:sum`,
+  gradAvg: (r: number) => `g:${r % 2}:avg`,
+  /** The round whose average `gradAvg` holds, written by the module when it is complete. */
+  gradAvgRound: (r: number) => `g:${r % 2}:avg:round`,
   /** Marker: a peer's whole average arrived (exchange "all"). */
   from: (r: number, peer: string) => `r:${r}:from:${peer}`,
   /** Marker: a peer's slice of its average arrived at the slice's owner (exchange "sharded"). */

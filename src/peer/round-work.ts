@@ -209,6 +209,7 @@ export class RoundRunner implements RoundWork {
       avgKey: K.gradAvg(round),
       contributionId: `b${b}`,
       expected,
+      round,
       ...(this.config.microBatch > 0 ? { microBatch: this.config.microBatch } : {}),
     };
   }
@@ -219,7 +220,7 @@ export class RoundRunner implements RoundWork {
     const first = failed[0].error.message;
     let counted: number;
     try {
-      counted = (await this.d.store.closeAccumulation(K.gradSum(round), K.gradAvg(round))).count;
+      counted = (await this.d.store.closeAccumulation(K.gradSum(round), K.gradAvg(round), round)).count;
     } catch (err) {
       if (!/no contribution .* arrived/.test((err as Error).message)) throw err;
       throw new DroppedError(this.d.id, round, `none of its ${expected} gradient(s) arrived before the function deadline; first error: ${first}`);
@@ -230,8 +231,9 @@ export class RoundRunner implements RoundWork {
   /** The last arrival averaged in the database; make sure the average is there. */
   async average(round: number): Promise<void> {
     const t = performance.now();
-    const { missing } = await this.d.inbox.waitFor([K.gradAvg(round)], this.config.deadlineMs);
-    if (missing.length > 0) throw new Error(`peer ${this.d.id}: round ${round}'s average never appeared (a gradient function did not push)`);
+    const key = K.gradAvgRound(round);
+    const ready = await this.d.inbox.until(async () => ((await this.d.local.get(key)) === String(round) ? true : null), this.config.deadlineMs);
+    if (!ready) throw new Error(`peer ${this.d.id}: round ${round}'s average never appeared (a gradient function did not push)`);
     this.metrics.averageMs = performance.now() - t;
   }
 

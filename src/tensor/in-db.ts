@@ -70,9 +70,11 @@ export class InDbTensorStore implements TensorStore {
     expected: number,
     values: Float32Array,
     slice?: { offset: number; total: number },
+    round?: number,
   ): Promise<AccumulateResult> {
     const args: (string | Buffer)[] = ['PL.ACCUM', sumKey, avgKey, id, String(expected), toBytes(values)];
     if (slice) args.push('OFFSET', String(slice.offset), 'TOTAL', String(slice.total));
+    if (round !== undefined) args.push('ROUND', String(round));
     const [count, exp, done] = await call<number[]>(this.client, args);
     return { count: Number(count), expected: Number(exp), done: Number(done) === 1 };
   }
@@ -81,8 +83,10 @@ export class InDbTensorStore implements TensorStore {
    * Closes an accumulation at the function deadline: the average over what arrived, and no
    * contribution counted after (PL.CLOSE). Fails when nothing arrived.
    */
-  async closeAccumulation(sumKey: string, avgKey: string): Promise<AccumulateResult> {
-    const [count, exp, done] = await call<number[]>(this.client, ['PL.CLOSE', sumKey, avgKey]);
+  async closeAccumulation(sumKey: string, avgKey: string, round?: number): Promise<AccumulateResult> {
+    const args = ['PL.CLOSE', sumKey, avgKey];
+    if (round !== undefined) args.push('ROUND', String(round));
+    const [count, exp, done] = await call<number[]>(this.client, args);
     return { count: Number(count), expected: Number(exp), done: Number(done) === 1 };
   }
 

@@ -83,12 +83,19 @@ export class OutsideDbTensorStore implements TensorStore {
     expected: number,
     values: Float32Array,
     slice?: { offset: number; total: number },
+    round?: number,
   ): Promise<AccumulateResult> {
     checkFinite(values, `gradient ${id}`);
     const big = firstTooLarge(values);
     if (big >= 0) throw new Error(`gradient ${id} has a value too large to sum exactly (${values[big]} at element ${big}; the limit is ${EXACT_LIMIT} in magnitude)`);
     return this.withLock(sumKey, async () => {
       const idsKey = `${sumKey}:ids`;
+      if (round !== undefined) {
+        // The module's rounds (see TensorStore.accumulate): reused keys, late rounds refused.
+        const held = Number((await this.client.get(`${sumKey}:round`)) ?? -1);
+        if (round < held) throw new Error(`contribution "${id}" is for round ${round}, but "${sumKey}" is summing round ${held}: too late, refused`);
+        if (round > held) await this.client.multi().del(idsKey).del(sumKey).set(`${sumKey}:round`, String(round)).exec();
+      }
       const seen = await this.client.hExists(idsKey, id);
       const count = Number(await this.client.hLen(idsKey));
       if (seen) return { count, expected, done: count >= expected };
@@ -104,6 +111,7 @@ export class OutsideDbTensorStore implements TensorStore {
       const done = count + 1 === expected;
       const tx = this.client.multi().set(sumKey, Buffer.from(sum.buffer, sum.byteOffset, sum.byteLength)).hSet(idsKey, id, '1');
       if (done) tx.set(avgKey, toBytes(exactMean(sum, total, expected))).publish(AVERAGED_CHANNEL, avgKey);
+      if (done && round !== undefined) tx.set(`${avgKey}:round`, String(round));
       await tx.exec();
       return { count: count + 1, expected, done };
     });

@@ -44,7 +44,11 @@ export interface TensorStore {
   setRange(key: string, offset: number, values: Float32Array): Promise<void>;
   zeros(key: string, length: number): Promise<void>;
   length(key: string): Promise<number>;
-  /** Adds `values` into `sumKey` once per `id`; the last of `expected` writes `avgKey`. */
+  /**
+   * Adds `values` into `sumKey` once per `id`; the last of `expected` writes `avgKey`. With
+   * `round`, the keys are reused across rounds: a later round starts afresh, an earlier one
+   * is refused, and `<avgKey>:round` names the round of a complete average.
+   */
   accumulate(
     sumKey: string,
     avgKey: string,
@@ -52,6 +56,7 @@ export interface TensorStore {
     expected: number,
     values: Float32Array,
     slice?: { offset: number; total: number },
+    round?: number,
   ): Promise<AccumulateResult>;
   sgd(paramKey: string, gradKey: string, velocityKey: string, opts: SgdOptions): Promise<void>;
   /** Returns the new step count. */

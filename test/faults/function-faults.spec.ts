@@ -92,7 +92,7 @@ describe('a batch that keeps failing', () => {
 
   it('is given up at the function deadline: the round averages the others, and nobody is dropped', async () => {
     // Round 1 takes batches b3, b4, b5 of each shard: b4 never gets through.
-    const server = await failingFunctions((e) => e.contributionId === 'b4' && e.sumKey === 'r:1:gsum');
+    const server = await failingFunctions((e) => e.contributionId === 'b4' && e.round === 1);
     const platform = new HttpPlatform({ url: server.url, attempts: 1 });
     const net = new TestNetwork(parseTrainingConfig({ ...config, functionDeadlineMs: 1_000, maxRounds: 3 }), platform);
     try {
@@ -106,7 +106,7 @@ describe('a batch that keeps failing', () => {
         expect(p.logs.join('\n')).toMatch(/round 1: gradient\(s\) b4 failed until the function deadline \(.*injected.*\); averaging the 2 of 3 that arrived/);
       }
       // The average was closed inside the database: a late b2 is refused there.
-      await expect(net.clients[0].sendCommand(['PL.ACCUM', 'r:1:gsum', 'r:1:gavg', 'b4', '3', Buffer.alloc(4 * (await net.params(0)).length)]))
+      await expect(net.clients[0].sendCommand(['PL.ACCUM', 'g:1:sum', 'g:1:avg', 'b4', '3', Buffer.alloc(4 * (await net.params(0)).length), 'ROUND', '1']))
         .rejects.toThrow(/closed at 2 contributions; contribution "b4" came too late/);
       await net.close(peers);
     } finally {
@@ -118,7 +118,7 @@ describe('a batch that keeps failing', () => {
 
   it('a peer none of whose gradients arrive sits the round out, rejoins, and ends identical', async () => {
     let peer1Url = '';
-    const server = await failingFunctions((e) => e.redis.url === peer1Url && e.sumKey === 'r:2:gsum');
+    const server = await failingFunctions((e) => e.redis.url === peer1Url && e.round === 2);
     const platform = new HttpPlatform({ url: server.url, attempts: 1 });
     const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 3_000, functionDeadlineMs: 500, maxRounds: 8 }), platform);
     try {
@@ -127,7 +127,7 @@ describe('a batch that keeps failing', () => {
       const peers = await net.foundingGroup(2);
       const outcomes = await Promise.all(peers.map((p) => p.outcome!));
       const logs = peers.map((p) => p.logs.join('\n'));
-      expect(outcomes.map((o) => o.state), logs.join('\n')).toEqual(['done', 'done']);
+      expect(outcomes.map((o) => o.state), `${logs.join('\n')}\n${outcomes.map((o) => o.error).join('\n')}`).toEqual(['done', 'done']);
       expect(outcomes[0].checksum).toBe(outcomes[1].checksum);
       expect(logs[1]).toMatch(/none of its 3 gradient\(s\) arrived before the function deadline.*asking to rejoin/s);
       expect(logs[1]).toMatch(/joined through/);

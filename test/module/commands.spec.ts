@@ -190,6 +190,26 @@ describe('PL.ACCUM', () => {
     expect(Array.from(await getTensor(client, 'favg'))).toEqual([0, 7, 0]);
   });
 
+  it('with ROUND, reuses its keys round after round and refuses a late round\'s contributions', async () => {
+    const acc = (round: number, id: string, t: Float32Array) => client.sendCommand(['PL.ACCUM', 'rr', 'rravg', id, '2', bytes(t), 'ROUND', String(round)]);
+    expect(await acc(4, 'a', f32(1, 2))).toEqual([1, 2, 0]);
+    expect(await acc(4, 'b', f32(3, 4))).toEqual([2, 2, 1]);
+    expect(await client.get('rravg:round')).toBe('4');
+    expect(Array.from(await getTensor(client, 'rravg'))).toEqual([2, 3]);
+    // Round 6 starts afresh in the same keys; round 5 is then too late, and changes nothing.
+    expect(await acc(6, 'a', f32(10, 20))).toEqual([1, 2, 0]);
+    const before = await getBytes(client, 'rr');
+    expect(await errorOf(client, 'PL.ACCUM', 'rr', 'rravg', 'b', '2', bytes(f32(9, 9)), 'ROUND', '5')).toBe('ERR peerless: contribution "b" is for round 5, but "rr" is summing round 6: too late, refused');
+    expect((await getBytes(client, 'rr'))!.equals(before!)).toBe(true);
+    expect(await client.get('rravg:round')).toBe('4');
+    // Closing checks the round, then marks the average's round.
+    expect(await errorOf(client, 'PL.CLOSE', 'rr', 'rravg', 'ROUND', '7')).toBe('ERR peerless: no contribution to "rr" arrived for round 7: nothing to average');
+    expect(await errorOf(client, 'PL.CLOSE', 'rr', 'rravg', 'ROUND', '5')).toBe('ERR peerless: "rr" is summing round 6 already: round 5 is over');
+    expect(await client.sendCommand(['PL.CLOSE', 'rr', 'rravg', 'ROUND', '6'])).toEqual([1, 2, 1]);
+    expect(await client.get('rravg:round')).toBe('6');
+    expect(Array.from(await getTensor(client, 'rravg'))).toEqual([10, 20]);
+  });
+
   it('works with binary key names and ids', async () => {
     const sum = Buffer.from([0, 1, 2, 0xff, 0x0a]), avg = Buffer.from('avg\r\nx'), id = Buffer.from([0, 0, 0]);
     expect(await client.sendCommand(['PL.ACCUM', sum, avg, id, '1', bytes(f32(4, 6))])).toEqual([1, 1, 1]);

@@ -108,7 +108,8 @@ const cases: [string, Arg[], RegExp][] = [
   ['SCALE missing', ['PL.SCALE', 'nope', '2'], /does not exist/],
   // PL.ACCUM
   ['ACCUM arity', ['PL.ACCUM', 's', 'a', 'id', '2'], ARITY],
-  ['ACCUM arity 8', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0'], ARITY],
+  ['ACCUM arity 9', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'TOTAL'], ARITY],
+  ['ACCUM OFFSET alone', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0'], /OFFSET and TOTAL go together/],
   ['ACCUM expected 0', ['PL.ACCUM', 's', 'a', 'id', '0', T16], /expected must be between 1/],
   ['ACCUM expected text', ['PL.ACCUM', 's', 'a', 'id', 'x', T16], /expected must be an integer/],
   ['ACCUM empty id', ['PL.ACCUM', 's', 'a', '', '2', T16], /id must not be empty/],
@@ -131,6 +132,11 @@ const cases: [string, Arg[], RegExp][] = [
   ['ACCUM OFFSET twice', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'OFFSET', '0'], /unexpected argument/],
   ['ACCUM OFFSET negative', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '-1', 'TOTAL', '20'], /OFFSET must be between/],
   ['ACCUM TOTAL 0', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'TOTAL', '0'], /TOTAL must be between 1/],
+  ['ACCUM ROUND negative', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'ROUND', '-1'], /ROUND must be between 0/],
+  ['ACCUM OFFSET without TOTAL', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'ROUND', '1'], /OFFSET and TOTAL go together/],
+  ['ACCUM ROUND twice', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'ROUND', '1', 'ROUND', '2'], /unexpected argument "ROUND"/],
+  ['CLOSE bad keyword', ['PL.CLOSE', 'run', 'runavg', 'AT', '1'], /unexpected argument "AT"/],
+  ['CLOSE ROUND text', ['PL.CLOSE', 'run', 'runavg', 'ROUND', 'x'], /ROUND must be an integer/],
   ['ACCUM bad keyword', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'FROM', '0', 'TOTAL', '20'], /unexpected argument "FROM"/],
   // PL.CLOSE
   ['CLOSE arity', ['PL.CLOSE', 'run'], ARITY],
