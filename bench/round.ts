@@ -90,7 +90,9 @@ class PushPlatform implements FunctionPlatform {
     const slot = b % this.gradients.length;
     const t = performance.now();
     const c = await this.client(e.redis.url, slot);
-    const [count, , done] = (await c.sendCommand(['PL.ACCUM', e.sumKey, e.avgKey, e.contributionId, String(e.expected), this.gradients[slot]])) as number[];
+    const args = ['PL.ACCUM', e.sumKey, e.avgKey, e.contributionId, String(e.expected), this.gradients[slot]];
+    if (e.round !== undefined) args.push('ROUND', String(e.round));
+    const [count, , done] = (await c.sendCommand(args)) as number[];
     const pushMs = performance.now() - t;
     return { loss: 0, accuracy: 0, samples: 1, count: Number(count), done: Number(done) === 1, timings: { loadMs: 0, computeMs: 0, pushMs } } as FunctionResults[N];
   }
