@@ -1,6 +1,6 @@
 import type { AggregationRule } from '../tensor/tensor-store.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
-import { ensureTensor, streamTensor } from '../tensor/transfer.ts';
+import { ensureTensor, fanOutTensor, streamTensor, type StreamTarget } from '../tensor/transfer.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
@@ -97,15 +97,20 @@ export const exchangeAll: ExchangeMode = {
       await ensureTensor(x.local, slot, x.length);
       await streamTensor(x.local, x.averageKey, 0, x.length, x.local, slot, 0);
     }
-    let bytesSent = 0;
-    await Promise.allSettled(others.map(async (m) => {
-      await x.links.timed((async () => {
-        const c = await x.links.client(m.url);
-        await ensureTensor(c, slot, x.length);
-        bytesSent += await streamTensor(x.local, x.averageKey, 0, x.length, c, slot, 0);
-      })(), x.deadlineMs, m.url);
-      await mark(x, m.url, K.from(x.round, x.me.id));
-    }));
+    // Each chunk of the average is read once and written to every other peer.
+    const targets = (await Promise.all(others.map(async (m) => {
+      try {
+        const client = await x.links.timed(x.links.client(m.url), x.deadlineMs, m.url);
+        await x.links.timed(ensureTensor(client, slot, x.length), x.deadlineMs, m.url);
+        return { member: m, target: { client, key: slot, offset: 0 } };
+      } catch {
+        return null; // unreachable: it will be missing from the round
+      }
+    }))).filter((t): t is NonNullable<typeof t> => t !== null);
+    const reached = new Set(await fanOutTensor(x.local, x.averageKey, 0, x.length, targets.map((t) => t.target), x.deadlineMs));
+    const sentTo = targets.filter((t) => reached.has(t.target)).map((t) => t.member);
+    await Promise.allSettled(sentTo.map((m) => mark(x, m.url, K.from(x.round, x.me.id))));
+    const bytesSent = sentTo.length * x.length * 4;
 
     const t0 = performance.now();
     const { present } = await x.inbox.waitFor(others.map((m) => K.from(x.round, m.id)), x.deadlineMs);
@@ -186,17 +191,24 @@ export const exchangeSharded: ExchangeMode = {
     await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.slot.part(x.round, x.me.id, id)), rule);
     let aggregateMs = performance.now() - t;
 
-    // All-gather: this peer's reduced slice goes into every member's aggregate, then a marker.
-    await streamTensor(x.local, reducedKey, 0, mine.count, x.local, aggregateKey, mine.offset);
+    // All-gather: this peer's reduced slice goes into every member's aggregate (read once,
+    // written to all), then a marker.
+    const receivers = x.members.filter((m) => m.id !== x.me.id && sent.contributors.includes(m.id));
+    const targets = (await Promise.all(receivers.map(async (m) => {
+      try {
+        const client = await x.links.timed(x.links.client(m.url), x.deadlineMs, m.url);
+        return { member: m, target: { client, key: aggregateKey, offset: mine.offset } };
+      } catch {
+        return null;
+      }
+    }))).filter((t): t is NonNullable<typeof t> => t !== null);
+    const own: StreamTarget = { client: x.local, key: aggregateKey, offset: mine.offset };
+    const reached = new Set(await fanOutTensor(x.local, reducedKey, 0, mine.count, [own, ...targets.map((t) => t.target)], x.deadlineMs));
+    if (!reached.has(own)) throw new Error(`round ${x.round}: writing the reduced slice into this peer's own aggregate failed: ${own.error?.message}`);
     await x.local.set(K.gathered(x.round, x.me.id), '1');
-    let bytesSent = sent.bytesSent;
-    await Promise.allSettled(x.members.filter((m) => m.id !== x.me.id && sent.contributors.includes(m.id)).map(async (m) => {
-      await x.links.timed((async () => {
-        const c = await x.links.client(m.url);
-        bytesSent += await streamTensor(x.local, reducedKey, 0, mine.count, c, aggregateKey, mine.offset);
-      })(), x.deadlineMs, m.url);
-      await mark(x, m.url, K.gathered(x.round, x.me.id));
-    }));
+    const gatheredTo = targets.filter((t) => reached.has(t.target)).map((t) => t.member);
+    await Promise.allSettled(gatheredTo.map((m) => mark(x, m.url, K.gathered(x.round, x.me.id))));
+    const bytesSent = sent.bytesSent + gatheredTo.length * mine.count * 4;
 
     const t0 = performance.now();
     const gathered = await x.inbox.waitFor(x.members.map((m) => K.gathered(x.round, m.id)), x.deadlineMs);

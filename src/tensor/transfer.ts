@@ -61,3 +61,46 @@ export async function streamTensor(
   await Promise.all(Array.from({ length: Math.min(lanes, chunks) }, lane));
   return count * 4;
 }
+
+/** A destination of a fan-out: a Redis and the key and offset to write at. */
+export interface StreamTarget {
+  client: Redis;
+  key: string;
+  offset: number;
+  /** Set when a write to it failed or took longer than `writeTimeoutMs`: it gets nothing more. */
+  error?: Error;
+}
+
+/**
+ * Streams one range of `srcKey` into several destinations, reading each chunk once (the
+ * exchange "all" sends the same average to every peer). A destination that fails or is slower
+ * than `writeTimeoutMs` on a chunk is given up (its `error` set) without holding up the others.
+ * Returns the destinations that received everything.
+ */
+export async function fanOutTensor(
+  from: Redis, srcKey: string, srcOffset: number, count: number,
+  targets: StreamTarget[], writeTimeoutMs: number, o: TransferOptions = {},
+): Promise<StreamTarget[]> {
+  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
+  const chunks = Math.ceil(count / chunk);
+  const write = (t: StreamTarget, off: number, bytes: Buffer) => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${writeTimeoutMs} ms`)), writeTimeoutMs); });
+    return Promise.race([send(t.client, ['PL.SETRANGE', t.key, String(t.offset + off), bytes]), late])
+      .catch((err: Error) => { t.error ??= err; })
+      .finally(() => clearTimeout(timer));
+  };
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < chunks; i = next++) {
+      const live = targets.filter((t) => !t.error);
+      if (live.length === 0) return;
+      const off = i * chunk, n = Math.min(chunk, count - off);
+      const bytes = await send<Buffer>(from, ['PL.GETRANGE', srcKey, String(srcOffset + off), String(n)], true);
+      await Promise.all(live.map((t) => write(t, off, bytes)));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(lanes, chunks) }, lane));
+  return targets.filter((t) => !t.error);
+}
