@@ -36,6 +36,19 @@ export interface RedisServer {
   kill(): Promise<void>;
 }
 
+/**
+ * Servers this process started and has not stopped yet. If the process exits without
+ * stopping them (a second Ctrl-C, process.exit on an error), they are killed and their
+ * temporary directories removed on the way out, so nothing is left orphaned.
+ */
+const live = new Set<{ child: ChildProcess; cleanup: () => void }>();
+process.once('exit', () => {
+  for (const s of live) {
+    try { s.child.kill('SIGKILL'); } catch { /* already gone */ }
+    s.cleanup();
+  }
+});
+
 /** Asks the OS for a free loopback port. */
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -106,6 +119,9 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   }
 
   const cleanup = () => { if (ownDir) rmSync(dir, { recursive: true, force: true }); };
+  const entry = { child, cleanup };
+  live.add(entry);
+  void exitPromise.then(() => live.delete(entry));
   return {
     host: '127.0.0.1',
     port,

@@ -52,8 +52,8 @@ function peerBars(enabled: boolean, peers: number) {
 export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
   const tty = !o.json && !o.quiet && process.stderr.isTTY;
   const bars = peerBars(tty, o.peers);
-  // Ctrl-C: the network stops cleanly after the next round (state kept for --resume);
-  // a second Ctrl-C quits at once.
+  // Ctrl-C or SIGTERM: the network stops cleanly after the next round (state kept for
+  // --resume); a second one quits at once (the redis-servers are killed on the way out).
   const abort = new AbortController();
   const onSigint = () => {
     if (abort.signal.aborted) process.exit(130);
@@ -63,6 +63,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     abort.abort();
   };
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
   const summary = await runLocalCluster({
     signal: abort.signal,
     peers: o.peers,
@@ -84,6 +85,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     onPlan: (totalRounds) => bars.total(totalRounds),
   });
   process.off('SIGINT', onSigint);
+  process.off('SIGTERM', onSigint);
   bars.stop();
   if (o.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else process.stdout.write(`${renderSummary(summary)}\n`);

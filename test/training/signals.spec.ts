@@ -1,0 +1,79 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * Signals to `peerless train`: SIGTERM (like Ctrl-C) stops the network cleanly after the next
+ * round, and a second one quits at once (not tested with two signals: back-to-back signals
+ * merge, and a round ends before a later one arrives, so the test exits the process itself);
+ * either way no redis-server is left running and no temporary directory is left behind.
+ * Real processes; every wait is for an event.
+ */
+const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
+const FLAGS = ['train', '--peers', '2', '--dataset', 'synthetic', '--model', 'cnn', '--width', '0.25', '--batch-size', '32',
+  '--batches-per-round', '1', '--rounds', '100000', '--epochs', '1000', '--check-every', '100000', '--validation', '0', '--workers', '1'];
+
+/** The redis-servers a process started: pid and data directory, from ps. */
+function childServers(pid: number): { pid: number; dir: string }[] {
+  const out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.includes('redis-server')).map((l) => {
+    const [p] = l.trim().split(/\s+/);
+    return { pid: Number(p), dir: /--dir (\S+)/.exec(l)?.[1] ?? '' };
+  });
+}
+
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+/** Waits for a killed process to be gone (the event), bounded against a hang. */
+async function gone(pid: number, boundMs = 20_000): Promise<boolean> {
+  const end = Date.now() + boundMs;
+  while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  return !alive(pid);
+}
+
+function startTrain() {
+  const child = spawn(process.execPath, [BIN, ...FLAGS], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_BACKEND: 'wasm' } });
+  let out = '', err = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  const firstRound = new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (d) => { err += d; if (/round 0: loss/.test(err)) resolve(); });
+    child.once('exit', () => reject(new Error(`train ended before its first round: ${err}`)));
+  });
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, firstRound, exit, out: () => out, err: () => err };
+}
+
+describe('signals to peerless train', () => {
+  it('SIGTERM stops the network after the next round; servers stopped, temporary directories removed', async () => {
+    const t = startTrain();
+    await t.firstRound;
+    const servers = childServers(t.child.pid!);
+    expect(servers).toHaveLength(2);
+    t.child.kill('SIGTERM');
+    expect(await t.exit, t.err()).toBe(0);
+    expect(t.out()).toMatch(/stop requested at round \d+/);
+    expect(t.out()).toMatch(/replicas identical: yes/);
+    for (const s of servers) {
+      expect(await gone(s.pid)).toBe(true);
+      expect(existsSync(s.dir)).toBe(false);
+    }
+  });
+
+  it('a process that exits without stopping its servers (a second Ctrl-C) still leaves none behind', async () => {
+    // A process that starts a server and leaves at once, as `train` does on a second signal.
+    const script = `import { startRedisServer } from ${JSON.stringify(new URL('../../src/cluster/redis-server.ts', import.meta.url).href)};
+      const s = await startRedisServer();
+      process.stdout.write(JSON.stringify({ pid: s.process.pid, dir: s.dir }) + '\\n');
+      process.exit(130);`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d) => { out += d; });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(130);
+    const server = JSON.parse(out) as { pid: number; dir: string };
+    expect(await gone(server.pid)).toBe(true);
+    expect(existsSync(server.dir)).toBe(false);
+  });
+});
