@@ -299,6 +299,58 @@ static int cmd_setrange(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * PL.COPYRANGE dst doffset src soffset count
+ *
+ * Copies `count` elements of tensor `src` from element `soffset` into the existing tensor
+ * `dst` at element `doffset`, inside the database: a peer's own slice, the batch-norm
+ * statistics into the parameters, a local fallback. The bytes never leave Redis. `dst` and
+ * `src` may be the same key (memmove).
+ * ---------------------------------------------------------------------------------------- */
+static int cmd_copyrange(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 6) return RedisModule_WrongArity(ctx);
+    long long doff, soff, count;
+    if (!parse_int(ctx, argv[2], "doffset", 0, PL_MAX_ELEMENTS, &doff)) return REDISMODULE_OK;
+    if (!parse_int(ctx, argv[4], "soffset", 0, PL_MAX_ELEMENTS, &soff)) return REDISMODULE_OK;
+    if (!parse_int(ctx, argv[5], "count", 0, PL_MAX_ELEMENTS, &count)) return REDISMODULE_OK;
+    int same = name_cmp(argv[1], argv[3]) == 0;
+    tensor_key src = {NULL, 0}, dst = {NULL, 0};
+    if (!open_tensor(ctx, argv[3], REDISMODULE_READ | (same ? REDISMODULE_WRITE : 0), "source", 0, &src))
+        return REDISMODULE_OK;
+    if ((size_t)(soff + count) > src.n) {
+        close_key(&src.key);
+        return fail(ctx, "range [%lld, %lld) does not fit source \"%s\" of %zu elements", soff, soff + count,
+                    show(argv[3]).s, src.n);
+    }
+    if (same) {
+        dst = src;
+    } else if (!open_tensor(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, "destination", 0, &dst)) {
+        close_key(&src.key);
+        return REDISMODULE_OK;
+    }
+    if ((size_t)(doff + count) > dst.n) {
+        if (!same) close_key(&dst.key);
+        close_key(&src.key);
+        return fail(ctx, "range [%lld, %lld) does not fit destination \"%s\" of %zu elements", doff,
+                    doff + count, show(argv[1]).s, dst.n);
+    }
+    const pl_f32 *sp0 = dma(src.key, REDISMODULE_READ);
+    size_t bad = pl_first_nonfinite(sp0 + soff, (size_t)count);
+    if (bad < (size_t)count) {
+        if (!same) close_key(&dst.key);
+        close_key(&src.key);
+        return fail(ctx, "source \"%s\" has a non-finite value at element %lld", show(argv[3]).s,
+                    soff + (long long)bad);
+    }
+    pl_f32 *d = dma(dst.key, REDISMODULE_WRITE);
+    const pl_f32 *sp = same ? d : dma(src.key, REDISMODULE_READ);
+    memmove((void *)(d + doff), (const void *)(sp + soff), (size_t)count * 4);
+    if (!same) close_key(&dst.key);
+    close_key(&src.key);
+    RedisModule_ReplicateVerbatim(ctx);
+    return RedisModule_ReplyWithSimpleString(ctx, "OK");
+}
+
+/* ------------------------------------------------------------------------------------------
  * PL.ZEROS key n
  *
  * Stores a tensor of n zeros (a fresh sum, a velocity, a shard buffer).
@@ -1143,6 +1195,7 @@ typedef struct {
 static const command_spec COMMANDS[] = {
     {"pl.set", cmd_set, "write deny-oom", 1, 1, 1},
     {"pl.setrange", cmd_setrange, "write deny-oom", 1, 1, 1},
+    {"pl.copyrange", cmd_copyrange, "write deny-oom", 1, 3, 2},
     {"pl.zeros", cmd_zeros, "write deny-oom", 1, 1, 1},
     {"pl.len", cmd_len, "readonly fast", 1, 1, 1},
     {"pl.getrange", cmd_getrange, "readonly", 1, 1, 1},

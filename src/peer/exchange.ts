@@ -1,6 +1,6 @@
 import type { AggregationRule } from '../tensor/tensor-store.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
-import { ensureTensor, fanOutTensor, streamTensor, type StreamTarget } from '../tensor/transfer.ts';
+import { copyRange, ensureTensor, fanOutTensor, streamTensor } from '../tensor/transfer.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
@@ -95,7 +95,7 @@ export const exchangeAll: ExchangeMode = {
     const slot = K.slot.from(x.round, x.me.id);
     if (x.rule.rule === 'krum') {
       await ensureTensor(x.local, slot, x.length);
-      await streamTensor(x.local, x.averageKey, 0, x.length, x.local, slot, 0);
+      await copyRange(x.local, x.averageKey, 0, x.length, slot, 0);
     }
     // Each chunk of the average is read once and written to every other peer.
     const targets = (await Promise.all(others.map(async (m) => {
@@ -157,7 +157,7 @@ export const exchangeSharded: ExchangeMode = {
       const { offset, count } = ranges[j];
       if (m.id === x.me.id) {
         await ensureTensor(x.local, key, count);
-        await streamTensor(x.local, x.averageKey, offset, count, x.local, key, 0);
+        await copyRange(x.local, x.averageKey, offset, count, key, 0);
         await x.local.set(K.part(x.round, x.me.id, x.me.id), '1');
         return;
       }
@@ -202,10 +202,9 @@ export const exchangeSharded: ExchangeMode = {
         return null;
       }
     }))).filter((t): t is NonNullable<typeof t> => t !== null);
-    const own: StreamTarget = { client: x.local, key: aggregateKey, offset: mine.offset };
-    const reached = new Set(await fanOutTensor(x.local, reducedKey, 0, mine.count, [own, ...targets.map((t) => t.target)], x.deadlineMs));
-    if (!reached.has(own)) throw new Error(`round ${x.round}: writing the reduced slice into this peer's own aggregate failed: ${own.error?.message}`);
+    await copyRange(x.local, reducedKey, 0, mine.count, aggregateKey, mine.offset);
     await x.local.set(K.gathered(x.round, x.me.id), '1');
+    const reached = new Set(await fanOutTensor(x.local, reducedKey, 0, mine.count, targets.map((t) => t.target), x.deadlineMs));
     const gatheredTo = targets.filter((t) => reached.has(t.target)).map((t) => t.member);
     await Promise.allSettled(gatheredTo.map((m) => mark(x, m.url, K.gathered(x.round, x.me.id))));
     const bytesSent = sent.bytesSent + gatheredTo.length * mine.count * 4;
@@ -220,7 +219,7 @@ export const exchangeSharded: ExchangeMode = {
       if (gathered.present.includes(K.gathered(x.round, m.id))) { bytesReceived += ranges[j].count * 4; continue; }
       missing.add(m.id);
       const t1 = performance.now();
-      await streamTensor(x.local, x.averageKey, ranges[j].offset, ranges[j].count, x.local, aggregateKey, ranges[j].offset);
+      await copyRange(x.local, x.averageKey, ranges[j].offset, ranges[j].count, aggregateKey, ranges[j].offset);
       aggregateMs += performance.now() - t1;
     }
     return {

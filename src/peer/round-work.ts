@@ -4,7 +4,6 @@ import type { FunctionPlatform } from '../platform/platform.ts';
 import { mayPassLater } from '../platform/retry.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
-import { readTensorBytes } from '../tensor/in-db.ts';
 import { ensureTensor } from '../tensor/transfer.ts';
 import { forwardJoinRequests } from './admission.ts';
 import { agree, DroppedError } from './agreement.ts';
@@ -282,8 +281,8 @@ export class RoundRunner implements RoundWork {
     }
     const { length, trainable } = this.d.model;
     if (trainable < length) {
-      const stats = await readTensorBytes(this.d.local, agg, trainable, length - trainable);
-      tx.addCommand(['PL.SETRANGE', K.params, String(trainable), stats]);
+      // The batch-norm statistics are copied inside the database, in the update's MULTI.
+      tx.addCommand(['PL.COPYRANGE', K.params, String(trainable), agg, String(trainable), String(length - trainable)]);
     }
     tx.set(K.round, String(round + 1));
     const replies = await tx.exec();

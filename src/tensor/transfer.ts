@@ -37,6 +37,11 @@ export async function ensureTensor(client: Redis, key: string, length: number): 
   return true;
 }
 
+/** Copies a range between two tensors of one Redis, inside it (PL.COPYRANGE): no bytes leave it. */
+export async function copyRange(client: Redis, srcKey: string, srcOffset: number, count: number, dstKey: string, dstOffset: number): Promise<void> {
+  await send(client, ['PL.COPYRANGE', dstKey, String(dstOffset), srcKey, String(srcOffset), String(count)]);
+}
+
 /**
  * Streams elements [srcOffset, srcOffset + count) of `srcKey` in `from` into `dstKey` at
  * `dstOffset` in `to` (which may be the same server). The destination must already hold

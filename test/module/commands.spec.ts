@@ -50,6 +50,20 @@ describe('PL.SET, PL.GETRANGE, PL.SETRANGE, PL.ZEROS, PL.LEN', () => {
     expect((await getBytes(client, 'sr'))!.equals(bytes(ref))).toBe(true);
   });
 
+  it('copies a range between tensors inside the database, and within one (overlapping)', async () => {
+    const a = randomTensor(100, 11), b = randomTensor(50, 12);
+    await cmd(client, 'PL.SET', 'ca', bytes(a));
+    await cmd(client, 'PL.SET', 'cb', bytes(b));
+    expect(await client.sendCommand(['PL.COPYRANGE', 'cb', '10', 'ca', '90', '10'])).toBe('OK');
+    const ref = b.slice();
+    ref.set(a.subarray(90, 100), 10);
+    expect((await getBytes(client, 'cb'))!.equals(bytes(ref))).toBe(true);
+    await cmd(client, 'PL.COPYRANGE', 'ca', '5', 'ca', '0', '20');
+    const self = a.slice();
+    self.copyWithin(5, 0, 20);
+    expect((await getBytes(client, 'ca'))!.equals(bytes(self))).toBe(true);
+  });
+
   it('creates zeros, also over a longer existing tensor', async () => {
     await cmd(client, 'PL.SET', 'z', bytes(randomTensor(500, 5)));
     await cmd(client, 'PL.ZEROS', 'z', '300');

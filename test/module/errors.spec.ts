@@ -106,6 +106,15 @@ const cases: [string, Arg[], RegExp][] = [
   ['SCALE beyond float', ['PL.SCALE', 't', '1e39'], /factor must be in/],
   ['SCALE text', ['PL.SCALE', 't', 'two'], /finite number/],
   ['SCALE missing', ['PL.SCALE', 'nope', '2'], /does not exist/],
+  // PL.COPYRANGE
+  ['COPYRANGE arity', ['PL.COPYRANGE', 't', '0', 'g', '0'], ARITY],
+  ['COPYRANGE source range', ['PL.COPYRANGE', 't', '0', 'g', '10', '7'], /range \[10, 17\) does not fit source "g" of 16 elements/],
+  ['COPYRANGE destination range', ['PL.COPYRANGE', 'g8', '4', 't', '0', '5'], /range \[4, 9\) does not fit destination "g8" of 8 elements/],
+  ['COPYRANGE missing destination', ['PL.COPYRANGE', 'nope', '0', 't', '0', '1'], /destination "nope" does not exist/],
+  ['COPYRANGE missing source', ['PL.COPYRANGE', 't', '0', 'nope', '0', '1'], /source "nope" does not exist/],
+  ['COPYRANGE NaN source', ['PL.COPYRANGE', 't', '0', 'nan', '0', '16'], /source "nan" has a non-finite value at element 9/],
+  ['COPYRANGE count text', ['PL.COPYRANGE', 't', '0', 'g', '0', 'x'], /count must be an integer/],
+  ['COPYRANGE hash source', ['PL.COPYRANGE', 't', '0', 'h', '0', '1'], /wrong type: source "h"/],
   // PL.ACCUM
   ['ACCUM arity', ['PL.ACCUM', 's', 'a', 'id', '2'], ARITY],
   ['ACCUM arity 9', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '0', 'TOTAL'], ARITY],
@@ -231,7 +240,7 @@ describe('random garbage at every command', () => {
     await populate();
     const r = rng(12345);
     const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)];
-    const commands = ['PL.SET', 'PL.SETRANGE', 'PL.ZEROS', 'PL.LEN', 'PL.GETRANGE', 'PL.ACCUM', 'PL.CLOSE', 'PL.SGD', 'PL.ADAM', 'PL.AGGREGATE', 'PL.SCALE', 'PL.CHECKSUM'];
+    const commands = ['PL.SET', 'PL.SETRANGE', 'PL.COPYRANGE', 'PL.ZEROS', 'PL.LEN', 'PL.GETRANGE', 'PL.ACCUM', 'PL.CLOSE', 'PL.SGD', 'PL.ADAM', 'PL.AGGREGATE', 'PL.SCALE', 'PL.CHECKSUM'];
     const keys = ['t', 'g', 'g8', 'v8', 'nan', 'odd', 'empty', 'h', 'l', 'run', 'runavg', 'fin', 'step', 'x', 'y', 'run:ids', ''];
     const words = ['MEAN', 'MEDIAN', 'TRIMMED', 'KRUM', 'OFFSET', 'TOTAL', 'NESTEROV', 'WD', 'DAMPENING', 'BETA1', 'BETA2', 'EPS', 'DECOUPLED'];
     // small numbers only among the valid ones: a valid ZEROS must not allocate much
