@@ -100,6 +100,38 @@ describe('a network of peer processes', () => {
     expect((await record(1, 'p2')).leftAt).toBe(leftAt);
   });
 
+  it('a peer paused (SIGSTOP) past the deadline is dropped; resumed, it finds out, rejoins and ends identical', async () => {
+    await network(3);
+    founder(4_000);
+    joiner(1);
+    joiner(2);
+    const from = await joined(2);
+    await untilRound(2, from + 2);
+    peers[2].child.kill('SIGSTOP');
+    // The others drop it at their deadline and go on (events in p0's log and round marker).
+    await peers[0].line(/p2 dropped from round/);
+    const leftAt = (await record(0, 'p2')).leftAt!;
+    await untilRound(0, leftAt + 2);
+    const mark = peers[2].stderr().length;
+    peers[2].child.kill('SIGCONT');
+    // Resumed, it learns it was dropped and asks again (events in its log after the pause).
+    const after = () => peers[2].stderr().slice(mark);
+    const rejoined = await new Promise<string>((resolve, reject) => {
+      const poll = setInterval(() => {
+        const m = /was dropped from the network at round \d+[^\n]*asking to rejoin[\s\S]*?joined through \S+ from round (\d+)/.exec(after());
+        if (m) { clearInterval(poll); resolve(m[1]); }
+      }, 50);
+      void peers[2].outcome.then(() => { clearInterval(poll); reject(new Error(`p2 ended: ${peers[2].stderr()}`)); });
+    });
+    await untilRound(2, Number(rejoined) + 2);
+    const outcomes = await stopAndCollect();
+    for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
+    expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
+    const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));
+    for (const r of records) expect(r).toEqual(records[0]);
+    expect(JSON.parse(records[0].p2).leftAt).toBeUndefined();
+  });
+
   it('a peer that joins mid-run catches up and ends identical', async () => {
     await network(3);
     founder(30_000);
