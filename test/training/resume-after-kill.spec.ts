@@ -1,0 +1,70 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+/**
+ * Crash everything: SIGKILL a `train --data-dir` run and every redis-server it started in the
+ * middle of the run, then `--resume` it. With exact sums, recycled round keys that refuse a
+ * finished round's gradients, and an update guarded by the round marker, the resumed run ends
+ * with the uninterrupted run's checksum at 3 batches per round: no round counted twice, no
+ * gradient counted twice. Real processes; waits are for a progress line, bounded.
+ */
+const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
+const FLAGS = ['train', '--peers', '2', '--dataset', 'synthetic', '--model', 'cnn', '--width', '0.25', '--batch-size', '32',
+  '--batches-per-round', '3', '--rounds', '30', '--epochs', '1000', '--check-every', '100000', '--validation', '0', '--workers', '1', '--seed', '4', '--json'];
+const dirs: string[] = [];
+afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+interface Run { exit: Promise<number | null>; stdout: () => string; stderr: () => string; pid: number }
+function train(args: string[]): Run {
+  const child = spawn(process.execPath, [BIN, ...FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_BACKEND: 'wasm' } });
+  let out = '', err = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { err += d; });
+  return { exit: new Promise((r) => child.once('exit', (code) => r(code))), stdout: () => out, stderr: () => err, pid: child.pid! };
+}
+
+/** Waits until the run's metrics file has a line for round `round` (the event), bounded. */
+async function waitForRound(r: Run, metrics: string, round: number, boundMs = 180_000): Promise<void> {
+  const end = Date.now() + boundMs;
+  const reached = () => existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').some((l) => l && (JSON.parse(l) as { round: number }).round >= round);
+  while (!reached()) {
+    if (Date.now() > end) throw new Error(`round ${round} never finished: ${r.stderr()}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+const summary = (r: Run) => JSON.parse(r.stdout()) as { checksums: string[]; identical: boolean; rounds: number };
+
+describe('SIGKILL of every process of a run, then --resume', () => {
+  it('ends with the uninterrupted run\'s checksum (3 batches per round)', async () => {
+    const clean = mkdtempSync(join(tmpdir(), 'peerless-clean-'));
+    const crashed = mkdtempSync(join(tmpdir(), 'peerless-crashed-'));
+    dirs.push(clean, crashed);
+
+    const whole = train(['--data-dir', clean]);
+    expect(await whole.exit, whole.stderr()).toBe(0);
+    const reference = summary(whole);
+    expect(reference.identical).toBe(true);
+
+    const metrics = join(crashed, 'rounds.jsonl');
+    const first = train(['--data-dir', crashed, '--metrics', metrics]);
+    await waitForRound(first, metrics, 10);
+    // Everything at once: the orchestrator (and its peers and functions) and its redis-servers.
+    const servers = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(first.pid)], { encoding: 'utf8' })
+      .split('\n').filter((l) => l.includes('redis-server')).map((l) => Number(l.trim().split(/\s+/)[0]));
+    expect(servers).toHaveLength(2);
+    for (const pid of [first.pid, ...servers]) process.kill(pid, 'SIGKILL');
+    await first.exit;
+
+    const resumed = train(['--data-dir', crashed, '--resume']);
+    expect(await resumed.exit, resumed.stderr()).toBe(0);
+    const end = summary(resumed);
+    expect(end.identical).toBe(true);
+    expect(end.rounds).toBe(reference.rounds);
+    expect(end.checksums[0]).toBe(reference.checksums[0]);
+  });
+});
