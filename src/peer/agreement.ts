@@ -64,7 +64,11 @@ export async function agree(x: AgreementInput): Promise<Agreement> {
     const coordinator = coordinatorOf(x.members, givenUp)!;
     if (coordinator.id === x.me) return coordinate(x, givenUp);
     if (!sentToAll) {
-      await x.links.sendToAll(x.members.filter((m) => m.id !== x.me).map((m) => m.url), K.report(x.round, x.me), body);
+      // Peers already given up on get the report too, but nobody waits on them (a hung one
+      // would otherwise cost this round another deadline).
+      const others = x.members.filter((m) => m.id !== x.me);
+      void x.links.sendToAll(others.filter((m) => givenUp.has(m.id)).map((m) => m.url), K.report(x.round, x.me), body);
+      await x.links.sendToAll(others.filter((m) => !givenUp.has(m.id)).map((m) => m.url), K.report(x.round, x.me), body);
       sentToAll = true;
     }
     const found = await x.inbox.until(() => viewAmongReports(x), x.deadlineMs * 2);
@@ -122,8 +126,11 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   const report: RoundReport = { ...x.report, view };
   const body = JSON.stringify(report);
   await x.local.set(K.report(x.round, x.me), body);
-  const audience = new Map([...x.members, ...view.members].filter((m) => m.id !== x.me).map((m) => [m.id, m.url]));
-  await x.links.sendToAll([...audience.values()], K.report(x.round, x.me), body);
+  const audience = [...new Map([...x.members, ...view.members].filter((m) => m.id !== x.me).map((m) => [m.id, m])).values()];
+  const inView = new Set(view.members.map((m) => m.id));
+  // Those left out hear it too (so a live one learns it was dropped), without being waited on.
+  void x.links.sendToAll(audience.filter((m) => !inView.has(m.id)).map((m) => m.url), K.report(x.round, x.me), body);
+  await x.links.sendToAll(audience.filter((m) => inView.has(m.id)).map((m) => m.url), K.report(x.round, x.me), body);
 
   // The view is out; now hand each joiner the state every member has after this round.
   const admitted: string[] = [];
