@@ -1,17 +1,17 @@
 import { closeRedis, connectRedis, type Redis } from '../tensor/redis-client.ts';
+import { withTimeout } from '../platform/retry.ts';
 import { K } from './keys.ts';
 
 /**
  * Connections to other peers' Redis servers, one per address, opened on first use.
- * Peers talk only through each other's databases: tensors are written into the receiver's
- * Redis, and the key name is published on its inbox channel.
+ * Peers talk only through each other's databases: tensors are streamed into the receiver's
+ * Redis (src/tensor/transfer.ts), and small values are written and announced here.
  *
  * A peer that is gone must cost at most the round's deadline: links queue nothing while
  * disconnected (a command fails at once), and every send is bounded by `timeoutMs`.
  */
 export class PeerLinks {
   private readonly clients = new Map<string, Promise<Redis>>();
-  bytesSent = 0;
 
   /** How long one send may take before the peer counts as unreachable (the round deadline). */
   timeoutMs = 60_000;
@@ -37,21 +37,7 @@ export class PeerLinks {
 
   /** `work`, or an error naming the peer once `ms` have passed. */
   timed<T>(work: Promise<T>, ms = this.timeoutMs, url?: string): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`peer at ${url ?? 'a peer'} did not answer within ${ms} ms`)), ms);
-    });
-    return Promise.race([work, late]).finally(() => clearTimeout(timer));
-  }
-
-  /** Writes a tensor (already validated bytes) into another peer's Redis and announces it. */
-  async sendTensor(url: string, key: string, bytes: Buffer): Promise<void> {
-    await this.timed((async () => {
-      const c = await this.client(url);
-      await c.sendCommand(['PL.SET', key, bytes]);
-      await c.publish(K.inbox, key);
-    })(), this.timeoutMs, url);
-    this.bytesSent += bytes.length;
+    return withTimeout(work, ms, () => new Error(`peer at ${url ?? 'a peer'} did not answer within ${ms} ms`));
   }
 
   /** Writes a small string value and announces it. */

@@ -1,7 +1,7 @@
 import { functionDeadline, learningRate, totalRounds } from '../config/training.ts';
 import type { EvaluateResult, GradientEvent, GradientResult, RedisLocation } from '../functions/events.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
-import { mayPassLater } from '../platform/retry.ts';
+import { mayPassLater, RetriesExhausted, withRetries, withTimeout } from '../platform/retry.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import { ensureTensor } from '../tensor/transfer.ts';
@@ -173,22 +173,18 @@ export class RoundRunner implements RoundWork {
   /** Invokes one batch's gradient, retrying what may pass later, until `until`. */
   private async gradientUntil(round: number, batch: number, expected: number, until: number): Promise<{ result: GradientResult } | { error: Error }> {
     const event = this.gradientEvent(round, batch, expected);
+    // A call still running at the deadline may yet land; the closed average refuses it then.
+    const late = () => Object.assign(new Error('no answer before the function deadline'), { retryable: false });
     this.inFlightCount++;
     try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return { result: await beforeDeadline(this.d.platform.invoke('gradient', event), until - performance.now()) };
-        } catch (err) {
-          const error = err instanceof Error ? err : new Error(String(err));
-          // Full jitter, capped: many batches of one round retrying together must not stampede.
-          const wait = Math.random() * Math.min(2_000, 100 * 2 ** (attempt - 1));
-          if (!mayPassLater(err) || performance.now() + wait >= until) {
-            if (attempt > 1) error.message += ` (${attempt} calls in this round)`;
-            return { error };
-          }
-          await new Promise((r) => setTimeout(r, wait));
-        }
-      }
+      const out = await withRetries(() => withTimeout(this.d.platform.invoke('gradient', event), until - performance.now(), late), mayPassLater, {
+        attempts: Number.POSITIVE_INFINITY, baseDelayMs: 100, maxDelayMs: 2_000, until,
+      });
+      return { result: out.value };
+    } catch (err) {
+      const e = err as RetriesExhausted;
+      if (e.attempts > 1) e.cause.message += ` (${e.attempts} calls in this round)`;
+      return { error: e.cause };
     } finally {
       this.inFlightCount--;
     }
@@ -420,16 +416,6 @@ export class RoundRunner implements RoundWork {
     }
     return null;
   }
-}
-
-/** `work`, or a retryable failure once `ms` have passed (the call may still land: it is then refused). */
-function beforeDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  work.catch(() => {});
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`no answer before the function deadline`), { retryable: false })), Math.max(0, ms));
-  });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 /** This peer's Redis no longer holds its state (it restarted empty): the peer must rejoin. */

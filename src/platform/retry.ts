@@ -10,6 +10,8 @@ export interface RetryOptions {
   attempts?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /** A deadline (performance.now() time): no retry whose wait would reach it. */
+  until?: number;
 }
 
 export interface RetryOutcome<T> {
@@ -36,6 +38,14 @@ export function mayPassLater(err: unknown): boolean {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** `work`, or the error `late()` once `ms` have passed (work that settles later is ignored). */
+export function withTimeout<T>(work: Promise<T>, ms: number, late: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  work.catch(() => {});
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(late()), Math.max(0, ms)); });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
 export async function withRetries<T>(
   attempt: (n: number) => Promise<T>,
   isTransient: (err: unknown) => boolean,
@@ -51,7 +61,9 @@ export async function withRetries<T>(
       const e = err instanceof Error ? err : new Error(String(err));
       if (n >= attempts || !isTransient(err)) throw new RetriesExhausted(e, n);
       // Full jitter: many functions of one round retrying together must not stampede.
-      await sleep(Math.random() * Math.min(max, base * 2 ** (n - 1)));
+      const wait = Math.random() * Math.min(max, base * 2 ** (n - 1));
+      if (opts.until !== undefined && performance.now() + wait >= opts.until) throw new RetriesExhausted(e, n);
+      await sleep(wait);
     }
   }
 }

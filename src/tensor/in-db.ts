@@ -9,7 +9,7 @@ const num = (x: number): string => {
 };
 
 /** Strips node-redis's wrapping so callers get the module's own one-line message. */
-async function call<T>(client: Redis, args: (string | Buffer)[], buffers = false): Promise<T> {
+export async function call<T>(client: Redis, args: (string | Buffer)[], buffers = false): Promise<T> {
   try {
     return (await client.sendCommand(args, buffers ? BUFFER_REPLIES : undefined)) as T;
   } catch (err) {

@@ -1,5 +1,5 @@
+import { call as send } from './in-db.ts';
 import type { Redis } from './redis-client.ts';
-import { BUFFER_REPLIES } from './redis-client.ts';
 
 /**
  * The one path tensors take between Redis servers: fixed-size chunks, read with PL.GETRANGE
@@ -17,14 +17,6 @@ export interface TransferOptions {
 
 export const DEFAULT_CHUNK_ELEMENTS = 1 << 18;
 export const DEFAULT_MAX_IN_FLIGHT_BYTES = 16 << 20;
-
-async function send<T>(client: Redis, args: (string | Buffer)[], buffers = false): Promise<T> {
-  try {
-    return (await client.sendCommand(args, buffers ? BUFFER_REPLIES : undefined)) as T;
-  } catch (err) {
-    throw new Error(`${String(args[0])} ${String(args[1])}: ${(err as Error).message.replace(/^ERR /, '')}`);
-  }
-}
 
 /**
  * Makes `key` a tensor of exactly `length` elements. It allocates only when the key is
@@ -52,18 +44,9 @@ export async function streamTensor(
   to: Redis, dstKey: string, dstOffset: number,
   o: TransferOptions = {},
 ): Promise<number> {
-  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
-  const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
-  const chunks = Math.ceil(count / chunk);
-  let next = 0;
-  const lane = async () => {
-    for (let i = next++; i < chunks; i = next++) {
-      const off = i * chunk, n = Math.min(chunk, count - off);
-      const bytes = await send<Buffer>(from, ['PL.GETRANGE', srcKey, String(srcOffset + off), String(n)], true);
-      await send(to, ['PL.SETRANGE', dstKey, String(dstOffset + off), bytes]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(lanes, chunks) }, lane));
+  const target: StreamTarget = { client: to, key: dstKey, offset: dstOffset };
+  await fanOutTensor(from, srcKey, srcOffset, count, [target], undefined, o);
+  if (target.error) throw target.error;
   return count * 4;
 }
 
@@ -79,20 +62,24 @@ export interface StreamTarget {
 /**
  * Streams one range of `srcKey` into several destinations, reading each chunk once (the
  * exchange "all" sends the same average to every peer). A destination that fails or is slower
- * than `writeTimeoutMs` on a chunk is given up (its `error` set) without holding up the others.
+ * than `writeTimeoutMs` (when given) on a chunk is given up (its `error` set) without holding
+ * up the others.
  * Returns the destinations that received everything.
  */
 export async function fanOutTensor(
   from: Redis, srcKey: string, srcOffset: number, count: number,
-  targets: StreamTarget[], writeTimeoutMs: number, o: TransferOptions = {},
+  targets: StreamTarget[], writeTimeoutMs: number | undefined, o: TransferOptions = {},
 ): Promise<StreamTarget[]> {
   const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
   const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
   const chunks = Math.ceil(count / chunk);
   const write = (t: StreamTarget, off: number, bytes: Buffer) => {
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${writeTimeoutMs} ms`)), writeTimeoutMs); });
-    return Promise.race([send(t.client, ['PL.SETRANGE', t.key, String(t.offset + off), bytes]), late])
+    const written = send(t.client, ['PL.SETRANGE', t.key, String(t.offset + off), bytes]);
+    const late = writeTimeoutMs === undefined ? [] : [new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${writeTimeoutMs} ms`)), writeTimeoutMs);
+    })];
+    return Promise.race([written, ...late])
       .catch((err: Error) => { t.error ??= err; })
       .finally(() => clearTimeout(timer));
   };
