@@ -174,17 +174,21 @@ export class RoundRunner implements RoundWork {
   private async gradientUntil(round: number, batch: number, expected: number, until: number): Promise<{ result: GradientResult } | { error: Error }> {
     const event = this.gradientEvent(round, batch, expected);
     // A call still running at the deadline may yet land; the closed average refuses it then.
-    const late = () => Object.assign(new Error('no answer before the function deadline'), { retryable: false });
+    const late = () => Object.assign(new Error('no answer before the function deadline'), { retryable: false, late: true });
+    // The cause worth reporting: a last call cut by the deadline says less than the failure before it.
+    let cause: Error | undefined;
+    const call = () => withTimeout(this.d.platform.invoke('gradient', event), until - performance.now(), late)
+      .catch((err: Error) => { if (!(err as { late?: boolean }).late) cause = err; throw err; });
     this.inFlightCount++;
     try {
-      const out = await withRetries(() => withTimeout(this.d.platform.invoke('gradient', event), until - performance.now(), late), mayPassLater, {
-        attempts: Number.POSITIVE_INFINITY, baseDelayMs: 100, maxDelayMs: 2_000, until,
-      });
+      const out = await withRetries(call, mayPassLater, { attempts: Number.POSITIVE_INFINITY, baseDelayMs: 100, maxDelayMs: 2_000, until });
       return { result: out.value };
     } catch (err) {
       const e = err as RetriesExhausted;
-      if (e.attempts > 1) e.cause.message += ` (${e.attempts} calls in this round)`;
-      return { error: e.cause };
+      const cutShort = (e.cause as { late?: boolean }).late === true && cause !== undefined;
+      const error = cutShort ? cause! : e.cause;
+      if (e.attempts > 1) error.message += ` (${e.attempts} calls in this round${cutShort ? ', the last cut short by the deadline' : ''})`;
+      return { error };
     } finally {
       this.inFlightCount--;
     }
