@@ -8,6 +8,7 @@ import { Peer } from '../src/peer/peer.ts';
 import type { PeerData, RoundMetrics } from '../src/peer/types.ts';
 import type { FunctionPlatform, PlatformMetrics } from '../src/platform/platform.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
+import { pushChunks } from '../src/tensor/transfer.ts';
 import { RESNET18_PARAMS } from './in-db.ts';
 import { median } from './stats.ts';
 
@@ -69,12 +70,12 @@ export interface RoundReport {
   rows: RoundRow[];
 }
 
-/** Stands in for the gradient functions: pushes a pre-made gradient with PL.ACCUM, as a function would. */
+/** Stands in for the gradient functions: pushes a pre-made gradient in chunks (PL.PUSH), as a function does. */
 class PushPlatform implements FunctionPlatform {
   readonly kind = 'local' as const;
   private readonly clients = new Map<string, Promise<Redis>>();
 
-  constructor(private readonly gradients: Buffer[]) {}
+  constructor(private readonly gradients: Float32Array[]) {}
 
   private client(url: string, slot: number): Promise<Redis> {
     const key = `${url}#${slot}`;
@@ -90,11 +91,9 @@ class PushPlatform implements FunctionPlatform {
     const slot = b % this.gradients.length;
     const t = performance.now();
     const c = await this.client(e.redis.url, slot);
-    const args = ['PL.ACCUM', e.sumKey, e.avgKey, e.contributionId, String(e.expected), this.gradients[slot]];
-    if (e.round !== undefined) args.push('ROUND', String(e.round));
-    const [count, , done] = (await c.sendCommand(args)) as number[];
+    const { count, done } = await pushChunks(c, e, this.gradients[slot], `${e.round}.${b}`);
     const pushMs = performance.now() - t;
-    return { loss: 0, accuracy: 0, samples: 1, count: Number(count), done: Number(done) === 1, timings: { loadMs: 0, computeMs: 0, pushMs } } as FunctionResults[N];
+    return { loss: 0, accuracy: 0, samples: 1, count, done, timings: { loadMs: 0, computeMs: 0, pushMs } } as FunctionResults[N];
   }
 
   metrics(): PlatformMetrics {
@@ -106,12 +105,12 @@ class PushPlatform implements FunctionPlatform {
   }
 }
 
-function makeGradients(length: number, count: number): Buffer[] {
+function makeGradients(length: number, count: number): Float32Array[] {
   return Array.from({ length: count }, (_, k) => {
     const g = new Float32Array(length);
     let s = (k + 1) * 2654435761 >>> 0;
     for (let i = 0; i < length; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; g[i] = (s / 2 ** 32 - 0.5) * 0.01; }
-    return Buffer.from(g.buffer);
+    return g;
   });
 }
 
@@ -178,7 +177,7 @@ async function maxSlowMs(clients: Redis[]): Promise<number> {
 }
 
 /** One network of `n` peers running `warm + rounds` rounds of the data path. */
-async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded', gradients: Buffer[]): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'ingestVsWire'>> {
+async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded', gradients: Float32Array[]): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'ingestVsWire'>> {
   const warm = 2;
   const config = parseTrainingConfig({
     model: { name: 'resnet18' }, dataset: 'synthetic', batchesPerRound: o.writers, maxRounds: warm + o.rounds, epochs: 1000,
@@ -246,7 +245,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
 
 export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> {
   const gradients = makeGradients(o.length, o.writers);
-  const wire = await wireMs(gradients[0]);
+  const wire = await wireMs(Buffer.from(gradients[0].buffer));
   const rows: RoundRow[] = [];
   const total = o.peerCounts.length * (o.exchanges.length + (o.allreduce ? 1 : 0));
   let done = 0;

@@ -600,6 +600,137 @@ static void write_round(RedisModuleCtx *ctx, RedisModuleString *name, long long 
     RedisModule_CloseKey(k);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Staging slots: a contribution sent in chunks (PL.PUSH) counts once and whole.
+ *
+ * Each chunk is added into the exact sum as it arrives (no big add when the last one lands)
+ * and also copied into the attempt's staging slot, so an attempt that never completes (its
+ * function died, or another attempt of the same contribution completed first) can be
+ * withdrawn exactly: integer sums make subtraction exact. Slot i of sum S is the tensor
+ * "S:slot:i" (allocated once at full size, reused round after round) and its record
+ * "S:slot:i:got" (which attempt holds it and which chunks arrived; missing = free).
+ * ---------------------------------------------------------------------------------------- */
+
+#define PL_MAX_SLOTS 256
+#define PL_MAX_NAME 1024 /* bytes of a contribution or attempt id */
+#define SLOT_MAGIC 0x54534c50u /* "PLST" */
+
+typedef struct {
+    uint32_t magic, chunks, received, chunk, idlen, attlen;
+} slot_head;
+
+typedef struct {
+    RedisModuleKey *key; /* the record, open for writing */
+    slot_head head;
+    char *id, *att;
+    unsigned char *flags; /* one byte per chunk: 1 when it arrived */
+} slot_record;
+
+static RedisModuleString *slot_name(RedisModuleCtx *ctx, RedisModuleString *sum, int i, int record) {
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, record ? ":slot:%d:got" : ":slot:%d", i);
+    return suffixed(ctx, sum, suffix);
+}
+
+/* Whether slot i's tensor exists: slots are made in index order, so the first missing one
+ * ends the pool. */
+static int slot_exists(RedisModuleCtx *ctx, RedisModuleString *sum, int i) {
+    RedisModuleString *name = slot_name(ctx, sum, i, 0);
+    RedisModuleKey *k = RedisModule_OpenKey(ctx, name, REDISMODULE_READ);
+    int exists = RedisModule_KeyType(k) == REDISMODULE_KEYTYPE_STRING;
+    RedisModule_CloseKey(k);
+    RedisModule_FreeString(ctx, name);
+    return exists;
+}
+
+/* Opens slot i's record. Returns 1 when it holds an attempt (r filled, key left open),
+ * 0 when the slot is free (nothing left open). A record that is not one (foreign bytes) is
+ * treated as free: it is overwritten when the slot is next taken. */
+static int open_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, slot_record *r) {
+    RedisModuleString *name = slot_name(ctx, sum, i, 1);
+    r->key = RedisModule_OpenKey(ctx, name, REDISMODULE_READ | REDISMODULE_WRITE);
+    RedisModule_FreeString(ctx, name);
+    size_t len = 0;
+    char *p = NULL;
+    if (RedisModule_KeyType(r->key) == REDISMODULE_KEYTYPE_STRING)
+        p = RedisModule_StringDMA(r->key, &len, REDISMODULE_READ | REDISMODULE_WRITE);
+    if (p && len >= sizeof r->head) {
+        memcpy(&r->head, p, sizeof r->head);
+        const slot_head *h = &r->head;
+        if (h->magic == SLOT_MAGIC && h->chunks > 0 &&
+            len == sizeof *h + (size_t)h->idlen + h->attlen + h->chunks) {
+            r->id = p + sizeof *h;
+            r->att = r->id + h->idlen;
+            r->flags = (unsigned char *)r->att + h->attlen;
+            return 1;
+        }
+    }
+    close_key(&r->key);
+    return 0;
+}
+
+static int same_bytes(const char *p, size_t len, RedisModuleString *s) {
+    size_t slen;
+    const char *q = RedisModule_StringPtrLen(s, &slen);
+    return len == slen && memcmp(p, q, len) == 0;
+}
+
+/* Subtracts an attempt's arrived chunks from the sum and frees its slot. */
+static void withdraw_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, slot_record *r,
+                          pl_i64 *hi, pl_i64 *lo, size_t total) {
+    RedisModuleString *name = slot_name(ctx, sum, i, 0);
+    RedisModuleKey *data = RedisModule_OpenKey(ctx, name, REDISMODULE_READ);
+    RedisModule_FreeString(ctx, name);
+    size_t bytes = 0;
+    const pl_f32 *staged = NULL;
+    if (RedisModule_KeyType(data) == REDISMODULE_KEYTYPE_STRING)
+        staged = (const pl_f32 *)RedisModule_StringDMA(data, &bytes, REDISMODULE_READ);
+    /* Only a slot of this sum's length was written by this sum's chunks. */
+    if (staged && bytes == total * 4 && hi) {
+        for (uint32_t c = 0; c < r->head.chunks; c++) {
+            if (!r->flags[c]) continue;
+            size_t off = (size_t)c * r->head.chunk;
+            size_t n = off + r->head.chunk <= total ? r->head.chunk : total - off;
+            pl_fix_sub(hi + off, lo + off, staged + off, n);
+        }
+    }
+    RedisModule_CloseKey(data);
+    RedisModule_DeleteKey(r->key);
+    close_key(&r->key);
+}
+
+/* Withdraws every attempt in progress (of contribution `id` only, when given). With `hi`
+ * NULL the sum is being started afresh: the records are only dropped. */
+static void withdraw_attempts(RedisModuleCtx *ctx, RedisModuleString *sum, RedisModuleString *id,
+                              pl_i64 *hi, pl_i64 *lo, size_t total) {
+    for (int i = 0; i < PL_MAX_SLOTS && slot_exists(ctx, sum, i); i++) {
+        slot_record r;
+        if (!open_slot(ctx, sum, i, &r)) continue;
+        if (id && !same_bytes(r.id, r.head.idlen, id)) {
+            close_key(&r.key);
+            continue;
+        }
+        withdraw_slot(ctx, sum, i, &r, hi, lo, total);
+    }
+}
+
+/* Writes avg = sum / count (rounded once), its round marker, and publishes its name on
+ * peerless:averaged: what the round's state machine waits for. */
+static void write_average(RedisModuleCtx *ctx, RedisModuleKey *avg, RedisModuleString *avg_name,
+                          const pl_i64 *hi, const pl_i64 *lo, size_t total, long long count,
+                          long long round) {
+    pl_f32 *out = resize(avg, total, 0);
+    pl_fix_mean(out, hi, lo, total, count);
+    if (round >= 0) {
+        RedisModuleString *avg_round = suffixed(ctx, avg_name, ":round");
+        write_round(ctx, avg_round, round);
+        RedisModule_FreeString(ctx, avg_round);
+    }
+    RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL, strlen(AVERAGED_CHANNEL));
+    RedisModule_PublishMessage(ctx, channel, avg_name);
+    RedisModule_FreeString(ctx, channel);
+}
+
 static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc != 6 && argc != 8 && argc != 10 && argc != 12) return RedisModule_WrongArity(ctx);
     accum_args a;
@@ -687,24 +818,17 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (completes && !open_target(ctx, argv[2], "avg", &avg)) goto done;
 
     /* Everything checked: mutate. */
+    if (fresh) withdraw_attempts(ctx, argv[1], NULL, NULL, NULL, 0);
     add_into_sum(sum, &a, fresh);
     record_id(ctx, ids, argv[3], a.expected, fresh);
     if (new_round) write_round(ctx, round_name, a.round);
     count++;
-    if (completes) {
-        pl_f32 *out = resize(avg, (size_t)a.total, 0);
+    {
         pl_i64 *hi, *lo;
         sum_planes(sum, (size_t)a.total, &hi, &lo);
-        pl_fix_mean(out, hi, lo, (size_t)a.total, a.expected);
-        if (a.round >= 0) {
-            RedisModuleString *avg_round = suffixed(ctx, argv[2], ":round");
-            write_round(ctx, avg_round, a.round);
-            RedisModule_FreeString(ctx, avg_round);
-        }
-        RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL,
-                                                              strlen(AVERAGED_CHANNEL));
-        RedisModule_PublishMessage(ctx, channel, argv[2]);
-        RedisModule_FreeString(ctx, channel);
+        /* Chunked attempts of this contribution (PL.PUSH) no longer count; at completion none do. */
+        withdraw_attempts(ctx, argv[1], completes ? NULL : argv[3], hi, lo, (size_t)a.total);
+        if (completes) write_average(ctx, avg, argv[2], hi, lo, (size_t)a.total, a.expected, a.round);
     }
     RedisModule_ReplicateVerbatim(ctx);
     reply_accum(ctx, count, a.expected);
@@ -715,6 +839,313 @@ done:
     close_key(&avg);
     RedisModule_FreeString(ctx, ids_name);
     RedisModule_FreeString(ctx, round_name);
+    return REDISMODULE_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * PL.PUSH sum avg id attempt expected total chunk offset blob [ROUND r] [SLOTS k]
+ *
+ * One chunk of a contribution sent in pieces: elements [offset, offset + len) of a
+ * `total`-element gradient cut into chunks of `chunk` elements (offset is a multiple of
+ * `chunk`, len = min(chunk, total - offset)). `attempt` names one sending of the
+ * contribution (a function's invocation): its chunks are added as they arrive and staged in
+ * a slot (see "Staging slots"); when all its chunks are in, the contribution `id` counts,
+ * once, and every other attempt of it is withdrawn. A later attempt of a counted contribution
+ * is acknowledged and dropped; the same chunk of an attempt sent again is acknowledged when
+ * its bytes are the same and refused when they differ. At most `k` attempts (default
+ * expected + 2, at most 256) may be in progress at once. Rounds, completion, closing and the
+ * reply are those of PL.ACCUM.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct {
+    long long expected, total, chunk, offset, round, slots;
+    const pl_f32 *data;
+    size_t n;
+    uint32_t chunks, index; /* chunks in the gradient, and this one's */
+} push_args;
+
+static int parse_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, push_args *a) {
+    size_t idlen, attlen;
+    RedisModule_StringPtrLen(argv[3], &idlen);
+    RedisModule_StringPtrLen(argv[4], &attlen);
+    if (idlen == 0 || attlen == 0) return fail(ctx, "contribution and attempt ids must not be empty"), 0;
+    if (idlen > PL_MAX_NAME || attlen > PL_MAX_NAME)
+        return fail(ctx, "contribution and attempt ids hold at most %d bytes", PL_MAX_NAME), 0;
+    if (!distinct_keys(ctx, argv + 1, 2)) return 0;
+    if (!parse_int(ctx, argv[5], "expected", 1, PL_MAX_EXPECTED, &a->expected)) return 0;
+    if (!parse_int(ctx, argv[6], "total", 1, PL_MAX_ELEMENTS / 4, &a->total)) return 0;
+    if (!parse_int(ctx, argv[7], "chunk", 1, PL_MAX_ELEMENTS, &a->chunk)) return 0;
+    if (!parse_int(ctx, argv[8], "offset", 0, a->total - 1, &a->offset)) return 0;
+    a->round = -1;
+    a->slots = -1;
+    for (int i = 10; i < argc; i += 2) {
+        if (is_word(argv[i], "ROUND") && a->round < 0) {
+            if (!parse_int(ctx, argv[i + 1], "ROUND", 0, PL_MAX_STEP, &a->round)) return 0;
+        } else if (is_word(argv[i], "SLOTS") && a->slots < 0) {
+            if (!parse_int(ctx, argv[i + 1], "SLOTS", 1, PL_MAX_SLOTS, &a->slots)) return 0;
+        } else {
+            return fail(ctx, "unexpected argument \"%s\" (expected ROUND r, SLOTS k)", show(argv[i]).s), 0;
+        }
+    }
+    if (a->slots < 0) a->slots = a->expected + 2 < PL_MAX_SLOTS ? a->expected + 2 : PL_MAX_SLOTS;
+    if (a->offset % a->chunk != 0)
+        return fail(ctx, "offset %lld is not at a chunk boundary (chunks of %lld elements)", a->offset,
+                    a->chunk), 0;
+    long long chunks = (a->total + a->chunk - 1) / a->chunk;
+    if (chunks > 1 << 20) return fail(ctx, "%lld chunks are too many (at most 2^20)", chunks), 0;
+    a->chunks = (uint32_t)chunks;
+    a->index = (uint32_t)(a->offset / a->chunk);
+    if (!parse_blob(ctx, argv[9], "chunk", &a->data, &a->n)) return 0;
+    long long want = a->total - a->offset < a->chunk ? a->total - a->offset : a->chunk;
+    if ((long long)a->n != want)
+        return fail(ctx, "chunk at offset %lld has %zu elements, expected %lld", a->offset, a->n, want), 0;
+    size_t big = pl_fix_first_too_large(a->data, a->n);
+    if (big < a->n)
+        return fail(ctx, "chunk has a value too large to sum exactly (%g at element %lld; the limit is %g "
+                    "in magnitude)", (double)a->data[big], a->offset + (long long)big,
+                    (double)PL_FIX_LIMIT), 0;
+    return 1;
+}
+
+/* Takes slot i for an attempt: its tensor at full size (allocated only the first time, or
+ * when the length changed) and a fresh record. Returns the slot's payload. */
+static pl_f32 *take_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, const push_args *a,
+                         RedisModuleString *id, RedisModuleString *att, slot_record *r) {
+    RedisModuleString *name = slot_name(ctx, sum, i, 0);
+    RedisModuleKey *data = RedisModule_OpenKey(ctx, name, REDISMODULE_READ | REDISMODULE_WRITE);
+    RedisModule_FreeString(ctx, name);
+    size_t bytes = (size_t)a->total * 4;
+    if (RedisModule_KeyType(data) != REDISMODULE_KEYTYPE_STRING || RedisModule_ValueLength(data) != bytes)
+        RedisModule_StringTruncate(data, bytes);
+    pl_f32 *staged = dma(data, REDISMODULE_WRITE);
+    RedisModule_CloseKey(data); /* the payload stays valid: nothing else touches the key here */
+
+    size_t idlen, attlen;
+    const char *idp = RedisModule_StringPtrLen(id, &idlen), *attp = RedisModule_StringPtrLen(att, &attlen);
+    name = slot_name(ctx, sum, i, 1);
+    r->key = RedisModule_OpenKey(ctx, name, REDISMODULE_READ | REDISMODULE_WRITE);
+    RedisModule_FreeString(ctx, name);
+    r->head = (slot_head){SLOT_MAGIC, a->chunks, 0, (uint32_t)a->chunk, (uint32_t)idlen, (uint32_t)attlen};
+    size_t len = sizeof r->head + idlen + attlen + a->chunks;
+    RedisModule_StringTruncate(r->key, 0);
+    RedisModule_StringTruncate(r->key, len); /* zeroed: no chunk arrived */
+    size_t got;
+    char *p = RedisModule_StringDMA(r->key, &got, REDISMODULE_WRITE);
+    memcpy(p, &r->head, sizeof r->head);
+    memcpy(p + sizeof r->head, idp, idlen);
+    memcpy(p + sizeof r->head + idlen, attp, attlen);
+    r->id = p + sizeof r->head;
+    r->att = r->id + idlen;
+    r->flags = (unsigned char *)r->att + attlen;
+    return staged;
+}
+
+/* Slot i's staged tensor, when it has `total` elements. */
+static pl_f32 *slot_data(RedisModuleCtx *ctx, RedisModuleString *sum, int i, size_t total) {
+    RedisModuleString *name = slot_name(ctx, sum, i, 0);
+    RedisModuleKey *data = RedisModule_OpenKey(ctx, name, REDISMODULE_READ | REDISMODULE_WRITE);
+    RedisModule_FreeString(ctx, name);
+    pl_f32 *p = NULL;
+    if (RedisModule_KeyType(data) == REDISMODULE_KEYTYPE_STRING && RedisModule_ValueLength(data) == total * 4)
+        p = dma(data, REDISMODULE_WRITE);
+    RedisModule_CloseKey(data);
+    return p;
+}
+
+static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc != 10 && argc != 12 && argc != 14) return RedisModule_WrongArity(ctx);
+    push_args a;
+    if (!parse_push(ctx, argv, argc, &a)) return REDISMODULE_OK;
+    RedisModuleString *sum_name = argv[1], *avg_name = argv[2], *id = argv[3], *att = argv[4];
+
+    RedisModuleString *ids_name = ids_key_name(ctx, sum_name);
+    RedisModuleString *round_name = suffixed(ctx, sum_name, ":round");
+    RedisModuleString *gone_name = suffixed(ctx, sum_name, ":gone");
+    RedisModuleKey *ids = NULL, *sum = NULL, *avg = NULL, *gone = NULL;
+    tensor_key st = {NULL, 0};
+    slot_record rec = {NULL};
+    int new_round = 0;
+    if (name_cmp(ids_name, avg_name) == 0) {
+        fail(ctx, "avg must not be the sum's id set \"%s\"", show(avg_name).s);
+        goto done;
+    }
+    if (a.round >= 0) {
+        long long held = stored_round(ctx, round_name);
+        if (held == -2) goto done;
+        if (a.round < held) {
+            fail(ctx, "chunk of \"%s\" is for round %lld, but \"%s\" is summing round %lld: too late, "
+                 "refused", show(id).s, a.round, show(sum_name).s, held);
+            goto done;
+        }
+        new_round = a.round > held;
+    }
+    ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
+    if (new_round && RedisModule_KeyType(ids) != REDISMODULE_KEYTYPE_EMPTY) RedisModule_DeleteKey(ids);
+    int type = RedisModule_KeyType(ids);
+    if (type != REDISMODULE_KEYTYPE_EMPTY && type != REDISMODULE_KEYTYPE_HASH) {
+        fail(ctx, "wrong type: \"%s\" holds %s, not an id set", show(ids_name).s, type_name(type));
+        goto done;
+    }
+    long long expected, count;
+    int closed;
+    if (!read_accum_state(ctx, ids, ids_name, &expected, &count, &closed)) goto done;
+    int fresh = expected == 0, seen = 0;
+    if (!fresh) RedisModule_HashGet(ids, REDISMODULE_HASH_EXISTS, id, &seen, NULL);
+    if (seen) { /* counted already: a later attempt or a resent chunk is acknowledged, and dropped */
+        reply_accum(ctx, count, closed ? count : expected);
+        goto done;
+    }
+    if (closed) {
+        fail(ctx, "accumulation \"%s\" was closed at %lld contributions; contribution \"%s\" came too "
+             "late and is refused", show(sum_name).s, count, show(id).s);
+        goto done;
+    }
+    if (!fresh) {
+        gone = RedisModule_OpenKey(ctx, gone_name, REDISMODULE_READ | REDISMODULE_WRITE);
+        int replaced = 0;
+        if (RedisModule_KeyType(gone) == REDISMODULE_KEYTYPE_HASH)
+            RedisModule_HashGet(gone, REDISMODULE_HASH_EXISTS, att, &replaced, NULL);
+        if (replaced) {
+            fail(ctx, "attempt \"%s\" of \"%s\" was replaced by a later attempt: refused", show(att).s,
+                 show(id).s);
+            goto done;
+        }
+    }
+    if (!fresh && expected != a.expected) {
+        fail(ctx, "expected %lld contributions, but \"%s\" was started with %lld", a.expected,
+             show(sum_name).s, expected);
+        goto done;
+    }
+    if (!fresh && count >= expected) {
+        fail(ctx, "accumulation \"%s\" is complete (%lld of %lld); contribution \"%s\" refused",
+             show(sum_name).s, count, expected, show(id).s);
+        goto done;
+    }
+    if (fresh) {
+        if (!open_target(ctx, sum_name, "sum", &sum)) goto done;
+    } else {
+        size_t total;
+        if (!open_sum(ctx, sum_name, &st, &total)) goto done;
+        sum = st.key;
+        st.key = NULL;
+        if (total != (size_t)a.total) {
+            fail(ctx, "contribution \"%s\" has %lld elements, but \"%s\" sums %zu", show(id).s, a.total,
+                 show(sum_name).s, total);
+            goto done;
+        }
+    }
+
+    /* The attempt's slot: found, or a free one to take (a fresh sum frees them all). */
+    int slot = -1, free_slot = -1, pool = 0, same_id = -1;
+    if (!fresh && a.chunks > 1) {
+        for (; pool < PL_MAX_SLOTS && slot_exists(ctx, sum_name, pool); pool++) {
+            slot_record r;
+            if (!open_slot(ctx, sum_name, pool, &r)) {
+                if (free_slot < 0) free_slot = pool;
+                continue;
+            }
+            int mine = same_bytes(r.id, r.head.idlen, id);
+            if (slot < 0 && mine && same_bytes(r.att, r.head.attlen, att)) {
+                slot = pool;
+                rec = r;
+            } else {
+                if (mine && same_id < 0) same_id = pool;
+                close_key(&r.key);
+            }
+        }
+    }
+    if (slot >= 0) {
+        if (rec.head.chunk != (uint32_t)a.chunk || rec.head.chunks != a.chunks) {
+            fail(ctx, "attempt \"%s\" of \"%s\" was started with chunks of %u elements, not %lld",
+                 show(att).s, show(id).s, rec.head.chunk, a.chunk);
+            goto done;
+        }
+        if (rec.flags[a.index]) { /* the same chunk again: the same bytes, or a refusal */
+            pl_f32 *staged = slot_data(ctx, sum_name, slot, (size_t)a.total);
+            if (staged && memcmp((const void *)(staged + a.offset), (const void *)a.data, a.n * 4) == 0)
+                reply_accum(ctx, count, expected);
+            else
+                fail(ctx, "chunk at offset %lld of attempt \"%s\" of \"%s\" was sent again with other "
+                     "bytes: refused", a.offset, show(att).s, show(id).s);
+            goto done;
+        }
+    } else if (a.chunks > 1 && free_slot < 0) {
+        if (fresh) free_slot = 0;
+        else if (pool < a.slots) free_slot = pool;
+        else if (same_id >= 0) free_slot = same_id; /* a retry replaces its failed attempt */
+        else {
+            fail(ctx, "no free staging slot for contribution \"%s\" (%d attempts in progress): retry "
+                 "later", show(id).s, pool);
+            goto done;
+        }
+    }
+    long long want = fresh ? a.expected : expected;
+    int whole = a.chunks == 1 || (slot >= 0 && rec.head.received + 1 == a.chunks);
+    int completes = whole && count + 1 == want;
+    if (completes && !open_target(ctx, avg_name, "avg", &avg)) goto done;
+
+    /* Everything checked: mutate. */
+    if (fresh) {
+        withdraw_attempts(ctx, sum_name, NULL, NULL, NULL, 0);
+        RedisModuleKey *g = RedisModule_OpenKey(ctx, gone_name, REDISMODULE_WRITE);
+        RedisModule_DeleteKey(g);
+        RedisModule_CloseKey(g);
+        resize(sum, (size_t)a.total * 4, 1);
+        RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
+        RedisModuleString *exp = RedisModule_CreateStringFromLongLong(ctx, a.expected);
+        RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, meta, exp, NULL);
+        RedisModule_FreeString(ctx, meta);
+        RedisModule_FreeString(ctx, exp);
+    }
+    if (new_round) write_round(ctx, round_name, a.round);
+    pl_i64 *hi, *lo;
+    sum_planes(sum, (size_t)a.total, &hi, &lo);
+    pl_fix_add(hi + a.offset, lo + a.offset, a.data, a.n);
+    if (!whole) {
+        if (slot < 0 && free_slot == same_id) {
+            /* The failed attempt goes first, and is refused from now on: were it alive after
+             * all, it and its retry would otherwise evict each other in turn. */
+            slot_record old;
+            if (open_slot(ctx, sum_name, same_id, &old)) {
+                RedisModuleString *name = RedisModule_CreateString(ctx, old.att, old.head.attlen);
+                RedisModuleString *one = RedisModule_CreateString(ctx, "1", 1);
+                RedisModule_HashSet(gone, REDISMODULE_HASH_NONE, name, one, NULL);
+                RedisModule_FreeString(ctx, name);
+                RedisModule_FreeString(ctx, one);
+                withdraw_slot(ctx, sum_name, same_id, &old, hi, lo, (size_t)a.total);
+            }
+        }
+        pl_f32 *staged = slot >= 0 ? slot_data(ctx, sum_name, slot, (size_t)a.total)
+                                   : take_slot(ctx, sum_name, free_slot, &a, id, att, &rec);
+        memcpy((void *)(staged + a.offset), (const void *)a.data, a.n * 4);
+        rec.flags[a.index] = 1;
+        rec.head.received++;
+        size_t len;
+        memcpy(RedisModule_StringDMA(rec.key, &len, REDISMODULE_WRITE), &rec.head, sizeof rec.head);
+        reply_accum(ctx, count, want);
+    } else {
+        /* The attempt is whole: the contribution counts, and no other attempt of it does. */
+        if (slot >= 0) {
+            RedisModule_DeleteKey(rec.key);
+            close_key(&rec.key);
+        }
+        record_id(ctx, ids, id, want, 0);
+        count++;
+        withdraw_attempts(ctx, sum_name, completes ? NULL : id, hi, lo, (size_t)a.total);
+        if (completes) write_average(ctx, avg, avg_name, hi, lo, (size_t)a.total, count, a.round);
+        reply_accum(ctx, count, want);
+    }
+    RedisModule_ReplicateVerbatim(ctx);
+
+done:
+    close_key(&rec.key);
+    close_key(&ids);
+    close_key(&gone);
+    close_key(&sum);
+    close_key(&st.key);
+    close_key(&avg);
+    RedisModule_FreeString(ctx, ids_name);
+    RedisModule_FreeString(ctx, round_name);
+    RedisModule_FreeString(ctx, gone_name);
     return REDISMODULE_OK;
 }
 
@@ -771,28 +1202,24 @@ static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         reply_accum(ctx, count, closed ? count : expected);
         goto done;
     }
+    if (count == 0) {
+        fail(ctx, "no contribution to \"%s\" is complete: nothing to average", show(argv[1]).s);
+        goto done;
+    }
     size_t total;
     if (!open_sum(ctx, argv[1], &st, &total)) goto done;
     if (!open_target(ctx, argv[2], "avg", &avg)) goto done;
 
-    /* Everything checked: mutate. */
-    pl_f32 *out = resize(avg, total, 0);
+    /* Everything checked: mutate. Attempts still in progress never count. */
     pl_i64 *hi, *lo;
     sum_planes(st.key, total, &hi, &lo);
-    pl_fix_mean(out, hi, lo, total, count);
+    withdraw_attempts(ctx, argv[1], NULL, hi, lo, total);
+    write_average(ctx, avg, argv[2], hi, lo, total, count, round);
     RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
     RedisModuleString *mark = RedisModule_CreateStringFromLongLong(ctx, -count);
     RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, meta, mark, NULL);
     RedisModule_FreeString(ctx, meta);
     RedisModule_FreeString(ctx, mark);
-    RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL, strlen(AVERAGED_CHANNEL));
-    RedisModule_PublishMessage(ctx, channel, argv[2]);
-    RedisModule_FreeString(ctx, channel);
-    if (round >= 0) {
-        RedisModuleString *avg_round = suffixed(ctx, argv[2], ":round");
-        write_round(ctx, avg_round, round);
-        RedisModule_FreeString(ctx, avg_round);
-    }
     RedisModule_ReplicateVerbatim(ctx);
     RedisModule_ReplyWithArray(ctx, 3);
     RedisModule_ReplyWithLongLong(ctx, count);
@@ -1201,6 +1628,7 @@ static const command_spec COMMANDS[] = {
     {"pl.getrange", cmd_getrange, "readonly", 1, 1, 1},
     /* sum, avg; the id set "<sum>:ids" is derived (use a hash tag in cluster mode) */
     {"pl.accum", cmd_accum, "write deny-oom", 1, 2, 1},
+    {"pl.push", cmd_push, "write deny-oom", 1, 2, 1},
     {"pl.close", cmd_close, "write deny-oom", 1, 2, 1},
     {"pl.sgd", cmd_sgd, "write deny-oom", 1, 3, 1},
     {"pl.adam", cmd_adam, "write deny-oom", 1, 5, 1},

@@ -18,6 +18,7 @@ const gradient = z.object({
   contributionId: z.string().min(1),
   expected: z.number().int().positive(),
   round: z.number().int().min(0).optional(),
+  chunkElements: z.number().int().positive().max(1 << 25).optional(),
   microBatch: z.number().int().positive().optional(),
 });
 

@@ -25,13 +25,15 @@ export interface GradientEvent {
   /** Images as uint8 (n x 784), labels as uint8 (n). */
   batchImagesKey: string;
   batchLabelsKey: string;
-  /** Where the gradient is accumulated (PL.ACCUM sum avg id expected). */
+  /** Where the gradient is accumulated (PL.PUSH sum avg id attempt expected ...). */
   sumKey: string;
   avgKey: string;
   contributionId: string;
   expected: number;
   /** The round the gradient belongs to: the module refuses it once the sum moved on. */
   round?: number;
+  /** Elements per pushed chunk (default: the transfer path's, 256 Ki). */
+  chunkElements?: number;
   /** Micro-batch size inside the function (memory bound for big models); default: whole batch. */
   microBatch?: number;
 }

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { pushChunks } from '../tensor/transfer.ts';
 import { setFlatParams } from '../model/flat.ts';
 import { computeGradient } from '../model/gradient.ts';
 import type { GradientEvent, GradientResult } from './events.ts';
@@ -5,12 +7,12 @@ import { allInOrder, checkLayout, modelFor, readBytes, readLayoutHash, readParam
 
 /**
  * The `gradient` function: reads the parameters and its batch from the peer's Redis,
- * computes the batch's loss and gradient, and pushes the gradient with one idempotent
- * PL.ACCUM (counted once per contribution id; the last arrival writes the average in the
- * database). One push, so nothing is ever half-written; every check comes before it.
+ * computes the batch's loss and gradient, and pushes the gradient in chunks with PL.PUSH
+ * (counted once per contribution id, and only whole; the last arrival writes the average in
+ * the database). Every check comes before the first chunk.
  *
  * Timings: loadMs = connection, model (built on a cold start), reads, setting the params;
- * computeMs = forward and backward; pushMs = the PL.ACCUM round trip.
+ * computeMs = forward and backward; pushMs = the chunks' pipelined round trips.
  */
 export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const t0 = performance.now();
@@ -27,7 +29,9 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const t1 = performance.now();
   const out = computeGradient(model, images, labels, e.microBatch ? { microBatch: e.microBatch } : {});
   const t2 = performance.now();
-  const acc = await store.accumulate(e.sumKey, e.avgKey, e.contributionId, e.expected, out.gradient, undefined, e.round);
+  // One invocation is one attempt: a retried invocation sends everything again under a new
+  // name, and the module counts whichever attempt completes first, once.
+  const acc = await pushChunks(client, e, out.gradient, randomUUID(), e.chunkElements ? { chunkElements: e.chunkElements } : {});
   const t3 = performance.now();
   return {
     loss: out.loss,

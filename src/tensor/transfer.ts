@@ -1,5 +1,6 @@
 import { call as send } from './in-db.ts';
 import type { Redis } from './redis-client.ts';
+import { RetriesExhausted, withRetries } from '../platform/retry.ts';
 
 /**
  * The one path tensors take between Redis servers: fixed-size chunks, read with PL.GETRANGE
@@ -95,4 +96,63 @@ export async function fanOutTensor(
   };
   await Promise.all(Array.from({ length: Math.min(lanes, chunks) }, lane));
   return targets.filter((t) => !t.error);
+}
+
+/** Where a contribution is summed: PL.PUSH's keys, id and round. */
+export interface PushTarget {
+  sumKey: string;
+  avgKey: string;
+  contributionId: string;
+  expected: number;
+  round?: number;
+}
+
+export interface PushResult {
+  /** The accumulation's state after the last chunk: contributions counted, expected, averaged. */
+  count: number;
+  expected: number;
+  done: boolean;
+  chunks: number;
+}
+
+/** The module's answer when every staging slot holds an attempt in progress: wait, then resend. */
+const SLOTS_FULL = /no free staging slot/;
+
+/**
+ * Pushes one contribution (a function's gradient) in fixed-size chunks with PL.PUSH, pipelined
+ * over one connection with a bound on bytes in flight, straight from `values`' memory (no
+ * copy). `attempt` names this sending: the module counts the contribution once, when one
+ * attempt's chunks are all in, and withdraws any attempt that never completes, so a writer that
+ * dies halfway and is retried in full (under a new attempt name) counts once and whole.
+ */
+export async function pushChunks(
+  client: Redis, target: PushTarget, values: Float32Array, attempt: string,
+  o: TransferOptions & { slotWaitMs?: number } = {},
+): Promise<PushResult> {
+  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
+  const total = values.length;
+  const chunks = Math.ceil(total / chunk);
+  const view = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  const until = performance.now() + (o.slotWaitMs ?? 30_000);
+  const head = ['PL.PUSH', target.sumKey, target.avgKey, target.contributionId, attempt, String(target.expected), String(total), String(chunk)];
+  const tail = target.round === undefined ? [] : ['ROUND', String(target.round)];
+  let last: number[] = [0, target.expected, 0];
+  const sendChunk = async (i: number) => {
+    const off = i * chunk, n = Math.min(chunk, total - off);
+    const args = [...head, String(off), view.subarray(off * 4, (off + n) * 4), ...tail];
+    const { value } = await withRetries(() => send<number[]>(client, args), (err) => SLOTS_FULL.test(String((err as Error)?.message)),
+      { attempts: Infinity, baseDelayMs: 10, maxDelayMs: 500, until });
+    if (Number(value[0]) >= Number(last[0])) last = value;
+  };
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < chunks; i = next++) await sendChunk(i);
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(lanes, chunks) }, lane));
+  } catch (err) {
+    throw err instanceof RetriesExhausted ? err.cause : err;
+  }
+  return { count: Number(last[0]), expected: Number(last[1]), done: Number(last[2]) === 1, chunks };
 }

@@ -40,6 +40,10 @@ const TEMPLATES: Arg[][] = [
   ['PL.ACCUM', 'fz:sum', 'fz:avg', 'b1', '3', T16, 'ROUND', '1'],
   ['PL.ACCUM', 'fz:sum', 'fz:avg', 'b2', '3', T8, 'OFFSET', '8', 'TOTAL', '16', 'ROUND', '1'],
   ['PL.CLOSE', 'fz:sum', 'fz:avg', 'ROUND', '1'],
+  ['PL.PUSH', 'fz:psum', 'fz:pavg', 'b1', 'a1', '3', '16', '8', '0', T8, 'ROUND', '1'],
+  ['PL.PUSH', 'fz:psum', 'fz:pavg', 'b1', 'a2', '3', '16', '8', '8', T8, 'ROUND', '1', 'SLOTS', '2'],
+  ['PL.PUSH', 'fz:sum', 'fz:avg', 'b3', 'a1', '3', '16', '8', '8', T8, 'ROUND', '1'],
+  ['PL.CLOSE', 'fz:psum', 'fz:pavg', 'ROUND', '1'],
   ['PL.SGD', 'fz:p', 'fz:g', 'fz:v', '0.1', '0.9', 'WD', '0.001'],
   ['PL.ADAM', 'fz:p', 'fz:g', 'fz:m', 'fz:v2', 'fz:step', '0.001', 'BETA1', '0.9'],
   ['PL.AGGREGATE', 'fz:agg', 'MEAN', '2', 'fz:g', 'fz:g2'],
@@ -55,8 +59,8 @@ const TEMPLATES: Arg[][] = [
   ['PL.SET', 'fz:g', T16],
 ];
 const COMMANDS = [...new Set(TEMPLATES.map((t) => String(t[0])))];
-const KEYS = ['fz:p', 'fz:g', 'fz:g2', 'fz:small', 'fz:h', 'fz:sum', 'fz:avg', 'fz:sum:ids', 'fz:sum:round', 'fz:v', 'fz:m', 'fz:step', 'fz:agg', 'fz:z', ''];
-const WORDS = ['MEAN', 'MEDIAN', 'TRIMMED', 'KRUM', 'OFFSET', 'TOTAL', 'ROUND', 'NESTEROV', 'WD', 'DAMPENING', 'BETA1', 'BETA2', 'EPS', 'DECOUPLED'];
+const KEYS = ['fz:p', 'fz:g', 'fz:g2', 'fz:small', 'fz:h', 'fz:sum', 'fz:avg', 'fz:sum:ids', 'fz:sum:round', 'fz:v', 'fz:m', 'fz:step', 'fz:agg', 'fz:z', 'fz:psum', 'fz:pavg', 'fz:psum:ids', 'fz:psum:slot:0', 'fz:psum:slot:0:got', 'fz:psum:gone', 'fz:sum:slot:0', ''];
+const WORDS = ['MEAN', 'MEDIAN', 'TRIMMED', 'KRUM', 'OFFSET', 'TOTAL', 'ROUND', 'NESTEROV', 'WD', 'DAMPENING', 'BETA1', 'BETA2', 'EPS', 'DECOUPLED', 'SLOTS'];
 // Small numbers only among the valid ones: a valid ZEROS must not allocate much.
 const NUMBERS = ['-1', '0', '1', '2', '3', '7', '8', '16', '1000', '0.5', '-0', '1e-45', 'nan', 'inf', '-inf', '1e400', String(2 ** 27 + 1), String(2 ** 25 + 1), '2147483648', '9223372036854775807', '-9223372036854775808', '99999999999999999999', '', ' 1', '0x10'];
 
@@ -99,7 +103,7 @@ export async function fuzzModule(client: Client, count: number, seed: number): P
       if (!/^ERR (peerless: |wrong number of arguments)/.test(msg) && report.strange.length < 20) report.strange.push(msg);
     }
     // Now and then the state goes back to a fresh round, so valid commands keep reaching deep paths.
-    if (i % 500 === 499) await cmd(client, 'DEL', 'fz:sum:ids');
+    if (i % 500 === 499) await cmd(client, 'DEL', 'fz:sum:ids', 'fz:psum:ids');
   }
   for (const [k, v] of bystanders) {
     const now = await cmd<Buffer | null>(client, 'GET', k);

@@ -1,0 +1,191 @@
+/**
+ * PL.PUSH: a contribution sent in chunks counts once and whole, on a real redis-server.
+ * Chunks of one attempt are added as they arrive and staged; an attempt that never completes
+ * (its writer died, or another attempt of the same contribution completed first) is
+ * withdrawn exactly, so the average's bytes are those of a clean run.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RedisServer } from '../../src/cluster/redis-server.ts';
+import { exactMeanOf } from '../../src/tensor/exact-sum.ts';
+import { bytes, errorOf, getBytes, randomTensor, rng, snapshot, start, stopAll, type Client } from './helpers.ts';
+
+let server: RedisServer;
+let client: Client;
+
+beforeAll(async () => {
+  ({ server, client } = await start());
+});
+afterAll(async () => {
+  await stopAll(client, server);
+});
+
+const CHUNK = 5;
+
+/** One PL.PUSH of chunk `index` of `g` (chunks of CHUNK elements). */
+function push(sum: string, id: string, attempt: string, expected: number, g: Float32Array, index: number, extra: string[] = []) {
+  const off = index * CHUNK;
+  const part = g.subarray(off, Math.min(off + CHUNK, g.length));
+  return client.sendCommand(['PL.PUSH', sum, `${sum}:avg`, id, attempt, String(expected), String(g.length), String(CHUNK), String(off), bytes(part), ...extra]);
+}
+const chunksOf = (g: Float32Array) => Math.ceil(g.length / CHUNK);
+const meanBytes = (gs: Float32Array[]) => bytes(exactMeanOf(gs));
+
+describe('PL.PUSH', () => {
+  it('counts a contribution when all its chunks are in, in any order, and averages on the last one', async () => {
+    const g = [randomTensor(23, 1, 0.1), randomTensor(23, 2, 0.1)];
+    expect(await push('p1', 'a', 'x', 2, g[0], 3)).toEqual([0, 2, 0]);
+    expect(await push('p1', 'a', 'x', 2, g[0], 0)).toEqual([0, 2, 0]);
+    expect(await push('p1', 'b', 'y', 2, g[1], 4)).toEqual([0, 2, 0]);
+    for (const i of [1, 2]) await push('p1', 'a', 'x', 2, g[0], i);
+    expect(await push('p1', 'a', 'x', 2, g[0], 4)).toEqual([1, 2, 0]);
+    for (const i of [0, 1, 2]) expect(await push('p1', 'b', 'y', 2, g[1], i)).toEqual([1, 2, 0]);
+    expect(await client.exists('p1:avg')).toBe(0);
+    expect(await push('p1', 'b', 'y', 2, g[1], 3)).toEqual([2, 2, 1]);
+    expect((await getBytes(client, 'p1:avg'))!.equals(meanBytes(g))).toBe(true);
+  });
+
+  it('a writer killed after half its chunks, then retried in full: counted once, the average a clean run\'s', async () => {
+    const g = [randomTensor(40, 3, 0.1), randomTensor(40, 4, 0.1)];
+    for (let i = 0; i < 4; i++) await push('p2', 'a', 'first', 2, g[0], i); // dies after 4 of 8
+    for (let i = 0; i < 8; i++) await push('p2', 'a', 'retry', 2, g[0], i);
+    for (let i = 0; i < 8; i++) await push('p2', 'b', 'only', 2, g[1], i);
+    expect((await getBytes(client, 'p2:avg'))!.equals(meanBytes(g))).toBe(true);
+  });
+
+  it('two racing attempts with different bytes: the first complete one counts, the other is dropped', async () => {
+    const g = randomTensor(20, 5, 0.1), other = randomTensor(20, 6, 0.1), h = randomTensor(20, 7, 0.1);
+    await push('p3', 'a', 'slow', 2, other, 0);
+    await push('p3', 'a', 'slow', 2, other, 1);
+    for (let i = 0; i < 4; i++) await push('p3', 'a', 'fast', 2, g, i);
+    // The slow attempt goes on: acknowledged, not counted.
+    expect(await push('p3', 'a', 'slow', 2, other, 2)).toEqual([1, 2, 0]);
+    expect(await push('p3', 'a', 'slow', 2, other, 3)).toEqual([1, 2, 0]);
+    for (let i = 0; i < 4; i++) await push('p3', 'b', 'only', 2, h, i);
+    expect((await getBytes(client, 'p3:avg'))!.equals(meanBytes([g, h]))).toBe(true);
+  });
+
+  it('acknowledges a chunk sent again with the same bytes, refuses other bytes, and changes nothing', async () => {
+    const g = randomTensor(12, 8, 0.1);
+    await push('p4', 'a', 'x', 1, g, 0);
+    const before = await snapshot(client);
+    expect(await push('p4', 'a', 'x', 1, g, 0)).toEqual([0, 1, 0]);
+    const changed = g.slice();
+    changed[1] += 1;
+    expect(await errorOf(client, 'PL.PUSH', 'p4', 'p4:avg', 'a', 'x', '1', '12', String(CHUNK), '0', bytes(changed.subarray(0, CHUNK))))
+      .toBe('ERR peerless: chunk at offset 0 of attempt "x" of "a" was sent again with other bytes: refused');
+    expect(await snapshot(client)).toEqual(before);
+  });
+
+  it('refuses bad chunks with one line each and changes nothing', async () => {
+    const g = randomTensor(12, 9, 0.1);
+    await push('p5', 'a', 'x', 2, g, 0, ['ROUND', '3']);
+    const before = await snapshot(client);
+    const p = (off: string, blob: Buffer, ...rest: string[]) => errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'b', 'y', '2', '12', String(CHUNK), off, blob, ...rest);
+    const five = bytes(g.subarray(0, 5));
+    expect(await p('3', bytes(g.subarray(0, 5)))).toBe('ERR peerless: offset 3 is not at a chunk boundary (chunks of 5 elements)');
+    expect(await p('12', five)).toBe('ERR peerless: offset must be between 0 and 11, got 12');
+    expect(await p('10', five)).toBe('ERR peerless: chunk at offset 10 has 5 elements, expected 2');
+    expect(await p('0', five.subarray(0, 7))).toMatch(/^ERR peerless: chunk has 7 bytes, not a non-empty multiple of 4/);
+    expect(await p('0', bytes(Float32Array.of(1, NaN, 0, 0, 0)))).toBe('ERR peerless: chunk has a non-finite value (NaN) at element 1');
+    expect(await p('5', bytes(Float32Array.of(1, 2 ** 21, 0, 0, 0)))).toMatch(/^ERR peerless: chunk has a value too large to sum exactly \(2\.09715e\+06 at element 6;/);
+    expect(await p('0', five, 'ROUND', '2')).toBe('ERR peerless: chunk of "b" is for round 2, but "p5" is summing round 3: too late, refused');
+    expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'b', 'y', '3', '12', String(CHUNK), '0', five, 'ROUND', '3')).toBe('ERR peerless: expected 3 contributions, but "p5" was started with 2');
+    expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'b', 'y', '2', '13', String(CHUNK), '0', five, 'ROUND', '3')).toBe('ERR peerless: contribution "b" has 13 elements, but "p5" sums 12');
+    expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'a', 'x', '2', '12', '4', '0', bytes(g.subarray(0, 4)), 'ROUND', '3')).toBe('ERR peerless: attempt "x" of "a" was started with chunks of 5 elements, not 4');
+    expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5', 'b', 'y', '2', '12', String(CHUNK), '0', five)).toMatch(/given twice/);
+    expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', '', 'y', '2', '12', String(CHUNK), '0', five)).toMatch(/must not be empty/);
+    expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'b', 'y', '2', '12', String(CHUNK), '0', five, 'WHAT', '1')).toMatch(/unexpected argument "WHAT"/);
+    expect(await snapshot(client)).toEqual(before);
+  });
+
+  it('PL.CLOSE withdraws attempts in progress, averages the whole ones, and refuses later chunks', async () => {
+    const g = [randomTensor(10, 10, 0.1), randomTensor(10, 11, 0.1)];
+    expect(await errorOf(client, 'PL.PUSH', 'p6', 'p6:avg', 'a', 'x', '3', '10', String(CHUNK), '0', bytes(g[0].subarray(0, 5)), 'ROUND', '1', 'SLOTS', '0')).toMatch(/SLOTS must be between 1 and 256/);
+    await push('p6', 'a', 'x', 3, g[0], 0, ['ROUND', '1']);
+    expect(await errorOf(client, 'PL.CLOSE', 'p6', 'p6:avg', 'ROUND', '1')).toBe('ERR peerless: no contribution to "p6" is complete: nothing to average');
+    await push('p6', 'a', 'x', 3, g[0], 1, ['ROUND', '1']);
+    await push('p6', 'b', 'y', 3, g[1], 0, ['ROUND', '1']); // half of b, never finished
+    expect(await client.sendCommand(['PL.CLOSE', 'p6', 'p6:avg', 'ROUND', '1'])).toEqual([1, 3, 1]);
+    expect((await getBytes(client, 'p6:avg'))!.equals(meanBytes([g[0]]))).toBe(true);
+    expect(await errorOf(client, 'PL.PUSH', 'p6', 'p6:avg', 'b', 'y', '3', '10', String(CHUNK), '5', bytes(g[1].subarray(5)), 'ROUND', '1'))
+      .toBe('ERR peerless: accumulation "p6" was closed at 1 contributions; contribution "b" came too late and is refused');
+    expect(await push('p6', 'a', 'z', 3, g[0], 0, ['ROUND', '1'])).toEqual([1, 1, 1]); // counted: acknowledged
+  });
+
+  it('a retry takes the slot of its contribution\'s failed attempt when the pool is full', async () => {
+    const g = [randomTensor(10, 13, 0.1), randomTensor(10, 14, 0.1)];
+    const o = ['SLOTS', '1'];
+    await push('p8', 'a', 'dead', 2, randomTensor(10, 15), 0, o);
+    expect(await errorOf(client, 'PL.PUSH', 'p8', 'p8:avg', 'b', 'y', '2', '10', String(CHUNK), '0', bytes(g[1].subarray(0, 5)), ...o)).toMatch(/no free staging slot/);
+    await push('p8', 'a', 'retry', 2, g[0], 0, o); // replaces "dead", withdrawing its chunk
+    await push('p8', 'a', 'retry', 2, g[0], 1, o);
+    await push('p8', 'b', 'y', 2, g[1], 0, o);
+    await push('p8', 'b', 'y', 2, g[1], 1, o);
+    expect((await getBytes(client, 'p8:avg'))!.equals(meanBytes(g))).toBe(true);
+  });
+
+  it('bounds attempts in progress, and reuses its slots round after round without new keys', async () => {
+    const g = randomTensor(10, 12, 0.1);
+    await push('p7', 'a', 'x1', 1, g, 0, ['ROUND', '0', 'SLOTS', '2']);
+    await push('p7', 'b', 'x2', 1, g, 0, ['ROUND', '0', 'SLOTS', '2']);
+    expect(await errorOf(client, 'PL.PUSH', 'p7', 'p7:avg', 'c', 'x3', '1', '10', String(CHUNK), '0', bytes(g.subarray(0, 5)), 'ROUND', '0', 'SLOTS', '2'))
+      .toBe('ERR peerless: no free staging slot for contribution "c" (2 attempts in progress): retry later');
+    expect(await push('p7', 'b', 'x2', 1, g, 1, ['ROUND', '0', 'SLOTS', '2'])).toEqual([1, 1, 1]);
+    const keys = async () => (await client.keys('p7*')).sort();
+    const after0 = await keys();
+    for (let round = 1; round <= 5; round++) {
+      await push('p7', 'a', 'x', 1, g, 0, ['ROUND', String(round), 'SLOTS', '2']);
+      expect(await push('p7', 'a', 'x', 1, g, 1, ['ROUND', String(round), 'SLOTS', '2'])).toEqual([1, 1, 1]);
+      expect((await getBytes(client, 'p7:avg'))!.equals(meanBytes([g]))).toBe(true);
+    }
+    expect(await keys()).toEqual(after0);
+    expect(await client.exists('p7:slot:2')).toBe(0);
+  });
+
+  it('property: random interleavings, duplicates and abandoned attempts give byte-identical sums and means', async () => {
+    const r = rng(2026);
+    const n = 37, k = 5;
+    const grads = Array.from({ length: k }, (_, j) => Float32Array.from(randomTensor(n, 100 + j), (x, i) => x * 10 ** ((i % 9) - 6)));
+    const want = meanBytes(grads);
+    const shuffle = <T>(xs: T[]) => { for (let i = xs.length - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [xs[i], xs[j]] = [xs[j], xs[i]]; } return xs; };
+    let wantSum: Buffer | undefined;
+    for (let trial = 0; trial < 25; trial++) {
+      const sum = `prop${trial}`;
+      const slots = String(1 + Math.floor(r() * 8));
+      // Each contribution's sends: maybe an attempt with other bytes that dies partway, then
+      // its retry's chunks in a random order, some sent twice. The contributions interleave.
+      const queues = grads.map((g, j) => {
+        const sends: [string, Float32Array, number][] = [];
+        if (r() < 0.5) {
+          const junk = randomTensor(n, 1000 + trial * k + j);
+          for (const i of shuffle([...Array(chunksOf(g)).keys()]).slice(0, 1 + Math.floor(r() * (chunksOf(g) - 1)))) sends.push([`dead${trial}.${j}`, junk, i]);
+        }
+        for (const i of shuffle([...Array(chunksOf(g)).keys()])) {
+          sends.push([`ok${trial}.${j}`, g, i]);
+          if (r() < 0.2) sends.push([`ok${trial}.${j}`, g, i]);
+        }
+        return sends;
+      });
+      const pending = queues.map((q, j) => ({ q, j })).filter((x) => x.q.length);
+      while (pending.length) {
+        const pick = Math.floor(r() * pending.length);
+        const { q, j } = pending[pick];
+        const [att, g, i] = q[0];
+        try {
+          await push(sum, `c${j}`, att, k, g, i, ['SLOTS', slots]);
+          q.shift();
+        } catch (err) {
+          // The pool is full of other contributions' attempts: the writer retries later.
+          // (A pool holding only this contribution's attempts never refuses it: the retry
+          // replaces the failed attempt.)
+          expect((err as Error).message).toMatch(/no free staging slot/);
+        }
+        if (!q.length) pending.splice(pick, 1);
+      }
+      expect((await getBytes(client, `${sum}:avg`))!.equals(want)).toBe(true);
+      const s = (await getBytes(client, sum))!;
+      wantSum ??= s;
+      expect(s.equals(wantSum)).toBe(true);
+    }
+  });
+});
