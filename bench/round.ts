@@ -1,14 +1,11 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createServer, connect as tcpConnect, type AddressInfo } from 'node:net';
-import { parseTrainingConfig } from '../src/config/training.ts';
 import { freePort, startRedisServer, type RedisServer } from '../src/cluster/redis-server.ts';
-import type { FunctionEvents, FunctionName, FunctionResults, GradientEvent } from '../src/functions/events.ts';
-import { Peer } from '../src/peer/peer.ts';
-import type { PeerData, RoundMetrics } from '../src/peer/types.ts';
-import type { FunctionPlatform, PlatformMetrics } from '../src/platform/platform.ts';
+import { Worker } from 'node:worker_threads';
+import type { RoundMetrics } from '../src/peer/types.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
-import { pushChunks } from '../src/tensor/transfer.ts';
+import { makeGradients, type RoundPeerData } from './round-peer.ts';
 import { RESNET18_PARAMS } from './in-db.ts';
 import { median } from './stats.ts';
 
@@ -40,7 +37,7 @@ export interface RoundRow {
   exchangeMs: number;
   aggregateMs: number;
   updateMs: number;
-  /** From a peer's average being ready to its parameters being updated (exchange + aggregation + update), the slowest peer of each round, median over rounds. */
+  /** From every peer's average being ready to every peer's parameters being updated (exchange + aggregation + update), median over rounds. */
   roundMs: number;
   /** The same round's agreement on checksums and membership, after the update. */
   verifyMs: number;
@@ -68,50 +65,6 @@ export interface RoundReport {
   cores: number;
   note: string;
   rows: RoundRow[];
-}
-
-/** Stands in for the gradient functions: pushes a pre-made gradient in chunks (PL.PUSH), as a function does. */
-class PushPlatform implements FunctionPlatform {
-  readonly kind = 'local' as const;
-  private readonly clients = new Map<string, Promise<Redis>>();
-
-  constructor(private readonly gradients: Float32Array[]) {}
-
-  private client(url: string, slot: number): Promise<Redis> {
-    const key = `${url}#${slot}`;
-    let c = this.clients.get(key);
-    if (!c) { c = connectRedis({ url }); this.clients.set(key, c); }
-    return c;
-  }
-
-  async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]> {
-    if (name !== 'gradient') throw new Error(`bench round: no ${name} function`);
-    const e = event as GradientEvent;
-    const b = Number(e.contributionId.slice(1));
-    const slot = b % this.gradients.length;
-    const t = performance.now();
-    const c = await this.client(e.redis.url, slot);
-    const { count, done } = await pushChunks(c, e, this.gradients[slot], `${e.round}.${b}`);
-    const pushMs = performance.now() - t;
-    return { loss: 0, accuracy: 0, samples: 1, count, done, timings: { loadMs: 0, computeMs: 0, pushMs } } as FunctionResults[N];
-  }
-
-  metrics(): PlatformMetrics {
-    return { invocations: 0, failures: 0, retries: 0, coldStarts: 0, warmStarts: 0, billedMs: 0, estimatedCostUsd: 0 };
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.clients.values()].map((c) => c.then(closeRedis, () => {})));
-  }
-}
-
-function makeGradients(length: number, count: number): Float32Array[] {
-  return Array.from({ length: count }, (_, k) => {
-    const g = new Float32Array(length);
-    let s = (k + 1) * 2654435761 >>> 0;
-    for (let i = 0; i < length; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; g[i] = (s / 2 ** 32 - 0.5) * 0.01; }
-    return g;
-  });
 }
 
 /** One vector's bytes over a loopback TCP connection into a buffer that already exists (median of 5). */
@@ -172,51 +125,69 @@ async function maxSlowMs(clients: Redis[]): Promise<number> {
   for (const c of clients) {
     const entries = (await c.sendCommand(['SLOWLOG', 'GET', '1000'])) as unknown[][];
     for (const e of entries) max = Math.max(max, Number(e[2]) / 1000);
+    if (process.env.SLOWDEBUG) for (const e of entries.slice(0, 40)) console.error(Number(e[2]) / 1000, (e[3] as unknown[]).slice(0, 3).map(String).join(' '));
   }
   return max;
 }
 
-/** One network of `n` peers running `warm + rounds` rounds of the data path. */
-async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded', gradients: Float32Array[]): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'ingestVsWire'>> {
-  const warm = 2;
-  const config = parseTrainingConfig({
-    model: { name: 'resnet18' }, dataset: 'synthetic', batchesPerRound: o.writers, maxRounds: warm + o.rounds, epochs: 1000,
-    checkEvery: 100_000, validationSize: 0, exchange, seed: 1, deadlineMs: 600_000,
-    optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9 },
+/** A bench peer's thread: resolves with its next message of the given kind. */
+function spawnPeer(d: RoundPeerData, onRound: (m: RoundMetrics) => void): { worker: Worker; started: Promise<void>; finished: Promise<void> } {
+  const worker = new Worker(new URL('./round-peer.mjs', import.meta.url), { workerData: d });
+  let started!: () => void, finished!: () => void, failed!: (e: Error) => void;
+  const startedP = new Promise<void>((r) => { started = r; });
+  const finishedP = new Promise<void>((r, j) => { finished = r; failed = j; });
+  worker.on('message', (m: unknown) => {
+    if (m === 'started') started();
+    else if (m === 'finished') finished();
+    else if (typeof m === 'object' && m && 'round' in m) onRound((m as { round: RoundMetrics }).round);
+    else if (typeof m === 'object' && m && 'error' in m) failed(new Error(`bench peer ${d.id}: ${(m as { error: string }).error}`));
   });
+  worker.on('error', (e) => failed(e));
+  worker.on('exit', (code) => failed(new Error(`bench peer ${d.id} exited (${code}) before finishing`)));
+  // A peer that fails while starting fails the bench, not a hang.
+  return { worker, started: Promise.race([startedP, finishedP.then(() => {})]), finished: finishedP };
+}
+
+/**
+ * One network of `n` peers running `warm + rounds` rounds of the data path. Each peer runs in
+ * its own thread, as each peer of a real network has its own process: one event loop moving
+ * every peer's bytes would measure Node, not the data path.
+ */
+async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'ingestVsWire'>> {
+  const warm = 2;
   const servers: RedisServer[] = [];
   const clients: Redis[] = [];
-  const peers: Peer[] = [];
-  const platform = new PushPlatform(gradients);
-  const model = { layoutHash: `bench-${o.length}`, length: o.length, trainable: o.length };
-  const data: PeerData = { batches: o.writers, batchKeys: () => ({ images: '-', labels: '-' }), validation: { imagesKey: '-', labelsKey: '-', count: 0 } };
+  const workers: Worker[] = [];
   const rounds: RoundMetrics[] = [];
+  let memBefore = 0;
+  let atWarm: Promise<void> = Promise.resolve();
+  const onRound = (m: RoundMetrics) => {
+    rounds.push(m);
+    // After the warm-up, count only what the measured rounds do in Redis.
+    if (m.round === warm - 1 && m.peer === 'p00') {
+      atWarm = Promise.all(clients.map((c) => c.sendCommand(['SLOWLOG', 'RESET']))).then(() => usedMemory(clients)).then((b) => { memBefore = b; });
+    }
+  };
   try {
     for (let i = 0; i < n; i++) {
       servers.push(await startRedisServer());
       clients.push(await connectRedis({ url: servers[i].url }));
     }
-    const initialParams = new Float32Array(o.length).fill(0.01);
-    for (let i = 0; i < n; i++) {
-      const peer = new Peer({
-        id: `p${String(i).padStart(2, '0')}`, redis: { url: servers[i].url }, platform, model, data, shard: { index: i, count: n },
-        ...(i === 0 ? { found: { config, initialParams, roundsPerEpoch: 1 } } : { bootstrap: { url: servers[0].url, fromRound: 0 } }),
-      });
-      peer.on('round', (m: RoundMetrics) => {
-        rounds.push(m);
-        // After the warm-up, count only what the measured rounds do in Redis.
-        if (m.round === warm - 1 && m.peer === 'p00') void Promise.all(clients.map((c) => c.sendCommand(['SLOWLOG', 'RESET'])));
-      });
-      await peer.start();
-      peers.push(peer);
-    }
     await Promise.all(clients.map((c) => c.sendCommand(['CONFIG', 'SET', 'slowlog-log-slower-than', '1000'])));
-    let memBefore = 0;
-    const memAtWarm = new Promise<void>((resolve) => {
-      peers[0].on('round', (m: RoundMetrics) => { if (m.round === warm - 1) void usedMemory(clients).then((b) => { memBefore = b; resolve(); }); });
-    });
-    await Promise.all(peers.map((p) => p.run()));
-    await memAtWarm;
+    const finished: Promise<void>[] = [];
+    for (let i = 0; i < n; i++) {
+      const d: RoundPeerData = {
+        id: `p${String(i).padStart(2, '0')}`, url: servers[i].url, index: i, peers: n, length: o.length, writers: o.writers,
+        exchange, rounds: warm + o.rounds, ...(i === 0 ? {} : { bootstrapUrl: servers[0].url }),
+      };
+      const p = spawnPeer(d, onRound);
+      workers.push(p.worker);
+      finished.push(p.finished);
+      await p.started; // the founder first; the others join it, one founding group
+    }
+    for (const w of workers) w.postMessage('run');
+    await Promise.all(finished);
+    await atWarm;
     const memAfter = await usedMemory(clients);
     const measured = rounds.filter((m) => m.round >= warm);
     const byRound = new Map<number, RoundMetrics[]>();
@@ -228,7 +199,8 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
       exchangeMs: slowest((m) => m.exchangeMs),
       aggregateMs: slowest((m) => m.aggregateMs),
       updateMs: slowest((m) => m.updateMs),
-      roundMs: slowest((m) => m.exchangeMs + m.aggregateMs + m.updateMs),
+      // From every peer's average being ready to every peer's parameters updated.
+      roundMs: median([...byRound.values()].map((ms) => Math.max(...ms.map((m) => m.updatedAt)) - Math.max(...ms.map((m) => m.averagedAt)))),
       verifyMs: slowest((m) => m.verifyMs),
       maxStallMs: await maxSlowMs(clients),
       redisGrowthMb: (memAfter - memBefore) / 2 ** 20,
@@ -236,16 +208,14 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
       peakRssMb: process.resourceUsage().maxRSS / 1024,
     };
   } finally {
-    await Promise.allSettled(peers.map((p) => p.close()));
-    await platform.close();
+    await Promise.allSettled(workers.map((w) => w.terminate()));
     await Promise.allSettled(clients.map(closeRedis));
     await Promise.allSettled(servers.map((s) => s.stop()));
   }
 }
 
 export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> {
-  const gradients = makeGradients(o.length, o.writers);
-  const wire = await wireMs(Buffer.from(gradients[0].buffer));
+  const wire = await wireMs(Buffer.from(makeGradients(o.length, 1)[0].buffer));
   const rows: RoundRow[] = [];
   const total = o.peerCounts.length * (o.exchanges.length + (o.allreduce ? 1 : 0));
   let done = 0;
@@ -257,7 +227,7 @@ export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> 
     }
     for (const exchange of o.exchanges) {
       o.onProgress?.(done++, total, `${n} peers, exchange ${exchange}`);
-      const r = await runNetwork(o, n, exchange, gradients);
+      const r = await runNetwork(o, n, exchange);
       rows.push({ ...r, allreduceMs: ar, vsAllreduce: ar ? r.roundMs / ar : null, wireMsPerVector: wire, ingestVsWire: r.ingestMsPerGradient / wire });
     }
   }

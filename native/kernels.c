@@ -69,6 +69,15 @@ void pl_fix_add(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n) {
     }
 }
 
+void pl_fix_set(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        double t = (double)x[i] * PL_FIX_HI_SCALE;
+        double h = trunc(t);
+        hi[i] = (int64_t)h;
+        lo[i] = (int64_t)((t - h) * PL_FIX_LO_SCALE);
+    }
+}
+
 void pl_fix_sub(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double t = (double)x[i] * PL_FIX_HI_SCALE;

@@ -41,6 +41,8 @@ void pl_scale(pl_f32 *x, size_t n, float f);
 size_t pl_fix_first_too_large(const pl_f32 *x, size_t n);
 /* hi[i], lo[i] += the split of x[i] */
 void pl_fix_add(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n);
+/* hi[i], lo[i] = the split of x[i]: the first add into a block not yet zeroed */
+void pl_fix_set(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n);
 /* hi[i], lo[i] -= the split of x[i]: withdraws exactly what pl_fix_add added */
 void pl_fix_sub(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n);
 /* out[i] = the exact sum hi[i], lo[i] divided by count, rounded once (see above) */

@@ -525,14 +525,6 @@ static void sum_planes(RedisModuleKey *key, size_t total, pl_i64 **hi, pl_i64 **
     *lo = p + total;
 }
 
-/* Adds the blob into the exact sum (a fresh one is created zeroed first). */
-static void add_into_sum(RedisModuleKey *sum, const accum_args *a, int fresh) {
-    if (fresh) resize(sum, (size_t)a->total * 4, 1);
-    pl_i64 *hi, *lo;
-    sum_planes(sum, (size_t)a->total, &hi, &lo);
-    pl_fix_add(hi + a->offset, lo + a->offset, a->data, a->n);
-}
-
 /* Opens a running exact sum: a string of 16 bytes per element. Returns its element count
  * through `total`, or replies the error and returns 0. */
 static int open_sum(RedisModuleCtx *ctx, RedisModuleString *name, tensor_key *st, size_t *total) {
@@ -562,6 +554,82 @@ static RedisModuleString *suffixed(RedisModuleCtx *ctx, RedisModuleString *key, 
 
 static RedisModuleString *ids_key_name(RedisModuleCtx *ctx, RedisModuleString *sum) {
     return suffixed(ctx, sum, ":ids");
+}
+
+/*
+ * Which blocks of a running sum hold the current accumulation: "<sum>:blocks", one byte per
+ * block of PL_SUM_BLOCK elements. A fresh sum is not zeroed at once (memset of a ResNet-18
+ * sum's 180 MB would stall every other client for tens of ms): the first add into a block
+ * writes it outright (or zeroes it first when it covers only part), and blocks nothing touched
+ * are zeroed when the mean is taken. A sum without a valid map is taken as whole.
+ */
+#define PL_SUM_BLOCK 65536
+
+typedef struct {
+    RedisModuleKey *key;
+    unsigned char *live;
+    size_t blocks, total;
+} block_map;
+
+static void open_blocks(RedisModuleCtx *ctx, RedisModuleString *sum, size_t total, int fresh,
+                        block_map *m) {
+    RedisModuleString *name = suffixed(ctx, sum, ":blocks");
+    m->key = RedisModule_OpenKey(ctx, name, REDISMODULE_READ | REDISMODULE_WRITE);
+    RedisModule_FreeString(ctx, name);
+    m->total = total;
+    m->blocks = (total + PL_SUM_BLOCK - 1) / PL_SUM_BLOCK;
+    int valid = RedisModule_KeyType(m->key) == REDISMODULE_KEYTYPE_STRING &&
+                RedisModule_ValueLength(m->key) == m->blocks;
+    if (fresh || !valid) {
+        if (RedisModule_KeyType(m->key) != REDISMODULE_KEYTYPE_EMPTY &&
+            RedisModule_KeyType(m->key) != REDISMODULE_KEYTYPE_STRING)
+            RedisModule_DeleteKey(m->key);
+        RedisModule_StringTruncate(m->key, 0);
+        RedisModule_StringTruncate(m->key, m->blocks);
+    }
+    size_t len;
+    m->live = (unsigned char *)RedisModule_StringDMA(m->key, &len, REDISMODULE_WRITE);
+    if (!fresh && !valid) memset(m->live, 1, m->blocks);
+}
+
+/* hi, lo += the split of x, the n elements from element `off`, block by block. */
+static void sum_add(block_map *m, pl_i64 *hi, pl_i64 *lo, size_t off, const pl_f32 *x, size_t n) {
+    size_t end = off + n;
+    for (size_t b = off / PL_SUM_BLOCK; b * PL_SUM_BLOCK < end; b++) {
+        size_t bs = b * PL_SUM_BLOCK, be = bs + PL_SUM_BLOCK < m->total ? bs + PL_SUM_BLOCK : m->total;
+        size_t s = off > bs ? off : bs, e = end < be ? end : be;
+        if (!m->live[b]) {
+            m->live[b] = 1;
+            if (s == bs && e == be) {
+                pl_fix_set(hi + s, lo + s, x + (s - off), e - s);
+                continue;
+            }
+            memset((void *)(hi + bs), 0, (be - bs) * 8);
+            memset((void *)(lo + bs), 0, (be - bs) * 8);
+        }
+        pl_fix_add(hi + s, lo + s, x + (s - off), e - s);
+    }
+}
+
+/* Zeroes the blocks nothing was added into: then the whole sum is the accumulation's. */
+static void settle_blocks(block_map *m, pl_i64 *hi, pl_i64 *lo) {
+    for (size_t b = 0; b < m->blocks; b++) {
+        if (m->live[b]) continue;
+        size_t bs = b * PL_SUM_BLOCK, be = bs + PL_SUM_BLOCK < m->total ? bs + PL_SUM_BLOCK : m->total;
+        memset((void *)(hi + bs), 0, (be - bs) * 8);
+        memset((void *)(lo + bs), 0, (be - bs) * 8);
+        m->live[b] = 1;
+    }
+}
+
+/* Adds the blob into the exact sum (a fresh one is started, see block_map). */
+static void add_into_sum(RedisModuleCtx *ctx, RedisModuleString *name, RedisModuleKey *sum,
+                         const accum_args *a, int fresh, block_map *m) {
+    if (fresh) resize(sum, (size_t)a->total * 4, 0);
+    open_blocks(ctx, name, (size_t)a->total, fresh, m);
+    pl_i64 *hi, *lo;
+    sum_planes(sum, (size_t)a->total, &hi, &lo);
+    sum_add(m, hi, lo, (size_t)a->offset, a->data, a->n);
 }
 
 /*
@@ -717,8 +785,9 @@ static void withdraw_attempts(RedisModuleCtx *ctx, RedisModuleString *sum, Redis
 /* Writes avg = sum / count (rounded once), its round marker, and publishes its name on
  * peerless:averaged: what the round's state machine waits for. */
 static void write_average(RedisModuleCtx *ctx, RedisModuleKey *avg, RedisModuleString *avg_name,
-                          const pl_i64 *hi, const pl_i64 *lo, size_t total, long long count,
+                          block_map *m, pl_i64 *hi, pl_i64 *lo, size_t total, long long count,
                           long long round) {
+    settle_blocks(m, hi, lo);
     pl_f32 *out = resize(avg, total, 0);
     pl_fix_mean(out, hi, lo, total, count);
     if (round >= 0) {
@@ -763,6 +832,7 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     /* A later round starts afresh: the old round's ids go (the sum is zeroed in place below). */
     if (new_round && RedisModule_KeyType(ids) != REDISMODULE_KEYTYPE_EMPTY) RedisModule_DeleteKey(ids);
     RedisModuleKey *sum = NULL, *avg = NULL;
+    block_map blocks = {NULL, NULL, 0, 0};
     tensor_key st = {NULL, 0};
     long long expected, count;
     int fresh, completes, closed;
@@ -819,7 +889,7 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
 
     /* Everything checked: mutate. */
     if (fresh) withdraw_attempts(ctx, argv[1], NULL, NULL, NULL, 0);
-    add_into_sum(sum, &a, fresh);
+    add_into_sum(ctx, argv[1], sum, &a, fresh, &blocks);
     record_id(ctx, ids, argv[3], a.expected, fresh);
     if (new_round) write_round(ctx, round_name, a.round);
     count++;
@@ -828,12 +898,13 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         sum_planes(sum, (size_t)a.total, &hi, &lo);
         /* Chunked attempts of this contribution (PL.PUSH) no longer count; at completion none do. */
         withdraw_attempts(ctx, argv[1], completes ? NULL : argv[3], hi, lo, (size_t)a.total);
-        if (completes) write_average(ctx, avg, argv[2], hi, lo, (size_t)a.total, a.expected, a.round);
+        if (completes) write_average(ctx, avg, argv[2], &blocks, hi, lo, (size_t)a.total, a.expected, a.round);
     }
     RedisModule_ReplicateVerbatim(ctx);
     reply_accum(ctx, count, a.expected);
 
 done:
+    close_key(&blocks.key);
     close_key(&ids);
     close_key(&sum);
     close_key(&avg);
@@ -963,6 +1034,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     RedisModuleKey *ids = NULL, *sum = NULL, *avg = NULL, *gone = NULL;
     tensor_key st = {NULL, 0};
     slot_record rec = {NULL};
+    block_map blocks = {NULL, NULL, 0, 0};
     int new_round = 0;
     if (name_cmp(ids_name, avg_name) == 0) {
         fail(ctx, "avg must not be the sum's id set \"%s\"", show(avg_name).s);
@@ -1089,7 +1161,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         RedisModuleKey *g = RedisModule_OpenKey(ctx, gone_name, REDISMODULE_WRITE);
         RedisModule_DeleteKey(g);
         RedisModule_CloseKey(g);
-        resize(sum, (size_t)a.total * 4, 1);
+        resize(sum, (size_t)a.total * 4, 0);
         RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
         RedisModuleString *exp = RedisModule_CreateStringFromLongLong(ctx, a.expected);
         RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, meta, exp, NULL);
@@ -1097,9 +1169,10 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         RedisModule_FreeString(ctx, exp);
     }
     if (new_round) write_round(ctx, round_name, a.round);
+    open_blocks(ctx, sum_name, (size_t)a.total, fresh, &blocks);
     pl_i64 *hi, *lo;
     sum_planes(sum, (size_t)a.total, &hi, &lo);
-    pl_fix_add(hi + a.offset, lo + a.offset, a.data, a.n);
+    sum_add(&blocks, hi, lo, (size_t)a.offset, a.data, a.n);
     if (!whole) {
         if (slot < 0 && free_slot == same_id) {
             /* The failed attempt goes first, and is refused from now on: were it alive after
@@ -1131,12 +1204,13 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         record_id(ctx, ids, id, want, 0);
         count++;
         withdraw_attempts(ctx, sum_name, completes ? NULL : id, hi, lo, (size_t)a.total);
-        if (completes) write_average(ctx, avg, avg_name, hi, lo, (size_t)a.total, count, a.round);
+        if (completes) write_average(ctx, avg, avg_name, &blocks, hi, lo, (size_t)a.total, count, a.round);
         reply_accum(ctx, count, want);
     }
     RedisModule_ReplicateVerbatim(ctx);
 
 done:
+    close_key(&blocks.key);
     close_key(&rec.key);
     close_key(&ids);
     close_key(&gone);
@@ -1185,6 +1259,7 @@ static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     }
     RedisModuleKey *ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
     RedisModuleKey *avg = NULL;
+    block_map blocks = {NULL, NULL, 0, 0};
     tensor_key st = {NULL, 0};
     long long expected, count;
     int closed;
@@ -1214,7 +1289,8 @@ static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     pl_i64 *hi, *lo;
     sum_planes(st.key, total, &hi, &lo);
     withdraw_attempts(ctx, argv[1], NULL, hi, lo, total);
-    write_average(ctx, avg, argv[2], hi, lo, total, count, round);
+    open_blocks(ctx, argv[1], total, 0, &blocks);
+    write_average(ctx, avg, argv[2], &blocks, hi, lo, total, count, round);
     RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
     RedisModuleString *mark = RedisModule_CreateStringFromLongLong(ctx, -count);
     RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, meta, mark, NULL);
@@ -1227,6 +1303,7 @@ static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     RedisModule_ReplyWithLongLong(ctx, 1);
 
 done:
+    close_key(&blocks.key);
     close_key(&ids);
     close_key(&st.key);
     close_key(&avg);

@@ -46,6 +46,9 @@ interface Progress {
   checksSinceBest: number;
 }
 
+/** Milliseconds since the epoch, sub-millisecond: comparable between peers on one machine. */
+const wallClock = () => performance.timeOrigin + performance.now();
+
 /**
  * The work of each phase of a round, for one peer. The round state machine calls these in
  * order; each is safe to run again after a restart (see RoundWork).
@@ -117,7 +120,7 @@ export class RoundRunner implements RoundWork {
       peer: this.d.id, round, epoch: Math.floor(round / this.d.plan.roundsPerEpoch), members: this.members.map((m) => m.id),
       loss: NaN, accuracy: NaN, samples: 0, lr: learningRate(this.config, round, this.totalRounds),
       computeMs: 0, averageMs: 0, exchangeMs: 0, aggregateMs: 0, updateMs: 0, verifyMs: 0, checkMs: 0,
-      functionComputeMs: 0, functionWallMs: 0, roundMs: 0, bytesSent: 0, bytesReceived: 0, waitMs: 0,
+      functionComputeMs: 0, functionWallMs: 0, roundMs: 0, averagedAt: 0, updatedAt: 0, bytesSent: 0, bytesReceived: 0, waitMs: 0,
       dropped: [], failedBatches: 0, repaired: false, checksum: '', costUsd: this.d.platform.metrics().estimatedCostUsd,
     };
   }
@@ -234,6 +237,7 @@ export class RoundRunner implements RoundWork {
     const ready = await this.d.inbox.until(async () => ((await this.d.local.get(key)) === String(round) ? true : null), this.config.deadlineMs);
     if (!ready) throw new Error(`peer ${this.d.id}: round ${round}'s average never appeared (a gradient function did not push)`);
     this.metrics.averageMs = performance.now() - t;
+    this.metrics.averagedAt = wallClock();
   }
 
   private get mode() {
@@ -289,6 +293,7 @@ export class RoundRunner implements RoundWork {
     const failed = replies.find((r) => r instanceof Error);
     if (failed) throw new Error(`peer ${this.d.id}: update of round ${round} failed: ${(failed as Error).message}`);
     this.metrics.updateMs = performance.now() - t;
+    this.metrics.updatedAt = wallClock();
   }
 
   /**

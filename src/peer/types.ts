@@ -73,6 +73,9 @@ export interface RoundMetrics extends PhaseTimes {
   functionComputeMs: number;
   functionWallMs: number;
   roundMs: number;
+  /** When this peer's average was ready, and when its parameters were updated (epoch ms). */
+  averagedAt: number;
+  updatedAt: number;
   bytesSent: number;
   bytesReceived: number;
   /** Of exchange, aggregate and verify: time spent waiting for the other peers. */

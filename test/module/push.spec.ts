@@ -142,6 +142,26 @@ describe('PL.PUSH', () => {
     expect(await client.exists('p7:slot:2')).toBe(0);
   });
 
+  it('a sum reused by a later round holds only that round\'s values, block by block (nothing stale survives)', async () => {
+    // 150,000 elements: three of the module's 65,536-element blocks, chunks that do not align with them.
+    const n = 150_000, chunk = 40_000;
+    const g = randomTensor(n, 16, 0.1);
+    const pushAll = async (sum: string, round: number, v: Float32Array) => {
+      for (let off = 0; off < n; off += chunk) {
+        await client.sendCommand(['PL.PUSH', sum, `${sum}:avg`, 'a', 'x', '1', String(n), String(chunk), String(off), bytes(v.subarray(off, off + chunk)), 'ROUND', String(round)]);
+      }
+    };
+    await pushAll('p9', 0, randomTensor(n, 17, 0.1));
+    await pushAll('p9', 1, g);
+    expect((await getBytes(client, 'p9:avg'))!.equals(meanBytes([g]))).toBe(true);
+    // Round 2 adds into one range only: the mean must be zero everywhere else.
+    const part = randomTensor(10, 18, 0.1);
+    expect(await client.sendCommand(['PL.ACCUM', 'p9', 'p9:avg', 'b', '1', bytes(part), 'OFFSET', '70000', 'TOTAL', String(n), 'ROUND', '2'])).toEqual([1, 1, 1]);
+    const want = new Float32Array(n);
+    want.set(part, 70_000);
+    expect((await getBytes(client, 'p9:avg'))!.equals(bytes(want))).toBe(true);
+  });
+
   it('property: random interleavings, duplicates and abandoned attempts give byte-identical sums and means', async () => {
     const r = rng(2026);
     const n = 37, k = 5;
