@@ -50,6 +50,8 @@ export interface RoundRow {
   ingestVsWire: number;
   /** The longest single command in any peer's Redis during the measured rounds (its slow log). */
   maxStallMs: number;
+  /** The longest command of each kind (ms): where the stalls come from. */
+  stallsByCommand: Record<string, number>;
   /** Growth of the peers' Redis used_memory over the measured rounds (MB): allocation that does not settle. */
   redisGrowthMb: number;
   /** Bytes a peer received from the others per round, in parameter vectors. */
@@ -120,14 +122,17 @@ async function usedMemory(clients: Redis[]): Promise<number> {
   return infos.reduce((s, i) => s + Number(/used_memory:(\d+)/.exec(i)?.[1] ?? 0), 0);
 }
 
-async function maxSlowMs(clients: Redis[]): Promise<number> {
-  let max = 0;
+/** The longest command of each kind in the peers' slow logs (ms), longest first. */
+async function stallsByCommand(clients: Redis[]): Promise<Record<string, number>> {
+  const by = new Map<string, number>();
   for (const c of clients) {
     const entries = (await c.sendCommand(['SLOWLOG', 'GET', '1000'])) as unknown[][];
-    for (const e of entries) max = Math.max(max, Number(e[2]) / 1000);
-    if (process.env.SLOWDEBUG) for (const e of entries.slice(0, 40)) console.error(Number(e[2]) / 1000, (e[3] as unknown[]).slice(0, 3).map(String).join(' '));
+    for (const e of entries) {
+      const name = String((e[3] as unknown[])[0]).toUpperCase();
+      by.set(name, Math.max(by.get(name) ?? 0, Number(e[2]) / 1000));
+    }
   }
-  return max;
+  return Object.fromEntries([...by].sort((x, y) => y[1] - x[1]));
 }
 
 /** A bench peer's thread: resolves with its next message of the given kind. */
@@ -189,6 +194,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
     await Promise.all(finished);
     await atWarm;
     const memAfter = await usedMemory(clients);
+    const stalls = await stallsByCommand(clients);
     const measured = rounds.filter((m) => m.round >= warm);
     const byRound = new Map<number, RoundMetrics[]>();
     for (const m of measured) byRound.set(m.round, [...(byRound.get(m.round) ?? []), m]);
@@ -202,7 +208,8 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
       // From every peer's average being ready to every peer's parameters updated.
       roundMs: median([...byRound.values()].map((ms) => Math.max(...ms.map((m) => m.updatedAt)) - Math.max(...ms.map((m) => m.averagedAt)))),
       verifyMs: slowest((m) => m.verifyMs),
-      maxStallMs: await maxSlowMs(clients),
+      maxStallMs: Math.max(0, ...Object.values(stalls)),
+      stallsByCommand: stalls,
       redisGrowthMb: (memAfter - memBefore) / 2 ** 20,
       vectorsReceivedPerPeer: median(measured.map((m) => m.bytesReceived)) / (o.length * 4),
       peakRssMb: process.resourceUsage().maxRSS / 1024,

@@ -71,7 +71,8 @@ void pl_adam(pl_f32 *p, const pl_f32 *g, pl_f32 *m, pl_f32 *v, size_t n, const p
  * block was read. MEDIAN/TRIMMED sort each coordinate's k values (in the order of
  * JavaScript's Float32Array sort) in blocks: `scratch` must hold k * PL_SORT_BLOCK int32. */
 #define PL_SORT_BLOCK 512
-/* MEAN is the exact, order-free mean (see above): inputs must be below PL_FIX_LIMIT. */
+/* MEAN sums the inputs in the order given (canonical: by name) in double, then divides and
+ * rounds once to float32: every peer that aggregates the same inputs gets the same bytes. */
 void pl_mean(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n);
 void pl_median(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, int32_t *scratch);
 void pl_trimmed(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, size_t trim,

@@ -1574,17 +1574,10 @@ static int check_inputs(RedisModuleCtx *ctx, const aggregate_args *a, size_t *le
         }
         *len = t.n;
         size_t bad = pl_first_nonfinite(dma(t.key, REDISMODULE_READ), t.n);
-        /* Means are exact sums (MEAN, and KRUM's mean of the chosen): bounded values only. */
-        size_t big = a->rule == RULE_MEAN || a->rule == RULE_KRUM
-                         ? pl_fix_first_too_large(dma(t.key, REDISMODULE_READ), t.n)
-                         : t.n;
         close_key(&t.key);
         if (bad < *len)
             return fail(ctx, "input \"%s\" has a non-finite value at element %zu",
                         show(a->keys[j]).s, bad), 0;
-        if (big < *len)
-            return fail(ctx, "input \"%s\" has a value too large to average exactly at element %zu "
-                        "(the limit is %g in magnitude)", show(a->keys[j]).s, big, (double)PL_FIX_LIMIT), 0;
     }
     return 1;
 }

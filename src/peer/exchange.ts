@@ -85,18 +85,17 @@ async function mark(x: ExchangeInput, url: string, marker: string): Promise<void
 /**
  * Exchange "all", as in the original work: every peer streams its whole average into a
  * recycled buffer in every other peer's Redis, then each aggregates the same set inside its
- * own database. The mean, median and trimmed mean do not depend on the inputs' order, so a
- * peer's own average takes part under its own key; Multi-Krum breaks ties by position, so
- * for it the own average is first copied under the name the others use for it.
+ * own database, in the same order.
  */
 export const exchangeAll: ExchangeMode = {
   async send(x) {
     const others = x.members.filter((m) => m.id !== x.me.id);
+    // The own average takes part under the name the others give it, so every peer aggregates
+    // the same inputs in the same (name) order: the mean sums in that order, Multi-Krum breaks
+    // ties by it. The copy stays inside the database.
     const slot = K.slot.from(x.round, x.me.id);
-    if (x.rule.rule === 'krum') {
-      await ensureTensor(x.local, slot, x.length);
-      await copyRange(x.local, x.averageKey, 0, x.length, slot, 0);
-    }
+    await ensureTensor(x.local, slot, x.length);
+    await copyRange(x.local, x.averageKey, 0, x.length, slot, 0);
     // Each chunk of the average is read once and written to every other peer.
     const targets = (await Promise.all(others.map(async (m) => {
       try {
@@ -128,8 +127,7 @@ export const exchangeAll: ExchangeMode = {
     const t = performance.now();
     const aggregateKey = K.aggregate(x.round);
     const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
-    const own = rule.rule === 'krum' ? K.slot.from(x.round, x.me.id) : x.averageKey;
-    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => (id === x.me.id ? own : K.slot.from(x.round, id))), rule);
+    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => K.slot.from(x.round, id)), rule);
     return { ...sent, aggregateKey, aggregateMs: performance.now() - t };
   },
 };

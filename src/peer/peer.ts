@@ -17,8 +17,9 @@ import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types
  * The version of what peers keep in Redis and send each other (key names, the exact-sum
  * layout, reports, admissions). A peer refuses state or a network of another version.
  * 2: exact sums (16 bytes an element), membership views and admissions.
+ * 3: chunked gradient pushes (PL.PUSH, staging slots); the exchange's mean summed in name order.
  */
-export const PROTOCOL = 2;
+export const PROTOCOL = 3;
 
 /** What the founding peer stores next to the configuration: the plan every peer follows. */
 export interface NetworkPlan {

@@ -1,4 +1,3 @@
-import { EXACT_LIMIT, exactMeanOf, firstTooLarge } from './exact-sum.ts';
 import type { AdamOptions, AggregationRule, SgdOptions } from './tensor-store.ts';
 
 /**
@@ -36,18 +35,27 @@ export function adamStep(p: Float32Array, g: Float32Array, m: Float32Array, v: F
   }
 }
 
+/**
+ * The module's PL.AGGREGATE MEAN: the inputs summed in the order given (canonical) in double,
+ * divided, rounded once to float32. JavaScript numbers are doubles: the same bytes.
+ */
+export function meanInOrder(inputs: Float32Array[]): Float32Array {
+  const out = new Float32Array(inputs[0].length);
+  const k = inputs.length;
+  for (let i = 0; i < out.length; i++) {
+    let acc = inputs[0][i];
+    for (let j = 1; j < k; j++) acc += inputs[j][i];
+    out[i] = acc / k;
+  }
+  return out;
+}
+
 /** Coordinate-wise aggregation of equally long inputs, already in canonical order. */
 export function aggregateInto(out: Float32Array, inputs: Float32Array[], rule: AggregationRule): void {
   const n = inputs.length;
   if (n === 0) throw new Error('aggregate: no inputs');
   for (const t of inputs) if (t.length !== out.length) throw new Error(`aggregate: inputs differ in length (${t.length} vs ${out.length})`);
-  if (rule.rule === 'mean') {
-    // The module's exact, order-free mean.
-    const big = inputs.findIndex((t) => firstTooLarge(t) >= 0);
-    if (big >= 0) throw new Error(`aggregate: input ${big} has a value too large to average exactly (the limit is ${EXACT_LIMIT} in magnitude)`);
-    out.set(exactMeanOf(inputs));
-    return;
-  }
+  if (rule.rule === 'mean') { out.set(meanInOrder(inputs)); return; }
   if (rule.rule === 'krum') { krumInto(out, inputs, rule.byzantine, rule.select); return; }
   const trim = rule.rule === 'trimmed' ? rule.trim : 0;
   if (rule.rule === 'trimmed' && 2 * trim >= n) throw new Error(`aggregate: TRIMMED ${trim} needs more than ${2 * trim} inputs`);

@@ -348,6 +348,14 @@ describe('PL.AGGREGATE', () => {
     expect(sums.size).toBe(1);
   });
 
+  it('MEAN sums in double in name order: closer to the float64 mean than float32, any magnitude', async () => {
+    const big = [f32(3e38, 1e-30, 1 + 2 ** -23), f32(3e38, -1e-30, 2 ** -24), f32(-3e38, 5, 2 ** -24)];
+    for (const [k, t] of big.entries()) await cmd(client, 'PL.SET', `big:${k}`, bytes(t));
+    expect(await client.sendCommand(['PL.AGGREGATE', 'bigmean', 'MEAN', '3', 'big:2', 'big:0', 'big:1'])).toBe('OK');
+    // float32 sums would overflow (3e38 + 3e38) and lose the 2^-24s; double keeps both.
+    expect(Array.from(await getTensor(client, 'bigmean'))).toEqual([f(3e38 / 3), f(5 / 3), f((1 + 2 ** -23 + 2 ** -23) / 3)]);
+  });
+
   it('KRUM leaves the outlier out', async () => {
     await client.sendCommand(['PL.AGGREGATE', 'k', 'KRUM', '1', '6', '7', ...names]);
     const mean6 = reference([0, 1, 2, 3, 4, 5], { rule: 'mean' });

@@ -3,7 +3,7 @@ import { startRedisServer, type RedisServer } from '../../src/cluster/redis-serv
 import { parseTrainingConfig } from '../../src/config/training.ts';
 import { trainingConfigFrom } from '../../src/cli/training-options.ts';
 import { K } from '../../src/peer/keys.ts';
-import { Peer } from '../../src/peer/peer.ts';
+import { Peer, PROTOCOL } from '../../src/peer/peer.ts';
 import type { PeerData } from '../../src/peer/types.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
@@ -69,7 +69,7 @@ describe('bad input at the network edges', () => {
       delete plan.protocol;
       await old.set(K.config, JSON.stringify(plan));
       const resumed = new Peer({ id: 'b', redis: { url: joinerServer.url }, platform, model, data, shard: { index: 1, count: 2 } });
-      await expect(resumed.start()).rejects.toThrow(`peer b: its Redis at ${joinerServer.url} holds a network of protocol version 1, and this Peerless speaks version 2: start a new run (or use the Peerless that made it)`);
+      await expect(resumed.start()).rejects.toThrow(`peer b: its Redis at ${joinerServer.url} holds a network of protocol version 1, and this Peerless speaks version ${PROTOCOL}: start a new run (or use the Peerless that made it)`);
       await resumed.close();
       // A joiner of this version does not enter an old network either.
       const third = await startRedisServer();

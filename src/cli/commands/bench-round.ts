@@ -45,6 +45,7 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
       ]),
     ),
     '',
+    ...report.rows.map((r) => `stalls (${r.peers} peers, ${r.exchange}): ${Object.entries(r.stallsByCommand).slice(0, 5).map(([c, ms]) => `${c} ${formatMs(ms)}`).join(', ') || 'none over 1 ms'}`),
     'round = from the last peer\'s average being ready to the last peer\'s parameters updated (exchange + aggregation + optimizer step); each peer runs in its own thread.',
     'gloo all-reduce: torch.distributed among as many processes on loopback (python3-torch); it does no optimizer step.',
     'ingest/gradient: first pushed byte to the average being ready, per gradient; wire/vector: one vector over loopback TCP into existing memory.',
