@@ -56,7 +56,7 @@ async function run(fraction: number, seed: number) {
 }
 
 describe('function faults degrade a round, never a peer', () => {
-  it('20% failing calls: every batch counted once, replicas identical, the clean run\'s final checksum', async () => {
+  it('20% failing calls: every batch counted once, replicas identical, the clean run\'s final checksum (also on the local platform with the other exchange)', async () => {
     const clean = await run(0, 1);
     const faulty = await run(0.2, 1);
     for (const r of [clean, faulty]) {
@@ -74,6 +74,18 @@ describe('function faults degrade a round, never a peer', () => {
     // run ends with the clean run's parameters, bit for bit.
     expect(faulty.outcomes[0].checksum).toBe(clean.outcomes[0].checksum);
     expect(Buffer.from(faulty.params[0].buffer).equals(Buffer.from(clean.params[0].buffer))).toBe(true);
+
+    // The same seed on the local platform straight (worker threads, no HTTP), with the other
+    // exchange: the same final checksum again.
+    const net = new TestNetwork({ ...config, exchange: config.exchange === 'all' ? 'sharded' : 'all' }, backend);
+    try {
+      const peers = await net.foundingGroup(2);
+      const outcomes = await Promise.all(peers.map((p) => p.outcome!));
+      expect(outcomes.map((o) => o.checksum)).toEqual([clean.outcomes[0].checksum, clean.outcomes[0].checksum]);
+      await net.close(peers);
+    } finally {
+      await net.dispose();
+    }
   });
 });
 
