@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createPlatform, type PlatformChoice } from '../platform/index.ts';
+import { benchChunks } from './commands/bench-chunks.ts';
 import { benchInDb } from './commands/bench-in-db.ts';
 import { benchRound } from './commands/bench-round.ts';
 import { benchScaling } from './commands/bench-scaling.ts';
@@ -182,6 +183,23 @@ bench
   .option('--no-allreduce', 'skip the gloo all-reduce')
   .addHelpText('after', '\nExamples:\n  peerless bench round --quick\n  peerless bench round --peer-counts 4 --exchange sharded --json > round.json')
   .action(async (o) => { await benchRound(o); });
+
+bench
+  .command('chunks')
+  .summary('the sweep behind the transfer path\'s chunk size: time per vector vs the longest stall')
+  .description(
+    'For each chunk size, on real redis-servers: G writers push a ResNet-18-sized gradient each in ' +
+      'chunks (PL.PUSH), as functions do, and one vector is streamed between two Redis servers, as the ' +
+      'exchange does; with the longest single command in the receiving Redis. Bigger chunks mean fewer ' +
+      'round trips and longer stalls for every other client.',
+  )
+  .option('--json', 'print one JSON document on stdout instead of the table')
+  .addOption(new Option('--params <n>', 'elements of the vector (default: ResNet-18\'s 11,172,810)').argParser(int('--params')))
+  .addOption(new Option('--sizes <list>', 'comma-separated chunk sizes in KiB (default 64,256,1024,4096,16384)').argParser(intList('--sizes')))
+  .addOption(new Option('--writers <n>', 'concurrent writers (default 4)').argParser(int('--writers')))
+  .addOption(new Option('--repeats <n>', 'measured repeats per size (default 5)').argParser(int('--repeats')))
+  .addHelpText('after', '\nExamples:\n  peerless bench chunks\n  peerless bench chunks --sizes 256,1024 --json > chunks.json')
+  .action(async (o) => { await benchChunks(o); });
 
 addPlatformOptions(
   bench

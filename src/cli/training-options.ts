@@ -27,7 +27,8 @@ export function addTrainingOptions(cmd: Command): Command {
     .addOption(new Option('--fallback-aggregation <rule>', 'used in a round where too few averages arrived for a robust --aggregation (none = fail the round)').choices(['median', 'mean', 'none']))
     .option('--seed <n>', 'seed of the initial weights and of the data split', parseFloat)
     .option('--deadline <ms>', 'how long a peer waits for the others before dropping them', parseFloat)
-    .option('--function-deadline <ms>', 'how long failing gradient functions are retried in a round before it goes on with the gradients that arrived (0 = half the deadline)', parseFloat);
+    .option('--function-deadline <ms>', 'how long failing gradient functions are retried in a round before it goes on with the gradients that arrived (0 = half the deadline)', parseFloat)
+    .option('--chunk-kib <n>', 'KiB per chunk when tensors move between Redis servers (default 1024; see bench chunks)', parseFloat);
 }
 
 function aggregation(v: string): TrainingConfigInput['aggregation'] {
@@ -68,6 +69,7 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   set('seed', o.seed);
   set('deadlineMs', o.deadline);
   set('functionDeadlineMs', o.functionDeadline);
+  set('chunkKib', o.chunkKib);
   if (o.aggregation !== undefined) c.aggregation = aggregation(String(o.aggregation));
   if (o.schedule !== undefined) c.schedule = o.schedule === 'step' ? { kind: 'step', every: 50, gamma: 0.5 } : { kind: o.schedule };
   const opt = { ...((c.optimizer as object) ?? {}) } as Record<string, unknown>;

@@ -80,6 +80,11 @@ export const TrainingConfigSchema = z
      * so a peer that retried until then is still in time for the others.
      */
     functionDeadlineMs: z.number().int().min(0).max(3_600_000).default(0),
+    /**
+     * KiB per chunk of the transfer path (gradient pushes, exchange, all-gather): fewer round
+     * trips when bigger, longer stalls for Redis's other clients. `peerless bench chunks` sweeps it.
+     */
+    chunkKib: z.number().int().min(4).max(65_536).default(1024),
     /** Samples a single function processes at once (memory bound for big models); 0 = whole batch. */
     microBatch: z.number().int().min(0).max(8192).default(0),
   })

@@ -44,7 +44,7 @@ afterAll(async () => {
 function input(i: number, round: number, part: MemberRecord[], deadlineMs = 5_000): ExchangeInput {
   return {
     round, me: members[i], members: part, averageKey: K.gradAvg(round), length: LENGTH, rule: { rule: 'mean' }, fallback: 'none', log: () => {},
-    deadlineMs, local: clients[i], store: new InDbTensorStore(clients[i]), links: links[i], inbox: inboxes[i],
+    deadlineMs, transfer: { chunkElements: 1000 }, local: clients[i], store: new InDbTensorStore(clients[i]), links: links[i], inbox: inboxes[i],
   };
 }
 

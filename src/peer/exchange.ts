@@ -1,6 +1,6 @@
 import type { AggregationRule } from '../tensor/tensor-store.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
-import { copyRange, ensureTensor, fanOutTensor, streamTensor } from '../tensor/transfer.ts';
+import { copyRange, ensureTensor, fanOutTensor, streamTensor, type TransferOptions } from '../tensor/transfer.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
@@ -20,6 +20,8 @@ export interface ExchangeInput {
   length: number;
   rule: AggregationRule;
   deadlineMs: number;
+  /** Chunk size of every transfer (the plan's `chunkKib`). */
+  transfer: TransferOptions;
   local: Redis;
   store: InDbTensorStore;
   links: PeerLinks;
@@ -106,7 +108,7 @@ export const exchangeAll: ExchangeMode = {
         return null; // unreachable: it will be missing from the round
       }
     }))).filter((t): t is NonNullable<typeof t> => t !== null);
-    const reached = new Set(await fanOutTensor(x.local, x.averageKey, 0, x.length, targets.map((t) => t.target), x.deadlineMs));
+    const reached = new Set(await fanOutTensor(x.local, x.averageKey, 0, x.length, targets.map((t) => t.target), x.deadlineMs, x.transfer));
     const sentTo = targets.filter((t) => reached.has(t.target)).map((t) => t.member);
     await Promise.allSettled(sentTo.map((m) => mark(x, m.url, K.from(x.round, x.me.id))));
     const bytesSent = sentTo.length * x.length * 4;
@@ -162,7 +164,7 @@ export const exchangeSharded: ExchangeMode = {
       await x.links.timed((async () => {
         const c = await x.links.client(m.url);
         await ensureTensor(c, key, count);
-        bytesSent += await streamTensor(x.local, x.averageKey, offset, count, c, key, 0);
+        bytesSent += await streamTensor(x.local, x.averageKey, offset, count, c, key, 0, x.transfer);
       })(), x.deadlineMs, m.url);
       await mark(x, m.url, K.part(x.round, m.id, x.me.id));
     }));
@@ -202,7 +204,7 @@ export const exchangeSharded: ExchangeMode = {
     }))).filter((t): t is NonNullable<typeof t> => t !== null);
     await copyRange(x.local, reducedKey, 0, mine.count, aggregateKey, mine.offset);
     await x.local.set(K.gathered(x.round, x.me.id), '1');
-    const reached = new Set(await fanOutTensor(x.local, reducedKey, 0, mine.count, targets.map((t) => t.target), x.deadlineMs));
+    const reached = new Set(await fanOutTensor(x.local, reducedKey, 0, mine.count, targets.map((t) => t.target), x.deadlineMs, x.transfer));
     const gatheredTo = targets.filter((t) => reached.has(t.target)).map((t) => t.member);
     await Promise.allSettled(gatheredTo.map((m) => mark(x, m.url, K.gathered(x.round, x.me.id))));
     const bytesSent = sent.bytesSent + gatheredTo.length * mine.count * 4;

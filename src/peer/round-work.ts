@@ -89,6 +89,7 @@ export class RoundRunner implements RoundWork {
       fallback: this.config.fallbackAggregation,
       log: this.d.log,
       deadlineMs: this.config.deadlineMs,
+      transfer: { chunkElements: this.config.chunkKib * 256 },
       local: this.d.local,
       store: this.d.store,
       links: this.d.links,
@@ -212,6 +213,7 @@ export class RoundRunner implements RoundWork {
       contributionId: `b${b}`,
       expected,
       round,
+      chunkElements: this.config.chunkKib * 256,
       ...(this.config.microBatch > 0 ? { microBatch: this.config.microBatch } : {}),
     };
   }
