@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { select } from '../src/data/dataset.ts';
 import { loadMnist } from '../src/data/mnist.ts';
 import { splitData } from '../src/data/shard.ts';
-import { DataKeys, storeBatches } from '../src/data/store.ts';
+import { storeBatches } from '../src/data/store.ts';
 import type { GradientEvent } from '../src/functions/events.ts';
 import { handle } from '../src/functions/handlers.ts';
 import { startRedisServer } from '../src/cluster/redis-server.ts';
@@ -10,7 +10,8 @@ import { prepareModel } from '../src/cluster/training-setup.ts';
 import { parseTrainingConfig } from '../src/config/training.ts';
 import { LocalPlatform } from '../src/platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../src/platform/platform.ts';
-import { K } from '../src/peer/keys.ts';
+import { K } from '../src/peer/net/keys.ts';
+import { gradientEvent } from '../src/peer/events.ts';
 import { InDbTensorStore } from '../src/tensor/in-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 
@@ -65,11 +66,7 @@ const PAPER_TABLE1 = [
 ];
 
 function events(url: string, layoutHash: string, model: { name: string; width: number }, batches: number, prefix: string): GradientEvent[] {
-  return Array.from({ length: batches }, (_, i) => ({
-    redis: { url }, model, layoutHash, layoutKey: K.layout, paramsKey: K.params,
-    batchImagesKey: DataKeys.batchImages(i), batchLabelsKey: DataKeys.batchLabels(i),
-    sumKey: `${prefix}:sum`, avgKey: `${prefix}:avg`, contributionId: `b${i}`, expected: batches,
-  }));
+  return Array.from({ length: batches }, (_, i) => gradientEvent({ redis: { url }, model, layoutHash }, i, { sumKey: `${prefix}:sum`, avgKey: `${prefix}:avg`, expected: batches }));
 }
 
 async function withServerless(platform: FunctionPlatform, evs: GradientEvent[]): Promise<{ ms: number; costUsd: number }> {

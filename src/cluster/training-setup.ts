@@ -8,7 +8,7 @@ import { syntheticDataset } from '../data/synthetic.ts';
 import { initFunctionBackend } from '../functions/runtime.ts';
 import { getFlatParams, getLayout } from '../model/flat.ts';
 import { buildModel } from '../model/zoo.ts';
-import { K } from '../peer/keys.ts';
+import { K } from '../peer/net/keys.ts';
 import type { ModelInfo, PeerData } from '../peer/types.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { Redis } from '../tensor/redis-client.ts';

@@ -1,12 +1,12 @@
+import type { RedisLocation } from '../tensor/redis-client.ts';
+
+export type { RedisLocation };
+
 /**
  * The events and results of the serverless functions. Functions are stateless: an event
  * names the peer's Redis and the keys to read and write; every platform (local worker pool,
  * AWS Lambda, HTTP) carries the same JSON.
  */
-export interface RedisLocation {
-  url: string;
-  password?: string;
-}
 
 export interface ModelRef {
   /** A model of the zoo: 'cnn' | 'vgg11' | 'resnet18' | 'densenet121'. */

@@ -4,10 +4,10 @@ import { InDbTensorStore } from '../tensor/in-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../tensor/redis-client.ts';
 import { exchangeAll, exchangeSharded, ruleFor, sliceRanges, type ExchangeInput, type ExchangeMode } from './exchange.ts';
 import { exactMeanOf } from '../tensor/exact-sum.ts';
-import { Inbox } from './inbox.ts';
-import { K } from './keys.ts';
-import { PeerLinks } from './links.ts';
-import type { MemberRecord } from './membership.ts';
+import { Inbox } from './net/inbox.ts';
+import { K } from './net/keys.ts';
+import { PeerLinks } from './net/links.ts';
+import type { MemberRecord } from './net/membership.ts';
 
 /** Three peers' Redis servers on loopback; the exchange runs between them for real. */
 const N = 3;

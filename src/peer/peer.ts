@@ -1,56 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { parseTrainingConfig, type TrainingConfig } from '../config/training.ts';
+import { parseTrainingConfig } from '../config/training.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { closeRedis, connectionCause, connectRedis, type Redis } from '../tensor/redis-client.ts';
-import { awaitAdmission, joinRequest, sendJoinRequest } from './admission.ts';
-import { Inbox } from './inbox.ts';
-import { K } from './keys.ts';
-import { PeerLinks } from './links.ts';
-import { Membership, type MemberRecord } from './membership.ts';
+import { awaitAdmission, joinRequest, sendJoinRequest } from './net/admission.ts';
+import { Inbox } from './net/inbox.ts';
+import { K } from './net/keys.ts';
+import { PeerLinks } from './net/links.ts';
+import { Membership, type MemberRecord } from './net/membership.ts';
 import { startRoundActor, type RoundActor } from './round-machine.ts';
 import { RoundRunner } from './round-work.ts';
-import { copyTrainingState } from './state-copy.ts';
+import { copyTrainingState } from './net/state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
-
-/**
- * The version of what peers keep in Redis and send each other (key names, the exact-sum
- * layout, reports, admissions). A peer refuses state or a network of another version.
- * 2: exact sums (16 bytes an element), membership views and admissions.
- * 3: chunked gradient pushes (PL.PUSH, staging slots); the exchange's mean summed in name order.
- */
-export const PROTOCOL = 3;
-
-/** What the founding peer stores next to the configuration: the plan every peer follows. */
-export interface NetworkPlan {
-  /** PROTOCOL of the peer that founded the network (absent before version 2). */
-  protocol?: number;
-  config: TrainingConfig;
-  roundsPerEpoch: number;
-  layoutHash: string;
-  length: number;
-  /** Random id of the network, given by its founder. */
-  network?: string;
-}
+import { protocolMismatch, PROTOCOL, readPlan, type NetworkPlan } from './plan.ts';
 
 /** What a peer's Redis says about whose state it holds (K.identity). */
 interface Identity {
   network: string;
   peer: string;
   incarnation: number;
-}
-
-/** A one-line error when `plan` was written by another protocol version, else null. */
-export function protocolMismatch(plan: NetworkPlan, where: string): string | null {
-  const theirs = plan.protocol ?? 1;
-  if (theirs === PROTOCOL) return null;
-  return `${where} holds a network of protocol version ${theirs}, and this Peerless speaks version ${PROTOCOL}: ${theirs < PROTOCOL ? 'start a new run (or use the Peerless that made it)' : 'upgrade this Peerless'}`;
-}
-
-/** The network's plan kept in a peer's Redis, or null where no network is. */
-export async function readPlan(client: Redis): Promise<NetworkPlan | null> {
-  const raw = await client.get(K.config);
-  return raw ? (JSON.parse(raw) as NetworkPlan) : null;
 }
 
 /**

@@ -2,19 +2,20 @@ import { functionDeadline, learningRate, totalRounds } from '../config/training.
 import type { EvaluateResult, GradientEvent, GradientResult, RedisLocation } from '../functions/events.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import { mayPassLater, RetriesExhausted, withRetries, withTimeout } from '../platform/retry.ts';
-import type { InDbTensorStore } from '../tensor/in-db.ts';
+import { adamCommand, sgdCommand, type InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import { ensureTensor } from '../tensor/transfer.ts';
-import { forwardJoinRequests } from './admission.ts';
-import { agree, DroppedError } from './agreement.ts';
+import { forwardJoinRequests } from './net/admission.ts';
+import { agree, DroppedError } from './net/agreement.ts';
 import { exchangeAll, exchangeSharded, sliceRanges, type ExchangeInput, type SendResult } from './exchange.ts';
-import type { Inbox } from './inbox.ts';
-import { K } from './keys.ts';
-import type { PeerLinks } from './links.ts';
-import type { Membership, MemberRecord } from './membership.ts';
-import type { NetworkPlan } from './peer.ts';
+import type { Inbox } from './net/inbox.ts';
+import { K } from './net/keys.ts';
+import type { PeerLinks } from './net/links.ts';
+import type { Membership, MemberRecord } from './net/membership.ts';
+import { gradientEvent } from './events.ts';
+import type { NetworkPlan } from './plan.ts';
 import type { RoundWork } from './round-machine.ts';
-import { copyTrainingState } from './state-copy.ts';
+import { copyTrainingState } from './net/state-copy.ts';
 import type { ModelInfo, PeerData, RoundMetrics } from './types.ts';
 
 export interface RoundDeps {
@@ -199,24 +200,13 @@ export class RoundRunner implements RoundWork {
   }
 
   private gradientEvent(round: number, b: number, expected: number): GradientEvent {
-    const keys = this.d.data.batchKeys(b);
-    return {
-      redis: this.d.redis,
-      model: this.config.model,
-      layoutHash: this.d.plan.layoutHash,
-      layoutKey: K.layout,
-      paramsKey: K.params,
-      batchImagesKey: keys.images,
-      batchLabelsKey: keys.labels,
-      sumKey: K.gradSum(round),
-      avgKey: K.gradAvg(round),
-      contributionId: `b${b}`,
-      expected,
-      round,
-      chunkElements: this.config.chunkKib * 256,
-      ...(this.config.microBatch > 0 ? { microBatch: this.config.microBatch } : {}),
-    };
+    return gradientEvent(
+      { redis: this.d.redis, model: this.config.model, layoutHash: this.d.plan.layoutHash }, b,
+      { sumKey: K.gradSum(round), avgKey: K.gradAvg(round), expected, round },
+      { batchKeys: this.d.data.batchKeys(b), chunkElements: this.config.chunkKib * 256, microBatch: this.config.microBatch },
+    );
   }
+
 
   /** Averages what arrived, inside the database; later arrivals are refused there. */
   private async closeAverage(round: number, expected: number, failed: { batch: number; error: Error }[]): Promise<void> {
@@ -274,17 +264,9 @@ export class RoundRunner implements RoundWork {
     const lr = this.metrics.lr;
     const agg = K.aggregate(round);
     const tx = this.d.local.multi();
-    if (o.kind === 'sgd') {
-      const args = ['PL.SGD', K.params, agg, K.velocity, String(lr), String(o.momentum)];
-      if (o.weightDecay) args.push('WD', String(o.weightDecay));
-      if (o.nesterov) args.push('NESTEROV');
-      tx.addCommand(args);
-    } else {
-      const args = ['PL.ADAM', K.params, agg, K.adamM, K.adamV, K.adamStep, String(lr), 'BETA1', String(o.beta1), 'BETA2', String(o.beta2), 'EPS', String(o.eps)];
-      if (o.weightDecay) args.push('WD', String(o.weightDecay));
-      if (o.decoupled) args.push('DECOUPLED');
-      tx.addCommand(args);
-    }
+    tx.addCommand(o.kind === 'sgd'
+      ? sgdCommand(K.params, agg, K.velocity, { ...o, lr })
+      : adamCommand(K.params, agg, K.adamM, K.adamV, K.adamStep, { ...o, lr }));
     const { length, trainable } = this.d.model;
     if (trainable < length) {
       // The batch-norm statistics are copied inside the database, in the update's MULTI.

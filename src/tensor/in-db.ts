@@ -8,6 +8,28 @@ const num = (x: number): string => {
   return String(x);
 };
 
+/**
+ * The optimizer commands, built in one place for every caller (the store, the round's update
+ * MULTI): every number checked finite here, the ranges by the module and the config.
+ */
+export function sgdCommand(paramKey: string, gradKey: string, velocityKey: string, o: SgdOptions): string[] {
+  const args = ['PL.SGD', paramKey, gradKey, velocityKey, num(o.lr), num(o.momentum)];
+  if (o.dampening) args.push('DAMPENING', num(o.dampening));
+  if (o.weightDecay) args.push('WD', num(o.weightDecay));
+  if (o.nesterov) args.push('NESTEROV');
+  return args;
+}
+
+export function adamCommand(paramKey: string, gradKey: string, mKey: string, vKey: string, stepKey: string, o: AdamOptions): string[] {
+  const args = ['PL.ADAM', paramKey, gradKey, mKey, vKey, stepKey, num(o.lr)];
+  if (o.beta1 !== undefined) args.push('BETA1', num(o.beta1));
+  if (o.beta2 !== undefined) args.push('BETA2', num(o.beta2));
+  if (o.eps !== undefined) args.push('EPS', num(o.eps));
+  if (o.weightDecay) args.push('WD', num(o.weightDecay));
+  if (o.decoupled) args.push('DECOUPLED');
+  return args;
+}
+
 /** Strips node-redis's wrapping so callers get the module's own one-line message. */
 export async function call<T>(client: Redis, args: (string | Buffer)[], buffers = false): Promise<T> {
   try {
@@ -91,21 +113,11 @@ export class InDbTensorStore implements TensorStore {
   }
 
   async sgd(paramKey: string, gradKey: string, velocityKey: string, o: SgdOptions): Promise<void> {
-    const args = ['PL.SGD', paramKey, gradKey, velocityKey, num(o.lr), num(o.momentum)];
-    if (o.dampening) args.push('DAMPENING', num(o.dampening));
-    if (o.weightDecay) args.push('WD', num(o.weightDecay));
-    if (o.nesterov) args.push('NESTEROV');
-    await call(this.client, args);
+    await call(this.client, sgdCommand(paramKey, gradKey, velocityKey, o));
   }
 
   async adam(paramKey: string, gradKey: string, mKey: string, vKey: string, stepKey: string, o: AdamOptions): Promise<number> {
-    const args = ['PL.ADAM', paramKey, gradKey, mKey, vKey, stepKey, num(o.lr)];
-    if (o.beta1 !== undefined) args.push('BETA1', num(o.beta1));
-    if (o.beta2 !== undefined) args.push('BETA2', num(o.beta2));
-    if (o.eps !== undefined) args.push('EPS', num(o.eps));
-    if (o.weightDecay) args.push('WD', num(o.weightDecay));
-    if (o.decoupled) args.push('DECOUPLED');
-    return Number(await call<number>(this.client, args));
+    return Number(await call<number>(this.client, adamCommand(paramKey, gradKey, mKey, vKey, stepKey, o)));
   }
 
   async aggregate(dst: string, keys: string[], rule: AggregationRule): Promise<void> {

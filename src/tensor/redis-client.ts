@@ -1,5 +1,10 @@
 import { createClient, RESP_TYPES, type RedisClientType } from 'redis';
-import type { RedisLocation } from '../functions/events.ts';
+
+/** Where a Redis is and how to enter it (function events carry it too). */
+export interface RedisLocation {
+  url: string;
+  password?: string;
+}
 
 export type Redis = RedisClientType;
 

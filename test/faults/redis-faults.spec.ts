@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseTrainingConfig } from '../../src/config/training.ts';
-import { requestStop } from '../../src/peer/stop.ts';
+import { requestStop } from '../../src/peer/net/stop.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
 

@@ -1,9 +1,9 @@
 import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
 import { prepareModel, preparePeerData } from '../../src/cluster/training-setup.ts';
 import { roundsPerEpoch, type TrainingConfig } from '../../src/config/training.ts';
-import { K } from '../../src/peer/keys.ts';
+import { K } from '../../src/peer/net/keys.ts';
 import { Peer } from '../../src/peer/peer.ts';
-import { requestStop } from '../../src/peer/stop.ts';
+import { requestStop } from '../../src/peer/net/stop.ts';
 import type { ModelInfo, PeerOutcome, PeerStatus, RoundMetrics } from '../../src/peer/types.ts';
 import type { FunctionPlatform } from '../../src/platform/platform.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';

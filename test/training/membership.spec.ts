@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTrainingConfig } from '../../src/config/training.ts';
-import { K } from '../../src/peer/keys.ts';
+import { K } from '../../src/peer/net/keys.ts';
 import type { RoundMetrics } from '../../src/peer/types.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { TestNetwork, type TestPeer } from './in-process-network.ts';

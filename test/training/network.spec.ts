@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
-import { K } from '../../src/peer/keys.ts';
-import type { MemberRecord } from '../../src/peer/membership.ts';
+import { K } from '../../src/peer/net/keys.ts';
+import type { MemberRecord } from '../../src/peer/net/membership.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
 import { networkStatus } from '../../src/cli/commands/status.ts';
 import { stopNetwork } from '../../src/cli/commands/stop.ts';

@@ -1,7 +1,8 @@
 import type { TrainingConfig } from '../../config/training.ts';
 import { roundsPerEpoch } from '../../config/training.ts';
 import { prepareModel, preparePeerData } from '../../cluster/training-setup.ts';
-import { Peer, readPlan } from '../../peer/peer.ts';
+import { Peer } from '../../peer/peer.ts';
+import { readPlan } from '../../peer/plan.ts';
 import type { PeerOutcome, RoundMetrics } from '../../peer/types.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';

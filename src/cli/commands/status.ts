@@ -1,6 +1,6 @@
-import { K } from '../../peer/keys.ts';
-import { readPlan } from '../../peer/peer.ts';
-import { Membership, isActive } from '../../peer/membership.ts';
+import { K } from '../../peer/net/keys.ts';
+import { readPlan } from '../../peer/plan.ts';
+import { Membership, isActive } from '../../peer/net/membership.ts';
 import type { PeerStatus } from '../../peer/types.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
 import { formatMs, table } from '../format.ts';

@@ -1,7 +1,7 @@
-import { K } from '../../peer/keys.ts';
-import { readPlan } from '../../peer/peer.ts';
-import { Membership } from '../../peer/membership.ts';
-import { requestStop } from '../../peer/stop.ts';
+import { K } from '../../peer/net/keys.ts';
+import { readPlan } from '../../peer/plan.ts';
+import { Membership } from '../../peer/net/membership.ts';
+import { requestStop } from '../../peer/net/stop.ts';
 import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
 
 /**

@@ -15,6 +15,7 @@ import { buildModel } from '../../model/zoo.ts';
 import { toBytes } from '../../tensor/bytes.ts';
 import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
 import { LocalPlatform } from './local-platform.ts';
+import { gradientEvent } from '../../peer/events.ts';
 
 const { values: a } = parseArgs({
   options: {
@@ -47,11 +48,8 @@ try {
   }
   await tx.exec();
   out.params = layout.size;
-  const event = (i: number, round: number): GradientEvent => ({
-    redis: { url: server.url }, model: { name: a.model, width }, layoutHash: layout.hash, layoutKey: 'model:layout',
-    paramsKey: 'model:params', batchImagesKey: `data:batch:${i}:x`, batchLabelsKey: `data:batch:${i}:y`,
-    sumKey: `r:${round}:gsum`, avgKey: `r:${round}:gavg`, contributionId: `b${i}`, expected: runs,
-  });
+  const event = (i: number, round: number): GradientEvent =>
+    gradientEvent({ redis: { url: server.url }, model: { name: a.model, width }, layoutHash: layout.hash }, i, { sumKey: `r:${round}:gsum`, avgKey: `r:${round}:gavg`, expected: runs });
 
   // Cold: a fresh pool's first gradient (worker start + backend + model build included).
   const cold = new LocalPlatform({ workers: 1 });

@@ -1,5 +1,5 @@
-import type { Redis } from '../tensor/redis-client.ts';
-import { ensureTensor, streamTensor } from '../tensor/transfer.ts';
+import type { Redis } from '../../tensor/redis-client.ts';
+import { ensureTensor, streamTensor } from '../../tensor/transfer.ts';
 import { K } from './keys.ts';
 
 /** The keys that make a replica of the model: parameters, optimizer state, progress. */

@@ -1,4 +1,4 @@
-import type { Redis } from '../tensor/redis-client.ts';
+import type { Redis } from '../../tensor/redis-client.ts';
 import { admit, refusal, sendAdmission, takeJoinRequests } from './admission.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';

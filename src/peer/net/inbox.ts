@@ -1,5 +1,5 @@
-import type { Redis } from '../tensor/redis-client.ts';
-import { AVERAGED_CHANNEL } from '../tensor/tensor-store.ts';
+import type { Redis } from '../../tensor/redis-client.ts';
+import { AVERAGED_CHANNEL } from '../../tensor/tensor-store.ts';
 import { K } from './keys.ts';
 
 /**

@@ -1,4 +1,4 @@
-import type { Redis } from '../tensor/redis-client.ts';
+import type { Redis } from '../../tensor/redis-client.ts';
 import { K } from './keys.ts';
 
 /** A member as every peer records it in its own Redis. */

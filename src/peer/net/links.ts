@@ -1,5 +1,5 @@
-import { closeRedis, connectRedis, type Redis } from '../tensor/redis-client.ts';
-import { withTimeout } from '../platform/retry.ts';
+import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
+import { withTimeout } from '../../platform/retry.ts';
 import { K } from './keys.ts';
 
 /**

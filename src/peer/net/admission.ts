@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from '../tensor/redis-client.ts';
+import type { Redis } from '../../tensor/redis-client.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
 import { Membership, type MemberRecord, type View } from './membership.ts';
