@@ -1,11 +1,11 @@
-import type { AggregationRule } from '../tensor/tensor-store.ts';
-import type { InDbTensorStore } from '../tensor/in-db.ts';
-import { copyRange, ensureTensor, fanOutTensor, streamTensor, type TransferOptions } from '../tensor/transfer.ts';
-import type { Redis } from '../tensor/redis-client.ts';
-import type { Inbox } from './net/inbox.ts';
-import { K } from './net/keys.ts';
-import type { PeerLinks } from './net/links.ts';
-import type { MemberRecord } from './net/membership.ts';
+import type { AggregationRule } from '../../tensor/tensor-store.ts';
+import type { InDbTensorStore } from '../../tensor/in-db.ts';
+import { copyRange, ensureTensor, fanOutTensor, streamTensor, type TransferOptions } from '../../tensor/transfer.ts';
+import type { Redis } from '../../tensor/redis-client.ts';
+import type { Inbox } from '../net/inbox.ts';
+import { K } from '../net/keys.ts';
+import type { PeerLinks } from '../net/links.ts';
+import type { MemberRecord } from '../net/membership.ts';
 
 export interface ExchangeInput {
   round: number;

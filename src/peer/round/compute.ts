@@ -1,0 +1,99 @@
+import type { GradientEvent, GradientResult } from '../../functions/events.ts';
+import type { FunctionPlatform } from '../../platform/platform.ts';
+import { mayPassLater, RetriesExhausted, withRetries, withTimeout } from '../../platform/retry.ts';
+import type { InDbTensorStore } from '../../tensor/in-db.ts';
+import { DroppedError } from '../net/agreement.ts';
+
+/** What the compute phase needs: the round's batches, where their events go, until when. */
+export interface ComputeInput {
+  peer: string;
+  round: number;
+  batches: number[];
+  /** performance.now() time after which a failing batch is given up (the function deadline). */
+  until: number;
+  event(batch: number, expected: number): GradientEvent;
+  platform: FunctionPlatform;
+  store: InDbTensorStore;
+  /** The round's gradient sum and average, closed here when a batch is given up. */
+  sumKey: string;
+  avgKey: string;
+  log(msg: string): void;
+  /** Called with +1 when a gradient call starts, -1 when it ends (the progress display). */
+  inFlight(delta: number): void;
+}
+
+export interface ComputeResult {
+  samples: number;
+  /** Mean over the samples of the gradients that arrived (NaN when none). */
+  loss: number;
+  accuracy: number;
+  /** Sum over invocations of the functions' own compute time. */
+  functionComputeMs: number;
+  failedBatches: number;
+}
+
+/**
+ * The compute phase: one gradient function per batch, all at once. A failing call is retried
+ * with backoff until the function deadline (the gradient counts once per batch, whatever the
+ * attempts); a batch that still fails is reported, and the average is then closed inside the
+ * database over the gradients that arrived. A peer none of whose gradients arrived sits the
+ * round out: DroppedError, and it asks to rejoin.
+ */
+export async function computeGradients(x: ComputeInput): Promise<ComputeResult> {
+  const outcomes = await Promise.all(x.batches.map((b) => gradientUntil(x, b)));
+  let samples = 0, lossSum = 0, correct = 0, fnMs = 0;
+  const failed: { batch: number; error: Error }[] = [];
+  for (const [i, o] of outcomes.entries()) {
+    if ('error' in o) { failed.push({ batch: x.batches[i], error: o.error }); continue; }
+    const r = o.result;
+    samples += r.samples;
+    lossSum += r.loss * r.samples;
+    correct += r.accuracy * r.samples;
+    fnMs += r.timings.computeMs;
+  }
+  if (failed.length > 0) await closeAverage(x, failed);
+  return {
+    samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 ? correct / samples : NaN,
+    functionComputeMs: fnMs, failedBatches: failed.length,
+  };
+}
+
+/** Invokes one batch's gradient, retrying what may pass later, until the deadline. */
+async function gradientUntil(x: ComputeInput, batch: number): Promise<{ result: GradientResult } | { error: Error }> {
+  const event = x.event(batch, x.batches.length);
+  // A call still running at the deadline may yet land; the closed average refuses it then.
+  const late = () => Object.assign(new Error('no answer before the function deadline'), { retryable: false, late: true });
+  // The cause worth reporting: a last call cut by the deadline says less than the failure before it.
+  let cause: Error | undefined;
+  const call = () => withTimeout(x.platform.invoke('gradient', event), x.until - performance.now(), late)
+    .catch((err: Error) => { if (!(err as { late?: boolean }).late) cause = err; throw err; });
+  x.inFlight(1);
+  try {
+    const out = await withRetries(call, mayPassLater, { attempts: Number.POSITIVE_INFINITY, baseDelayMs: 100, maxDelayMs: 2_000, until: x.until });
+    return { result: out.value };
+  } catch (err) {
+    const e = err as RetriesExhausted;
+    const cutShort = (e.cause as { late?: boolean }).late === true && cause !== undefined;
+    const error = cutShort ? cause! : e.cause;
+    if (e.attempts > 1) error.message += ` (${e.attempts} calls in this round${cutShort ? ', the last cut short by the deadline' : ''})`;
+    return { error };
+  } finally {
+    x.inFlight(-1);
+  }
+}
+
+/** Averages what arrived, inside the database; later arrivals are refused there. */
+async function closeAverage(x: ComputeInput, failed: { batch: number; error: Error }[]): Promise<void> {
+  const expected = x.batches.length;
+  const which = failed.map((f) => `b${f.batch}`).join(', ');
+  const first = failed[0].error.message;
+  let counted: number;
+  try {
+    counted = (await x.store.closeAccumulation(x.sumKey, x.avgKey, x.round)).count;
+  } catch (err) {
+    // Nothing whole arrived (chunks of an attempt that never completed count for nothing).
+    if (!/no contribution .* (arrived|is complete)/.test((err as Error).message)) throw err;
+    throw new DroppedError(x.peer, x.round, `none of its ${expected} gradient(s) arrived before the function deadline; first error: ${first}`);
+  }
+  x.log(`round ${x.round}: gradient(s) ${which} failed until the function deadline (${first}); averaging the ${counted} of ${expected} that arrived`);
+}
