@@ -47,3 +47,22 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 make -s -C native
+
+# The native compute backend (optional): Debian's oneDNN and a Node-API addon over it, built
+# against the installed Node headers (node-gyp's download of headers cannot reach its host
+# here). Without them Peerless computes on wasm, as before.
+addon=native/addon/build/Release/peerless_native.node
+if [ ! -f /usr/include/oneapi/dnnl/dnnl.hpp ] && command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  say "installing libdnnl-dev (oneDNN) and g++ with apt-get, for the native backend"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libdnnl-dev g++ >/dev/null; } \
+    || say "libdnnl-dev could not be installed: the native backend is off, Peerless computes on wasm"
+fi
+if [ -f /usr/include/oneapi/dnnl/dnnl.hpp ] && { [ ! -f "$addon" ] || [ native/addon/conv.cc -nt "$addon" ] || [ native/addon/binding.gyp -nt "$addon" ]; }; then
+  nodedir=$(dirname "$(dirname "$(command -v node)")")
+  [ -d "$nodedir/include/node" ] || nodedir=/usr
+  if ! (cd native/addon && node ../../node_modules/node-gyp/bin/node-gyp.js rebuild --nodedir="$nodedir" >/tmp/peerless-addon-build.log 2>&1); then
+    say "the native addon did not build (see /tmp/peerless-addon-build.log): the native backend is off, Peerless computes on wasm"
+  fi
+fi

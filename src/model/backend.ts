@@ -15,8 +15,9 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
+import { NATIVE, registerNativeBackend } from './native-backend.js';
 
-export type BackendChoice = 'wasm' | 'cpu' | 'tensorflow' | 'auto';
+export type BackendChoice = 'wasm' | 'cpu' | 'native' | 'tensorflow' | 'auto';
 
 let ready: Promise<string> | undefined;
 let readyFor: BackendChoice | undefined;
@@ -49,6 +50,10 @@ async function choose(preferred: BackendChoice): Promise<string> {
     }
   }
   if (preferred === 'cpu') return activate('cpu');
+  if (preferred === 'native') {
+    registerNativeBackend();
+    return activate(NATIVE);
+  }
   return activateWasm();
 }
 

@@ -1,6 +1,7 @@
 /**
  * Measures the model folder's figures on this machine, one wasm core:
- *   npx tsx src/model/measure.ts            (add --resnet to time a full ResNet-18 gradient)
+ *   npx tsx src/model/measure.ts            (add --resnet to time a full ResNet-18 gradient,
+ *                                            --native to compare the native backend with wasm)
  * Prints a parameter-count table (README.md's), the cnn gradient time at batch 64, and
  * wasm's shipped Conv2DBackpropInput against ours.
  */
@@ -22,6 +23,13 @@ function timeMs(fn: () => void, runs: number): number {
   const t = performance.now();
   for (let i = 0; i < runs; i++) fn();
   return (performance.now() - t) / runs;
+}
+
+/** Runs `fn` on backend `name` (initialised on first use), then comes back to the first one. */
+async function onBackendNamed<R>(name: 'native', fn: () => R): Promise<R> {
+  const previous = tf.getBackend();
+  await initBackend(name);
+  try { return fn(); } finally { await tf.setBackend(previous); }
 }
 
 async function main(): Promise<void> {
@@ -60,6 +68,28 @@ async function main(): Promise<void> {
     const ours = timeMs(run, 3);
     console.log(`Conv2DBackpropInput ${c.label}: wasm ${theirs.toFixed(1)} ms, ours ${ours.toFixed(1)} ms (${(theirs / ours).toFixed(1)}x)`);
     tf.dispose([dy, w]);
+  }
+
+  if (process.argv.includes('--native')) {
+    // The native backend (oneDNN convolutions over the cpu backend) against wasm, one thread.
+    for (const c of shapes) {
+      const dy = tf.randomNormal(c.dy) as tf.Tensor4D;
+      const w = tf.randomNormal(c.w) as tf.Tensor4D;
+      const pad = c.label.includes('valid') ? 'valid' : 'same';
+      const run = (): void => { tf.conv2dTranspose(dy, w, c.x, c.s, pad).dataSync(); };
+      const onWasm = timeMs(run, 3);
+      const onNative = await onBackendNamed('native', () => timeMs(run, 3));
+      console.log(`Conv2DBackpropInput ${c.label}: wasm (ours) ${onWasm.toFixed(1)} ms, native ${onNative.toFixed(1)} ms (${(onWasm / onNative).toFixed(1)}x)`);
+      tf.dispose([dy, w]);
+    }
+    for (const name of ['cnn', 'vgg11']) {
+      const model = buildModel(name, 1, 0);
+      const runs = name === 'cnn' ? 5 : 2;
+      const onWasm = timeMs(() => computeGradient(model, images, labels), runs);
+      const onNative = await onBackendNamed('native', () => timeMs(() => computeGradient(model, images, labels), runs));
+      console.log(`${name} gradient, batch 64: wasm ${onWasm.toFixed(0)} ms, native ${onNative.toFixed(0)} ms (${(onWasm / onNative).toFixed(2)}x)`);
+      model.dispose();
+    }
   }
 
   if (process.argv.includes('--resnet')) {

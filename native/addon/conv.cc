@@ -1,0 +1,177 @@
+// peerless_native: TensorFlow.js's convolution kernels on oneDNN (Debian's libdnnl), for the
+// `native` backend (src/model/native-backend.ts). Tensors stay in TensorFlow.js's layouts
+// (NHWC activations, HWIO filters): oneDNN reads and writes them in place, so no reorder
+// runs between calls. Every function fills an output array the caller allocated.
+//
+//   conv2d(x, xShape, w, wShape, y, yShape, geometry)
+//   conv2dBackpropInput(dy, dyShape, w, wShape, dx, dxShape, geometry)
+//   conv2dBackpropFilter(x, xShape, dy, dyShape, dw, wShape, geometry)
+//   geometry = [strideH, strideW, dilationH, dilationW, padTop, padLeft, padBottom, padRight]
+//   setThreads(n), info() -> { isa, version, threads }
+#include <napi.h>
+#include <omp.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+#include <vector>
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+namespace {
+
+dnnl::engine &engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream &stream() {
+  static dnnl::stream s(engine());
+  return s;
+}
+
+struct Geometry {
+  memory::dims strides, dilates, padL, padR;
+};
+
+// A Float32Array argument with the length its shape says; throws a JS TypeError otherwise.
+float *floats(const Napi::Value &v, size_t want, const char *what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Float32Array");
+  }
+  auto a = v.As<Napi::Float32Array>();
+  if (a.ElementLength() != want) {
+    throw Napi::RangeError::New(v.Env(), std::string(what) + " has " + std::to_string(a.ElementLength()) +
+                                             " elements, its shape says " + std::to_string(want));
+  }
+  return a.Data();
+}
+
+std::vector<int64_t> ints(const Napi::Value &v, size_t n, const char *what) {
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != n) {
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of " + std::to_string(n) + " integers");
+  }
+  auto a = v.As<Napi::Array>();
+  std::vector<int64_t> out(n);
+  for (uint32_t i = 0; i < n; i++) out[i] = a.Get(i).As<Napi::Number>().Int64Value();
+  return out;
+}
+
+size_t count(const std::vector<int64_t> &s) {
+  size_t n = 1;
+  for (auto d : s) n *= static_cast<size_t>(d);
+  return n;
+}
+
+// NHWC shape -> oneDNN's logical NCHW dims in the nhwc layout.
+memory::desc activations(const std::vector<int64_t> &s) {
+  return memory::desc({s[0], s[3], s[1], s[2]}, dt::f32, tag::nhwc);
+}
+
+// HWIO filter shape (TensorFlow's [fh, fw, in, out]) -> logical OIHW dims in the hwio layout.
+memory::desc filters(const std::vector<int64_t> &s) {
+  return memory::desc({s[3], s[2], s[0], s[1]}, dt::f32, tag::hwio);
+}
+
+Geometry geometry(const Napi::Value &v) {
+  auto g = ints(v, 8, "geometry");
+  // oneDNN counts dilation from 0 (no gap), TensorFlow from 1.
+  return {{g[0], g[1]}, {g[2] - 1, g[3] - 1}, {g[4], g[5]}, {g[6], g[7]}};
+}
+
+dnnl::convolution_forward::primitive_desc forwardDesc(const memory::desc &src, const memory::desc &wei,
+                                                      const memory::desc &dst, const Geometry &g) {
+  dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src, wei,
+                                    memory::desc(), dst, g.strides, g.dilates, g.padL, g.padR);
+  return dnnl::convolution_forward::primitive_desc(d, engine());
+}
+
+// Runs `body`, turning oneDNN's errors into JS errors that name the call.
+template <typename F>
+Napi::Value guarded(const Napi::CallbackInfo &info, const char *what, F body) {
+  try {
+    body();
+  } catch (const dnnl::error &e) {
+    throw Napi::Error::New(info.Env(), std::string(what) + ": oneDNN: " + e.what());
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Conv2d(const Napi::CallbackInfo &info) {
+  auto xs = ints(info[1], 4, "xShape"), ws = ints(info[3], 4, "wShape"), ys = ints(info[5], 4, "yShape");
+  float *x = floats(info[0], count(xs), "x"), *w = floats(info[2], count(ws), "w"), *y = floats(info[4], count(ys), "y");
+  Geometry g = geometry(info[6]);
+  return guarded(info, "conv2d", [&] {
+    auto src = activations(xs), wei = filters(ws), dst = activations(ys);
+    auto pd = forwardDesc(src, wei, dst, g);
+    memory sm(src, engine(), x), wm(wei, engine(), w), dm(dst, engine(), y);
+    dnnl::convolution_forward(pd).execute(stream(), {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}});
+    stream().wait();
+  });
+}
+
+Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo &info) {
+  auto dys = ints(info[1], 4, "dyShape"), ws = ints(info[3], 4, "wShape"), dxs = ints(info[5], 4, "dxShape");
+  float *dy = floats(info[0], count(dys), "dy"), *w = floats(info[2], count(ws), "w"), *dx = floats(info[4], count(dxs), "dx");
+  Geometry g = geometry(info[6]);
+  return guarded(info, "conv2dBackpropInput", [&] {
+    auto dsrc = activations(dxs), wei = filters(ws), ddst = activations(dys);
+    auto hint = forwardDesc(dsrc, wei, ddst, g);
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, dsrc, wei, ddst, g.strides, g.dilates,
+                                            g.padL, g.padR);
+    dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
+    memory dym(ddst, engine(), dy), wm(wei, engine(), w), dxm(dsrc, engine(), dx);
+    dnnl::convolution_backward_data(pd).execute(stream(),
+                                                {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm}});
+    stream().wait();
+  });
+}
+
+Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo &info) {
+  auto xs = ints(info[1], 4, "xShape"), dys = ints(info[3], 4, "dyShape"), ws = ints(info[5], 4, "wShape");
+  float *x = floats(info[0], count(xs), "x"), *dy = floats(info[2], count(dys), "dy"), *dw = floats(info[4], count(ws), "dw");
+  Geometry g = geometry(info[6]);
+  return guarded(info, "conv2dBackpropFilter", [&] {
+    auto src = activations(xs), dwei = filters(ws), ddst = activations(dys);
+    auto hint = forwardDesc(src, dwei, ddst, g);
+    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src, dwei, ddst, g.strides,
+                                               g.dilates, g.padL, g.padR);
+    dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
+    memory sm(src, engine(), x), dym(ddst, engine(), dy), dwm(dwei, engine(), dw);
+    dnnl::convolution_backward_weights(pd).execute(stream(),
+                                                   {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm}});
+    stream().wait();
+  });
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo &info) {
+  int n = info[0].As<Napi::Number>().Int32Value();
+  if (n < 1) throw Napi::RangeError::New(info.Env(), "threads must be at least 1");
+  omp_set_num_threads(n);
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo &info) {
+  auto out = Napi::Object::New(info.Env());
+  const dnnl_version_t *v = dnnl_version();
+  out.Set("version", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
+  out.Set("isa", static_cast<int>(dnnl::get_effective_cpu_isa()));
+  out.Set("threads", omp_get_max_threads());
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // One function instance per core by default: one thread (setThreads raises it).
+  omp_set_num_threads(1);
+  exports.Set("conv2d", Napi::Function::New(env, Conv2d));
+  exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2dBackpropInput));
+  exports.Set("conv2dBackpropFilter", Napi::Function::New(env, Conv2dBackpropFilter));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("info", Napi::Function::New(env, Info));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(peerless_native, Init)

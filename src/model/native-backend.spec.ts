@@ -1,0 +1,94 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from './backend.js';
+import { computeGradient } from './gradient.js';
+import { NATIVE, nativeAddon } from './native-backend.js';
+import { onBackend, relError, seeded, syntheticBatch } from './test-util.js';
+import { buildModel } from './zoo.js';
+
+// The oneDNN kernels of the native backend against tfjs' reference cpu kernels, on random
+// inputs; max abs difference <= 1e-4 x max |reference| (float32 sums in another order).
+// scripts/setup.sh builds the addon where Debian's libdnnl-dev installs; without it these
+// tests are skipped, and say why.
+const TOL = 1e-4;
+const addon = nativeAddon();
+if (addon instanceof Error) console.warn(`native backend tests skipped: ${addon.message}`);
+
+type Shape4 = [number, number, number, number];
+interface Case { x: Shape4; f: Shape4; stride: number; pad: 'same' | 'valid'; dilation?: number }
+
+const cases: Case[] = [
+  { x: [2, 7, 7, 3], f: [3, 3, 3, 4], stride: 1, pad: 'same' },
+  { x: [2, 7, 7, 3], f: [3, 3, 3, 4], stride: 1, pad: 'valid' },
+  { x: [2, 8, 8, 3], f: [3, 3, 3, 4], stride: 2, pad: 'same' },
+  { x: [3, 9, 6, 5], f: [3, 2, 5, 2], stride: 2, pad: 'valid' },
+  { x: [2, 7, 7, 4], f: [1, 1, 4, 6], stride: 2, pad: 'valid' },
+  { x: [1, 28, 28, 1], f: [5, 5, 1, 3], stride: 2, pad: 'same' },
+  { x: [4, 14, 14, 8], f: [3, 3, 8, 16], stride: 1, pad: 'same' },
+];
+
+const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+function convAndGrads(c: Case, xv: Float32Array, wv: Float32Array, dyv: Float32Array): { y: Float32Array; dx: Float32Array; dw: Float32Array } {
+  return tf.tidy(() => {
+    const x = tf.tensor4d(xv, c.x);
+    const w = tf.tensor4d(wv, c.f);
+    const y = tf.conv2d(x, w, c.stride, c.pad);
+    const dy = tf.tensor(dyv, y.shape);
+    const [dx, dw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), dy)))([x, w]);
+    return { y: y.dataSync() as Float32Array, dx: dx.dataSync() as Float32Array, dw: dw.dataSync() as Float32Array };
+  });
+}
+
+describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
+  beforeAll(async () => {
+    expect(await initBackend('native')).toBe(NATIVE);
+  });
+
+  it.each(cases)('conv2d and its gradients match cpu: x $x, f $f, stride $stride, $pad', async (c) => {
+    const xv = seeded(size(c.x), 1), wv = seeded(size(c.f), 2);
+    const outShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.f) as tf.Tensor4D, c.stride, c.pad).shape);
+    const dyv = seeded(size(outShape), 3);
+    const ours = convAndGrads(c, xv, wv, dyv);
+    const ref = await onBackend('cpu', () => convAndGrads(c, xv, wv, dyv));
+    expect(relError(ours.y, ref.y)).toBeLessThan(TOL);
+    expect(relError(ours.dx, ref.dx)).toBeLessThan(TOL);
+    expect(relError(ours.dw, ref.dw)).toBeLessThan(TOL);
+  });
+
+  it('a dilated convolution and the fused one (bias, relu) match cpu', async () => {
+    const xv = seeded(2 * 9 * 9 * 3, 4), wv = seeded(3 * 3 * 3 * 5, 5), bv = seeded(5, 6);
+    const run = () => tf.tidy(() => {
+      const x = tf.tensor4d(xv, [2, 9, 9, 3]), w = tf.tensor4d(wv, [3, 3, 3, 5]);
+      const dilated = tf.conv2d(x, w, 1, 'same', 'NHWC', 2);
+      const fused = tf.fused.conv2d({ x, filter: w, strides: 1, pad: 'valid', bias: tf.tensor1d(bv), activation: 'relu' });
+      return [dilated.dataSync() as Float32Array, fused.dataSync() as Float32Array];
+    });
+    const [d, f] = run();
+    const [rd, rf] = await onBackend('cpu', run);
+    expect(relError(d, rd)).toBeLessThan(TOL);
+    expect(relError(f, rf)).toBeLessThan(TOL);
+  });
+
+  it('a cnn gradient matches the cpu backend, and leaves no tensors behind', async () => {
+    const { images, labels } = syntheticBatch(16, 2);
+    const before = tf.memory().numTensors;
+    const gradientOf = () => {
+      const model = buildModel('cnn', 0.5, 7);
+      try { return computeGradient(model, images, labels); } finally { model.dispose(); }
+    };
+    const ours = gradientOf();
+    const ref = await onBackend('cpu', gradientOf);
+    expect(relError(ours.gradient, ref.gradient)).toBeLessThan(TOL);
+    expect(Math.abs(ours.loss - ref.loss)).toBeLessThan(1e-5 * Math.abs(ref.loss));
+    expect(ours.correct).toBe(ref.correct);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('a wrong length is a clear error, not a crash', () => {
+    if (addon instanceof Error) return;
+    const x = new Float32Array(9), w = new Float32Array(4), y = new Float32Array(4);
+    expect(() => addon.conv2d(x, [1, 3, 3, 2], w, [2, 2, 1, 1], y, [1, 2, 2, 1], [1, 1, 1, 1, 0, 0, 0, 0])).toThrow('x has 9 elements, its shape says 18');
+    expect(() => addon.conv2d(x, [1, 3, 3, 1], w, [2, 2, 1, 1], y, [1, 2, 2, 1], [1, 1, 1, 1, 5, 0, 0, 0])).toThrow(/^conv2d: oneDNN: could not create/);
+  });
+});
