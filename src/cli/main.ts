@@ -75,6 +75,10 @@ Examples:
     if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
     const config = trainingConfigFrom(o);
     const platform = await createPlatform(platformFrom(o));
+    const backend = (platform as { computeBackend?: string }).computeBackend;
+    if (backend && !o.json && !o.quiet) {
+      process.stderr.write(`functions compute on: ${backend}${backend === 'native' ? ' (wasm with oneDNN\'s convolutions)' : ''}\n`);
+    }
     try {
       const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet });
       if (!s.identical || s.outcomes.some((x) => x.state === 'failed')) process.exitCode = 1;

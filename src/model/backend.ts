@@ -1,8 +1,9 @@
 /**
  * Chooses and initialises the TensorFlow.js compute backend, once per process.
  *
- * 'auto' prefers `@tensorflow/tfjs-node` (native libtensorflow, the fastest on an ordinary
- * machine) when it can be imported, else wasm with SIMD. tfjs-node is NOT a dependency of
+ * 'auto' prefers `@tensorflow/tfjs-node` (native libtensorflow) when it can be imported, then
+ * 'native' (wasm with oneDNN's convolutions, native-backend.ts) when its addon loads, else wasm
+ * with SIMD. tfjs-node is NOT a dependency of
  * this project: its install script downloads libtensorflow, which these machines cannot
  * fetch, so it is looked for with a dynamic import inside try/catch and never imported
  * statically. Whoever has it installed gets it; everyone else gets wasm.
@@ -15,7 +16,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
-import { NATIVE, registerNativeBackend } from './native-backend.js';
+import { NATIVE, nativeAddon, useNativeConvolutions } from './native-backend.js';
 
 export type BackendChoice = 'wasm' | 'cpu' | 'native' | 'tensorflow' | 'auto';
 
@@ -37,8 +38,10 @@ export async function initBackend(preferred: BackendChoice = 'auto'): Promise<st
     });
   }
   const name = await ready;
-  // Someone (a test, a benchmark) may have switched backends since: switch back.
-  if (tf.getBackend() !== name) await activate(name);
+  // Someone (a test, a benchmark) may have switched backends since: switch back. "native" is
+  // wasm with oneDNN's convolutions (native-backend.ts).
+  const tfName = name === NATIVE ? 'wasm' : name;
+  if (tf.getBackend() !== tfName) await activate(tfName);
   return name;
 }
 
@@ -50,9 +53,13 @@ async function choose(preferred: BackendChoice): Promise<string> {
     }
   }
   if (preferred === 'cpu') return activate('cpu');
-  if (preferred === 'native') {
-    registerNativeBackend();
-    return activate(NATIVE);
+  useNativeConvolutions(false); // wasm's own convolutions, should "native" have come first
+  // "auto" takes oneDNN's convolutions where the addon loads (built by setup where Debian's
+  // libdnnl-dev installs), else plain wasm; "native" insists on them.
+  if (preferred === 'native' || (preferred === 'auto' && !(nativeAddon() instanceof Error))) {
+    await activateWasm();
+    useNativeConvolutions(true);
+    return NATIVE;
   }
   return activateWasm();
 }

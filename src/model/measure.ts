@@ -10,6 +10,7 @@ import { initBackend } from './backend.js';
 import { getLayout } from './flat.js';
 import { computeGradient } from './gradient.js';
 import { useShippedBackpropInput } from './wasm-kernels.js';
+import { useNativeConvolutions } from './native-backend.js';
 import { buildModel, MODEL_NAMES } from './zoo.js';
 
 function batch(n: number): { images: Uint8Array; labels: Uint8Array } {
@@ -25,11 +26,10 @@ function timeMs(fn: () => void, runs: number): number {
   return (performance.now() - t) / runs;
 }
 
-/** Runs `fn` on backend `name` (initialised on first use), then comes back to the first one. */
-async function onBackendNamed<R>(name: 'native', fn: () => R): Promise<R> {
-  const previous = tf.getBackend();
-  await initBackend(name);
-  try { return fn(); } finally { await tf.setBackend(previous); }
+/** Runs `fn` with oneDNN's convolutions in the wasm backend, then wasm's own again. */
+function withNative<R>(fn: () => R): R {
+  useNativeConvolutions(true);
+  try { return fn(); } finally { useNativeConvolutions(false); }
 }
 
 async function main(): Promise<void> {
@@ -71,22 +71,22 @@ async function main(): Promise<void> {
   }
 
   if (process.argv.includes('--native')) {
-    // The native backend (oneDNN convolutions over the cpu backend) against wasm, one thread.
+    // The native backend (oneDNN's convolutions in the wasm backend) against wasm, one thread.
     for (const c of shapes) {
       const dy = tf.randomNormal(c.dy) as tf.Tensor4D;
       const w = tf.randomNormal(c.w) as tf.Tensor4D;
       const pad = c.label.includes('valid') ? 'valid' : 'same';
       const run = (): void => { tf.conv2dTranspose(dy, w, c.x, c.s, pad).dataSync(); };
       const onWasm = timeMs(run, 3);
-      const onNative = await onBackendNamed('native', () => timeMs(run, 3));
+      const onNative = withNative(() => timeMs(run, 3));
       console.log(`Conv2DBackpropInput ${c.label}: wasm (ours) ${onWasm.toFixed(1)} ms, native ${onNative.toFixed(1)} ms (${(onWasm / onNative).toFixed(1)}x)`);
       tf.dispose([dy, w]);
     }
-    for (const name of ['cnn', 'vgg11']) {
+    for (const name of process.argv.includes('--resnet') ? ['cnn', 'vgg11', 'resnet18'] : ['cnn', 'vgg11']) {
       const model = buildModel(name, 1, 0);
-      const runs = name === 'cnn' ? 5 : 2;
+      const runs = name === 'cnn' ? 5 : name === 'vgg11' ? 2 : 1;
       const onWasm = timeMs(() => computeGradient(model, images, labels), runs);
-      const onNative = await onBackendNamed('native', () => timeMs(() => computeGradient(model, images, labels), runs));
+      const onNative = withNative(() => timeMs(() => computeGradient(model, images, labels), runs));
       console.log(`${name} gradient, batch 64: wasm ${onWasm.toFixed(0)} ms, native ${onNative.toFixed(0)} ms (${(onWasm / onNative).toFixed(2)}x)`);
       model.dispose();
     }

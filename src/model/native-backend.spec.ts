@@ -6,7 +6,7 @@ import { NATIVE, nativeAddon } from './native-backend.js';
 import { onBackend, relError, seeded, syntheticBatch } from './test-util.js';
 import { buildModel } from './zoo.js';
 
-// The oneDNN kernels of the native backend against tfjs' reference cpu kernels, on random
+// The native backend (wasm with oneDNN's convolutions) against tfjs' reference cpu kernels, on random
 // inputs; max abs difference <= 1e-4 x max |reference| (float32 sums in another order).
 // scripts/setup.sh builds the addon where Debian's libdnnl-dev installs; without it these
 // tests are skipped, and say why.

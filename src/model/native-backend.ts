@@ -1,9 +1,13 @@
 /**
- * The `native` TensorFlow.js backend: the cpu backend, with the kernels that dominate training
- * time (the convolutions) run by oneDNN through a Node-API addon (native/addon, built by
- * scripts/setup.sh when Debian's libdnnl-dev is there). Every kernel it does not override is
- * the cpu backend's, so any model runs. Activations stay NHWC and filters HWIO, as
- * TensorFlow.js keeps them: oneDNN reads and writes them in place.
+ * The `native` backend: the wasm backend (XNNPACK, SIMD) with the kernels that dominate
+ * training time, the convolutions, run by oneDNN through a Node-API addon (native/addon, built
+ * by scripts/setup.sh when Debian's libdnnl-dev is there). oneDNN reads and writes the tensors
+ * where wasm keeps them, on the wasm heap, in TensorFlow.js's layouts (NHWC activations, HWIO
+ * filters): no copy and no reorder between calls.
+ *
+ * Why over wasm and not over the cpu backend: with oneDNN's convolutions over cpu, a cnn
+ * gradient took 640 ms against 69 ms on wasm, every other kernel being the cpu backend's
+ * JavaScript (`npx tsx src/model/measure.ts --native` at the commit that tried it).
  *
  * Single-threaded by default (one function per core); `PEERLESS_NATIVE_THREADS` raises it for a
  * process that has the machine to itself.
@@ -12,9 +16,11 @@ import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
-import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
+/** The name Peerless gives this backend; TensorFlow.js's own backend underneath is wasm. */
 export const NATIVE = 'native';
+const HOST = 'wasm';
 
 type Shape = number[];
 /** [strideH, strideW, dilationH, dilationW, padTop, padLeft, padBottom, padRight] */
@@ -41,7 +47,7 @@ export function nativeAddon(): NativeAddon | Error {
       if (Number.isInteger(threads) && threads > 1) loaded.setThreads(threads);
     } catch (err) {
       const why = (err as Error).message.split('\n')[0];
-      loaded = new Error(`the native backend is not available (${why}); run scripts/setup.sh with libdnnl-dev installable, or use the wasm backend`);
+      loaded = new Error(`the native backend is not available (${why}); run scripts/setup.sh where libdnnl-dev installs, or use the wasm backend`);
     }
   }
   return loaded;
@@ -51,109 +57,100 @@ const geometryOf = (c: backend_util.Conv2DInfo): Geometry => [
   c.strideHeight, c.strideWidth, c.dilationHeight, c.dilationWidth, c.padInfo.top, c.padInfo.left, c.padInfo.bottom, c.padInfo.right,
 ];
 
-function values(backend: MathBackendCPU, t: TensorInfo): Float32Array {
-  const v = backend.data.get(t.dataId).values;
-  if (!(v instanceof Float32Array)) throw new Error(`native backend: expected float32 values, got ${t.dtype}`);
-  return v;
+/** A float32 tensor's values where wasm keeps them (a view: take it after any allocation). */
+function heap(b: BackendWasm, t: TensorInfo): Float32Array {
+  if (t.dtype !== 'float32') throw new Error(`native backend: expected float32, got ${t.dtype}`);
+  return b.typedArrayFromHeap(t) as Float32Array;
 }
 
+const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 const nhwc = (attrs: NamedAttrMap) => (attrs.dataFormat ?? 'NHWC') === 'NHWC';
+type Shape4 = [number, number, number, number];
+type KernelArgs = Parameters<KernelFunc>[0] & { attrs: NamedAttrMap; backend: BackendWasm };
 
-/** A kernel of ours where we handle the case, else the cpu backend's own. */
-type KernelArgs = Parameters<KernelFunc>[0] & { attrs: NamedAttrMap };
-
-function withFallback(name: string, mine: (args: KernelArgs) => TensorInfo | null): KernelFunc {
-  const cpu = tf.getKernel(name, 'cpu');
-  if (!cpu) throw new Error(`native backend: the cpu backend has no ${name} kernel`);
-  return (args) => mine({ ...args, attrs: args.attrs ?? {} }) ?? (cpu.kernelFunc(args) as TensorInfo);
+/** Ours where we handle the case, else wasm's own kernel (kept from before we replaced it). */
+function withFallback(theirs: KernelConfig, mine: (args: KernelArgs) => TensorInfo | null): KernelFunc {
+  return (args) => mine({ ...args, attrs: args.attrs ?? {}, backend: args.backend as BackendWasm }) ?? (theirs.kernelFunc(args) as TensorInfo);
 }
 
-function conv2dKernels(addon: NativeAddon): KernelConfig[] {
-  const forward = (x: TensorInfo, filter: TensorInfo, attrs: NamedAttrMap, backend: MathBackendCPU) => {
-    const c = backend_util.computeConv2DInfo(
-      x.shape as [number, number, number, number], filter.shape as [number, number, number, number],
-      attrs.strides as [number, number], (attrs.dilations ?? 1) as number | [number, number], attrs.pad as 'same',
-      attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast',
-    );
-    const y = new Float32Array(c.outShape.reduce((a, b) => a * b, 1));
-    addon.conv2d(values(backend, x), x.shape, values(backend, filter), filter.shape, y, c.outShape, geometryOf(c));
-    return { y, c };
+function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): KernelConfig[] {
+  const conv = (b: BackendWasm, x: TensorInfo, filter: TensorInfo, attrs: NamedAttrMap): TensorInfo => {
+    const c = backend_util.computeConv2DInfo(x.shape as Shape4, filter.shape as Shape4, attrs.strides as [number, number],
+      (attrs.dilations ?? 1) as number | [number, number], attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
+    const out = b.makeOutput(c.outShape, 'float32');
+    if (size(c.outShape) > 0) addon.conv2d(heap(b, x), x.shape, heap(b, filter), filter.shape, heap(b, out), c.outShape, geometryOf(c));
+    return out;
+  };
+  const config = (kernelName: string, mine: (args: KernelArgs) => TensorInfo | null): KernelConfig => {
+    const theirs = shipped.get(kernelName);
+    if (!theirs) throw new Error(`native backend: wasm has no ${kernelName} kernel to stand beside`);
+    return { kernelName, backendName: HOST, kernelFunc: withFallback(theirs, mine) };
   };
   return [
-    {
-      kernelName: 'Conv2D', backendName: NATIVE,
-      kernelFunc: withFallback('Conv2D', ({ inputs, attrs, backend }) => {
-        if (!nhwc(attrs)) return null;
-        const { y, c } = forward(inputs.x as TensorInfo, inputs.filter as TensorInfo, attrs, backend as MathBackendCPU);
-        return (backend as MathBackendCPU).makeTensorInfo(c.outShape, 'float32', y);
-      }),
-    },
-    {
-      // tfjs-layers' Conv2D layers call the fused op: convolution, then bias and activation.
-      kernelName: 'FusedConv2D', backendName: NATIVE,
-      kernelFunc: withFallback('FusedConv2D', ({ inputs, attrs, backend }) => {
-        const activation = (attrs.activation ?? 'linear') as string;
-        if (!nhwc(attrs) || (activation !== 'linear' && activation !== 'relu')) return null;
-        const cpu = backend as MathBackendCPU;
-        const { y, c } = forward(inputs.x as TensorInfo, inputs.filter as TensorInfo, attrs, cpu);
-        const channels = c.outChannels;
-        const bias = inputs.bias ? values(cpu, inputs.bias as TensorInfo) : null;
-        if (bias && bias.length !== channels && bias.length !== 1) return null;
+    config('Conv2D', ({ inputs, attrs, backend }) => (nhwc(attrs) ? conv(backend, inputs.x as TensorInfo, inputs.filter as TensorInfo, attrs) : null)),
+    // tfjs-layers' Conv2D layers call the fused op: convolution, then bias and activation.
+    config('FusedConv2D', ({ inputs, attrs, backend }) => {
+      const activation = (attrs.activation ?? 'linear') as string;
+      const filter = inputs.filter as TensorInfo, bias = inputs.bias as TensorInfo | undefined;
+      const channels = filter.shape[3];
+      if (!nhwc(attrs) || (activation !== 'linear' && activation !== 'relu')) return null;
+      if (bias && size(bias.shape) !== channels && size(bias.shape) !== 1) return null;
+      const out = conv(backend, inputs.x as TensorInfo, filter, attrs);
+      if (bias || activation === 'relu') {
+        const y = heap(backend, out), bv = bias ? heap(backend, bias) : null;
+        const relu = activation === 'relu';
         for (let i = 0; i < y.length; i++) {
-          let v = bias ? y[i] + bias[bias.length === 1 ? 0 : i % channels] : y[i];
-          if (activation === 'relu' && v < 0) v = 0;
+          let v = bv ? y[i] + bv[bv.length === 1 ? 0 : i % channels] : y[i];
+          if (relu && v < 0) v = 0;
           y[i] = v;
         }
-        return cpu.makeTensorInfo(c.outShape, 'float32', y);
-      }),
-    },
-    {
-      kernelName: 'Conv2DBackpropInput', backendName: NATIVE,
-      kernelFunc: withFallback('Conv2DBackpropInput', ({ inputs, attrs, backend }) => {
-        if (!nhwc(attrs)) return null;
-        const cpu = backend as MathBackendCPU;
-        const dy = inputs.dy as TensorInfo, filter = inputs.filter as TensorInfo;
-        const inputShape = attrs.inputShape as [number, number, number, number];
-        const c = backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], attrs.strides as [number, number], 1,
-          attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
-        const dx = new Float32Array(inputShape.reduce((a, b) => a * b, 1));
-        addon.conv2dBackpropInput(values(cpu, dy), dy.shape, values(cpu, filter), filter.shape, dx, inputShape, geometryOf(c));
-        return cpu.makeTensorInfo(inputShape, 'float32', dx);
-      }),
-    },
-    {
-      kernelName: 'Conv2DBackpropFilter', backendName: NATIVE,
-      kernelFunc: withFallback('Conv2DBackpropFilter', ({ inputs, attrs, backend }) => {
-        if (!nhwc(attrs)) return null;
-        const cpu = backend as MathBackendCPU;
-        const x = inputs.x as TensorInfo, dy = inputs.dy as TensorInfo;
-        const filterShape = attrs.filterShape as [number, number, number, number];
-        const c = backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, attrs.strides as [number, number], 1,
-          attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
-        const dw = new Float32Array(filterShape.reduce((a, b) => a * b, 1));
-        addon.conv2dBackpropFilter(values(cpu, x), x.shape, values(cpu, dy), dy.shape, dw, filterShape, geometryOf(c));
-        return cpu.makeTensorInfo(filterShape, 'float32', dw);
-      }),
-    },
+      }
+      return out;
+    }),
+    config('Conv2DBackpropInput', ({ inputs, attrs, backend }) => {
+      if (!nhwc(attrs)) return null;
+      const dy = inputs.dy as TensorInfo, filter = inputs.filter as TensorInfo;
+      const inputShape = attrs.inputShape as Shape4;
+      const c = backend_util.computeConv2DInfo(inputShape, filter.shape as Shape4, attrs.strides as [number, number], 1,
+        attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
+      const out = backend.makeOutput(inputShape, 'float32');
+      if (size(inputShape) > 0) addon.conv2dBackpropInput(heap(backend, dy), dy.shape, heap(backend, filter), filter.shape, heap(backend, out), inputShape, geometryOf(c));
+      return out;
+    }),
+    config('Conv2DBackpropFilter', ({ inputs, attrs, backend }) => {
+      if (!nhwc(attrs)) return null;
+      const x = inputs.x as TensorInfo, dy = inputs.dy as TensorInfo;
+      const filterShape = attrs.filterShape as Shape4;
+      const c = backend_util.computeConv2DInfo(x.shape as Shape4, filterShape, attrs.strides as [number, number], 1,
+        attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
+      const out = backend.makeOutput(filterShape, 'float32');
+      if (size(filterShape) > 0) addon.conv2dBackpropFilter(heap(backend, x), x.shape, heap(backend, dy), dy.shape, heap(backend, out), filterShape, geometryOf(c));
+      return out;
+    }),
   ];
 }
 
-let registered = false;
+const shipped = new Map<string, KernelConfig>();
+let ours: KernelConfig[] | undefined;
 
 /**
- * Registers the `native` backend (once): the cpu backend's kernels, with the convolutions
- * replaced. Throws the one-line reason when the addon cannot be loaded.
+ * Puts oneDNN's convolutions into the (initialised) wasm backend (`on`), or wasm's own back
+ * (`!on`: for side-by-side measurements). Throws the one-line reason when the addon cannot
+ * be loaded.
  */
-export function registerNativeBackend(): void {
-  if (registered) return;
-  const addon = nativeAddon();
-  if (addon instanceof Error) throw addon;
-  tf.registerBackend(NATIVE, () => new MathBackendCPU(), -1);
-  const ours = conv2dKernels(addon);
-  const overridden = new Set(ours.map((k) => k.kernelName));
-  for (const k of tf.getKernelsForBackend('cpu')) {
-    if (!overridden.has(k.kernelName)) tf.registerKernel({ ...k, backendName: NATIVE });
+export function useNativeConvolutions(on: boolean): void {
+  if (ours === undefined && !on) return; // never put in: wasm's own are there
+  if (ours === undefined) {
+    const addon = nativeAddon();
+    if (addon instanceof Error) throw addon;
+    for (const name of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter']) {
+      const k = tf.getKernel(name, HOST);
+      if (k) shipped.set(name, k);
+    }
+    ours = kernels(addon, shipped);
   }
-  for (const k of ours) tf.registerKernel(k);
-  registered = true;
+  for (const k of ours!) {
+    tf.unregisterKernel(k.kernelName, HOST);
+    tf.registerKernel(on ? k : shipped.get(k.kernelName)!);
+  }
 }

@@ -81,8 +81,13 @@ export class LocalPlatform implements FunctionPlatform {
    */
   async warm(models: ModelRef[] = []): Promise<void> {
     await this.pool.fill();
-    await Promise.all(this.pool.threadIds().map(() => this.pool.run({ name: '__warm', event: { models }, timeoutMs: this.o.timeoutMs })));
+    const runs = await Promise.all(this.pool.threadIds().map(() => this.pool.run({ name: '__warm', event: { models }, timeoutMs: this.o.timeoutMs })));
+    const names = [...new Set(runs.map((r) => r.reply.result).filter((b): b is string => typeof b === 'string'))];
+    if (names.length > 0) this.computeBackend = names.join(', ');
   }
+
+  /** The compute backend the workers loaded (known after warm()): "native", "wasm", ... */
+  computeBackend?: string;
 
   /** Round trip of an empty call through the pool: its own overhead per invocation, ms. */
   async ping(): Promise<number> {
