@@ -94,7 +94,7 @@ async function wireMs(bytes: Buffer): Promise<number> {
 }
 
 /** A python with torch: $PEERLESS_PYTHON, python3 on PATH, or Debian's (where python3-torch installs). */
-async function torchPython(): Promise<string | null> {
+export async function torchPython(): Promise<string | null> {
   const candidates = [process.env.PEERLESS_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => Boolean(c));
   for (const py of candidates) {
     const ok = await new Promise<boolean>((resolve) => execFile(py, ['-c', 'import torch.distributed'], { timeout: 60_000 }, (err) => resolve(!err)));

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createPlatform, type PlatformChoice } from '../platform/index.ts';
 import { benchChunks } from './commands/bench-chunks.ts';
+import { benchCompute } from './commands/bench-compute.ts';
 import { benchInDb } from './commands/bench-in-db.ts';
 import { benchRound } from './commands/bench-round.ts';
 import { benchScaling } from './commands/bench-scaling.ts';
@@ -187,6 +188,22 @@ bench
   .option('--no-allreduce', 'skip the gloo all-reduce')
   .addHelpText('after', '\nExamples:\n  peerless bench round --quick\n  peerless bench round --peer-counts 4 --exchange sharded --json > round.json')
   .action(async (o) => { await benchRound(o); });
+
+bench
+  .command('compute')
+  .summary('one gradient on wasm, on the native backend (oneDNN) and in PyTorch, one core each')
+  .description(
+    'One gradient (forward, backward, loss) of the zoo\'s models at batch B on one thread, side by side in ' +
+      'one run: the wasm backend, the native backend (wasm with oneDNN\'s convolutions, where its addon is ' +
+      'built) and PyTorch with the same architectures (where python3-torch is installed).',
+  )
+  .option('--quick', 'cnn and vgg11 only, 2 runs each')
+  .option('--json', 'print one JSON document on stdout instead of the table')
+  .option('--models <list>', 'comma-separated models of the zoo (default cnn,vgg11,resnet18)')
+  .addOption(new Option('--batch <n>', 'batch size (default 64)').argParser(int('--batch')))
+  .addOption(new Option('--runs <n>', 'measured runs per model after a warm-up (default 3)').argParser(int('--runs')))
+  .addHelpText('after', '\nExamples:\n  peerless bench compute --quick\n  peerless bench compute --models resnet18 --json > compute.json')
+  .action(async (o) => { await benchCompute(o); });
 
 bench
   .command('chunks')

@@ -70,6 +70,43 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     expect(relError(f, rf)).toBeLessThan(TOL);
   });
 
+  it.each<[number[], number | number[], boolean]>([
+    [[4, 5, 6, 7], [0, 1, 2], false],
+    [[4, 5, 6, 7], [2, 0, 1], true],
+    [[300, 9], 0, false],
+    [[3, 4, 5], [0, 1, 2], false],
+    [[3, 4, 5], [0, 1, 2], true],
+    [[3, 4, 5], [1, 2], false], // not the leading axes: wasm's own kernel
+  ])('sum and mean of shape %j over %j (keepDims %s) match cpu', async (shape, axis, keepDims) => {
+    const v = seeded(size(shape), 7);
+    const run = () => tf.tidy(() => {
+      const x = tf.tensor(v, shape);
+      const s = tf.sum(x, axis, keepDims), m = tf.mean(x, axis, keepDims);
+      return [s.shape, s.dataSync() as Float32Array, m.dataSync() as Float32Array] as const;
+    });
+    const [shapeOurs, s, m] = run();
+    const [shapeRef, rs, rm] = await onBackend('cpu', run);
+    expect(shapeOurs).toEqual(shapeRef);
+    expect(relError(s, rs)).toBeLessThan(TOL);
+    expect(relError(m, rm)).toBeLessThan(TOL);
+  });
+
+  it.each<[number[], number, number, 'same' | 'valid']>([
+    [[2, 8, 8, 3], 2, 2, 'valid'],
+    [[2, 7, 7, 5], 2, 2, 'valid'],
+    [[2, 7, 7, 5], 3, 2, 'same'],
+    [[1, 5, 6, 2], 3, 1, 'same'],
+  ])('the max-pool gradient of %j (window %i, stride %i, %s) matches cpu', async (shape, window, stride, pad) => {
+    const v = seeded(size(shape), 8);
+    const run = () => tf.tidy(() => {
+      const x = tf.tensor4d(v, shape as Shape4);
+      const yShape = tf.maxPool(x, window, stride, pad).shape;
+      const dy = tf.reshape(tf.range(1, 1 + size(yShape)), yShape); // a distinct value per output
+      return tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, window, stride, pad), dy)))(x).dataSync() as Float32Array;
+    });
+    expect(relError(run(), await onBackend('cpu', run))).toBeLessThan(TOL);
+  });
+
   it('a cnn gradient matches the cpu backend, and leaves no tensors behind', async () => {
     const { images, labels } = syntheticBatch(16, 2);
     const before = tf.memory().numTensors;

@@ -30,6 +30,9 @@ export interface NativeAddon {
   conv2d(x: Float32Array, xShape: Shape, w: Float32Array, wShape: Shape, y: Float32Array, yShape: Shape, g: Geometry): void;
   conv2dBackpropInput(dy: Float32Array, dyShape: Shape, w: Float32Array, wShape: Shape, dx: Float32Array, dxShape: Shape, g: Geometry): void;
   conv2dBackpropFilter(x: Float32Array, xShape: Shape, dy: Float32Array, dyShape: Shape, dw: Float32Array, wShape: Shape, g: Geometry): void;
+  sumRows(x: Float32Array, rows: number, cols: number, out: Float32Array, scale: number): void;
+  /** pool = [filterH, filterW, strideH, strideW, padTop, padLeft] */
+  maxPoolGrad(x: Float32Array, xShape: Shape, dy: Float32Array, dyShape: Shape, dx: Float32Array, pool: number[]): void;
   setThreads(n: number): void;
   info(): { version: string; isa: number; threads: number };
 }
@@ -127,7 +130,37 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): Kernel
       if (size(filterShape) > 0) addon.conv2dBackpropFilter(heap(backend, x), x.shape, heap(backend, dy), dy.shape, heap(backend, out), filterShape, geometryOf(c));
       return out;
     }),
+    // wasm's max-pool gradient is a slow general path; one pass over the windows here.
+    config('MaxPoolGrad', ({ inputs, attrs, backend }) => {
+      const dy = inputs.dy as TensorInfo, x = inputs.input as TensorInfo;
+      if (x.shape.length !== 4 || x.dtype !== 'float32') return null;
+      const c = backend_util.computePool2DInfo(x.shape as Shape4, attrs.filterSize as [number, number] | number, attrs.strides as [number, number] | number, 1,
+        attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined);
+      if (c.dilationHeight !== 1 || c.dilationWidth !== 1) return null;
+      const out = backend.makeOutput(x.shape, 'float32');
+      addon.maxPoolGrad(heap(backend, x), x.shape, heap(backend, dy), dy.shape, heap(backend, out),
+        [c.filterHeight, c.filterWidth, c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left]);
+      return out;
+    }),
+    // Sums and means over the leading axes (bias and batch-norm gradients, batch statistics):
+    // wasm transposes first; a straight pass over the rows is several times faster.
+    config('Sum', ({ inputs, attrs, backend }) => reduceLeading(backend, inputs.x as TensorInfo, attrs, false)),
+    config('Mean', ({ inputs, attrs, backend }) => reduceLeading(backend, inputs.x as TensorInfo, attrs, true)),
   ];
+
+  function reduceLeading(b: BackendWasm, x: TensorInfo, attrs: NamedAttrMap, mean: boolean): TensorInfo | null {
+    if (x.dtype !== 'float32' || x.shape.length === 0) return null;
+    const rank = x.shape.length;
+    const axes = [...new Set(tf.util.parseAxisParam(attrs.axis as number | number[], x.shape))].sort((a, b2) => a - b2);
+    // Reduced axes must be 0..k-1 with k = rank - 1 (a column per channel) or k = rank (all).
+    if (axes.length < rank - 1 || axes.some((a, i) => a !== i)) return null;
+    const cols = axes.length === rank ? 1 : x.shape[rank - 1];
+    const rows = size(x.shape) / cols;
+    const outShape = attrs.keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : axes.length === rank ? [] : [cols];
+    const out = b.makeOutput(outShape, 'float32');
+    addon.sumRows(heap(b, x), rows, cols, heap(b, out), mean ? (rows > 0 ? 1 / rows : NaN) : 1);
+    return out;
+  }
 }
 
 const shipped = new Map<string, KernelConfig>();
@@ -143,7 +176,7 @@ export function useNativeConvolutions(on: boolean): void {
   if (ours === undefined) {
     const addon = nativeAddon();
     if (addon instanceof Error) throw addon;
-    for (const name of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter']) {
+    for (const name of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MaxPoolGrad', 'Sum', 'Mean']) {
       const k = tf.getKernel(name, HOST);
       if (k) shipped.set(name, k);
     }
