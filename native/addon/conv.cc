@@ -84,11 +84,27 @@ Geometry geometry(const Napi::Value &v) {
   return {{g[0], g[1]}, {g[2] - 1, g[3] - 1}, {g[4], g[5]}, {g[6], g[7]}};
 }
 
+// The weights in whatever layout oneDNN's fastest kernel wants (`any`): with TensorFlow's HWIO
+// fixed it falls back to a gemm-based convolution; activations stay NHWC, which the direct
+// kernels read as they are. Weights are small beside activations, so reordering them per call
+// is cheap.
+memory::desc anyWeights(const memory::desc &w) {
+  return memory::desc(w.dims(), dt::f32, tag::any);
+}
+
 dnnl::convolution_forward::primitive_desc forwardDesc(const memory::desc &src, const memory::desc &wei,
                                                       const memory::desc &dst, const Geometry &g) {
-  dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src, wei,
-                                    memory::desc(), dst, g.strides, g.dilates, g.padL, g.padR);
+  dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
+                                    anyWeights(wei), memory::desc(), dst, g.strides, g.dilates, g.padL, g.padR);
   return dnnl::convolution_forward::primitive_desc(d, engine());
+}
+
+// `user` in layout `want`: itself, or a reordered copy.
+memory inLayout(const memory &user, const memory::desc &want) {
+  if (user.get_desc() == want) return user;
+  memory out(want, engine());
+  dnnl::reorder(user, out).execute(stream(), const_cast<memory &>(user), out);
+  return out;
 }
 
 // Runs `body`, turning oneDNN's errors into JS errors that name the call.
@@ -110,7 +126,8 @@ Napi::Value Conv2d(const Napi::CallbackInfo &info) {
     auto src = activations(xs), wei = filters(ws), dst = activations(ys);
     auto pd = forwardDesc(src, wei, dst, g);
     memory sm(src, engine(), x), wm(wei, engine(), w), dm(dst, engine(), y);
-    dnnl::convolution_forward(pd).execute(stream(), {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dm}});
+    memory wk = inLayout(wm, pd.weights_desc());
+    dnnl::convolution_forward(pd).execute(stream(), {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, dm}});
     stream().wait();
   });
 }
@@ -122,12 +139,13 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo &info) {
   return guarded(info, "conv2dBackpropInput", [&] {
     auto dsrc = activations(dxs), wei = filters(ws), ddst = activations(dys);
     auto hint = forwardDesc(dsrc, wei, ddst, g);
-    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, dsrc, wei, ddst, g.strides, g.dilates,
-                                            g.padL, g.padR);
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, dsrc, anyWeights(wei), ddst, g.strides,
+                                            g.dilates, g.padL, g.padR);
     dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
     memory dym(ddst, engine(), dy), wm(wei, engine(), w), dxm(dsrc, engine(), dx);
+    memory wk = inLayout(wm, pd.weights_desc());
     dnnl::convolution_backward_data(pd).execute(stream(),
-                                                {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm}});
+                                                {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DIFF_SRC, dxm}});
     stream().wait();
   });
 }
@@ -139,12 +157,15 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo &info) {
   return guarded(info, "conv2dBackpropFilter", [&] {
     auto src = activations(xs), dwei = filters(ws), ddst = activations(dys);
     auto hint = forwardDesc(src, dwei, ddst, g);
-    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src, dwei, ddst, g.strides,
-                                               g.dilates, g.padL, g.padR);
+    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src, anyWeights(dwei), ddst,
+                                               g.strides, g.dilates, g.padL, g.padR);
     dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
     memory sm(src, engine(), x), dym(ddst, engine(), dy), dwm(dwei, engine(), dw);
+    bool direct = pd.diff_weights_desc() == dwei;
+    memory dwk = direct ? dwm : memory(pd.diff_weights_desc(), engine());
     dnnl::convolution_backward_weights(pd).execute(stream(),
-                                                   {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm}});
+                                                   {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwk}});
+    if (!direct) dnnl::reorder(dwk, dwm).execute(stream(), dwk, dwm);
     stream().wait();
   });
 }
