@@ -78,7 +78,9 @@ Examples:
     const platform = await createPlatform(platformFrom(o));
     const backend = (platform as { computeBackend?: string }).computeBackend;
     if (backend && !o.json && !o.quiet) {
-      process.stderr.write(`functions compute on: ${backend}${backend === 'native' ? ' (wasm with oneDNN\'s convolutions)' : ''}\n`);
+      const addon = backend === 'wasm' && !process.env.PEERLESS_BACKEND ? (await import('../model/native-backend.ts')).nativeAddon() : null;
+      const why = addon instanceof Error ? ` (${addon.message})` : backend === 'native' ? ' (wasm with oneDNN\'s convolutions)' : '';
+      process.stderr.write(`functions compute on: ${backend}${why}\n`);
     }
     try {
       const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet });
