@@ -28,7 +28,8 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--seed <n>', 'seed of the initial weights and of the data split', parseFloat)
     .option('--deadline <ms>', 'how long a peer waits for the others before dropping them', parseFloat)
     .option('--function-deadline <ms>', 'how long failing gradient functions are retried in a round before it goes on with the gradients that arrived (0 = half the deadline)', parseFloat)
-    .option('--chunk-kib <n>', 'KiB per chunk when tensors move between Redis servers (default 1024; see bench chunks)', parseFloat);
+    .option('--chunk-kib <n>', 'KiB per chunk when tensors move between Redis servers (default 1024; see bench chunks)', parseFloat)
+    .option('--backend <name>', 'compute backend every gradient function must use: native, wasm, cpu, or auto (what the local functions loaded)');
 }
 
 function aggregation(v: string): TrainingConfigInput['aggregation'] {
@@ -70,6 +71,7 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   set('deadlineMs', o.deadline);
   set('functionDeadlineMs', o.functionDeadline);
   set('chunkKib', o.chunkKib);
+  set('backend', o.backend);
   if (o.aggregation !== undefined) c.aggregation = aggregation(String(o.aggregation));
   if (o.schedule !== undefined) c.schedule = o.schedule === 'step' ? { kind: 'step', every: 50, gamma: 0.5 } : { kind: o.schedule };
   const opt = { ...((c.optimizer as object) ?? {}) } as Record<string, unknown>;

@@ -56,6 +56,8 @@ export interface ClusterSummary {
    * compute: averaging, exchange, aggregation, update, bookkeeping. null elsewhere.
    */
   functionBusyShare: number | null;
+  /** The compute backend the gradient functions reported (the plan's, when it fixes one). */
+  computeBackend: string;
   trainingMs: number;
   bytesExchanged: number;
   estimatedCostUsd: number;
@@ -109,8 +111,11 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     }
 
     // A resumed run continues with the configuration kept in the peers' Redis; a new run
-    // in a used data directory starts from scratch.
-    let config = o.config;
+    // in a used data directory starts from scratch. "auto" becomes the backend the local
+    // functions loaded, so the plan fixes it.
+    let config = o.config.backend === 'auto' && o.platform.computeBackend
+      ? { ...o.config, backend: o.platform.computeBackend as TrainingConfig['backend'] }
+      : o.config;
     const urls = new Map(servers.map((s, j) => [peerId(j), s.url]));
     for (const [i, server] of servers.entries()) {
       const c = await connectRedis({ url: server.url, password: o.password });
@@ -172,7 +177,8 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     const busy = workers > 0 ? (o.platform.metrics().billedMs - billedBefore) / (workers * trainingMs) : null;
     const checksums = await Promise.all(peers.map((p) => p.checksum()));
     const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, o.password, config, model.info) : null;
-    return { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs };
+    return { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs,
+      computeBackend: [...new Set(rounds.map((m) => m.backend).filter((b): b is string => Boolean(b)).flatMap((b) => b.split(',')))].sort().join(', ') || config.backend };
   } finally {
     await Promise.allSettled(peers.map((p) => p.close()));
     await Promise.allSettled(servers.map((s) => s.stop()));
@@ -183,7 +189,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
 function summarize(
   o: ClusterOptions, outcomes: PeerOutcome[], rounds: RoundMetrics[], checksums: string[],
   test: TestResult | null, parameters: number, wallMs: number, roundsPerEpoch: number,
-): Omit<ClusterSummary, 'functionBusyShare' | 'trainingMs'> {
+): Omit<ClusterSummary, 'functionBusyShare' | 'trainingMs' | 'computeBackend'> {
   const phaseMs: Record<string, number> = { compute: 0, average: 0, exchange: 0, aggregate: 0, update: 0, verify: 0, check: 0 };
   let bytes = 0, overhead = 0, roundTime = 0;
   for (const m of rounds) {

@@ -85,6 +85,13 @@ export const TrainingConfigSchema = z
      * trips when bigger, longer stalls for Redis's other clients. `peerless bench chunks` sweeps it.
      */
     chunkKib: z.number().int().min(4).max(65_536).default(1024),
+    /**
+     * The compute backend every gradient function must use: results differ between backends
+     * (they round differently), so the plan fixes it and every event carries it. 'auto' is
+     * resolved to what the local platform's functions loaded when a run starts; on remote
+     * platforms it leaves the choice to each function.
+     */
+    backend: z.enum(['auto', 'native', 'wasm', 'cpu']).default('auto'),
     /** Samples a single function processes at once (memory bound for big models); 0 = whole batch. */
     microBatch: z.number().int().min(0).max(8192).default(0),
   })

@@ -19,6 +19,7 @@ const gradient = z.object({
   expected: z.number().int().positive(),
   round: z.number().int().min(0).optional(),
   chunkElements: z.number().int().positive().max(1 << 25).optional(),
+  backend: z.enum(['native', 'wasm', 'cpu']).optional(),
   microBatch: z.number().int().positive().optional(),
 });
 

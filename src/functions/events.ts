@@ -32,6 +32,8 @@ export interface GradientEvent {
   expected: number;
   /** The round the gradient belongs to: the module refuses it once the sum moved on. */
   round?: number;
+  /** The compute backend the network's plan fixes; a function that cannot use it fails. */
+  backend?: string;
   /** Elements per pushed chunk (default: the transfer path's, 256 Ki). */
   chunkElements?: number;
   /** Micro-batch size inside the function (memory bound for big models); default: whole batch. */
@@ -48,6 +50,8 @@ export interface GradientResult {
   loss: number;
   accuracy: number;
   samples: number;
+  /** The compute backend that computed it. */
+  backend?: string;
   /** Accumulation state after this push. */
   count: number;
   done: boolean;

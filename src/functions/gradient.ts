@@ -3,7 +3,7 @@ import { pushChunks } from '../tensor/transfer.ts';
 import { setFlatParams } from '../model/flat.ts';
 import { computeGradient } from '../model/gradient.ts';
 import type { GradientEvent, GradientResult } from './events.ts';
-import { allInOrder, checkLayout, modelFor, readBytes, readLayoutHash, readParams, redisFor } from './runtime.ts';
+import { allInOrder, checkLayout, ensureBackend, modelFor, readBytes, readLayoutHash, readParams, redisFor } from './runtime.ts';
 
 /**
  * The `gradient` function: reads the parameters and its batch from the peer's Redis,
@@ -16,6 +16,7 @@ import { allInOrder, checkLayout, modelFor, readBytes, readLayoutHash, readParam
  */
 export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const t0 = performance.now();
+  const backend = await ensureBackend(e.backend);
   const [{ client, store }, { model, layoutHash }] = await Promise.all([redisFor(e.redis), modelFor(e.model)]);
   // All reads go out together (one round trip's latency, not four); errors in this order.
   const [stored, params, images, labels] = await allInOrder<[string, Float32Array, Buffer, Buffer]>([
@@ -37,6 +38,7 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
     loss: out.loss,
     accuracy: out.correct / out.samples,
     samples: out.samples,
+    backend,
     count: acc.count,
     done: acc.done,
     timings: { loadMs: t1 - t0, computeMs: t2 - t1, pushMs: t3 - t2 },

@@ -23,7 +23,7 @@ afterAll(async () => {
 });
 
 describe('gradient handler', () => {
-  it('pushes the batch gradient with PL.ACCUM; the single expected push writes the average', async () => {
+  it('pushes the batch gradient in chunks (PL.PUSH); the single expected push writes the average', async () => {
     const r = await handle('gradient', s.event(0, { sumKey: 'h:sum', avgKey: 'h:avg' }));
     expect(r).toMatchObject({ samples: 64, count: 1, done: true });
     expect(r.loss).toBeCloseTo(s.reference[0].loss, 5);
@@ -32,6 +32,15 @@ describe('gradient handler', () => {
     expect(avg.length).toBe(s.size);
     expect(maxAbsDiff(avg, s.reference[0].gradient)).toBeLessThan(1e-6);
     for (const k of ['loadMs', 'computeMs', 'pushMs'] as const) expect(r.timings[k]).toBeGreaterThan(0);
+    expect(r.backend).toBe('wasm');
+  });
+
+  it('computes on the backend the event names (the plan\'s), and says which', async () => {
+    const r = await handle('gradient', s.event(0, { sumKey: 'h:cpu:sum', avgKey: 'h:cpu:avg', backend: 'cpu' }));
+    expect(r.backend).toBe('cpu');
+    expect(maxAbsDiff((await readFloats(client, 'h:cpu:avg'))!, s.reference[0].gradient)).toBeLessThan(1e-5);
+    // The next event without one stays on the instance's backend until another is named.
+    expect((await handle('gradient', s.event(0, { sumKey: 'h:w:sum', avgKey: 'h:w:avg', backend: 'wasm' }))).backend).toBe('wasm');
   });
 
   it('accepts the layout stored as layout JSON (with a "hash" field) too', async () => {

@@ -13,9 +13,26 @@ import type { ModelRef, RedisLocation } from './events.ts';
  */
 const clients = new Map<string, Promise<Redis>>();
 const models = new Map<string, Promise<{ model: tfl.LayersModel; layoutHash: string }>>();
-/** The backend a function instance uses: PEERLESS_BACKEND, else tfjs-node if present, else wasm. */
-export function initFunctionBackend(): Promise<string> {
-  return initBackend((process.env.PEERLESS_BACKEND as BackendChoice | undefined) ?? 'auto');
+let active: string | undefined;
+
+/**
+ * The backend a function instance uses: the one an event asked for last, else PEERLESS_BACKEND,
+ * else 'auto' (tfjs-node if present, native where its addon loads, else wasm).
+ */
+export async function initFunctionBackend(): Promise<string> {
+  active = await initBackend((active ?? process.env.PEERLESS_BACKEND ?? 'auto') as BackendChoice);
+  return active;
+}
+
+/** Computes on `wanted` (the backend the network's plan fixes), or fails saying why it cannot. */
+export async function ensureBackend(wanted: string | undefined): Promise<string> {
+  if (!wanted) return initFunctionBackend();
+  try {
+    active = await initBackend(wanted as BackendChoice);
+    return active;
+  } catch (err) {
+    throw new Error(`this function cannot compute on "${wanted}", the backend the network's plan fixes: ${(err as Error).message.split('\n')[0]}`);
+  }
 }
 
 export async function redisFor(location: RedisLocation): Promise<{ client: Redis; store: InDbTensorStore }> {

@@ -19,7 +19,7 @@ export function gradientEvent(
   peer: { redis: RedisLocation; model: ModelRef; layoutHash: string },
   batch: number,
   target: GradientTarget,
-  o: { chunkElements?: number; microBatch?: number; batchKeys?: { images: string; labels: string } } = {},
+  o: { chunkElements?: number; microBatch?: number; backend?: string; batchKeys?: { images: string; labels: string } } = {},
 ): GradientEvent {
   const keys = o.batchKeys ?? { images: DataKeys.batchImages(batch), labels: DataKeys.batchLabels(batch) };
   return {
@@ -36,6 +36,7 @@ export function gradientEvent(
     expected: target.expected,
     ...(target.round !== undefined ? { round: target.round } : {}),
     ...(o.chunkElements ? { chunkElements: o.chunkElements } : {}),
+    ...(o.backend && o.backend !== 'auto' ? { backend: o.backend } : {}),
     ...(o.microBatch ? { microBatch: o.microBatch } : {}),
   };
 }

@@ -147,7 +147,7 @@ export class RoundRunner implements RoundWork {
       event: (b, expected) => gradientEvent(
         { redis: this.d.redis, model: this.config.model, layoutHash: this.d.plan.layoutHash }, b,
         { sumKey: K.gradSum(round), avgKey: K.gradAvg(round), expected, round },
-        { batchKeys: this.d.data.batchKeys(b), chunkElements: this.config.chunkKib * 256, microBatch: this.config.microBatch },
+        { batchKeys: this.d.data.batchKeys(b), chunkElements: this.config.chunkKib * 256, microBatch: this.config.microBatch, backend: this.config.backend },
       ),
       platform: this.d.platform, store: this.d.store, sumKey: K.gradSum(round), avgKey: K.gradAvg(round),
       log: this.d.log, inFlight: (d) => { this.inFlightCount += d; },

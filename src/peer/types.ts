@@ -81,6 +81,8 @@ export interface RoundMetrics extends PhaseTimes {
   /** Of exchange, aggregate and verify: time spent waiting for the other peers. */
   waitMs: number;
   dropped: string[];
+  /** The compute backend the round's gradient functions used (as they reported it). */
+  backend?: string;
   /** Batches whose gradient failed until the function deadline (the round averaged the rest). */
   failedBatches: number;
   repaired: boolean;

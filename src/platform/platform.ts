@@ -25,6 +25,8 @@ export interface PlatformMetrics {
 /** A place where serverless functions run: the local worker pool, AWS Lambda, an HTTP gateway. */
 export interface FunctionPlatform {
   readonly kind: 'local' | 'aws-lambda' | 'http';
+  /** The compute backend the functions loaded, where the platform knows it (local, after warm-up). */
+  readonly computeBackend?: string;
   invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]>;
   metrics(): PlatformMetrics;
   close(): Promise<void>;

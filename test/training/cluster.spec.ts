@@ -55,6 +55,10 @@ describe('a local cluster of peers', () => {
     for (const m of rounds) byRound.set(m.round, (byRound.get(m.round) ?? new Set()).add(m.checksum));
     for (const [, sums] of byRound) expect(sums.size).toBe(1);
     expect(rounds.some((m) => m.repaired)).toBe(false);
+    // The plan fixed the backend the local functions loaded, and every gradient used it.
+    expect(platform.computeBackend).toMatch(/^(native|wasm)$/);
+    expect(new Set(rounds.map((m) => m.backend))).toEqual(new Set([platform.computeBackend]));
+    expect(summary.computeBackend).toBe(platform.computeBackend);
     // Loss went down from the first rounds to the last.
     const loss = (r: number) => rounds.filter((m) => m.round === r).reduce((s, m) => s + m.loss, 0) / 3;
     expect(loss(Math.max(...rounds.map((m) => m.round)))).toBeLessThan(loss(0));

@@ -104,6 +104,7 @@ export function renderSummary(s: ClusterSummary): string {
     `  replicas identical: ${s.identical ? 'yes' : 'NO'} (checksum ${s.checksums[0] ?? '-'})`,
     `  bytes received by peers in exchanges: ${formatBytes(s.bytesExchanged)}`,
     `  estimated function cost: $${s.estimatedCostUsd.toFixed(5)} (AWS Lambda prices)`,
+    `  gradients computed on: ${s.computeBackend}`,
     ...(s.functionBusyShare !== null
       ? [`  function workers busy ${(s.functionBusyShare * 100).toFixed(1)}% of the training time: ${((1 - s.functionBusyShare) * 100).toFixed(1)}% went to everything else (averaging, exchange, aggregation, update, bookkeeping)`]
       : []),

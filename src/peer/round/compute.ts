@@ -30,6 +30,8 @@ export interface ComputeResult {
   /** Sum over invocations of the functions' own compute time. */
   functionComputeMs: number;
   failedBatches: number;
+  /** The compute backend(s) the functions reported, comma-separated ('' when none said). */
+  backend: string;
 }
 
 /**
@@ -42,6 +44,7 @@ export interface ComputeResult {
 export async function computeGradients(x: ComputeInput): Promise<ComputeResult> {
   const outcomes = await Promise.all(x.batches.map((b) => gradientUntil(x, b)));
   let samples = 0, lossSum = 0, correct = 0, fnMs = 0;
+  const backends = new Set<string>();
   const failed: { batch: number; error: Error }[] = [];
   for (const [i, o] of outcomes.entries()) {
     if ('error' in o) { failed.push({ batch: x.batches[i], error: o.error }); continue; }
@@ -50,11 +53,12 @@ export async function computeGradients(x: ComputeInput): Promise<ComputeResult> 
     lossSum += r.loss * r.samples;
     correct += r.accuracy * r.samples;
     fnMs += r.timings.computeMs;
+    if (r.backend) backends.add(r.backend);
   }
   if (failed.length > 0) await closeAverage(x, failed);
   return {
     samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 ? correct / samples : NaN,
-    functionComputeMs: fnMs, failedBatches: failed.length,
+    functionComputeMs: fnMs, failedBatches: failed.length, backend: [...backends].sort().join(','),
   };
 }
 
