@@ -333,6 +333,7 @@ export class Peer extends EventEmitter {
       log: (msg: string) => this.log(msg),
       leaving: () => this.leaving,
       identity: JSON.stringify(this.identity),
+      beforePhase: this.opts.beforePhase,
     });
     const actor = startRoundActor(this.runner, this.startRound, this.plan.config.checkEvery);
     this.actor = actor;

@@ -27,7 +27,15 @@ export interface RoundWork {
   limitReached(round: number): string | null;
   /** Whether this peer's leave took effect at the end of the round (it is not in the next view). */
   left(): boolean;
+  /** Runs before each phase's work (the fault tests pause a peer there to kill it). */
+  beforePhase?(phase: Phase, round: number): Promise<void>;
 }
+
+/** The state each phase's work runs in. */
+const STATE_OF = {
+  prepare: 'preparing', compute: 'computing', average: 'averaging', exchange: 'exchanging', aggregate: 'aggregating',
+  update: 'updating', verify: 'verifying', check: 'checking',
+} as const satisfies Record<string, Phase>;
 
 export interface RoundContext {
   round: number;
@@ -51,8 +59,11 @@ const errorMessage = (e: unknown) => (e instanceof Error ? e.message : String(e)
  * and ends when that round's view leaves it out.
  */
 export function createRoundMachine(work: RoundWork) {
-  const phase = (name: keyof Omit<RoundWork, 'limitReached' | 'check' | 'left'>) =>
-    fromPromise<void, { round: number }>(({ input }) => work[name](input.round));
+  const phase = (name: Exclude<keyof typeof STATE_OF, 'check'>) =>
+    fromPromise<void, { round: number }>(async ({ input }) => {
+      await work.beforePhase?.(STATE_OF[name], input.round);
+      await work[name](input.round);
+    });
 
   return setup({
     types: {
@@ -68,7 +79,10 @@ export function createRoundMachine(work: RoundWork) {
       aggregate: phase('aggregate'),
       update: phase('update'),
       verify: phase('verify'),
-      check: fromPromise<string | null, { round: number }>(({ input }) => work.check(input.round)),
+      check: fromPromise<string | null, { round: number }>(async ({ input }) => {
+        await work.beforePhase?.('checking', input.round);
+        return work.check(input.round);
+      }),
     },
     actions: {
       recordError: assign(({ event }) => {

@@ -17,7 +17,7 @@ import { applyUpdate } from './round/update.ts';
 import { checkConvergence } from './round/evaluate.ts';
 import { verifyRound } from './round/verify.ts';
 import type { NetworkPlan } from './plan.ts';
-import type { RoundWork } from './round-machine.ts';
+import type { Phase, RoundWork } from './round-machine.ts';
 import type { ModelInfo, PeerData, RoundMetrics } from './types.ts';
 
 export interface RoundDeps {
@@ -39,6 +39,8 @@ export interface RoundDeps {
   leaving(): boolean;
   /** The identity this peer's Redis must hold (K.identity); anything else means lost state. */
   identity: string;
+  /** See RoundWork.beforePhase. */
+  beforePhase?: (phase: Phase, round: number) => Promise<void>;
 }
 
 /** Milliseconds since the epoch, sub-millisecond: comparable between peers on one machine. */
@@ -64,6 +66,10 @@ export class RoundRunner implements RoundWork {
   private stopAt: number | null = null;
 
   constructor(private readonly d: RoundDeps) {}
+
+  beforePhase(phase: Phase, round: number): Promise<void> {
+    return this.d.beforePhase?.(phase, round) ?? Promise.resolve();
+  }
 
   private get config() {
     return this.d.plan.config;

@@ -48,6 +48,8 @@ export interface PeerOptions {
    * Redis came back empty, before the peer rejoins by state copy. Without it such a peer stops.
    */
   restoreData?: (client: Redis) => Promise<void>;
+  /** Runs before each phase of each round (the fault tests pause a peer there to kill it). */
+  beforePhase?: (phase: Phase, round: number) => Promise<void>;
 }
 
 export interface PhaseTimes {

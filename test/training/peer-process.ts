@@ -26,10 +26,10 @@ export const NETWORK_FLAGS = [
   '--epochs', '1000', '--check-every', '1000', '--validation', '0', '--optimizer', 'adam', '--lr', '0.003', '--seed', '3',
 ];
 
-export function spawnPeer(id: string, args: string[]): PeerProcess {
+export function spawnPeer(id: string, args: string[], env: Record<string, string> = {}): PeerProcess {
   const child = spawn(process.execPath, [BIN, 'peer', '--id', id, '--workers', '1', '--json', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PEERLESS_BACKEND: 'wasm' },
+    env: { ...process.env, PEERLESS_BACKEND: 'wasm', ...env },
   });
   let out = '';
   let err = '';

@@ -4,6 +4,7 @@ import { prepareModel, preparePeerData } from '../../cluster/training-setup.ts';
 import { Peer } from '../../peer/peer.ts';
 import { readPlan } from '../../peer/plan.ts';
 import type { PeerOutcome, RoundMetrics } from '../../peer/types.ts';
+import type { Phase } from '../../peer/round-machine.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
 
@@ -41,6 +42,24 @@ async function networkConfig(url: string, password: string | undefined, waitMs =
   }
 }
 
+/**
+ * PEERLESS_TEST_PAUSE_AT=phase:round (the fault tests only): the first time the peer is about
+ * to start that phase in that round or a later one, it says so and stops there for good, so a
+ * test can SIGKILL it at a phase chosen by the peer's own event rather than by a timer.
+ */
+function pauseForFaultTests(id: string): { beforePhase?: (phase: Phase, round: number) => Promise<void> } {
+  const at = process.env.PEERLESS_TEST_PAUSE_AT;
+  if (!at) return {};
+  const [phase, round] = at.split(':');
+  return {
+    beforePhase: async (p, r) => {
+      if (p !== phase || r < Number(round)) return;
+      process.stderr.write(`${id}: paused before ${p} of round ${r} (PEERLESS_TEST_PAUSE_AT)\n`);
+      await new Promise<never>(() => {});
+    },
+  };
+}
+
 /** Parses "I/N" (this peer holds shard I of N). */
 export function parseShard(v: string): { index: number; count: number } {
   const m = /^(\d+)\/(\d+)$/.exec(v);
@@ -66,6 +85,10 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
     const own = await readPlan(client);
     if (own) config = own.config;
     else if (o.bootstrap) config = await networkConfig(o.bootstrap, o.password);
+    else if (config.backend === 'auto' && o.platform.computeBackend) {
+      // A founder fixes the backend its functions loaded (see TrainingConfig.backend).
+      config = { ...config, backend: o.platform.computeBackend as typeof config.backend };
+    }
     const model = await prepareModel(config);
     const data = await preparePeerData(client, config, o.shard, { storeTest: false, skipIfStored: true });
     const peer = new Peer({
@@ -78,6 +101,7 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
       data,
       shard: o.shard,
       restoreData: async (c) => { await preparePeerData(c, config, o.shard, { storeTest: false, skipIfStored: false }); },
+      ...pauseForFaultTests(o.id),
       ...(own || o.bootstrap
         ? (o.bootstrap ? { bootstrap: { url: o.bootstrap } } : {})
         : { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } }),
