@@ -258,6 +258,13 @@ export class Peer extends EventEmitter {
       if (state !== 'failed' || this.closing) return this.finish(state);
       try {
         if (ctx.errorName === 'DroppedError' && !this.leaving) {
+          // Dropped because its Redis came back empty mid-round (its functions then find no
+          // model or batches): store the data again before rejoining, or it is dropped again
+          // every round.
+          if (await this.lostState()) {
+            await this.recoverLocal(ctx.error ?? 'its Redis lost its state');
+            continue;
+          }
           this.log(`${ctx.error}; asking to rejoin`);
           await this.rejoin(await this.knownMembers());
           continue;
@@ -306,6 +313,15 @@ export class Peer extends EventEmitter {
     this.log(`its Redis at ${url} came back without its state; storing its data again and rejoining by state copy`);
     await this.opts.restoreData(this.local);
     await this.rejoin(known);
+  }
+
+  /** Whether this peer's Redis no longer holds its identity (restarted empty), or cannot say. */
+  private async lostState(): Promise<boolean> {
+    try {
+      return (await this.local.get(K.identity)) !== (this.identity ? JSON.stringify(this.identity) : null);
+    } catch {
+      return true;
+    }
   }
 
   /** The members this peer knows: its records, or (when those are lost) the last round's. */

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
 import { stopNetwork } from '../../src/cli/commands/stop.ts';
 import { K } from '../../src/peer/net/keys.ts';
@@ -8,16 +8,23 @@ import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-cli
 import { NETWORK_FLAGS, spawnPeer, type PeerProcess } from '../training/peer-process.ts';
 
 /**
- * SIGKILL a peer process at every phase of a round (issue 10's fault harness): three
- * `peerless peer` processes with their own redis-servers; p2 is told to stop before a given
- * phase (PEERLESS_TEST_PAUSE_AT: the phase is chosen by the peer's own event, not a timer),
- * says so, and is killed there. The survivors must drop it at the deadline and finish every
- * round identical; restarted on its Redis, it must find out it was dropped, rejoin, and end
- * identical too. Each wait is for an event, bounded against a hang.
+ * SIGKILL a peer process, or its redis-server, at every phase of a round (issue 10's fault
+ * harness): three `peerless peer` processes with their own redis-servers; p2 is told to stop
+ * before a given phase (PEERLESS_TEST_PAUSE_AT: the phase is chosen by the peer's own event,
+ * not a timer) and says so. Then either the process is killed there (the survivors drop it at
+ * the deadline and stay identical; restarted on its Redis, it finds out, rejoins and ends
+ * identical), or its redis-server is killed and restarted empty and the peer resumed (it finds
+ * its state gone, stores its data again and rejoins by state copy). Each wait is for an event,
+ * bounded against a hang.
  */
 let servers: RedisServer[] = [];
 let peers: PeerProcess[] = [];
 let clients: Redis[] = [];
+
+beforeEach(() => {
+  // A failure shows what every peer said: the story of the round it got stuck in.
+  onTestFailed(() => { for (const p of peers) if (p) console.error(`--- ${p.id}\n${p.stderr().split('\n').slice(-40).join('\n')}`); });
+});
 
 afterEach(async () => {
   for (const p of peers) p?.kill();
@@ -28,7 +35,7 @@ afterEach(async () => {
 
 const round = async (i: number) => Number((await clients[i].get(K.round)) ?? -1);
 
-async function untilRound(i: number, r: number, boundMs = 180_000): Promise<void> {
+async function untilRound(i: number, r: number, boundMs = 60_000): Promise<void> {
   const end = Date.now() + boundMs;
   while ((await round(i)) < r) {
     if (Date.now() > end) throw new Error(`peer ${i} did not reach round ${r} (at ${await round(i)}): ${peers[i]?.stderr()}`);
@@ -44,37 +51,64 @@ function peer(i: number, extra: string[], env: Record<string, string> = {}): Pee
 
 const PHASES: Phase[] = ['computing', 'averaging', 'exchanging', 'aggregating', 'updating', 'verifying', 'checking'];
 
+/** Three peers; p2 stops before `phase` (in round 4 or later). Resolves with that round. */
+async function pausedBefore(phase: Phase): Promise<number> {
+  servers = await Promise.all([0, 1, 2].map(() => startRedisServer()));
+  clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
+  // Checks every 3 rounds, so "checking" comes round too (nothing to evaluate: validation 0).
+  peer(0, [...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', '4000']);
+  peer(1, ['--bootstrap', servers[0].url]);
+  peer(2, ['--bootstrap', servers[0].url], { PEERLESS_TEST_PAUSE_AT: `${phase}:4` });
+  const paused = await peers[2].line(new RegExp(`paused before ${phase} of round \\d+`), 60_000);
+  return Number(/round (\d+)/.exec(paused)![1]);
+}
+
+/** Stops the network; all three end done, with one checksum and one membership, p2 in it. */
+async function endIdentical(): Promise<void> {
+  await stopNetwork(servers[0].url, undefined, undefined, true);
+  const ended = Promise.all(peers.map((p) => p.outcome));
+  const bound = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the network did not stop within 60 s:\n${peers.map((p) => `--- ${p.id}\n${p.stderr().split('\n').slice(-30).join('\n')}`).join('\n')}`)), 60_000).unref());
+  const outcomes = await Promise.race([ended, bound]);
+  for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
+  expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
+  const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));
+  for (const r of records) expect(r).toEqual(records[0]);
+  expect((JSON.parse(records[0].p2) as MemberRecord).leftAt).toBeUndefined();
+}
+
 describe('a peer process killed at each phase of a round', () => {
   it.each(PHASES)('before %s: dropped, the others identical; restarted, it rejoins and ends identical', async (phase) => {
-    servers = await Promise.all([0, 1, 2].map(() => startRedisServer()));
-    clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
-    // Checks every 3 rounds, so "checking" comes round too (nothing to evaluate: validation 0).
-    peer(0, [...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', '4000']);
-    peer(1, ['--bootstrap', servers[0].url]);
-    peer(2, ['--bootstrap', servers[0].url], { PEERLESS_TEST_PAUSE_AT: `${phase}:4` });
-    const paused = await peers[2].line(new RegExp(`paused before ${phase} of round \\d+`));
-    const killedIn = Number(/round (\d+)/.exec(paused)![1]);
+    const killedIn = await pausedBefore(phase);
     peers[2].kill('SIGKILL');
     expect(await peers[2].outcome).toBeNull();
 
     // The survivors drop it at their deadline and go on together.
-    await peers[0].line(/p2 dropped from round/);
+    await peers[0].line(/p2 dropped from round/, 60_000);
     const leftAt = (JSON.parse(String(await clients[0].hGet(K.members, 'p2'))) as MemberRecord).leftAt!;
     expect(leftAt).toBeGreaterThanOrEqual(killedIn);
     await untilRound(0, leftAt + 2);
 
     // Restarted on its own Redis, it learns it was dropped and rejoins.
     peer(2, []);
-    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/))![1]);
+    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, 60_000))![1]);
     await untilRound(2, rejoined + 2);
 
-    await stopNetwork(servers[0].url, undefined, undefined, true);
-    const outcomes = await Promise.all(peers.map((p) => p.outcome));
-    for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
-    expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
-    // One membership on every peer, with p2 active again.
-    const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));
-    for (const r of records) expect(r).toEqual(records[0]);
-    expect((JSON.parse(records[0].p2) as MemberRecord).leftAt).toBeUndefined();
+    await endIdentical();
+  });
+});
+
+describe('a peer\'s redis-server killed at a phase and restarted empty', () => {
+  it.each<Phase>(['computing', 'exchanging', 'updating', 'verifying'])('before %s: the peer stores its data again, rejoins by state copy, and all end identical', async (phase) => {
+    await pausedBefore(phase);
+    const port = Number(new URL(servers[2].url).port);
+    await closeRedis(clients[2]);
+    await servers[2].kill();
+    servers[2] = await startRedisServer({ port });
+    clients[2] = await connectRedis({ url: servers[2].url });
+    peers[2].kill('SIGUSR2');
+    await peers[2].line(/came back without its state; storing its data again and rejoining/, 60_000);
+    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, 60_000))![1]);
+    await untilRound(2, rejoined + 2);
+    await endIdentical();
   });
 });

@@ -44,18 +44,23 @@ async function networkConfig(url: string, password: string | undefined, waitMs =
 
 /**
  * PEERLESS_TEST_PAUSE_AT=phase:round (the fault tests only): the first time the peer is about
- * to start that phase in that round or a later one, it says so and stops there for good, so a
- * test can SIGKILL it at a phase chosen by the peer's own event rather than by a timer.
+ * to start that phase in that round or a later one, it says so and waits there until SIGUSR2,
+ * so a test can kill it, or its Redis, at a phase chosen by the peer's own event rather than
+ * by a timer.
  */
 function pauseForFaultTests(id: string): { beforePhase?: (phase: Phase, round: number) => Promise<void> } {
   const at = process.env.PEERLESS_TEST_PAUSE_AT;
   if (!at) return {};
   const [phase, round] = at.split(':');
+  let done = false;
   return {
     beforePhase: async (p, r) => {
-      if (p !== phase || r < Number(round)) return;
-      process.stderr.write(`${id}: paused before ${p} of round ${r} (PEERLESS_TEST_PAUSE_AT)\n`);
-      await new Promise<never>(() => {});
+      if (done || p !== phase || r < Number(round)) return;
+      done = true;
+      const resumed = new Promise<void>((resolve) => process.once('SIGUSR2', () => resolve()));
+      process.stderr.write(`${id}: paused before ${p} of round ${r} (PEERLESS_TEST_PAUSE_AT; SIGUSR2 resumes)\n`);
+      await resumed;
+      process.stderr.write(`${id}: resumed before ${p} of round ${r}\n`);
     },
   };
 }
