@@ -5,7 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['src/**/*.spec.ts', 'test/**/*.spec.ts'],
-    exclude: ['test/soak/**', '**/node_modules/**'],
+    // Long runs of their own: npm run test:soak, npm run faults (the phase-kill matrix).
+    exclude: ['test/soak/**', 'test/faults/phase-kills.spec.ts', '**/node_modules/**'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',

@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 report="$(mktemp -d)/faults.json"
-npx vitest run test/faults --reporter=json --outputFile="$report" "$@" >/dev/null 2>&1
+npx vitest run --config vitest.faults.config.ts --reporter=json --outputFile="$report" "$@" >/dev/null 2>&1
 status=$?
 node -e '
   const r = require(process.argv[1]);
