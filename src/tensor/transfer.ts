@@ -84,18 +84,26 @@ export async function fanOutTensor(
       .catch((err: Error) => { t.error ??= err; })
       .finally(() => clearTimeout(timer));
   };
+  await inLanes(chunks, lanes, async (i) => {
+    const live = targets.filter((t) => !t.error);
+    if (live.length === 0) return;
+    const off = i * chunk, n = Math.min(chunk, count - off);
+    const bytes = await send<Buffer>(from, ['PL.GETRANGE', srcKey, String(srcOffset + off), String(n)], true);
+    await Promise.all(live.map((t) => write(t, off, bytes)));
+  });
+  return targets.filter((t) => !t.error);
+}
+
+/**
+ * Runs work(0 .. count-1) in `lanes` concurrent lanes, each taking the next index when it is
+ * free: the bound on chunks (and bytes) in flight, pipelined over one connection.
+ */
+async function inLanes(count: number, lanes: number, work: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   const lane = async () => {
-    for (let i = next++; i < chunks; i = next++) {
-      const live = targets.filter((t) => !t.error);
-      if (live.length === 0) return;
-      const off = i * chunk, n = Math.min(chunk, count - off);
-      const bytes = await send<Buffer>(from, ['PL.GETRANGE', srcKey, String(srcOffset + off), String(n)], true);
-      await Promise.all(live.map((t) => write(t, off, bytes)));
-    }
+    for (let i = next++; i < count; i = next++) await work(i);
   };
-  await Promise.all(Array.from({ length: Math.min(lanes, chunks) }, lane));
-  return targets.filter((t) => !t.error);
+  await Promise.all(Array.from({ length: Math.min(lanes, count) }, lane));
 }
 
 /** Where a contribution is summed: PL.PUSH's keys, id and round. */
@@ -145,12 +153,8 @@ export async function pushChunks(
       { attempts: Infinity, baseDelayMs: 10, maxDelayMs: 500, until });
     if (Number(value[0]) >= Number(last[0])) last = value;
   };
-  let next = 0;
-  const lane = async () => {
-    for (let i = next++; i < chunks; i = next++) await sendChunk(i);
-  };
   try {
-    await Promise.all(Array.from({ length: Math.min(lanes, chunks) }, lane));
+    await inLanes(chunks, lanes, sendChunk);
   } catch (err) {
     throw err instanceof RetriesExhausted ? err.cause : err;
   }
