@@ -1,6 +1,6 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
-import { roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
+import { fitRounds, roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
 import { LocalPlatform } from '../platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import { K } from '../peer/net/keys.ts';
@@ -145,6 +145,12 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       const client = await connectRedis(location);
       const data = await preparePeerData(client, config, { index: i, count: o.peers }, { storeTest: i === 0 && o.testEvaluation === true, skipIfStored: o.resume === true });
       await closeRedis(client);
+      if (i === 0 && !o.resume) {
+        // An explicit round count runs that many rounds (fitRounds), decided with the shard's size.
+        const fitted = fitRounds(config, data.batches);
+        config = fitted.config;
+        if (fitted.note) o.onLog?.(fitted.note);
+      }
       const peer = new Peer({
         id: peerId(i),
         redis: location,

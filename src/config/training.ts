@@ -52,7 +52,7 @@ export const TrainingConfigSchema = z
     /** Batches each peer contributes to one round; 0 = the whole shard (the original work: one round per epoch). */
     batchesPerRound: z.number().int().min(0).max(100_000).default(0),
     /** Stop after this many epochs (passes over each shard) ... */
-    epochs: z.number().positive().max(1000).default(1),
+    epochs: z.number().positive().max(1_000_000).default(1),
     /** ... or this many rounds, whichever comes first (0 = no round limit). */
     maxRounds: z.number().int().min(0).max(10_000_000).default(0),
     optimizer: OptimizerSchema.default({ kind: 'adam', lr: 0.001, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, decoupled: false }),
@@ -143,6 +143,22 @@ export function learningRate(c: TrainingConfig, round: number, totalRounds: numb
 export function totalRounds(c: TrainingConfig, roundsPerEpoch: number): number {
   const byEpochs = Math.ceil(c.epochs * roundsPerEpoch);
   return c.maxRounds > 0 ? Math.min(byEpochs, c.maxRounds) : byEpochs;
+}
+
+/**
+ * An explicit round count runs that many rounds. With the default of the whole shard per round
+ * (`batchesPerRound` 0), a round takes max(1, floor(batches x epochs / rounds)) batches, and
+ * epochs grow when that many rounds need more passes over the shard. `batchesPerRound` given
+ * wins. Returns the config to run and a line saying what was chosen (null when nothing was).
+ */
+export function fitRounds(c: TrainingConfig, batches: number): { config: TrainingConfig; note: string | null } {
+  if (c.maxRounds <= 0 || c.batchesPerRound > 0 || batches < 1) return { config: c, note: null };
+  const per = Math.min(batches, Math.max(1, Math.floor((batches * c.epochs) / c.maxRounds)));
+  const epochs = Math.max(c.epochs, Math.ceil(c.maxRounds / Math.ceil(batches / per)));
+  return {
+    config: { ...c, batchesPerRound: per, epochs },
+    note: `${c.maxRounds} rounds: ${per} of the ${batches} batches in each peer's shard per round, ${epochs} epoch(s) (--batches-per-round sets it)`,
+  };
 }
 
 /** Rounds per epoch for a shard of `batches` batches. */

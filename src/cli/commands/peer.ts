@@ -1,5 +1,5 @@
 import type { TrainingConfig } from '../../config/training.ts';
-import { roundsPerEpoch } from '../../config/training.ts';
+import { fitRounds, roundsPerEpoch } from '../../config/training.ts';
 import { prepareModel, preparePeerData } from '../../cluster/training-setup.ts';
 import { Peer } from '../../peer/peer.ts';
 import { readPlan } from '../../peer/plan.ts';
@@ -96,6 +96,12 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
     }
     const model = await prepareModel(config);
     const data = await preparePeerData(client, config, o.shard, { storeTest: false, skipIfStored: true });
+    if (!own && !o.bootstrap) {
+      // A founder's explicit round count runs that many rounds (fitRounds).
+      const fitted = fitRounds(config, data.batches);
+      config = fitted.config;
+      if (fitted.note) process.stderr.write(`${o.id}: ${fitted.note}\n`);
+    }
     const peer = new Peer({
       id: o.id,
       redis: location,
