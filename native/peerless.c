@@ -1010,6 +1010,23 @@ static pl_f32 *take_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, con
     return staged;
 }
 
+/* Whether slot i's keys may be taken: missing, or strings (a user's hash there is refused). */
+static int slot_usable(RedisModuleCtx *ctx, RedisModuleString *sum, int i) {
+    int ok = 1;
+    for (int record = 0; record < 2 && ok; record++) {
+        RedisModuleString *name = slot_name(ctx, sum, i, record);
+        RedisModuleKey *k = RedisModule_OpenKey(ctx, name, REDISMODULE_READ);
+        int type = RedisModule_KeyType(k);
+        if (type != REDISMODULE_KEYTYPE_EMPTY && type != REDISMODULE_KEYTYPE_STRING) {
+            fail(ctx, "wrong type: \"%s\" holds %s, not a staging slot", show(name).s, type_name(type));
+            ok = 0;
+        }
+        RedisModule_CloseKey(k);
+        RedisModule_FreeString(ctx, name);
+    }
+    return ok;
+}
+
 /* Slot i's staged tensor, when it has `total` elements. */
 static pl_f32 *slot_data(RedisModuleCtx *ctx, RedisModuleString *sum, int i, size_t total) {
     RedisModuleString *name = slot_name(ctx, sum, i, 0);
@@ -1150,8 +1167,14 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             goto done;
         }
     }
+    if (slot < 0 && a.chunks > 1 && !slot_usable(ctx, sum_name, free_slot)) goto done;
     long long want = fresh ? a.expected : expected;
     int whole = a.chunks == 1 || (slot >= 0 && rec.head.received + 1 == a.chunks);
+    if (slot >= 0 && !whole && !slot_data(ctx, sum_name, slot, (size_t)a.total)) {
+        fail(ctx, "staging slot %d of \"%s\" no longer holds %lld elements: refused", slot, show(sum_name).s,
+             a.total);
+        goto done;
+    }
     int completes = whole && count + 1 == want;
     if (completes && !open_target(ctx, avg_name, "avg", &avg)) goto done;
 

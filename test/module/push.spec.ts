@@ -162,6 +162,22 @@ describe('PL.PUSH', () => {
     expect((await getBytes(client, 'p9:avg'))!.equals(bytes(want))).toBe(true);
   });
 
+  it('refuses to stage into slot keys a user changed, and changes nothing', async () => {
+    const g = randomTensor(10, 21, 0.1);
+    await client.hSet('p10:slot:0', 'user', 'data'); // not a staging slot
+    const before = await snapshot(client);
+    expect(await errorOf(client, 'PL.PUSH', 'p10', 'p10:avg', 'a', 'x', '1', '10', String(CHUNK), '0', bytes(g.subarray(0, 5))))
+      .toBe('ERR peerless: wrong type: "p10:slot:0" holds a hash, not a staging slot');
+    expect(await snapshot(client)).toEqual(before);
+    const h = randomTensor(15, 22, 0.1); // three chunks: the middle one is staged
+    await push('p11', 'a', 'x', 1, h, 0);
+    await client.set('p11:slot:0', 'short'); // the staged tensor replaced mid-attempt
+    const mid = await snapshot(client);
+    expect(await errorOf(client, 'PL.PUSH', 'p11', 'p11:avg', 'a', 'x', '1', '15', String(CHUNK), '5', bytes(h.subarray(5, 10))))
+      .toBe('ERR peerless: staging slot 0 of "p11" no longer holds 15 elements: refused');
+    expect(await snapshot(client)).toEqual(mid);
+  });
+
   it('property: random interleavings, duplicates and abandoned attempts give byte-identical sums and means', async () => {
     const r = rng(2026);
     const n = 37, k = 5;
