@@ -592,34 +592,40 @@ static void open_blocks(RedisModuleCtx *ctx, RedisModuleString *sum, size_t tota
     if (!fresh && !valid) memset(m->live, 1, m->blocks);
 }
 
+/* The element just past block b. */
+static size_t block_end(const block_map *m, size_t b) {
+    size_t be = (b + 1) * PL_SUM_BLOCK;
+    return be < m->total ? be : m->total;
+}
+
+/* Block b of both planes set to zero: it now holds the current accumulation. */
+static void zero_block(block_map *m, pl_i64 *hi, pl_i64 *lo, size_t b) {
+    size_t bs = b * PL_SUM_BLOCK, be = block_end(m, b);
+    memset((void *)(hi + bs), 0, (be - bs) * 8);
+    memset((void *)(lo + bs), 0, (be - bs) * 8);
+    m->live[b] = 1;
+}
+
 /* hi, lo += the split of x, the n elements from element `off`, block by block. */
 static void sum_add(block_map *m, pl_i64 *hi, pl_i64 *lo, size_t off, const pl_f32 *x, size_t n) {
     size_t end = off + n;
     for (size_t b = off / PL_SUM_BLOCK; b * PL_SUM_BLOCK < end; b++) {
-        size_t bs = b * PL_SUM_BLOCK, be = bs + PL_SUM_BLOCK < m->total ? bs + PL_SUM_BLOCK : m->total;
+        size_t bs = b * PL_SUM_BLOCK, be = block_end(m, b);
         size_t s = off > bs ? off : bs, e = end < be ? end : be;
-        if (!m->live[b]) {
+        if (!m->live[b] && s == bs && e == be) { /* the whole block: written outright */
+            pl_fix_set(hi + s, lo + s, x + (s - off), e - s);
             m->live[b] = 1;
-            if (s == bs && e == be) {
-                pl_fix_set(hi + s, lo + s, x + (s - off), e - s);
-                continue;
-            }
-            memset((void *)(hi + bs), 0, (be - bs) * 8);
-            memset((void *)(lo + bs), 0, (be - bs) * 8);
+            continue;
         }
+        if (!m->live[b]) zero_block(m, hi, lo, b);
         pl_fix_add(hi + s, lo + s, x + (s - off), e - s);
     }
 }
 
 /* Zeroes the blocks nothing was added into: then the whole sum is the accumulation's. */
 static void settle_blocks(block_map *m, pl_i64 *hi, pl_i64 *lo) {
-    for (size_t b = 0; b < m->blocks; b++) {
-        if (m->live[b]) continue;
-        size_t bs = b * PL_SUM_BLOCK, be = bs + PL_SUM_BLOCK < m->total ? bs + PL_SUM_BLOCK : m->total;
-        memset((void *)(hi + bs), 0, (be - bs) * 8);
-        memset((void *)(lo + bs), 0, (be - bs) * 8);
-        m->live[b] = 1;
-    }
+    for (size_t b = 0; b < m->blocks; b++)
+        if (!m->live[b]) zero_block(m, hi, lo, b);
 }
 
 /* Adds the blob into the exact sum (a fresh one is started, see block_map). */
@@ -666,6 +672,35 @@ static void write_round(RedisModuleCtx *ctx, RedisModuleString *name, long long 
     RedisModule_StringSet(k, v);
     RedisModule_FreeString(ctx, v);
     RedisModule_CloseKey(k);
+}
+
+/* The accumulation in `sum` as a command of round `round` (-1: no ROUND) finds it. A round
+ * earlier than the sum's is refused (`what` and `id` name the late contribution); a later one
+ * starts afresh, dropping the old round's ids. The id set is opened for writing into *ids (the
+ * caller closes it) and read. Returns 0 after replying an error. */
+static int open_accumulation(RedisModuleCtx *ctx, RedisModuleString *sum, RedisModuleString *ids_name,
+                             RedisModuleString *round_name, long long round, const char *what,
+                             RedisModuleString *id, RedisModuleKey **ids, int *new_round,
+                             long long *expected, long long *count, int *closed) {
+    *new_round = 0;
+    if (round >= 0) {
+        long long held = stored_round(ctx, round_name);
+        if (held == -2) return 0;
+        if (round < held) {
+            fail(ctx, "%s \"%s\" is for round %lld, but \"%s\" is summing round %lld: too late, refused",
+                 what, show(id).s, round, show(sum).s, held);
+            return 0;
+        }
+        *new_round = round > held;
+    }
+    *ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
+    if (*new_round && RedisModule_KeyType(*ids) != REDISMODULE_KEYTYPE_EMPTY) RedisModule_DeleteKey(*ids);
+    int type = RedisModule_KeyType(*ids);
+    if (type != REDISMODULE_KEYTYPE_EMPTY && type != REDISMODULE_KEYTYPE_HASH) {
+        fail(ctx, "wrong type: \"%s\" holds %s, not an id set", show(ids_name).s, type_name(type));
+        return 0;
+    }
+    return read_accum_state(ctx, *ids, ids_name, expected, count, closed);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -811,37 +846,14 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         return fail(ctx, "avg must not be the sum's id set \"%s\"", show(argv[2]).s);
     }
     RedisModuleString *round_name = suffixed(ctx, argv[1], ":round");
-    int new_round = 0;
-    if (a.round >= 0) {
-        long long held = stored_round(ctx, round_name);
-        if (held == -2) {
-            RedisModule_FreeString(ctx, ids_name);
-            RedisModule_FreeString(ctx, round_name);
-            return REDISMODULE_OK;
-        }
-        if (a.round < held) {
-            RedisModule_FreeString(ctx, ids_name);
-            RedisModule_FreeString(ctx, round_name);
-            return fail(ctx, "contribution \"%s\" is for round %lld, but \"%s\" is summing round %lld: "
-                        "too late, refused", show(argv[3]).s, a.round, show(argv[1]).s, held);
-        }
-        new_round = a.round > held;
-    }
-
-    RedisModuleKey *ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
-    /* A later round starts afresh: the old round's ids go (the sum is zeroed in place below). */
-    if (new_round && RedisModule_KeyType(ids) != REDISMODULE_KEYTYPE_EMPTY) RedisModule_DeleteKey(ids);
-    RedisModuleKey *sum = NULL, *avg = NULL;
+    RedisModuleKey *ids = NULL, *sum = NULL, *avg = NULL;
     block_map blocks = {NULL, NULL, 0, 0};
     tensor_key st = {NULL, 0};
     long long expected, count;
-    int fresh, completes, closed;
-    int type = RedisModule_KeyType(ids);
-    if (type != REDISMODULE_KEYTYPE_EMPTY && type != REDISMODULE_KEYTYPE_HASH) {
-        fail(ctx, "wrong type: \"%s\" holds %s, not an id set", show(ids_name).s, type_name(type));
+    int fresh, completes, closed, new_round;
+    if (!open_accumulation(ctx, argv[1], ids_name, round_name, a.round, "contribution", argv[3], &ids,
+                           &new_round, &expected, &count, &closed))
         goto done;
-    }
-    if (!read_accum_state(ctx, ids, ids_name, &expected, &count, &closed)) goto done;
     fresh = expected == 0;
     if (closed) {
         int seen = 0;
@@ -1057,26 +1069,11 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         fail(ctx, "avg must not be the sum's id set \"%s\"", show(avg_name).s);
         goto done;
     }
-    if (a.round >= 0) {
-        long long held = stored_round(ctx, round_name);
-        if (held == -2) goto done;
-        if (a.round < held) {
-            fail(ctx, "chunk of \"%s\" is for round %lld, but \"%s\" is summing round %lld: too late, "
-                 "refused", show(id).s, a.round, show(sum_name).s, held);
-            goto done;
-        }
-        new_round = a.round > held;
-    }
-    ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
-    if (new_round && RedisModule_KeyType(ids) != REDISMODULE_KEYTYPE_EMPTY) RedisModule_DeleteKey(ids);
-    int type = RedisModule_KeyType(ids);
-    if (type != REDISMODULE_KEYTYPE_EMPTY && type != REDISMODULE_KEYTYPE_HASH) {
-        fail(ctx, "wrong type: \"%s\" holds %s, not an id set", show(ids_name).s, type_name(type));
-        goto done;
-    }
     long long expected, count;
     int closed;
-    if (!read_accum_state(ctx, ids, ids_name, &expected, &count, &closed)) goto done;
+    if (!open_accumulation(ctx, sum_name, ids_name, round_name, a.round, "chunk of", id, &ids, &new_round,
+                           &expected, &count, &closed))
+        goto done;
     int fresh = expected == 0, seen = 0;
     if (!fresh) RedisModule_HashGet(ids, REDISMODULE_HASH_EXISTS, id, &seen, NULL);
     if (seen) { /* counted already: a later attempt or a resent chunk is acknowledged, and dropped */
