@@ -5,7 +5,7 @@ import { K } from '../../src/peer/net/keys.ts';
 import type { MemberRecord } from '../../src/peer/net/membership.ts';
 import type { Phase } from '../../src/peer/round-machine.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
-import { NETWORK_FLAGS, spawnPeer, type PeerProcess } from '../training/peer-process.ts';
+import { NETWORK_FLAGS, spawnPeer, untilRoundOf, type PeerProcess } from '../training/peer-process.ts';
 
 /**
  * SIGKILL a peer process, or its redis-server, at every phase of a round (issue 10's fault
@@ -33,15 +33,7 @@ afterEach(async () => {
   servers = []; peers = []; clients = [];
 });
 
-const round = async (i: number) => Number((await clients[i].get(K.round)) ?? -1);
-
-async function untilRound(i: number, r: number, boundMs = 60_000): Promise<void> {
-  const end = Date.now() + boundMs;
-  while ((await round(i)) < r) {
-    if (Date.now() > end) throw new Error(`peer ${i} did not reach round ${r} (at ${await round(i)}): ${peers[i]?.stderr()}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
+const untilRound = (i: number, r: number, boundMs = 60_000) => untilRoundOf(clients[i], r, peers[i], boundMs);
 
 function peer(i: number, extra: string[], env: Record<string, string> = {}): PeerProcess {
   const p = spawnPeer(`p${i}`, ['--redis', servers[i].url, '--shard', `${i}/${servers.length}`, ...extra], env);

@@ -5,7 +5,7 @@ import type { MemberRecord } from '../../src/peer/net/membership.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
 import { networkStatus } from '../../src/cli/commands/status.ts';
 import { stopNetwork } from '../../src/cli/commands/stop.ts';
-import { NETWORK_FLAGS, spawnPeer, type PeerProcess } from './peer-process.ts';
+import { NETWORK_FLAGS, roundOf, spawnPeer, untilRoundOf, type PeerProcess } from './peer-process.ts';
 
 /**
  * Networks of `peerless peer` processes, one per (simulated) machine, each with its own
@@ -31,16 +31,9 @@ async function network(n: number): Promise<void> {
   clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
 }
 
-const round = async (i: number) => Number((await clients[i].get(K.round)) ?? -1);
-
+const round = (i: number) => roundOf(clients[i]);
 /** Waits for peer i's round marker (its Redis) to reach r: an event, bounded against a hang. */
-async function untilRound(i: number, r: number, boundMs = 180_000): Promise<void> {
-  const end = Date.now() + boundMs;
-  while ((await round(i)) < r) {
-    if (Date.now() > end) throw new Error(`peer ${i} did not reach round ${r} (at ${await round(i)}): ${peers[i]?.stderr()}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
+const untilRound = (i: number, r: number, boundMs = 180_000) => untilRoundOf(clients[i], r, peers[i], boundMs);
 
 const record = async (on: number, id: string) => JSON.parse(String(await clients[on].hGet(K.members, id))) as MemberRecord;
 

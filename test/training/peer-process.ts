@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { K } from '../../src/peer/net/keys.ts';
 import type { PeerOutcome } from '../../src/peer/types.ts';
+import type { Redis } from '../../src/tensor/redis-client.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
 
@@ -64,4 +66,21 @@ export function spawnPeer(id: string, args: string[], env: Record<string, string
     });
   });
   return { id, child, outcome, stderr: () => err, line, kill: (s = 'SIGKILL') => { child.kill(s); } };
+}
+
+/** A peer's completed-update marker in its Redis: the round it is in (-1 before any). */
+export async function roundOf(client: Redis): Promise<number> {
+  return Number((await client.get(K.round)) ?? -1);
+}
+
+/**
+ * Waits for a peer's round marker to reach r: an event in its Redis, polled, bounded against
+ * a hang (never an assertion about speed). `peer` says whose it is in the error.
+ */
+export async function untilRoundOf(client: Redis, r: number, peer: PeerProcess | undefined, boundMs: number): Promise<void> {
+  const end = Date.now() + boundMs;
+  while ((await roundOf(client)) < r) {
+    if (Date.now() > end) throw new Error(`peer ${peer?.id} did not reach round ${r} (at ${await roundOf(client)}): ${peer?.stderr()}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
 }
