@@ -676,7 +676,8 @@ static void write_round(RedisModuleCtx *ctx, RedisModuleString *name, long long 
 
 /* The accumulation in `sum` as a command of round `round` (-1: no ROUND) finds it. A round
  * earlier than the sum's is refused (`what` and `id` name the late contribution); a later one
- * starts afresh, dropping the old round's ids. The id set is opened for writing into *ids (the
+ * reads as fresh (*new_round: the caller drops the old round's ids when it mutates, so a
+ * command refused later changes nothing). The id set is opened for writing into *ids (the
  * caller closes it) and read. Returns 0 after replying an error. */
 static int open_accumulation(RedisModuleCtx *ctx, RedisModuleString *sum, RedisModuleString *ids_name,
                              RedisModuleString *round_name, long long round, const char *what,
@@ -694,7 +695,11 @@ static int open_accumulation(RedisModuleCtx *ctx, RedisModuleString *sum, RedisM
         *new_round = round > held;
     }
     *ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
-    if (*new_round && RedisModule_KeyType(*ids) != REDISMODULE_KEYTYPE_EMPTY) RedisModule_DeleteKey(*ids);
+    if (*new_round) {
+        *expected = *count = 0;
+        *closed = 0;
+        return 1;
+    }
     int type = RedisModule_KeyType(*ids);
     if (type != REDISMODULE_KEYTYPE_EMPTY && type != REDISMODULE_KEYTYPE_HASH) {
         fail(ctx, "wrong type: \"%s\" holds %s, not an id set", show(ids_name).s, type_name(type));
@@ -899,7 +904,8 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     completes = count + 1 == a.expected;
     if (completes && !open_target(ctx, argv[2], "avg", &avg)) goto done;
 
-    /* Everything checked: mutate. */
+    /* Everything checked: mutate. A later round starts afresh: the old round's ids go. */
+    if (new_round) RedisModule_DeleteKey(ids);
     if (fresh) withdraw_attempts(ctx, argv[1], NULL, NULL, NULL, 0);
     add_into_sum(ctx, argv[1], sum, &a, fresh, &blocks);
     record_id(ctx, ids, argv[3], a.expected, fresh);
@@ -1176,6 +1182,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (completes && !open_target(ctx, avg_name, "avg", &avg)) goto done;
 
     /* Everything checked: mutate. */
+    if (new_round) RedisModule_DeleteKey(ids); /* a later round starts afresh */
     if (fresh) {
         withdraw_attempts(ctx, sum_name, NULL, NULL, NULL, 0);
         RedisModuleKey *g = RedisModule_OpenKey(ctx, gone_name, REDISMODULE_WRITE);

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisServer } from '../../src/cluster/redis-server.ts';
 import { exactMeanOf } from '../../src/tensor/exact-sum.ts';
-import { bytes, errorOf, getBytes, randomTensor, rng, snapshot, start, stopAll, type Client } from './helpers.ts';
+import { bytes, errorOf, f32, getBytes, randomTensor, rng, snapshot, start, stopAll, type Client } from './helpers.ts';
 
 let server: RedisServer;
 let client: Client;
@@ -79,6 +79,7 @@ describe('PL.PUSH', () => {
   it('refuses bad chunks with one line each and changes nothing', async () => {
     const g = randomTensor(12, 9, 0.1);
     await push('p5', 'a', 'x', 2, g, 0, ['ROUND', '3']);
+    await client.hSet('p5:h', 'not', 'a tensor');
     const before = await snapshot(client);
     const p = (off: string, blob: Buffer, ...rest: string[]) => errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'b', 'y', '2', '12', String(CHUNK), off, blob, ...rest);
     const five = bytes(g.subarray(0, 5));
@@ -91,6 +92,10 @@ describe('PL.PUSH', () => {
     expect(await p('0', five, 'ROUND', '2')).toBe('ERR peerless: chunk of "b" is for round 2, but "p5" is summing round 3: too late, refused');
     expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'b', 'y', '3', '12', String(CHUNK), '0', five, 'ROUND', '3')).toBe('ERR peerless: expected 3 contributions, but "p5" was started with 2');
     expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'b', 'y', '2', '13', String(CHUNK), '0', five, 'ROUND', '3')).toBe('ERR peerless: contribution "b" has 13 elements, but "p5" sums 12');
+    // Refused in a later round too (its average's key is a hash): the old round's ids stay, as
+    // a round starts afresh only with a command that counts.
+    expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:h', 'b', 'y', '1', '5', String(CHUNK), '0', five, 'ROUND', '4')).toBe('ERR peerless: wrong type: avg "p5:h" holds a hash, not a float32 tensor');
+    expect(await errorOf(client, 'PL.ACCUM', 'p5', 'p5:h', 'b', '1', bytes(f32(1, 2)), 'ROUND', '4')).toBe('ERR peerless: wrong type: avg "p5:h" holds a hash, not a float32 tensor');
     expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'a', 'x', '2', '12', '4', '0', bytes(g.subarray(0, 4)), 'ROUND', '3')).toBe('ERR peerless: attempt "x" of "a" was started with chunks of 5 elements, not 4');
     expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5', 'b', 'y', '2', '12', String(CHUNK), '0', five)).toMatch(/given twice/);
     expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', '', 'y', '2', '12', String(CHUNK), '0', five)).toMatch(/must not be empty/);
