@@ -71,6 +71,11 @@ export class RoundRunner implements RoundWork {
     return this.d.beforePhase?.(phase, round) ?? Promise.resolve();
   }
 
+  /** Elements per transfer chunk: the plan's KiB, 256 float32 each. */
+  private get chunkElements(): number {
+    return this.config.chunkKib * 256;
+  }
+
   private get config() {
     return this.d.plan.config;
   }
@@ -90,7 +95,7 @@ export class RoundRunner implements RoundWork {
       fallback: this.config.fallbackAggregation,
       log: this.d.log,
       deadlineMs: this.config.deadlineMs,
-      transfer: { chunkElements: this.config.chunkKib * 256 },
+      transfer: { chunkElements: this.chunkElements },
       local: this.d.local,
       store: this.d.store,
       links: this.d.links,
@@ -148,17 +153,19 @@ export class RoundRunner implements RoundWork {
   /** The compute phase (round/compute.ts): one gradient function per batch. */
   async compute(round: number): Promise<void> {
     const t = performance.now();
+    const sum = { sumKey: K.gradSum(round), avgKey: K.gradAvg(round) };
     const r = await computeGradients({
       peer: this.d.id, round, batches: this.batchesOf(round), until: t + functionDeadline(this.config),
       event: (b, expected) => gradientEvent(
         { redis: this.d.redis, model: this.config.model, layoutHash: this.d.plan.layoutHash }, b,
-        { sumKey: K.gradSum(round), avgKey: K.gradAvg(round), expected, round },
-        { batchKeys: this.d.data.batchKeys(b), chunkElements: this.config.chunkKib * 256, microBatch: this.config.microBatch, backend: this.config.backend },
+        { ...sum, expected, round },
+        { batchKeys: this.d.data.batchKeys(b), chunkElements: this.chunkElements, microBatch: this.config.microBatch, backend: this.config.backend },
       ),
-      platform: this.d.platform, store: this.d.store, sumKey: K.gradSum(round), avgKey: K.gradAvg(round),
+      platform: this.d.platform, store: this.d.store, ...sum,
       log: this.d.log, inFlight: (d) => { this.inFlightCount += d; },
     });
-    Object.assign(this.metrics, r, { functionWallMs: performance.now() - t, computeMs: performance.now() - t });
+    const wallMs = performance.now() - t;
+    Object.assign(this.metrics, r, { functionWallMs: wallMs, computeMs: wallMs });
     if (r.samples > 0) this.lastLoss = r.loss;
   }
 
