@@ -84,9 +84,11 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): Kernel
     if (size(c.outShape) > 0) addon.conv2d(heap(b, x), x.shape, heap(b, filter), filter.shape, heap(b, out), c.outShape, geometryOf(c));
     return out;
   };
+  // Each of ours keeps wasm's own kernel: its fallback, and what useNativeConvolutions(false) puts back.
   const config = (kernelName: string, mine: (args: KernelArgs) => TensorInfo | null): KernelConfig => {
-    const theirs = shipped.get(kernelName);
+    const theirs = tf.getKernel(kernelName, HOST);
     if (!theirs) throw new Error(`native backend: wasm has no ${kernelName} kernel to stand beside`);
+    shipped.set(kernelName, theirs);
     return { kernelName, backendName: HOST, kernelFunc: withFallback(theirs, mine) };
   };
   return [
@@ -176,10 +178,6 @@ export function useNativeConvolutions(on: boolean): void {
   if (ours === undefined) {
     const addon = nativeAddon();
     if (addon instanceof Error) throw addon;
-    for (const name of ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'MaxPoolGrad', 'Sum', 'Mean']) {
-      const k = tf.getKernel(name, HOST);
-      if (k) shipped.set(name, k);
-    }
     ours = kernels(addon, shipped);
   }
   for (const k of ours!) {
