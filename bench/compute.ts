@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../src/model/backend.ts';
 import { computeGradient } from '../src/model/gradient.ts';
-import { nativeAddon, useNativeConvolutions } from '../src/model/native-backend.ts';
+import { nativeAddon, useNativeKernels } from '../src/model/native-backend.ts';
 import { buildModel } from '../src/model/zoo.ts';
 import { median } from './stats.ts';
 import { torchPython } from './round.ts';
@@ -88,8 +88,8 @@ export async function runComputeBench(o: ComputeBenchOptions): Promise<ComputeRe
     let nativeMs: number | null = null;
     o.onProgress?.(done++, total, `${name} on native`);
     if (!(addon instanceof Error)) {
-      useNativeConvolutions(true);
-      try { nativeMs = gradientMs(name, o.batch, o.runs); } finally { useNativeConvolutions(false); }
+      useNativeKernels(true);
+      try { nativeMs = gradientMs(name, o.batch, o.runs); } finally { useNativeKernels(false); }
     }
     rows.push({ model: name, wasmMs, nativeMs, pytorchMs: null, nativeVsWasm: nativeMs === null ? null : wasmMs / nativeMs, nativeVsPytorch: null });
   }

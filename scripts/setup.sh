@@ -59,7 +59,11 @@ if [ ! -f /usr/include/oneapi/dnnl/dnnl.hpp ] && command -v apt-get >/dev/null 2
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libdnnl-dev g++ >/dev/null; } \
     || say "libdnnl-dev could not be installed: the native backend is off, Peerless computes on wasm"
 fi
-if [ -f /usr/include/oneapi/dnnl/dnnl.hpp ] && { [ ! -f "$addon" ] || [ native/addon/conv.cc -nt "$addon" ] || [ native/addon/binding.gyp -nt "$addon" ]; }; then
+# Rebuilt when any of its sources is newer than the built addon.
+addon_stale() {
+  [ ! -f "$addon" ] || [ -n "$(find native/addon -maxdepth 1 \( -name '*.cc' -o -name '*.h' -o -name binding.gyp \) -newer "$addon")" ]
+}
+if [ -f /usr/include/oneapi/dnnl/dnnl.hpp ] && addon_stale; then
   nodedir=$(dirname "$(dirname "$(command -v node)")")
   [ -d "$nodedir/include/node" ] || nodedir=/usr
   if ! (cd native/addon && node ../../node_modules/node-gyp/bin/node-gyp.js rebuild --nodedir="$nodedir" >/tmp/peerless-addon-build.log 2>&1); then

@@ -9,6 +9,7 @@
 //   geometry = [strideH, strideW, dilationH, dilationW, padTop, padLeft, padBottom, padRight]
 //   sumRows(x, rows, cols, out, scale): column sums of a rows x cols matrix, times scale
 //   maxPoolGrad(x, xShape, dy, dyShape, dx, pool)
+//   batchNormTraining, batchNormTrainingGrad: see norm.cc
 //   setThreads(n), info() -> { isa, version, threads }
 #include <napi.h>
 #include <omp.h>
@@ -18,6 +19,13 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <vector>
+
+#include "args.h"
+#include "norm.h"
+
+using peerless::count;
+using peerless::floats;
+using peerless::ints;
 
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
@@ -38,35 +46,6 @@ dnnl::stream &stream() {
 struct Geometry {
   memory::dims strides, dilates, padL, padR;
 };
-
-// A Float32Array argument with the length its shape says; throws a JS TypeError otherwise.
-float *floats(const Napi::Value &v, size_t want, const char *what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Float32Array");
-  }
-  auto a = v.As<Napi::Float32Array>();
-  if (a.ElementLength() != want) {
-    throw Napi::RangeError::New(v.Env(), std::string(what) + " has " + std::to_string(a.ElementLength()) +
-                                             " elements, its shape says " + std::to_string(want));
-  }
-  return a.Data();
-}
-
-std::vector<int64_t> ints(const Napi::Value &v, size_t n, const char *what) {
-  if (!v.IsArray() || v.As<Napi::Array>().Length() != n) {
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of " + std::to_string(n) + " integers");
-  }
-  auto a = v.As<Napi::Array>();
-  std::vector<int64_t> out(n);
-  for (uint32_t i = 0; i < n; i++) out[i] = a.Get(i).As<Napi::Number>().Int64Value();
-  return out;
-}
-
-size_t count(const std::vector<int64_t> &s) {
-  size_t n = 1;
-  for (auto d : s) n *= static_cast<size_t>(d);
-  return n;
-}
 
 // NHWC shape -> oneDNN's logical NCHW dims in the nhwc layout.
 memory::desc activations(const std::vector<int64_t> &s) {
@@ -251,6 +230,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dBackpropFilter", Napi::Function::New(env, Conv2dBackpropFilter));
   exports.Set("sumRows", Napi::Function::New(env, SumRows));
   exports.Set("maxPoolGrad", Napi::Function::New(env, MaxPoolGrad));
+  peerless::addNormKernels(env, exports);
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

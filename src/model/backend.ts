@@ -16,7 +16,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
-import { NATIVE, nativeAddon, useNativeConvolutions } from './native-backend.js';
+import { NATIVE, nativeAddon, useNativeKernels } from './native-backend.js';
 
 export type BackendChoice = 'wasm' | 'cpu' | 'native' | 'tensorflow' | 'auto';
 
@@ -53,12 +53,12 @@ async function choose(preferred: BackendChoice): Promise<string> {
     }
   }
   if (preferred === 'cpu') return activate('cpu');
-  useNativeConvolutions(false); // wasm's own convolutions, should "native" have come first
+  useNativeKernels(false); // wasm's own convolutions, should "native" have come first
   // "auto" takes oneDNN's convolutions where the addon loads (built by setup where Debian's
   // libdnnl-dev installs), else plain wasm; "native" insists on them.
   if (preferred === 'native' || (preferred === 'auto' && !(nativeAddon() instanceof Error))) {
     await activateWasm();
-    useNativeConvolutions(true);
+    useNativeKernels(true);
     return NATIVE;
   }
   return activateWasm();

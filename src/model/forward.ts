@@ -4,10 +4,12 @@
  * tfjs-layers' `model.apply(x, { training: true })` does not pass the flag on to the inner
  * layers (only its private fit() executor does), so batch norm would silently run in
  * inference mode. This walks the model's layers in their topological order instead, giving
- * every layer the flag. Each zoo layer is used exactly once (one inbound node).
+ * every layer the flag. Each zoo layer is used exactly once (one inbound node). Batch norm in
+ * training runs as one kernel where the backend has it (batch-norm.ts).
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { batchNormTraining } from './batch-norm.js';
 
 export function forward(model: tfl.LayersModel, x: tf.Tensor, training: boolean): tf.Tensor {
   const values = new Map<number, tf.Tensor>();
@@ -23,7 +25,8 @@ export function forward(model: tfl.LayersModel, x: tf.Tensor, training: boolean)
       if (v === undefined) throw new Error(`layer "${layer.name}": input "${s.name}" not computed yet`);
       return v;
     });
-    const out = layer.apply(ins.length === 1 ? ins[0]! : ins, { training }) as tf.Tensor;
+    const one = training && ins.length === 1 ? batchNormTraining(layer, ins[0]!) : null;
+    const out = one ?? (layer.apply(ins.length === 1 ? ins[0]! : ins, { training }) as tf.Tensor);
     values.set(node.outputTensors[0]!.id, out);
   }
   const y = values.get(model.outputs[0]!.id);

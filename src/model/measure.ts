@@ -10,7 +10,7 @@ import { initBackend } from './backend.js';
 import { getLayout } from './flat.js';
 import { computeGradient } from './gradient.js';
 import { useShippedBackpropInput } from './wasm-kernels.js';
-import { useNativeConvolutions } from './native-backend.js';
+import { useNativeKernels } from './native-backend.js';
 import { buildModel, MODEL_NAMES } from './zoo.js';
 
 function batch(n: number): { images: Uint8Array; labels: Uint8Array } {
@@ -28,8 +28,8 @@ function timeMs(fn: () => void, runs: number): number {
 
 /** Runs `fn` with oneDNN's convolutions in the wasm backend, then wasm's own again. */
 function withNative<R>(fn: () => R): R {
-  useNativeConvolutions(true);
-  try { return fn(); } finally { useNativeConvolutions(false); }
+  useNativeKernels(true);
+  try { return fn(); } finally { useNativeKernels(false); }
 }
 
 async function main(): Promise<void> {

@@ -4,7 +4,9 @@ import { initBackend } from './backend.js';
 import { computeGradient } from './gradient.js';
 import { NATIVE, nativeAddon } from './native-backend.js';
 import { onBackend, relError, seeded, syntheticBatch } from './test-util.js';
+import { forward } from './forward.js';
 import { buildModel } from './zoo.js';
+import * as tfl from '@tensorflow/tfjs-layers';
 
 // The native backend (wasm with oneDNN's convolutions) against tfjs' reference cpu kernels, on random
 // inputs; max abs difference <= 1e-4 x max |reference| (float32 sums in another order).
@@ -122,10 +124,69 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  // Batch norm in training runs as one kernel here (batch-norm.ts) and as tfjs-layers' own
+  // composition on cpu: output, the three gradients and the moving statistics must agree.
+  it.each<[number[], number]>([
+    [[3, 5, 4, 7], 0],
+    [[2, 3, 3, 1], 0.9],
+    [[10, 6], 0.5],
+  ])('a batch-norm layer in training, input %j, momentum %d, matches cpu', async (shape, momentum) => {
+    const xv = seeded(size(shape), 9).map((v) => 3 * v + 1);
+    const dyv = seeded(size(shape), 10);
+    const channels = shape[shape.length - 1]!;
+    const run = () => {
+      const input = tfl.input({ shape: shape.slice(1) });
+      const model = tfl.model({ inputs: input, outputs: tfl.layers.batchNormalization({ axis: -1, momentum, epsilon: 1e-3 }).apply(input) as tfl.SymbolicTensor });
+      const [gamma, beta, movingMean, movingVariance] = model.getWeights().map((w) => w.shape);
+      model.setWeights([tf.tensor(seeded(channels, 11).map((v) => v + 1.5), gamma), tf.tensor(seeded(channels, 12), beta),
+        tf.tensor(seeded(channels, 13), movingMean), tf.tensor(seeded(channels, 14).map((v) => v + 2), movingVariance)]);
+      try {
+        return tf.tidy(() => {
+          const x = tf.tensor(xv, shape), dy = tf.tensor(dyv, shape);
+          const vars = model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+          let y: tf.Tensor | undefined;
+          const { grads } = tf.variableGrads(() => {
+            y = tf.keep(forward(model, x, true));
+            return tf.sum(tf.mul(y, dy)) as tf.Scalar;
+          }, vars);
+          const dx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(forward(model, a, true), dy)))(x);
+          return {
+            y: y!.dataSync() as Float32Array, dx: dx.dataSync() as Float32Array,
+            dgamma: grads[vars[0]!.name]!.dataSync() as Float32Array, dbeta: grads[vars[1]!.name]!.dataSync() as Float32Array,
+            moving: model.getWeights().slice(2).map((w) => w.dataSync() as Float32Array),
+          };
+        });
+      } finally { model.dispose(); }
+    };
+    const ours = run();
+    const ref = await onBackend('cpu', run);
+    expect(relError(ours.y, ref.y)).toBeLessThan(TOL);
+    expect(relError(ours.dx, ref.dx)).toBeLessThan(TOL);
+    expect(relError(ours.dgamma, ref.dgamma)).toBeLessThan(TOL);
+    expect(relError(ours.dbeta, ref.dbeta)).toBeLessThan(TOL);
+    ours.moving.forEach((m, i) => expect(relError(m, ref.moving[i]!)).toBeLessThan(TOL));
+  });
+
+  it.each(['vgg11', 'resnet18', 'densenet121'])('a %s gradient (narrow) matches the cpu backend', async (name) => {
+    const { images, labels } = syntheticBatch(4, 3);
+    const gradientOf = () => {
+      const model = buildModel(name, 0.125, 5);
+      try { return computeGradient(model, images, labels); } finally { model.dispose(); }
+    };
+    const ours = gradientOf();
+    const ref = await onBackend('cpu', gradientOf);
+    expect(relError(ours.gradient, ref.gradient)).toBeLessThan(TOL);
+    expect(Math.abs(ours.loss - ref.loss)).toBeLessThan(1e-5 * Math.abs(ref.loss));
+  });
+
   it('a wrong length is a clear error, not a crash', () => {
     if (addon instanceof Error) return;
     const x = new Float32Array(9), w = new Float32Array(4), y = new Float32Array(4);
     expect(() => addon.conv2d(x, [1, 3, 3, 2], w, [2, 2, 1, 1], y, [1, 2, 2, 1], [1, 1, 1, 1, 0, 0, 0, 0])).toThrow('x has 9 elements, its shape says 18');
     expect(() => addon.conv2d(x, [1, 3, 3, 1], w, [2, 2, 1, 1], y, [1, 2, 2, 1], [1, 1, 1, 1, 5, 0, 0, 0])).toThrow(/^conv2d: oneDNN: could not create/);
+    const c = new Float32Array(3);
+    expect(() => addon.batchNormTraining(x, 3, 3, c, c, 1e-3, new Float32Array(8), c, c)).toThrow('y has 8 elements, its shape says 9');
+    expect(() => addon.batchNormTraining(x, 0, 3, c, c, 1e-3, x, c, c)).toThrow('batchNormTraining: rows and cols must be at least 1');
+    expect(() => addon.batchNormTrainingGrad(x, x, 3, 3, c, c, c, NaN, x, c, c)).toThrow('batchNormTrainingGrad: epsilon must be finite and >= 0');
   });
 });

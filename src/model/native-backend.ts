@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { BATCH_NORM_TRAINING, BATCH_NORM_TRAINING_GRAD, registerBatchNormTrainingGradient } from './batch-norm.js';
 
 /** The name Peerless gives this backend; TensorFlow.js's own backend underneath is wasm. */
 export const NATIVE = 'native';
@@ -33,6 +34,10 @@ export interface NativeAddon {
   sumRows(x: Float32Array, rows: number, cols: number, out: Float32Array, scale: number): void;
   /** pool = [filterH, filterW, strideH, strideW, padTop, padLeft] */
   maxPoolGrad(x: Float32Array, xShape: Shape, dy: Float32Array, dyShape: Shape, dx: Float32Array, pool: number[]): void;
+  batchNormTraining(x: Float32Array, rows: number, cols: number, gamma: Float32Array, beta: Float32Array, epsilon: number,
+    y: Float32Array, mean: Float32Array, variance: Float32Array): void;
+  batchNormTrainingGrad(dy: Float32Array, x: Float32Array, rows: number, cols: number, gamma: Float32Array, mean: Float32Array,
+    variance: Float32Array, epsilon: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
   setThreads(n: number): void;
   info(): { version: string; isa: number; threads: number };
 }
@@ -76,7 +81,7 @@ function withFallback(theirs: KernelConfig, mine: (args: KernelArgs) => TensorIn
   return (args) => mine({ ...args, attrs: args.attrs ?? {}, backend: args.backend as BackendWasm }) ?? (theirs.kernelFunc(args) as TensorInfo);
 }
 
-function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): KernelConfig[] {
+function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { replaced: KernelConfig[]; added: KernelConfig[] } {
   const conv = (b: BackendWasm, x: TensorInfo, filter: TensorInfo, attrs: NamedAttrMap): TensorInfo => {
     const c = backend_util.computeConv2DInfo(x.shape as Shape4, filter.shape as Shape4, attrs.strides as [number, number],
       (attrs.dilations ?? 1) as number | [number, number], attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
@@ -84,14 +89,14 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): Kernel
     if (size(c.outShape) > 0) addon.conv2d(heap(b, x), x.shape, heap(b, filter), filter.shape, heap(b, out), c.outShape, geometryOf(c));
     return out;
   };
-  // Each of ours keeps wasm's own kernel: its fallback, and what useNativeConvolutions(false) puts back.
+  // Each of ours keeps wasm's own kernel: its fallback, and what useNativeKernels(false) puts back.
   const config = (kernelName: string, mine: (args: KernelArgs) => TensorInfo | null): KernelConfig => {
     const theirs = tf.getKernel(kernelName, HOST);
     if (!theirs) throw new Error(`native backend: wasm has no ${kernelName} kernel to stand beside`);
     shipped.set(kernelName, theirs);
     return { kernelName, backendName: HOST, kernelFunc: withFallback(theirs, mine) };
   };
-  return [
+  const replaced = [
     config('Conv2D', ({ inputs, attrs, backend }) => (nhwc(attrs) ? conv(backend, inputs.x as TensorInfo, inputs.filter as TensorInfo, attrs) : null)),
     // tfjs-layers' Conv2D layers call the fused op: convolution, then bias and activation.
     config('FusedConv2D', ({ inputs, attrs, backend }) => {
@@ -149,6 +154,34 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): Kernel
     config('Sum', ({ inputs, attrs, backend }) => reduceLeading(backend, inputs.x as TensorInfo, attrs, false)),
     config('Mean', ({ inputs, attrs, backend }) => reduceLeading(backend, inputs.x as TensorInfo, attrs, true)),
   ];
+  return { replaced, added: added() };
+
+  /** Kernels wasm does not have at all: batch norm in training as one kernel (batch-norm.ts). */
+  function added(): KernelConfig[] {
+    const kernel = (kernelName: string, kernelFunc: (args: KernelArgs) => TensorInfo[]): KernelConfig => ({
+      kernelName, backendName: HOST, kernelFunc: (args) => kernelFunc({ ...args, attrs: args.attrs ?? {}, backend: args.backend as BackendWasm }),
+    });
+    return [
+      kernel(BATCH_NORM_TRAINING, ({ inputs, attrs, backend: b }) => {
+        const x = inputs.x as TensorInfo, channels = x.shape[x.shape.length - 1]!;
+        const outs = [b.makeOutput(x.shape, 'float32'), b.makeOutput([channels], 'float32'), b.makeOutput([channels], 'float32')];
+        // Views after every allocation: an allocation can grow the heap and detach older ones.
+        const [y, mean, variance] = outs.map((t) => heap(b, t));
+        addon.batchNormTraining(heap(b, x), size(x.shape) / channels, channels, heap(b, inputs.gamma as TensorInfo), heap(b, inputs.beta as TensorInfo),
+          attrs.epsilon as number, y!, mean!, variance!);
+        return outs;
+      }),
+      kernel(BATCH_NORM_TRAINING_GRAD, ({ inputs, attrs, backend: b }) => {
+        const x = inputs.x as TensorInfo, channels = x.shape[x.shape.length - 1]!;
+        const outs = [b.makeOutput(x.shape, 'float32'), b.makeOutput([channels], 'float32'), b.makeOutput([channels], 'float32')];
+        const [dx, dgamma, dbeta] = outs.map((t) => heap(b, t));
+        const at = (name: string) => heap(b, inputs[name] as TensorInfo);
+        addon.batchNormTrainingGrad(at('dy'), at('x'), size(x.shape) / channels, channels, at('gamma'), at('mean'), at('variance'),
+          attrs.epsilon as number, dx!, dgamma!, dbeta!);
+        return outs;
+      }),
+    ];
+  }
 
   function reduceLeading(b: BackendWasm, x: TensorInfo, attrs: NamedAttrMap, mean: boolean): TensorInfo | null {
     if (x.dtype !== 'float32' || x.shape.length === 0) return null;
@@ -166,22 +199,28 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): Kernel
 }
 
 const shipped = new Map<string, KernelConfig>();
-let ours: KernelConfig[] | undefined;
+let ours: { replaced: KernelConfig[]; added: KernelConfig[] } | undefined;
 
 /**
- * Puts oneDNN's convolutions into the (initialised) wasm backend (`on`), or wasm's own back
+ * Puts oneDNN's kernels into the (initialised) wasm backend (`on`), or wasm's own back
  * (`!on`: for side-by-side measurements). Throws the one-line reason when the addon cannot
  * be loaded.
  */
-export function useNativeConvolutions(on: boolean): void {
+export function useNativeKernels(on: boolean): void {
   if (ours === undefined && !on) return; // never put in: wasm's own are there
   if (ours === undefined) {
     const addon = nativeAddon();
     if (addon instanceof Error) throw addon;
     ours = kernels(addon, shipped);
+    registerBatchNormTrainingGradient();
   }
-  for (const k of ours!) {
+  for (const k of ours.replaced) {
     tf.unregisterKernel(k.kernelName, HOST);
     tf.registerKernel(on ? k : shipped.get(k.kernelName)!);
+  }
+  for (const k of ours.added) {
+    const present = tf.getKernel(k.kernelName, HOST) !== undefined;
+    if (on && !present) tf.registerKernel(k);
+    if (!on && present) tf.unregisterKernel(k.kernelName, HOST);
   }
 }

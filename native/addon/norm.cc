@@ -1,0 +1,125 @@
+// Batch normalisation in training mode over the last axis of a rows x cols matrix (an NHWC
+// tensor seen as N*H*W rows of C channels), forward and gradient, each in a few straight
+// passes over memory. TensorFlow.js builds the same from moments, batchNorm and their
+// autodiff: about twenty kernels per layer, some of which allocate a full-size tensor of ones
+// in JavaScript (the Mean and Sum gradients).
+//
+//   batchNormTraining(x, rows, cols, gamma, beta, epsilon, y, mean, variance)
+//     mean, variance: the batch's, biased (divided by rows), as tf.moments gives them.
+//   batchNormTrainingGrad(dy, x, rows, cols, gamma, mean, variance, epsilon, dx, dgamma, dbeta)
+//     the gradient through the normalisation and through the batch statistics.
+// Per-channel sums are kept in double, so the result does not drift with the row count.
+#include "norm.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "args.h"
+
+namespace peerless {
+namespace {
+
+struct Matrix {
+  int64_t rows, cols;
+};
+
+Matrix matrixArgs(const Napi::CallbackInfo &info, int rowsAt, const char *what) {
+  int64_t rows = info[rowsAt].As<Napi::Number>().Int64Value(), cols = info[rowsAt + 1].As<Napi::Number>().Int64Value();
+  if (rows < 1 || cols < 1) throw Napi::RangeError::New(info.Env(), std::string(what) + ": rows and cols must be at least 1");
+  return {rows, cols};
+}
+
+double epsilonArg(const Napi::CallbackInfo &info, int at, const char *what) {
+  double eps = info[at].As<Napi::Number>().DoubleValue();
+  if (!(eps >= 0) || !std::isfinite(eps)) throw Napi::RangeError::New(info.Env(), std::string(what) + ": epsilon must be finite and >= 0");
+  return eps;
+}
+
+Napi::Value BatchNormTraining(const Napi::CallbackInfo &info) {
+  const char *what = "batchNormTraining";
+  Matrix m = matrixArgs(info, 1, what);
+  const size_t n = static_cast<size_t>(m.rows * m.cols), C = static_cast<size_t>(m.cols);
+  const float *x = floats(info[0], n, "x"), *gamma = floats(info[3], C, "gamma"), *beta = floats(info[4], C, "beta");
+  double eps = epsilonArg(info, 5, what);
+  float *y = floats(info[6], n, "y"), *mean = floats(info[7], C, "mean"), *variance = floats(info[8], C, "variance");
+
+  std::vector<double> acc(C, 0.0);
+  for (int64_t r = 0; r < m.rows; r++) {
+    const float *row = x + r * m.cols;
+    for (size_t c = 0; c < C; c++) acc[c] += row[c];
+  }
+  std::vector<float> mu(C);
+  for (size_t c = 0; c < C; c++) mu[c] = static_cast<float>(acc[c] / m.rows), acc[c] = 0.0;
+  // Two passes: the variance from squared differences, not E[x^2] - E[x]^2, which cancels.
+  for (int64_t r = 0; r < m.rows; r++) {
+    const float *row = x + r * m.cols;
+    for (size_t c = 0; c < C; c++) {
+      double d = row[c] - mu[c];
+      acc[c] += d * d;
+    }
+  }
+  std::vector<float> scale(C), shift(C);
+  for (size_t c = 0; c < C; c++) {
+    double var = acc[c] / m.rows, invStd = 1.0 / std::sqrt(var + eps);
+    mean[c] = mu[c];
+    variance[c] = static_cast<float>(var);
+    scale[c] = static_cast<float>(gamma[c] * invStd);
+    shift[c] = static_cast<float>(beta[c] - mu[c] * gamma[c] * invStd);
+  }
+  for (int64_t r = 0; r < m.rows; r++) {
+    const float *row = x + r * m.cols;
+    float *out = y + r * m.cols;
+    for (size_t c = 0; c < C; c++) out[c] = row[c] * scale[c] + shift[c];
+  }
+  return info.Env().Undefined();
+}
+
+// With xhat = (x - mean) * invStd and R rows:
+//   dbeta = sum dy, dgamma = sum dy * xhat,
+//   dx = gamma * invStd * (dy - dbeta / R - xhat * dgamma / R).
+Napi::Value BatchNormTrainingGrad(const Napi::CallbackInfo &info) {
+  const char *what = "batchNormTrainingGrad";
+  Matrix m = matrixArgs(info, 2, what);
+  const size_t n = static_cast<size_t>(m.rows * m.cols), C = static_cast<size_t>(m.cols);
+  const float *dy = floats(info[0], n, "dy"), *x = floats(info[1], n, "x");
+  const float *gamma = floats(info[4], C, "gamma"), *mean = floats(info[5], C, "mean"), *variance = floats(info[6], C, "variance");
+  double eps = epsilonArg(info, 7, what);
+  float *dx = floats(info[8], n, "dx"), *dgamma = floats(info[9], C, "dgamma"), *dbeta = floats(info[10], C, "dbeta");
+
+  std::vector<double> sumDy(C, 0.0), sumDyX(C, 0.0);
+  for (int64_t r = 0; r < m.rows; r++) {
+    const float *g = dy + r * m.cols, *row = x + r * m.cols;
+    for (size_t c = 0; c < C; c++) {
+      sumDy[c] += g[c];
+      sumDyX[c] += static_cast<double>(g[c]) * (row[c] - mean[c]);
+    }
+  }
+  // dx = a * dy + b * x + k per channel.
+  std::vector<float> a(C), b(C), k(C);
+  for (size_t c = 0; c < C; c++) {
+    double invStd = 1.0 / std::sqrt(static_cast<double>(variance[c]) + eps);
+    double ac = gamma[c] * invStd, bc = -ac * invStd * invStd * sumDyX[c] / m.rows;
+    dbeta[c] = static_cast<float>(sumDy[c]);
+    dgamma[c] = static_cast<float>(sumDyX[c] * invStd);
+    a[c] = static_cast<float>(ac);
+    b[c] = static_cast<float>(bc);
+    k[c] = static_cast<float>(-ac * sumDy[c] / m.rows - bc * mean[c]);
+  }
+  for (int64_t r = 0; r < m.rows; r++) {
+    const float *g = dy + r * m.cols, *row = x + r * m.cols;
+    float *out = dx + r * m.cols;
+    for (size_t c = 0; c < C; c++) out[c] = a[c] * g[c] + b[c] * row[c] + k[c];
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void addNormKernels(Napi::Env env, Napi::Object exports) {
+  exports.Set("batchNormTraining", Napi::Function::New(env, BatchNormTraining));
+  exports.Set("batchNormTrainingGrad", Napi::Function::New(env, BatchNormTrainingGrad));
+}
+
+}  // namespace peerless
