@@ -78,7 +78,8 @@ export function computeGradient(model: tfl.LayersModel, images: Uint8Array, labe
   // the originals to put back.
   const savedStats = stats.map((_, i) => vars[nTrainable + i]!.dataSync().slice() as Float32Array);
   const mb = opts.microBatch !== undefined && opts.microBatch > 0 ? Math.min(opts.microBatch, n) : n;
-  const gradient = new Float32Array(layout.size);
+  // One pass (no micro-batches) writes the gradient outright; slices add into it.
+  let gradient: Float32Array | undefined = mb === n ? undefined : new Float32Array(layout.size);
   let lossSum = 0;
   let correct = 0;
   try {
@@ -98,17 +99,19 @@ export function computeGradient(model: tfl.LayersModel, images: Uint8Array, labe
         lossSum += value.dataSync()[0]! * m;
         correct += hits!.dataSync()[0]!;
         hits!.dispose();
-        flatGradient(layout, trainable.map((v) => grads[v.name]), gradient, weight);
+        const byIndex = trainable.map((v) => grads[v.name]);
+        const out = gradient === undefined ? flatGradient(layout, byIndex) : flatGradient(layout, byIndex, gradient, weight);
+        gradient = out;
         stats.forEach((e, i) => {
           const d = vars[nTrainable + i]!.dataSync() as Float32Array;
-          for (let j = 0; j < e.size; j++) gradient[e.offset + j] += weight * d[j]!;
+          for (let j = 0; j < e.size; j++) out[e.offset + j] += weight * d[j]!;
         });
       });
     }
   } finally {
     tf.tidy(() => stats.forEach((e, i) => vars[nTrainable + i]!.assign(tf.tensor(savedStats[i]!, e.shape, 'float32'))));
   }
-  return { gradient, loss: lossSum / n, correct, samples: n };
+  return { gradient: gradient!, loss: lossSum / n, correct, samples: n };
 }
 
 /** Loss (sum) and correct count in inference mode (BN uses its moving statistics). */
