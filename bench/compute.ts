@@ -1,107 +1,106 @@
 /**
  * `peerless bench compute`: one gradient (forward, backward, loss) of the zoo's models at
- * batch B on one core, side by side in one run: the wasm backend, the native backend (wasm
- * with oneDNN's convolutions, src/model/native-backend.ts) and PyTorch (Debian's
- * python3-torch, the same architectures in bench/gradient.py), when installed.
+ * batch B on one thread, side by side in one run: the wasm backend, the native backend (wasm
+ * with oneDNN's kernels, src/model/native-backend.ts) and PyTorch (Debian's python3-torch, the
+ * same architectures in bench/gradient.py), when installed.
+ *
+ * Every (model, batch, backend) runs in a process of its own (bench/compute-one.mjs,
+ * bench/gradient.py), so each row's peak RSS is what one function would need.
  */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { initBackend } from '../src/model/backend.ts';
-import { computeGradient } from '../src/model/gradient.ts';
-import { nativeAddon, useNativeKernels } from '../src/model/native-backend.ts';
-import { buildModel } from '../src/model/zoo.ts';
-import { median } from './stats.ts';
+import { nativeAddon } from '../src/model/native-backend.ts';
 import { torchPython } from './round.ts';
+
+export type ComputeBackend = 'wasm' | 'native' | 'pytorch';
 
 export interface ComputeBenchOptions {
   models: string[];
-  batch: number;
+  batchSizes: number[];
   runs: number;
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
 export interface ComputeRow {
   model: string;
-  wasmMs: number;
-  /** null where the native addon is not built. */
-  nativeMs: number | null;
-  /** null where python3-torch is not installed. */
-  pytorchMs: number | null;
-  nativeVsWasm: number | null;
-  /** nativeMs / pytorchMs: below 1 is faster than PyTorch. */
-  nativeVsPytorch: number | null;
+  batch: number;
+  backend: ComputeBackend;
+  /** Median over the runs after a warm-up; null when the row could not run (see `error`). */
+  msPerGradient: number | null;
+  /** Peak resident memory of the process that ran it. */
+  peakRssMb: number | null;
+  /** msPerGradient / PyTorch's for the same model and batch: below 1 is faster than PyTorch. */
+  vsPytorch: number | null;
+  /** Why the row has no figures: backend not available, out of memory, ... */
+  error?: string;
 }
 
 export interface ComputeReport {
   benchmark: 'compute';
-  batch: number;
   runs: number;
   threads: 1;
+  /** oneDNN's version, or why the native backend is not available. */
   native: string;
   rows: ComputeRow[];
 }
 
-function batchOf(n: number): { images: Uint8Array; labels: Uint8Array } {
-  const images = new Uint8Array(n * 784);
-  for (let i = 0; i < images.length; i++) images[i] = (i * 2654435761) >>> 24;
-  return { images, labels: new Uint8Array(n).map((_, i) => i % 10) };
-}
+interface Measured { msPerGradient: number; peakRssMb: number }
 
-function gradientMs(name: string, batch: number, runs: number): number {
-  const { images, labels } = batchOf(batch);
-  const model = buildModel(name, 1, 0);
-  try {
-    computeGradient(model, images, labels); // warm-up: kernel setup, heap growth
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const t = performance.now();
-      computeGradient(model, images, labels);
-      times.push(performance.now() - t);
-    }
-    return median(times);
-  } finally {
-    model.dispose();
-  }
-}
+const ONE = fileURLToPath(new URL('./compute-one.mjs', import.meta.url));
+const TORCH = fileURLToPath(new URL('./gradient.py', import.meta.url));
 
-async function pytorchMs(models: string[], batch: number, runs: number): Promise<Record<string, number> | null> {
-  const py = await torchPython();
-  if (!py) return null;
-  const script = fileURLToPath(new URL('./gradient.py', import.meta.url));
+/** Runs one measurement process; its last stdout line is the JSON, else a one-line reason. */
+function measure(cmd: string, args: string[]): Promise<Measured | Error> {
+  // One thread: the native addon's default; PyTorch sets it itself.
+  const env = { ...process.env };
+  delete env.PEERLESS_NATIVE_THREADS;
   return new Promise((resolve) => {
-    execFile(py, [script, String(batch), String(runs), ...models], { timeout: 1_800_000 }, (err, stdout) => {
-      if (err) return resolve(null);
-      try { resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, number>); } catch { resolve(null); }
+    execFile(cmd, args, { env, timeout: 1_800_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (!err) {
+        try { return resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Measured); } catch { /* reported below */ }
+      }
+      resolve(new Error(reasonOf(stderr, err)));
     });
   });
 }
 
+function reasonOf(stderr: string, err: Error | null): string {
+  if (/Aborted\(\)/.test(stderr)) return 'wasm aborted allocating a tensor: its heap holds at most 4 GiB';
+  if (err && 'killed' in err && err.killed) return 'timed out after 30 minutes';
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => /error/i.test(l) && l.length < 300);
+  return lines.pop() ?? (err?.message.split('\n')[0] ?? 'no result');
+}
+
 export async function runComputeBench(o: ComputeBenchOptions): Promise<ComputeReport> {
-  await initBackend('wasm');
   const addon = nativeAddon();
-  const total = o.models.length * 2 + 1;
+  const py = await torchPython();
+  const backends: ComputeBackend[] = ['wasm', 'native', 'pytorch'];
+  const total = o.models.length * o.batchSizes.length * backends.length;
   let done = 0;
   const rows: ComputeRow[] = [];
-  for (const name of o.models) {
-    o.onProgress?.(done++, total, `${name} on wasm`);
-    const wasmMs = gradientMs(name, o.batch, o.runs);
-    let nativeMs: number | null = null;
-    o.onProgress?.(done++, total, `${name} on native`);
-    if (!(addon instanceof Error)) {
-      useNativeKernels(true);
-      try { nativeMs = gradientMs(name, o.batch, o.runs); } finally { useNativeKernels(false); }
+  for (const model of o.models) {
+    for (const batch of o.batchSizes) {
+      const group: ComputeRow[] = [];
+      for (const backend of backends) {
+        o.onProgress?.(done++, total, `${model} batch ${batch} on ${backend}`);
+        const row: ComputeRow = { model, batch, backend, msPerGradient: null, peakRssMb: null, vsPytorch: null };
+        let got: Measured | Error;
+        if (backend === 'native' && addon instanceof Error) got = addon;
+        else if (backend === 'pytorch' && !py) got = new Error('python3-torch is not installed');
+        else if (backend === 'pytorch') got = await measure(py!, [TORCH, String(batch), String(o.runs), model]);
+        else got = await measure(process.execPath, [ONE, model, String(batch), backend, String(o.runs)]);
+        if (got instanceof Error) row.error = got.message;
+        else Object.assign(row, got);
+        group.push(row);
+      }
+      const torch = group.find((r) => r.backend === 'pytorch')?.msPerGradient ?? null;
+      for (const r of group) r.vsPytorch = r.msPerGradient !== null && torch !== null ? r.msPerGradient / torch : null;
+      rows.push(...group);
     }
-    rows.push({ model: name, wasmMs, nativeMs, pytorchMs: null, nativeVsWasm: nativeMs === null ? null : wasmMs / nativeMs, nativeVsPytorch: null });
-  }
-  o.onProgress?.(done++, total, 'PyTorch');
-  const torch = await pytorchMs(o.models, o.batch, o.runs);
-  for (const r of rows) {
-    r.pytorchMs = torch?.[r.model] ?? null;
-    r.nativeVsPytorch = r.nativeMs !== null && r.pytorchMs !== null ? r.nativeMs / r.pytorchMs : null;
   }
   o.onProgress?.(total, total, 'done');
   return {
-    benchmark: 'compute', batch: o.batch, runs: o.runs, threads: 1,
+    benchmark: 'compute', runs: o.runs, threads: 1,
     native: addon instanceof Error ? addon.message : `oneDNN ${addon.info().version}`,
     rows,
   };

@@ -1,8 +1,9 @@
 # One gradient (forward + backward + cross-entropy) of the zoo's models in PyTorch, one thread,
 # batch B, MNIST-shaped input: what a PyTorch user pays per function call. The architectures
-# are src/model/zoo.ts's, layer for layer. Prints one JSON line {"model": medianMs, ...}.
-# Run by bench/compute.ts:  python3 bench/gradient.py BATCH RUNS MODEL...
-import json, statistics, sys, time
+# are src/model/zoo.ts's, layer for layer. One model per process, so that the peak RSS is
+# one function's. Prints one JSON line {"msPerGradient": median, "peakRssMb": peak}.
+# Run by bench/compute.ts:  python3 bench/gradient.py BATCH RUNS MODEL
+import json, resource, statistics, sys, time
 
 import torch
 import torch.nn as nn
@@ -53,20 +54,42 @@ def resnet18():
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
 
 
+class DenseLayer(nn.Module):
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.f = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, 4 * growth, 1, bias=False),
+            nn.BatchNorm2d(4 * growth), nn.ReLU(), nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False))
+
+    def forward(self, x):
+        return torch.cat([x, self.f(x)], 1)
+
+
+def densenet121():
+    growth, c = 32, 64
+    layers = [nn.Conv2d(1, c, 3, padding=1, bias=False)]
+    for bi, n in enumerate([6, 12, 24, 16]):
+        for _ in range(n):
+            layers.append(DenseLayer(c, growth))
+            c += growth
+        if bi < 3:
+            layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1, bias=False), nn.AvgPool2d(2)]
+            c //= 2
+    return nn.Sequential(*layers, nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+
+
 if __name__ == "__main__":
     batch, runs = int(sys.argv[1]), int(sys.argv[2])
     torch.set_num_threads(1)
     torch.manual_seed(0)
     x = torch.rand(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))
-    out = {}
-    for name in sys.argv[3:]:
-        model = {"cnn": cnn, "vgg11": vgg11, "resnet18": resnet18}[name]()
-        times = []
-        for i in range(runs + 1):  # one warm-up
-            t = time.perf_counter()
-            model.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            times.append((time.perf_counter() - t) * 1000)
-        out[name] = statistics.median(times[1:])
-    print(json.dumps(out))
+    model = {"cnn": cnn, "vgg11": vgg11, "resnet18": resnet18, "densenet121": densenet121}[sys.argv[3]]()
+    times = []
+    for i in range(runs + 1):  # one warm-up
+        t = time.perf_counter()
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        times.append((time.perf_counter() - t) * 1000)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"msPerGradient": statistics.median(times[1:]), "peakRssMb": peak}))

@@ -195,16 +195,17 @@ bench
   .command('compute')
   .summary('one gradient on wasm, on the native backend (oneDNN) and in PyTorch, one core each')
   .description(
-    'One gradient (forward, backward, loss) of the zoo\'s models at batch B on one thread, side by side in ' +
-      'one run: the wasm backend, the native backend (wasm with oneDNN\'s convolutions, where its addon is ' +
-      'built) and PyTorch with the same architectures (where python3-torch is installed).',
+    'One gradient (forward, backward, loss) of the zoo\'s models on one thread, side by side in one run: ' +
+      'the wasm backend, the native backend (wasm with oneDNN\'s kernels, where its addon is built) and ' +
+      'PyTorch with the same architectures (where python3-torch is installed). Each row runs in its own ' +
+      'process and reports its peak RSS: what one function needs.',
   )
-  .option('--quick', 'cnn and vgg11 only, 2 runs each')
+  .option('--quick', 'batch 64 only, 2 runs each: cnn, vgg11 and resnet18 in under 5 minutes')
   .option('--json', 'print one JSON document on stdout instead of the table')
-  .option('--models <list>', 'comma-separated models of the zoo (default cnn,vgg11,resnet18)')
-  .addOption(new Option('--batch <n>', 'batch size (default 64)').argParser(int('--batch')))
-  .addOption(new Option('--runs <n>', 'measured runs per model after a warm-up (default 3)').argParser(int('--runs')))
-  .addHelpText('after', '\nExamples:\n  peerless bench compute --quick\n  peerless bench compute --models resnet18 --json > compute.json')
+  .option('--models <list>', 'comma-separated models of the zoo (default cnn,vgg11,resnet18; densenet121 too)')
+  .option('--batch-sizes <list>', 'comma-separated batch sizes (default 64,128)')
+  .addOption(new Option('--runs <n>', 'measured runs per row after a warm-up (default 3)').argParser(int('--runs')))
+  .addHelpText('after', '\nExamples:\n  peerless bench compute --quick\n  peerless bench compute --models resnet18 --batch-sizes 64 --json > compute.json')
   .action(async (o) => { await benchCompute(o); });
 
 bench

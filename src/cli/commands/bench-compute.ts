@@ -6,19 +6,23 @@ export interface ComputeCliOptions {
   json?: boolean;
   quick?: boolean;
   models?: string;
-  batch?: number;
+  batchSizes?: string;
   runs?: number;
 }
 
-const x = (v: number | null) => (v === null ? '-' : `${v.toFixed(2)}x`);
-const ms = (v: number | null) => (v === null ? '-' : formatMs(v));
+const list = (s: string) => s.split(',').map((v) => v.trim()).filter(Boolean);
 
 /** `peerless bench compute`: a gradient on wasm, on native, and in PyTorch, one core each. */
 export async function benchCompute(o: ComputeCliOptions): Promise<ComputeReport> {
   const bar = progressBar(!o.json, 'compute');
+  const batchSizes = list(o.batchSizes ?? (o.quick ? '64' : '64,128')).map((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--batch-sizes: "${v}" is not a positive integer`);
+    return n;
+  });
   const report = await runComputeBench({
-    models: (o.models ?? (o.quick ? 'cnn,vgg11' : 'cnn,vgg11,resnet18')).split(',').map((s) => s.trim()).filter(Boolean),
-    batch: o.batch ?? 64,
+    models: list(o.models ?? 'cnn,vgg11,resnet18'),
+    batchSizes,
     runs: o.runs ?? (o.quick ? 2 : 3),
     onProgress: (d, t, w) => bar.update(d, t, w),
   });
@@ -28,15 +32,18 @@ export async function benchCompute(o: ComputeCliOptions): Promise<ComputeReport>
     return report;
   }
   const out = [
-    `One gradient (forward, backward, loss) at batch ${report.batch}, one thread, median of ${report.runs} after a warm-up; native: ${report.native}`,
+    `One gradient (forward, backward, loss), one thread, median of ${report.runs} after a warm-up, each row in its own process; native: ${report.native}`,
     '',
     table(
-      ['model', 'wasm', 'native', 'PyTorch', 'native vs wasm', 'native / PyTorch'],
-      report.rows.map((r) => [r.model, ms(r.wasmMs), ms(r.nativeMs), r.pytorchMs === null ? 'no torch' : ms(r.pytorchMs), x(r.nativeVsWasm), x(r.nativeVsPytorch)]),
+      ['model', 'batch', 'backend', 'ms per gradient', 'peak RSS', 'vs PyTorch'],
+      report.rows.map((r) => [r.model, r.batch, r.backend,
+        r.msPerGradient === null ? `- (${r.error})` : formatMs(r.msPerGradient),
+        r.peakRssMb === null ? '-' : `${Math.round(r.peakRssMb)} MB`,
+        r.vsPytorch === null ? '-' : `${r.vsPytorch.toFixed(2)}x`]),
     ),
     '',
-    'native = the wasm backend with oneDNN\'s convolutions; PyTorch = Debian\'s python3-torch, the same architectures (bench/gradient.py).',
-    'native / PyTorch below 1.00x means faster than PyTorch.',
+    'native = the wasm backend with oneDNN\'s kernels (convolutions, batch norm); PyTorch = Debian\'s python3-torch, the same architectures (bench/gradient.py).',
+    'vs PyTorch below 1.00x means faster than PyTorch.',
   ];
   process.stdout.write(`${out.join('\n')}\n`);
   return report;
