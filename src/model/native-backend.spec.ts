@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { computeGradient } from './gradient.js';
@@ -177,6 +177,24 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     const ref = await onBackend('cpu', gradientOf);
     expect(relError(ours.gradient, ref.gradient)).toBeLessThan(TOL);
     expect(Math.abs(ours.loss - ref.loss)).toBeLessThan(1e-5 * Math.abs(ref.loss));
+  });
+
+  it('a case ours does not handle runs on wasm\'s own kernel, noted once', async () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      const xv = seeded(2 * 6 * 6 * 3, 15), wv = seeded(3 * 3 * 3 * 4, 16), bv = seeded(4, 17);
+      const run = () => tf.tidy(() => {
+        const x = tf.tensor4d(xv, [2, 6, 6, 3]), w = tf.tensor4d(wv, [3, 3, 3, 4]);
+        return tf.fused.conv2d({ x, filter: w, strides: 1, pad: 'same', bias: tf.tensor1d(bv), activation: 'elu' }).dataSync() as Float32Array;
+      });
+      const ours = run();
+      run();
+      expect(relError(ours, await onBackend('cpu', run))).toBeLessThan(TOL);
+      const notes = warn.mock.calls.map((c) => String(c[0])).filter((m) => m.startsWith('native backend:'));
+      expect(notes).toEqual(["native backend: FusedConv2D with activation elu runs on wasm's own kernel"]);
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('a wrong length is a clear error, not a crash', () => {

@@ -76,10 +76,33 @@ const nhwc = (attrs: NamedAttrMap) => (attrs.dataFormat ?? 'NHWC') === 'NHWC';
 type Shape4 = [number, number, number, number];
 type KernelArgs = Parameters<KernelFunc>[0] & { attrs: NamedAttrMap; backend: BackendWasm };
 
-/** Ours where we handle the case, else wasm's own kernel (kept from before we replaced it). */
-function withFallback(theirs: KernelConfig, mine: (args: KernelArgs) => TensorInfo | null): KernelFunc {
-  return (args) => mine({ ...args, attrs: args.attrs ?? {}, backend: args.backend as BackendWasm }) ?? (theirs.kernelFunc(args) as TensorInfo);
+/** Why one of ours hands a call to wasm's own kernel (an attribute it does not handle). */
+class Unsupported {
+  constructor(readonly why: string) {}
 }
+
+const noted = new Set<string>();
+
+/**
+ * Ours where we handle the case, else wasm's own kernel (kept from before we replaced it): on
+ * null silently (a case wasm does as well), on Unsupported with a note, once per kernel and
+ * reason, so a slow path does not go unseen.
+ */
+function withFallback(theirs: KernelConfig, mine: (args: KernelArgs) => TensorInfo | Unsupported | null): KernelFunc {
+  return (args) => {
+    const out = mine({ ...args, attrs: args.attrs ?? {}, backend: args.backend as BackendWasm });
+    if (out instanceof Unsupported) {
+      const note = `native backend: ${theirs.kernelName} with ${out.why} runs on wasm's own kernel`;
+      if (!noted.has(note)) {
+        noted.add(note);
+        process.emitWarning(note);
+      }
+    }
+    return out === null || out instanceof Unsupported ? (theirs.kernelFunc(args) as TensorInfo) : out;
+  };
+}
+
+const NCHW = new Unsupported('the NCHW data format');
 
 function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { replaced: KernelConfig[]; added: KernelConfig[] } {
   const conv = (b: BackendWasm, x: TensorInfo, filter: TensorInfo, attrs: NamedAttrMap): TensorInfo => {
@@ -90,21 +113,22 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
     return out;
   };
   // Each of ours keeps wasm's own kernel: its fallback, and what useNativeKernels(false) puts back.
-  const config = (kernelName: string, mine: (args: KernelArgs) => TensorInfo | null): KernelConfig => {
+  const config = (kernelName: string, mine: (args: KernelArgs) => TensorInfo | Unsupported | null): KernelConfig => {
     const theirs = tf.getKernel(kernelName, HOST);
     if (!theirs) throw new Error(`native backend: wasm has no ${kernelName} kernel to stand beside`);
     shipped.set(kernelName, theirs);
     return { kernelName, backendName: HOST, kernelFunc: withFallback(theirs, mine) };
   };
   const replaced = [
-    config('Conv2D', ({ inputs, attrs, backend }) => (nhwc(attrs) ? conv(backend, inputs.x as TensorInfo, inputs.filter as TensorInfo, attrs) : null)),
+    config('Conv2D', ({ inputs, attrs, backend }) => (nhwc(attrs) ? conv(backend, inputs.x as TensorInfo, inputs.filter as TensorInfo, attrs) : NCHW)),
     // tfjs-layers' Conv2D layers call the fused op: convolution, then bias and activation.
     config('FusedConv2D', ({ inputs, attrs, backend }) => {
       const activation = (attrs.activation ?? 'linear') as string;
       const filter = inputs.filter as TensorInfo, bias = inputs.bias as TensorInfo | undefined;
       const channels = filter.shape[3];
-      if (!nhwc(attrs) || (activation !== 'linear' && activation !== 'relu')) return null;
-      if (bias && size(bias.shape) !== channels && size(bias.shape) !== 1) return null;
+      if (!nhwc(attrs)) return NCHW;
+      if (activation !== 'linear' && activation !== 'relu') return new Unsupported(`activation ${activation}`);
+      if (bias && size(bias.shape) !== channels && size(bias.shape) !== 1) return new Unsupported(`a bias of shape [${bias.shape.join(', ')}]`);
       const out = conv(backend, inputs.x as TensorInfo, filter, attrs);
       if (bias || activation === 'relu') {
         const y = heap(backend, out), bv = bias ? heap(backend, bias) : null;
@@ -118,7 +142,7 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
       return out;
     }),
     config('Conv2DBackpropInput', ({ inputs, attrs, backend }) => {
-      if (!nhwc(attrs)) return null;
+      if (!nhwc(attrs)) return NCHW;
       const dy = inputs.dy as TensorInfo, filter = inputs.filter as TensorInfo;
       const inputShape = attrs.inputShape as Shape4;
       const c = backend_util.computeConv2DInfo(inputShape, filter.shape as Shape4, attrs.strides as [number, number], 1,
@@ -128,7 +152,7 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
       return out;
     }),
     config('Conv2DBackpropFilter', ({ inputs, attrs, backend }) => {
-      if (!nhwc(attrs)) return null;
+      if (!nhwc(attrs)) return NCHW;
       const x = inputs.x as TensorInfo, dy = inputs.dy as TensorInfo;
       const filterShape = attrs.filterShape as Shape4;
       const c = backend_util.computeConv2DInfo(x.shape as Shape4, filterShape, attrs.strides as [number, number], 1,
@@ -140,10 +164,10 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
     // wasm's max-pool gradient is a slow general path; one pass over the windows here.
     config('MaxPoolGrad', ({ inputs, attrs, backend }) => {
       const dy = inputs.dy as TensorInfo, x = inputs.input as TensorInfo;
-      if (x.shape.length !== 4 || x.dtype !== 'float32') return null;
+      if (x.shape.length !== 4 || x.dtype !== 'float32') return new Unsupported(`a ${x.dtype} input of rank ${x.shape.length}`);
       const c = backend_util.computePool2DInfo(x.shape as Shape4, attrs.filterSize as [number, number] | number, attrs.strides as [number, number] | number, 1,
         attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined);
-      if (c.dilationHeight !== 1 || c.dilationWidth !== 1) return null;
+      if (c.dilationHeight !== 1 || c.dilationWidth !== 1) return new Unsupported('dilation');
       const out = backend.makeOutput(x.shape, 'float32');
       addon.maxPoolGrad(heap(backend, x), x.shape, heap(backend, dy), dy.shape, heap(backend, out),
         [c.filterHeight, c.filterWidth, c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left]);

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { runComputeBench } from '../../bench/compute.ts';
 import { runInDbBench } from '../../bench/in-db.ts';
 import { runRoundBench } from '../../bench/round.ts';
 import { runScalingBench } from '../../bench/scaling.ts';
 import { runServerlessBench } from '../../bench/serverless.ts';
+import { nativeAddon } from '../../src/model/native-backend.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 
 /**
@@ -16,6 +18,18 @@ const local = async () => {
 };
 
 describe('benchmark runners', () => {
+  it('compute: a row per backend, each measured in its own process, or the reason it could not run', async () => {
+    const r = await runComputeBench({ models: ['cnn'], batchSizes: [8], runs: 1 });
+    expect(r.rows.map((x) => x.backend)).toEqual(['wasm', 'native', 'pytorch']);
+    const [wasm, native] = r.rows;
+    expect(wasm).toMatchObject({ model: 'cnn', batch: 8 });
+    expect(wasm!.msPerGradient).toBeGreaterThan(0);
+    expect(wasm!.peakRssMb).toBeGreaterThan(0);
+    if (nativeAddon() instanceof Error) expect(native!.error).toMatch(/native backend is not available/);
+    else expect(native!.msPerGradient).toBeGreaterThan(0);
+    for (const row of r.rows) expect(row.msPerGradient !== null || row.error !== undefined).toBe(true);
+  });
+
   it('in-db: every row has both ways, and both ways gave the same bytes', async () => {
     const r = await runInDbBench({ gradients: [3, 2], length: 50_000, updateRepeats: 1 });
     expect(r.rows.map((x) => x.gradients)).toEqual([3, 2]);
