@@ -556,6 +556,25 @@ static RedisModuleString *ids_key_name(RedisModuleCtx *ctx, RedisModuleString *s
     return suffixed(ctx, sum, ":ids");
 }
 
+/* Opens `name` to start a fresh exact sum in it: missing, or a running sum of an earlier
+ * accumulation, which always has its block map "<name>:blocks" beside it. Any other string
+ * (a parameter tensor, say) is refused, so a wrong key name never overwrites a tensor. */
+static int open_fresh_sum(RedisModuleCtx *ctx, RedisModuleString *name, RedisModuleKey **key) {
+    if (!open_target(ctx, name, "sum", key)) return 0;
+    if (RedisModule_KeyType(*key) == REDISMODULE_KEYTYPE_EMPTY) return 1;
+    RedisModuleString *map = suffixed(ctx, name, ":blocks");
+    RedisModuleKey *m = RedisModule_OpenKey(ctx, map, REDISMODULE_READ);
+    int is_sum = RedisModule_KeyType(m) == REDISMODULE_KEYTYPE_STRING;
+    RedisModule_CloseKey(m);
+    if (!is_sum) {
+        close_key(key);
+        fail(ctx, "\"%s\" holds a tensor that is not a running sum (no \"%s\" beside it): refused, its bytes kept",
+             show(name).s, show(map).s);
+    }
+    RedisModule_FreeString(ctx, map);
+    return is_sum;
+}
+
 /*
  * Which blocks of a running sum hold the current accumulation: "<sum>:blocks", one byte per
  * block of PL_SUM_BLOCK elements. A fresh sum is not zeroed at once (memset of a ResNet-18
@@ -890,7 +909,7 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
 
     /* The sum: a fresh accumulation overwrites any string there; a running one needs it. */
     if (fresh) {
-        if (!open_target(ctx, argv[1], "sum", &sum)) goto done;
+        if (!open_fresh_sum(ctx, argv[1], &sum)) goto done;
     } else {
         size_t total;
         if (!open_sum(ctx, argv[1], &st, &total)) goto done;
@@ -1113,7 +1132,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         goto done;
     }
     if (fresh) {
-        if (!open_target(ctx, sum_name, "sum", &sum)) goto done;
+        if (!open_fresh_sum(ctx, sum_name, &sum)) goto done;
     } else {
         size_t total;
         if (!open_sum(ctx, sum_name, &st, &total)) goto done;
@@ -1348,8 +1367,8 @@ done:
 static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl_sgd_opts *o) {
     memset(o, 0, sizeof *o);
     double lr, mom;
-    if (!parse_real(ctx, argv[4], "lr", 0, 0, PL_FLT_MAX, 0, &lr)) return 0;
-    if (!parse_real(ctx, argv[5], "momentum", 0, 0, PL_FLT_MAX, 0, &mom)) return 0;
+    if (!parse_real(ctx, argv[4], "lr", 0, 0, 10, 0, &lr)) return 0;
+    if (!parse_real(ctx, argv[5], "momentum", 0, 0, 0.999, 0, &mom)) return 0;
     o->lr = (float)lr;
     o->momentum = (float)mom;
     int seen_d = 0, seen_wd = 0;
@@ -1361,7 +1380,7 @@ static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl
             if (!parse_real(ctx, argv[++i], "DAMPENING", 0, 0, 1, 0, &d)) return 0;
             seen_d = 1;
         } else if (is_word(argv[i], "WD") && !seen_wd && i + 1 < argc) {
-            if (!parse_real(ctx, argv[++i], "WD", 0, 0, PL_FLT_MAX, 0, &wd)) return 0;
+            if (!parse_real(ctx, argv[++i], "WD", 0, 0, 1, 0, &wd)) return 0;
             seen_wd = 1;
         } else {
             return fail(ctx, "unexpected argument \"%s\" (options: DAMPENING d, WD wd, NESTEROV, "
@@ -1419,7 +1438,7 @@ static int parse_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, p
     o->beta1 = 0.9;
     o->beta2 = 0.999;
     o->eps = 1e-8;
-    if (!parse_real(ctx, argv[6], "lr", 0, 0, PL_FLT_MAX, 0, &o->lr)) return 0;
+    if (!parse_real(ctx, argv[6], "lr", 0, 0, 1, 0, &o->lr)) return 0;
     int seen[4] = {0, 0, 0, 0};
     static const char *names[4] = {"BETA1", "BETA2", "EPS", "WD"};
     for (int i = 7; i < argc; i++) {
@@ -1431,8 +1450,8 @@ static int parse_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, p
             RedisModuleString *val = argv[++i];
             int ok = w == 0   ? parse_real(ctx, val, "BETA1", 0, 0, 1, 1, &o->beta1)
                      : w == 1 ? parse_real(ctx, val, "BETA2", 0, 0, 1, 1, &o->beta2)
-                     : w == 2 ? parse_real(ctx, val, "EPS", 0, 1, PL_FLT_MAX, 0, &o->eps)
-                              : parse_real(ctx, val, "WD", 0, 0, PL_FLT_MAX, 0, &o->wd);
+                     : w == 2 ? parse_real(ctx, val, "EPS", 0, 1, 1, 0, &o->eps)
+                              : parse_real(ctx, val, "WD", 0, 0, 1, 0, &o->wd);
             if (!ok) return 0;
         } else if (is_word(argv[i], "DECOUPLED") && !o->decoupled) {
             o->decoupled = 1;

@@ -134,6 +134,9 @@ const cases: [string, Arg[], RegExp][] = [
   ['ACCUM id set not a hash', ['PL.ACCUM', 'badids', 'a', 'id', '1', T16], /wrong type.*not an id set/],
   ['ACCUM id set without expected', ['PL.ACCUM', 'noexp', 'a', 'id', '1', T16], /no expected count/],
   ['ACCUM sum is a hash', ['PL.ACCUM', 'h', 'a', 'id', '2', T16], /wrong type: sum "h"/],
+  // A parameter tensor named as the sum by mistake: refused, not overwritten.
+  ['ACCUM sum is a parameter tensor', ['PL.ACCUM', 't', 'a', 'id', '2', T16], /"t" holds a tensor that is not a running sum \(no "t:blocks" beside it\)/],
+  ['PUSH sum is a parameter tensor', ['PL.PUSH', 't', 'a', 'id', 'att', '2', '16', '16', '0', T16], /"t" holds a tensor that is not a running sum/],
   ['ACCUM avg is a list', ['PL.ACCUM', 'new', 'l', 'id', '1', T16], /wrong type: avg "l"/],
   ['ACCUM slice beyond TOTAL', ['PL.ACCUM', 's', 'a', 'id', '2', T16, 'OFFSET', '10', 'TOTAL', '20'], /does not fit TOTAL 20/],
   ['ACCUM too large to sum exactly', ['PL.ACCUM', 'run', 'runavg', 'id2', '3', BIG16], /gradient has a value too large to sum exactly \(1\.04858e\+06 at element 9/],
@@ -163,6 +166,10 @@ const cases: [string, Arg[], RegExp][] = [
   ['SGD lr nan', ['PL.SGD', 't', 'g', 'v', 'nan', '0.9'], /lr must be a finite number/],
   ['SGD lr negative', ['PL.SGD', 't', 'g', 'v', '-0.1', '0.9'], /lr must be in/],
   ['SGD momentum inf', ['PL.SGD', 't', 'g', 'v', '0.1', 'inf'], /momentum/],
+  // The configuration's ranges (src/config/training.ts): momentum <= 0.999, lr <= 10, WD <= 1.
+  ['SGD momentum 2', ['PL.SGD', 't', 'g', 'v', '0.1', '2'], /momentum must be in \[0, 0\.999\], got 2/],
+  ['SGD lr 11', ['PL.SGD', 't', 'g', 'v', '11', '0.9'], /lr must be in \[0, 10\]/],
+  ['SGD WD 2', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'WD', '2'], /WD must be in \[0, 1\]/],
   ['SGD unknown option', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'FAST'], /unexpected argument "FAST"/],
   ['SGD WD without value', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'WD'], /unexpected argument "WD"/],
   ['SGD DAMPENING 2', ['PL.SGD', 't', 'g', 'v', '0.1', '0.9', 'DAMPENING', '2'], /DAMPENING must be in/],
@@ -179,6 +186,8 @@ const cases: [string, Arg[], RegExp][] = [
   // PL.ADAM
   ['ADAM arity', ['PL.ADAM', 't', 'g', 'm', 'v', 'st'], ARITY],
   ['ADAM BETA1 1', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'BETA1', '1'], /BETA1 must be in \[0, 1\)/],
+  ['ADAM lr 2', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '2'], /lr must be in \[0, 1\]/],
+  ['ADAM EPS 5', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'EPS', '5'], /EPS must be in \(0, 1\]/],
   ['ADAM BETA2 negative', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'BETA2', '-0.1'], /BETA2/],
   ['ADAM EPS 0', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'EPS', '0'], /EPS must be in \(0/],
   ['ADAM lr text', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', 'fast'], /lr must be a finite number/],
