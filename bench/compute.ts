@@ -33,6 +33,8 @@ export interface ComputeRow {
   vsPytorch: number | null;
   /** Why the row has no figures: backend not available, out of memory, ... */
   error?: string;
+  /** Whether Peerless ran it with gradient checkpointing (the model's default, as in a function). */
+  checkpointed?: boolean;
 }
 
 export interface ComputeReport {
@@ -44,7 +46,7 @@ export interface ComputeReport {
   rows: ComputeRow[];
 }
 
-interface Measured { msPerGradient: number; peakRssMb: number }
+interface Measured { msPerGradient: number; peakRssMb: number; checkpointed?: boolean }
 
 const ONE = fileURLToPath(new URL('./compute-one.mjs', import.meta.url));
 const TORCH = fileURLToPath(new URL('./gradient.py', import.meta.url));

@@ -29,6 +29,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--deadline <ms>', 'how long a peer waits for the others before dropping them', parseFloat)
     .option('--function-deadline <ms>', 'how long failing gradient functions are retried in a round before it goes on with the gradients that arrived (0 = half the deadline)', parseFloat)
     .option('--chunk-kib <n>', 'KiB per chunk when tensors move between Redis servers (default 1024; see bench chunks)', parseFloat)
+    .addOption(new Option('--checkpoint <mode>', 'gradient checkpointing in the functions: one more forward pass, much less memory, the same gradient (auto = on for densenet121)').choices(['auto', 'on', 'off']))
     .option('--backend <name>', 'compute backend every gradient function must use: native, wasm, cpu, or auto (what the local functions loaded)');
 }
 
@@ -72,6 +73,7 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   set('functionDeadlineMs', o.functionDeadline);
   set('chunkKib', o.chunkKib);
   set('backend', o.backend);
+  set('checkpoint', o.checkpoint);
   if (o.aggregation !== undefined) c.aggregation = aggregation(String(o.aggregation));
   if (o.schedule !== undefined) c.schedule = o.schedule === 'step' ? { kind: 'step', every: 50, gamma: 0.5 } : { kind: o.schedule };
   const opt = { ...((c.optimizer as object) ?? {}) } as Record<string, unknown>;

@@ -94,6 +94,11 @@ export const TrainingConfigSchema = z
     backend: z.enum(['auto', 'native', 'wasm', 'cpu']).default('auto'),
     /** Samples a single function processes at once (memory bound for big models); 0 = whole batch. */
     microBatch: z.number().int().min(0).max(8192).default(0),
+    /**
+     * Gradient checkpointing in the functions: one more forward pass for much less memory, the
+     * same gradient bit for bit. 'auto' leaves it to the model (on for densenet121).
+     */
+    checkpoint: z.enum(['auto', 'on', 'off']).default('auto'),
   })
   .superRefine((c, ctx) => {
     if (c.exchange === 'sharded' && c.aggregation.rule === 'krum') {

@@ -21,6 +21,7 @@ const gradient = z.object({
   chunkElements: z.number().int().positive().max(1 << 25).optional(),
   backend: z.enum(['native', 'wasm', 'cpu']).optional(),
   microBatch: z.number().int().positive().optional(),
+  checkpoint: z.boolean().optional(),
 });
 
 const evaluate = z.object({

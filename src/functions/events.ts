@@ -38,6 +38,8 @@ export interface GradientEvent {
   chunkElements?: number;
   /** Micro-batch size inside the function (memory bound for big models); default: whole batch. */
   microBatch?: number;
+  /** Gradient checkpointing (src/model/checkpoint.ts); default: the model's (on for densenet121). */
+  checkpoint?: boolean;
 }
 
 export interface TimeBreakdown {

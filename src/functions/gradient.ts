@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { pushChunks } from '../tensor/transfer.ts';
 import { setFlatParams } from '../model/flat.ts';
 import { computeGradient } from '../model/gradient.ts';
+import { checkpointedByDefault } from '../model/zoo.ts';
 import type { GradientEvent, GradientResult } from './events.ts';
 import { allInOrder, checkLayout, ensureBackend, modelFor, readBytes, readLayoutHash, readParams, redisFor } from './runtime.ts';
 
@@ -28,7 +29,10 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
   checkLayout(stored, e.layoutKey, e.layoutHash, layoutHash, e.model.name);
   setFlatParams(model, params);
   const t1 = performance.now();
-  const out = computeGradient(model, images, labels, e.microBatch ? { microBatch: e.microBatch } : {});
+  const out = computeGradient(model, images, labels, {
+    ...(e.microBatch ? { microBatch: e.microBatch } : {}),
+    checkpoint: e.checkpoint ?? checkpointedByDefault(e.model.name),
+  });
   const t2 = performance.now();
   // One invocation is one attempt: a retried invocation sends everything again under a new
   // name, and the module counts whichever attempt completes first, once.

@@ -16,6 +16,11 @@ const PIXELS = IMAGE_SIZE * IMAGE_SIZE;
 export interface GradientOptions {
   /** Samples per forward/backward pass (bounds memory); default: the whole batch. */
   microBatch?: number;
+  /**
+   * Gradient checkpointing (checkpoint.ts): keep only segment inputs for the backward pass
+   * and recompute the rest there. Less memory for one more forward pass; the same gradient.
+   */
+  checkpoint?: boolean;
 }
 
 export interface GradientOutput {
@@ -92,7 +97,7 @@ export function computeGradient(model: tfl.LayersModel, images: Uint8Array, labe
         const oneHot = tf.oneHot(y, NUM_CLASSES);
         let hits: tf.Scalar | undefined;
         const { value, grads } = tf.variableGrads(() => {
-          const logits = forward(model, x, true);
+          const logits = forward(model, x, true, { checkpoint: opts.checkpoint });
           hits = tf.keep(countCorrect(logits, y));
           return tf.losses.softmaxCrossEntropy(oneHot, logits) as tf.Scalar;
         }, trainable);

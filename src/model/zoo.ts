@@ -166,6 +166,14 @@ function densenet121(width: number): tfl.LayersModel {
 
 const builders: Record<ModelName, (width: number) => tfl.LayersModel> = { cnn, vgg11, resnet18, densenet121 };
 
+/**
+ * Whether a zoo model's gradient runs checkpointed unless told otherwise (checkpoint.ts):
+ * densenet121 at full width needs it to fit batch 64 in wasm's 4 GiB heap (6.5 GB without).
+ */
+export function checkpointedByDefault(name: string): boolean {
+  return name === 'densenet121';
+}
+
 export function isModelName(name: string): name is ModelName {
   return (MODEL_NAMES as readonly string[]).includes(name);
 }

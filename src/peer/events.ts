@@ -19,7 +19,7 @@ export function gradientEvent(
   peer: { redis: RedisLocation; model: ModelRef; layoutHash: string },
   batch: number,
   target: GradientTarget,
-  o: { chunkElements?: number; microBatch?: number; backend?: string; batchKeys?: { images: string; labels: string } } = {},
+  o: { chunkElements?: number; microBatch?: number; checkpoint?: 'auto' | 'on' | 'off'; backend?: string; batchKeys?: { images: string; labels: string } } = {},
 ): GradientEvent {
   const keys = o.batchKeys ?? { images: DataKeys.batchImages(batch), labels: DataKeys.batchLabels(batch) };
   return {
@@ -38,5 +38,6 @@ export function gradientEvent(
     ...(o.chunkElements ? { chunkElements: o.chunkElements } : {}),
     ...(o.backend && o.backend !== 'auto' ? { backend: o.backend } : {}),
     ...(o.microBatch ? { microBatch: o.microBatch } : {}),
+    ...(o.checkpoint === 'on' || o.checkpoint === 'off' ? { checkpoint: o.checkpoint === 'on' } : {}),
   };
 }

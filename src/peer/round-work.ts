@@ -159,7 +159,7 @@ export class RoundRunner implements RoundWork {
       event: (b, expected) => gradientEvent(
         { redis: this.d.redis, model: this.config.model, layoutHash: this.d.plan.layoutHash }, b,
         { ...sum, expected, round },
-        { batchKeys: this.d.data.batchKeys(b), chunkElements: this.chunkElements, microBatch: this.config.microBatch, backend: this.config.backend },
+        { batchKeys: this.d.data.batchKeys(b), chunkElements: this.chunkElements, microBatch: this.config.microBatch, checkpoint: this.config.checkpoint, backend: this.config.backend },
       ),
       platform: this.d.platform, store: this.d.store, ...sum,
       log: this.d.log, inFlight: (d) => { this.inFlightCount += d; },

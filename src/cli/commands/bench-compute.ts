@@ -36,7 +36,7 @@ export async function benchCompute(o: ComputeCliOptions): Promise<ComputeReport>
     '',
     table(
       ['model', 'batch', 'backend', 'ms per gradient', 'peak RSS', 'vs PyTorch'],
-      report.rows.map((r) => [r.model, r.batch, r.backend,
+      report.rows.map((r) => [r.model, r.batch, r.checkpointed ? `${r.backend} (checkpointed)` : r.backend,
         r.msPerGradient === null ? `- (${r.error})` : formatMs(r.msPerGradient),
         r.peakRssMb === null ? '-' : `${Math.round(r.peakRssMb)} MB`,
         r.vsPytorch === null ? '-' : `${r.vsPytorch.toFixed(2)}x`]),
