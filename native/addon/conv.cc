@@ -8,8 +8,9 @@
 //   conv2dBackpropFilter(x, xShape, dy, dyShape, dw, wShape, geometry)
 //   geometry = [strideH, strideW, dilationH, dilationW, padTop, padLeft, padBottom, padRight]
 //   sumRows(x, rows, cols, out, scale): column sums of a rows x cols matrix, times scale
-//   maxPoolGrad(x, xShape, dy, dyShape, dx, pool)
-//   batchNormTraining, batchNormTrainingGrad: see norm.cc
+//   batchNormTraining, batchNormTrainingGrad: norm.cc
+//   maxPoolGrad, avgPoolGrad: pool.cc
+//   concatRows, splitRows: copy.cc
 //   setThreads(n), info() -> { isa, version, threads }
 #include <napi.h>
 #include <omp.h>
@@ -21,7 +22,7 @@
 #include <vector>
 
 #include "args.h"
-#include "norm.h"
+#include "kernels.h"
 
 using peerless::count;
 using peerless::floats;
@@ -167,45 +168,6 @@ Napi::Value SumRows(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
-// The gradient of a max pool (NHWC): each dy goes to the first maximum of its window in x, as
-// TensorFlow.js's cpu kernel does. pool = [filterH, filterW, strideH, strideW, padTop, padLeft].
-Napi::Value MaxPoolGrad(const Napi::CallbackInfo &info) {
-  auto xs = ints(info[1], 4, "xShape"), dys = ints(info[3], 4, "dyShape");
-  const float *x = floats(info[0], count(xs), "x"), *dy = floats(info[2], count(dys), "dy");
-  float *dx = floats(info[4], count(xs), "dx");
-  auto p = ints(info[5], 6, "pool");
-  const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3], OH = dys[1], OW = dys[2];
-  if (dys[0] != N || dys[3] != C) throw Napi::RangeError::New(info.Env(), "maxPoolGrad: dy and x differ in batch or channels");
-  std::fill(dx, dx + count(xs), 0.0f);
-  std::vector<float> best(static_cast<size_t>(C));
-  std::vector<int64_t> at(static_cast<size_t>(C));
-  for (int64_t n = 0; n < N; n++) {
-    const float *xn = x + n * H * W * C;
-    float *dxn = dx + n * H * W * C;
-    for (int64_t oh = 0; oh < OH; oh++) {
-      for (int64_t ow = 0; ow < OW; ow++) {
-        std::fill(best.begin(), best.end(), -INFINITY);
-        std::fill(at.begin(), at.end(), -1);
-        for (int64_t kh = 0; kh < p[0]; kh++) {
-          int64_t h = oh * p[2] - p[4] + kh;
-          if (h < 0 || h >= H) continue;
-          for (int64_t kw = 0; kw < p[1]; kw++) {
-            int64_t w = ow * p[3] - p[5] + kw;
-            if (w < 0 || w >= W) continue;
-            const float *px = xn + (h * W + w) * C;
-            for (int64_t c = 0; c < C; c++) {
-              if (px[c] > best[c] || at[c] < 0) { best[c] = px[c]; at[c] = (h * W + w) * C + c; }
-            }
-          }
-        }
-        const float *g = dy + ((n * OH + oh) * OW + ow) * C;
-        for (int64_t c = 0; c < C; c++) if (at[c] >= 0) dxn[at[c]] += g[c];
-      }
-    }
-  }
-  return info.Env().Undefined();
-}
-
 Napi::Value SetThreads(const Napi::CallbackInfo &info) {
   int n = info[0].As<Napi::Number>().Int32Value();
   if (n < 1) throw Napi::RangeError::New(info.Env(), "threads must be at least 1");
@@ -229,8 +191,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2dBackpropInput));
   exports.Set("conv2dBackpropFilter", Napi::Function::New(env, Conv2dBackpropFilter));
   exports.Set("sumRows", Napi::Function::New(env, SumRows));
-  exports.Set("maxPoolGrad", Napi::Function::New(env, MaxPoolGrad));
   peerless::addNormKernels(env, exports);
+  peerless::addPoolKernels(env, exports);
+  peerless::addCopyKernels(env, exports);
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

@@ -9,7 +9,7 @@
 //   batchNormTrainingGrad(dy, x, rows, cols, gamma, mean, variance, epsilon, dx, dgamma, dbeta)
 //     the gradient through the normalisation and through the batch statistics.
 // Per-channel sums are kept in double, so the result does not drift with the row count.
-#include "norm.h"
+#include "kernels.h"
 
 #include <cmath>
 #include <cstdint>

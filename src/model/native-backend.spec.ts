@@ -109,6 +109,53 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     expect(relError(run(), await onBackend('cpu', run))).toBeLessThan(TOL);
   });
 
+  it.each<[number[][], number]>([
+    [[[2, 3, 3, 5], [2, 3, 3, 2]], -1],
+    [[[2, 3, 3, 5], [2, 3, 3, 2], [2, 3, 3, 1]], 3],
+    [[[2, 4, 3], [2, 1, 3]], 1],
+    [[[3, 2], [1, 2]], 0],
+  ])('concat of %j on axis %i and its gradient (a split) match cpu', async (shapes, axis) => {
+    const vs = shapes.map((sh, i) => seeded(size(sh), 20 + i));
+    const run = () => tf.tidy(() => {
+      const xs = shapes.map((sh, i) => tf.tensor(vs[i]!, sh));
+      const y = tf.concat(xs, axis);
+      const dy = tf.reshape(tf.range(1, 1 + y.size), y.shape);
+      const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(tf.concat(a, axis), dy)))(xs);
+      return [y.dataSync() as Float32Array, ...grads.map((g) => g.dataSync() as Float32Array)];
+    });
+    const ours = run(), ref = await onBackend('cpu', run);
+    ours.forEach((o, i) => expect(relError(o, ref[i]!)).toBeLessThan(TOL));
+  });
+
+  it.each<[number[], number[] | number, number]>([
+    [[2, 3, 3, 7], [5, 2], -1],
+    [[2, 3, 3, 6], 3, 3],
+    [[4, 5, 2], [1, 3, 1], 1],
+    [[6, 2], [2, 4], 0],
+  ])('split of %j into %j on axis %i matches cpu', async (shape, splits, axis) => {
+    const v = seeded(size(shape), 30);
+    const run = () => tf.tidy(() => tf.split(tf.tensor(v, shape), splits, axis).map((t) => [t.shape, t.dataSync() as Float32Array] as const));
+    const ours = run(), ref = await onBackend('cpu', run);
+    expect(ours.map((o) => o[0])).toEqual(ref.map((r) => r[0]));
+    ours.forEach((o, i) => expect(relError(o[1], ref[i]![1])).toBeLessThan(TOL));
+  });
+
+  it.each<[number[], number, number, 'same' | 'valid']>([
+    [[2, 8, 8, 3], 2, 2, 'valid'],
+    [[2, 7, 7, 5], 2, 2, 'valid'],
+    [[2, 7, 7, 5], 3, 2, 'same'],
+    [[1, 5, 6, 2], 3, 1, 'same'],
+  ])('the average-pool gradient of %j (window %i, stride %i, %s) matches cpu', async (shape, window, stride, pad) => {
+    const v = seeded(size(shape), 31);
+    const run = () => tf.tidy(() => {
+      const x = tf.tensor4d(v, shape as Shape4);
+      const yShape = tf.avgPool(x, window, stride, pad).shape;
+      const dy = tf.reshape(tf.range(1, 1 + size(yShape)), yShape);
+      return tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.avgPool(a as tf.Tensor4D, window, stride, pad), dy)))(x).dataSync() as Float32Array;
+    });
+    expect(relError(run(), await onBackend('cpu', run))).toBeLessThan(TOL);
+  });
+
   it('a cnn gradient matches the cpu backend, and leaves no tensors behind', async () => {
     const { images, labels } = syntheticBatch(16, 2);
     const before = tf.memory().numTensors;

@@ -34,6 +34,10 @@ export interface NativeAddon {
   sumRows(x: Float32Array, rows: number, cols: number, out: Float32Array, scale: number): void;
   /** pool = [filterH, filterW, strideH, strideW, padTop, padLeft] */
   maxPoolGrad(x: Float32Array, xShape: Shape, dy: Float32Array, dyShape: Shape, dx: Float32Array, pool: number[]): void;
+  avgPoolGrad(dy: Float32Array, dyShape: Shape, dx: Float32Array, dxShape: Shape, pool: number[]): void;
+  /** out row r = each input's row r in turn; input i's rows are inners[i] long. */
+  concatRows(inputs: Float32Array[], inners: number[], outer: number, out: Float32Array): void;
+  splitRows(x: Float32Array, outer: number, inners: number[], outputs: Float32Array[]): void;
   batchNormTraining(x: Float32Array, rows: number, cols: number, gamma: Float32Array, beta: Float32Array, epsilon: number,
     y: Float32Array, mean: Float32Array, variance: Float32Array): void;
   batchNormTrainingGrad(dy: Float32Array, x: Float32Array, rows: number, cols: number, gamma: Float32Array, mean: Float32Array,
@@ -88,7 +92,7 @@ const noted = new Set<string>();
  * null silently (a case wasm does as well), on Unsupported with a note, once per kernel and
  * reason, so a slow path does not go unseen.
  */
-function withFallback(theirs: KernelConfig, mine: (args: KernelArgs) => TensorInfo | Unsupported | null): KernelFunc {
+function withFallback(theirs: KernelConfig, mine: (args: KernelArgs) => TensorInfo | TensorInfo[] | Unsupported | null): KernelFunc {
   return (args) => {
     const out = mine({ ...args, attrs: args.attrs ?? {}, backend: args.backend as BackendWasm });
     if (out instanceof Unsupported) {
@@ -98,7 +102,7 @@ function withFallback(theirs: KernelConfig, mine: (args: KernelArgs) => TensorIn
         process.emitWarning(note);
       }
     }
-    return out === null || out instanceof Unsupported ? (theirs.kernelFunc(args) as TensorInfo) : out;
+    return out === null || out instanceof Unsupported ? (theirs.kernelFunc(args) as TensorInfo | TensorInfo[]) : out;
   };
 }
 
@@ -113,7 +117,7 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
     return out;
   };
   // Each of ours keeps wasm's own kernel: its fallback, and what useNativeKernels(false) puts back.
-  const config = (kernelName: string, mine: (args: KernelArgs) => TensorInfo | Unsupported | null): KernelConfig => {
+  const config = (kernelName: string, mine: (args: KernelArgs) => TensorInfo | TensorInfo[] | Unsupported | null): KernelConfig => {
     const theirs = tf.getKernel(kernelName, HOST);
     if (!theirs) throw new Error(`native backend: wasm has no ${kernelName} kernel to stand beside`);
     shipped.set(kernelName, theirs);
@@ -172,6 +176,37 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
       addon.maxPoolGrad(heap(backend, x), x.shape, heap(backend, dy), dy.shape, heap(backend, out),
         [c.filterHeight, c.filterWidth, c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left]);
       return out;
+    }),
+    config('AvgPoolGrad', ({ inputs, attrs, backend }) => {
+      const dy = inputs.dy as TensorInfo, x = inputs.input as TensorInfo;
+      if (x.shape.length !== 4 || dy.dtype !== 'float32') return new Unsupported(`a ${dy.dtype} input of rank ${x.shape.length}`);
+      const c = backend_util.computePool2DInfo(x.shape as Shape4, attrs.filterSize as [number, number] | number, attrs.strides as [number, number] | number, 1,
+        attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined);
+      const out = backend.makeOutput(x.shape, 'float32');
+      addon.avgPoolGrad(heap(backend, dy), dy.shape, heap(backend, out), x.shape,
+        [c.filterHeight, c.filterWidth, c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left]);
+      return out;
+    }),
+    // Concatenation and its gradient: a run of copies per row (DenseNet's every layer).
+    config('Concat', ({ inputs, attrs, backend }) => {
+      const all = Object.values(inputs) as TensorInfo[];
+      if (all.length < 2 || all.some((t) => t.dtype !== 'float32' || t.shape.length !== all[0]!.shape.length)) return null;
+      const axis = tf.util.parseAxisParam(attrs.axis as number, all[0]!.shape)[0]!;
+      const outShape = backend_util.computeOutShape(all.map((t) => t.shape), axis);
+      const out = backend.makeOutput(outShape, 'float32');
+      const outer = size(outShape.slice(0, axis));
+      if (size(outShape) > 0) addon.concatRows(all.map((t) => heap(backend, t)), all.map((t) => size(t.shape.slice(axis))), outer, heap(backend, out));
+      return out;
+    }),
+    config('SplitV', ({ inputs, attrs, backend }) => {
+      const x = inputs.x as TensorInfo;
+      if (x.dtype !== 'float32' || x.shape.length === 0) return null;
+      const axis = tf.util.parseAxisParam(attrs.axis as number, x.shape)[0]!;
+      const sizes = backend_util.prepareSplitSize(x as tf.Tensor, attrs.numOrSizeSplits as number | number[], axis);
+      const outs = sizes.map((n) => backend.makeOutput(x.shape.map((d, i) => (i === axis ? n : d)), 'float32'));
+      const outer = size(x.shape.slice(0, axis)), rest = size(x.shape.slice(axis + 1));
+      if (size(x.shape) > 0) addon.splitRows(heap(backend, x), outer, sizes.map((n) => n * rest), outs.map((t) => heap(backend, t)));
+      return outs;
     }),
     // Sums and means over the leading axes (bias and batch-norm gradients, batch statistics):
     // wasm transposes first; a straight pass over the rows is several times faster.

@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     computeGradient(model, images, labels); // warm-up
     spent.clear();
     const t = performance.now();
-    for (let r = 0; r < runs; r++) computeGradient(model, images, labels);
+    for (let r = 0; r < runs; r++) computeGradient(model, images, labels, { checkpoint: process.argv.includes('--checkpoint') });
     const total = (performance.now() - t) / runs;
     const rows = [...spent].map(([kernel, s]) => ({ kernel, ms: s.ms / runs, calls: s.calls / runs })).sort((a, b) => b.ms - a.ms);
     const inKernels = rows.reduce((a, r) => a + r.ms, 0);
