@@ -16,6 +16,31 @@ export interface ScalingOptions {
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
+export interface ScalingGrid {
+  batchSizes: number[];
+  peerCounts: number[];
+  samples: number;
+  rounds: number;
+}
+
+/**
+ * The grid a run uses unless told otherwise: the paper's (batch 64 to 1024, 4 to 12 peers)
+ * where it finishes in minutes on a 2-core machine. The big models compute 10-100x longer per
+ * image, so they take fewer images and rounds; densenet121 (Figure 2's model) stops at batch
+ * 128, the largest whose gradient fits wasm's 4 GiB heap even checkpointed.
+ */
+export function scalingDefaults(model: string, quick: boolean): ScalingGrid {
+  if (quick) return model === 'densenet121' || model === 'resnet18'
+    ? { batchSizes: [64], peerCounts: [4, 12], samples: 768, rounds: 1 }
+    : { batchSizes: [256, 1024], peerCounts: [4, 12], samples: 2400, rounds: 1 };
+  switch (model) {
+    case 'densenet121': return { batchSizes: [64, 128], peerCounts: [4, 8, 12], samples: 1536, rounds: 1 };
+    case 'resnet18': return { batchSizes: [64, 128, 512], peerCounts: [4, 8, 12], samples: 1536, rounds: 1 };
+    case 'vgg11': return { batchSizes: [64, 128, 512, 1024], peerCounts: [4, 8, 12], samples: 3072, rounds: 1 };
+    default: return { batchSizes: [64, 128, 512, 1024], peerCounts: [4, 8, 12], samples: 12_000, rounds: 2 };
+  }
+}
+
 export interface ScalingRow {
   peers: number;
   batchSize: number;
@@ -42,6 +67,9 @@ export interface ScalingReport {
   benchmark: 'scaling';
   model: string;
   parameters: number;
+  /** Training images shared by the peers, and measured rounds per configuration. */
+  samples: number;
+  rounds: number;
   cores: number;
   note: string;
   rows: ScalingRow[];
@@ -107,7 +135,7 @@ export async function runScalingBench(o: ScalingOptions): Promise<ScalingReport>
   o.onProgress?.(total, total, 'done');
   const cores = availableParallelism();
   return {
-    benchmark: 'scaling', model: o.model, parameters, cores,
+    benchmark: 'scaling', model: o.model, parameters, samples: o.samples, rounds: o.rounds, cores,
     note: `all peers, their Redis servers and the function pool share this machine's ${cores} cores: compute time grows with the peer count here, where on a serverless platform each function has its own core`,
     rows, bytes,
   };

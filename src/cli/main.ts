@@ -255,11 +255,11 @@ addPlatformOptions(
     )
     .addOption(new Option('--model <name>', 'model of the zoo').choices(['cnn', 'vgg11', 'resnet18', 'densenet121']).default('cnn'))
     .option('--width <x>', 'width multiplier of the model', parseFloat, 1)
-    .addOption(new Option('--batch-sizes <list>', 'comma-separated batch sizes').argParser(intList('--batch-sizes')))
+    .addOption(new Option('--batch-sizes <list>', 'comma-separated batch sizes (default 64,128,512,1024; resnet18 64,128,512; densenet121 64,128, the largest that fits wasm\'s heap)').argParser(intList('--batch-sizes')))
     .addOption(new Option('--peer-counts <list>', 'comma-separated peer counts').argParser(intList('--peer-counts')))
-    .addOption(new Option('--samples <n>', 'training images shared by the peers (default 12000)').argParser(int('--samples')))
-    .addOption(new Option('--rounds <n>', 'rounds per configuration (default 2)').argParser(int('--rounds')))
-    .option('--quick', 'a reduced run (2,400 images, batch 256 and 1024, 4 and 12 peers, 1 round)')
+    .addOption(new Option('--samples <n>', 'training images shared by the peers (default 12000 for cnn, 3072 vgg11, 1536 resnet18 and densenet121)').argParser(int('--samples')))
+    .addOption(new Option('--rounds <n>', 'rounds per configuration (default 2 for cnn, 1 for the others)').argParser(int('--rounds')))
+    .option('--quick', 'a reduced run (2,400 images, batch 256 and 1024, 4 and 12 peers, 1 round; resnet18 and densenet121: 768 images, batch 64)')
     .option('--json', 'print one JSON document on stdout instead of the table'),
 ).action(async (o) => { await benchScaling(o, platformFrom(o)); });
 
