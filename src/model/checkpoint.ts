@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { isRelu } from './batch-norm.js';
 
 type Layer = tfl.layers.Layer;
 
@@ -40,7 +41,10 @@ export function segmentsOf(model: tfl.LayersModel, minLayers = 4): Segment[] {
     for (const id of inputsOf(l)) if ((lastUse.get(id) ?? -1) <= i) live.delete(id);
     const out = outputOf(l);
     if ((lastUse.get(out) ?? -1) > i) live.add(out);
-    const cut = live.size === 1 && live.has(out);
+    // Not between a layer and the ReLU that reads it: a batch norm and its ReLU run fused.
+    const next = layers[i + 1];
+    const reluNext = next !== undefined && isRelu(next) && inputsOf(next)[0] === out;
+    const cut = live.size === 1 && live.has(out) && !reluNext;
     if ((cut && i + 1 - start >= minLayers) || i === layers.length - 1) {
       segments.push({ inputId, layers: layers.slice(start, i + 1), outputId: out });
       start = i + 1;
@@ -50,17 +54,13 @@ export function segmentsOf(model: tfl.LayersModel, minLayers = 4): Segment[] {
   return segments;
 }
 
+/** Runs layers in order, reading and writing tensor values by symbolic tensor id (forward.ts). */
+export type LayerRunner = (layers: Layer[], values: Map<number, tf.Tensor>) => void;
+
 /** Runs a segment's layers on `x` (the segment's input) and returns its output. */
-function runSegment(s: Segment, x: tf.Tensor, apply: (layer: Layer, ins: tf.Tensor[]) => tf.Tensor): tf.Tensor {
+function runSegment(s: Segment, x: tf.Tensor, run: LayerRunner): tf.Tensor {
   const values = new Map<number, tf.Tensor>([[s.inputId, x]]);
-  for (const layer of s.layers) {
-    const ins = inputsOf(layer).map((id) => {
-      const v = values.get(id);
-      if (v === undefined) throw new Error(`checkpointed segment: layer "${layer.name}" reads a tensor from outside its segment`);
-      return v;
-    });
-    values.set(outputOf(layer), apply(layer, ins));
-  }
+  run(s.layers, values);
   return values.get(s.outputId)!;
 }
 
@@ -74,7 +74,7 @@ interface StateVariable { read(): tf.Tensor; write(v: tf.Tensor): void }
  * backward pass would replace, then drop, the outer pass's tape (tfjs-core 4.x keeps one
  * `activeTape`): it is put back after, so the outer pass still frees what it saved.
  */
-export function checkpointed(s: Segment, x: tf.Tensor, apply: (layer: Layer, ins: tf.Tensor[]) => tf.Tensor): tf.Tensor {
+export function checkpointed(s: Segment, x: tf.Tensor, run: LayerRunner): tf.Tensor {
   const vars = s.layers.flatMap((l) => l.trainableWeights.map((w) => (w as unknown as { read(): tf.Variable }).read()));
   // Batch norm's moving statistics: the forward wrote them; the re-run must leave them so.
   const stats = s.layers.flatMap((l) => l.nonTrainableWeights as unknown as StateVariable[]);
@@ -83,13 +83,13 @@ export function checkpointed(s: Segment, x: tf.Tensor, apply: (layer: Layer, ins
     const input = args[0] as tf.Tensor;
     save([input]);
     return {
-      value: runSegment(s, input, apply),
+      value: runSegment(s, input, run),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const state = (tf.engine() as unknown as { state: TapeState }).state;
         const outer = state.activeTape;
         const written = stats.map((v) => tf.clone(v.read()));
         try {
-          const { value, grads } = tf.engine().gradients(() => runSegment(s, saved[0]!, apply), [saved[0]!, ...vars], dy as tf.Tensor, true);
+          const { value, grads } = tf.engine().gradients(() => runSegment(s, saved[0]!, run), [saved[0]!, ...vars], dy as tf.Tensor, true);
           value.dispose();
           return grads.map((g, i) => g ?? tf.zerosLike(i === 0 ? saved[0]! : vars[i - 1]!));
         } finally {

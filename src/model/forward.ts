@@ -4,25 +4,61 @@
  * tfjs-layers' `model.apply(x, { training: true })` does not pass the flag on to the inner
  * layers (only its private fit() executor does), so batch norm would silently run in
  * inference mode. This walks the model's layers in their topological order instead, giving
- * every layer the flag. Each zoo layer is used exactly once (one inbound node). Batch norm in
- * training runs as one kernel where the backend has it (batch-norm.ts). With `checkpoint`,
- * the layers run in checkpointed segments (checkpoint.ts): less memory, one more forward pass.
+ * every layer the flag. Each zoo layer is used exactly once (one inbound node).
+ *
+ * In training, a batch norm runs as one kernel where the backend has it, with the ReLU layer
+ * right after it fused in when that ReLU is the batch norm's only reader (batch-norm.ts). With
+ * `checkpoint`, the layers run in checkpointed segments (checkpoint.ts): less memory, one
+ * more forward pass.
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { batchNormTraining } from './batch-norm.js';
+import { batchNormTraining, isRelu } from './batch-norm.js';
 import { checkpointed, segmentsOf } from './checkpoint.js';
+
+type Layer = tfl.layers.Layer;
 
 export interface ForwardOptions {
   /** Keep only checkpointed segments' inputs for the backward pass (training only). */
   checkpoint?: boolean;
 }
 
+/** Tensor values by symbolic tensor id. */
+export type Values = Map<number, tf.Tensor>;
+
+const inputIds = (layer: Layer): number[] => layer.inboundNodes[0]!.inputTensors.map((t) => t.id);
+const outputId = (layer: Layer): number => layer.inboundNodes[0]!.outputTensors[0]!.id;
+
+/** Whether `next` is a ReLU layer that reads `layer`'s output and is its only reader. */
+function reluAfter(layer: Layer, next: Layer | undefined): boolean {
+  if (next === undefined || !isRelu(next) || layer.outboundNodes.length !== 1) return false;
+  const ins = inputIds(next);
+  return ins.length === 1 && ins[0] === outputId(layer);
+}
+
+/** Runs `layers` in order, reading and writing `values`. */
+export function runLayers(layers: Layer[], values: Values, training: boolean): void {
+  for (let i = 0; i < layers.length; i++) {
+    const layer = layers[i]!;
+    const ins = inputIds(layer).map((id) => {
+      const v = values.get(id);
+      if (v === undefined) throw new Error(`layer "${layer.name}": an input is not computed yet (or comes from outside its checkpointed segment)`);
+      return v;
+    });
+    if (training && ins.length === 1) {
+      const fuse = reluAfter(layer, layers[i + 1]);
+      const one = batchNormTraining(layer, ins[0]!, { relu: fuse });
+      if (one !== null) {
+        if (fuse) i++; // the ReLU ran inside
+        values.set(outputId(layers[i]!), one);
+        continue;
+      }
+    }
+    values.set(outputId(layer), layer.apply(ins.length === 1 ? ins[0]! : ins, { training }) as tf.Tensor);
+  }
+}
+
 export function forward(model: tfl.LayersModel, x: tf.Tensor, training: boolean, opts: ForwardOptions = {}): tf.Tensor {
-  const apply = (layer: tfl.layers.Layer, ins: tf.Tensor[]): tf.Tensor => {
-    const one = training && ins.length === 1 ? batchNormTraining(layer, ins[0]!) : null;
-    return one ?? (layer.apply(ins.length === 1 ? ins[0]! : ins, { training }) as tf.Tensor);
-  };
   for (const layer of model.layers) {
     if (layer.getClassName() !== 'InputLayer' && layer.inboundNodes.length !== 1) {
       throw new Error(`layer "${layer.name}" must be used exactly once in model "${model.name}"`);
@@ -30,21 +66,11 @@ export function forward(model: tfl.LayersModel, x: tf.Tensor, training: boolean,
   }
   if (training && opts.checkpoint) {
     let h = x;
-    for (const s of segmentsOf(model)) h = checkpointed(s, h, apply);
+    for (const s of segmentsOf(model)) h = checkpointed(s, h, (layers, values) => runLayers(layers, values, true));
     return h;
   }
-  const values = new Map<number, tf.Tensor>();
-  values.set(model.inputs[0]!.id, x);
-  for (const layer of model.layers) {
-    if (layer.getClassName() === 'InputLayer') continue;
-    const node = layer.inboundNodes[0]!;
-    const ins = node.inputTensors.map((s) => {
-      const v = values.get(s.id);
-      if (v === undefined) throw new Error(`layer "${layer.name}": input "${s.name}" not computed yet`);
-      return v;
-    });
-    values.set(node.outputTensors[0]!.id, apply(layer, ins));
-  }
+  const values: Values = new Map([[model.inputs[0]!.id, x]]);
+  runLayers(model.layers.filter((l) => l.getClassName() !== 'InputLayer'), values, training);
   const y = values.get(model.outputs[0]!.id);
   if (y === undefined) throw new Error(`model "${model.name}": output not computed`);
   return y;

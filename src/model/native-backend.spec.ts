@@ -173,17 +173,20 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
 
   // Batch norm in training runs as one kernel here (batch-norm.ts) and as tfjs-layers' own
   // composition on cpu: output, the three gradients and the moving statistics must agree.
-  it.each<[number[], number]>([
-    [[3, 5, 4, 7], 0],
-    [[2, 3, 3, 1], 0.9],
-    [[10, 6], 0.5],
-  ])('a batch-norm layer in training, input %j, momentum %d, matches cpu', async (shape, momentum) => {
+  it.each<[number[], number, boolean]>([
+    [[3, 5, 4, 7], 0, false],
+    [[2, 3, 3, 1], 0.9, false],
+    [[10, 6], 0.5, false],
+    [[3, 5, 4, 7], 0, true],
+    [[10, 6], 0.5, true],
+  ])('a batch-norm layer in training, input %j, momentum %d, ReLU after it %s, matches cpu', async (shape, momentum, relu) => {
     const xv = seeded(size(shape), 9).map((v) => 3 * v + 1);
     const dyv = seeded(size(shape), 10);
     const channels = shape[shape.length - 1]!;
     const run = () => {
       const input = tfl.input({ shape: shape.slice(1) });
-      const model = tfl.model({ inputs: input, outputs: tfl.layers.batchNormalization({ axis: -1, momentum, epsilon: 1e-3 }).apply(input) as tfl.SymbolicTensor });
+      const normed = tfl.layers.batchNormalization({ axis: -1, momentum, epsilon: 1e-3 }).apply(input) as tfl.SymbolicTensor;
+      const model = tfl.model({ inputs: input, outputs: relu ? tfl.layers.activation({ activation: 'relu' }).apply(normed) as tfl.SymbolicTensor : normed });
       const [gamma, beta, movingMean, movingVariance] = model.getWeights().map((w) => w.shape);
       model.setWeights([tf.tensor(seeded(channels, 11).map((v) => v + 1.5), gamma), tf.tensor(seeded(channels, 12), beta),
         tf.tensor(seeded(channels, 13), movingMean), tf.tensor(seeded(channels, 14).map((v) => v + 2), movingVariance)]);
@@ -250,8 +253,8 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     expect(() => addon.conv2d(x, [1, 3, 3, 2], w, [2, 2, 1, 1], y, [1, 2, 2, 1], [1, 1, 1, 1, 0, 0, 0, 0])).toThrow('x has 9 elements, its shape says 18');
     expect(() => addon.conv2d(x, [1, 3, 3, 1], w, [2, 2, 1, 1], y, [1, 2, 2, 1], [1, 1, 1, 1, 5, 0, 0, 0])).toThrow(/^conv2d: oneDNN: could not create/);
     const c = new Float32Array(3);
-    expect(() => addon.batchNormTraining(x, 3, 3, c, c, 1e-3, new Float32Array(8), c, c)).toThrow('y has 8 elements, its shape says 9');
-    expect(() => addon.batchNormTraining(x, 0, 3, c, c, 1e-3, x, c, c)).toThrow('batchNormTraining: rows and cols must be at least 1');
-    expect(() => addon.batchNormTrainingGrad(x, x, 3, 3, c, c, c, NaN, x, c, c)).toThrow('batchNormTrainingGrad: epsilon must be finite and >= 0');
+    expect(() => addon.batchNormTraining(x, 3, 3, c, c, 1e-3, new Float32Array(8), c, c, false)).toThrow('y has 8 elements, its shape says 9');
+    expect(() => addon.batchNormTraining(x, 0, 3, c, c, 1e-3, x, c, c, false)).toThrow('batchNormTraining: rows and cols must be at least 1');
+    expect(() => addon.batchNormTrainingGrad(x, x, 3, 3, c, c, c, NaN, x, c, c, null)).toThrow('batchNormTrainingGrad: epsilon must be finite and >= 0');
   });
 });

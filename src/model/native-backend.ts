@@ -38,10 +38,12 @@ export interface NativeAddon {
   /** out row r = each input's row r in turn; input i's rows are inners[i] long. */
   concatRows(inputs: Float32Array[], inners: number[], outer: number, out: Float32Array): void;
   splitRows(x: Float32Array, outer: number, inners: number[], outputs: Float32Array[]): void;
+  /** With relu, y = max(0, normalised). */
   batchNormTraining(x: Float32Array, rows: number, cols: number, gamma: Float32Array, beta: Float32Array, epsilon: number,
-    y: Float32Array, mean: Float32Array, variance: Float32Array): void;
+    y: Float32Array, mean: Float32Array, variance: Float32Array, relu: boolean): void;
+  /** y: the fused forward's output (dy flows where y > 0), or null without a fused ReLU. */
   batchNormTrainingGrad(dy: Float32Array, x: Float32Array, rows: number, cols: number, gamma: Float32Array, mean: Float32Array,
-    variance: Float32Array, epsilon: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void;
+    variance: Float32Array, epsilon: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, y: Float32Array | null): void;
   setThreads(n: number): void;
   info(): { version: string; isa: number; threads: number };
 }
@@ -227,7 +229,7 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
         // Views after every allocation: an allocation can grow the heap and detach older ones.
         const [y, mean, variance] = outs.map((t) => heap(b, t));
         addon.batchNormTraining(heap(b, x), size(x.shape) / channels, channels, heap(b, inputs.gamma as TensorInfo), heap(b, inputs.beta as TensorInfo),
-          attrs.epsilon as number, y!, mean!, variance!);
+          attrs.epsilon as number, y!, mean!, variance!, attrs.relu === true);
         return outs;
       }),
       kernel(BATCH_NORM_TRAINING_GRAD, ({ inputs, attrs, backend: b }) => {
@@ -236,7 +238,7 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
         const [dx, dgamma, dbeta] = outs.map((t) => heap(b, t));
         const at = (name: string) => heap(b, inputs[name] as TensorInfo);
         addon.batchNormTrainingGrad(at('dy'), at('x'), size(x.shape) / channels, channels, at('gamma'), at('mean'), at('variance'),
-          attrs.epsilon as number, dx!, dgamma!, dbeta!);
+          attrs.epsilon as number, dx!, dgamma!, dbeta!, attrs.relu === true ? at('y') : null);
         return outs;
       }),
     ];
