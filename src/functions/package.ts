@@ -1,6 +1,8 @@
 /**
  * `peerless function package`: bundles the Lambda entry with esbuild into one ESM file and
- * zips it with the TF.js wasm binaries, ready for `aws lambda create-function`.
+ * zips it with the TF.js wasm binaries, ready for `aws lambda create-function` (backend wasm),
+ * or writes a container-image build context around the same files with the native addon's
+ * sources, built against oneDNN inside the image (backend native, packaging/image.ts).
  *
  * Where the wasm files go: src/model/backend.ts locates them with
  * `require.resolve('@tensorflow/tfjs-backend-wasm/package.json')` relative to the running
@@ -14,6 +16,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ONEDNN_VERSION, writeImageContext } from './packaging/image.ts';
 import { createZip, type ZipEntry } from './packaging/zip.ts';
 
 export interface PackageOptions {
@@ -25,12 +28,19 @@ export interface PackageOptions {
   functionNames?: { gradient: string; evaluate: string };
   /** Minify the bundle (default true: smaller zip, faster cold start). */
   minify?: boolean;
+  /**
+   * wasm (default): a zip for the Node.js 20 runtime. native: a container-image build context
+   * (Dockerfile on the official Lambda Node.js 20 image, oneDNN and the addon built inside).
+   */
+  backend?: 'wasm' | 'native';
 }
 
 export interface PackageResult {
-  zipPath: string;
+  backend: 'wasm' | 'native';
+  /** The zip (wasm) or the build context's directory (native). */
+  path: string;
   bytes: number;
-  /** Shell commands and notes for deploying the zip. */
+  /** Shell commands and notes for deploying it. */
   instructions: string;
 }
 
@@ -54,8 +64,22 @@ const BANNER = [
 export async function packageFunction(outDir: string, opts: PackageOptions = {}): Promise<PackageResult> {
   const out = resolve(outDir);
   await mkdir(out, { recursive: true });
-  const entry = entryPoint();
+  const entries = await functionFiles(opts);
+  if (opts.backend === 'native') {
+    const context = join(out, 'peerless-native-image');
+    const bytes = await writeImageContext(context, entries);
+    return { backend: 'native', path: context, bytes, instructions: imageInstructions(context, opts) };
+  }
+  const zip = createZip(entries);
+  const zipPath = join(out, 'peerless-function.zip');
+  await rm(zipPath, { force: true });
+  await writeFile(zipPath, zip);
+  return { backend: 'wasm', path: zipPath, bytes: zip.length, instructions: instructions(zipPath, zip.length, opts) };
+}
 
+/** The function's files: the bundled entry and the wasm binaries where it looks for them. */
+async function functionFiles(opts: PackageOptions): Promise<ZipEntry[]> {
+  const entry = entryPoint();
   const result = await build({
     entryPoints: [entry],
     bundle: true,
@@ -63,7 +87,7 @@ export async function packageFunction(outDir: string, opts: PackageOptions = {})
     target: 'node20',
     format: 'esm',
     write: false,
-    outfile: join(out, BUNDLE_FILE),
+    outfile: BUNDLE_FILE,
     minify: opts.minify ?? true,
     keepNames: true, // error messages name real classes and functions
     // TF.js registers backends, kernels and gradients by side-effect imports that its
@@ -90,12 +114,7 @@ export async function packageFunction(outDir: string, opts: PackageOptions = {})
   for (const f of WASM_FILES) {
     entries.push({ path: `node_modules/${WASM_PKG}/dist/${f}`, data: await readFile(join(wasmDir, f)) });
   }
-
-  const zip = createZip(entries);
-  const zipPath = join(out, 'peerless-function.zip');
-  await rm(zipPath, { force: true });
-  await writeFile(zipPath, zip);
-  return { zipPath, bytes: zip.length, instructions: instructions(zipPath, zip.length, opts) };
+  return entries;
 }
 
 /** lambda-entry.ts when running from source (tsx, vitest), lambda-entry.js from a tsc build. */
@@ -139,5 +158,33 @@ function instructions(zipPath: string, bytes: number, opts: PackageOptions): str
     '# The functions connect to each peer\'s Redis: it must be reachable from Lambda (public',
     '# address with a password, or the functions attached to the peers\' VPC with --vpc-config).',
     `# Then train with the aws-lambda platform (function names ${names.gradient}, ${names.evaluate}).`,
+  ].join('\n');
+}
+
+function imageInstructions(context: string, opts: PackageOptions): string {
+  const memory = opts.memoryMb ?? 2048;
+  const timeout = opts.timeoutSec ?? 900;
+  const names = opts.functionNames ?? { gradient: 'peerless-gradient', evaluate: 'peerless-evaluate' };
+  const create = (fn: string) => [
+    `aws lambda create-function --function-name ${fn} --package-type Image \\`,
+    '  --code ImageUri=<account-id>.dkr.ecr.<region>.amazonaws.com/peerless-native:latest --architectures x86_64 \\',
+    `  --memory-size ${memory} --timeout ${timeout} \\`,
+    '  --role arn:aws:iam::<account-id>:role/<role-with-AWSLambdaBasicExecutionRole>',
+  ].join('\n');
+  return [
+    `# ${context}: a container-image build context. The image builds oneDNN ${ONEDNN_VERSION} (the version`,
+    '# Debian 12 gives the peers) and the addon inside the official Lambda Node.js 20 image, so the',
+    '# addon matches the runtime\'s libraries. Building it downloads oneDNN\'s sources (~15 minutes).',
+    `docker build --platform linux/amd64 -t peerless-native ${context}`,
+    'aws ecr create-repository --repository-name peerless-native   # once',
+    'aws ecr get-login-password | docker login --username AWS --password-stdin <account-id>.dkr.ecr.<region>.amazonaws.com',
+    'docker tag peerless-native <account-id>.dkr.ecr.<region>.amazonaws.com/peerless-native:latest',
+    'docker push <account-id>.dkr.ecr.<region>.amazonaws.com/peerless-native:latest',
+    create(names.gradient),
+    create(names.evaluate),
+    '# Test it locally first: docker run -p 9000:8080 peerless-native, then POST an event to',
+    '# http://localhost:9000/2015-03-31/functions/function/invocations (the image\'s runtime emulator).',
+    '# The functions connect to each peer\'s Redis: it must be reachable from Lambda.',
+    '# Train with --backend native: a function that cannot compute on it fails instead of falling back.',
   ].join('\n');
 }

@@ -48,6 +48,7 @@ export interface NativeAddon {
   info(): { version: string; isa: number; threads: number };
 }
 
+/** Where setup builds it, beside the sources; PEERLESS_NATIVE_ADDON names another (a Lambda image). */
 const ADDON = '../../native/addon/build/Release/peerless_native.node';
 
 let loaded: NativeAddon | Error | undefined;
@@ -56,7 +57,7 @@ let loaded: NativeAddon | Error | undefined;
 export function nativeAddon(): NativeAddon | Error {
   if (loaded === undefined) {
     try {
-      loaded = createRequire(import.meta.url)(ADDON) as NativeAddon;
+      loaded = createRequire(import.meta.url)(process.env.PEERLESS_NATIVE_ADDON || ADDON) as NativeAddon;
       const threads = Number(process.env.PEERLESS_NATIVE_THREADS ?? 1);
       if (Number.isInteger(threads) && threads > 1) loaded.setThreads(threads);
     } catch (err) {

@@ -14,9 +14,10 @@ export async function functionServe(port: number, host: string): Promise<void> {
   await server.close();
 }
 
-/** `peerless function package`: the Lambda zip and how to deploy it. */
-export async function functionPackage(out: string, json: boolean): Promise<void> {
-  const r = await packageFunction(out);
+/** `peerless function package`: the Lambda zip (wasm) or image build context (native), and how to deploy it. */
+export async function functionPackage(out: string, backend: string, json: boolean): Promise<void> {
+  if (backend !== 'wasm' && backend !== 'native') throw new Error(`--backend: "${backend}" is not wasm or native`);
+  const r = await packageFunction(out, { backend });
   if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-  else process.stdout.write(`Wrote ${r.zipPath} (${formatBytes(r.bytes)})\n\n${r.instructions}\n`);
+  else process.stdout.write(`Wrote ${r.path} (${formatBytes(r.bytes)})\n\n${r.instructions}\n`);
 }

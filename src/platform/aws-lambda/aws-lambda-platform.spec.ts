@@ -31,7 +31,7 @@ describe.skipIf(!cli)('AwsLambdaPlatform on serverless-offline (real handler, re
     outDir = mkdtempSync(join(tmpdir(), 'peerless-pkg-'));
     const [r, pkg] = await Promise.all([startRedisServer(), packageFunction(outDir)]);
     redis = r;
-    offline = await startOfflineLambda({ zipPath: pkg.zipPath });
+    offline = await startOfflineLambda({ zipPath: pkg.path });
     seeded = await seedGradient(redis.url);
     platform = new AwsLambdaPlatform({ ...dummy, endpoint: offline.endpoint });
   });
