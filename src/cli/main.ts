@@ -38,6 +38,7 @@ const platformFrom = (o: Record<string, unknown>): PlatformChoice => ({
   region: o.region as string | undefined,
   endpoint: o.endpoint as string | undefined,
   memoryMb: o.memory as number | undefined,
+  redisPassword: o.password as string | undefined,
 });
 
 const program = new Command('peerless')

@@ -182,7 +182,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     const workers = o.platform instanceof LocalPlatform ? o.platform.workerThreadIds().length : 0;
     const busy = workers > 0 ? (o.platform.metrics().billedMs - billedBefore) / (workers * trainingMs) : null;
     const checksums = await Promise.all(peers.map((p) => p.checksum()));
-    const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, o.password, config, model.info) : null;
+    const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, config, model.info) : null;
     return { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs,
       computeBackend: [...new Set(rounds.map((m) => m.backend).filter((b): b is string => Boolean(b)).flatMap((b) => b.split(',')))].sort().join(', ') || config.backend };
   } finally {

@@ -86,12 +86,12 @@ export interface TestResult {
 }
 
 /** The final model (any replica: they are identical) on the 10k MNIST test set, with `evaluate` functions. */
-export async function evaluateTestSet(platform: FunctionPlatform, url: string, password: string | undefined, config: TrainingConfig, model: ModelInfo): Promise<TestResult> {
+export async function evaluateTestSet(platform: FunctionPlatform, url: string, config: TrainingConfig, model: ModelInfo): Promise<TestResult> {
   const count = 10_000, chunk = 1000;
   const parts = [];
   for (let start = 0; start < count; start += chunk) {
     parts.push(platform.invoke('evaluate', {
-      redis: { url, password }, model: config.model, layoutHash: model.layoutHash, layoutKey: K.layout, paramsKey: K.params,
+      redis: { url }, model: config.model, layoutHash: model.layoutHash, layoutKey: K.layout, paramsKey: K.params,
       imagesKey: DataKeys.testImages, labelsKey: DataKeys.testLabels, start, count: Math.min(chunk, count - start),
     }));
   }

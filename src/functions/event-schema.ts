@@ -6,7 +6,11 @@ import type { FunctionEvents, FunctionName } from './events.ts';
  * the network (the HTTP server, the Lambda entry), so a malformed event is a 400 / a clear
  * error naming the field before any Redis or model work starts.
  */
-const redis = z.object({ url: z.string().min(1), password: z.string().optional() });
+const redis = z.looseObject({ url: z.string().min(1) }).superRefine((r, ctx) => {
+  if ('password' in r) {
+    ctx.addIssue({ code: 'custom', path: ['password'], message: 'secrets do not travel in events: give the function its Redis password in its environment (PEERLESS_REDIS_PASSWORD)' });
+  }
+}).transform((r) => ({ url: r.url }));
 const model = z.object({ name: z.string().min(1), width: z.number().positive().optional() });
 const key = z.string().min(1);
 

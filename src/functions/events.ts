@@ -1,6 +1,12 @@
-import type { RedisLocation } from '../tensor/redis-client.ts';
 
-export type { RedisLocation };
+/**
+ * Where a function finds a peer's Redis: its address only. Secrets do not travel in events:
+ * a function takes the Redis password from its own environment (PEERLESS_REDIS_PASSWORD),
+ * set by the platform (the local pool, `function serve`'s shell, the Lambda configuration).
+ */
+export interface FunctionRedis {
+  url: string;
+}
 
 /**
  * The events and results of the serverless functions. Functions are stateless: an event
@@ -16,7 +22,7 @@ export interface ModelRef {
 }
 
 export interface GradientEvent {
-  redis: RedisLocation;
+  redis: FunctionRedis;
   model: ModelRef;
   /** Layout hash the caller expects; the function checks it against `layoutKey`. */
   layoutHash: string;
@@ -61,7 +67,7 @@ export interface GradientResult {
 }
 
 export interface EvaluateEvent {
-  redis: RedisLocation;
+  redis: FunctionRedis;
   model: ModelRef;
   layoutHash: string;
   layoutKey: string;

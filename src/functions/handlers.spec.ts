@@ -81,6 +81,11 @@ describe('gradient handler', () => {
     await expect(handle('nope' as 'gradient', s.event(0, {}))).rejects.toThrow('unknown function "nope": expected one of gradient, evaluate');
   });
 
+  it('refuses an event that carries a password: secrets come from the function\'s environment', async () => {
+    const withSecret = { ...s.event(0, {}), redis: { url: server.url, password: 'hunter2' } } as GradientEvent;
+    await expect(handle('gradient', withSecret)).rejects.toThrow(/invalid gradient event: redis\.password: secrets do not travel in events: .*PEERLESS_REDIS_PASSWORD/);
+  });
+
   it('an unreachable Redis is a transient failure; a bad hash is not', async () => {
     const err = await handle('gradient', s.event(0, { redis: { url: 'redis://127.0.0.1:1' } })).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/^gradient: cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);

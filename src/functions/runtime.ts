@@ -4,7 +4,8 @@ import { getLayout } from '../model/flat.ts';
 import { buildModel } from '../model/zoo.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { BUFFER_REPLIES, connectRedis, type Redis } from '../tensor/redis-client.ts';
-import type { ModelRef, RedisLocation } from './events.ts';
+import { redisPassword } from './credentials.ts';
+import type { FunctionRedis, ModelRef } from './events.ts';
 
 /**
  * What a warm function instance keeps between invocations: the compute backend, one model
@@ -35,11 +36,12 @@ export async function ensureBackend(wanted: string | undefined): Promise<string>
   }
 }
 
-export async function redisFor(location: RedisLocation): Promise<{ client: Redis; store: InDbTensorStore }> {
-  const key = `${location.url}\u0000${location.password ?? ''}`;
+export async function redisFor(location: FunctionRedis): Promise<{ client: Redis; store: InDbTensorStore }> {
+  const password = redisPassword();
+  const key = `${location.url}\u0000${password ?? ''}`;
   let c = clients.get(key);
   if (!c) {
-    c = connectRedis(location, { name: 'peerless-function' });
+    c = connectRedis({ url: location.url, password }, { name: 'peerless-function' });
     // A failed connect must not stick: the next invocation tries again.
     c.catch(() => clients.delete(key));
     clients.set(key, c);

@@ -12,7 +12,7 @@ import { computeGradient } from '../model/gradient.ts';
 import { buildModel } from '../model/zoo.ts';
 import { fromBytes, toBytes } from '../tensor/bytes.ts';
 import { BUFFER_REPLIES, type Redis } from '../tensor/redis-client.ts';
-import type { EvaluateEvent, GradientEvent, ModelRef, RedisLocation } from './events.ts';
+import type { EvaluateEvent, FunctionRedis, GradientEvent, ModelRef } from './events.ts';
 
 export const MODEL: ModelRef = { name: 'cnn', width: 0.25 };
 export const BATCH = 64;
@@ -31,7 +31,7 @@ const batchOf = (d: Dataset, i: number) => ({
   labels: d.labels.subarray(i * BATCH, (i + 1) * BATCH),
 });
 
-export async function seed(client: Redis, redis: RedisLocation): Promise<Seeded> {
+export async function seed(client: Redis, redis: FunctionRedis): Promise<Seeded> {
   await initBackend('wasm');
   const model = buildModel(MODEL.name, MODEL.width, 1);
   const layout = getLayout(model);

@@ -1,5 +1,5 @@
 import { DataKeys } from '../data/store.ts';
-import type { GradientEvent, ModelRef, RedisLocation } from '../functions/events.ts';
+import type { FunctionRedis, GradientEvent, ModelRef } from '../functions/events.ts';
 import { K } from './net/keys.ts';
 
 /** Where a gradient goes: the sum and average keys, how many gradients make it whole. */
@@ -16,7 +16,7 @@ export interface GradientTarget {
  * the sum it is pushed into. Peers, benchmarks and measurements all build events here.
  */
 export function gradientEvent(
-  peer: { redis: RedisLocation; model: ModelRef; layoutHash: string },
+  peer: { redis: FunctionRedis; model: ModelRef; layoutHash: string },
   batch: number,
   target: GradientTarget,
   o: { chunkElements?: number; microBatch?: number; checkpoint?: 'auto' | 'on' | 'off'; backend?: string; batchKeys?: { images: string; labels: string } } = {},

@@ -344,7 +344,7 @@ export class Peer extends EventEmitter {
       platform: this.opts.platform,
       data: this.opts.data,
       model: this.opts.model,
-      redis: { url: this.url, password: this.opts.redis.password },
+      redis: { url: this.url },
       emitRound: (m: RoundMetrics) => this.emit('round', m),
       log: (msg: string) => this.log(msg),
       leaving: () => this.leaving,

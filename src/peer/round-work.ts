@@ -1,5 +1,5 @@
 import { functionDeadline, learningRate, totalRounds } from '../config/training.ts';
-import type { RedisLocation } from '../functions/events.ts';
+import type { FunctionRedis } from '../functions/events.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
@@ -32,7 +32,7 @@ export interface RoundDeps {
   data: PeerData;
   model: ModelInfo;
   /** The peer's Redis as functions reach it. */
-  redis: RedisLocation;
+  redis: FunctionRedis;
   emitRound(m: RoundMetrics): void;
   log(msg: string): void;
   /** Whether this peer was asked to leave (it says so in its next round report). */

@@ -1,4 +1,4 @@
-import type { RedisLocation } from '../functions/events.ts';
+import type { RedisLocation } from '../tensor/redis-client.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { TrainingConfig } from '../config/training.ts';
 import type { Phase } from './round-machine.ts';

@@ -16,13 +16,15 @@ export interface PlatformChoice {
   memoryMb?: number;
   /** Per-invocation timeout, ms. */
   timeoutMs?: number;
+  /** local: the peers' Redis password, given to the function workers' environment. */
+  redisPassword?: string;
 }
 
 /** The platform a command was asked for, with a clear error for what is missing. */
 export async function createPlatform(c: PlatformChoice): Promise<FunctionPlatform> {
   switch (c.platform) {
     case 'local': {
-      const p = new LocalPlatform({ workers: c.workers, memoryMb: c.memoryMb, timeoutMs: c.timeoutMs });
+      const p = new LocalPlatform({ workers: c.workers, memoryMb: c.memoryMb, timeoutMs: c.timeoutMs, redisPassword: c.redisPassword });
       await p.warm();
       return p;
     }

@@ -44,6 +44,24 @@ async function run(peers: number, over: Partial<TrainingConfigInput> = {}): Prom
 }
 
 describe('a local cluster of peers', () => {
+  it('with a password on every Redis, trains: the functions get it from their environment, not from events', async () => {
+    const secured = new LocalPlatform({ workers: 1, redisPassword: 's3cret' });
+    try {
+      await secured.warm();
+      // Every event the peers send, as the functions receive it.
+      const events: unknown[] = [];
+      const invoke = secured.invoke.bind(secured);
+      secured.invoke = (async (name: never, event: never) => { events.push(event); return invoke(name, event); }) as typeof secured.invoke;
+      const summary = await runLocalCluster({ peers: 2, password: 's3cret', config: parseTrainingConfig({ ...base, maxRounds: 2 }), platform: secured });
+      expect(summary.outcomes.map((o) => o.state)).toEqual(['done', 'done']);
+      expect(summary.identical).toBe(true);
+      expect(events.length).toBeGreaterThan(0);
+      expect(JSON.stringify(events)).not.toContain('s3cret');
+    } finally {
+      await secured.close();
+    }
+  });
+
   it('3 peers on synthetic data converge, agree every round, and stop together', async () => {
     const { summary, rounds } = await run(3, { targetAccuracy: 0.9 });
     expect(summary.outcomes.map((o) => o.state)).toEqual(['done', 'done', 'done']);

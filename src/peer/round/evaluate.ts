@@ -1,5 +1,5 @@
 import type { TrainingConfig } from '../../config/training.ts';
-import type { EvaluateResult, ModelRef, RedisLocation } from '../../functions/events.ts';
+import type { EvaluateResult, FunctionRedis, ModelRef } from '../../functions/events.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import type { Redis } from '../../tensor/redis-client.ts';
 import type { Inbox } from '../net/inbox.ts';
@@ -19,7 +19,7 @@ export interface CheckInput {
   validation: PeerData['validation'];
   platform: FunctionPlatform;
   /** The peer's Redis as functions reach it, and the model they evaluate. */
-  redis: RedisLocation;
+  redis: FunctionRedis;
   model: ModelRef;
   layoutHash: string;
   config: Pick<TrainingConfig, 'targetAccuracy' | 'patience' | 'deadlineMs'>;

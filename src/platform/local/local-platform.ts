@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { REDIS_PASSWORD_ENV } from '../../functions/credentials.ts';
 import type { FunctionEvents, FunctionName, FunctionResults, ModelRef } from '../../functions/events.ts';
 import { DEFAULT_LAMBDA_PRICES, lambdaCost, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics } from '../platform.ts';
 import { RetriesExhausted } from '../retry.ts';
@@ -22,6 +23,11 @@ export interface LocalPlatformOptions {
   prices?: LambdaPrices;
   /** Test only: workers honour an event's `__test` hooks (hang, crash); see protocol.ts. */
   testHooks?: boolean;
+  /**
+   * The password of the peers' Redis servers, put in the workers' environment (events never
+   * carry it: src/functions/runtime.ts reads PEERLESS_REDIS_PASSWORD).
+   */
+  redisPassword?: string;
 }
 
 /** One try of an invocation, as a platform bills it: each try is a request. */
@@ -48,7 +54,7 @@ export class LocalPlatform implements FunctionPlatform {
   private readonly attempts: Attempt[] = [];
   private coldStarts = 0;
   private warmStarts = 0;
-  private readonly o: Required<Omit<LocalPlatformOptions, 'workerHeapMb' | 'testHooks'>>;
+  private readonly o: Required<Omit<LocalPlatformOptions, 'workerHeapMb' | 'testHooks' | 'redisPassword'>>;
 
   constructor(opts: LocalPlatformOptions = {}) {
     const workers = opts.workers ?? availableParallelism();
@@ -72,6 +78,7 @@ export class LocalPlatform implements FunctionPlatform {
       heapMb: opts.workerHeapMb ?? this.o.memoryMb,
       initTimeoutMs: 60_000,
       testHooks: opts.testHooks === true,
+      ...(opts.redisPassword ? { env: { [REDIS_PASSWORD_ENV]: opts.redisPassword } } : {}),
     });
   }
 

@@ -13,6 +13,8 @@ export interface PoolOptions {
   /** Limit for a worker to load its modules, separate from the invocation timeout. */
   initTimeoutMs: number;
   testHooks: boolean;
+  /** Variables added to each worker's environment (the Redis password functions use). */
+  env?: Record<string, string>;
 }
 
 export interface PoolJob {
@@ -112,6 +114,7 @@ export class WorkerPool {
   private spawn(): Slot {
     const t0 = performance.now();
     const worker = new Worker(ENTRY, {
+      env: { ...process.env, ...this.o.env },
       resourceLimits: { maxOldGenerationSizeMb: this.o.heapMb },
       workerData: { testHooks: this.o.testHooks },
     });
