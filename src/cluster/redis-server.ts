@@ -81,9 +81,11 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'peerless-redis-'));
   const args = [
+    // Loopback only, and protected mode on: without a password, Redis then answers nobody
+    // but this machine even if a config override widens the bind.
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
     '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
-    '--protected-mode', 'no',
+    '--protected-mode', 'yes',
     // Tensors are tens of MB: let replicas and pub/sub clients keep up.
     '--client-output-buffer-limit', 'replica 0 0 0',
     '--proto-max-bulk-len', '1gb',

@@ -1,11 +1,19 @@
 import { packageFunction } from '../../functions/package.ts';
-import { serveFunctions } from '../../platform/http/index.ts';
+import { LOOPBACK, serveFunctions } from '../../platform/http/server.ts';
 import { formatBytes } from '../format.ts';
 
-/** `peerless function serve`: hosts the handlers until SIGINT/SIGTERM. */
-export async function functionServe(port: number, host: string): Promise<void> {
-  const server = await serveFunctions({ port, host });
-  process.stderr.write(`peerless functions listening on ${server.url} (POST /function/gradient, /function/evaluate; GET /healthz)\n`);
+/**
+ * `peerless function serve`: hosts the handlers until SIGINT/SIGTERM. Callers must present
+ * PEERLESS_FUNCTION_TOKEN as a bearer token, and events may name only allowed Redis servers.
+ */
+export async function functionServe(port: number, host: string, allowRedis: string | undefined): Promise<void> {
+  const token = process.env.PEERLESS_FUNCTION_TOKEN;
+  if (!token) {
+    throw new Error('function serve needs a bearer token: set PEERLESS_FUNCTION_TOKEN (the peers send the same value, from their own environment, with --platform http)');
+  }
+  const allow = allowRedis === undefined ? LOOPBACK : allowRedis.split(',').map((s) => s.trim()).filter(Boolean);
+  const server = await serveFunctions({ port, host, token, allowRedis: allow });
+  process.stderr.write(`peerless functions listening on ${server.url} (POST /function/gradient, /function/evaluate; GET /healthz); Redis allowed: ${allow.join(', ')}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

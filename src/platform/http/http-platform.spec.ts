@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../cluster/redis-server.ts';
 import type { FunctionEvents, FunctionName, GradientEvent, GradientResult } from '../../functions/events.ts';
 import { HttpPlatform } from './platform.ts';
-import { serveFunctions, type FunctionServer, type Handle } from './server.ts';
+import { redisAllowed, serveFunctions, type FunctionServer, type Handle } from './server.ts';
 
 // Plumbing of the HTTP platform against the real server with a stand-in handler; the real
 // handler on a real Redis is in gradient-over-http.spec.ts.
@@ -39,6 +39,36 @@ describe('HttpPlatform + serveFunctions', () => {
     expect(m).toMatchObject({ invocations: 2, failures: 0, retries: 0, coldStarts: 1, warmStarts: 1 });
     expect(m.estimatedCostUsd).toBeGreaterThan(0);
     await p.close();
+  });
+
+  it('with a token, refuses callers without it (401, not retried), and serves those with it', async () => {
+    const guarded = await serveFunctions({ handle: stub, token: 't0k3n' });
+    try {
+      const before = calls;
+      const none = new HttpPlatform({ url: guarded.url, token: '' });
+      await expect(none.invoke('gradient', event)).rejects.toThrow(/answered 401: missing or wrong bearer token/);
+      const wrong = new HttpPlatform({ url: guarded.url, token: 't0k3m' });
+      await expect(wrong.invoke('gradient', event)).rejects.toThrow(/answered 401/);
+      expect(wrong.metrics().retries).toBe(0);
+      expect(calls).toBe(before); // the handler never ran
+      expect(await new HttpPlatform({ url: guarded.url, token: 't0k3n' }).invoke('gradient', event)).toEqual(result);
+    } finally {
+      await guarded.close();
+    }
+  });
+
+  it('refuses an event naming a Redis off the allow-list (403), before any connection', async () => {
+    const before = calls;
+    const p = new HttpPlatform({ url: server.url });
+    await expect(p.invoke('gradient', { ...event, redis: { url: 'redis://10.1.2.3:6379' } }))
+      .rejects.toThrow(/answered 403: Redis at redis:\/\/10\.1\.2\.3:6379 is not on this function server's allow-list \(127\.0\.0\.1, localhost, ::1\)/);
+    expect(calls).toBe(before);
+    expect(redisAllowed('redis://10.0.0.1:6379', ['10.0.0.1:6379'])).toBe(true);
+    expect(redisAllowed('redis://10.0.0.1:6380', ['10.0.0.1:6379'])).toBe(false);
+    expect(redisAllowed('redis://10.0.0.1', ['10.0.0.1:6379'])).toBe(true); // the default port
+    expect(redisAllowed('redis://[::1]:7000', ['::1'])).toBe(true);
+    expect(redisAllowed('redis://[::1]:7000', ['[::1]:7001'])).toBe(false);
+    expect(redisAllowed('not a url', ['127.0.0.1'])).toBe(false);
   });
 
   it('answers /healthz', async () => {

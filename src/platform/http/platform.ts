@@ -23,6 +23,11 @@ export interface HttpPlatformOptions {
   functionNames?: Partial<Record<FunctionName, string>>;
   /** Extra request headers, e.g. an Authorization for OpenWhisk. */
   headers?: Record<string, string>;
+  /**
+   * Sent as `Authorization: Bearer <token>` (what `peerless function serve` requires).
+   * Default: PEERLESS_FUNCTION_TOKEN from the environment.
+   */
+  token?: string;
   /** Per attempt; default 15 min (Lambda's maximum). */
   timeoutMs?: number;
   /** Total attempts for 5xx from a gateway and network errors (default 3). */
@@ -59,6 +64,11 @@ export class HttpPlatform implements FunctionPlatform {
     return u.includes('{name}') ? u.replaceAll('{name}', deployed) : `${u.replace(/\/+$/, '')}/function/${deployed}`;
   }
 
+  private get auth(): Record<string, string> {
+    const token = this.opts.token ?? process.env.PEERLESS_FUNCTION_TOKEN;
+    return token ? { authorization: `Bearer ${token}` } : {};
+  }
+
   async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]> {
     const url = this.urlFor(name);
     const body = JSON.stringify(event);
@@ -86,7 +96,7 @@ export class HttpPlatform implements FunctionPlatform {
     try {
       res = await fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.opts.headers },
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.auth, ...this.opts.headers },
         body,
         signal: ac.signal,
       });

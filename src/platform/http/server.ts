@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
 import { isTransient } from '../../functions/errors.ts';
@@ -16,6 +17,43 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** The handler to host; default `handle` of src/functions/handlers.ts, loaded on start. */
   handle?: Handle;
+  /**
+   * The bearer token every invocation must carry (`Authorization: Bearer <token>`). Without
+   * one, anyone who reaches the port runs functions: `peerless function serve` always sets it.
+   */
+  token?: string;
+  /**
+   * The Redis servers the functions may connect to, as `host` (any port) or `host:port`;
+   * an event naming another is refused (403) before any connection. Default: loopback only.
+   */
+  allowRedis?: string[];
+}
+
+/** Loopback: the default allow-list, for functions serving peers on the same machine. */
+export const LOOPBACK = ['127.0.0.1', 'localhost', '::1'];
+
+/** An allow-list entry: `host`, `host:port`, `[v6]:port`, or a bare IPv6 address. */
+function parseEntry(entry: string): { host: string; port?: string } {
+  const e = entry.trim().toLowerCase();
+  if (e.startsWith('[')) {
+    const end = e.indexOf(']');
+    return { host: e.slice(1, end), port: e.slice(end + 2) || undefined };
+  }
+  const parts = e.split(':');
+  return parts.length === 2 ? { host: parts[0]!, port: parts[1] } : { host: e };
+}
+
+/** Whether `url`'s host (and port) is on `allow`. */
+export function redisAllowed(url: string, allow: string[]): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  const host = u.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const port = u.port || '6379';
+  return allow.map(parseEntry).some((e) => e.host === host && (e.port === undefined || e.port === port));
 }
 
 export interface FunctionServer {
@@ -31,6 +69,7 @@ export interface FunctionServer {
  *                          x-peerless-function-error: Unhandled, so clients do not retry it),
  *                          503 it failed on a transient error such as a lost Redis connection
  *                          (x-peerless-function-error: Transient: worth a retry)
+ *                          401 without the bearer token, 403 for a Redis off the allow-list
  *   GET  /healthz          200 { ok: true, functions }
  * The first invocation of each function in this process answers x-peerless-cold-start: true.
  * Backs `peerless function serve --port N`.
@@ -39,6 +78,8 @@ export async function serveFunctions(opts: ServeOptions = {}): Promise<FunctionS
   const handle = opts.handle ?? (await import('../../functions/handlers.ts')).handle;
   const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
   const host = opts.host ?? '127.0.0.1';
+  const allow = opts.allowRedis ?? LOOPBACK;
+  const bearer = opts.token === undefined ? undefined : Buffer.from(`Bearer ${opts.token}`);
   const warm = new Set<FunctionName>();
 
   const server = createServer((req, res) => {
@@ -56,6 +97,14 @@ export async function serveFunctions(opts: ServeOptions = {}): Promise<FunctionS
     const name = decodeURIComponent(m[1]);
     if (!isFunctionName(name)) return send(res, 404, { error: `unknown function '${name}' (known: ${FUNCTION_NAMES.join(', ')})` });
     if (req.method !== 'POST') return send(res, 405, { error: `${req.method} not allowed: POST the JSON event` });
+    if (bearer !== undefined) {
+      const given = Buffer.from(req.headers.authorization ?? '');
+      if (given.length !== bearer.length || !timingSafeEqual(given, bearer)) {
+        req.resume();
+        res.setHeader('www-authenticate', 'Bearer');
+        return send(res, 401, { error: 'missing or wrong bearer token (Authorization: Bearer <PEERLESS_FUNCTION_TOKEN>)' });
+      }
+    }
 
     const body = await readBody(req, maxBody);
     if (body === null) {
@@ -73,6 +122,11 @@ export async function serveFunctions(opts: ServeOptions = {}): Promise<FunctionS
       event = parseEvent(name, json);
     } catch (err) {
       return send(res, 400, { error: (err as Error).message });
+    }
+
+    const target = (event as { redis: { url: string } }).redis.url;
+    if (!redisAllowed(target, allow)) {
+      return send(res, 403, { error: `Redis at ${target} is not on this function server's allow-list (${allow.join(', ')}): start it with --allow-redis` });
     }
 
     const coldStart = !warm.has(name);
