@@ -20,6 +20,7 @@
 
 #define PL_API_POINTER(ret, name, params) ret(*RedisModule_##name) params = NULL;
 PL_REDIS_API(PL_API_POINTER)
+PL_REDIS_API_7(PL_API_POINTER)
 #undef PL_API_POINTER
 
 /* 2^27 elements = 512 MiB, the largest string Redis keeps (StringTruncate refuses more). */
@@ -1554,10 +1555,19 @@ static int aggregate_keys_start(RedisModuleString **argv, int argc, int *rule) {
 /* For cluster routing and ACLs: dst, then the inputs (getkeys-api). */
 static int aggregate_getkeys(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     int rule;
-    if (argc > 1) RedisModule_KeyAtPos(ctx, 1);
+    /* With flags where the server knows them: ACLs then need write access to dst only. */
+    const int dst = (int)(REDISMODULE_CMD_KEY_OW | REDISMODULE_CMD_KEY_UPDATE);
+    const int in = (int)(REDISMODULE_CMD_KEY_RO | REDISMODULE_CMD_KEY_ACCESS);
+    if (argc > 1) {
+        if (RedisModule_KeyAtPosWithFlags) RedisModule_KeyAtPosWithFlags(ctx, 1, dst);
+        else RedisModule_KeyAtPos(ctx, 1);
+    }
     int start = aggregate_keys_start(argv, argc, &rule);
     if (start > 0)
-        for (int i = start; i < argc; i++) RedisModule_KeyAtPos(ctx, i);
+        for (int i = start; i < argc; i++) {
+            if (RedisModule_KeyAtPosWithFlags) RedisModule_KeyAtPosWithFlags(ctx, i, in);
+            else RedisModule_KeyAtPos(ctx, i);
+        }
     return REDISMODULE_OK;
 }
 
@@ -1728,30 +1738,68 @@ static int cmd_aggregate_entry(RedisModuleCtx *ctx, RedisModuleString **argv, in
  * Loading
  * ---------------------------------------------------------------------------------------- */
 
+/* What a command does with each of its keys, by position (0 ends the list): for ACLs, which
+ * tell a reader from a writer by these (a key spec per key, Redis 7.0). */
+#define KEY_READ (REDISMODULE_CMD_KEY_RO | REDISMODULE_CMD_KEY_ACCESS)
+#define KEY_UPDATE (REDISMODULE_CMD_KEY_RW | REDISMODULE_CMD_KEY_ACCESS | REDISMODULE_CMD_KEY_UPDATE)
+#define KEY_OVERWRITE (REDISMODULE_CMD_KEY_OW | REDISMODULE_CMD_KEY_UPDATE)
+#define PL_MAX_KEYS 5
+
+typedef struct {
+    int pos;
+    uint64_t flags;
+} key_use;
+
 typedef struct {
     const char *name;
     RedisModuleCmdFunc fn;
     const char *flags;
     int first, last, step;
+    key_use keys[PL_MAX_KEYS + 1];
 } command_spec;
 
 static const command_spec COMMANDS[] = {
-    {"pl.set", cmd_set, "write deny-oom", 1, 1, 1},
-    {"pl.setrange", cmd_setrange, "write deny-oom", 1, 1, 1},
-    {"pl.copyrange", cmd_copyrange, "write deny-oom", 1, 3, 2},
-    {"pl.zeros", cmd_zeros, "write deny-oom", 1, 1, 1},
-    {"pl.len", cmd_len, "readonly fast", 1, 1, 1},
-    {"pl.getrange", cmd_getrange, "readonly", 1, 1, 1},
+    {"pl.set", cmd_set, "write deny-oom", 1, 1, 1, {{1, KEY_OVERWRITE}}},
+    {"pl.setrange", cmd_setrange, "write deny-oom", 1, 1, 1, {{1, KEY_UPDATE}}},
+    {"pl.copyrange", cmd_copyrange, "write deny-oom", 1, 3, 2, {{1, KEY_UPDATE}, {3, KEY_READ}}},
+    {"pl.zeros", cmd_zeros, "write deny-oom", 1, 1, 1, {{1, KEY_OVERWRITE}}},
+    {"pl.len", cmd_len, "readonly fast", 1, 1, 1, {{1, KEY_READ}}},
+    {"pl.getrange", cmd_getrange, "readonly", 1, 1, 1, {{1, KEY_READ}}},
     /* sum, avg; the id set "<sum>:ids" is derived (use a hash tag in cluster mode) */
-    {"pl.accum", cmd_accum, "write deny-oom", 1, 2, 1},
-    {"pl.push", cmd_push, "write deny-oom", 1, 2, 1},
-    {"pl.close", cmd_close, "write deny-oom", 1, 2, 1},
-    {"pl.sgd", cmd_sgd, "write deny-oom", 1, 3, 1},
-    {"pl.adam", cmd_adam, "write deny-oom", 1, 5, 1},
-    {"pl.aggregate", cmd_aggregate_entry, "write deny-oom getkeys-api", 1, 1, 1},
-    {"pl.scale", cmd_scale, "write deny-oom", 1, 1, 1},
-    {"pl.checksum", cmd_checksum, "readonly", 1, 1, 1},
+    {"pl.accum", cmd_accum, "write deny-oom", 1, 2, 1, {{1, KEY_UPDATE}, {2, KEY_OVERWRITE}}},
+    {"pl.push", cmd_push, "write deny-oom", 1, 2, 1, {{1, KEY_UPDATE}, {2, KEY_OVERWRITE}}},
+    {"pl.close", cmd_close, "write deny-oom", 1, 2, 1, {{1, KEY_UPDATE}, {2, KEY_OVERWRITE}}},
+    {"pl.sgd", cmd_sgd, "write deny-oom", 1, 3, 1, {{1, KEY_UPDATE}, {2, KEY_READ}, {3, KEY_UPDATE}}},
+    {"pl.adam", cmd_adam, "write deny-oom", 1, 5, 1,
+     {{1, KEY_UPDATE}, {2, KEY_READ}, {3, KEY_UPDATE}, {4, KEY_UPDATE}, {5, KEY_UPDATE}}},
+    /* dst, then inputs at a position that depends on the rule: the getkeys-api says which */
+    {"pl.aggregate", cmd_aggregate_entry, "write deny-oom getkeys-api", 1, 1, 1, {{0, 0}}},
+    {"pl.scale", cmd_scale, "write deny-oom", 1, 1, 1, {{1, KEY_UPDATE}}},
+    {"pl.checksum", cmd_checksum, "readonly", 1, 1, 1, {{1, KEY_READ}}},
 };
+
+/* Declares a command's key specs where the server has the API (Redis >= 7.0). */
+static int set_key_specs(RedisModuleCtx *ctx, const command_spec *c) {
+    if (!RedisModule_GetCommand || !RedisModule_SetCommandInfo || c->keys[0].pos == 0) return REDISMODULE_OK;
+    static const RedisModuleCommandInfoVersion version = {1, 2 * sizeof(const char *), sizeof(RedisModuleCommandKeySpec), 0};
+    RedisModuleCommandKeySpec specs[PL_MAX_KEYS + 1];
+    memset(specs, 0, sizeof specs);
+    for (int i = 0; i < PL_MAX_KEYS && c->keys[i].pos > 0; i++) {
+        specs[i].flags = c->keys[i].flags;
+        specs[i].begin_search_type = REDISMODULE_KSPEC_BS_INDEX;
+        specs[i].bs.index.pos = c->keys[i].pos;
+        specs[i].find_keys_type = REDISMODULE_KSPEC_FK_RANGE;
+        specs[i].fk.range.lastkey = 0;
+        specs[i].fk.range.keystep = 1;
+        specs[i].fk.range.limit = 0;
+    }
+    RedisModuleCommandInfo info;
+    memset(&info, 0, sizeof info);
+    info.version = &version;
+    info.key_specs = specs;
+    RedisModuleCommand *cmd = RedisModule_GetCommand(ctx, c->name);
+    return cmd && RedisModule_SetCommandInfo(cmd, &info) == REDISMODULE_OK ? REDISMODULE_OK : REDISMODULE_ERR;
+}
 
 /* Fills every API pointer by name through the lookup function in the context's first
  * field (what redismodule.h's RedisModule_Init does). */
@@ -1763,6 +1811,10 @@ static int load_api(RedisModuleCtx *ctx) {
         return REDISMODULE_ERR;
     PL_REDIS_API(PL_LOAD_API)
 #undef PL_LOAD_API
+    /* Optional: an older server keeps the legacy key triple. */
+#define PL_LOAD_OPTIONAL(ret, name, params) getapi("RedisModule_" #name, (void *)&RedisModule_##name);
+    PL_REDIS_API_7(PL_LOAD_OPTIONAL)
+#undef PL_LOAD_OPTIONAL
     return REDISMODULE_OK;
 }
 
@@ -1775,7 +1827,8 @@ __attribute__((visibility("default"))) int RedisModule_OnLoad(RedisModuleCtx *ct
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
         const command_spec *c = &COMMANDS[i];
         if (RedisModule_CreateCommand(ctx, c->name, c->fn, c->flags, c->first, c->last, c->step) !=
-            REDISMODULE_OK)
+                REDISMODULE_OK ||
+            set_key_specs(ctx, c) != REDISMODULE_OK)
             return REDISMODULE_ERR;
     }
     return REDISMODULE_OK;

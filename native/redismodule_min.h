@@ -81,4 +81,66 @@ typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx, RedisModuleString **argv,
 PL_REDIS_API(PL_DECLARE_API)
 #undef PL_DECLARE_API
 
+/*
+ * Key specs (Redis 7.0): what each key argument of a command does, so ACLs can tell a
+ * read from a write (a user with read-only access to the parameters may still PL.GETRANGE
+ * them). Layouts as in redis 7.0's redismodule.h; only what we fill in.
+ */
+#define REDISMODULE_CMD_KEY_RO (1ULL << 0)
+#define REDISMODULE_CMD_KEY_RW (1ULL << 1)
+#define REDISMODULE_CMD_KEY_OW (1ULL << 2)
+#define REDISMODULE_CMD_KEY_ACCESS (1ULL << 4)
+#define REDISMODULE_CMD_KEY_UPDATE (1ULL << 5)
+
+typedef enum { REDISMODULE_KSPEC_BS_INVALID = 0, REDISMODULE_KSPEC_BS_UNKNOWN, REDISMODULE_KSPEC_BS_INDEX,
+               REDISMODULE_KSPEC_BS_KEYWORD } RedisModuleKeySpecBeginSearchType;
+typedef enum { REDISMODULE_KSPEC_FK_OMITTED = 0, REDISMODULE_KSPEC_FK_UNKNOWN, REDISMODULE_KSPEC_FK_RANGE,
+               REDISMODULE_KSPEC_FK_KEYNUM } RedisModuleKeySpecFindKeysType;
+
+typedef struct {
+    const char *notes;
+    uint64_t flags;
+    RedisModuleKeySpecBeginSearchType begin_search_type;
+    union {
+        struct { int pos; } index;
+        struct { const char *keyword; int startfrom; } keyword;
+    } bs;
+    RedisModuleKeySpecFindKeysType find_keys_type;
+    union {
+        struct { int lastkey; int keystep; int limit; } range;
+        struct { int keynumidx; int firstkey; int keystep; } keynum;
+    } fk;
+} RedisModuleCommandKeySpec;
+
+typedef struct {
+    int version;
+    size_t sizeof_historyentry;
+    size_t sizeof_keyspec;
+    size_t sizeof_arg;
+} RedisModuleCommandInfoVersion;
+
+typedef struct {
+    const RedisModuleCommandInfoVersion *version;
+    const char *summary;
+    const char *complexity;
+    const char *since;
+    void *history; /* RedisModuleCommandHistoryEntry *: none given */
+    const char *tips;
+    int arity;
+    RedisModuleCommandKeySpec *key_specs;
+    void *args; /* RedisModuleCommandArg *: none given */
+} RedisModuleCommandInfo;
+
+typedef struct RedisModuleCommand RedisModuleCommand;
+
+/* Optional: absent before Redis 7.0, where commands keep their legacy key triple. */
+#define PL_REDIS_API_7(X)                                                                        \
+    X(RedisModuleCommand *, GetCommand, (RedisModuleCtx *, const char *))                        \
+    X(int, SetCommandInfo, (RedisModuleCommand *, const RedisModuleCommandInfo *))               \
+    X(void, KeyAtPosWithFlags, (RedisModuleCtx *, int, int))
+
+#define PL_DECLARE_API(ret, name, params) extern ret(*RedisModule_##name) params;
+PL_REDIS_API_7(PL_DECLARE_API)
+#undef PL_DECLARE_API
+
 #endif

@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { credentialsFor } from '../peer/net/access.ts';
 import { createPlatform, type PlatformChoice } from '../platform/index.ts';
 import { benchChunks } from './commands/bench-chunks.ts';
 import { benchCompute } from './commands/bench-compute.ts';
@@ -38,7 +39,8 @@ const platformFrom = (o: Record<string, unknown>): PlatformChoice => ({
   region: o.region as string | undefined,
   endpoint: o.endpoint as string | undefined,
   memoryMb: o.memory as number | undefined,
-  redisPassword: o.password as string | undefined,
+  // With a network password, the functions get their own user, derived from it.
+  redisCredentials: typeof o.password === 'string' && o.password ? credentialsFor('functions', o.password) : undefined,
 });
 
 const program = new Command('peerless')

@@ -4,7 +4,7 @@ import { getLayout } from '../model/flat.ts';
 import { buildModel } from '../model/zoo.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { BUFFER_REPLIES, connectRedis, type Redis } from '../tensor/redis-client.ts';
-import { redisPassword } from './credentials.ts';
+import { redisCredentials } from './credentials.ts';
 import type { FunctionRedis, ModelRef } from './events.ts';
 
 /**
@@ -37,11 +37,11 @@ export async function ensureBackend(wanted: string | undefined): Promise<string>
 }
 
 export async function redisFor(location: FunctionRedis): Promise<{ client: Redis; store: InDbTensorStore }> {
-  const password = redisPassword();
-  const key = `${location.url}\u0000${password ?? ''}`;
+  const { username, password } = redisCredentials();
+  const key = `${location.url}\u0000${username ?? ''}\u0000${password ?? ''}`;
   let c = clients.get(key);
   if (!c) {
-    c = connectRedis({ url: location.url, password }, { name: 'peerless-function' });
+    c = connectRedis({ url: location.url, username, password }, { name: 'peerless-function' });
     // A failed connect must not stick: the next invocation tries again.
     c.catch(() => clients.delete(key));
     clients.set(key, c);

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { ensureUsers } from './net/access.ts';
 import { EventEmitter } from 'node:events';
 import { parseTrainingConfig } from '../config/training.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
@@ -79,6 +80,7 @@ export class Peer extends EventEmitter {
       if (this.localDown && !this.closing) this.log(`its Redis at ${this.opts.redis.url} answers again`);
       this.localDown = false;
     });
+    await this.ensureAccess();
     this.store = new InDbTensorStore(this.local);
     this.membership = new Membership(this.local);
     this.inbox = new Inbox(this.local);
@@ -92,6 +94,17 @@ export class Peer extends EventEmitter {
 
     this.checkModel();
     this.startHeartbeat();
+  }
+
+  /** With a network password: the functions' and observers' users in this peer's Redis (access.ts). */
+  private async ensureAccess(): Promise<void> {
+    const secret = this.opts.networkPassword ?? this.opts.redis.password;
+    if (!secret) return;
+    try {
+      await ensureUsers(this.local, secret);
+    } catch (err) {
+      throw new Error(`peer ${this.id}: cannot create the functions' and observers' users in its Redis at ${this.opts.redis.url}: ${(err as Error).message}`);
+    }
   }
 
   private checkModel(): void {
@@ -302,6 +315,7 @@ export class Peer extends EventEmitter {
       if (Date.now() > end) throw new Error(`peer ${this.id}: its Redis at ${url} is unreachable (${cause}); gave up after ${wait} ms`);
       await new Promise((r) => setTimeout(r, 250));
     }
+    await this.ensureAccess(); // a Redis that restarted lost its users
     const held = await this.local.get(K.identity);
     const mine = this.identity ? JSON.stringify(this.identity) : null;
     if (held !== null && held === mine) {

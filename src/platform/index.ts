@@ -16,15 +16,15 @@ export interface PlatformChoice {
   memoryMb?: number;
   /** Per-invocation timeout, ms. */
   timeoutMs?: number;
-  /** local: the peers' Redis password, given to the function workers' environment. */
-  redisPassword?: string;
+  /** local: the functions' Redis credentials, given to the function workers' environment. */
+  redisCredentials?: { username?: string; password: string };
 }
 
 /** The platform a command was asked for, with a clear error for what is missing. */
 export async function createPlatform(c: PlatformChoice): Promise<FunctionPlatform> {
   switch (c.platform) {
     case 'local': {
-      const p = new LocalPlatform({ workers: c.workers, memoryMb: c.memoryMb, timeoutMs: c.timeoutMs, redisPassword: c.redisPassword });
+      const p = new LocalPlatform({ workers: c.workers, memoryMb: c.memoryMb, timeoutMs: c.timeoutMs, redisCredentials: c.redisCredentials });
       await p.warm();
       return p;
     }

@@ -3,6 +3,8 @@ import { createClient, RESP_TYPES, type RedisClientType } from 'redis';
 /** Where a Redis is and how to enter it (function events carry it too). */
 export interface RedisLocation {
   url: string;
+  /** An ACL user; without one, the default user. */
+  username?: string;
   password?: string;
 }
 
@@ -31,6 +33,7 @@ export async function connectRedis(
   let lastError: Error | undefined;
   const client = createClient({
     url: location.url,
+    username: location.username,
     password: location.password,
     name: opts.name,
     disableOfflineQueue: opts.failFast ?? false,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runLocalCluster, type ClusterSummary } from '../../src/cluster/local-cluster.ts';
 import { parseTrainingConfig, type TrainingConfigInput } from '../../src/config/training.ts';
+import { credentialsFor } from '../../src/peer/net/access.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import type { RoundMetrics } from '../../src/peer/types.ts';
 
@@ -44,8 +45,8 @@ async function run(peers: number, over: Partial<TrainingConfigInput> = {}): Prom
 }
 
 describe('a local cluster of peers', () => {
-  it('with a password on every Redis, trains: the functions get it from their environment, not from events', async () => {
-    const secured = new LocalPlatform({ workers: 1, redisPassword: 's3cret' });
+  it('with a network password, trains: the functions log in as their own user, from their environment, never from events', async () => {
+    const secured = new LocalPlatform({ workers: 1, redisCredentials: credentialsFor('functions', 's3cret') });
     try {
       await secured.warm();
       // Every event the peers send, as the functions receive it.

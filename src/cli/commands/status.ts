@@ -1,4 +1,5 @@
 import { K } from '../../peer/net/keys.ts';
+import { credentialsFor } from '../../peer/net/access.ts';
 import { readPlan } from '../../peer/plan.ts';
 import { Membership, isActive } from '../../peer/net/membership.ts';
 import type { PeerStatus } from '../../peer/types.ts';
@@ -17,10 +18,12 @@ export interface NetworkStatusRow {
 
 /**
  * `peerless status`: where every peer of a network is, read from the peers' own Redis
- * servers, starting from any one of them.
+ * servers, starting from any one of them. With the network password it logs in as the
+ * read-only observer (src/peer/net/access.ts): looking never changes anything.
  */
 export async function networkStatus(url: string, password: string | undefined, json: boolean): Promise<NetworkStatusRow[]> {
-  const entry = await connectRedis({ url, password });
+  const as = (u: string) => ({ url: u, ...(password ? credentialsFor('observer', password) : {}) });
+  const entry = await connectRedis(as(url));
   const rows: NetworkStatusRow[] = [];
   try {
     if (!(await readPlan(entry))) throw new Error(`${url} holds no Peerless network (no ${K.config})`);
@@ -28,7 +31,7 @@ export async function networkStatus(url: string, password: string | undefined, j
     for (const m of await new Membership(entry).all()) {
       let c: Redis | null = null;
       try {
-        c = m.url === url ? entry : await connectRedis({ url: m.url, password }, { connectTimeoutMs: 1_000 });
+        c = m.url === url ? entry : await connectRedis(as(m.url), { connectTimeoutMs: 1_000 });
         const [state, hb, r] = await Promise.all([c.get(K.state), entry.get(K.heartbeat(m.id)), c.get(K.round)]);
         rows.push({
           id: m.id, url: m.url, member: isActive(m, round) ? 'active' : m.leftAt !== undefined ? 'left' : 'joining', reachable: true,

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { REDIS_PASSWORD_ENV } from '../../functions/credentials.ts';
+import { REDIS_PASSWORD_ENV, REDIS_USERNAME_ENV } from '../../functions/credentials.ts';
 import type { FunctionEvents, FunctionName, FunctionResults, ModelRef } from '../../functions/events.ts';
 import { DEFAULT_LAMBDA_PRICES, lambdaCost, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics } from '../platform.ts';
 import { RetriesExhausted } from '../retry.ts';
@@ -24,10 +24,10 @@ export interface LocalPlatformOptions {
   /** Test only: workers honour an event's `__test` hooks (hang, crash); see protocol.ts. */
   testHooks?: boolean;
   /**
-   * The password of the peers' Redis servers, put in the workers' environment (events never
-   * carry it: src/functions/runtime.ts reads PEERLESS_REDIS_PASSWORD).
+   * The functions' Redis user and password, put in the workers' environment (events never
+   * carry them: src/functions/runtime.ts reads PEERLESS_REDIS_USERNAME and _PASSWORD).
    */
-  redisPassword?: string;
+  redisCredentials?: { username?: string; password: string };
 }
 
 /** One try of an invocation, as a platform bills it: each try is a request. */
@@ -54,7 +54,7 @@ export class LocalPlatform implements FunctionPlatform {
   private readonly attempts: Attempt[] = [];
   private coldStarts = 0;
   private warmStarts = 0;
-  private readonly o: Required<Omit<LocalPlatformOptions, 'workerHeapMb' | 'testHooks' | 'redisPassword'>>;
+  private readonly o: Required<Omit<LocalPlatformOptions, 'workerHeapMb' | 'testHooks' | 'redisCredentials'>>;
 
   constructor(opts: LocalPlatformOptions = {}) {
     const workers = opts.workers ?? availableParallelism();
@@ -78,7 +78,10 @@ export class LocalPlatform implements FunctionPlatform {
       heapMb: opts.workerHeapMb ?? this.o.memoryMb,
       initTimeoutMs: 60_000,
       testHooks: opts.testHooks === true,
-      ...(opts.redisPassword ? { env: { [REDIS_PASSWORD_ENV]: opts.redisPassword } } : {}),
+      ...(opts.redisCredentials ? { env: {
+        [REDIS_PASSWORD_ENV]: opts.redisCredentials.password,
+        ...(opts.redisCredentials.username ? { [REDIS_USERNAME_ENV]: opts.redisCredentials.username } : {}),
+      } } : {}),
     });
   }
 
