@@ -148,6 +148,19 @@ program
   .action(async (o) => { await networkStatus(o.redis, o.password, Boolean(o.json)); });
 
 program
+  .command('credentials')
+  .description('The Redis user and password a role logs in with on every peer of a network with a password, derived from it: give the functions\' to a Lambda function\'s environment or to `function serve`\'s shell; the observer\'s to a dashboard. Printed as environment lines.')
+  .argument('<role>', 'functions (read the model and data, push gradients) or observer (read-only)')
+  .requiredOption('--password <secret>', 'the network password (the peers\' --password)')
+  .option('--json', 'print one JSON document on stdout')
+  .addHelpText('after', '\nExamples:\n  export $(peerless credentials functions --password "$SECRET")   # then: peerless function serve')
+  .action((role: string, o: { password: string; json?: boolean }) => {
+    if (role !== 'functions' && role !== 'observer') throw new Error(`credentials: unknown role "${role}": expected functions or observer`);
+    const c = credentialsFor(role, o.password);
+    process.stdout.write(o.json ? `${JSON.stringify(c)}\n` : `PEERLESS_REDIS_USERNAME=${c.username}\nPEERLESS_REDIS_PASSWORD=${c.password}\n`);
+  });
+
+program
   .command('stop')
   .description('Stop a whole network cleanly: every peer finishes the same round and ends with identical parameters.')
   .requiredOption('--redis <url>', 'the Redis of any peer of the network')

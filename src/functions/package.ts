@@ -146,7 +146,7 @@ function instructions(zipPath: string, bytes: number, opts: PackageOptions): str
   const create = (fn: string) => [
     `aws lambda create-function --function-name ${fn} \\`,
     `  --runtime nodejs20.x --handler ${LAMBDA_HANDLER} --architectures x86_64 \\`,
-    `  --memory-size ${memory} --timeout ${timeout} --environment 'Variables={PEERLESS_BACKEND=wasm,PEERLESS_REDIS_PASSWORD=<peers-redis-password>}' \\`,
+    `  --memory-size ${memory} --timeout ${timeout} --environment 'Variables={PEERLESS_BACKEND=wasm,PEERLESS_REDIS_USERNAME=peerless-functions,PEERLESS_REDIS_PASSWORD=<from: peerless credentials functions>}' \\`,
     `  --role arn:aws:iam::<account-id>:role/<role-with-AWSLambdaBasicExecutionRole> \\`,
     `  ${upload}`,
   ].join('\n');
@@ -168,7 +168,7 @@ function imageInstructions(context: string, opts: PackageOptions): string {
   const create = (fn: string) => [
     `aws lambda create-function --function-name ${fn} --package-type Image \\`,
     '  --code ImageUri=<account-id>.dkr.ecr.<region>.amazonaws.com/peerless-native:latest --architectures x86_64 \\',
-    `  --memory-size ${memory} --timeout ${timeout} --environment 'Variables={PEERLESS_REDIS_PASSWORD=<peers-redis-password>}' \\`,
+    `  --memory-size ${memory} --timeout ${timeout} --environment 'Variables={PEERLESS_REDIS_USERNAME=peerless-functions,PEERLESS_REDIS_PASSWORD=<from: peerless credentials functions>}' \\`,
     '  --role arn:aws:iam::<account-id>:role/<role-with-AWSLambdaBasicExecutionRole>',
   ].join('\n');
   return [
