@@ -7,7 +7,7 @@ import type { FunctionEvents, FunctionName } from './events.ts';
  * error naming the field before any Redis or model work starts.
  */
 const redis = z.looseObject({ url: z.string().min(1) }).superRefine((r, ctx) => {
-  if ('password' in r) {
+  if (r.password !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['password'], message: 'secrets do not travel in events: give the function its Redis password in its environment (PEERLESS_REDIS_PASSWORD)' });
   }
 }).transform((r) => ({ url: r.url }));
