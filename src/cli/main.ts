@@ -12,7 +12,7 @@ import { parseShard, runPeer } from './commands/peer.ts';
 import { networkStatus } from './commands/status.ts';
 import { stopNetwork } from './commands/stop.ts';
 import { train } from './commands/train.ts';
-import { addTrainingOptions, trainingConfigFrom } from './training-options.ts';
+import { ROUNDS_HELP, addTrainingOptions, trainingConfigFrom } from './training-options.ts';
 
 /** Parses an integer option, with the option's name in the error. */
 const int = (name: string, min = 1) => (v: string): number => {
@@ -65,10 +65,11 @@ addPlatformOptions(addTrainingOptions(
     .option('--metrics <file>', 'write per-round metrics of every peer as JSON lines')
     .option('--data-dir <dir>', 'keep the redis-servers\' data here (AOF), so the run can be resumed')
     .option('--resume', 'continue a run from the state kept in --data-dir')
-    .option('--password <secret>', 'require this password on every peer\'s Redis')
+    .option('--password <secret>', 'the network password: every peer\'s Redis requires it, and gets a functions user and a read-only observer derived from it (see peerless credentials)')
     .option('--quiet', 'no progress output'),
 ))
-  .addHelpText('after', `
+  .addHelpText('after', `${ROUNDS_HELP}
+
 Examples:
   peerless train                                     # 4 peers, small CNN, real MNIST
   peerless train --batches-per-round 2 --target-accuracy 0.97 --epochs 3
@@ -110,7 +111,8 @@ addPlatformOptions(addTrainingOptions(
     .requiredOption('--shard <i/n>', 'the part of the data this peer trains on, e.g. 0/3', parseShard)
     .option('--json', 'print the outcome as one JSON document on stdout'),
 ))
-  .addHelpText('after', `
+  .addHelpText('after', `${ROUNDS_HELP}
+
 A three-machine example (each machine runs its own redis-server with the module, reachable by
 the others; functions run on each machine's local pool, or pass --platform http/aws-lambda):
 

@@ -2,36 +2,49 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { parseTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '../config/training.ts';
 
+/** The configuration's defaults, shown in --help from the schema itself (one truth). */
+const D = parseTrainingConfig({ model: { name: 'cnn' } });
+const SGD = parseTrainingConfig({ model: { name: 'cnn' }, optimizer: { kind: 'sgd', lr: 0.05 } }).optimizer as { momentum: number };
+const dflt = (v: unknown) => ` (default: ${String(v)})`;
+
 /** Adds the training options shared by `train` and `peer` (flags override a --config file). */
 export function addTrainingOptions(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'training configuration as JSON (flags given on the command line override it)')
-    .addOption(new Option('--model <name>', 'model of the zoo').choices(['cnn', 'vgg11', 'resnet18', 'densenet121']))
-    .option('--width <x>', 'width multiplier of the model (channels scale by it)', parseFloat)
-    .addOption(new Option('--dataset <name>', 'training data').choices(['mnist', 'synthetic']))
-    .option('--batch-size <n>', 'samples per batch (one function invocation per batch)', parseFloat)
-    .option('--batches-per-round <n>', 'batches each peer contributes to a round; 0 = its whole shard (one round per epoch, as in the original work)', parseFloat)
-    .option('--epochs <n>', 'passes over each shard', parseFloat)
-    .option('--rounds <n>', 'stop after this many rounds (0 = no limit)', parseFloat)
-    .addOption(new Option('--optimizer <kind>', 'optimizer step run inside the database').choices(['sgd', 'adam']))
-    .option('--lr <x>', 'learning rate', parseFloat)
-    .option('--momentum <x>', 'SGD momentum', parseFloat)
-    .option('--weight-decay <x>', 'weight decay (AdamW with --optimizer adam)', parseFloat)
-    .addOption(new Option('--schedule <kind>', 'learning-rate schedule').choices(['constant', 'step', 'cosine']))
-    .option('--target-accuracy <x>', 'stop when validation accuracy reaches this (0-1)', parseFloat)
-    .option('--patience <n>', 'stop after this many checks without improvement (0 = never)', parseFloat)
-    .option('--check-every <n>', 'rounds between convergence checks', parseFloat)
-    .option('--validation <n>', 'training samples held out for the convergence checks', parseFloat)
-    .addOption(new Option('--exchange <mode>', 'how peers exchange averages').choices(['all', 'sharded']))
-    .option('--aggregation <rule>', 'cross-peer aggregation: mean | median | trimmed:K | krum:F:M')
-    .addOption(new Option('--fallback-aggregation <rule>', 'used in a round where too few averages arrived for a robust --aggregation (none = fail the round)').choices(['median', 'mean', 'none']))
-    .option('--seed <n>', 'seed of the initial weights and of the data split', parseFloat)
-    .option('--deadline <ms>', 'how long a peer waits for the others before dropping them', parseFloat)
-    .option('--function-deadline <ms>', 'how long failing gradient functions are retried in a round before it goes on with the gradients that arrived (0 = half the deadline)', parseFloat)
-    .option('--chunk-kib <n>', 'KiB per chunk when tensors move between Redis servers (default 1024; see bench chunks)', parseFloat)
-    .addOption(new Option('--checkpoint <mode>', 'gradient checkpointing in the functions: one more forward pass, much less memory, the same gradient (auto = on for densenet121)').choices(['auto', 'on', 'off']))
-    .option('--backend <name>', 'compute backend every gradient function must use: native, wasm, cpu, or auto (what the local functions loaded)');
+    .addOption(new Option('--model <name>', `model of the zoo${dflt(D.model.name)}`).choices(['cnn', 'vgg11', 'resnet18', 'densenet121']))
+    .option('--width <x>', `width multiplier of the model: channels scale by it${dflt(D.model.width)}`, parseFloat)
+    .addOption(new Option('--dataset <name>', `training data${dflt(D.dataset)}`).choices(['mnist', 'synthetic']))
+    .option('--batch-size <n>', `samples per batch, one function invocation per batch${dflt(D.batchSize)}`, parseFloat)
+    .option('--batches-per-round <n>', `batches each peer contributes to a round; 0 = its whole shard, one round per epoch as in the original work, unless --rounds sets it${dflt(D.batchesPerRound)}`, parseFloat)
+    .option('--epochs <n>', `passes over each shard; grown when --rounds needs more${dflt(D.epochs)}`, parseFloat)
+    .option('--rounds <n>', `run this many rounds; 0 = as many as the epochs take${dflt(D.maxRounds)}`, parseFloat)
+    .addOption(new Option('--optimizer <kind>', `optimizer step run inside the database${dflt(D.optimizer.kind)}`).choices(['sgd', 'adam']))
+    .option('--lr <x>', 'learning rate (default: 0.001 with adam, 0.05 with sgd)', parseFloat)
+    .option('--momentum <x>', `SGD momentum, 0 to 0.999${dflt(SGD.momentum)}`, parseFloat)
+    .option('--weight-decay <x>', `weight decay, AdamW with --optimizer adam${dflt(D.optimizer.weightDecay)}`, parseFloat)
+    .addOption(new Option('--schedule <kind>', `learning-rate schedule${dflt(D.schedule.kind)}`).choices(['constant', 'step', 'cosine']))
+    .option('--target-accuracy <x>', `stop when validation accuracy reaches this, 0 to 1${dflt(D.targetAccuracy)}`, parseFloat)
+    .option('--patience <n>', `stop after this many checks without improvement; 0 = never${dflt(D.patience)}`, parseFloat)
+    .option('--check-every <n>', `rounds between convergence checks${dflt(D.checkEvery)}`, parseFloat)
+    .option('--validation <n>', `training samples held out for the convergence checks${dflt(D.validationSize)}`, parseFloat)
+    .addOption(new Option('--exchange <mode>', `how peers exchange averages: all (the original work's) or sharded (reduce-scatter + all-gather)${dflt(D.exchange)}`).choices(['all', 'sharded']))
+    .option('--aggregation <rule>', `cross-peer aggregation: mean | median | trimmed:K | krum:F:M${dflt(D.aggregation.rule)}`)
+    .addOption(new Option('--fallback-aggregation <rule>', `used in a round where too few averages arrived for a robust --aggregation; none = fail the round${dflt(D.fallbackAggregation)}`).choices(['median', 'mean', 'none']))
+    .option('--seed <n>', `seed of the initial weights and of the data split${dflt(D.seed)}`, parseFloat)
+    .option('--deadline <ms>', `milliseconds a peer waits for the others before dropping them${dflt(D.deadlineMs)}`, parseFloat)
+    .option('--function-deadline <ms>', `milliseconds failing gradient functions are retried in a round before it goes on with the gradients that arrived; 0 = half the deadline${dflt(D.functionDeadlineMs)}`, parseFloat)
+    .option('--chunk-kib <n>', `KiB per chunk when tensors move between Redis servers (see bench chunks)${dflt(D.chunkKib)}`, parseFloat)
+    .addOption(new Option('--checkpoint <mode>', `gradient checkpointing in the functions: one more forward pass, much less memory, the same gradient; auto = on for densenet121${dflt(D.checkpoint)}`).choices(['auto', 'on', 'off']))
+    .option('--backend <name>', `compute backend every gradient function must use: native, wasm, cpu, or auto (what the local functions loaded)${dflt(D.backend)}`);
 }
+
+/** How rounds, epochs and batches per round fit together, for `train --help` and `peer --help`. */
+export const ROUNDS_HELP = [
+  '',
+  'Rounds: in a round every peer computes --batches-per-round gradients (one function each), then the',
+  'peers average, exchange, aggregate and update. --rounds N runs N rounds, each taking',
+  'max(1, batches in the shard x --epochs / N) batches unless --batches-per-round is given.',
+].join('\n');
 
 function aggregation(v: string): TrainingConfigInput['aggregation'] {
   const [rule, a, b] = v.split(':');

@@ -1,0 +1,30 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseTrainingConfig } from '../config/training.ts';
+
+// `--help` as a new user reads it: the real CLI in a child process.
+const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
+const help = (...args: string[]) => new Promise<string>((resolve, reject) => {
+  execFile(process.execPath, [BIN, ...args, '--help'], { timeout: 60_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+});
+const flat = (s: string) => s.replace(/\s+/g, ' ');
+
+describe('--help', () => {
+  it('train shows every training option\'s default, taken from the configuration schema, and how rounds work', async () => {
+    const out = flat(await help('train'));
+    const d = parseTrainingConfig({ model: { name: 'cnn' } });
+    for (const [flag, value] of [['--batch-size <n>', d.batchSize], ['--deadline <ms>', d.deadlineMs], ['--chunk-kib <n>', d.chunkKib],
+      ['--check-every <n>', d.checkEvery], ['--exchange <mode>', d.exchange], ['--checkpoint <mode>', d.checkpoint]] as const) {
+      expect(out, flag).toMatch(new RegExp(`${flag.replace(/[<>]/g, '.')} (?:(?! --).)*\\(default: ${value}\\)`));
+    }
+    expect(out).toContain('--rounds N runs N rounds, each taking max(1, batches in the shard x --epochs / N) batches');
+    expect(out).toContain('Examples:');
+  });
+
+  it('function serve says what callers need and shows examples', async () => {
+    const out = flat(await help('function', 'serve'));
+    expect(out).toContain('--allow-redis <list>');
+    expect(out).toContain('Authorization: Bearer $PEERLESS_FUNCTION_TOKEN');
+  });
+});
