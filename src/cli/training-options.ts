@@ -103,5 +103,10 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
     if (opt.kind === 'adam') opt.decoupled = true;
   }
   c.optimizer = opt;
-  return parseTrainingConfig(c);
+  try {
+    return parseTrainingConfig(c);
+  } catch (err) {
+    // A config file's mistake is named with the file it is in.
+    throw typeof o.config === 'string' ? new Error(`--config ${o.config}: ${(err as Error).message}`) : err;
+  }
 }

@@ -23,3 +23,17 @@ describe('an explicit round count runs that many rounds', () => {
     expect(fitRounds(none, 100)).toEqual({ config: none, note: null });
   });
 });
+
+describe('a strict configuration', () => {
+  it('refuses unknown keys at any depth, suggesting the key a typo meant', () => {
+    expect(() => parseTrainingConfig({ model: { name: 'cnn' }, batchsize: 32 })).toThrow('invalid training configuration: unknown key "batchsize" (did you mean "batchSize"?)');
+    expect(() => parseTrainingConfig({ model: { name: 'cnn', widht: 2 } })).toThrow('model: unknown key "widht" (did you mean "width"?)');
+    expect(() => parseTrainingConfig({ model: { name: 'cnn' }, optimizer: { kind: 'sgd', lr: 0.1, momentun: 0.5 } })).toThrow('optimizer: unknown key "momentun" (did you mean "momentum"?)');
+    expect(() => parseTrainingConfig({ model: { name: 'cnn' }, zzzzzzzz: 1 })).toThrow(/unknown key "zzzzzzzz"$/);
+  });
+
+  it('names the field of a wrong type or an out-of-range value', () => {
+    expect(() => parseTrainingConfig({ model: { name: 'cnn' }, batchSize: 'big' })).toThrow(/^invalid training configuration: batchSize: /);
+    expect(() => parseTrainingConfig({ model: { name: 'cnn' }, optimizer: { kind: 'sgd', lr: 0.1, momentum: 2 } })).toThrow(/optimizer\.momentum: /);
+  });
+});

@@ -5,14 +5,14 @@ import { z } from 'zod';
  * its Redis; joiners read it from there, so a network never runs with two configurations.
  */
 export const OptimizerSchema = z.discriminatedUnion('kind', [
-  z.object({
+  z.strictObject({
     kind: z.literal('sgd'),
     lr: z.number().positive().max(10),
     momentum: z.number().min(0).max(0.999).default(0.9),
     nesterov: z.boolean().default(false),
     weightDecay: z.number().min(0).max(1).default(0),
   }),
-  z.object({
+  z.strictObject({
     kind: z.literal('adam'),
     lr: z.number().positive().max(1),
     beta1: z.number().min(0).lt(1).default(0.9),
@@ -24,21 +24,23 @@ export const OptimizerSchema = z.discriminatedUnion('kind', [
 ]);
 
 export const ScheduleSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('constant') }),
-  z.object({ kind: z.literal('step'), every: z.number().int().positive(), gamma: z.number().positive().max(1) }),
-  z.object({ kind: z.literal('cosine'), minFactor: z.number().min(0).max(1).default(0) }),
+  z.strictObject({ kind: z.literal('constant') }),
+  z.strictObject({ kind: z.literal('step'), every: z.number().int().positive(), gamma: z.number().positive().max(1) }),
+  z.strictObject({ kind: z.literal('cosine'), minFactor: z.number().min(0).max(1).default(0) }),
 ]);
 
 export const AggregationSchema = z.discriminatedUnion('rule', [
-  z.object({ rule: z.literal('mean') }),
-  z.object({ rule: z.literal('median') }),
-  z.object({ rule: z.literal('trimmed'), trim: z.number().int().positive() }),
-  z.object({ rule: z.literal('krum'), byzantine: z.number().int().positive(), select: z.number().int().positive() }),
+  z.strictObject({ rule: z.literal('mean') }),
+  z.strictObject({ rule: z.literal('median') }),
+  z.strictObject({ rule: z.literal('trimmed'), trim: z.number().int().positive() }),
+  z.strictObject({ rule: z.literal('krum'), byzantine: z.number().int().positive(), select: z.number().int().positive() }),
 ]);
 
+// Strict objects: a key the schema does not know (a typo in a config file) is an error, not
+// silently ignored.
 export const TrainingConfigSchema = z
-  .object({
-    model: z.object({
+  .strictObject({
+    model: z.strictObject({
       name: z.enum(['cnn', 'vgg11', 'resnet18', 'densenet121']),
       width: z.number().positive().max(4).default(1),
     }),
@@ -118,11 +120,41 @@ export function functionDeadline(c: TrainingConfig): number {
   return c.functionDeadlineMs > 0 ? c.functionDeadlineMs : Math.floor(c.deadlineMs / 2);
 }
 
+/** Every key the configuration knows, at any depth: the candidates of "did you mean". */
+const KNOWN_KEYS = [
+  ...Object.keys(TrainingConfigSchema.shape),
+  'name', 'width', 'kind', 'lr', 'momentum', 'nesterov', 'weightDecay', 'beta1', 'beta2', 'eps', 'decoupled',
+  'every', 'gamma', 'minFactor', 'rule', 'trim', 'byzantine', 'select',
+];
+
+/** Edit distance, for suggesting the key a typo meant. */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** "unknown key "batchsize" (did you mean "batchSize"?)", or without a suggestion when none is close. */
+export function unknownKey(key: string): string {
+  const best = KNOWN_KEYS.map((k) => ({ k, d: distance(key, k.replace(/-/g, '')) })).sort((x, y) => x.d - y.d)[0];
+  const hint = best && best.d <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean "${best.k}"?)` : '';
+  return `unknown key "${key}"${hint}`;
+}
+
 /** Validates a configuration; the error names every bad field on one line. */
 export function parseTrainingConfig(input: unknown): TrainingConfig {
   const r = TrainingConfigSchema.safeParse(input);
   if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
+    const issues = r.error.issues.flatMap((i) => {
+      const at = i.path.join('.');
+      if (i.code === 'unrecognized_keys') return i.keys.map((k) => `${at ? `${at}: ` : ''}${unknownKey(k)}`);
+      return [`${at || 'config'}: ${i.message}`];
+    });
     throw new Error(`invalid training configuration: ${issues.join('; ')}`);
   }
   return r.data;
