@@ -1,4 +1,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeLocalTls } from '../cluster/tls.ts';
+import { TLS_CA_ENV } from '../tensor/redis-client.ts';
 import { credentialsFor } from '../peer/net/access.ts';
 import { createPlatform, type PlatformChoice } from '../platform/index.ts';
 import { benchChunks } from './commands/bench-chunks.ts';
@@ -66,7 +71,8 @@ addPlatformOptions(addTrainingOptions(
     .option('--data-dir <dir>', 'keep the redis-servers\' data here (AOF), so the run can be resumed')
     .option('--resume', 'continue a run from the state kept in --data-dir')
     .option('--password <secret>', 'the network password: every peer\'s Redis requires it, and gets a functions user and a read-only observer derived from it (see peerless credentials)')
-    .option('--quiet', 'no progress output'),
+    .option('--quiet', 'no progress output')
+    .option('--tls', 'serve every peer\'s Redis over TLS only (rediss://), with a throwaway CA and certificate made for this run'),
 ))
   .addHelpText('after', `${ROUNDS_HELP}
 
@@ -79,6 +85,10 @@ Examples:
   .action(async (o) => {
     if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
     const config = trainingConfigFrom(o);
+    // --tls: a throwaway CA, trusted by this process and (through the environment) its functions.
+    const tlsDir = o.tls ? mkdtempSync(join(tmpdir(), 'peerless-tls-')) : undefined;
+    const tls = tlsDir ? makeLocalTls(tlsDir) : undefined;
+    if (tls) process.env[TLS_CA_ENV] = tls.ca;
     const platform = await createPlatform(platformFrom(o));
     const backend = (platform as { computeBackend?: string }).computeBackend;
     if (backend && !o.json && !o.quiet) {
@@ -87,10 +97,11 @@ Examples:
       process.stderr.write(`functions compute on: ${backend}${why}\n`);
     }
     try {
-      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet });
+      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls });
       if (!s.identical || s.outcomes.some((x) => x.state === 'failed')) process.exitCode = 1;
     } finally {
       await platform.close();
+      if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
     }
   });
 

@@ -1,4 +1,5 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import type { TlsFiles } from './tls.ts';
 import { dirname } from 'node:path';
 import { fitRounds, roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
 import { LocalPlatform } from '../platform/local/local-platform.ts';
@@ -18,6 +19,8 @@ export interface ClusterOptions {
   config: TrainingConfig;
   platform: FunctionPlatform;
   /** Password for every peer's Redis (off when omitted). */
+  /** Serve every peer's Redis over TLS with these files (rediss://; clients trust PEERLESS_TLS_CA). */
+  tls?: TlsFiles;
   password?: string;
   /** JSON-lines file of per-round metrics. */
   metricsFile?: string;
@@ -66,6 +69,8 @@ export interface ClusterSummary {
   lastValidationAccuracy: number | null;
   test: TestResult | null;
   parameters: number;
+  /** The effective configuration: defaults, file and flags, after --rounds fitted it. */
+  config: TrainingConfig;
 }
 
 /** Ctrl-C: every peer stops after the round after the one in progress. */
@@ -104,7 +109,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       const dir = o.dataDir ? peerDir(o.dataDir, i) : undefined;
       if (dir) mkdirSync(dir, { recursive: true });
       servers.push(await startRedisServer({
-        dir, password: o.password, detached: true,
+        dir, password: o.password, detached: true, tls: o.tls,
         // A resumable run keeps its state on disk: AOF so every round's update survives.
         config: dir ? { appendonly: 'yes', appendfsync: 'no' } : {},
       }));
@@ -151,6 +156,8 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
         config = fitted.config;
         if (fitted.note) o.onLog?.(fitted.note);
       }
+      // The metrics file starts with the configuration the run uses (again at each resume).
+      if (i === 0) metricsOut?.write(`${JSON.stringify({ type: 'config', at: new Date().toISOString(), resume: o.resume === true, config })}\n`);
       const peer = new Peer({
         id: peerId(i),
         redis: location,
@@ -166,7 +173,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       peer.on('log', (m: string) => o.onLog?.(m));
       peer.on('round', (m: RoundMetrics) => {
         rounds.push(m);
-        metricsOut?.write(`${JSON.stringify(m)}\n`);
+        metricsOut?.write(`${JSON.stringify({ type: 'round', at: new Date().toISOString(), ...m })}\n`);
         o.onRound?.(m);
       });
       await peer.start();
@@ -183,7 +190,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     const busy = workers > 0 ? (o.platform.metrics().billedMs - billedBefore) / (workers * trainingMs) : null;
     const checksums = await Promise.all(peers.map((p) => p.checksum()));
     const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, config, model.info) : null;
-    return { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs,
+    return { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs, config,
       computeBackend: [...new Set(rounds.map((m) => m.backend).filter((b): b is string => Boolean(b)).flatMap((b) => b.split(',')))].sort().join(', ') || config.backend };
   } finally {
     await Promise.allSettled(peers.map((p) => p.close()));
@@ -195,7 +202,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
 function summarize(
   o: ClusterOptions, outcomes: PeerOutcome[], rounds: RoundMetrics[], checksums: string[],
   test: TestResult | null, parameters: number, wallMs: number, roundsPerEpoch: number,
-): Omit<ClusterSummary, 'functionBusyShare' | 'trainingMs' | 'computeBackend'> {
+): Omit<ClusterSummary, 'functionBusyShare' | 'trainingMs' | 'computeBackend' | 'config'> {
   const phaseMs: Record<string, number> = { compute: 0, average: 0, exchange: 0, aggregate: 0, update: 0, verify: 0, check: 0 };
   let bytes = 0, overhead = 0, roundTime = 0;
   for (const m of rounds) {

@@ -4,6 +4,7 @@ import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureModuleBuilt } from './module-path.ts';
+import type { TlsFiles } from './tls.ts';
 
 export interface RedisServerOptions {
   /** Port on 127.0.0.1; a free one is chosen when omitted. */
@@ -22,6 +23,8 @@ export interface RedisServerOptions {
   detached?: boolean;
   /** redis-server binary (default: `redis-server` on PATH). */
   binary?: string;
+  /** Serve TLS only (rediss://) with these PEM files; clients need no certificate of their own. */
+  tls?: TlsFiles;
 }
 
 export interface RedisServer {
@@ -83,7 +86,11 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   const args = [
     // Loopback only, and protected mode on: without a password, Redis then answers nobody
     // but this machine even if a config override widens the bind.
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+    ...(opts.tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.cert, '--tls-key-file', opts.tls.key,
+        '--tls-ca-cert-file', opts.tls.ca, '--tls-auth-clients', 'no']
+      : ['--port', String(port)]),
+    '--bind', '127.0.0.1', '--dir', dir,
     '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
     '--protected-mode', 'yes',
     // Tensors are tens of MB: let replicas and pub/sub clients keep up.
@@ -127,7 +134,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   return {
     host: '127.0.0.1',
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     dir,
     process: child,
     async stop() {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createClient, RESP_TYPES, type RedisClientType } from 'redis';
 
 /** Where a Redis is and how to enter it (function events carry it too). */
@@ -9,6 +10,24 @@ export interface RedisLocation {
 }
 
 export type Redis = RedisClientType;
+
+/**
+ * The certificate authority `rediss://` connections trust besides the system's: the PEM file
+ * named by PEERLESS_TLS_CA (`train --tls` sets it to its throwaway CA; functions and peers
+ * read it from their environment).
+ */
+export const TLS_CA_ENV = 'PEERLESS_TLS_CA';
+
+function tlsOptions(url: string): { tls: true; ca?: Buffer } | Record<string, never> {
+  if (!url.startsWith('rediss:')) return {};
+  const file = process.env[TLS_CA_ENV];
+  if (!file) return { tls: true };
+  try {
+    return { tls: true, ca: readFileSync(file) };
+  } catch (err) {
+    throw new Error(`${TLS_CA_ENV}=${file}: cannot read the CA certificate (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}
 
 /** Ask node-redis for Buffers, not strings, for bulk replies: tensors are bytes. */
 export const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const;
@@ -38,6 +57,7 @@ export async function connectRedis(
     name: opts.name,
     disableOfflineQueue: opts.failFast ?? false,
     socket: {
+      ...tlsOptions(location.url),
       connectTimeout: opts.connectTimeoutMs ?? 5_000,
       reconnectStrategy: (retries: number) => {
         // A refused password does not pass by retrying.

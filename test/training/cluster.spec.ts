@@ -1,10 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runLocalCluster, type ClusterSummary } from '../../src/cluster/local-cluster.ts';
 import { parseTrainingConfig, type TrainingConfigInput } from '../../src/config/training.ts';
 import { credentialsFor } from '../../src/peer/net/access.ts';
+import { startRedisServer } from '../../src/cluster/redis-server.ts';
+import { makeLocalTls } from '../../src/cluster/tls.ts';
+import { connectRedis, TLS_CA_ENV } from '../../src/tensor/redis-client.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import type { RoundMetrics } from '../../src/peer/types.ts';
 
@@ -45,6 +48,56 @@ async function run(peers: number, over: Partial<TrainingConfigInput> = {}): Prom
 }
 
 describe('a local cluster of peers', () => {
+  it('trains over TLS: every Redis serves rediss:// only, peers and functions trust the run\'s CA', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-tls-'));
+    const before = process.env[TLS_CA_ENV];
+    let tlsPlatform: LocalPlatform | undefined;
+    try {
+      const tls = makeLocalTls(dir);
+      process.env[TLS_CA_ENV] = tls.ca; // new function workers inherit it
+      tlsPlatform = new LocalPlatform({ workers: 1 });
+      await tlsPlatform.warm();
+      const summary = await runLocalCluster({ peers: 2, tls, config: parseTrainingConfig({ ...base, maxRounds: 2 }), platform: tlsPlatform });
+      expect(summary.outcomes.map((o) => o.state)).toEqual(['done', 'done']);
+      expect(summary.identical).toBe(true);
+      // Nothing answers in plain text, and TLS without the CA is refused.
+      const server = await startRedisServer({ tls, loadModule: false });
+      try {
+        expect(server.url).toMatch(/^rediss:\/\//);
+        await expect(connectRedis({ url: server.url.replace('rediss:', 'redis:') }, { connectTimeoutMs: 1_000 })).rejects.toThrow(/cannot reach Redis/);
+        delete process.env[TLS_CA_ENV];
+        await expect(connectRedis({ url: server.url }, { connectTimeoutMs: 1_000 })).rejects.toThrow(/cannot reach Redis.*(certificate|self.signed)/i);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      if (before === undefined) delete process.env[TLS_CA_ENV];
+      else process.env[TLS_CA_ENV] = before;
+      await tlsPlatform?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes the effective configuration as the metrics file\'s first line, and every round line with its time and peer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-metrics-'));
+    try {
+      const file = join(dir, 'rounds.jsonl');
+      const summary = await runLocalCluster({ peers: 2, config: parseTrainingConfig({ ...base, maxRounds: 2, batchesPerRound: 0 }), platform, metricsFile: file });
+      const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines[0]).toMatchObject({ type: 'config', resume: false, config: summary.config });
+      // --rounds fitted the batches per round: the line holds what the run used, not what was asked.
+      expect((lines[0]!.config as { batchesPerRound: number }).batchesPerRound).toBeGreaterThan(0);
+      const rounds = lines.slice(1);
+      expect(rounds.length).toBe(2 * 2);
+      for (const r of rounds) {
+        expect(r).toMatchObject({ type: 'round', peer: expect.stringMatching(/^peer-0[01]$/) });
+        expect(Number.isNaN(Date.parse(String(r.at)))).toBe(false);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('with a network password, trains: the functions log in as their own user, from their environment, never from events', async () => {
     const secured = new LocalPlatform({ workers: 1, redisCredentials: credentialsFor('functions', 's3cret') });
     try {

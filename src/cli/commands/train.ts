@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { TrainingConfig } from '../../config/training.ts';
 import { runLocalCluster, type ClusterSummary } from '../../cluster/local-cluster.ts';
+import type { TlsFiles } from '../../cluster/tls.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
 import { formatBytes, formatMs, table } from '../format.ts';
@@ -15,6 +16,7 @@ export interface TrainCliOptions {
   resume?: boolean;
   password?: string;
   quiet?: boolean;
+  tls?: TlsFiles;
 }
 
 /**
@@ -70,6 +72,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     config: o.config,
     platform: o.platform,
     password: o.password,
+    tls: o.tls,
     metricsFile: o.metrics,
     dataDir: o.dataDir,
     resume: o.resume,
