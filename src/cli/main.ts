@@ -93,7 +93,7 @@ Examples:
     const backend = (platform as { computeBackend?: string }).computeBackend;
     if (backend && !o.json && !o.quiet) {
       const addon = backend === 'wasm' && !process.env.PEERLESS_BACKEND ? (await import('../model/native-backend.ts')).nativeAddon() : null;
-      const why = addon instanceof Error ? ` (${addon.message})` : backend === 'native' ? ' (wasm with oneDNN\'s convolutions)' : '';
+      const why = addon instanceof Error ? ` (${addon.message})` : backend === 'native' ? ' (wasm with oneDNN\'s kernels)' : '';
       process.stderr.write(`functions compute on: ${backend}${why}\n`);
     }
     try {

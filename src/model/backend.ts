@@ -2,7 +2,7 @@
  * Chooses and initialises the TensorFlow.js compute backend, once per process.
  *
  * 'auto' prefers `@tensorflow/tfjs-node` (native libtensorflow) when it can be imported, then
- * 'native' (wasm with oneDNN's convolutions, native-backend.ts) when its addon loads, else wasm
+ * 'native' (wasm with the addon's oneDNN kernels, native-backend.ts) when its addon loads, else wasm
  * with SIMD. tfjs-node is NOT a dependency of
  * this project: its install script downloads libtensorflow, which these machines cannot
  * fetch, so it is looked for with a dynamic import inside try/catch and never imported
@@ -39,7 +39,7 @@ export async function initBackend(preferred: BackendChoice = 'auto'): Promise<st
   }
   const name = await ready;
   // Someone (a test, a benchmark) may have switched backends since: switch back. "native" is
-  // wasm with oneDNN's convolutions (native-backend.ts).
+  // wasm with the addon's kernels (native-backend.ts).
   const tfName = name === NATIVE ? 'wasm' : name;
   if (tf.getBackend() !== tfName) await activate(tfName);
   return name;
@@ -54,7 +54,7 @@ async function choose(preferred: BackendChoice): Promise<string> {
   }
   if (preferred === 'cpu') return activate('cpu');
   useNativeKernels(false); // wasm's own convolutions, should "native" have come first
-  // "auto" takes oneDNN's convolutions where the addon loads (built by setup where Debian's
+  // "auto" takes the addon's kernels where it loads (built by setup where Debian's
   // libdnnl-dev installs), else plain wasm; "native" insists on them.
   if (preferred === 'native' || (preferred === 'auto' && !(nativeAddon() instanceof Error))) {
     await activateWasm();

@@ -8,7 +8,7 @@ import { forward } from './forward.js';
 import { buildModel } from './zoo.js';
 import * as tfl from '@tensorflow/tfjs-layers';
 
-// The native backend (wasm with oneDNN's convolutions) against tfjs' reference cpu kernels, on random
+// The native backend (wasm with the addon's kernels) against tfjs' reference cpu kernels, on random
 // inputs; max abs difference <= 1e-4 x max |reference| (float32 sums in another order).
 // scripts/setup.sh builds the addon where Debian's libdnnl-dev installs; without it these
 // tests are skipped, and say why.

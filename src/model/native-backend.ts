@@ -1,9 +1,11 @@
 /**
  * The `native` backend: the wasm backend (XNNPACK, SIMD) with the kernels that dominate
- * training time, the convolutions, run by oneDNN through a Node-API addon (native/addon, built
- * by scripts/setup.sh when Debian's libdnnl-dev is there). oneDNN reads and writes the tensors
- * where wasm keeps them, on the wasm heap, in TensorFlow.js's layouts (NHWC activations, HWIO
- * filters): no copy and no reorder between calls.
+ * training time run by a Node-API addon (native/addon, built by scripts/setup.sh when Debian's
+ * libdnnl-dev is there): the convolutions by oneDNN; batch norm in training (with its ReLU),
+ * the pooling gradients, concat and split, and leading-axis sums in C++ loops. They read and
+ * write the tensors where wasm keeps them, on the wasm heap, in TensorFlow.js's layouts (NHWC
+ * activations, HWIO filters): no copy and no reorder between calls. Which kernels: the table
+ * of `src/model/profile.ts`.
  *
  * Why over wasm and not over the cpu backend: with oneDNN's convolutions over cpu, a cnn
  * gradient took 640 ms against 69 ms on wasm, every other kernel being the cpu backend's
