@@ -36,8 +36,13 @@ function peerBars(enabled: boolean, peers: number) {
   let total = 1;
   const ids = Array.from({ length: peers }, (_, i) => `peer-${String(i).padStart(2, '0')}`);
   for (const id of ids) bars.set(id, multi.create(total, 0, { peer: id, phase: 'starting', inFlight: 0, loss: '-', val: '-' }));
+  // The whole run: rounds every peer finished, elapsed time, and an ETA from the pace so far.
+  const all = multi.create(total, 0, { peer: 'all    ' }, {
+    format: '{peer} [{bar}] round {value}/{total} | elapsed {duration_formatted} | ETA {eta_formatted}',
+  });
+  const done = new Map<string, number>();
   return {
-    total(n: number) { total = n; for (const b of bars.values()) b.setTotal(n); },
+    total(n: number) { total = n; for (const b of bars.values()) b.setTotal(n); all.setTotal(n); },
     status(s: PeerStatus) {
       bars.get(s.id)?.update(Math.min(s.round, total), {
         phase: s.phase.padEnd(11), inFlight: s.inFlight,
@@ -45,7 +50,11 @@ function peerBars(enabled: boolean, peers: number) {
         val: s.validationAccuracy === null ? '-' : `${(s.validationAccuracy * 100).toFixed(2)}%`,
       });
     },
-    round(m: RoundMetrics) { bars.get(m.peer)?.update(m.round + 1); },
+    round(m: RoundMetrics) {
+      bars.get(m.peer)?.update(m.round + 1);
+      done.set(m.peer, m.round + 1);
+      if (done.size === bars.size) all.update(Math.min(...done.values()));
+    },
     log(msg: string) { multi.log(`${msg}\n`); },
     stop() { multi.stop(); },
   };
@@ -96,8 +105,13 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
 }
 
 export function renderSummary(s: ClusterSummary): string {
+  // What failed comes first: a failed or partial run must not read like a success.
+  const failed = s.outcomes.filter((o) => o.state === 'failed');
   const lines = [
     '',
+    ...(failed.length > 0 || !s.identical
+      ? [`Training FAILED: ${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`]
+      : []),
     `Training finished: ${s.stopReason ?? 'stopped'}`,
     `  peers ${s.peers}, rounds ${s.rounds} (${s.epochs.toFixed(2)} epochs), ${s.parameters.toLocaleString()} parameters, wall time ${formatMs(s.wallMs)}`,
   ];
