@@ -161,6 +161,19 @@ program
   .action(async (o) => { await networkStatus(o.redis, o.password, Boolean(o.json)); });
 
 program
+  .command('plot')
+  .description('Draw an SVG: the learning curve of a run from its metrics file (train --metrics), the original work\'s Figure 2 from `bench scaling --json`, or compute per backend from `bench compute --json`.')
+  .argument('<file>', 'a metrics file (JSON lines) or a benchmark\'s --json output')
+  .option('--out <file>', 'where to write the SVG (default: the input\'s name with .svg)')
+  .option('--json', 'print one JSON document on stdout')
+  .addHelpText('after', '\nExamples:\n  npm run demo && peerless plot runs/demo/rounds.jsonl\n  peerless bench scaling --quick --json > scaling.json && peerless plot scaling.json --out figure2.svg')
+  .action(async (file: string, o: { out?: string; json?: boolean }) => {
+    const { plot } = await import('./commands/plot.ts');
+    const r = plot(file, o.out);
+    process.stdout.write(o.json ? `${JSON.stringify(r)}\n` : `Wrote ${r.out} (${r.kind}, ${r.points} points)\n`);
+  });
+
+program
   .command('credentials')
   .description('The Redis user and password a role logs in with on every peer of a network with a password, derived from it: give the functions\' to a Lambda function\'s environment or to `function serve`\'s shell; the observer\'s to a dashboard. Printed as environment lines.')
   .argument('<role>', 'functions (read the model and data, push gradients) or observer (read-only)')

@@ -1,0 +1,54 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { plot } from './plot.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'peerless-plot-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const write = (name: string, text: string) => {
+  const f = join(dir, name);
+  writeFileSync(f, text);
+  return f;
+};
+
+// A metrics file as train --metrics writes it: the configuration, then a line per peer and round.
+const metrics = [
+  JSON.stringify({ type: 'config', at: '2026-12-01T00:00:00.000Z', resume: false, config: { model: { name: 'cnn' } } }),
+  ...[0, 1, 2, 3].flatMap((round) => ['peer-00', 'peer-01'].map((peer) => JSON.stringify({
+    type: 'round', at: '2026-12-01T00:00:01.000Z', peer, round, loss: 2.3 - round * 0.5 + (peer === 'peer-01' ? 0.1 : 0),
+    ...(round === 3 ? { validationAccuracy: 0.9 } : {}),
+  }))),
+].join('\n');
+
+describe('peerless plot', () => {
+  it('draws a run\'s learning curve as SVG, mean loss over the peers and validation accuracy', () => {
+    const file = write('rounds.jsonl', metrics);
+    const r = plot(file);
+    expect(r).toEqual({ out: join(dir, 'rounds.svg'), kind: 'learning-curve', points: 8 });
+    const svg = readFileSync(r.out, 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('training loss (mean over peers)');
+    expect(svg).toContain('validation accuracy');
+    expect(svg).toContain('2 peer(s)');
+  });
+
+  it('draws the original work\'s Figure 2 from bench scaling --json', () => {
+    const file = write('scaling.json', JSON.stringify({ benchmark: 'scaling', model: 'cnn', rows: [
+      { peers: 4, batchSize: 64, computeMs: 1000, aggregationMs: 50, waitMs: 200 },
+      { peers: 8, batchSize: 64, computeMs: 900, aggregationMs: 80, waitMs: 300 },
+    ] }));
+    const r = plot(file, join(dir, 'figure2.svg'));
+    expect(r.kind).toBe('scaling');
+    const svg = readFileSync(r.out, 'utf8');
+    for (const s of ['gradient computation', 'aggregation (own work)', 'waiting for peers', 'Figure 2']) expect(svg).toContain(s);
+  });
+
+  it('says clearly what it cannot draw', () => {
+    expect(() => plot(join(dir, 'missing.jsonl'))).toThrow(/^plot: cannot read .*missing\.jsonl \(ENOENT\)$/);
+    expect(() => plot(write('bad.jsonl', '{"round":1}\nnot json'))).toThrow('line 2 is not JSON');
+    expect(() => plot(write('config-only.jsonl', metrics.split('\n')[0]!))).toThrow('has no round lines');
+    expect(() => plot(write('round.json', JSON.stringify({ benchmark: 'round', rows: [] })))).toThrow('no picture for benchmark "round" yet');
+  });
+});

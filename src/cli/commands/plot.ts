@@ -1,0 +1,69 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { computeFigure, learningCurve, scalingFigure, type ComputeRowLike, type RoundLine, type ScalingRowLike } from '../plot/charts.ts';
+
+export interface PlotResult {
+  out: string;
+  kind: 'learning-curve' | 'scaling' | 'compute';
+  points: number;
+}
+
+/** What `file` holds: a metrics file (JSON lines) or one benchmark's --json document. */
+function read(file: string): { lines: Record<string, unknown>[] } | { doc: Record<string, unknown> } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`plot: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const trimmed = text.trim();
+  try {
+    const doc = JSON.parse(trimmed) as Record<string, unknown>;
+    if (doc && typeof doc === 'object' && !Array.isArray(doc) && 'benchmark' in doc) return { doc };
+  } catch { /* JSON lines, below */ }
+  const lines = trimmed.split('\n').filter((l) => l.trim()).map((l, i) => {
+    try {
+      return JSON.parse(l) as Record<string, unknown>;
+    } catch {
+      throw new Error(`plot: ${file} line ${i + 1} is not JSON: expected a metrics file (train --metrics) or a benchmark's --json output`);
+    }
+  });
+  return { lines };
+}
+
+/**
+ * `peerless plot FILE`: an SVG of a run's learning curve (from `train --metrics`), of the
+ * original work's Figure 2 (`bench scaling --json`), or of compute per backend (`bench compute --json`).
+ */
+export function plot(file: string, out?: string): PlotResult {
+  const input = read(file);
+  const target = out ?? file.replace(/\.(jsonl|json)$/i, '') + '.svg';
+  let kind: PlotResult['kind'];
+  let picture: string;
+  let points: number;
+  if ('doc' in input) {
+    const doc = input.doc;
+    if (doc.benchmark === 'scaling') {
+      const rows = doc.rows as ScalingRowLike[];
+      kind = 'scaling';
+      points = rows.length;
+      picture = scalingFigure(rows, `Figure 2: time per round, ${String(doc.model)} (${basename(file)})`);
+    } else if (doc.benchmark === 'compute') {
+      const rows = doc.rows as ComputeRowLike[];
+      kind = 'compute';
+      points = rows.length;
+      picture = computeFigure(rows, `One gradient, one thread: wasm, native, PyTorch (${basename(file)})`);
+    } else {
+      throw new Error(`plot: no picture for benchmark "${String(doc.benchmark)}" yet (scaling and compute have one)`);
+    }
+  } else {
+    const rounds = input.lines.filter((l) => l.type === 'round' || (l.type === undefined && typeof l.round === 'number')) as unknown as RoundLine[];
+    if (rounds.length === 0) throw new Error(`plot: ${file} has no round lines (is it a metrics file from train --metrics?)`);
+    kind = 'learning-curve';
+    points = rounds.length;
+    const peers = new Set(rounds.map((r) => r.peer)).size;
+    picture = learningCurve(rounds, `Training loss and validation accuracy, ${peers} peer(s) (${basename(file)})`);
+  }
+  writeFileSync(target, picture);
+  return { out: target, kind, points };
+}
