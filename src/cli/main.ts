@@ -72,7 +72,8 @@ addPlatformOptions(addTrainingOptions(
     .option('--resume', 'continue a run from the state kept in --data-dir')
     .option('--password <secret>', 'the network password: every peer\'s Redis requires it, and gets a functions user and a read-only observer derived from it (see peerless credentials)')
     .option('--quiet', 'no progress output')
-    .option('--tls', 'serve every peer\'s Redis over TLS only (rediss://), with a throwaway CA and certificate made for this run'),
+    .option('--tls', 'serve every peer\'s Redis over TLS only (rediss://), with a throwaway CA and certificate made for this run')
+    .option('--save <dir>', 'write the trained model there: model.json and weights.bin (TensorFlow.js Layers format) and metadata.json'),
 ))
   .addHelpText('after', `${ROUNDS_HELP}
 
@@ -81,6 +82,7 @@ Examples:
   peerless train --batches-per-round 2 --target-accuracy 0.97 --epochs 3
   peerless train --peers 8 --exchange sharded --metrics runs/rounds.jsonl
   peerless train --data-dir runs/a ... ; peerless train --data-dir runs/a --resume
+  peerless train --save models/cnn              # then tf.loadLayersModel('file://models/cnn/model.json')
   peerless train --dataset synthetic --model resnet18 --width 0.25 --rounds 20 --json`)
   .action(async (o) => {
     if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
@@ -97,7 +99,7 @@ Examples:
       process.stderr.write(`functions compute on: ${backend}${why}\n`);
     }
     try {
-      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls });
+      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save });
       if (!s.identical || s.outcomes.some((x) => x.state === 'failed')) process.exitCode = 1;
     } finally {
       await platform.close();

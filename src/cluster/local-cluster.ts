@@ -1,4 +1,6 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { InDbTensorStore } from '../tensor/in-db.ts';
+import { exportModel } from '../model/export.ts';
 import type { TlsFiles } from './tls.ts';
 import { dirname } from 'node:path';
 import { fitRounds, roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
@@ -30,6 +32,8 @@ export interface ClusterOptions {
   resume?: boolean;
   /** Evaluate the final model on the 10k MNIST test set (MNIST only). */
   testEvaluation?: boolean;
+  /** Write the trained model here, in the TensorFlow.js Layers format (src/model/export.ts). */
+  saveDir?: string;
   onStatus?: (s: PeerStatus) => void;
   onRound?: (m: RoundMetrics) => void;
   onLog?: (msg: string) => void;
@@ -71,6 +75,8 @@ export interface ClusterSummary {
   parameters: number;
   /** The effective configuration: defaults, file and flags, after --rounds fitted it. */
   config: TrainingConfig;
+  /** The files of the trained model, with `saveDir`. */
+  saved?: string[];
 }
 
 /** Ctrl-C: every peer stops after the round after the one in progress. */
@@ -190,8 +196,20 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     const busy = workers > 0 ? (o.platform.metrics().billedMs - billedBefore) / (workers * trainingMs) : null;
     const checksums = await Promise.all(peers.map((p) => p.checksum()));
     const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, config, model.info) : null;
-    return { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs, config,
+    const summary: ClusterSummary = { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs, config,
       computeBackend: [...new Set(rounds.map((m) => m.backend).filter((b): b is string => Boolean(b)).flatMap((b) => b.split(',')))].sort().join(', ') || config.backend };
+    if (o.saveDir) {
+      // The replicas are identical (checked by checksum): any peer's parameters are the model.
+      const c = await connectRedis({ url: servers[0].url, password: o.password });
+      try {
+        const params = await new InDbTensorStore(c).get(K.params);
+        summary.saved = await exportModel(o.saveDir, config.model.name, config.model.width, params,
+          { checksum: checksums[0] ?? '', testAccuracy: test?.accuracy ?? null, rounds: summary.rounds, config });
+      } finally {
+        await closeRedis(c);
+      }
+    }
+    return summary;
   } finally {
     await Promise.allSettled(peers.map((p) => p.close()));
     await Promise.allSettled(servers.map((s) => s.stop()));

@@ -1,4 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { getFlatParams } from '../../src/model/flat.ts';
+import { checksum } from '../../src/tensor/reference.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +52,33 @@ async function run(peers: number, over: Partial<TrainingConfigInput> = {}): Prom
 }
 
 describe('a local cluster of peers', () => {
+  it('saves the trained model: TF.js loads it, and its parameters are the network\'s to the bit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-save-'));
+    try {
+      const config = parseTrainingConfig({ ...base, model: { name: 'resnet18', width: 0.125 }, batchSize: 32, batchesPerRound: 1, maxRounds: 2 });
+      const summary = await runLocalCluster({ peers: 2, config, platform, saveDir: dir });
+      expect(summary.saved).toEqual(['model.json', 'weights.bin', 'metadata.json'].map((f) => join(dir, f)));
+      const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as { format: string; modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+      expect(json.format).toBe('layers-model');
+      const weights = readFileSync(join(dir, 'weights.bin'));
+      const loaded = await tfl.loadLayersModel(tf.io.fromMemory({
+        modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0]!.weights,
+        weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
+      }));
+      try {
+        // Batch-norm statistics included: the whole flat vector, byte for byte.
+        expect(checksum(getFlatParams(loaded))).toBe(summary.checksums[0]);
+      } finally {
+        loaded.dispose();
+      }
+      const meta = JSON.parse(readFileSync(join(dir, 'metadata.json'), 'utf8')) as Record<string, unknown>;
+      expect(meta).toMatchObject({ checksum: summary.checksums[0], rounds: 2, classNames: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+        input: { shape: [28, 28, 1], scaling: 'uint8 pixel / 255' }, config: { model: { name: 'resnet18', width: 0.125 } } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('trains over TLS: every Redis serves rediss:// only, peers and functions trust the run\'s CA', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerless-tls-'));
     const before = process.env[TLS_CA_ENV];

@@ -17,6 +17,7 @@ export interface TrainCliOptions {
   password?: string;
   quiet?: boolean;
   tls?: TlsFiles;
+  saveDir?: string;
 }
 
 /**
@@ -82,6 +83,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     platform: o.platform,
     password: o.password,
     tls: o.tls,
+    saveDir: o.saveDir,
     metricsFile: o.metrics,
     dataDir: o.dataDir,
     resume: o.resume,
@@ -122,6 +124,7 @@ export function renderSummary(s: ClusterSummary): string {
     `  bytes received by peers in exchanges: ${formatBytes(s.bytesExchanged)}`,
     `  estimated function cost: $${s.estimatedCostUsd.toFixed(5)} (AWS Lambda prices)`,
     `  gradients computed on: ${s.computeBackend}`,
+    ...(s.saved ? [`  model saved: ${s.saved.join(', ')}`] : []),
     ...(s.functionBusyShare !== null
       ? [`  function workers busy ${(s.functionBusyShare * 100).toFixed(1)}% of the training time: ${((1 - s.functionBusyShare) * 100).toFixed(1)}% went to everything else (averaging, exchange, aggregation, update, bookkeeping)`]
       : []),
