@@ -1532,7 +1532,13 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------
- * PL.AGGREGATE dst rule n key1 .. keyn      rule: MEAN | MEDIAN | TRIMMED k | KRUM f m
+ * PL.AGGREGATE dst [RANGE offset count] rule n key1 .. keyn
+ *                                           rule: MEAN | MEDIAN | TRIMMED k | KRUM f m
+ *
+ * With RANGE, only elements [offset, offset + count) are aggregated, into a dst that already
+ * holds the inputs' length: a caller cuts one big aggregation into commands short enough not
+ * to stall the server's other clients. The coordinate-wise rules only (KRUM needs whole
+ * vectors).
  *
  * Aggregates the peers' tensors into dst. The keys are sorted by name first, so every peer
  * that aggregates the same inputs, whatever order they arrived in, computes the same bytes:
@@ -1542,13 +1548,19 @@ done:
 
 enum { RULE_MEAN, RULE_MEDIAN, RULE_TRIMMED, RULE_KRUM };
 
+/* Where the rule word is: after a RANGE clause when there is one. */
+static int aggregate_rule_at(RedisModuleString **argv, int argc) {
+    return argc > 2 && is_word(argv[2], "RANGE") ? 5 : 2;
+}
+
 /* Where the input keys start for this rule word (and the rule), or 0 if unknown. */
 static int aggregate_keys_start(RedisModuleString **argv, int argc, int *rule) {
-    if (argc < 3) return 0;
-    if (is_word(argv[2], "MEAN")) return *rule = RULE_MEAN, 4;
-    if (is_word(argv[2], "MEDIAN")) return *rule = RULE_MEDIAN, 4;
-    if (is_word(argv[2], "TRIMMED")) return *rule = RULE_TRIMMED, 5;
-    if (is_word(argv[2], "KRUM")) return *rule = RULE_KRUM, 6;
+    int at = aggregate_rule_at(argv, argc);
+    if (argc <= at) return 0;
+    if (is_word(argv[at], "MEAN")) return *rule = RULE_MEAN, at + 2;
+    if (is_word(argv[at], "MEDIAN")) return *rule = RULE_MEDIAN, at + 2;
+    if (is_word(argv[at], "TRIMMED")) return *rule = RULE_TRIMMED, at + 3;
+    if (is_word(argv[at], "KRUM")) return *rule = RULE_KRUM, at + 4;
     return 0;
 }
 
@@ -1575,27 +1587,38 @@ typedef struct {
     int rule;
     long long n, trim, f, m;
     RedisModuleString **keys; /* argv slice, sorted in place into canonical order */
+    int ranged;
+    long long offset, count; /* with RANGE */
 } aggregate_args;
 
 static int parse_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc,
                            aggregate_args *a) {
+    int at = aggregate_rule_at(argv, argc);
+    if (at > 2) {
+        if (argc < 8) return RedisModule_WrongArity(ctx), 0;
+        a->ranged = 1;
+        if (!parse_int(ctx, argv[3], "RANGE offset", 0, PL_MAX_ELEMENTS, &a->offset)) return 0;
+        if (!parse_int(ctx, argv[4], "RANGE count", 1, PL_MAX_ELEMENTS, &a->count)) return 0;
+    }
     int start = aggregate_keys_start(argv, argc, &a->rule);
     if (start == 0)
         return fail(ctx, "unknown rule \"%s\" (MEAN, MEDIAN, TRIMMED k, KRUM f m)",
-                    show(argv[2]).s), 0;
+                    show(argv[at]).s), 0;
+    if (a->ranged && a->rule == RULE_KRUM)
+        return fail(ctx, "KRUM needs whole vectors: RANGE is for MEAN, MEDIAN and TRIMMED"), 0;
     if (argc <= start) return RedisModule_WrongArity(ctx), 0;
     if (!parse_int(ctx, argv[start - 1], "n", 1, PL_MAX_INPUTS, &a->n)) return 0;
     if (a->n != argc - start)
         return fail(ctx, "n is %lld but %d keys follow", a->n, argc - start), 0;
     if (a->rule == RULE_TRIMMED) {
-        if (!parse_int(ctx, argv[3], "TRIMMED k", 0, PL_MAX_INPUTS, &a->trim)) return 0;
+        if (!parse_int(ctx, argv[at + 1], "TRIMMED k", 0, PL_MAX_INPUTS, &a->trim)) return 0;
         if (2 * a->trim >= a->n)
             return fail(ctx, "TRIMMED %lld needs more than %lld inputs, got %lld", a->trim,
                         2 * a->trim, a->n), 0;
     }
     if (a->rule == RULE_KRUM) {
-        if (!parse_int(ctx, argv[3], "KRUM f", 0, PL_MAX_INPUTS, &a->f)) return 0;
-        if (!parse_int(ctx, argv[4], "KRUM m", 1, PL_MAX_INPUTS, &a->m)) return 0;
+        if (!parse_int(ctx, argv[at + 1], "KRUM f", 0, PL_MAX_INPUTS, &a->f)) return 0;
+        if (!parse_int(ctx, argv[at + 2], "KRUM m", 1, PL_MAX_INPUTS, &a->m)) return 0;
         if (a->n <= 2 * a->f + 2)
             return fail(ctx, "KRUM %lld needs more than %lld inputs, got %lld", a->f,
                         2 * a->f + 2, a->n), 0;
@@ -1629,9 +1652,15 @@ static int check_inputs(RedisModuleCtx *ctx, const aggregate_args *a, size_t *le
                         t.n, *len), 0;
         }
         *len = t.n;
-        size_t bad = pl_first_nonfinite(dma(t.key, REDISMODULE_READ), t.n);
+        if (a->ranged && (size_t)(a->offset + a->count) > t.n) {
+            close_key(&t.key);
+            return fail(ctx, "RANGE [%lld, %lld) runs past the inputs' %zu elements", a->offset,
+                        a->offset + a->count, t.n), 0;
+        }
+        size_t from = a->ranged ? (size_t)a->offset : 0, n = a->ranged ? (size_t)a->count : t.n;
+        size_t bad = from + pl_first_nonfinite(dma(t.key, REDISMODULE_READ) + from, n);
         close_key(&t.key);
-        if (bad < *len)
+        if (bad < from + n)
             return fail(ctx, "input \"%s\" has a non-finite value at element %zu",
                         show(a->keys[j]).s, bad), 0;
     }
@@ -1659,12 +1688,17 @@ static void run_rule(const aggregate_args *a, pl_f32 *out, const pl_f32 **in, si
 
 static int cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc < 5) return RedisModule_WrongArity(ctx);
-    aggregate_args a = {0, 0, 0, 0, 0, NULL};
+    aggregate_args a = {0, 0, 0, 0, 0, NULL, 0, 0, 0};
     size_t len = 0;
     if (!parse_aggregate(ctx, argv, argc, &a) || !check_inputs(ctx, &a, &len))
         return REDISMODULE_OK;
     RedisModuleKey *dst;
     if (!open_target(ctx, argv[1], "dst", &dst)) return REDISMODULE_OK;
+    if (a.ranged && (RedisModule_KeyType(dst) != REDISMODULE_KEYTYPE_STRING || RedisModule_ValueLength(dst) != len * 4)) {
+        RedisModule_CloseKey(dst);
+        return fail(ctx, "with RANGE, dst \"%s\" must already hold the inputs' %zu elements", show(argv[1]).s, len),
+               REDISMODULE_OK;
+    }
 
     size_t k = (size_t)a.n;
     RedisModuleKey **keys = RedisModule_Alloc(k * sizeof *keys);
@@ -1674,13 +1708,14 @@ static int cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
     void *scratch = RedisModule_Alloc(krum_bytes > sort_bytes ? krum_bytes : sort_bytes);
     /* dst first: resizing it may replace its string object, and dst may be an input. All
      * kernels write a dst element only after reading every input's same element. */
-    pl_f32 *out = resize(dst, len, 0);
+    pl_f32 *out = a.ranged ? NULL : resize(dst, len, 0);
+    size_t from = a.ranged ? (size_t)a.offset : 0, n = a.ranged ? (size_t)a.count : len;
     for (size_t j = 0; j < k; j++) {
         keys[j] = RedisModule_OpenKey(ctx, a.keys[j], REDISMODULE_READ);
-        in[j] = dma(keys[j], REDISMODULE_READ);
+        in[j] = dma(keys[j], REDISMODULE_READ) + from;
     }
-    out = dma(dst, REDISMODULE_WRITE);
-    run_rule(&a, out, in, len, scratch);
+    out = dma(dst, REDISMODULE_WRITE) + from;
+    run_rule(&a, out, in, n, scratch);
     for (size_t j = 0; j < k; j++) RedisModule_CloseKey(keys[j]);
     RedisModule_CloseKey(dst);
     RedisModule_Free(keys);

@@ -142,7 +142,7 @@ export class OutsideDbTensorStore implements TensorStore {
     });
   }
 
-  async aggregate(dst: string, keys: string[], rule: AggregationRule): Promise<void> {
+  async aggregate(dst: string, keys: string[], rule: AggregationRule, _length?: number): Promise<void> {
     const sorted = sortKeys(keys);
     const inputs = await Promise.all(sorted.map((k) => this.get(k)));
     const out = new Float32Array(inputs[0]?.length ?? 0);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../cluster/redis-server.ts';
-import { InDbTensorStore } from './in-db.ts';
+import { AGGREGATE_PIECE, InDbTensorStore } from './in-db.ts';
 import { OutsideDbTensorStore } from './outside-db.ts';
 import { closeRedis, connectRedis, type Redis } from './redis-client.ts';
 import { exactMeanOf } from './exact-sum.ts';
@@ -153,6 +153,21 @@ describe('in-DB and outside-DB stores', () => {
     expect(bytesOf(b[0]).equals(bytesOf(b[1]))).toBe(true);
     expect(bytesOf(a[0]).equals(bytesOf(b[0]))).toBe(true);
   });
+
+  it.each<AggregationRule>([{ rule: 'mean' }, { rule: 'median' }, { rule: 'trimmed', trim: 1 }])(
+    'aggregation %o of vectors longer than a piece runs in RANGE pieces and gives the bytes of one command', async (rule) => {
+      const n = 2 * AGGREGATE_PIECE + 5;
+      const inputs = [0, 1, 2].map((k) => random(n, 40 + k));
+      for (const [k, t] of inputs.entries()) await inDb.set(`big:${k}`, t);
+      const keys = inputs.map((_, k) => `big:${k}`);
+      await client.del(['big:whole', 'big:pieces']);
+      await inDb.aggregate('big:whole', keys, rule);
+      await inDb.aggregate('big:pieces', keys, rule, n); // no dst yet: made at full length first
+      expect((await client.sendCommand(['PL.CHECKSUM', 'big:pieces'])) as string).toBe(await client.sendCommand(['PL.CHECKSUM', 'big:whole']) as string);
+      await inDb.aggregate('big:pieces', [...keys].reverse(), rule, n); // again, into the recycled dst
+      expect((await client.sendCommand(['PL.CHECKSUM', 'big:pieces'])) as string).toBe(await client.sendCommand(['PL.CHECKSUM', 'big:whole']) as string);
+      await client.del([...keys, 'big:whole', 'big:pieces']);
+    });
 
   it('checksums agree, and differ when one bit differs', async () => {
     const t = random(777, 30);

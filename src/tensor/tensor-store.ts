@@ -61,8 +61,11 @@ export interface TensorStore {
   sgd(paramKey: string, gradKey: string, velocityKey: string, opts: SgdOptions): Promise<void>;
   /** Returns the new step count. */
   adam(paramKey: string, gradKey: string, mKey: string, vKey: string, stepKey: string, opts: AdamOptions): Promise<number>;
-  /** Aggregates `keys` into `dst`, reduced in key-name order whatever the order given. */
-  aggregate(dst: string, keys: string[], rule: AggregationRule): Promise<void>;
+  /**
+   * Aggregates `keys` into `dst`, reduced in key-name order whatever the order given. With
+   * `length` (the inputs'), a coordinate-wise rule may run in pieces: the same bytes.
+   */
+  aggregate(dst: string, keys: string[], rule: AggregationRule, length?: number): Promise<void>;
   scale(key: string, factor: number): Promise<void>;
   checksum(key: string): Promise<string>;
 }

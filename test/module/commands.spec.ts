@@ -356,6 +356,21 @@ describe('PL.AGGREGATE', () => {
     expect(Array.from(await getTensor(client, 'bigmean'))).toEqual([f(3e38 / 3), f(5 / 3), f((1 + 2 ** -23 + 2 ** -23) / 3)]);
   });
 
+  it.each<[AggregationRule]>([[{ rule: 'mean' }], [{ rule: 'median' }], [{ rule: 'trimmed', trim: 1 }]])(
+    '%o in RANGE pieces gives the bytes of the whole, and touches nothing outside its range', async (rule) => {
+      const keys = [0, 1, 2, 3, 4, 5].map((k) => names[k]);
+      await client.sendCommand(['PL.AGGREGATE', 'whole', ...ruleArgs(rule), '6', ...keys]);
+      await cmd(client, 'PL.ZEROS', 'pieces', String(n));
+      const cuts = [0, 500, 501, 1200, n];
+      for (let i = 0; i + 1 < cuts.length; i++) {
+        const [from, to] = [cuts[i]!, cuts[i + 1]!];
+        expect(await client.sendCommand(['PL.AGGREGATE', 'pieces', 'RANGE', String(from), String(to - from), ...ruleArgs(rule), '6', ...keys])).toBe('OK');
+        // Past this range, still zeros.
+        if (to < n) expect(Array.from((await getTensor(client, 'pieces')).subarray(to)).every((x) => x === 0)).toBe(true);
+      }
+      expect((await getBytes(client, 'pieces'))!.equals((await getBytes(client, 'whole'))!)).toBe(true);
+    });
+
   it('KRUM leaves the outlier out', async () => {
     await client.sendCommand(['PL.AGGREGATE', 'k', 'KRUM', '1', '6', '7', ...names]);
     const mean6 = reference([0, 1, 2, 3, 4, 5], { rule: 'mean' });

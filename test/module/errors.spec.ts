@@ -183,6 +183,12 @@ const cases: [string, Arg[], RegExp][] = [
   ['SGD velocity hash', ['PL.SGD', 't', 'g', 'h', '0.1', '0.9'], /wrong type: velocity/],
   ['SGD NaN gradient', ['PL.SGD', 't', 'nan', 'v', '0.1', '0.9'], /non-finite value at element 9/],
   ['SGD same keys', ['PL.SGD', 't', 't', 'v', '0.1', '0.9'], /given twice/],
+  // PL.AGGREGATE ... RANGE
+  ['AGGREGATE RANGE with KRUM', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'KRUM', '0', '1', '3', 'g', 't', 'g8'], /KRUM needs whole vectors/],
+  ['AGGREGATE RANGE past the end', ['PL.AGGREGATE', 't', 'RANGE', '10', '10', 'MEAN', '2', 'g', 'withttl'], /RANGE \[10, 20\) runs past the inputs' 16 elements/],
+  ['AGGREGATE RANGE dst missing', ['PL.AGGREGATE', 'nodst', 'RANGE', '0', '4', 'MEAN', '2', 'g', 'withttl'], /with RANGE, dst "nodst" must already hold the inputs' 16 elements/],
+  ['AGGREGATE RANGE count 0', ['PL.AGGREGATE', 't', 'RANGE', '0', '0', 'MEAN', '1', 'g'], /RANGE count must be/],
+  ['AGGREGATE RANGE arity', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'MEAN'], ARITY],
   // PL.ADAM
   ['ADAM arity', ['PL.ADAM', 't', 'g', 'm', 'v', 'st'], ARITY],
   ['ADAM BETA1 1', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'BETA1', '1'], /BETA1 must be in \[0, 1\)/],

@@ -129,7 +129,7 @@ export const exchangeAll: ExchangeMode = {
     const t = performance.now();
     const aggregateKey = K.aggregate(x.round);
     const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
-    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => K.slot.from(x.round, id)), rule);
+    await x.store.aggregate(aggregateKey, sent.contributors.map((id) => K.slot.from(x.round, id)), rule, x.length);
     return { ...sent, aggregateKey, aggregateMs: performance.now() - t };
   },
 };
@@ -188,7 +188,7 @@ export const exchangeSharded: ExchangeMode = {
     const t = performance.now();
     const reducedKey = K.slot.reduced(x.round, x.me.id);
     const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
-    await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.slot.part(x.round, x.me.id, id)), rule);
+    await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.slot.part(x.round, x.me.id, id)), rule, mine.count);
     let aggregateMs = performance.now() - t;
 
     // All-gather: this peer's reduced slice goes into every member's aggregate (read once,
