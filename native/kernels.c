@@ -312,8 +312,11 @@ void pl_krum_select(const pl_f32 *const *in, size_t k, size_t n, size_t f, size_
     }
 }
 
-uint64_t pl_checksum(const pl_u32 *w, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
+uint64_t pl_checksum_from(uint64_t h, const pl_u32 *w, size_t n) {
     for (size_t i = 0; i < n; i++) h = (h ^ w[i]) * 0x100000001b3ull;
     return h;
+}
+
+uint64_t pl_checksum(const pl_u32 *w, size_t n) {
+    return pl_checksum_from(PL_CHECKSUM_BASIS, w, n);
 }

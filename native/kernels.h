@@ -86,5 +86,8 @@ void pl_krum_select(const pl_f32 *const *in, size_t k, size_t n, size_t f, size_
 
 /* 64-bit FNV-1a over the 32-bit little-endian words of the tensor. */
 uint64_t pl_checksum(const pl_u32 *w, size_t n);
+/* FNV-1a continued from state h over n more words: checksums in pieces chain to the whole's. */
+#define PL_CHECKSUM_BASIS 0xcbf29ce484222325ull
+uint64_t pl_checksum_from(uint64_t h, const pl_u32 *w, size_t n);
 
 #endif

@@ -1746,17 +1746,45 @@ static int cmd_scale(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
 }
 
 /* ------------------------------------------------------------------------------------------
- * PL.CHECKSUM key
+ * PL.CHECKSUM key [RANGE offset count [FROM state]]
  *
  * 16 hex digits of a 64-bit FNV-1a over the tensor's 32-bit words (the same function as
  * checksum() in src/tensor/reference.ts): peers compare parameters bit for bit without
- * shipping them.
+ * shipping them. With RANGE, over elements [offset, offset + count) only, continuing from
+ * `state` (16 hex digits, the previous piece's answer): pieces in order chain to the whole
+ * tensor's checksum, each short enough not to stall the server's other clients.
  * ---------------------------------------------------------------------------------------- */
 static int cmd_checksum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-    if (argc != 2) return RedisModule_WrongArity(ctx);
+    if (argc != 2 && argc != 5 && argc != 7) return RedisModule_WrongArity(ctx);
+    long long offset = 0, count = -1;
+    uint64_t h = PL_CHECKSUM_BASIS;
+    if (argc >= 5) {
+        if (!is_word(argv[2], "RANGE")) return fail(ctx, "unexpected argument \"%s\" (RANGE offset count [FROM state])", show(argv[2]).s), REDISMODULE_OK;
+        if (!parse_int(ctx, argv[3], "RANGE offset", 0, PL_MAX_ELEMENTS, &offset) ||
+            !parse_int(ctx, argv[4], "RANGE count", 1, PL_MAX_ELEMENTS, &count))
+            return REDISMODULE_OK;
+    }
+    if (argc == 7) {
+        size_t len;
+        const char *s = RedisModule_StringPtrLen(argv[6], &len);
+        int ok = is_word(argv[5], "FROM") && len == 16;
+        h = 0;
+        for (size_t i = 0; ok && i < 16; i++) {
+            char c = s[i];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0) ok = 0;
+            else h = (h << 4) | (uint64_t)d;
+        }
+        if (!ok) return fail(ctx, "FROM needs a state of 16 hex digits (a previous answer)"), REDISMODULE_OK;
+    }
     tensor_key t;
     if (!open_tensor(ctx, argv[1], REDISMODULE_READ, "tensor", 0, &t)) return REDISMODULE_OK;
-    uint64_t h = pl_checksum((const pl_u32 *)dma(t.key, REDISMODULE_READ), t.n);
+    if (count < 0) count = (long long)t.n;
+    if ((size_t)(offset + count) > t.n) {
+        close_key(&t.key);
+        return fail(ctx, "RANGE [%lld, %lld) runs past \"%s\"'s %zu elements", offset, offset + count, show(argv[1]).s, t.n), REDISMODULE_OK;
+    }
+    h = pl_checksum_from(h, (const pl_u32 *)dma(t.key, REDISMODULE_READ) + offset, (size_t)count);
     close_key(&t.key);
     char hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);

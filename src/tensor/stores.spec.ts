@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checksum } from './reference.ts';
 import { startRedisServer, type RedisServer } from '../cluster/redis-server.ts';
-import { AGGREGATE_PIECE, InDbTensorStore } from './in-db.ts';
+import { AGGREGATE_PIECE, CHECKSUM_PIECE, InDbTensorStore } from './in-db.ts';
 import { OutsideDbTensorStore } from './outside-db.ts';
 import { closeRedis, connectRedis, type Redis } from './redis-client.ts';
 import { exactMeanOf } from './exact-sum.ts';
@@ -168,6 +169,13 @@ describe('in-DB and outside-DB stores', () => {
       expect((await client.sendCommand(['PL.CHECKSUM', 'big:pieces'])) as string).toBe(await client.sendCommand(['PL.CHECKSUM', 'big:whole']) as string);
       await client.del([...keys, 'big:whole', 'big:pieces']);
     });
+
+  it('the checksum of a tensor longer than a piece, taken in chained pieces, is the reference\'s', async () => {
+    const t = random(2 * CHECKSUM_PIECE + 3, 50);
+    await inDb.set('ck:long', t);
+    expect(await inDb.checksum('ck:long')).toBe(checksum(t));
+    await client.del('ck:long');
+  });
 
   it('checksums agree, and differ when one bit differs', async () => {
     const t = random(777, 30);

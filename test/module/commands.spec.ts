@@ -305,6 +305,20 @@ describe('PL.ADAM', () => {
   });
 });
 
+describe('PL.CHECKSUM in pieces', () => {
+  it('RANGE pieces chained with FROM give the whole tensor\'s checksum', async () => {
+    const t = randomTensor(1001, 77);
+    await cmd(client, 'PL.SET', 'ck:t', bytes(t));
+    const whole = String(await client.sendCommand(['PL.CHECKSUM', 'ck:t']));
+    let state: string | undefined;
+    for (const [from, to] of [[0, 1], [1, 500], [500, 1001]] as const) {
+      state = String(await client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', String(from), String(to - from), ...(state ? ['FROM', state] : [])]));
+    }
+    expect(state).toBe(whole);
+    expect(String(await client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', '0', '1001']))).toBe(whole);
+  });
+});
+
 describe('PL.AGGREGATE', () => {
   const n = 1537;
   const inputs = [0, 1, 2, 3, 4, 5, 6].map((k) => randomTensor(n, 60 + k));

@@ -183,6 +183,12 @@ const cases: [string, Arg[], RegExp][] = [
   ['SGD velocity hash', ['PL.SGD', 't', 'g', 'h', '0.1', '0.9'], /wrong type: velocity/],
   ['SGD NaN gradient', ['PL.SGD', 't', 'nan', 'v', '0.1', '0.9'], /non-finite value at element 9/],
   ['SGD same keys', ['PL.SGD', 't', 't', 'v', '0.1', '0.9'], /given twice/],
+  // PL.CHECKSUM ... RANGE
+  ['CHECKSUM RANGE past the end', ['PL.CHECKSUM', 't', 'RANGE', '10', '7'], /RANGE \[10, 17\) runs past "t"'s 16 elements/],
+  ['CHECKSUM bad FROM', ['PL.CHECKSUM', 't', 'RANGE', '0', '4', 'FROM', '-000000000000001'], /FROM needs a state of 16 hex digits/],
+  ['CHECKSUM short FROM', ['PL.CHECKSUM', 't', 'RANGE', '0', '4', 'FROM', 'abc'], /FROM needs a state of 16 hex digits/],
+  ['CHECKSUM not RANGE', ['PL.CHECKSUM', 't', 'SLICE', '0', '4'], /unexpected argument "SLICE"/],
+  ['CHECKSUM arity', ['PL.CHECKSUM', 't', 'RANGE', '0'], ARITY],
   // PL.AGGREGATE ... RANGE
   ['AGGREGATE RANGE with KRUM', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'KRUM', '0', '1', '3', 'g', 't', 'g8'], /KRUM needs whole vectors/],
   ['AGGREGATE RANGE past the end', ['PL.AGGREGATE', 't', 'RANGE', '10', '10', 'MEAN', '2', 'g', 'withttl'], /RANGE \[10, 20\) runs past the inputs' 16 elements/],
