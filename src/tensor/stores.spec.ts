@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COPY_PIECE, copyRange } from './transfer.ts';
 import { checksum } from './reference.ts';
 import { startRedisServer, type RedisServer } from '../cluster/redis-server.ts';
 import { AGGREGATE_PIECE, CHECKSUM_PIECE, InDbTensorStore } from './in-db.ts';
@@ -169,6 +170,18 @@ describe('in-DB and outside-DB stores', () => {
       expect((await client.sendCommand(['PL.CHECKSUM', 'big:pieces'])) as string).toBe(await client.sendCommand(['PL.CHECKSUM', 'big:whole']) as string);
       await client.del([...keys, 'big:whole', 'big:pieces']);
     });
+
+  it('a copy inside Redis longer than a piece goes in pieces and copies every element', async () => {
+    const n = COPY_PIECE + 7;
+    const t = random(n, 51);
+    await inDb.set('cp:src', t);
+    await inDb.zeros('cp:dst', n + 10);
+    await copyRange(client, 'cp:src', 0, n, 'cp:dst', 10);
+    const got = await inDb.get('cp:dst');
+    expect(Array.from(got.subarray(0, 10)).every((x) => x === 0)).toBe(true);
+    expect(bytesOf(got.subarray(10)).equals(bytesOf(t))).toBe(true);
+    await client.del(['cp:src', 'cp:dst']);
+  });
 
   it('the checksum of a tensor longer than a piece, taken in chained pieces, is the reference\'s', async () => {
     const t = random(2 * CHECKSUM_PIECE + 3, 50);
