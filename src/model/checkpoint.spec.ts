@@ -6,6 +6,8 @@ import { getLayout } from './flat.js';
 import { computeGradient } from './gradient.js';
 import { syntheticBatch } from './test-util.js';
 import { buildModel } from './zoo.js';
+import { checkpointable } from './forward.js';
+import * as tfl from '@tensorflow/tfjs-layers';
 
 // Gradient checkpointing runs the same kernels on the same values: the gradient (and the
 // batch-norm statistics after it) must be the same bytes, with less memory held.
@@ -26,6 +28,21 @@ describe('gradient checkpointing', () => {
       if (name !== 'cnn') expect(segs.length).toBeGreaterThan(3);
     } finally {
       model.dispose();
+    }
+  });
+
+  it('a model with dropout runs whole: a second forward would draw other random numbers', () => {
+    const input = tfl.input({ shape: [4] });
+    const hidden = tfl.layers.dense({ units: 8, activation: 'relu' }).apply(input) as tfl.SymbolicTensor;
+    const out = tfl.layers.dense({ units: 2 }).apply(tfl.layers.dropout({ rate: 0.5 }).apply(hidden) as tfl.SymbolicTensor) as tfl.SymbolicTensor;
+    const withDropout = tfl.model({ inputs: input, outputs: out });
+    const resnet = buildModel('resnet18', 0.125, 1);
+    try {
+      expect(checkpointable(withDropout)).toBe(false);
+      expect(checkpointable(resnet)).toBe(true);
+    } finally {
+      withDropout.dispose();
+      resnet.dispose();
     }
   });
 

@@ -18,6 +18,8 @@ import { checkpointed, segmentsOf } from './checkpoint.js';
 
 type Layer = tfl.layers.Layer;
 
+const RANDOM_IN_TRAINING = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'AlphaDropout', 'GaussianDropout', 'GaussianNoise']);
+
 export interface ForwardOptions {
   /** Keep only checkpointed segments' inputs for the backward pass (training only). */
   checkpoint?: boolean;
@@ -58,13 +60,22 @@ export function runLayers(layers: Layer[], values: Values, training: boolean): v
   }
 }
 
+/**
+ * Whether a model may run checkpointed: a checkpointed segment runs its forward twice, and
+ * layers that draw random numbers in training (dropout, noise) would draw other ones the
+ * second time. Such models run whole.
+ */
+export function checkpointable(model: tfl.LayersModel): boolean {
+  return !model.layers.some((l) => RANDOM_IN_TRAINING.has(l.getClassName()));
+}
+
 export function forward(model: tfl.LayersModel, x: tf.Tensor, training: boolean, opts: ForwardOptions = {}): tf.Tensor {
   for (const layer of model.layers) {
     if (layer.getClassName() !== 'InputLayer' && layer.inboundNodes.length !== 1) {
       throw new Error(`layer "${layer.name}" must be used exactly once in model "${model.name}"`);
     }
   }
-  if (training && opts.checkpoint) {
+  if (training && opts.checkpoint && checkpointable(model)) {
     let h = x;
     for (const s of segmentsOf(model)) h = checkpointed(s, h, (layers, values) => runLayers(layers, values, true));
     return h;
