@@ -8,7 +8,7 @@ import type { FunctionEvents, FunctionName } from './events.ts';
  */
 const redis = z.looseObject({ url: z.string().min(1) }).superRefine((r, ctx) => {
   if (r.password !== undefined) {
-    ctx.addIssue({ code: 'custom', path: ['password'], message: 'secrets do not travel in events: give the function its Redis password in its environment (PEERLESS_REDIS_PASSWORD)' });
+    ctx.addIssue({ code: 'custom', path: ['password'], message: 'secrets do not travel in events: give the function its Redis credentials in its environment (PEERLESS_REDIS_USERNAME, PEERLESS_REDIS_PASSWORD; see peerless credentials)' });
   }
 }).transform((r) => ({ url: r.url }));
 const model = z.object({ name: z.string().min(1), width: z.number().positive().optional() });

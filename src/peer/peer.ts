@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { ensureUsers } from './net/access.ts';
 import { EventEmitter } from 'node:events';
 import { parseTrainingConfig } from '../config/training.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
@@ -14,6 +13,7 @@ import { RoundRunner } from './round-work.ts';
 import { copyTrainingState } from './net/state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
 import { protocolMismatch, PROTOCOL, readPlan, type NetworkPlan } from './plan.ts';
+import { ensureUsers } from './net/access.ts';
 
 /** What a peer's Redis says about whose state it holds (K.identity). */
 interface Identity {
