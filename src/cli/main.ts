@@ -156,6 +156,7 @@ state and progress copied from its bootstrap peer. Ctrl-C leaves at the next rou
 
 program
   .command('status')
+  .summary('where every peer of a network is, read from any one peer\'s Redis')
   .description('Where every peer of a network is (round, phase, loss, heartbeat), read from any one peer\'s Redis.')
   .requiredOption('--redis <url>', 'the Redis of any peer of the network')
   .option('--password <secret>', 'password of the peers\' Redis servers')
@@ -164,6 +165,7 @@ program
 
 program
   .command('plot')
+  .summary('draw a run\'s learning curve, or a benchmark\'s figure, as SVG')
   .description('Draw an SVG: the learning curve of a run from its metrics file (train --metrics), the original work\'s Figure 2 from `bench scaling --json`, or compute per backend from `bench compute --json`.')
   .argument('<file>', 'a metrics file (JSON lines) or a benchmark\'s --json output')
   .option('--out <file>', 'where to write the SVG (default: the input\'s name with .svg)')
@@ -177,6 +179,7 @@ program
 
 program
   .command('credentials')
+  .summary('the functions\' or observer\'s Redis user and password, derived from the network password')
   .description('The Redis user and password a role logs in with on every peer of a network with a password, derived from it: give the functions\' to a Lambda function\'s environment or to `function serve`\'s shell; the observer\'s to a dashboard. Printed as environment lines.')
   .argument('<role>', 'functions (read the model and data, push gradients) or observer (read-only)')
   .requiredOption('--password <secret>', 'the network password (the peers\' --password)')
@@ -190,6 +193,7 @@ program
 
 program
   .command('stop')
+  .summary('stop a whole network cleanly at the same round')
   .description('Stop a whole network cleanly: every peer finishes the same round and ends with identical parameters.')
   .requiredOption('--redis <url>', 'the Redis of any peer of the network')
   .option('--password <secret>', 'password of the peers\' Redis servers')
