@@ -143,9 +143,8 @@ export class InDbTensorStore implements TensorStore {
     // In pieces, one after another (not pipelined: Redis runs a client's pipeline back to
     // back), so the server's other clients are served between them.
     if (Number(await this.client.strLen(dst)) !== length * 4) await this.zeros(dst, length);
-    for (let offset = 0; offset < length; offset += AGGREGATE_PIECE) {
-      const count = Math.min(AGGREGATE_PIECE, length - offset);
-      await call(this.client, ['PL.AGGREGATE', dst, 'RANGE', String(offset), String(count), ...ruleArgs, ...inputs]);
+    for (const c of chunks(length, AGGREGATE_PIECE)) {
+      await call(this.client, ['PL.AGGREGATE', dst, 'RANGE', String(c.offset), String(c.count), ...ruleArgs, ...inputs]);
     }
   }
 
@@ -158,9 +157,8 @@ export class InDbTensorStore implements TensorStore {
     const n = await this.length(key);
     if (n <= CHECKSUM_PIECE) return String(await call<string>(this.client, ['PL.CHECKSUM', key]));
     let state: string | undefined;
-    for (let offset = 0; offset < n; offset += CHECKSUM_PIECE) {
-      const count = Math.min(CHECKSUM_PIECE, n - offset);
-      state = String(await call<string>(this.client, ['PL.CHECKSUM', key, 'RANGE', String(offset), String(count), ...(state ? ['FROM', state] : [])]));
+    for (const c of chunks(n, CHECKSUM_PIECE)) {
+      state = String(await call<string>(this.client, ['PL.CHECKSUM', key, 'RANGE', String(c.offset), String(c.count), ...(state ? ['FROM', state] : [])]));
     }
     return state!;
   }

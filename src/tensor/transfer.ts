@@ -1,4 +1,5 @@
 import { call as send } from './in-db.ts';
+import { chunks } from './bytes.ts';
 import type { Redis } from './redis-client.ts';
 import { RetriesExhausted, withRetries } from '../platform/retry.ts';
 
@@ -44,7 +45,7 @@ export async function copyRange(client: Redis, srcKey: string, srcOffset: number
     await piece(0, count);
     return;
   }
-  for (let done = 0; done < count; done += COPY_PIECE) await piece(done, Math.min(COPY_PIECE, count - done));
+  for (const c of chunks(count, COPY_PIECE)) await piece(c.offset, c.count);
 }
 
 /**
