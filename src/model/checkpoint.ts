@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { isRelu } from './batch-norm.js';
+import { inputIds, outputId, reluAfter } from './graph.js';
 
 type Layer = tfl.layers.Layer;
 
@@ -20,8 +20,6 @@ export interface Segment {
   outputId: number;
 }
 
-const inputsOf = (layer: Layer): number[] => layer.inboundNodes[0]!.inputTensors.map((t) => t.id);
-const outputOf = (layer: Layer): number => layer.inboundNodes[0]!.outputTensors[0]!.id;
 
 /**
  * The model's layers (topological order, the input layer left out) in segments of at least
@@ -30,7 +28,7 @@ const outputOf = (layer: Layer): number => layer.inboundNodes[0]!.outputTensors[
 export function segmentsOf(model: tfl.LayersModel, minLayers = 4): Segment[] {
   const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
   const lastUse = new Map<number, number>();
-  layers.forEach((l, i) => inputsOf(l).forEach((id) => lastUse.set(id, i)));
+  layers.forEach((l, i) => inputIds(l).forEach((id) => lastUse.set(id, i)));
   lastUse.set(model.outputs[0]!.id, Infinity);
   const segments: Segment[] = [];
   let start = 0;
@@ -38,13 +36,11 @@ export function segmentsOf(model: tfl.LayersModel, minLayers = 4): Segment[] {
   // Tensors made so far that a later layer still reads.
   const live = new Set<number>([inputId]);
   layers.forEach((l, i) => {
-    for (const id of inputsOf(l)) if ((lastUse.get(id) ?? -1) <= i) live.delete(id);
-    const out = outputOf(l);
+    for (const id of inputIds(l)) if ((lastUse.get(id) ?? -1) <= i) live.delete(id);
+    const out = outputId(l);
     if ((lastUse.get(out) ?? -1) > i) live.add(out);
-    // Not between a layer and the ReLU that reads it: a batch norm and its ReLU run fused.
-    const next = layers[i + 1];
-    const reluNext = next !== undefined && isRelu(next) && inputsOf(next)[0] === out;
-    const cut = live.size === 1 && live.has(out) && !reluNext;
+    // Not between a layer and the ReLU fused into it (forward.ts): they run as one kernel.
+    const cut = live.size === 1 && live.has(out) && !reluAfter(l, layers[i + 1]);
     if ((cut && i + 1 - start >= minLayers) || i === layers.length - 1) {
       segments.push({ inputId, layers: layers.slice(start, i + 1), outputId: out });
       start = i + 1;

@@ -13,8 +13,9 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { batchNormTraining, isRelu } from './batch-norm.js';
+import { batchNormTraining } from './batch-norm.js';
 import { checkpointed, segmentsOf } from './checkpoint.js';
+import { inputIds, outputId, reluAfter } from './graph.js';
 
 type Layer = tfl.layers.Layer;
 
@@ -28,15 +29,6 @@ export interface ForwardOptions {
 /** Tensor values by symbolic tensor id. */
 export type Values = Map<number, tf.Tensor>;
 
-const inputIds = (layer: Layer): number[] => layer.inboundNodes[0]!.inputTensors.map((t) => t.id);
-const outputId = (layer: Layer): number => layer.inboundNodes[0]!.outputTensors[0]!.id;
-
-/** Whether `next` is a ReLU layer that reads `layer`'s output and is its only reader. */
-function reluAfter(layer: Layer, next: Layer | undefined): boolean {
-  if (next === undefined || !isRelu(next) || layer.outboundNodes.length !== 1) return false;
-  const ins = inputIds(next);
-  return ins.length === 1 && ins[0] === outputId(layer);
-}
 
 /** Runs `layers` in order, reading and writing `values`. */
 export function runLayers(layers: Layer[], values: Values, training: boolean): void {
