@@ -17,6 +17,21 @@
 namespace peerless {
 namespace {
 
+// Calls f(pixel) for each position of output (oh, ow)'s window inside an H x W image, in row
+// order; pixel = h * W + w. pool = [filterH, filterW, strideH, strideW, padTop, padLeft].
+template <typename F>
+inline void forWindow(const std::vector<int64_t> &p, int64_t oh, int64_t ow, int64_t H, int64_t W, F f) {
+  for (int64_t kh = 0; kh < p[0]; kh++) {
+    int64_t h = oh * p[2] - p[4] + kh;
+    if (h < 0 || h >= H) continue;
+    for (int64_t kw = 0; kw < p[1]; kw++) {
+      int64_t w = ow * p[3] - p[5] + kw;
+      if (w < 0 || w >= W) continue;
+      f(h * W + w);
+    }
+  }
+}
+
 // The gradient of a max pool (NHWC): each dy goes to the first maximum of its window in x, as
 // TensorFlow.js's cpu kernel does. pool = [filterH, filterW, strideH, strideW, padTop, padLeft].
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo &info) {
@@ -36,18 +51,12 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo &info) {
       for (int64_t ow = 0; ow < OW; ow++) {
         std::fill(best.begin(), best.end(), -INFINITY);
         std::fill(at.begin(), at.end(), -1);
-        for (int64_t kh = 0; kh < p[0]; kh++) {
-          int64_t h = oh * p[2] - p[4] + kh;
-          if (h < 0 || h >= H) continue;
-          for (int64_t kw = 0; kw < p[1]; kw++) {
-            int64_t w = ow * p[3] - p[5] + kw;
-            if (w < 0 || w >= W) continue;
-            const float *px = xn + (h * W + w) * C;
-            for (int64_t c = 0; c < C; c++) {
-              if (px[c] > best[c] || at[c] < 0) { best[c] = px[c]; at[c] = (h * W + w) * C + c; }
-            }
+        forWindow(p, oh, ow, H, W, [&](int64_t pixel) {
+          const float *px = xn + pixel * C;
+          for (int64_t c = 0; c < C; c++) {
+            if (px[c] > best[c] || at[c] < 0) { best[c] = px[c]; at[c] = pixel * C + c; }
           }
-        }
+        });
         const float *g = dy + ((n * OH + oh) * OW + ow) * C;
         for (int64_t c = 0; c < C; c++) if (at[c] >= 0) dxn[at[c]] += g[c];
       }
@@ -74,16 +83,10 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo &info) {
     for (int64_t oh = 0; oh < OH; oh++) {
       for (int64_t ow = 0; ow < OW; ow++) {
         const float *g = dy + ((n * OH + oh) * OW + ow) * C;
-        for (int64_t kh = 0; kh < p[0]; kh++) {
-          int64_t h = oh * p[2] - p[4] + kh;
-          if (h < 0 || h >= H) continue;
-          for (int64_t kw = 0; kw < p[1]; kw++) {
-            int64_t w = ow * p[3] - p[5] + kw;
-            if (w < 0 || w >= W) continue;
-            float *px = dxn + (h * W + w) * C;
-            for (int64_t c = 0; c < C; c++) px[c] += g[c] * scale;
-          }
-        }
+        forWindow(p, oh, ow, H, W, [&](int64_t pixel) {
+          float *px = dxn + pixel * C;
+          for (int64_t c = 0; c < C; c++) px[c] += g[c] * scale;
+        });
       }
     }
   }
