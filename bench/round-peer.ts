@@ -21,6 +21,7 @@ export interface RoundPeerData {
   length: number;
   writers: number;
   exchange: 'all' | 'sharded';
+  transfer: 'direct' | 'relay';
   rounds: number;
   /** The founder's URL for the others; undefined for the founder. */
   bootstrapUrl?: string;
@@ -74,7 +75,7 @@ export function makeGradients(length: number, count: number): Float32Array[] {
 async function main(d: RoundPeerData): Promise<void> {
   const config = parseTrainingConfig({
     model: { name: 'resnet18' }, dataset: 'synthetic', batchesPerRound: d.writers, maxRounds: d.rounds, epochs: 1000,
-    checkEvery: 100_000, validationSize: 0, exchange: d.exchange, seed: 1, deadlineMs: 600_000,
+    checkEvery: 100_000, validationSize: 0, exchange: d.exchange, transfer: d.transfer, seed: 1, deadlineMs: 600_000,
     optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9 },
   });
   const platform = new PushPlatform(makeGradients(d.length, d.writers));

@@ -18,6 +18,8 @@ import { median } from './stats.ts';
 export interface RoundBenchOptions {
   peerCounts: number[];
   exchanges: ('all' | 'sharded')[];
+  /** How averages travel between the peers' Redis servers, each its own row. */
+  transfers: ('direct' | 'relay')[];
   /** Elements of the vector (default: ResNet-18's). */
   length: number;
   /** Writers per peer: gradients per peer per round. */
@@ -32,6 +34,7 @@ export interface RoundBenchOptions {
 export interface RoundRow {
   peers: number;
   exchange: 'all' | 'sharded';
+  transfer: 'direct' | 'relay';
   /** From the first writer's first byte to the peer's average being ready, per gradient (median over peers and rounds). */
   ingestMsPerGradient: number;
   exchangeMs: number;
@@ -158,7 +161,7 @@ function spawnPeer(d: RoundPeerData, onRound: (m: RoundMetrics) => void): { work
  * its own thread, as each peer of a real network has its own process: one event loop moving
  * every peer's bytes would measure Node, not the data path.
  */
-async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'ingestVsWire'>> {
+async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded', transfer: 'direct' | 'relay'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'ingestVsWire'>> {
   const warm = 2;
   const servers: RedisServer[] = [];
   const clients: Redis[] = [];
@@ -183,7 +186,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
     for (let i = 0; i < n; i++) {
       const d: RoundPeerData = {
         id: `p${String(i).padStart(2, '0')}`, url: servers[i].url, index: i, peers: n, length: o.length, writers: o.writers,
-        exchange, rounds: warm + o.rounds, ...(i === 0 ? {} : { bootstrapUrl: servers[0].url }),
+        exchange, transfer, rounds: warm + o.rounds, ...(i === 0 ? {} : { bootstrapUrl: servers[0].url }),
       };
       const p = spawnPeer(d, onRound);
       workers.push(p.worker);
@@ -200,7 +203,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
     for (const m of measured) byRound.set(m.round, [...(byRound.get(m.round) ?? []), m]);
     const slowest = (f: (m: RoundMetrics) => number) => median([...byRound.values()].map((ms) => Math.max(...ms.map(f))));
     return {
-      peers: n, exchange,
+      peers: n, exchange, transfer,
       ingestMsPerGradient: median(measured.map((m) => (m.computeMs + m.averageMs) / o.writers)),
       exchangeMs: slowest((m) => m.exchangeMs),
       aggregateMs: slowest((m) => m.aggregateMs),
@@ -224,7 +227,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
 export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> {
   const wire = await wireMs(Buffer.from(makeGradients(o.length, 1)[0].buffer));
   const rows: RoundRow[] = [];
-  const total = o.peerCounts.length * (o.exchanges.length + (o.allreduce ? 1 : 0));
+  const total = o.peerCounts.length * (o.exchanges.length * o.transfers.length + (o.allreduce ? 1 : 0));
   let done = 0;
   for (const n of o.peerCounts) {
     let ar: number | null = null;
@@ -233,9 +236,11 @@ export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> 
       ar = await allreduceMs(n, o.length, Math.max(10, o.rounds));
     }
     for (const exchange of o.exchanges) {
-      o.onProgress?.(done++, total, `${n} peers, exchange ${exchange}`);
-      const r = await runNetwork(o, n, exchange);
-      rows.push({ ...r, allreduceMs: ar, vsAllreduce: ar ? r.roundMs / ar : null, wireMsPerVector: wire, ingestVsWire: r.ingestMsPerGradient / wire });
+      for (const transfer of o.transfers) {
+        o.onProgress?.(done++, total, `${n} peers, exchange ${exchange}, ${transfer}`);
+        const r = await runNetwork(o, n, exchange, transfer);
+        rows.push({ ...r, allreduceMs: ar, vsAllreduce: ar ? r.roundMs / ar : null, wireMsPerVector: wire, ingestVsWire: r.ingestMsPerGradient / wire });
+      }
     }
   }
   o.onProgress?.(total, total, 'done');

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "command.h"
 #include "kernels.h"
 #include "redismodule_min.h"
 
@@ -23,8 +24,6 @@ PL_REDIS_API(PL_API_POINTER)
 PL_REDIS_API_7(PL_API_POINTER)
 #undef PL_API_POINTER
 
-/* 2^27 elements = 512 MiB, the largest string Redis keeps (StringTruncate refuses more). */
-#define PL_MAX_ELEMENTS (1LL << 27)
 /* Contributions per accumulation: as many as an exact sum holds without overflow (kernels.h). */
 #define PL_MAX_EXPECTED ((long long)PL_FIX_MAX_COUNT)
 /* Inputs of one PL.AGGREGATE. */
@@ -40,7 +39,7 @@ static const char *AVERAGED_CHANNEL = "peerless:averaged";
  * ---------------------------------------------------------------------------------------- */
 
 /* Replies "ERR peerless: <message>" and returns REDISMODULE_OK, so `return fail(...)`. */
-__attribute__((format(printf, 2, 3))) static int fail(RedisModuleCtx *ctx, const char *fmt, ...) {
+int fail(RedisModuleCtx *ctx, const char *fmt, ...) {
     char msg[512];
     int head = snprintf(msg, sizeof msg, "ERR peerless: ");
     va_list ap;
@@ -54,11 +53,7 @@ __attribute__((format(printf, 2, 3))) static int fail(RedisModuleCtx *ctx, const
 }
 
 /* A printable, bounded rendering of a key name or argument for error messages. */
-typedef struct {
-    char s[72];
-} shown;
-
-static shown show(const RedisModuleString *str) {
+shown show(const RedisModuleString *str) {
     shown out;
     size_t len, j = 0;
     const char *p = RedisModule_StringPtrLen(str, &len);
@@ -88,7 +83,7 @@ static const char *type_name(int type) {
  * ---------------------------------------------------------------------------------------- */
 
 /* Case-insensitive comparison of an argument with an upper-case ASCII word. */
-static int is_word(const RedisModuleString *arg, const char *word) {
+int is_word(const RedisModuleString *arg, const char *word) {
     size_t len;
     const char *p = RedisModule_StringPtrLen(arg, &len);
     if (len != strlen(word)) return 0;
@@ -101,8 +96,8 @@ static int is_word(const RedisModuleString *arg, const char *word) {
 }
 
 /* An integer in [min, max]; replies the error and returns 0 otherwise. */
-static int parse_int(RedisModuleCtx *ctx, RedisModuleString *arg, const char *what, long long min,
-                     long long max, long long *out) {
+int parse_int(RedisModuleCtx *ctx, RedisModuleString *arg, const char *what, long long min,
+              long long max, long long *out) {
     long long v;
     if (RedisModule_StringToLongLong(arg, &v) != REDISMODULE_OK) {
         fail(ctx, "%s must be an integer, got \"%s\"", what, show(arg).s);
@@ -182,12 +177,7 @@ static int distinct_keys(RedisModuleCtx *ctx, RedisModuleString **keys, int coun
  * Keys holding tensors
  * ---------------------------------------------------------------------------------------- */
 
-typedef struct {
-    RedisModuleKey *key;
-    size_t n; /* elements; 0 when the key is missing */
-} tensor_key;
-
-static void close_key(RedisModuleKey **key) {
+void close_key(RedisModuleKey **key) {
     if (*key) RedisModule_CloseKey(*key);
     *key = NULL;
 }
@@ -195,8 +185,8 @@ static void close_key(RedisModuleKey **key) {
 /* Opens `name` and checks it holds a tensor (a string, non-empty, a multiple of 4 bytes);
  * a missing key is allowed only when `may_be_missing`. Replies the error and returns 0
  * (with the key closed) otherwise. */
-static int open_tensor(RedisModuleCtx *ctx, RedisModuleString *name, int mode, const char *role,
-                       int may_be_missing, tensor_key *t) {
+int open_tensor(RedisModuleCtx *ctx, RedisModuleString *name, int mode, const char *role,
+                int may_be_missing, tensor_key *t) {
     t->key = RedisModule_OpenKey(ctx, name, mode);
     t->n = 0;
     int type = RedisModule_KeyType(t->key);
@@ -1839,6 +1829,9 @@ static const command_spec COMMANDS[] = {
     {"pl.aggregate", cmd_aggregate_entry, "write deny-oom getkeys-api", 1, 1, 1, {{0, 0}}},
     {"pl.scale", cmd_scale, "write deny-oom", 1, 1, 1, {{1, KEY_UPDATE}}},
     {"pl.checksum", cmd_checksum, "readonly", 1, 1, 1, {{1, KEY_READ}}},
+    /* connects out to another server, with a password among its arguments: admins only, and
+     * kept out of MONITOR and the slow log */
+    {"pl.send", cmd_send, "readonly admin no-monitor no-slowlog", 1, 1, 1, {{1, KEY_READ}}},
 };
 
 /* Declares a command's key specs where the server has the API (Redis >= 7.0). */

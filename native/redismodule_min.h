@@ -41,7 +41,9 @@
 typedef struct RedisModuleCtx RedisModuleCtx;
 typedef struct RedisModuleKey RedisModuleKey;
 typedef struct RedisModuleString RedisModuleString;
+typedef struct RedisModuleBlockedClient RedisModuleBlockedClient;
 typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);
+typedef void (*RedisModuleFreePrivData)(RedisModuleCtx *ctx, void *privdata);
 
 /* X(return type, name without the RedisModule_ prefix, parameter list) */
 #define PL_REDIS_API(X)                                                                          \
@@ -75,7 +77,16 @@ typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx, RedisModuleString **argv,
     X(int, IsKeysPositionRequest, (RedisModuleCtx *))                                            \
     X(void, KeyAtPos, (RedisModuleCtx *, int))                                                   \
     X(void *, Alloc, (size_t))                                                                   \
-    X(void, Free, (void *))
+    X(void, Free, (void *))                                                                      \
+    X(RedisModuleBlockedClient *, BlockClient, (RedisModuleCtx *, RedisModuleCmdFunc,              \
+                                                RedisModuleCmdFunc, RedisModuleFreePrivData,       \
+                                                long long))                                        \
+    X(int, UnblockClient, (RedisModuleBlockedClient *, void *))                                  \
+    X(void *, GetBlockedClientPrivateData, (RedisModuleCtx *))                                   \
+    X(RedisModuleCtx *, GetThreadSafeContext, (RedisModuleBlockedClient *))                      \
+    X(void, FreeThreadSafeContext, (RedisModuleCtx *))                                           \
+    X(void, ThreadSafeContextLock, (RedisModuleCtx *))                                           \
+    X(void, ThreadSafeContextUnlock, (RedisModuleCtx *))
 
 #define PL_DECLARE_API(ret, name, params) extern ret(*RedisModule_##name) params;
 PL_REDIS_API(PL_DECLARE_API)

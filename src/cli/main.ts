@@ -233,6 +233,7 @@ bench
   .addOption(new Option('--params <n>', 'elements of the vector (default: ResNet-18\'s 11,172,810)').argParser(int('--params')))
   .addOption(new Option('--peer-counts <list>', 'comma-separated peer counts (default 4,8,12)').argParser(intList('--peer-counts')))
   .addOption(new Option('--exchange <mode>', 'exchange to run').choices(['all', 'sharded', 'both']).default('both'))
+  .addOption(new Option('--transfer <how>', 'how averages travel between Redis servers: direct (PL.SEND), relay (through the peer), or both side by side').choices(['direct', 'relay', 'both']).default('both'))
   .addOption(new Option('--writers <n>', 'gradients pushed per peer per round (default 4)').argParser(int('--writers')))
   .addOption(new Option('--rounds <n>', 'measured rounds after 2 warm-up (default 10)').argParser(int('--rounds')))
   .option('--no-allreduce', 'skip the gloo all-reduce')

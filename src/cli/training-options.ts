@@ -34,6 +34,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--deadline <ms>', `milliseconds a peer waits for the others before dropping them${dflt(D.deadlineMs)}`, parseFloat)
     .option('--function-deadline <ms>', `milliseconds failing gradient functions are retried in a round before it goes on with the gradients that arrived; 0 = half the deadline${dflt(D.functionDeadlineMs)}`, parseFloat)
     .option('--chunk-kib <n>', `KiB per chunk when tensors move between Redis servers (see bench chunks)${dflt(D.chunkKib)}`, parseFloat)
+    .addOption(new Option('--transfer <how>', `how averages travel between peers' Redis servers: direct (the module sends them, one hop) or relay (through the peer process; always over TLS)${dflt(D.transfer)}`).choices(['direct', 'relay']))
     .addOption(new Option('--checkpoint <mode>', `gradient checkpointing in the functions: one more forward pass, much less memory, the same gradient; auto = on for densenet121${dflt(D.checkpoint)}`).choices(['auto', 'on', 'off']))
     .option('--backend <name>', `compute backend every gradient function must use: native, wasm, cpu, or auto (what the local functions loaded)${dflt(D.backend)}`);
 }
@@ -80,6 +81,7 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   set('checkEvery', o.checkEvery);
   set('validationSize', o.validation);
   set('exchange', o.exchange);
+  set('transfer', o.transfer);
   set('fallbackAggregation', o.fallbackAggregation);
   set('seed', o.seed);
   set('deadlineMs', o.deadline);

@@ -88,6 +88,13 @@ export const TrainingConfigSchema = z
      */
     chunkKib: z.number().int().min(4).max(65_536).default(1024),
     /**
+     * How tensors travel from one peer's Redis to another's in the exchange: 'direct', the
+     * module sends them itself (PL.SEND: one hop, the bytes never enter a peer process), or
+     * 'relay', the peer reads and writes them. Over TLS (rediss://) they are relayed: the
+     * module speaks plain TCP. The bytes that arrive are the same either way.
+     */
+    transfer: z.enum(['direct', 'relay']).default('direct'),
+    /**
      * The compute backend every gradient function must use: results differ between backends
      * (they round differently), so the plan fixes it and every event carries it. 'auto' is
      * resolved to what the local platform's functions loaded when a run starts; on remote

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { parseTrainingConfig } from '../config/training.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { closeRedis, connectionCause, connectRedis, type Redis } from '../tensor/redis-client.ts';
+import { DirectSender } from '../tensor/transfer.ts';
 import { awaitAdmission, joinRequest, sendJoinRequest } from './net/admission.ts';
 import { Inbox } from './net/inbox.ts';
 import { K } from './net/keys.ts';
@@ -33,6 +34,7 @@ export class Peer extends EventEmitter {
   private store!: InDbTensorStore;
   private inbox!: Inbox;
   private readonly links: PeerLinks;
+  private readonly direct: DirectSender;
   private membership!: Membership;
   private plan!: NetworkPlan;
   private actor?: RoundActor;
@@ -52,6 +54,7 @@ export class Peer extends EventEmitter {
     this.id = opts.id;
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.id)) throw new Error(`peer id "${opts.id}" must be 1-64 letters, digits, '.', '_' or '-'`);
     this.links = new PeerLinks(opts.networkPassword);
+    this.direct = new DirectSender(opts.redis);
   }
 
   get url(): string {
@@ -354,6 +357,7 @@ export class Peer extends EventEmitter {
       store: this.store,
       inbox: this.inbox,
       links: this.links,
+      direct: this.direct,
       membership: this.membership,
       platform: this.opts.platform,
       data: this.opts.data,
@@ -442,6 +446,7 @@ export class Peer extends EventEmitter {
     this.actor?.stop();
     await this.inbox?.stop();
     await this.links.close();
+    await this.direct.close();
     if (this.local) await closeRedis(this.local);
   }
 }

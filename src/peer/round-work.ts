@@ -3,7 +3,7 @@ import type { FunctionRedis } from '../functions/events.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
-import { ensureTensor } from '../tensor/transfer.ts';
+import { ensureTensor, type DirectSender } from '../tensor/transfer.ts';
 import { forwardJoinRequests } from './net/admission.ts';
 import { DroppedError } from './net/agreement.ts';
 import { exchangeAll, exchangeSharded, type ExchangeInput, type SendResult } from './round/exchange.ts';
@@ -27,6 +27,8 @@ export interface RoundDeps {
   store: InDbTensorStore;
   inbox: Inbox;
   links: PeerLinks;
+  /** Sends tensors from this peer's Redis straight into the others' (transfer 'direct'). */
+  direct: DirectSender;
   membership: Membership;
   platform: FunctionPlatform;
   data: PeerData;
@@ -97,6 +99,7 @@ export class RoundRunner implements RoundWork {
       deadlineMs: this.config.deadlineMs,
       transfer: { chunkElements: this.chunkElements },
       local: this.d.local,
+      direct: this.config.transfer === 'direct' ? this.d.direct : undefined,
       store: this.d.store,
       links: this.d.links,
       inbox: this.d.inbox,

@@ -1,6 +1,8 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { call as send } from './in-db.ts';
 import { chunks } from './bytes.ts';
-import type { Redis } from './redis-client.ts';
+import { closeRedis, connectRedis, type Redis, type RedisLocation } from './redis-client.ts';
 import { RetriesExhausted, withRetries } from '../platform/retry.ts';
 
 /**
@@ -117,6 +119,74 @@ async function inLanes(count: number, lanes: number, work: (i: number) => Promis
     for (let i = next++; i < count; i = next++) await work(i);
   };
   await Promise.all(Array.from({ length: Math.min(lanes, count) }, lane));
+}
+
+/** Where another Redis listens and whom to log in as, for the module to send to it itself. */
+export interface DirectRoute {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+}
+
+/**
+ * The route PL.SEND takes to the Redis at `url`, or null when the module cannot send there
+ * itself: over TLS (rediss://) it speaks no TLS, so those bytes are relayed.
+ */
+export function directRoute(url: string, password?: string): DirectRoute | null {
+  const u = new URL(url);
+  if (u.protocol !== 'redis:') return null;
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: Number(u.port || 6379),
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: password ?? (u.password ? decodeURIComponent(u.password) : undefined),
+  };
+}
+
+/**
+ * Sends tensor ranges from one Redis straight into others (PL.SEND): the module connects to
+ * the destination and writes the chunks there itself, so the bytes cross one socket and never
+ * enter this process, where a relay (fanOutTensor) moves each byte through two sockets and
+ * this process's buffers. PL.SEND blocks the connection that asked until the destination
+ * acknowledged every chunk, so each send in flight takes a connection of its own from a pool.
+ */
+export class DirectSender {
+  private readonly idle: Redis[] = [];
+  private closed = false;
+
+  constructor(private readonly source: RedisLocation) {}
+
+  /**
+   * Elements [srcOffset, srcOffset + count) of `srcKey` into `dstKey` at `dstOffset` in the
+   * Redis `route` leads to; `dstKey` must exist there at full size. Returns the bytes moved.
+   */
+  async send(srcKey: string, srcOffset: number, count: number, route: DirectRoute, dstKey: string, dstOffset: number,
+    o: TransferOptions & { timeoutMs?: number } = {}): Promise<number> {
+    // The module takes addresses only (a resolver could hold its thread past the deadline).
+    const host = isIP(route.host) ? route.host : (await lookup(route.host).catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`PL.SEND: cannot connect to ${route.host}:${route.port} (cannot resolve the host: ${err.code ?? err.message})`);
+    })).address;
+    const lane = this.idle.pop() ?? await connectRedis(this.source, { name: 'peerless-send', failFast: true });
+    let healthy = true;
+    try {
+      const args = ['PL.SEND', srcKey, String(srcOffset), String(count), host, String(route.port), dstKey, String(dstOffset),
+        'CHUNK', String(o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS), 'TIMEOUT', String(o.timeoutMs ?? 60_000)];
+      if (route.password !== undefined) args.push('AUTH', route.username ?? 'default', route.password);
+      return Number(await send<number>(lane, args));
+    } catch (err) {
+      healthy = lane.isOpen;
+      throw err;
+    } finally {
+      if (healthy && !this.closed) this.idle.push(lane);
+      else void closeRedis(lane);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.idle.splice(0).map(closeRedis));
+  }
 }
 
 /** Where a contribution is summed: PL.PUSH's keys, id and round. */

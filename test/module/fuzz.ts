@@ -57,10 +57,12 @@ const TEMPLATES: Arg[][] = [
   ['PL.CHECKSUM', 'fz:p'],
   ['PL.LEN', 'fz:small'],
   ['PL.SET', 'fz:g', T16],
+  // port 1 on loopback: nothing listens, so a valid send fails at once ("cannot connect")
+  ['PL.SEND', 'fz:p', '0', '16', '127.0.0.1', '1', 'fz:g', '0', 'TIMEOUT', '200'],
 ];
 const COMMANDS = [...new Set(TEMPLATES.map((t) => String(t[0])))];
 const KEYS = ['fz:p', 'fz:g', 'fz:g2', 'fz:small', 'fz:h', 'fz:sum', 'fz:avg', 'fz:sum:ids', 'fz:sum:round', 'fz:v', 'fz:m', 'fz:step', 'fz:agg', 'fz:z', 'fz:psum', 'fz:pavg', 'fz:psum:ids', 'fz:psum:slot:0', 'fz:psum:slot:0:got', 'fz:psum:gone', 'fz:sum:slot:0', 'fz:sum:blocks', 'fz:psum:blocks', ''];
-const WORDS = ['MEAN', 'MEDIAN', 'TRIMMED', 'KRUM', 'OFFSET', 'TOTAL', 'ROUND', 'NESTEROV', 'WD', 'DAMPENING', 'BETA1', 'BETA2', 'EPS', 'DECOUPLED', 'SLOTS'];
+const WORDS = ['MEAN', 'MEDIAN', 'TRIMMED', 'KRUM', 'OFFSET', 'TOTAL', 'ROUND', 'NESTEROV', 'WD', 'DAMPENING', 'BETA1', 'BETA2', 'EPS', 'DECOUPLED', 'SLOTS', 'AUTH', 'CHUNK', 'TIMEOUT'];
 // Small numbers only among the valid ones: a valid ZEROS must not allocate much.
 const NUMBERS = ['-1', '0', '1', '2', '3', '7', '8', '16', '1000', '0.5', '-0', '1e-45', 'nan', 'inf', '-inf', '1e400', String(2 ** 27 + 1), String(2 ** 25 + 1), '2147483648', '9223372036854775807', '-9223372036854775808', '99999999999999999999', '', ' 1', '0x10'];
 

@@ -8,6 +8,7 @@ export interface RoundCliOptions {
   params?: number;
   peerCounts?: number[];
   exchange?: 'all' | 'sharded' | 'both';
+  transfer?: 'direct' | 'relay' | 'both';
   writers?: number;
   rounds?: number;
   allreduce?: boolean;
@@ -22,6 +23,7 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
   const report = await runRoundBench({
     peerCounts: o.peerCounts ?? (o.quick ? [4] : [4, 8, 12]),
     exchanges: o.exchange === 'all' || o.exchange === 'sharded' ? [o.exchange] : ['all', 'sharded'],
+    transfers: o.transfer === 'direct' || o.transfer === 'relay' ? [o.transfer] : ['direct', 'relay'],
     length,
     writers: o.writers ?? 4,
     rounds: o.rounds ?? (o.quick ? 3 : 10),
@@ -37,16 +39,17 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     `A round's data path without compute: ${length.toLocaleString()} float32 (${formatBytes(length * 4)}), ${report.writers} gradients per peer per round, median of ${report.rounds} rounds after 2 warm-up`,
     '',
     table(
-      ['peers', 'exchange', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'verify', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
+      ['peers', 'exchange', 'transfer', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'verify', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
       report.rows.map((r) => [
-        r.peers, r.exchange, formatMs(r.ingestMsPerGradient), formatMs(r.wireMsPerVector), x(r.ingestVsWire), formatMs(r.exchangeMs),
+        r.peers, r.exchange, r.transfer, formatMs(r.ingestMsPerGradient), formatMs(r.wireMsPerVector), x(r.ingestVsWire), formatMs(r.exchangeMs),
         formatMs(r.aggregateMs), formatMs(r.updateMs), formatMs(r.roundMs), r.allreduceMs === null ? 'no torch' : formatMs(r.allreduceMs),
         x(r.vsAllreduce), formatMs(r.verifyMs), formatMs(r.maxStallMs), r.vectorsReceivedPerPeer.toFixed(2), `${r.redisGrowthMb.toFixed(1)} MB`, `${r.peakRssMb.toFixed(0)} MB`,
       ]),
     ),
     '',
-    ...report.rows.map((r) => `stalls (${r.peers} peers, ${r.exchange}): ${Object.entries(r.stallsByCommand).slice(0, 5).map(([c, ms]) => `${c} ${formatMs(ms)}`).join(', ') || 'none over 1 ms'}`),
+    ...report.rows.map((r) => `stalls (${r.peers} peers, ${r.exchange}, ${r.transfer}): ${Object.entries(r.stallsByCommand).slice(0, 5).map(([c, ms]) => `${c} ${formatMs(ms)}`).join(', ') || 'none over 1 ms'}`),
     'round = from the last peer\'s average being ready to the last peer\'s parameters updated (exchange + aggregation + optimizer step); each peer runs in its own thread.',
+    'transfer: direct = the module sends each range to the other Redis itself (PL.SEND); relay = the peer reads and writes it.',
     'gloo all-reduce: torch.distributed among as many processes on loopback (python3-torch); it does no optimizer step.',
     'ingest/gradient: first pushed byte to the average being ready, per gradient; wire/vector: one vector over loopback TCP into existing memory.',
     `Note: ${report.note}.`,

@@ -1,4 +1,5 @@
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
+import { directRoute, type DirectRoute } from '../../tensor/transfer.ts';
 import { withTimeout } from '../../platform/retry.ts';
 import { K } from './keys.ts';
 
@@ -12,6 +13,8 @@ import { K } from './keys.ts';
  */
 export class PeerLinks {
   private readonly clients = new Map<string, Promise<Redis>>();
+  /** Peers this peer's Redis could not reach itself: their tensors are relayed. */
+  private readonly relayOnly = new Set<string>();
 
   /** How long one send may take before the peer counts as unreachable (the round deadline). */
   timeoutMs = 60_000;
@@ -33,6 +36,19 @@ export class PeerLinks {
     fresh.catch(() => { if (this.clients.get(url) === fresh) this.clients.delete(url); });
     this.clients.set(url, fresh);
     return fresh;
+  }
+
+  /**
+   * How this peer's Redis reaches the peer at `url` itself (PL.SEND), as the owner with the
+   * network password; null over TLS, or once it could not (see `cannotReachDirectly`).
+   */
+  route(url: string): DirectRoute | null {
+    return this.relayOnly.has(url) ? null : directRoute(url, this.password);
+  }
+
+  /** This peer's Redis could not connect to `url` itself: relay its tensors until it is forgotten. */
+  cannotReachDirectly(url: string): void {
+    this.relayOnly.add(url);
   }
 
   /** `work`, or an error naming the peer once `ms` have passed. */
@@ -59,6 +75,7 @@ export class PeerLinks {
   async forget(url: string): Promise<void> {
     const c = this.clients.get(url);
     this.clients.delete(url);
+    this.relayOnly.delete(url);
     if (c) await c.then(closeRedis, () => {});
   }
 

@@ -7,6 +7,7 @@ import { meanInOrder } from '../../tensor/reference.ts';
 import { Inbox } from '../net/inbox.ts';
 import { K } from '../net/keys.ts';
 import { PeerLinks } from '../net/links.ts';
+import { DirectSender } from '../../tensor/transfer.ts';
 import type { MemberRecord } from '../net/membership.ts';
 
 /** Three peers' Redis servers on loopback; the exchange runs between them for real. */
@@ -16,6 +17,7 @@ let servers: RedisServer[];
 let clients: Redis[];
 let inboxes: Inbox[];
 let links: PeerLinks[];
+let senders: DirectSender[];
 let members: MemberRecord[];
 
 function random(n: number, seed: number): Float32Array {
@@ -31,40 +33,48 @@ beforeAll(async () => {
   inboxes = clients.map((c) => new Inbox(c));
   await Promise.all(inboxes.map((i) => i.start()));
   links = servers.map(() => new PeerLinks());
+  senders = servers.map((s) => new DirectSender({ url: s.url }));
   members = servers.map((s, i) => ({ id: `p${i}`, url: s.url, fromRound: 0 }));
 });
 
 afterAll(async () => {
   await Promise.all(inboxes.map((i) => i.stop()));
   await Promise.all(links.map((l) => l.close()));
+  await Promise.all(senders.map((d) => d.close()));
   await Promise.all(clients.map(closeRedis));
   await Promise.all(servers.map((s) => s.stop()));
 });
 
-function input(i: number, round: number, part: MemberRecord[], deadlineMs = 5_000): ExchangeInput {
+type Transfer = 'direct' | 'relay';
+
+function input(i: number, round: number, part: MemberRecord[], deadlineMs: number, transfer: Transfer, log: (m: string) => void): ExchangeInput {
   return {
-    round, me: members[i], members: part, averageKey: K.gradAvg(round), length: LENGTH, rule: { rule: 'mean' }, fallback: 'none', log: () => {},
+    round, me: members[i], members: part, averageKey: K.gradAvg(round), length: LENGTH, rule: { rule: 'mean' }, fallback: 'none', log,
     deadlineMs, transfer: { chunkElements: 1000 }, local: clients[i], store: new InDbTensorStore(clients[i]), links: links[i], inbox: inboxes[i],
+    direct: transfer === 'direct' ? senders[i] : undefined,
   };
 }
 
-async function runExchange(mode: ExchangeMode, round: number, who: number[], part = members) {
+async function runExchange(mode: ExchangeMode, round: number, who: number[], part = members, transfer: Transfer = 'direct', log: (m: string) => void = () => {}) {
   for (const i of who) {
     await new InDbTensorStore(clients[i]).set(K.gradAvg(round), random(LENGTH, 100 + i));
     if (mode === exchangeSharded) await new InDbTensorStore(clients[i]).zeros(K.aggregate(round), LENGTH);
   }
   return Promise.all(who.map(async (i) => {
-    const x = input(i, round, part, who.length < part.length ? 1_000 : 5_000);
+    const x = input(i, round, part, who.length < part.length ? 1_000 : 5_000, transfer, log);
     return mode.aggregate(x, await mode.send(x));
   }));
 }
 
 describe('exchange between real peers', () => {
-  it('"all" and "sharded" leave byte-identical aggregates on every peer', async () => {
+  it('"all" and "sharded", sent by the module or relayed, leave byte-identical aggregates on every peer', async () => {
     const all = await runExchange(exchangeAll, 1, [0, 1, 2]);
     const sharded = await runExchange(exchangeSharded, 2, [0, 1, 2]);
-    const sums = await Promise.all(clients.flatMap((c) => [K.aggregate(1), K.aggregate(2)].map((k) => new InDbTensorStore(c).checksum(k))));
+    const relayed = [...await runExchange(exchangeAll, 11, [0, 1, 2], members, 'relay'), ...await runExchange(exchangeSharded, 12, [0, 1, 2], members, 'relay')];
+    const keys = [1, 2, 11, 12].map((r) => K.aggregate(r));
+    const sums = await Promise.all(clients.flatMap((c) => keys.map((k) => new InDbTensorStore(c).checksum(k))));
     expect(new Set(sums).size).toBe(1);
+    for (const r of relayed) expect(r.missing).toEqual([]);
     for (const r of [...all, ...sharded]) expect(r.missing).toEqual([]);
 
     // The aggregate is the mean of the three averages summed in member order (their names').
@@ -91,6 +101,25 @@ describe('exchange between real peers', () => {
     }
     const [a, b] = await Promise.all([0, 1].map((i) => new InDbTensorStore(clients[i]).checksum(K.aggregate(3))));
     expect(a).toBe(b);
+  });
+
+  it('a Redis that cannot reach a peer itself relays to it through the peer process, and says so once', async () => {
+    // p0's route to p1 leads nowhere (as an address only the peer processes resolve would);
+    // the peer process itself still reaches p1.
+    const route = links[0].route.bind(links[0]);
+    links[0].route = (url) => (url === members[1].url ? { host: '127.0.0.1', port: 1 } : route(url));
+    const said: string[] = [];
+    try {
+      const results = await runExchange(exchangeAll, 5, [0, 1, 2], members, 'direct', (m) => said.push(m));
+      for (const r of results) expect(r.missing).toEqual([]);
+      const sums = await Promise.all(clients.map((c) => new InDbTensorStore(c).checksum(K.aggregate(5))));
+      expect(new Set(sums).size).toBe(1);
+      expect(said.filter((m) => m.startsWith("this peer's Redis cannot reach p1"))).toHaveLength(1);
+      expect(said[0]).toMatch(/cannot reach p1 at redis:\/\/127\.0\.0\.1:\d+ itself \(.*cannot connect \(Connection refused\)\): relaying its tensors through this process/);
+    } finally {
+      links[0].route = route;
+      await links[0].forget(members[1].url);
+    }
   });
 
   it('sharded: a missing owner is reported and its slice falls back to the local average', async () => {

@@ -1,6 +1,6 @@
 import type { AggregationRule } from '../../tensor/tensor-store.ts';
 import type { InDbTensorStore } from '../../tensor/in-db.ts';
-import { copyRange, ensureTensor, fanOutTensor, streamTensor, type TransferOptions } from '../../tensor/transfer.ts';
+import { copyRange, ensureTensor, fanOutTensor, type DirectSender, type StreamTarget, type TransferOptions } from '../../tensor/transfer.ts';
 import type { Redis } from '../../tensor/redis-client.ts';
 import type { Inbox } from '../net/inbox.ts';
 import { K } from '../net/keys.ts';
@@ -23,6 +23,8 @@ export interface ExchangeInput {
   /** Chunk size of every transfer (the plan's `chunkKib`). */
   transfer: TransferOptions;
   local: Redis;
+  /** Present when the module sends tensors to the other peers itself (transfer 'direct'). */
+  direct?: DirectSender;
   store: InDbTensorStore;
   links: PeerLinks;
   inbox: Inbox;
@@ -79,6 +81,59 @@ export interface ExchangeMode {
   aggregate(x: ExchangeInput, sent: SendResult): Promise<ExchangeResult>;
 }
 
+/** Where one range of a fan-out goes: a member's Redis, a key there and an offset in it. */
+interface Destination {
+  member: MemberRecord;
+  key: string;
+  offset: number;
+}
+
+/**
+ * Streams one range of this peer's `srcKey` into every destination, each of which must hold
+ * the key at full size; returns the members that received all of it. The module sends to a
+ * destination itself where it can (transfer 'direct'); the others are relayed through this
+ * process, each chunk read once. A destination that fails or misses the deadline gets nothing
+ * more and is left out of the result (the round then counts it missing). A destination this
+ * peer's Redis cannot connect to while this process can (an address only the peers resolve,
+ * say) is relayed to from then on.
+ */
+async function fanOut(x: ExchangeInput, srcKey: string, srcOffset: number, count: number, dests: Destination[]): Promise<MemberRecord[]> {
+  const relay = async (ds: Destination[]): Promise<MemberRecord[]> => {
+    const targets = (await Promise.all(ds.map(async (d) => {
+      try {
+        const client = await x.links.timed(x.links.client(d.member.url), x.deadlineMs, d.member.url);
+        return { member: d.member, target: { client, key: d.key, offset: d.offset } as StreamTarget };
+      } catch {
+        return null; // unreachable: it will be missing from the round
+      }
+    }))).filter((t): t is NonNullable<typeof t> => t !== null);
+    const reached = new Set(await fanOutTensor(x.local, srcKey, srcOffset, count, targets.map((t) => t.target), x.deadlineMs, x.transfer));
+    return targets.filter((t) => reached.has(t.target)).map((t) => t.member);
+  };
+  const direct = async (d: Destination): Promise<MemberRecord | null> => {
+    const route = x.links.route(d.member.url);
+    if (!x.direct || !route) return (await relay([d]))[0] ?? null;
+    try {
+      const work = x.direct.send(srcKey, srcOffset, count, route, d.key, d.offset, { ...x.transfer, timeoutMs: x.deadlineMs });
+      await x.links.timed(work, x.deadlineMs + 1_000, d.member.url);
+      return d.member;
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (!/cannot (connect|resolve)/.test(msg)) return null;
+      // Only a peer this process reaches when its Redis cannot is relayed to from now on; one
+      // that neither reaches is simply missing from the round.
+      const relayed = (await relay([d]))[0] ?? null;
+      if (relayed) {
+        x.links.cannotReachDirectly(d.member.url);
+        x.log(`this peer's Redis cannot reach ${d.member.id} at ${d.member.url} itself (${msg.replace(/^.*?: /, '')}): relaying its tensors through this process`);
+      }
+      return relayed;
+    }
+  };
+  if (!x.direct) return relay(dests);
+  return (await Promise.all(dests.map(direct))).filter((m): m is MemberRecord => m !== null);
+}
+
 /** Sends a round marker after the data it announces (same connection, so it lands after). */
 async function mark(x: ExchangeInput, url: string, marker: string): Promise<void> {
   await x.links.sendValue(url, marker, '1');
@@ -98,18 +153,17 @@ export const exchangeAll: ExchangeMode = {
     const slot = K.slot.from(x.round, x.me.id);
     await ensureTensor(x.local, slot, x.length);
     await copyRange(x.local, x.averageKey, 0, x.length, slot, 0);
-    // Each chunk of the average is read once and written to every other peer.
-    const targets = (await Promise.all(others.map(async (m) => {
+    // Every other peer's buffer exists at full size before a byte is sent.
+    const ready = (await Promise.all(others.map(async (m) => {
       try {
         const client = await x.links.timed(x.links.client(m.url), x.deadlineMs, m.url);
         await x.links.timed(ensureTensor(client, slot, x.length), x.deadlineMs, m.url);
-        return { member: m, target: { client, key: slot, offset: 0 } };
+        return m;
       } catch {
         return null; // unreachable: it will be missing from the round
       }
-    }))).filter((t): t is NonNullable<typeof t> => t !== null);
-    const reached = new Set(await fanOutTensor(x.local, x.averageKey, 0, x.length, targets.map((t) => t.target), x.deadlineMs, x.transfer));
-    const sentTo = targets.filter((t) => reached.has(t.target)).map((t) => t.member);
+    }))).filter((m): m is MemberRecord => m !== null);
+    const sentTo = await fanOut(x, x.averageKey, 0, x.length, ready.map((member) => ({ member, key: slot, offset: 0 })));
     await Promise.allSettled(sentTo.map((m) => mark(x, m.url, K.from(x.round, x.me.id))));
     const bytesSent = sentTo.length * x.length * 4;
 
@@ -164,8 +218,9 @@ export const exchangeSharded: ExchangeMode = {
       await x.links.timed((async () => {
         const c = await x.links.client(m.url);
         await ensureTensor(c, key, count);
-        bytesSent += await streamTensor(x.local, x.averageKey, offset, count, c, key, 0, x.transfer);
       })(), x.deadlineMs, m.url);
+      if ((await fanOut(x, x.averageKey, offset, count, [{ member: m, key, offset: 0 }])).length === 0) return;
+      bytesSent += count * 4;
       await mark(x, m.url, K.part(x.round, m.id, x.me.id));
     }));
     const t0 = performance.now();
@@ -194,18 +249,9 @@ export const exchangeSharded: ExchangeMode = {
     // All-gather: this peer's reduced slice goes into every member's aggregate (read once,
     // written to all), then a marker.
     const receivers = x.members.filter((m) => m.id !== x.me.id && sent.contributors.includes(m.id));
-    const targets = (await Promise.all(receivers.map(async (m) => {
-      try {
-        const client = await x.links.timed(x.links.client(m.url), x.deadlineMs, m.url);
-        return { member: m, target: { client, key: aggregateKey, offset: mine.offset } };
-      } catch {
-        return null;
-      }
-    }))).filter((t): t is NonNullable<typeof t> => t !== null);
     await copyRange(x.local, reducedKey, 0, mine.count, aggregateKey, mine.offset);
     await x.local.set(K.gathered(x.round, x.me.id), '1');
-    const reached = new Set(await fanOutTensor(x.local, reducedKey, 0, mine.count, targets.map((t) => t.target), x.deadlineMs, x.transfer));
-    const gatheredTo = targets.filter((t) => reached.has(t.target)).map((t) => t.member);
+    const gatheredTo = await fanOut(x, reducedKey, 0, mine.count, receivers.map((member) => ({ member, key: aggregateKey, offset: mine.offset })));
     await Promise.allSettled(gatheredTo.map((m) => mark(x, m.url, K.gathered(x.round, x.me.id))));
     const bytesSent = sent.bytesSent + gatheredTo.length * mine.count * 4;
 
