@@ -1349,14 +1349,46 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------
- * PL.SGD param grad velocity lr momentum [DAMPENING d] [WD wd] [NESTEROV]
+ * PL.SGD param grad velocity lr momentum [DAMPENING d] [WD wd] [NESTEROV] [RANGE offset count [FIRST]]
  *
  * One PyTorch-style SGD step in place on the parameters, with the velocity kept beside
  * them (created on the first step). Runs on the averaged gradient, so it never leaves the
  * database.
+ *
+ * With RANGE, only elements [offset, offset + count) take the step: a caller cuts one big
+ * update into commands short enough not to stall the server's other clients (the step is
+ * element-wise, so the pieces give the whole step's bytes). The velocity must then exist at
+ * full length, and FIRST says this is the first step (v = g'), which a missing velocity
+ * says otherwise.
  * ---------------------------------------------------------------------------------------- */
-static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl_sgd_opts *o) {
+
+/* An update's RANGE clause: where it starts and how many elements. */
+typedef struct {
+    int given;
+    long long offset, count;
+} update_range;
+
+/* Parses "RANGE offset count" at argv[i] (the word already matched); 0 on error. */
+static int parse_range_clause(RedisModuleCtx *ctx, RedisModuleString **argv, int i, update_range *r) {
+    if (!parse_int(ctx, argv[i + 1], "RANGE offset", 0, PL_MAX_ELEMENTS, &r->offset) ||
+        !parse_int(ctx, argv[i + 2], "RANGE count", 1, PL_MAX_ELEMENTS, &r->count))
+        return 0;
+    r->given = 1;
+    return 1;
+}
+
+/* Checks a RANGE against the parameters' length; replies the error and returns 0 otherwise. */
+static int range_fits(RedisModuleCtx *ctx, const update_range *r, size_t n, RedisModuleString *name) {
+    if (!r->given || (size_t)(r->offset + r->count) <= n) return 1;
+    fail(ctx, "RANGE [%lld, %lld) is outside the parameters \"%s\" of %zu elements", r->offset,
+         r->offset + r->count, show(name).s, n);
+    return 0;
+}
+
+static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl_sgd_opts *o,
+                     update_range *range) {
     memset(o, 0, sizeof *o);
+    memset(range, 0, sizeof *range);
     double lr, mom;
     if (!parse_real(ctx, argv[4], "lr", 0, 0, 10, 0, &lr)) return 0;
     if (!parse_real(ctx, argv[5], "momentum", 0, 0, 0.999, 0, &mom)) return 0;
@@ -1367,6 +1399,11 @@ static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl
     for (int i = 6; i < argc; i++) {
         if (is_word(argv[i], "NESTEROV") && !o->nesterov) {
             o->nesterov = 1;
+        } else if (is_word(argv[i], "RANGE") && !range->given && i + 2 < argc) {
+            if (!parse_range_clause(ctx, argv, i, range)) return 0;
+            i += 2;
+        } else if (is_word(argv[i], "FIRST") && !o->first) {
+            o->first = 1;
         } else if (is_word(argv[i], "DAMPENING") && !seen_d && i + 1 < argc) {
             if (!parse_real(ctx, argv[++i], "DAMPENING", 0, 0, 1, 0, &d)) return 0;
             seen_d = 1;
@@ -1375,9 +1412,10 @@ static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl
             seen_wd = 1;
         } else {
             return fail(ctx, "unexpected argument \"%s\" (options: DAMPENING d, WD wd, NESTEROV, "
-                        "each once)", show(argv[i]).s), 0;
+                        "RANGE offset count, FIRST; each once)", show(argv[i]).s), 0;
         }
     }
+    if (o->first && !range->given) return fail(ctx, "FIRST goes with RANGE (without it, a missing velocity says so)"), 0;
     if (o->nesterov && (mom <= 0 || d != 0))
         return fail(ctx, "NESTEROV needs a momentum > 0 and no dampening"), 0;
     o->dampening = (float)d;
@@ -1386,28 +1424,31 @@ static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl
 }
 
 static int cmd_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-    if (argc < 6 || argc > 11) return RedisModule_WrongArity(ctx);
+    if (argc < 6 || argc > 15) return RedisModule_WrongArity(ctx);
     pl_sgd_opts o;
-    if (!parse_sgd(ctx, argv, argc, &o)) return REDISMODULE_OK;
+    update_range r;
+    if (!parse_sgd(ctx, argv, argc, &o, &r)) return REDISMODULE_OK;
     tensor_key p = {NULL, 0}, g = {NULL, 0}, v = {NULL, 0};
     if (!open_tensor(ctx, argv[1], REDISMODULE_READ | REDISMODULE_WRITE, "parameters", 0, &p) ||
         !open_tensor(ctx, argv[2], REDISMODULE_READ, "gradient", 0, &g) ||
-        !open_tensor(ctx, argv[3], REDISMODULE_READ | REDISMODULE_WRITE, "velocity", 1, &v))
+        !open_tensor(ctx, argv[3], REDISMODULE_READ | REDISMODULE_WRITE, "velocity", !r.given, &v))
         goto done;
     if (g.n != p.n || (v.n != 0 && v.n != p.n)) {
         fail(ctx, "%s has %zu elements, expected %zu (the parameters)",
              g.n != p.n ? "gradient" : "velocity", g.n != p.n ? g.n : v.n, p.n);
         goto done;
     }
-    const pl_f32 *gd = dma(g.key, REDISMODULE_READ);
-    size_t bad = pl_first_nonfinite(gd, g.n);
-    if (bad < g.n) {
-        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, bad);
+    if (!range_fits(ctx, &r, p.n, argv[1])) goto done;
+    size_t at = r.given ? (size_t)r.offset : 0, n = r.given ? (size_t)r.count : p.n;
+    const pl_f32 *gd = dma(g.key, REDISMODULE_READ) + at;
+    size_t bad = pl_first_nonfinite(gd, n);
+    if (bad < n) {
+        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, at + bad);
         goto done;
     }
-    o.first = v.n == 0;
-    pl_f32 *vd = o.first ? resize(v.key, p.n, 1) : dma(v.key, REDISMODULE_WRITE);
-    pl_sgd(dma(p.key, REDISMODULE_WRITE), gd, vd, p.n, &o);
+    if (!r.given) o.first = v.n == 0;
+    pl_f32 *vd = v.n == 0 ? resize(v.key, p.n, 1) : dma(v.key, REDISMODULE_WRITE);
+    pl_sgd(dma(p.key, REDISMODULE_WRITE) + at, gd, vd + at, n, &o);
     RedisModule_ReplicateVerbatim(ctx);
     RedisModule_ReplyWithSimpleString(ctx, "OK");
 done:
@@ -1419,13 +1460,20 @@ done:
 
 /* ------------------------------------------------------------------------------------------
  * PL.ADAM param grad m v step lr [BETA1 b1] [BETA2 b2] [EPS e] [WD wd] [DECOUPLED]
+ *                                  [RANGE offset count STEP t]
  *
  * One Adam (or AdamW with DECOUPLED) step in place, with bias correction. The moments are
  * created as zeros on the first step; `step` is an integer string key, missing = 0, and
  * the reply is the new step count.
+ *
+ * With RANGE (an update cut into pieces, as PL.SGD's), the moments must exist at full
+ * length, STEP gives the step count t the piece takes (every piece of one step the same t),
+ * and the step key is neither read nor written: the caller sets it once the last piece is in.
  * ---------------------------------------------------------------------------------------- */
-static int parse_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl_adam_opts *o) {
+static int parse_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl_adam_opts *o,
+                      update_range *range) {
     memset(o, 0, sizeof *o);
+    memset(range, 0, sizeof *range);
     o->beta1 = 0.9;
     o->beta2 = 0.999;
     o->eps = 1e-8;
@@ -1446,11 +1494,17 @@ static int parse_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, p
             if (!ok) return 0;
         } else if (is_word(argv[i], "DECOUPLED") && !o->decoupled) {
             o->decoupled = 1;
+        } else if (is_word(argv[i], "RANGE") && !range->given && i + 2 < argc) {
+            if (!parse_range_clause(ctx, argv, i, range)) return 0;
+            i += 2;
+        } else if (is_word(argv[i], "STEP") && o->step == 0 && i + 1 < argc) {
+            if (!parse_int(ctx, argv[++i], "STEP", 1, PL_MAX_STEP, &o->step)) return 0;
         } else {
             return fail(ctx, "unexpected argument \"%s\" (options: BETA1, BETA2, EPS, WD with a "
-                        "value, DECOUPLED; each once)", show(argv[i]).s), 0;
+                        "value, DECOUPLED, RANGE offset count with STEP t; each once)", show(argv[i]).s), 0;
         }
     }
+    if (range->given != (o->step != 0)) return fail(ctx, "RANGE and STEP go together: a piece of a step says which step it is"), 0;
     return distinct_keys(ctx, argv + 1, 5);
 }
 
@@ -1476,20 +1530,23 @@ static int read_step(RedisModuleCtx *ctx, RedisModuleKey *key, RedisModuleString
 }
 
 static int cmd_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-    if (argc < 7 || argc > 16) return RedisModule_WrongArity(ctx);
+    if (argc < 7 || argc > 21) return RedisModule_WrongArity(ctx);
     pl_adam_opts o;
-    if (!parse_adam(ctx, argv, argc, &o)) return REDISMODULE_OK;
+    update_range r;
+    if (!parse_adam(ctx, argv, argc, &o, &r)) return REDISMODULE_OK;
     const int rw = REDISMODULE_READ | REDISMODULE_WRITE;
     tensor_key p = {NULL, 0}, g = {NULL, 0}, m = {NULL, 0}, v = {NULL, 0};
     RedisModuleKey *sk = NULL;
-    long long step;
+    long long step = o.step - 1; /* a piece's given step; the key's otherwise */
     if (!open_tensor(ctx, argv[1], rw, "parameters", 0, &p) ||
         !open_tensor(ctx, argv[2], REDISMODULE_READ, "gradient", 0, &g) ||
-        !open_tensor(ctx, argv[3], rw, "first moment", 1, &m) ||
-        !open_tensor(ctx, argv[4], rw, "second moment", 1, &v))
+        !open_tensor(ctx, argv[3], rw, "first moment", !r.given, &m) ||
+        !open_tensor(ctx, argv[4], rw, "second moment", !r.given, &v))
         goto done;
-    sk = RedisModule_OpenKey(ctx, argv[5], rw);
-    if (!read_step(ctx, sk, argv[5], &step)) goto done;
+    if (!r.given) {
+        sk = RedisModule_OpenKey(ctx, argv[5], rw);
+        if (!read_step(ctx, sk, argv[5], &step)) goto done;
+    }
     if (g.n != p.n || (m.n && m.n != p.n) || (v.n && v.n != p.n)) {
         const char *what = g.n != p.n ? "gradient" : (m.n && m.n != p.n) ? "first moment"
                                                                           : "second moment";
@@ -1497,19 +1554,23 @@ static int cmd_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         fail(ctx, "%s has %zu elements, expected %zu (the parameters)", what, n, p.n);
         goto done;
     }
-    const pl_f32 *gd = dma(g.key, REDISMODULE_READ);
-    size_t bad = pl_first_nonfinite(gd, g.n);
-    if (bad < g.n) {
-        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, bad);
+    if (!range_fits(ctx, &r, p.n, argv[1])) goto done;
+    size_t at = r.given ? (size_t)r.offset : 0, n = r.given ? (size_t)r.count : p.n;
+    const pl_f32 *gd = dma(g.key, REDISMODULE_READ) + at;
+    size_t bad = pl_first_nonfinite(gd, n);
+    if (bad < n) {
+        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, at + bad);
         goto done;
     }
     o.step = step + 1;
     pl_f32 *md = m.n ? dma(m.key, REDISMODULE_WRITE) : resize(m.key, p.n, 1);
     pl_f32 *vd = v.n ? dma(v.key, REDISMODULE_WRITE) : resize(v.key, p.n, 1);
-    pl_adam(dma(p.key, REDISMODULE_WRITE), gd, md, vd, p.n, &o);
-    RedisModuleString *s = RedisModule_CreateStringFromLongLong(ctx, o.step);
-    RedisModule_StringSet(sk, s);
-    RedisModule_FreeString(ctx, s);
+    pl_adam(dma(p.key, REDISMODULE_WRITE) + at, gd, md + at, vd + at, n, &o);
+    if (!r.given) {
+        RedisModuleString *s = RedisModule_CreateStringFromLongLong(ctx, o.step);
+        RedisModule_StringSet(sk, s);
+        RedisModule_FreeString(ctx, s);
+    }
     RedisModule_ReplicateVerbatim(ctx);
     RedisModule_ReplyWithLongLong(ctx, o.step);
 done:

@@ -305,6 +305,71 @@ describe('PL.ADAM', () => {
   });
 });
 
+describe('PL.SGD and PL.ADAM in pieces (RANGE)', () => {
+  /** Pieces of [0, n) of uneven sizes, in a shuffled order. */
+  const pieces = (n: number) => [[700, 653], [0, 300], [1353, 700], [300, 400]].filter(([o]) => o < n);
+
+  it.each([
+    { momentum: 0.9 },
+    { momentum: 0.5, dampening: 0.1, weightDecay: 0.01 },
+    { momentum: 0.9, nesterov: true, weightDecay: 5e-4 },
+  ])('SGD pieces give the whole step\'s bytes, the first step included: %o', async (o) => {
+    const n = 2053;
+    const opts = [...(o.dampening ? ['DAMPENING', String(o.dampening)] : []), ...(o.weightDecay ? ['WD', String(o.weightDecay)] : []), ...(o.nesterov ? ['NESTEROV'] : [])];
+    await client.del(['wp', 'wv', 'pp', 'pv']);
+    await cmd(client, 'PL.SET', 'wp', bytes(randomTensor(n, 20)));
+    await cmd(client, 'PL.SET', 'pp', bytes(randomTensor(n, 20)));
+    await cmd(client, 'PL.ZEROS', 'pv', String(n)); // pieces need the velocity at full length
+    for (let step = 0; step < 3; step++) {
+      await cmd(client, 'PL.SET', 'sg', bytes(randomTensor(n, 30 + step)));
+      await cmd(client, 'PL.SGD', 'wp', 'sg', 'wv', '0.05', String(o.momentum), ...opts);
+      for (const [off, count] of pieces(n)) {
+        expect(await cmd(client, 'PL.SGD', 'pp', 'sg', 'pv', '0.05', String(o.momentum), ...opts, 'RANGE', String(off), String(count), ...(step === 0 ? ['FIRST'] : []))).toBe('OK');
+      }
+    }
+    expect((await getBytes(client, 'pp'))!.equals((await getBytes(client, 'wp'))!)).toBe(true);
+    expect((await getBytes(client, 'pv'))!.equals((await getBytes(client, 'wv'))!)).toBe(true);
+  });
+
+  it('Adam pieces with STEP give the whole step\'s bytes and leave the step key alone', async () => {
+    const n = 2053;
+    await client.del(['wap', 'wam', 'wav', 'wastep', 'pap', 'pam', 'pav', 'pastep']);
+    await cmd(client, 'PL.SET', 'wap', bytes(randomTensor(n, 40)));
+    await cmd(client, 'PL.SET', 'pap', bytes(randomTensor(n, 40)));
+    await cmd(client, 'PL.ZEROS', 'pam', String(n));
+    await cmd(client, 'PL.ZEROS', 'pav', String(n));
+    for (let step = 1; step <= 3; step++) {
+      await cmd(client, 'PL.SET', 'ag', bytes(randomTensor(n, 50 + step, 0.1)));
+      await cmd(client, 'PL.ADAM', 'wap', 'ag', 'wam', 'wav', 'wastep', '0.001', 'WD', '0.01', 'DECOUPLED');
+      for (const [off, count] of pieces(n)) {
+        expect(await cmd(client, 'PL.ADAM', 'pap', 'ag', 'pam', 'pav', 'pastep', '0.001', 'WD', '0.01', 'DECOUPLED', 'RANGE', String(off), String(count), 'STEP', String(step))).toBe(step);
+      }
+    }
+    for (const [whole, inPieces] of [['wap', 'pap'], ['wam', 'pam'], ['wav', 'pav']]) {
+      expect((await getBytes(client, inPieces))!.equals((await getBytes(client, whole))!)).toBe(true);
+    }
+    expect(await client.get('pastep')).toBeNull();
+  });
+
+  it('refuses a piece outside the parameters, missing state, FIRST or STEP out of place, and changes nothing', async () => {
+    await cmd(client, 'PL.SET', 'rp', bytes(randomTensor(16, 1)));
+    await cmd(client, 'PL.SET', 'rg', bytes(randomTensor(16, 2)));
+    await client.del(['rv', 'rm', 'rv2']);
+    const before = await getBytes(client, 'rp');
+    expect(await errorOf(client, 'PL.SGD', 'rp', 'rg', 'rv', '0.1', '0.9', 'RANGE', '0', '4')).toBe('ERR peerless: velocity "rv" does not exist');
+    await cmd(client, 'PL.ZEROS', 'rv', '16');
+    expect(await errorOf(client, 'PL.SGD', 'rp', 'rg', 'rv', '0.1', '0.9', 'RANGE', '10', '7')).toBe('ERR peerless: RANGE [10, 17) is outside the parameters "rp" of 16 elements');
+    expect(await errorOf(client, 'PL.SGD', 'rp', 'rg', 'rv', '0.1', '0.9', 'RANGE', '0', '0')).toMatch(/RANGE count must be between 1 and/);
+    expect(await errorOf(client, 'PL.SGD', 'rp', 'rg', 'rv', '0.1', '0.9', 'FIRST')).toBe('ERR peerless: FIRST goes with RANGE (without it, a missing velocity says so)');
+    expect(await errorOf(client, 'PL.ADAM', 'rp', 'rg', 'rm', 'rv2', 'rs', '0.1', 'RANGE', '0', '4')).toBe('ERR peerless: RANGE and STEP go together: a piece of a step says which step it is');
+    expect(await errorOf(client, 'PL.ADAM', 'rp', 'rg', 'rm', 'rv2', 'rs', '0.1', 'STEP', '3')).toBe('ERR peerless: RANGE and STEP go together: a piece of a step says which step it is');
+    expect(await errorOf(client, 'PL.ADAM', 'rp', 'rg', 'rm', 'rv2', 'rs', '0.1', 'RANGE', '0', '4', 'STEP', '0')).toMatch(/STEP must be between 1 and/);
+    expect(await errorOf(client, 'PL.ADAM', 'rp', 'rg', 'rm', 'rv2', 'rs', '0.1', 'RANGE', '0', '4', 'STEP', '1')).toBe('ERR peerless: first moment "rm" does not exist');
+    expect((await getBytes(client, 'rp'))!.equals(before!)).toBe(true);
+    expect(await client.exists(['rm', 'rv2', 'rs'])).toBe(0);
+  });
+});
+
 describe('PL.CHECKSUM in pieces', () => {
   it('RANGE pieces chained with FROM give the whole tensor\'s checksum', async () => {
     const t = randomTensor(1001, 77);

@@ -58,5 +58,9 @@ export const K = {
   /** A member's end-of-round report (checksum, leave); the coordinator's carries the next view. */
   report: (r: number, peer: string) => `r:${r}:report:${peer}`,
   evaluation: (r: number, peer: string) => `r:${r}:eval:${peer}`,
+  /** The step a round's update takes, decided once (Adam's step count, SGD's first step). */
+  updatePlan: (r: number) => `r:${r}:update`,
+  /** Which pieces of a round's update are applied (a bitmap, set with each piece). */
+  updatedPieces: (r: number) => `r:${r}:updated`,
   roundPattern: (r: number) => `r:${r}:*`,
 };
