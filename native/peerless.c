@@ -834,12 +834,9 @@ static void withdraw_attempts(RedisModuleCtx *ctx, RedisModuleString *sum, Redis
 
 /* Writes avg = sum / count (rounded once), its round marker, and publishes its name on
  * peerless:averaged: what the round's state machine waits for. */
-static void write_average(RedisModuleCtx *ctx, RedisModuleKey *avg, RedisModuleString *avg_name,
-                          block_map *m, pl_i64 *hi, pl_i64 *lo, size_t total, long long count,
-                          long long round) {
-    settle_blocks(m, hi, lo);
-    pl_f32 *out = resize(avg, total, 0);
-    pl_fix_mean(out, hi, lo, total, count);
+/* The average's round into "<avg>:round" (when it has one), and its name published: the
+ * peer's round goes on. */
+static void announce_average(RedisModuleCtx *ctx, RedisModuleString *avg_name, long long round) {
     if (round >= 0) {
         RedisModuleString *avg_round = suffixed(ctx, avg_name, ":round");
         write_round(ctx, avg_round, round);
@@ -850,8 +847,133 @@ static void write_average(RedisModuleCtx *ctx, RedisModuleKey *avg, RedisModuleS
     RedisModule_FreeString(ctx, channel);
 }
 
+/*
+ * A long average is written in pieces. The mean of a ResNet-18 sum reads 180 MB of planes:
+ * one command doing it held the server 25-35 ms. So beyond FINISH_PIECE elements the command
+ * that completes the sum only sizes the average, and a module timer writes FINISH_PIECE
+ * elements per tick on the server's own thread, serving the other clients between ticks;
+ * the round and the name are announced with the last piece. While an average is being
+ * written, a command on its sum (PL.ACCUM, PL.PUSH, PL.CLOSE) first finishes it, so the sum
+ * never changes under it. A sum or average changed behind the module's back (deleted,
+ * resized, another round) drops the job unannounced: the peer then sees no average.
+ */
+#define FINISH_PIECE ((size_t)1 << 20) /* elements, a multiple of PL_SUM_BLOCK */
+
+typedef struct finish_job {
+    RedisModuleString *sum, *avg; /* owned (created without a context) */
+    size_t total, next;
+    long long count, round;
+    int done;                 /* finished on demand: the pending tick only frees it */
+    struct finish_job *later; /* the list of jobs in progress */
+} finish_job;
+
+static finish_job *finishing;
+
+static void unlink_job(finish_job *j) {
+    for (finish_job **at = &finishing; *at; at = &(*at)->later)
+        if (*at == j) {
+            *at = j->later;
+            return;
+        }
+}
+
+static void free_job(finish_job *j) {
+    RedisModule_FreeString(NULL, j->sum);
+    RedisModule_FreeString(NULL, j->avg);
+    RedisModule_Free(j);
+}
+
+/* The round "<sum>:round" holds, -1 when none or not a round (no reply: timers have no client). */
+static long long held_round(RedisModuleCtx *ctx, RedisModuleString *sum) {
+    RedisModuleString *name = suffixed(ctx, sum, ":round");
+    RedisModuleKey *k = RedisModule_OpenKey(ctx, name, REDISMODULE_READ);
+    long long r = -1;
+    if (RedisModule_KeyType(k) == REDISMODULE_KEYTYPE_STRING) {
+        size_t len;
+        const char *p = RedisModule_StringDMA(k, &len, REDISMODULE_READ);
+        RedisModuleString *v = RedisModule_CreateString(ctx, p, len);
+        if (RedisModule_StringToLongLong(v, &r) != REDISMODULE_OK) r = -1;
+        RedisModule_FreeString(ctx, v);
+    }
+    RedisModule_CloseKey(k);
+    RedisModule_FreeString(ctx, name);
+    return r;
+}
+
+/* Writes the job's next piece; returns 1 while pieces are left, 0 once it is announced or
+ * dropped. */
+static int finish_piece(RedisModuleCtx *ctx, finish_job *j) {
+    RedisModuleKey *sum = RedisModule_OpenKey(ctx, j->sum, REDISMODULE_READ | REDISMODULE_WRITE);
+    RedisModuleKey *avg = RedisModule_OpenKey(ctx, j->avg, REDISMODULE_READ | REDISMODULE_WRITE);
+    int intact = RedisModule_KeyType(sum) == REDISMODULE_KEYTYPE_STRING &&
+                 RedisModule_ValueLength(sum) == j->total * 16 &&
+                 RedisModule_KeyType(avg) == REDISMODULE_KEYTYPE_STRING &&
+                 RedisModule_ValueLength(avg) == j->total * 4 &&
+                 (j->round < 0 || held_round(ctx, j->sum) == j->round);
+    int more = 0;
+    if (intact) {
+        block_map m;
+        open_blocks(ctx, j->sum, j->total, 0, &m);
+        pl_i64 *hi, *lo;
+        sum_planes(sum, j->total, &hi, &lo);
+        size_t end = j->next + FINISH_PIECE < j->total ? j->next + FINISH_PIECE : j->total;
+        for (size_t b = j->next / PL_SUM_BLOCK; b * PL_SUM_BLOCK < end; b++)
+            if (!m.live[b]) zero_block(&m, hi, lo, b);
+        pl_fix_mean(dma(avg, REDISMODULE_WRITE) + j->next, hi + j->next, lo + j->next, end - j->next, j->count);
+        close_key(&m.key);
+        j->next = end;
+        more = end < j->total;
+    }
+    RedisModule_CloseKey(sum);
+    RedisModule_CloseKey(avg);
+    if (intact && !more) announce_average(ctx, j->avg, j->round);
+    return more;
+}
+
+static void finish_tick(RedisModuleCtx *ctx, void *data) {
+    finish_job *j = data;
+    if (!j->done && finish_piece(ctx, j)) {
+        RedisModule_CreateTimer(ctx, 0, finish_tick, j);
+        return;
+    }
+    if (!j->done) unlink_job(j);
+    free_job(j);
+}
+
+/* Finishes, now, an average still being written from `sum` (before a command changes it). */
+static void finish_now(RedisModuleCtx *ctx, RedisModuleString *sum) {
+    for (finish_job *j = finishing; j; j = j->later) {
+        if (name_cmp(j->sum, sum) != 0) continue;
+        while (finish_piece(ctx, j)) {}
+        unlink_job(j);
+        j->done = 1; /* its pending tick frees it */
+        return;
+    }
+}
+
+/* The accumulation is complete: avg = sum / count, rounded once, and announced; a long one
+ * in pieces (see finish_job). `m`, `hi`, `lo` are the open sum's. */
+static void write_average(RedisModuleCtx *ctx, RedisModuleKey *avg, RedisModuleString *avg_name,
+                          RedisModuleString *sum_name, block_map *m, pl_i64 *hi, pl_i64 *lo,
+                          size_t total, long long count, long long round) {
+    pl_f32 *out = resize(avg, total, 0);
+    finish_job *j = total > FINISH_PIECE ? RedisModule_Alloc(sizeof *j) : NULL;
+    if (!j) {
+        settle_blocks(m, hi, lo);
+        pl_fix_mean(out, hi, lo, total, count);
+        announce_average(ctx, avg_name, round);
+        return;
+    }
+    *j = (finish_job){RedisModule_CreateStringFromString(NULL, sum_name),
+                      RedisModule_CreateStringFromString(NULL, avg_name), total, 0, count, round, 0,
+                      finishing};
+    finishing = j;
+    RedisModule_CreateTimer(ctx, 0, finish_tick, j);
+}
+
 static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc != 6 && argc != 8 && argc != 10 && argc != 12) return RedisModule_WrongArity(ctx);
+    finish_now(ctx, argv[1]); /* an average still being written goes first */
     accum_args a;
     if (!parse_accum(ctx, argv, argc, &a)) return REDISMODULE_OK;
 
@@ -926,7 +1048,7 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         sum_planes(sum, (size_t)a.total, &hi, &lo);
         /* Chunked attempts of this contribution (PL.PUSH) no longer count; at completion none do. */
         withdraw_attempts(ctx, argv[1], completes ? NULL : argv[3], hi, lo, (size_t)a.total);
-        if (completes) write_average(ctx, avg, argv[2], &blocks, hi, lo, (size_t)a.total, a.expected, a.round);
+        if (completes) write_average(ctx, avg, argv[2], argv[1], &blocks, hi, lo, (size_t)a.total, a.expected, a.round);
     }
     RedisModule_ReplicateVerbatim(ctx);
     reply_accum(ctx, count, a.expected);
@@ -1069,6 +1191,7 @@ static pl_f32 *slot_data(RedisModuleCtx *ctx, RedisModuleString *sum, int i, siz
 
 static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc != 10 && argc != 12 && argc != 14) return RedisModule_WrongArity(ctx);
+    finish_now(ctx, argv[1]); /* an average still being written goes first */
     push_args a;
     if (!parse_push(ctx, argv, argc, &a)) return REDISMODULE_OK;
     RedisModuleString *sum_name = argv[1], *avg_name = argv[2], *id = argv[3], *att = argv[4];
@@ -1241,7 +1364,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         record_id(ctx, ids, id, want, 0);
         count++;
         withdraw_attempts(ctx, sum_name, completes ? NULL : id, hi, lo, (size_t)a.total);
-        if (completes) write_average(ctx, avg, avg_name, &blocks, hi, lo, (size_t)a.total, count, a.round);
+        if (completes) write_average(ctx, avg, avg_name, sum_name, &blocks, hi, lo, (size_t)a.total, count, a.round);
         reply_accum(ctx, count, want);
     }
     RedisModule_ReplicateVerbatim(ctx);
@@ -1272,6 +1395,7 @@ done:
  * ---------------------------------------------------------------------------------------- */
 static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc != 3 && argc != 5) return RedisModule_WrongArity(ctx);
+    finish_now(ctx, argv[1]); /* an average still being written goes first */
     if (!distinct_keys(ctx, argv + 1, 2)) return REDISMODULE_OK;
     long long round = -1;
     if (argc == 5) {
@@ -1327,7 +1451,7 @@ static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     sum_planes(st.key, total, &hi, &lo);
     withdraw_attempts(ctx, argv[1], NULL, hi, lo, total);
     open_blocks(ctx, argv[1], total, 0, &blocks);
-    write_average(ctx, avg, argv[2], &blocks, hi, lo, total, count, round);
+    write_average(ctx, avg, argv[2], argv[1], &blocks, hi, lo, total, count, round);
     RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
     RedisModuleString *mark = RedisModule_CreateStringFromLongLong(ctx, -count);
     RedisModule_HashSet(ids, REDISMODULE_HASH_NONE, meta, mark, NULL);

@@ -44,6 +44,8 @@ typedef struct RedisModuleString RedisModuleString;
 typedef struct RedisModuleBlockedClient RedisModuleBlockedClient;
 typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);
 typedef void (*RedisModuleFreePrivData)(RedisModuleCtx *ctx, void *privdata);
+typedef void (*RedisModuleTimerProc)(RedisModuleCtx *ctx, void *data);
+typedef uint64_t RedisModuleTimerID;
 
 /* X(return type, name without the RedisModule_ prefix, parameter list) */
 #define PL_REDIS_API(X)                                                                          \
@@ -86,7 +88,9 @@ typedef void (*RedisModuleFreePrivData)(RedisModuleCtx *ctx, void *privdata);
     X(RedisModuleCtx *, GetThreadSafeContext, (RedisModuleBlockedClient *))                      \
     X(void, FreeThreadSafeContext, (RedisModuleCtx *))                                           \
     X(void, ThreadSafeContextLock, (RedisModuleCtx *))                                           \
-    X(void, ThreadSafeContextUnlock, (RedisModuleCtx *))
+    X(void, ThreadSafeContextUnlock, (RedisModuleCtx *))                                         \
+    X(RedisModuleString *, CreateStringFromString, (RedisModuleCtx *, const RedisModuleString *)) \
+    X(RedisModuleTimerID, CreateTimer, (RedisModuleCtx *, long long, RedisModuleTimerProc, void *))
 
 #define PL_DECLARE_API(ret, name, params) extern ret(*RedisModule_##name) params;
 PL_REDIS_API(PL_DECLARE_API)

@@ -8,7 +8,7 @@ import type { RedisServer } from '../../src/cluster/redis-server.ts';
 import { adamStep, aggregateInto, checksum, sgdStep } from '../../src/tensor/reference.ts';
 import type { AggregationRule } from '../../src/tensor/tensor-store.ts';
 import { emptyExactSum, exactAdd, exactMeanOf } from '../../src/tensor/exact-sum.ts';
-import { bytes, cmd, connect, errorOf, f32, floats, getBytes, getTensor, randomTensor, rng, start, stopAll, type Client } from './helpers.ts';
+import { bytes, cmd, connect, errorOf, f32, floats, getBytes, getTensor, randomTensor, rng, start, stopAll, waitFor, type Client } from './helpers.ts';
 
 const f = Math.fround;
 let server: RedisServer;
@@ -123,7 +123,7 @@ describe('PL.ACCUM', () => {
       expect(Array.from(await getTensor(client, 'avg'))).toEqual([111, 222, 333, 436].map((x) => f(x / 3)));
       expect(await acc('c', g[2])).toEqual([3, 3, 1]);
       expect(await errorOf(client, 'PL.ACCUM', 'sum', 'avg', 'd', '3', bytes(g[0]))).toMatch(/^ERR peerless: .*complete/);
-      await new Promise((r) => setTimeout(r, 50));
+      await waitFor(async () => announced.length > 0, 5000, 'the announcement');
       expect(announced).toEqual(['avg']);
     } finally {
       await sub.close();

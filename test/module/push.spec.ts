@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisServer } from '../../src/cluster/redis-server.ts';
 import { exactMeanOf } from '../../src/tensor/exact-sum.ts';
-import { bytes, errorOf, f32, getBytes, randomTensor, rng, snapshot, start, stopAll, type Client } from './helpers.ts';
+import { bytes, errorOf, f32, getBytes, randomTensor, rng, snapshot, start, stopAll, waitFor, type Client } from './helpers.ts';
 
 let server: RedisServer;
 let client: Client;
@@ -228,5 +228,54 @@ describe('PL.PUSH', () => {
       wantSum ??= s;
       expect(s.equals(wantSum)).toBe(true);
     }
+  });
+});
+
+describe('a long average (more than 2^20 elements) is written in pieces', () => {
+  const N = (1 << 21) + 12_345; // three pieces
+  const grads = [randomTensor(N, 61, 0.1), randomTensor(N, 62, 0.1), randomTensor(N, 63, 0.1)];
+  const accum = (sum: string, id: string, g: Float32Array, round: number) =>
+    ['PL.ACCUM', sum, `${sum}:avg`, id, '3', bytes(g), 'ROUND', String(round)];
+
+  it('between other clients\' commands, then announced with the exact mean\'s bytes', async () => {
+    const sub = client.duplicate();
+    sub.on('error', () => {});
+    await sub.connect();
+    const announced: string[] = [];
+    await sub.subscribe('peerless:averaged', (m) => announced.push(m));
+    try {
+      for (const [k, g] of grads.entries()) await client.sendCommand(accum('long', `b${k}`, g, 4));
+      await waitFor(async () => (await client.get('long:avg:round')) === '4', 10_000, 'the average of round 4');
+      expect((await getBytes(client, 'long:avg'))!.equals(meanBytes(grads))).toBe(true);
+      await waitFor(async () => announced.length > 0, 5000, 'the announcement');
+      expect(announced).toEqual(['long:avg']);
+    } finally {
+      await sub.close();
+    }
+  });
+
+  it('is finished first by the next command on its sum, which then sees the whole mean', async () => {
+    // One MULTI runs back to back, with no timer tick between its commands: the next round's
+    // first contribution finds the average still being written, and finishes it before it starts.
+    const tx = client.multi();
+    for (const [k, g] of grads.entries()) tx.addCommand(accum('next', `b${k}`, g, 7));
+    tx.addCommand(['GET', 'next:avg:round']);
+    tx.addCommand(accum('next', 'b0', grads[0], 8));
+    tx.addCommand(['GET', 'next:avg:round']);
+    const replies = await tx.exec();
+    expect(replies.slice(2)).toEqual([[3, 3, 1], null, [1, 3, 0], '7']);
+    expect((await getBytes(client, 'next:avg'))!.equals(meanBytes(grads))).toBe(true);
+  });
+
+  it('is dropped, unannounced, when its sum is deleted meanwhile; the server goes on', async () => {
+    const tx = client.multi();
+    for (const [k, g] of grads.entries()) tx.addCommand(accum('gone', `b${k}`, g, 1));
+    tx.addCommand(['DEL', 'gone']);
+    // Another long average, begun after: its announcement comes after the dropped job's first tick.
+    for (const [k, g] of grads.entries()) tx.addCommand(accum('after', `b${k}`, g, 1));
+    await tx.exec();
+    await waitFor(async () => (await client.get('after:avg:round')) === '1', 10_000, 'the later average');
+    expect(await client.get('gone:avg:round')).toBeNull();
+    expect(await client.ping()).toBe('PONG');
   });
 });

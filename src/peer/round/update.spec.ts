@@ -66,7 +66,7 @@ function crashingAt(failAt: number): Redis {
 
 describe('the update phase in pieces', () => {
   it.each<OptimizerConfig>([
-    { kind: 'sgd', lr: 0.05, momentum: 0.9, dampening: 0.1, weightDecay: 1e-4, nesterov: false },
+    { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 1e-4, nesterov: false },
     { kind: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, decoupled: true },
   ])('gives the bytes of one whole step per round, and applies no piece twice across a crash: $kind', async (o) => {
     await local.flushAll();
