@@ -85,10 +85,8 @@ typedef uint64_t RedisModuleTimerID;
                                                 long long))                                        \
     X(int, UnblockClient, (RedisModuleBlockedClient *, void *))                                  \
     X(void *, GetBlockedClientPrivateData, (RedisModuleCtx *))                                   \
-    X(RedisModuleCtx *, GetThreadSafeContext, (RedisModuleBlockedClient *))                      \
-    X(void, FreeThreadSafeContext, (RedisModuleCtx *))                                           \
-    X(void, ThreadSafeContextLock, (RedisModuleCtx *))                                           \
-    X(void, ThreadSafeContextUnlock, (RedisModuleCtx *))                                         \
+    X(int, GetSelectedDb, (RedisModuleCtx *))                                                    \
+    X(int, SelectDb, (RedisModuleCtx *, int))                                                    \
     X(RedisModuleString *, CreateStringFromString, (RedisModuleCtx *, const RedisModuleString *)) \
     X(RedisModuleTimerID, CreateTimer, (RedisModuleCtx *, long long, RedisModuleTimerProc, void *))
 

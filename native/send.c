@@ -6,11 +6,11 @@
  * The exchange moves each peer's average (or its shards) into the other peers' Redis servers.
  * Relayed by the peer process, every byte crosses two sockets and the process's own buffers;
  * sent by the module, it crosses one and never leaves the databases. A thread of the module
- * connects to the destination as a plain client, reads `src` one chunk at a time under the
- * server's lock (a memcpy of one chunk: the tensor cannot change or vanish while it is read,
- * and the server is held for microseconds), and writes each chunk with PL.SETRANGE into `dst`,
- * which must already exist at full size there. Chunks are pipelined; replies are read as they
- * come and the first error stops the send. The calling client is blocked (the server is not)
+ * connects to the destination as a plain client and writes the range chunk by chunk with
+ * PL.SETRANGE into `dst`, which must already exist at full size there. It sends from a
+ * snapshot that the server's own thread copies a piece at a time (see the copier below): the
+ * sender never touches the keyspace, so nothing can change or vanish under it. Chunks are
+ * pipelined; replies are read as they come and the first error stops the send. The calling client is blocked (the server is not)
  * until the destination acknowledged every chunk, then gets the number of bytes sent, or one
  * line naming the destination and what went wrong.
  */
@@ -50,9 +50,18 @@ typedef struct {
     char *src, *dst, *user, *pass;
     size_t src_len, dst_len, user_len, pass_len;
     long long offset, count, dst_offset, chunk, timeout_ms;
+    int db;
     char host[SEND_MAX_HOST + 1], port[8];
     long long bytes;  /* sent and acknowledged, when error is empty */
     char error[400];
+    /* The range's snapshot: filled on the server's thread (see the copier), read by the sender. */
+    char *buf;
+    long long copied; /* elements of buf ready */
+    int copy_failed;  /* the source changed or vanished before it was all copied */
+    int stopped;      /* the sender is done: the copier stops */
+    pthread_mutex_t mu; /* guards copied, copy_failed, stopped */
+    pthread_cond_t more;
+    int refs; /* owners on the server's thread: the blocked client, the copier */
 } send_job;
 
 static char *copy_arg(RedisModuleString *arg, size_t *len) {
@@ -65,8 +74,11 @@ static char *copy_arg(RedisModuleString *arg, size_t *len) {
     return out;
 }
 
+static void give_buffer(char *b, size_t bytes);
+
 static void free_job(send_job *j) {
     if (!j) return;
+    give_buffer(j->buf, (size_t)j->count * 4);
     free(j->src);
     free(j->dst);
     free(j->user);
@@ -278,33 +290,118 @@ static int send_command(link_t *l, struct iovec *parts, int count) {
  * The sending thread
  * ---------------------------------------------------------------------------------------- */
 
-/* Copies elements [from, from + n) of the source into `out` under the server's lock; 0 (with
- * the error recorded) when the source is gone or shorter than when the send began. */
-static int read_chunk(RedisModuleCtx *ts, send_job *j, long long from, long long n, char *out) {
-    RedisModule_ThreadSafeContextLock(ts);
-    RedisModuleString *name = RedisModule_CreateString(ts, j->src, j->src_len);
-    RedisModuleKey *key = RedisModule_OpenKey(ts, name, REDISMODULE_READ);
+/*
+ * The source is copied into a snapshot on the server's own thread, the first piece by the
+ * command itself and the others one per event-loop turn (a module timer), and the sender
+ * streams each chunk as soon as its piece is in. The sender never takes the server's lock: a
+ * thread waiting for it is let in only while the server sleeps between events, and a busy
+ * server (receiving other peers' chunks) left senders waiting up to 60 ms per 8 MiB window.
+ * A piece is 16 MiB, a memcpy of 2-5 ms: a sharded exchange's slices at 4 peers and more
+ * go whole with the command, and a busy server's slow event-loop turns rarely hold a send.
+ * Snapshot buffers are kept for the next send of the same size: fresh pages would fault in
+ * at first touch every round.
+ */
+#define SEND_COPY_PIECE ((long long)1 << 22) /* elements: 16 MiB */
+#define SEND_POOLED 16
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *pool[SEND_POOLED];
+static size_t pool_bytes[SEND_POOLED];
+static int pooled;
+
+static char *take_buffer(size_t bytes) {
+    char *b = NULL;
+    pthread_mutex_lock(&pool_lock);
+    for (int i = 0; i < pooled; i++)
+        if (pool_bytes[i] == bytes) {
+            b = pool[i];
+            pool[i] = pool[--pooled];
+            pool_bytes[i] = pool_bytes[pooled];
+            break;
+        }
+    pthread_mutex_unlock(&pool_lock);
+    return b ? b : malloc(bytes);
+}
+
+static void give_buffer(char *b, size_t bytes) {
+    if (!b) return;
+    pthread_mutex_lock(&pool_lock);
+    if (pooled < SEND_POOLED) {
+        pool[pooled] = b;
+        pool_bytes[pooled++] = bytes;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    free(b);
+}
+
+/* Drops one owner's hold (on the server's thread); the last frees the job. */
+static void release_job(send_job *j) {
+    if (--j->refs > 0) return;
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->more);
+    free_job(j);
+}
+
+/* Copies the snapshot's next piece from the source (on the server's thread); returns 1 while
+ * pieces are left. */
+static int copy_piece(RedisModuleCtx *ctx, send_job *j) {
+    long long from = j->copied, n = j->count - from < SEND_COPY_PIECE ? j->count - from : SEND_COPY_PIECE;
+    RedisModuleString *name = RedisModule_CreateString(ctx, j->src, j->src_len);
+    RedisModuleKey *key = RedisModule_OpenKey(ctx, name, REDISMODULE_READ);
     int ok = RedisModule_KeyType(key) == REDISMODULE_KEYTYPE_STRING &&
-             RedisModule_ValueLength(key) >= (size_t)(from + n) * 4;
+             RedisModule_ValueLength(key) >= (size_t)(j->offset + j->count) * 4;
     if (ok) {
         size_t len;
         const char *p = RedisModule_StringDMA(key, &len, REDISMODULE_READ);
-        memcpy(out, p + from * 4, (size_t)n * 4);
+        memcpy(j->buf + from * 4, p + (j->offset + from) * 4, (size_t)n * 4);
     }
     RedisModule_CloseKey(key);
-    RedisModule_FreeString(ts, name);
-    RedisModule_ThreadSafeContextUnlock(ts);
-    if (!ok) job_error(j, "the source tensor changed or was deleted during the send");
-    return ok;
+    RedisModule_FreeString(ctx, name);
+    pthread_mutex_lock(&j->mu);
+    if (ok) j->copied += n;
+    else j->copy_failed = 1;
+    pthread_cond_broadcast(&j->more);
+    pthread_mutex_unlock(&j->mu);
+    return ok && j->copied < j->count;
 }
 
-static void send_range(RedisModuleCtx *ts, send_job *j) {
-    link_t l = {.fd = -1, .deadline = now_ms() + (double)j->timeout_ms, .job = j};
-    char *chunk = malloc((size_t)j->chunk * 4);
-    if (!chunk) {
-        job_error(j, "out of memory for a %lld-element chunk", j->chunk);
+static void copy_tick(RedisModuleCtx *ctx, void *data) {
+    send_job *j = data;
+    pthread_mutex_lock(&j->mu);
+    int stopped = j->stopped;
+    pthread_mutex_unlock(&j->mu);
+    RedisModule_SelectDb(ctx, j->db);
+    if (!stopped && copy_piece(ctx, j)) {
+        RedisModule_CreateTimer(ctx, 0, copy_tick, j);
         return;
     }
+    release_job(j);
+}
+
+/* Waits until the snapshot holds elements [0, upto); 0 (with the error recorded) if it never will. */
+static int wait_copied(link_t *l, long long upto) {
+    send_job *j = l->job;
+    pthread_mutex_lock(&j->mu);
+    while (j->copied < upto && !j->copy_failed) {
+        double left = l->deadline - now_ms();
+        if (left <= 0) break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long long ns = (long long)until.tv_nsec + (long long)(left * 1e6);
+        until.tv_sec += (time_t)(ns / 1000000000LL);
+        until.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&j->more, &j->mu, &until);
+    }
+    int ready = j->copied >= upto, failed = j->copy_failed;
+    pthread_mutex_unlock(&j->mu);
+    if (failed) job_error(j, "the source tensor changed or was deleted during the send");
+    else if (!ready) job_error(j, "timed out after %lld ms while reading the source", j->timeout_ms);
+    return ready;
+}
+
+static void send_range(send_job *j) {
+    link_t l = {.fd = -1, .deadline = now_ms() + (double)j->timeout_ms, .job = j};
     if (!dial(&l)) goto done;
     if (j->user) {
         struct iovec auth[3] = {{"AUTH", 4}, {j->user, j->user_len}, {j->pass, j->pass_len}};
@@ -313,26 +410,26 @@ static void send_range(RedisModuleCtx *ts, send_job *j) {
     }
     for (long long off = 0; off < j->count && !j->error[0]; off += j->chunk) {
         long long n = j->count - off < j->chunk ? j->count - off : j->chunk;
-        if (!read_chunk(ts, j, j->offset + off, n, chunk)) break;
+        if (!wait_copied(&l, off + n)) break;
         char at[24];
         snprintf(at, sizeof at, "%lld", j->dst_offset + off);
-        struct iovec cmd[4] = {{"PL.SETRANGE", 11}, {j->dst, j->dst_len}, {at, strlen(at)}, {chunk, (size_t)n * 4}};
+        struct iovec cmd[4] = {{"PL.SETRANGE", 11}, {j->dst, j->dst_len}, {at, strlen(at)}, {j->buf + off * 4, (size_t)n * 4}};
         if (!send_command(&l, cmd, 4) || !read_replies(&l, 0)) break;
     }
     if (!j->error[0]) read_replies(&l, 1);
     if (!j->error[0]) j->bytes = j->count * 4;
 done:
     if (l.fd >= 0) close(l.fd);
-    free(chunk);
 }
 
 static void *send_thread(void *arg) {
     send_job *j = arg;
-    RedisModuleCtx *ts = RedisModule_GetThreadSafeContext(j->bc);
-    send_range(ts, j);
-    RedisModule_FreeThreadSafeContext(ts);
+    send_range(j);
+    pthread_mutex_lock(&j->mu);
+    j->stopped = 1; /* a copier still running stops at its next piece */
+    pthread_mutex_unlock(&j->mu);
     atomic_fetch_sub(&running_sends, 1);
-    RedisModule_UnblockClient(j->bc, j);
+    RedisModule_UnblockClient(j->bc, j); /* from here the job belongs to the server's thread */
     return NULL;
 }
 
@@ -356,7 +453,7 @@ static int send_timed_out(RedisModuleCtx *ctx, RedisModuleString **argv, int arg
 
 static void send_free(RedisModuleCtx *ctx, void *privdata) {
     (void)ctx;
-    free_job(privdata);
+    release_job(privdata);
 }
 
 /* An IPv4 or IPv6 address. Names are resolved by the caller: a resolver may block for
@@ -428,11 +525,21 @@ int cmd_send(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             j->user = copy_arg(user, &j->user_len);
             j->pass = copy_arg(pass, &j->pass_len);
         }
+        j->buf = take_buffer((size_t)j->count * 4);
     }
-    if (!j || !j->src || !j->dst || (user && (!j->user || !j->pass))) {
+    if (!j || !j->src || !j->dst || !j->buf || (user && (!j->user || !j->pass))) {
         free_job(j);
         atomic_fetch_sub(&running_sends, 1);
         return fail(ctx, "PL.SEND: out of memory");
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->more, NULL);
+    j->db = RedisModule_GetSelectedDb(ctx);
+    j->refs = 1; /* the blocked client's: released once its reply is given */
+    /* The first piece now; the others one per event-loop turn, while the sender streams. */
+    if (copy_piece(ctx, j)) {
+        j->refs++;
+        RedisModule_CreateTimer(ctx, 0, copy_tick, j);
     }
     /* The thread bounds its own work by the timeout; the server's backstop comes a little later. */
     j->bc = RedisModule_BlockClient(ctx, send_reply, send_timed_out, send_free, j->timeout_ms + 1000);
@@ -442,6 +549,9 @@ int cmd_send(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&thread, &attr, send_thread, j) != 0) {
         job_error(j, "cannot start a thread");
+        pthread_mutex_lock(&j->mu);
+        j->stopped = 1;
+        pthread_mutex_unlock(&j->mu);
         atomic_fetch_sub(&running_sends, 1);
         RedisModule_UnblockClient(j->bc, j);
     }
