@@ -10,7 +10,7 @@
 import { startRedisServer, type RedisServer } from '../src/cluster/redis-server.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 import { ensureTensor, pushChunks, streamTensor } from '../src/tensor/transfer.ts';
-import { makeGradients } from './round-peer.ts';
+import { makeGradients } from './gradients.ts';
 import { median } from './stats.ts';
 
 export interface ChunkBenchOptions {

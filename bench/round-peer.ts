@@ -12,6 +12,7 @@ import type { PeerData, RoundMetrics } from '../src/peer/types.ts';
 import type { FunctionPlatform, PlatformMetrics } from '../src/platform/platform.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 import { pushChunks } from '../src/tensor/transfer.ts';
+import { makeGradients } from './gradients.ts';
 
 export interface RoundPeerData {
   id: string;
@@ -60,16 +61,6 @@ class PushPlatform implements FunctionPlatform {
   async close(): Promise<void> {
     await Promise.all([...this.clients.values()].map((c) => c.then(closeRedis, () => {})));
   }
-}
-
-/** Gradient-like vectors, the same in every run. */
-export function makeGradients(length: number, count: number): Float32Array[] {
-  return Array.from({ length: count }, (_, k) => {
-    const g = new Float32Array(length);
-    let s = (k + 1) * 2654435761 >>> 0;
-    for (let i = 0; i < length; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; g[i] = (s / 2 ** 32 - 0.5) * 0.01; }
-    return g;
-  });
 }
 
 async function main(d: RoundPeerData): Promise<void> {

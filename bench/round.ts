@@ -5,7 +5,12 @@ import { freePort, startRedisServer, type RedisServer } from '../src/cluster/red
 import { Worker } from 'node:worker_threads';
 import type { RoundMetrics } from '../src/peer/types.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
-import { makeGradients, type RoundPeerData } from './round-peer.ts';
+import { InDbTensorStore } from '../src/tensor/in-db.ts';
+import { DirectSender, directRoute, ensureTensor, pushChunks } from '../src/tensor/transfer.ts';
+import { K } from '../src/peer/net/keys.ts';
+import { applyUpdate } from '../src/peer/round/update.ts';
+import type { RoundPeerData } from './round-peer.ts';
+import { makeGradients } from './gradients.ts';
 import { RESNET18_PARAMS } from './in-db.ts';
 import { median } from './stats.ts';
 
@@ -48,8 +53,14 @@ export interface RoundRow {
   allreduceMs: number | null;
   /** roundMs / allreduceMs. */
   vsAllreduce: number | null;
-  /** One vector's bytes over loopback into memory that already exists (median of 5): the limit. */
+  /**
+   * The limit for ingest at the same load: as many writers as the round has (G per peer, every
+   * peer at once), each writing one vector over loopback into a tensor that already exists in
+   * its peer's Redis (PL.SETRANGE chunks, nothing summed), wall time / G (median of 5).
+   */
   wireMsPerVector: number;
+  /** One vector over one loopback TCP connection into a buffer that exists, nothing else running (median of 5). */
+  wireMsSingleStream: number;
   ingestVsWire: number;
   /** The longest single command in any peer's Redis during the measured rounds (its slow log). */
   maxStallMs: number;
@@ -62,8 +73,20 @@ export interface RoundRow {
   peakRssMb: number;
 }
 
+/** The longest each command kind runs in one peer's Redis when nothing else runs (see `commandsAlone`). */
+export interface AloneStalls {
+  maxMs: number;
+  byCommand: Record<string, number>;
+}
+
 export interface RoundReport {
   benchmark: 'round';
+  /**
+   * One peer's round of commands (ingest, average, send, aggregate, update, checksum) on an
+   * idle server, one command at a time: how long each holds its Redis by itself, where the
+   * rows' max stall also counts the time a busy machine keeps the server off its core.
+   */
+  alone: AloneStalls;
   parameters: number;
   writers: number;
   rounds: number;
@@ -161,7 +184,38 @@ function spawnPeer(d: RoundPeerData, onRound: (m: RoundMetrics) => void): { work
  * its own thread, as each peer of a real network has its own process: one event loop moving
  * every peer's bytes would measure Node, not the data path.
  */
-async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded', transfer: 'direct' | 'relay'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'ingestVsWire'>> {
+/**
+ * The wire figure at the round's load (see RoundRow.wireMsPerVector): n redis-servers, each
+ * with its G writers in a thread of their own, all writing at once.
+ */
+async function wireUnderLoad(o: RoundBenchOptions, n: number): Promise<number> {
+  const servers: RedisServer[] = [];
+  const workers: Worker[] = [];
+  const next = (w: Worker) => new Promise<unknown>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  try {
+    for (let i = 0; i < n; i++) servers.push(await startRedisServer());
+    for (const s of servers) {
+      const w = new Worker(new URL('./wire-writer.mjs', import.meta.url), { workerData: { url: s.url, length: o.length, writers: o.writers } });
+      workers.push(w);
+      await next(w); // 'ready': its tensors exist at full size
+    }
+    const times: number[] = [];
+    for (let rep = 0; rep < 6; rep++) {
+      const took = await Promise.all(workers.map((w) => { const t = next(w); w.postMessage('go'); return t; }));
+      if (rep > 0) times.push(Math.max(...(took as number[])) / o.writers); // the first warms up
+    }
+    await Promise.all(workers.map((w) => { const t = next(w); w.postMessage('close'); return t; }));
+    return median(times);
+  } finally {
+    await Promise.allSettled(workers.map((w) => w.terminate()));
+    await Promise.allSettled(servers.map((s) => s.stop()));
+  }
+}
+
+async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded', transfer: 'direct' | 'relay'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'wireMsSingleStream' | 'ingestVsWire'>> {
   const warm = 2;
   const servers: RedisServer[] = [];
   const clients: Redis[] = [];
@@ -224,12 +278,55 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
   }
 }
 
+/**
+ * One peer's round on idle servers, one command at a time, timed by Redis's slow log
+ * (slowlog-log-slower-than 0): G gradients pushed in chunks (PL.PUSH, the average written
+ * after the last), one slice sent to a second server (PL.SEND), a 4-input aggregation, the
+ * update and the checksum, each in the pieces the peer uses. Three rounds; the third is timed
+ * (the first two allocate what steady rounds reuse: round keys alternate by parity).
+ */
+async function commandsAlone(o: RoundBenchOptions): Promise<AloneStalls> {
+  const servers = [await startRedisServer(), await startRedisServer()];
+  const [local, other] = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
+  const sender = new DirectSender({ url: servers[0].url });
+  try {
+    const store = new InDbTensorStore(local);
+    const grads = makeGradients(o.length, o.writers);
+    const slice = Math.ceil(o.length / 4);
+    await store.set(K.params, grads[0]);
+    await ensureTensor(other, 'slice', slice);
+    for (let k = 0; k < 3; k++) await store.set(`in:${k}`, grads[k % grads.length]);
+    let stalls: Record<string, number> = {};
+    for (const round of [0, 1, 2]) {
+      await local.sendCommand(['CONFIG', 'SET', 'slowlog-log-slower-than', String(round === 2 ? 0 : 1_000_000)]);
+      await local.sendCommand(['CONFIG', 'SET', 'slowlog-max-len', '100000']);
+      await local.sendCommand(['SLOWLOG', 'RESET']);
+      const sum = { sumKey: K.gradSum(round), avgKey: K.gradAvg(round), expected: o.writers, round };
+      for (const [k, g] of grads.entries()) await pushChunks(local, { ...sum, contributionId: `b${k}` }, g, `${round}.${k}`);
+      while ((await local.get(K.gradAvgRound(round))) !== String(round)) await new Promise((r) => setTimeout(r, 1));
+      await sender.send(K.gradAvg(round), 0, slice, directRoute(servers[1].url)!, 'slice', 0);
+      await store.aggregate(K.aggregate(round), [K.gradAvg(round), 'in:0', 'in:1', 'in:2'], { rule: 'mean' }, o.length);
+      await applyUpdate({ peer: 'alone', round, local, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, nesterov: false, weightDecay: 0 }, lr: 0.01, model: { layoutHash: 'alone', length: o.length, trainable: o.length } });
+      await store.checksum(K.params);
+      if (round === 2) stalls = await stallsByCommand([local]);
+    }
+    for (const name of ['SLOWLOG', 'CONFIG', 'GET', 'SET', 'EXEC', 'MULTI']) delete stalls[name];
+    return { maxMs: Math.max(0, ...Object.values(stalls)), byCommand: stalls };
+  } finally {
+    await sender.close();
+    await Promise.allSettled([closeRedis(local), closeRedis(other)]);
+    await Promise.allSettled(servers.map((s) => s.stop()));
+  }
+}
+
 export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> {
-  const wire = await wireMs(Buffer.from(makeGradients(o.length, 1)[0].buffer));
+  const single = await wireMs(Buffer.from(makeGradients(o.length, 1)[0].buffer));
   const rows: RoundRow[] = [];
-  const total = o.peerCounts.length * (o.exchanges.length * o.transfers.length + (o.allreduce ? 1 : 0));
+  const total = o.peerCounts.length * (o.exchanges.length * o.transfers.length + 1 + (o.allreduce ? 1 : 0));
   let done = 0;
   for (const n of o.peerCounts) {
+    o.onProgress?.(done++, total, `wire, ${n} peers x ${o.writers} writers`);
+    const wire = await wireUnderLoad(o, n);
     let ar: number | null = null;
     if (o.allreduce) {
       o.onProgress?.(done++, total, `gloo all-reduce, ${n} processes`);
@@ -239,13 +336,15 @@ export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> 
       for (const transfer of o.transfers) {
         o.onProgress?.(done++, total, `${n} peers, exchange ${exchange}, ${transfer}`);
         const r = await runNetwork(o, n, exchange, transfer);
-        rows.push({ ...r, allreduceMs: ar, vsAllreduce: ar ? r.roundMs / ar : null, wireMsPerVector: wire, ingestVsWire: r.ingestMsPerGradient / wire });
+        rows.push({ ...r, allreduceMs: ar, vsAllreduce: ar ? r.roundMs / ar : null, wireMsPerVector: wire, wireMsSingleStream: single, ingestVsWire: r.ingestMsPerGradient / wire });
       }
     }
   }
+  o.onProgress?.(total, total, 'one peer\'s commands alone');
+  const alone = await commandsAlone(o);
   o.onProgress?.(total, total, 'done');
   return {
-    benchmark: 'round', parameters: o.length, writers: o.writers, rounds: o.rounds,
+    benchmark: 'round', alone, parameters: o.length, writers: o.writers, rounds: o.rounds,
     cores: (await import('node:os')).availableParallelism(),
     note: 'every peer, its redis-server and the writers share this machine\'s cores, as the all-reduce\'s processes do',
     rows,

@@ -2014,9 +2014,9 @@ static const command_spec COMMANDS[] = {
     {"pl.aggregate", cmd_aggregate_entry, "write deny-oom getkeys-api", 1, 1, 1, {{0, 0}}},
     {"pl.scale", cmd_scale, "write deny-oom", 1, 1, 1, {{1, KEY_UPDATE}}},
     {"pl.checksum", cmd_checksum, "readonly", 1, 1, 1, {{1, KEY_READ}}},
-    /* connects out to another server, with a password among its arguments: admins only, and
-     * kept out of MONITOR and the slow log */
-    {"pl.send", cmd_send, "readonly admin no-monitor no-slowlog", 1, 1, 1, {{1, KEY_READ}}},
+    /* connects out to another server: admins only (its password is redacted from the slow log
+     * and MONITOR) */
+    {"pl.send", cmd_send, "readonly admin", 1, 1, 1, {{1, KEY_READ}}},
 };
 
 /* Declares a command's key specs where the server has the API (Redis >= 7.0). */

@@ -150,7 +150,8 @@ typedef struct RedisModuleCommand RedisModuleCommand;
 #define PL_REDIS_API_7(X)                                                                        \
     X(RedisModuleCommand *, GetCommand, (RedisModuleCtx *, const char *))                        \
     X(int, SetCommandInfo, (RedisModuleCommand *, const RedisModuleCommandInfo *))               \
-    X(void, KeyAtPosWithFlags, (RedisModuleCtx *, int, int))
+    X(void, KeyAtPosWithFlags, (RedisModuleCtx *, int, int))                                     \
+    X(int, RedactClientCommandArgument, (RedisModuleCtx *, int))
 
 #define PL_DECLARE_API(ret, name, params) extern ret(*RedisModule_##name) params;
 PL_REDIS_API_7(PL_DECLARE_API)

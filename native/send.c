@@ -493,6 +493,8 @@ int cmd_send(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         if (is_word(argv[i], "AUTH") && i + 2 < argc) {
             user = argv[i + 1];
             pass = argv[i + 2];
+            /* The slow log and MONITOR show "(redacted)" instead (Redis 7.0 and later). */
+            if (RedisModule_RedactClientCommandArgument) RedisModule_RedactClientCommandArgument(ctx, i + 2);
             i += 3;
         } else if (is_word(argv[i], "CHUNK") && i + 1 < argc) {
             if (!parse_int(ctx, argv[i + 1], "chunk", 1, SEND_MAX_CHUNK, &job.chunk)) return REDISMODULE_OK;

@@ -121,6 +121,22 @@ async function inLanes(count: number, lanes: number, work: (i: number) => Promis
   await Promise.all(Array.from({ length: Math.min(lanes, count) }, lane));
 }
 
+/**
+ * Writes `values` from this process's memory into elements [offset, offset + values.length)
+ * of `key`, a tensor that already exists at full size: fixed-size PL.SETRANGE chunks, pipelined
+ * with a bound on bytes in flight, straight from `values`' memory. The plain write every
+ * ingest path must at least do (`bench round` measures its limit with it).
+ */
+export async function writeChunks(client: Redis, key: string, offset: number, values: Float32Array, o: TransferOptions = {}): Promise<void> {
+  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
+  const view = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  await inLanes(Math.ceil(values.length / chunk), lanes, async (i) => {
+    const off = i * chunk, n = Math.min(chunk, values.length - off);
+    await send(client, ['PL.SETRANGE', key, String(offset + off), view.subarray(off * 4, (off + n) * 4)]);
+  });
+}
+
 /** Where another Redis listens and whom to log in as, for the module to send to it itself. */
 export interface DirectRoute {
   host: string;

@@ -68,5 +68,7 @@ describe('benchmark runners', () => {
       expect(row.allreduceMs).toBeNull();
     }
     for (const row of r.rows) expect(row.vectorsReceivedPerPeer).toBeCloseTo(row.exchange === 'all' ? 2 : 4 / 3, 2);
+    // One peer's commands alone: every kind of the round's data path was timed.
+    for (const c of ['PL.PUSH', 'PL.SEND', 'PL.AGGREGATE', 'PL.SGD', 'PL.CHECKSUM']) expect(r.alone.byCommand[c], c).toBeGreaterThanOrEqual(0);
   });
 });

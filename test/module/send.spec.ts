@@ -126,7 +126,7 @@ describe('PL.SEND', () => {
     }
   });
 
-  it('is for admins only, and keeps its password out of the slow log', async () => {
+  it('is for admins only, and shows in the slow log with its password redacted', async () => {
     await cmd(from.client, 'ACL', 'SETUSER', 'reader', 'on', '>reader-pw', '~*', '-@all', '+@read', '-@dangerous');
     const reader = from.client.duplicate({ username: 'reader', password: 'reader-pw' });
     reader.on('error', () => {});
@@ -140,8 +140,12 @@ describe('PL.SEND', () => {
     await cmd(from.client, 'CONFIG', 'SET', 'slowlog-log-slower-than', '0');
     try {
       await cmd(from.client, 'PL.SEND', 'src', '0', '10', '127.0.0.1', port(to.server), 'short', '0', ...auth);
-      const log = JSON.stringify(await cmd(from.client, 'SLOWLOG', 'GET', '100'), (_k, v) => (Buffer.isBuffer(v) ? v.toString() : v));
+      // Every argument of every entry as text (bulk replies come back as Buffers).
+      const text = (x: unknown): string => (Array.isArray(x) ? x.map(text).join(' ') : Buffer.isBuffer(x) ? x.toString() : String(x));
+      const log = text(await cmd(from.client, 'SLOWLOG', 'GET', '100'));
       expect(log).not.toContain(PASSWORD);
+      expect(log).toContain('PL.SEND'); // its own time counts among the server's stalls
+      expect(log).toContain('(redacted)');
     } finally {
       await cmd(from.client, 'CONFIG', 'SET', 'slowlog-log-slower-than', '10000');
     }

@@ -48,10 +48,12 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     ),
     '',
     ...report.rows.map((r) => `stalls (${r.peers} peers, ${r.exchange}, ${r.transfer}): ${Object.entries(r.stallsByCommand).slice(0, 5).map(([c, ms]) => `${c} ${formatMs(ms)}`).join(', ') || 'none over 1 ms'}`),
+    `alone (one peer's round of commands on an idle server, one at a time): the longest command is ${Object.entries(report.alone.byCommand).slice(0, 1).map(([c, ms]) => `${c} ${formatMs(ms)}`).join('') || 'none'}; then ${Object.entries(report.alone.byCommand).slice(1, 5).map(([c, ms]) => `${c} ${formatMs(ms)}`).join(', ')}. The rows' stalls also count a server kept off its core.`,
     'round = from the last peer\'s average being ready to the last peer\'s parameters updated (exchange + aggregation + optimizer step); each peer runs in its own thread.',
     'transfer: direct = the module sends each range to the other Redis itself (PL.SEND); relay = the peer reads and writes it.',
     'gloo all-reduce: torch.distributed among as many processes on loopback (python3-torch); it does no optimizer step.',
-    'ingest/gradient: first pushed byte to the average being ready, per gradient; wire/vector: one vector over loopback TCP into existing memory.',
+    'ingest/gradient: first pushed byte to the average being ready, per gradient (every peer ingesting at once).',
+    `wire/vector: the limit at the same load: as many writers (${report.writers} per peer, every peer at once) each writing a vector into an existing tensor in its peer's Redis, nothing summed, per vector; one vector alone over one loopback connection: ${report.rows[0] ? formatMs(report.rows[0].wireMsSingleStream) : '-'}.`,
     `Note: ${report.note}.`,
   ];
   process.stdout.write(`${out.join('\n')}\n`);
