@@ -11,6 +11,20 @@ const help = (...args: string[]) => new Promise<string>((resolve, reject) => {
 const flat = (s: string) => s.replace(/\s+/g, ' ');
 
 describe('--help', () => {
+  it('loads no command\'s code: TensorFlow.js, node-redis and the AWS SDK stay unloaded', async () => {
+    // Which packages the CLI resolves, traced by Node's module hooks in the child itself.
+    const trace = fileURLToPath(new URL('./import-trace.mjs', import.meta.url));
+    const resolved = (...args: string[]) => new Promise<string[]>((resolve, reject) => {
+      execFile(process.execPath, ['--import', trace, BIN, ...args], { timeout: 60_000 }, (err, _out, stderr) =>
+        (err ? reject(err) : resolve([...stderr.matchAll(/^resolve (\S+)$/gm)].map((m) => m[1]))));
+    });
+    for (const args of [['--help'], ['train', '--help'], ['--version']]) {
+      const packages = await resolved(...args);
+      expect(packages, args.join(' ')).toContain('commander');
+      for (const heavy of ['@tensorflow/tfjs-core', 'redis', '@aws-sdk/client-lambda', 'echarts']) expect(packages, `${args.join(' ')}: ${heavy}`).not.toContain(heavy);
+    }
+  });
+
   it('train shows every training option\'s default, taken from the configuration schema, and how rounds work', async () => {
     const out = flat(await help('train'));
     const d = parseTrainingConfig({ model: { name: 'cnn' } });

@@ -2,22 +2,12 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeLocalTls } from '../cluster/tls.ts';
-import { TLS_CA_ENV } from '../tensor/redis-client.ts';
-import { credentialsFor } from '../peer/net/access.ts';
-import { createPlatform, type PlatformChoice } from '../platform/index.ts';
-import { benchChunks } from './commands/bench-chunks.ts';
-import { benchCompute } from './commands/bench-compute.ts';
-import { benchInDb } from './commands/bench-in-db.ts';
-import { benchRound } from './commands/bench-round.ts';
-import { benchScaling } from './commands/bench-scaling.ts';
-import { benchServerless } from './commands/bench-serverless.ts';
-import { functionPackage, functionServe } from './commands/function.ts';
-import { parseShard, runPeer } from './commands/peer.ts';
-import { networkStatus } from './commands/status.ts';
-import { stopNetwork } from './commands/stop.ts';
-import { train } from './commands/train.ts';
+import type { PlatformChoice } from '../platform/index.ts';
+import { parseShard } from './parse.ts';
 import { ROUNDS_HELP, addTrainingOptions, trainingConfigFrom } from './training-options.ts';
+
+// Each command's code (TensorFlow.js, node-redis, the AWS SDK...) is imported by its action,
+// when it runs: --help and --version load none of it.
 
 /** Parses an integer option, with the option's name in the error. */
 const int = (name: string, min = 1) => (v: string): number => {
@@ -37,7 +27,7 @@ function addPlatformOptions(cmd: Command): Command {
     .addOption(new Option('--memory <mb>', 'memory billed per invocation in the cost estimate').argParser(int('--memory', 128)));
 }
 
-const platformFrom = (o: Record<string, unknown>): PlatformChoice => ({
+const platformFrom = async (o: Record<string, unknown>): Promise<PlatformChoice> => ({
   platform: o.platform as PlatformChoice['platform'],
   workers: o.workers as number | undefined,
   functionUrl: o.functionUrl as string | undefined,
@@ -45,8 +35,12 @@ const platformFrom = (o: Record<string, unknown>): PlatformChoice => ({
   endpoint: o.endpoint as string | undefined,
   memoryMb: o.memory as number | undefined,
   // With a network password, the functions get their own user, derived from it.
-  redisCredentials: typeof o.password === 'string' && o.password ? credentialsFor('functions', o.password) : undefined,
+  redisCredentials: typeof o.password === 'string' && o.password
+    ? (await import('../peer/net/access.ts')).credentialsFor('functions', o.password) : undefined,
 });
+
+/** The platform a command's options name, started. */
+const platformOf = async (o: Record<string, unknown>) => (await import('../platform/index.ts')).createPlatform(await platformFrom(o));
 
 const program = new Command('peerless')
   .description(
@@ -89,9 +83,9 @@ Examples:
     const config = trainingConfigFrom(o);
     // --tls: a throwaway CA, trusted by this process and (through the environment) its functions.
     const tlsDir = o.tls ? mkdtempSync(join(tmpdir(), 'peerless-tls-')) : undefined;
-    const tls = tlsDir ? makeLocalTls(tlsDir) : undefined;
-    if (tls) process.env[TLS_CA_ENV] = tls.ca;
-    const platform = await createPlatform(platformFrom(o));
+    const tls = tlsDir ? (await import('../cluster/tls.ts')).makeLocalTls(tlsDir) : undefined;
+    if (tls) process.env[(await import('../tensor/redis-client.ts')).TLS_CA_ENV] = tls.ca;
+    const platform = await platformOf(o);
     const backend = (platform as { computeBackend?: string }).computeBackend;
     if (backend && !o.json && !o.quiet) {
       const addon = backend === 'wasm' && !process.env.PEERLESS_BACKEND ? (await import('../model/native-backend.ts')).nativeAddon() : null;
@@ -99,6 +93,7 @@ Examples:
       process.stderr.write(`functions compute on: ${backend}${why}\n`);
     }
     try {
+      const { train } = await import('./commands/train.ts');
       const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save });
       if (!s.identical || s.outcomes.some((x) => x.state === 'failed')) process.exitCode = 1;
     } finally {
@@ -145,8 +140,9 @@ A joiner starts two rounds after the network's current one, with the parameters,
 state and progress copied from its bootstrap peer. Ctrl-C leaves at the next round boundary.`)
   .action(async (o) => {
     const config = trainingConfigFrom(o);
-    const platform = await createPlatform(platformFrom(o));
+    const platform = await platformOf(o);
     try {
+      const { runPeer } = await import('./commands/peer.ts');
       const outcome = await runPeer({ id: o.id, redis: o.redis, advertise: o.advertise, password: o.password, bootstrap: o.bootstrap, shard: o.shard, config, platform, json: o.json });
       if (outcome.state === 'failed') process.exitCode = 1;
     } finally {
@@ -161,7 +157,7 @@ program
   .requiredOption('--redis <url>', 'the Redis of any peer of the network')
   .option('--password <secret>', 'password of the peers\' Redis servers')
   .option('--json', 'print one JSON document on stdout')
-  .action(async (o) => { await networkStatus(o.redis, o.password, Boolean(o.json)); });
+  .action(async (o) => { await (await import('./commands/status.ts')).networkStatus(o.redis, o.password, Boolean(o.json)); });
 
 program
   .command('plot')
@@ -185,7 +181,8 @@ program
   .requiredOption('--password <secret>', 'the network password (the peers\' --password)')
   .option('--json', 'print one JSON document on stdout')
   .addHelpText('after', '\nExamples:\n  export $(peerless credentials functions --password "$SECRET")   # then: peerless function serve')
-  .action((role: string, o: { password: string; json?: boolean }) => {
+  .action(async (role: string, o: { password: string; json?: boolean }) => {
+    const { credentialsFor } = await import('../peer/net/access.ts');
     if (role !== 'functions' && role !== 'observer') throw new Error(`credentials: unknown role "${role}": expected functions or observer`);
     const c = credentialsFor(role, o.password);
     process.stdout.write(o.json ? `${JSON.stringify(c)}\n` : `PEERLESS_REDIS_USERNAME=${c.username}\nPEERLESS_REDIS_PASSWORD=${c.password}\n`);
@@ -199,7 +196,7 @@ program
   .option('--password <secret>', 'password of the peers\' Redis servers')
   .addOption(new Option('--at-round <n>', 'the last round to run (default: two past the furthest peer\'s)').argParser(int('--at-round', 0)))
   .option('--json', 'print one JSON document on stdout')
-  .action(async (o) => { await stopNetwork(o.redis, o.password, o.atRound, Boolean(o.json)); });
+  .action(async (o) => { await (await import('./commands/stop.ts')).stopNetwork(o.redis, o.password, o.atRound, Boolean(o.json)); });
 
 const bench = program.command('bench').description('reproduce the original work\'s measurements, side by side in one run');
 
@@ -217,7 +214,7 @@ bench
   .addOption(new Option('--gradients <list>', 'comma-separated gradient counts (default 235,118,30,15)').argParser(intList('--gradients')))
   .addOption(new Option('--repeats <n>', 'update repetitions (median reported)').argParser(int('--repeats')))
   .addHelpText('after', '\nExamples:\n  peerless bench in-db --quick\n  peerless bench in-db --json > in-db.json')
-  .action(async (o) => { await benchInDb(o); });
+  .action(async (o) => { await (await import('./commands/bench-in-db.ts')).benchInDb(o); });
 
 bench
   .command('round')
@@ -238,7 +235,7 @@ bench
   .addOption(new Option('--rounds <n>', 'measured rounds after 2 warm-up (default 10)').argParser(int('--rounds')))
   .option('--no-allreduce', 'skip the gloo all-reduce')
   .addHelpText('after', '\nExamples:\n  peerless bench round --quick\n  peerless bench round --peer-counts 4 --exchange sharded --json > round.json')
-  .action(async (o) => { await benchRound(o); });
+  .action(async (o) => { await (await import('./commands/bench-round.ts')).benchRound(o); });
 
 bench
   .command('compute')
@@ -255,7 +252,7 @@ bench
   .option('--batch-sizes <list>', 'comma-separated batch sizes (default 64,128)')
   .addOption(new Option('--runs <n>', 'measured runs per row after a warm-up (default 3)').argParser(int('--runs')))
   .addHelpText('after', '\nExamples:\n  peerless bench compute --quick\n  peerless bench compute --models resnet18 --batch-sizes 64 --json > compute.json')
-  .action(async (o) => { await benchCompute(o); });
+  .action(async (o) => { await (await import('./commands/bench-compute.ts')).benchCompute(o); });
 
 bench
   .command('chunks')
@@ -272,7 +269,7 @@ bench
   .addOption(new Option('--writers <n>', 'concurrent writers (default 4)').argParser(int('--writers')))
   .addOption(new Option('--repeats <n>', 'measured repeats per size (default 5)').argParser(int('--repeats')))
   .addHelpText('after', '\nExamples:\n  peerless bench chunks\n  peerless bench chunks --sizes 256,1024 --json > chunks.json')
-  .action(async (o) => { await benchChunks(o); });
+  .action(async (o) => { await (await import('./commands/bench-chunks.ts')).benchChunks(o); });
 
 addPlatformOptions(
   bench
@@ -291,7 +288,7 @@ addPlatformOptions(
     .option('--instance-usd-per-hour <x>', 'price of the one machine (default: r5.large on-demand, $0.126/h)', parseFloat)
     .option('--quick', 'a reduced run (3,000 images, batch sizes 64 and 512)')
     .option('--json', 'print one JSON document on stdout instead of the table'),
-).action(async (o) => { await benchServerless(o, platformFrom(o)); });
+).action(async (o) => { await (await import('./commands/bench-serverless.ts')).benchServerless(o, await platformFrom(o)); });
 
 addPlatformOptions(
   bench
@@ -310,7 +307,7 @@ addPlatformOptions(
     .addOption(new Option('--rounds <n>', 'rounds per configuration (default 2 for cnn, 1 for the others)').argParser(int('--rounds')))
     .option('--quick', 'a reduced run (2,400 images, batch 256 and 1024, 4 and 12 peers, 1 round; resnet18 and densenet121: 768 images, batch 64)')
     .option('--json', 'print one JSON document on stdout instead of the table'),
-).action(async (o) => { await benchScaling(o, platformFrom(o)); });
+).action(async (o) => { await (await import('./commands/bench-scaling.ts')).benchScaling(o, await platformFrom(o)); });
 
 const fn = program.command('function').description('the serverless functions outside a training run');
 
@@ -320,7 +317,7 @@ fn.command('serve')
   .option('--host <host>', 'address to bind (default 127.0.0.1; 0.0.0.0 to serve other machines)', '127.0.0.1')
   .option('--allow-redis <list>', 'comma-separated Redis servers the functions may connect to, host or host:port (default: loopback only)')
   .addHelpText('after', '\nCallers must send Authorization: Bearer $PEERLESS_FUNCTION_TOKEN; set the variable here and where\nthe peers run (--platform http sends it).\n\nExamples:\n  PEERLESS_FUNCTION_TOKEN=$(openssl rand -hex 16) peerless function serve --port 8080\n  peerless function serve --host 0.0.0.0 --allow-redis 10.0.0.1:6379,10.0.0.2:6379')
-  .action(async (o) => { await functionServe(o.port, o.host, o.allowRedis); });
+  .action(async (o) => { await (await import('./commands/function.ts')).functionServe(o.port, o.host, o.allowRedis); });
 
 fn.command('package')
   .description('Build what AWS Lambda deploys and print how to deploy it: a zip for the Node.js 20 runtime (bundled handler and the wasm files), or with --backend native a container-image build context that builds oneDNN and the addon inside the Lambda Node.js 20 image. See docs/deploy.md for which to choose.')
@@ -328,7 +325,7 @@ fn.command('package')
   .addOption(new Option('--backend <name>', 'wasm: a zip, runs anywhere Node.js 20 does; native: a container image, about 5x faster gradients').choices(['wasm', 'native']).default('wasm'))
   .option('--json', 'print one JSON document on stdout')
   .addHelpText('after', '\nExamples:\n  peerless function package --out dist/lambda\n  peerless function package --backend native --out dist/lambda   # then docker build dist/lambda/peerless-native-image')
-  .action(async (o) => { await functionPackage(o.out, o.backend, Boolean(o.json)); });
+  .action(async (o) => { await (await import('./commands/function.ts')).functionPackage(o.out, o.backend, Boolean(o.json)); });
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`peerless: ${err.message}\n`);
