@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything `npm run demo` and `npm test` need on a fresh Debian/Ubuntu machine:
-# Node >= 20, redis-server, the npm packages, and the Redis module. Safe to run again:
+# Node >= 20, redis-server, the npm packages, the Redis module (and with --tests, Chromium). Safe to run again:
 # each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,4 +69,15 @@ if [ -f /usr/include/oneapi/dnnl/dnnl.hpp ] && addon_stale; then
   if ! (cd native/addon && node ../../node_modules/node-gyp/bin/node-gyp.js rebuild --nodedir="$nodedir" >/tmp/peerless-addon-build.log 2>&1); then
     say "the native addon did not build (see /tmp/peerless-addon-build.log): the native backend is off, Peerless computes on wasm"
   fi
+fi
+
+# For the tests only (npm test passes --tests): Debian's Chromium, which the dashboard's
+# browser test drives (playwright-core with the system browser). Without it that test says
+# why and skips.
+if [ "${1:-}" = "--tests" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  say "installing chromium with apt-get, for the dashboard's browser test"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; } \
+    || say "chromium could not be installed: the dashboard's browser test will skip"
 fi

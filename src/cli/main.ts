@@ -42,6 +42,9 @@ const platformFrom = async (o: Record<string, unknown>): Promise<PlatformChoice>
 /** The platform a command's options name, started. */
 const platformOf = async (o: Record<string, unknown>) => (await import('../platform/index.ts')).createPlatform(await platformFrom(o));
 
+/** Where `train --dashboard` serves the page when no port is given. */
+const DASHBOARD_PORT = 8765;
+
 const program = new Command('peerless')
   .description(
     'Peer-to-peer training of neural networks on serverless functions, with gradient averaging, ' +
@@ -67,7 +70,8 @@ addPlatformOptions(addTrainingOptions(
     .option('--password <secret>', 'the network password: every peer\'s Redis requires it, and gets a functions user and a read-only observer derived from it (see peerless credentials)')
     .option('--quiet', 'no progress output')
     .option('--tls', 'serve every peer\'s Redis over TLS only (rediss://), with a throwaway CA and certificate made for this run')
-    .option('--save <dir>', 'write the trained model there: model.json and weights.bin (TensorFlow.js Layers format) and metadata.json'),
+    .option('--save <dir>', 'write the trained model there: model.json and weights.bin (TensorFlow.js Layers format) and metadata.json')
+    .addOption(new Option('--dashboard [port]', `serve a live dashboard of the run on http://127.0.0.1:PORT/ (default ${DASHBOARD_PORT}; 0: any free port)`).argParser(int('--dashboard', 0))),
 ))
   .addHelpText('after', `${ROUNDS_HELP}
 
@@ -77,6 +81,7 @@ Examples:
   peerless train --peers 8 --exchange sharded --metrics runs/rounds.jsonl
   peerless train --data-dir runs/a ... ; peerless train --data-dir runs/a --resume
   peerless train --save models/cnn              # then tf.loadLayersModel('file://models/cnn/model.json')
+  peerless train --dashboard                         # watch it at http://127.0.0.1:8765/
   peerless train --dataset synthetic --model resnet18 --width 0.25 --rounds 20 --json`)
   .action(async (o) => {
     if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
@@ -85,7 +90,10 @@ Examples:
     const tlsDir = o.tls ? mkdtempSync(join(tmpdir(), 'peerless-tls-')) : undefined;
     const tls = tlsDir ? (await import('../cluster/tls.ts')).makeLocalTls(tlsDir) : undefined;
     if (tls) process.env[(await import('../tensor/redis-client.ts')).TLS_CA_ENV] = tls.ca;
-    const platform = await platformOf(o);
+    const dashboard = o.dashboard === undefined ? undefined
+      : await (await import('./dashboard/server.ts')).startDashboard({ port: o.dashboard === true ? DASHBOARD_PORT : o.dashboard });
+    if (dashboard) process.stderr.write(`dashboard: ${dashboard.url}\n`);
+    const platform = await platformOf(o).catch(async (err: Error) => { await dashboard?.close(); throw err; });
     const backend = (platform as { computeBackend?: string }).computeBackend;
     if (backend && !o.json && !o.quiet) {
       const addon = backend === 'wasm' && !process.env.PEERLESS_BACKEND ? (await import('../model/native-backend.ts')).nativeAddon() : null;
@@ -94,10 +102,11 @@ Examples:
     }
     try {
       const { train } = await import('./commands/train.ts');
-      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save });
+      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, dashboard });
       if (!s.identical || s.outcomes.some((x) => x.state === 'failed')) process.exitCode = 1;
     } finally {
       await platform.close();
+      await dashboard?.close();
       if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
     }
   });

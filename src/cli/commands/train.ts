@@ -4,6 +4,7 @@ import { runLocalCluster, type ClusterSummary } from '../../cluster/local-cluste
 import type { TlsFiles } from '../../cluster/tls.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
+import type { Dashboard } from '../dashboard/server.ts';
 import { formatBytes, formatMs, table } from '../format.ts';
 
 export interface TrainCliOptions {
@@ -18,6 +19,8 @@ export interface TrainCliOptions {
   quiet?: boolean;
   tls?: TlsFiles;
   saveDir?: string;
+  /** A dashboard serving the run (train --dashboard): it gets every status, round and log line. */
+  dashboard?: Dashboard;
 }
 
 /**
@@ -88,16 +91,23 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     dataDir: o.dataDir,
     resume: o.resume,
     testEvaluation: o.config.dataset === 'mnist',
-    onStatus: (s) => bars.status(s),
+    onStatus: (s) => { bars.status(s); o.dashboard?.status(s); },
     onRound: (m) => {
-        bars.round(m);
+      bars.round(m);
+      o.dashboard?.round(m);
       if (!tty && !o.json && !o.quiet && m.peer.endsWith('00') && (m.validationAccuracy !== undefined || m.round % 10 === 0)) {
         process.stderr.write(`round ${m.round}: loss ${m.loss.toFixed(4)}${m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%` : ''} (${formatMs(m.roundMs)})\n`);
       }
     },
-    onLog: (msg) => (tty ? bars.log(msg) : !o.json && !o.quiet && process.stderr.write(`${msg}\n`)),
-    onPlan: (totalRounds) => bars.total(totalRounds),
+    onLog: (msg) => {
+      o.dashboard?.log(msg);
+      if (tty) bars.log(msg);
+      else if (!o.json && !o.quiet) process.stderr.write(`${msg}\n`);
+    },
+    onPlan: (totalRounds) => { bars.total(totalRounds); o.dashboard?.plan(totalRounds); },
   });
+  const failed = summary.outcomes.some((x) => x.state === 'failed') || !summary.identical;
+  o.dashboard?.finish(renderSummary(summary).split('\n').find((l) => l.startsWith('Training')) ?? 'finished', failed);
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
   bars.stop();
