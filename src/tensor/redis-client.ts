@@ -78,15 +78,28 @@ export async function connectRedis(
   }
   connected = true;
   // Without a password node-redis sends nothing at connect: a PING finds a server that wants one.
-  try {
-    await client.ping();
-  } catch (err) {
-    client.destroy();
-    const msg = (err as Error).message;
-    throw new Error(isAuthError(err as Error) ? `Redis at ${location.url} refused the credentials: ${msg}` : `Redis at ${location.url} does not answer PING: ${msg}`);
+  // A server that has just started with its data on disk answers LOADING until it has read it
+  // (a resumed run): wait for it, within a bound.
+  const loadingUntil = Date.now() + LOADING_WAIT_MS;
+  for (;;) {
+    try {
+      await client.ping();
+      return client;
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (/^LOADING/.test(msg) && Date.now() < loadingUntil) {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      client.destroy();
+      if (/^LOADING/.test(msg)) throw new Error(`Redis at ${location.url} is still loading its data after ${LOADING_WAIT_MS / 1000} s`);
+      throw new Error(isAuthError(err as Error) ? `Redis at ${location.url} refused the credentials: ${msg}` : `Redis at ${location.url} does not answer PING: ${msg}`);
+    }
   }
-  return client;
 }
+
+/** How long a client waits for a server still loading its data from disk. */
+const LOADING_WAIT_MS = 120_000;
 
 function isAuthError(err: Error | undefined): boolean {
   return err !== undefined && /WRONGPASS|NOAUTH|invalid password|invalid username|AUTH/.test(err.message);
