@@ -183,6 +183,28 @@ program
   });
 
 program
+  .command('dashboard')
+  .summary('a live dashboard of a running network, through any peer\'s Redis')
+  .description(
+    'Serve the live dashboard of a running network (as train --dashboard shows a local run), attached ' +
+      'through any one peer\'s Redis: every member\'s phase, round, loss and validation, the curves, and ' +
+      'members joining, leaving or unreachable. Reads only, as the read-only observer when --password is given.',
+  )
+  .requiredOption('--redis <url>', 'the Redis of any peer of the network')
+  .option('--password <secret>', 'the network password (the dashboard logs in as the read-only observer)')
+  .addOption(new Option('--port <n>', `port on 127.0.0.1 (default ${DASHBOARD_PORT}; 0: any free port)`).argParser(int('--port', 0)).default(DASHBOARD_PORT))
+  .addHelpText('after', `
+Examples:
+  peerless dashboard --redis redis://10.0.0.1:6379 --password s3cret   # then open http://127.0.0.1:${DASHBOARD_PORT}/`)
+  .action(async (o) => {
+    const { attachDashboard } = await import('./commands/dashboard.ts');
+    const attached = await attachDashboard({ redis: o.redis, password: o.password, port: o.port });
+    process.stderr.write(`dashboard: ${attached.dashboard.url} (Ctrl-C to stop)\n`);
+    await new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
+    await attached.stop();
+  });
+
+program
   .command('credentials')
   .summary('the functions\' or observer\'s Redis user and password, derived from the network password')
   .description('The Redis user and password a role logs in with on every peer of a network with a password, derived from it: give the functions\' to a Lambda function\'s environment or to `function serve`\'s shell; the observer\'s to a dashboard. Printed as environment lines.')

@@ -15,6 +15,7 @@ import { copyTrainingState } from './net/state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
 import { protocolMismatch, PROTOCOL, readPlan, type NetworkPlan } from './plan.ts';
 import { ensureUsers } from './net/access.ts';
+import { recordRound } from './round-log.ts';
 
 /** What a peer's Redis says about whose state it holds (K.identity). */
 interface Identity {
@@ -363,7 +364,10 @@ export class Peer extends EventEmitter {
       data: this.opts.data,
       model: this.opts.model,
       redis: { url: this.url },
-      emitRound: (m: RoundMetrics) => this.emit('round', m),
+      emitRound: (m: RoundMetrics) => {
+        void recordRound(this.local, m).catch(() => {});
+        this.emit('round', m);
+      },
       log: (msg: string) => this.log(msg),
       leaving: () => this.leaving,
       identity: JSON.stringify(this.identity),

@@ -3,6 +3,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDashboard } from '../../src/cli/dashboard/server.ts';
+import { attachDashboard } from '../../src/cli/commands/dashboard.ts';
+import { startRedisServer } from '../../src/cluster/redis-server.ts';
+import { TestNetwork } from './in-process-network.ts';
 import { train } from '../../src/cli/commands/train.ts';
 import { parseTrainingConfig } from '../../src/config/training.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
@@ -27,7 +30,66 @@ afterAll(async () => {
   await platform.close();
 });
 
+/** Reads a dashboard's event stream until `done` says it has seen enough (or the bound passes). */
+async function events(url: string, done: (rounds: { peer: string; round: number }[], logs: string[]) => boolean): Promise<{ rounds: { peer: string; round: number }[]; logs: string[] }> {
+  const abort = new AbortController();
+  const res = await fetch(new URL('/events', url), { signal: abort.signal });
+  const reader = res.body!.getReader();
+  const rounds: { peer: string; round: number }[] = [], logs: string[] = [];
+  let buf = '';
+  try {
+    while (!done(rounds, logs)) {
+      const { value, done: ended } = await reader.read();
+      if (ended) break;
+      buf += Buffer.from(value).toString();
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+        const [head, data] = buf.slice(0, i).split('\n');
+        buf = buf.slice(i + 2);
+        const event = head.slice('event: '.length), body = JSON.parse(data.slice('data: '.length));
+        if (event === 'snapshot') { rounds.push(...body.rounds); logs.push(...body.logs.map((l: { msg: string }) => l.msg)); }
+        if (event === 'round') rounds.push(body);
+        if (event === 'log') logs.push(body.msg);
+      }
+    }
+  } finally {
+    abort.abort();
+  }
+  return { rounds, logs };
+}
+
 describe('the live dashboard', () => {
+  it('attaches to a running network through one peer\'s Redis and follows every member', async () => {
+    const config = parseTrainingConfig({ model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 1024, batchesPerRound: 1, epochs: 100, checkEvery: 5, validationSize: 128, seed: 5, deadlineMs: 20_000 });
+    const net = new TestNetwork(config, platform);
+    const peers = await net.foundingGroup(2);
+    const attached = await attachDashboard({ redis: net.servers[1].url, port: 0 });
+    try {
+      // Rounds reach the page from both members' logs (history first, then as they come),
+      // and the membership is said.
+      const seen = await events(attached.dashboard.url, (rounds, logs) =>
+        ['p00', 'p01'].every((p) => rounds.filter((r) => r.peer === p).length >= 3) && logs.filter((l) => / is a member /.test(l)).length === 2);
+      expect(seen.logs).toEqual(expect.arrayContaining(['p00 is a member (from round 0)', 'p01 is a member (from round 0)']));
+      for (const p of ['p00', 'p01']) {
+        const mine = seen.rounds.filter((r) => r.peer === p).map((r) => r.round);
+        expect(mine.slice(0, 3)).toEqual([0, 1, 2]); // in order, none missed
+      }
+    } finally {
+      await attached.stop();
+      await net.stop(peers);
+      await net.close(peers);
+      await net.dispose();
+    }
+  });
+
+  it('says when the Redis it is given holds no network', async () => {
+    const empty = await startRedisServer();
+    try {
+      await expect(attachDashboard({ redis: empty.url, port: 0 })).rejects.toThrow(`${empty.url} holds no Peerless network (no peerless:config): give the Redis of a peer of a running network`);
+    } finally {
+      await empty.stop();
+    }
+  });
+
   it.skipIf(!CHROMIUM)('shows both peers past round 2 and their loss curves while a real run trains, with no console error', async () => {
     const dashboard = await startDashboard({ port: 0 });
     let browser: Browser | undefined;

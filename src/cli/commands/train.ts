@@ -3,6 +3,7 @@ import type { TrainingConfig } from '../../config/training.ts';
 import { runLocalCluster, type ClusterSummary } from '../../cluster/local-cluster.ts';
 import type { TlsFiles } from '../../cluster/tls.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
+import { roundPoint } from '../../peer/round-log.ts';
 import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
 import type { Dashboard } from '../dashboard/server.ts';
 import { formatBytes, formatMs, table } from '../format.ts';
@@ -94,7 +95,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     onStatus: (s) => { bars.status(s); o.dashboard?.status(s); },
     onRound: (m) => {
       bars.round(m);
-      o.dashboard?.round(m);
+      o.dashboard?.round(roundPoint(m));
       if (!tty && !o.json && !o.quiet && m.peer.endsWith('00') && (m.validationAccuracy !== undefined || m.round % 10 === 0)) {
         process.stderr.write(`round ${m.round}: loss ${m.loss.toFixed(4)}${m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%` : ''} (${formatMs(m.roundMs)})\n`);
       }

@@ -3,7 +3,8 @@ import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
+import type { RoundPoint } from '../../peer/round-log.ts';
+import type { PeerStatus } from '../../peer/types.ts';
 
 /**
  * `train --dashboard`: a web page that shows the network while it trains. The CLI serves the
@@ -14,20 +15,12 @@ import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
 export interface Dashboard {
   readonly url: string;
   status(s: PeerStatus): void;
-  round(m: RoundMetrics): void;
+  round(p: RoundPoint): void;
   log(msg: string): void;
   plan(totalRounds: number): void;
   /** The run ended: how (the summary's first line), and whether it failed. */
   finish(how: string, failed: boolean): void;
   close(): Promise<void>;
-}
-
-/** What a round sends to the page: the figures it draws, not the whole metrics record. */
-function roundPoint(m: RoundMetrics) {
-  return {
-    peer: m.peer, round: m.round, loss: m.loss, accuracy: m.accuracy, validationAccuracy: m.validationAccuracy ?? null,
-    roundMs: m.roundMs, bytesReceived: m.bytesReceived, members: m.members, dropped: m.dropped,
-  };
 }
 
 /** Rounds kept for a page that connects late (per run; older ones are dropped). */
@@ -50,7 +43,7 @@ const FILES: Record<string, { path: string; type: string }> = {
 export async function startDashboard(o: { port?: number; host?: string } = {}): Promise<Dashboard> {
   const host = o.host ?? '127.0.0.1';
   const statuses = new Map<string, PeerStatus>();
-  const rounds: ReturnType<typeof roundPoint>[] = [];
+  const rounds: RoundPoint[] = [];
   const logs: { at: number; msg: string }[] = [];
   let totalRounds: number | null = null;
   let finished: { how: string; failed: boolean } | null = null;
@@ -94,8 +87,7 @@ export async function startDashboard(o: { port?: number; host?: string } = {}): 
       statuses.set(s.id, s);
       broadcast('status', s);
     },
-    round(m) {
-      const p = roundPoint(m);
+    round(p) {
       rounds.push(p);
       if (rounds.length > HISTORY) rounds.splice(0, rounds.length - HISTORY);
       broadcast('round', p);

@@ -16,6 +16,8 @@ export const K = {
   /** A network-wide stop requested by `peerless stop`: the last round to run. */
   stopAt: 'peerless:stop-at',
   progress: 'peerless:progress',
+  /** Every round's figures, for dashboards (a capped stream: src/peer/round-log.ts). */
+  roundLog: 'peerless:rounds',
   layout: 'model:layout',
   params: 'model:params',
   velocity: 'opt:velocity',
