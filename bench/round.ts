@@ -49,6 +49,8 @@ export interface RoundRow {
   roundMs: number;
   /** The same round's agreement on checksums and membership, after the update. */
   verifyMs: number;
+  /** Peer-rounds whose parameters differed from the coordinator's and were repaired (0: every replica agreed by construction). */
+  repairs: number;
   /** gloo all-reduce of the same vector among as many processes (median), or null without torch. */
   allreduceMs: number | null;
   /** roundMs / allreduceMs. */
@@ -265,6 +267,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sh
       // From every peer's average being ready to every peer's parameters updated.
       roundMs: median([...byRound.values()].map((ms) => Math.max(...ms.map((m) => m.updatedAt)) - Math.max(...ms.map((m) => m.averagedAt)))),
       verifyMs: slowest((m) => m.verifyMs),
+      repairs: rounds.filter((m) => m.repaired).length,
       maxStallMs: Math.max(0, ...Object.values(stalls)),
       stallsByCommand: stalls,
       redisGrowthMb: (memAfter - memBefore) / 2 ** 20,

@@ -39,11 +39,11 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     `A round's data path without compute: ${length.toLocaleString()} float32 (${formatBytes(length * 4)}), ${report.writers} gradients per peer per round, median of ${report.rounds} rounds after 2 warm-up`,
     '',
     table(
-      ['peers', 'exchange', 'transfer', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'verify', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
+      ['peers', 'exchange', 'transfer', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'verify', 'repairs', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
       report.rows.map((r) => [
         r.peers, r.exchange, r.transfer, formatMs(r.ingestMsPerGradient), formatMs(r.wireMsPerVector), x(r.ingestVsWire), formatMs(r.exchangeMs),
         formatMs(r.aggregateMs), formatMs(r.updateMs), formatMs(r.roundMs), r.allreduceMs === null ? 'no torch' : formatMs(r.allreduceMs),
-        x(r.vsAllreduce), formatMs(r.verifyMs), formatMs(r.maxStallMs), r.vectorsReceivedPerPeer.toFixed(2), `${r.redisGrowthMb.toFixed(1)} MB`, `${r.peakRssMb.toFixed(0)} MB`,
+        x(r.vsAllreduce), formatMs(r.verifyMs), r.repairs, formatMs(r.maxStallMs), r.vectorsReceivedPerPeer.toFixed(2), `${r.redisGrowthMb.toFixed(1)} MB`, `${r.peakRssMb.toFixed(0)} MB`,
       ]),
     ),
     '',
