@@ -86,6 +86,8 @@ Examples:
   .action(async (o) => {
     if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
     const config = trainingConfigFrom(o);
+    // Before any worker, server or page starts: what this machine and this data can hold.
+    (await import('../cluster/local-limits.ts')).checkLocalPeers(config, o.peers);
     // --tls: a throwaway CA, trusted by this process and (through the environment) its functions.
     const tlsDir = o.tls ? mkdtempSync(join(tmpdir(), 'peerless-tls-')) : undefined;
     const tls = tlsDir ? (await import('../cluster/tls.ts')).makeLocalTls(tlsDir) : undefined;

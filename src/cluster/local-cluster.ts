@@ -1,5 +1,6 @@
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { InDbTensorStore } from '../tensor/in-db.ts';
+import { checkLocalPeers } from './local-limits.ts';
 import { exportModel } from '../model/export.ts';
 import type { TlsFiles } from './tls.ts';
 import { dirname } from 'node:path';
@@ -106,6 +107,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
   const peers: Peer[] = [];
   let metricsOut: WriteStream | undefined;
   const rounds: RoundMetrics[] = [];
+  checkLocalPeers(o.config, o.peers);
   try {
     if (o.metricsFile) {
       mkdirSync(dirname(o.metricsFile), { recursive: true });

