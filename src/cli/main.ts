@@ -181,6 +181,11 @@ program
   .action(async (file: string, o: { out?: string; json?: boolean }) => {
     const { plot } = await import('./commands/plot.ts');
     const r = plot(file, o.out);
+    if (r.skipped.length > 0) {
+      const which = r.skipped.length === 1 ? `line ${r.skipped[0]} is` : `lines ${r.skipped.slice(0, 5).join(', ')}${r.skipped.length > 5 ? ', ...' : ''} are`;
+      process.stderr.write(`peerless: plot: ${file} ${which} not JSON (truncated or damaged): skipped, the valid lines are plotted\n`);
+      process.exitCode = 1;
+    }
     process.stdout.write(o.json ? `${JSON.stringify(r)}\n` : `Wrote ${r.out} (${r.kind}, ${r.points} points)\n`);
   });
 

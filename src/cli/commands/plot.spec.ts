@@ -26,7 +26,7 @@ describe('peerless plot', () => {
   it('draws a run\'s learning curve as SVG, mean loss over the peers and validation accuracy', () => {
     const file = write('rounds.jsonl', metrics);
     const r = plot(file);
-    expect(r).toEqual({ out: join(dir, 'rounds.svg'), kind: 'learning-curve', points: 8 });
+    expect(r).toEqual({ out: join(dir, 'rounds.svg'), kind: 'learning-curve', points: 8, skipped: [] });
     const svg = readFileSync(r.out, 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('training loss (mean over peers)');
@@ -45,9 +45,18 @@ describe('peerless plot', () => {
     for (const s of ['gradient computation', 'aggregation (own work)', 'waiting for peers', 'Figure 2']) expect(svg).toContain(s);
   });
 
+  it('plots the valid lines of a truncated metrics file and names the others', () => {
+    const lines = metrics.split('\n');
+    const damaged = [...lines.slice(0, 4), '{"type":"round","peer":"peer-0', ...lines.slice(4), '{"type":"rou'].join('\n');
+    const r = plot(write('truncated.jsonl', damaged));
+    expect(r.kind).toBe('learning-curve');
+    expect(r.skipped).toEqual([5, lines.length + 2]);
+    expect(r.points).toBe(plot(write('whole.jsonl', metrics)).points);
+  });
+
   it('says clearly what it cannot draw', () => {
     expect(() => plot(join(dir, 'missing.jsonl'))).toThrow(/^plot: cannot read .*missing\.jsonl \(ENOENT\)$/);
-    expect(() => plot(write('bad.jsonl', '{"round":1}\nnot json'))).toThrow('line 2 is not JSON');
+    expect(() => plot(write('bad.jsonl', 'not json\n{"round'))).toThrow('line 1 is not JSON');
     expect(() => plot(write('config-only.jsonl', metrics.split('\n')[0]!))).toThrow('has no round lines');
     expect(() => plot(write('round.json', JSON.stringify({ benchmark: 'round', rows: [] })))).toThrow('no picture for benchmark "round" yet');
   });

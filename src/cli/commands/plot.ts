@@ -6,10 +6,12 @@ export interface PlotResult {
   out: string;
   kind: 'learning-curve' | 'scaling' | 'compute';
   points: number;
+  /** Lines of a metrics file that were not JSON (a truncated or damaged file): 1-based, skipped. */
+  skipped: number[];
 }
 
 /** What `file` holds: a metrics file (JSON lines) or one benchmark's --json document. */
-function read(file: string): { lines: Record<string, unknown>[] } | { doc: Record<string, unknown> } {
+function read(file: string): { lines: Record<string, unknown>[]; skipped: number[] } | { doc: Record<string, unknown> } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -21,14 +23,18 @@ function read(file: string): { lines: Record<string, unknown>[] } | { doc: Recor
     const doc = JSON.parse(trimmed) as Record<string, unknown>;
     if (doc && typeof doc === 'object' && !Array.isArray(doc) && 'benchmark' in doc) return { doc };
   } catch { /* JSON lines, below */ }
-  const lines = trimmed.split('\n').filter((l) => l.trim()).map((l, i) => {
+  // A run killed mid-write leaves a truncated last line: the other lines are still a picture.
+  const lines: Record<string, unknown>[] = [], skipped: number[] = [];
+  text.split('\n').forEach((l, i) => {
+    if (!l.trim()) return;
     try {
-      return JSON.parse(l) as Record<string, unknown>;
+      lines.push(JSON.parse(l) as Record<string, unknown>);
     } catch {
-      throw new Error(`plot: ${file} line ${i + 1} is not JSON: expected a metrics file (train --metrics) or a benchmark's --json output`);
+      skipped.push(i + 1);
     }
   });
-  return { lines };
+  if (lines.length === 0) throw new Error(`plot: ${file} line ${skipped[0]} is not JSON: expected a metrics file (train --metrics) or a benchmark's --json output`);
+  return { lines, skipped };
 }
 
 /**
@@ -65,5 +71,5 @@ export function plot(file: string, out?: string): PlotResult {
     picture = learningCurve(rounds, `Training loss and validation accuracy, ${peers} peer(s) (${basename(file)})`);
   }
   writeFileSync(target, picture);
-  return { out: target, kind, points };
+  return { out: target, kind, points, skipped: 'skipped' in input ? input.skipped : [] };
 }
