@@ -63,6 +63,7 @@ addPlatformOptions(addTrainingOptions(
         'inside the database. Prints a line per peer while it runs and a summary at the end.',
     )
     .addOption(new Option('--peers <n>', 'peers (each with its own redis-server)').argParser(int('--peers')).default(4))
+    .addOption(new Option('--min-peers <k>', 'the fewest live peers the run goes on with: below it the network stops and the run fails (default 1)').argParser(int('--min-peers')))
     .option('--json', 'print the summary as one JSON document on stdout')
     .option('--metrics <file>', 'write per-round metrics of every peer as JSON lines')
     .option('--data-dir <dir>', 'keep the redis-servers\' data here (AOF), so the run can be resumed')
@@ -104,8 +105,8 @@ Examples:
     }
     try {
       const { train } = await import('./commands/train.ts');
-      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, dashboard });
-      if (!s.identical || s.outcomes.some((x) => x.state === 'failed')) process.exitCode = 1;
+      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, dashboard, minPeers: o.minPeers });
+      if (!s.identical || s.outcomes.some((x) => x.state === 'failed') || s.belowMinPeers) process.exitCode = 1;
     } finally {
       await platform.close();
       await dashboard?.close();

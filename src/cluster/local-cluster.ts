@@ -42,6 +42,11 @@ export interface ClusterOptions {
   signal?: AbortSignal;
   /** Called once the plan is known: the number of rounds the run will take at most. */
   onPlan?: (totalRounds: number) => void;
+  /**
+   * The fewest live peers the run may go on with (default 1): once a round ends with fewer,
+   * the network stops after the next round and the run fails (`belowMinPeers` says why).
+   */
+  minPeers?: number;
 }
 
 export interface ClusterSummary {
@@ -78,11 +83,15 @@ export interface ClusterSummary {
   config: TrainingConfig;
   /** The files of the trained model, with `saveDir`. */
   saved?: string[];
+  /** Set when the live peers fell below `minPeers`: the round and the count. */
+  belowMinPeers?: string;
 }
 
 /** Ctrl-C: every peer stops after the round after the one in progress. */
 async function stopNetwork(servers: RedisServer[], password?: string): Promise<void> {
-  const clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url, password })));
+  // A peer whose server is gone is not asked (the others drop it).
+  const reached = await Promise.allSettled(servers.map((s) => connectRedis({ url: s.url, password }, { connectTimeoutMs: 2_000, failFast: true })));
+  const clients = reached.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
     await requestStop(clients, undefined, 1);
   } finally {
@@ -107,7 +116,11 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
   const peers: Peer[] = [];
   let metricsOut: WriteStream | undefined;
   const rounds: RoundMetrics[] = [];
+  let belowMinPeers: string | undefined;
   checkLocalPeers(o.config, o.peers);
+  if (o.minPeers !== undefined && (!Number.isInteger(o.minPeers) || o.minPeers < 1 || o.minPeers > o.peers)) {
+    throw new Error(`--min-peers ${o.minPeers} must be between 1 and --peers (${o.peers})`);
+  }
   try {
     if (o.metricsFile) {
       mkdirSync(dirname(o.metricsFile), { recursive: true });
@@ -180,6 +193,12 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       peer.on('status', (s: PeerStatus) => o.onStatus?.(s));
       peer.on('log', (m: string) => o.onLog?.(m));
       peer.on('round', (m: RoundMetrics) => {
+        if (m.members.length < (o.minPeers ?? 1) && belowMinPeers === undefined) {
+          belowMinPeers = `round ${m.round} ended with ${m.members.length} live peer(s), below --min-peers ${o.minPeers}`;
+          o.onLog?.(`${belowMinPeers}: stopping the network`);
+          // The live members only: asking a dead server would hold the request up.
+          void stopNetwork(servers.filter((_, j) => m.members.includes(peerId(j))), o.password).catch(() => {});
+        }
         rounds.push(m);
         metricsOut?.write(`${JSON.stringify({ type: 'round', at: new Date().toISOString(), ...m })}\n`);
         o.onRound?.(m);
@@ -196,10 +215,13 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     const trainingMs = performance.now() - tTrain;
     const workers = o.platform instanceof LocalPlatform ? o.platform.workerThreadIds().length : 0;
     const busy = workers > 0 ? (o.platform.metrics().billedMs - billedBefore) / (workers * trainingMs) : null;
-    const checksums = await Promise.all(peers.map((p) => p.checksum()));
+    // The replicas of the peers that finished (a failed peer's Redis may be gone with it).
+    const checksums = (await Promise.all(peers.map((p, j) => (outcomes[j].state === 'failed' ? null : p.checksum().catch(() => null)))))
+      .filter((c): c is string => c !== null);
     const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, config, model.info) : null;
     const summary: ClusterSummary = { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs, config,
       computeBackend: [...new Set(rounds.map((m) => m.backend).filter((b): b is string => Boolean(b)).flatMap((b) => b.split(',')))].sort().join(', ') || config.backend };
+    if (belowMinPeers) summary.belowMinPeers = belowMinPeers;
     if (o.saveDir) {
       // The replicas are identical (checked by checksum): any peer's parameters are the model.
       const c = await connectRedis({ url: servers[0].url, password: o.password });

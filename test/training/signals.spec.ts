@@ -33,8 +33,8 @@ async function gone(pid: number, boundMs = 20_000): Promise<boolean> {
   return !alive(pid);
 }
 
-function startTrain() {
-  const child = spawn(process.execPath, [BIN, ...FLAGS], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_BACKEND: 'wasm' } });
+function startTrain(extra: string[] = []) {
+  const child = spawn(process.execPath, [BIN, ...FLAGS, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_BACKEND: 'wasm' } });
   let out = '', err = '';
   child.stdout!.on('data', (d) => { out += d; });
   const firstRound = new Promise<void>((resolve, reject) => {
@@ -59,6 +59,19 @@ describe('signals to peerless train', () => {
       expect(await gone(s.pid)).toBe(true);
       expect(existsSync(s.dir)).toBe(false);
     }
+  });
+
+  it('--min-peers 2: when a peer\'s Redis is killed, the run stops, fails, and says first which peer and why', async () => {
+    const t = startTrain(['--min-peers', '2', '--deadline', '5000']);
+    await t.firstRound;
+    const servers = childServers(t.child.pid!);
+    expect(servers).toHaveLength(2);
+    process.kill(servers[1].pid, 'SIGKILL');
+    expect(await t.exit, t.err()).toBe(1);
+    const first = t.out().split('\n').find((l) => l.trim())!;
+    expect(first).toMatch(/^Training FAILED: peer-01: .*127\.0\.0\.1:\d+/);
+    expect(t.out()).toMatch(/ended with 1 live peer\(s\), below --min-peers 2/);
+    expect(await gone(servers[0].pid)).toBe(true);
   });
 
   it('a process that exits without stopping its servers (a second Ctrl-C) still leaves none behind', async () => {

@@ -22,6 +22,8 @@ export interface TrainCliOptions {
   saveDir?: string;
   /** A dashboard serving the run (train --dashboard): it gets every status, round and log line. */
   dashboard?: Dashboard;
+  /** See ClusterOptions.minPeers. */
+  minPeers?: number;
 }
 
 /**
@@ -106,8 +108,9 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
       else if (!o.json && !o.quiet) process.stderr.write(`${msg}\n`);
     },
     onPlan: (totalRounds) => { bars.total(totalRounds); o.dashboard?.plan(totalRounds); },
+    minPeers: o.minPeers,
   });
-  const failed = summary.outcomes.some((x) => x.state === 'failed') || !summary.identical;
+  const failed = summary.outcomes.some((x) => x.state === 'failed') || !summary.identical || summary.belowMinPeers !== undefined;
   o.dashboard?.finish(renderSummary(summary).split('\n').find((l) => l.startsWith('Training')) ?? 'finished', failed);
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
@@ -122,9 +125,10 @@ export function renderSummary(s: ClusterSummary): string {
   const failed = s.outcomes.filter((o) => o.state === 'failed');
   const lines = [
     '',
-    ...(failed.length > 0 || !s.identical
-      ? [`Training FAILED: ${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`]
+    ...(failed.length > 0 || !s.identical || s.belowMinPeers
+      ? [`Training FAILED: ${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : s.belowMinPeers ?? 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`]
       : []),
+    ...(s.belowMinPeers && failed.length > 0 ? [`  ${s.belowMinPeers}`] : []),
     `Training finished: ${s.stopReason ?? 'stopped'}`,
     `  peers ${s.peers}, rounds ${s.rounds} (${s.epochs.toFixed(2)} epochs), ${s.parameters.toLocaleString()} parameters, wall time ${formatMs(s.wallMs)}`,
   ];
