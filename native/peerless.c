@@ -1509,6 +1509,22 @@ static int range_fits(RedisModuleCtx *ctx, const update_range *r, size_t n, Redi
     return 0;
 }
 
+/* The gradient's elements a step reads: the RANGE (checked against the parameters' n
+ * elements) or all; NULL, with the error replied, when it does not fit or holds NaN/Inf. */
+static const pl_f32 *step_gradient(RedisModuleCtx *ctx, RedisModuleString **argv, tensor_key *g, size_t n_params,
+                                   const update_range *r, size_t *at, size_t *n) {
+    if (!range_fits(ctx, r, n_params, argv[1])) return NULL;
+    *at = r->given ? (size_t)r->offset : 0;
+    *n = r->given ? (size_t)r->count : n_params;
+    const pl_f32 *gd = dma(g->key, REDISMODULE_READ) + *at;
+    size_t bad = pl_first_nonfinite(gd, *n);
+    if (bad < *n) {
+        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, *at + bad);
+        return NULL;
+    }
+    return gd;
+}
+
 static int parse_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, pl_sgd_opts *o,
                      update_range *range) {
     memset(o, 0, sizeof *o);
@@ -1562,14 +1578,9 @@ static int cmd_sgd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
              g.n != p.n ? "gradient" : "velocity", g.n != p.n ? g.n : v.n, p.n);
         goto done;
     }
-    if (!range_fits(ctx, &r, p.n, argv[1])) goto done;
-    size_t at = r.given ? (size_t)r.offset : 0, n = r.given ? (size_t)r.count : p.n;
-    const pl_f32 *gd = dma(g.key, REDISMODULE_READ) + at;
-    size_t bad = pl_first_nonfinite(gd, n);
-    if (bad < n) {
-        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, at + bad);
-        goto done;
-    }
+    size_t at, n;
+    const pl_f32 *gd = step_gradient(ctx, argv, &g, p.n, &r, &at, &n);
+    if (!gd) goto done;
     if (!r.given) o.first = v.n == 0;
     pl_f32 *vd = v.n == 0 ? resize(v.key, p.n, 1) : dma(v.key, REDISMODULE_WRITE);
     pl_sgd(dma(p.key, REDISMODULE_WRITE) + at, gd, vd + at, n, &o);
@@ -1678,14 +1689,9 @@ static int cmd_adam(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         fail(ctx, "%s has %zu elements, expected %zu (the parameters)", what, n, p.n);
         goto done;
     }
-    if (!range_fits(ctx, &r, p.n, argv[1])) goto done;
-    size_t at = r.given ? (size_t)r.offset : 0, n = r.given ? (size_t)r.count : p.n;
-    const pl_f32 *gd = dma(g.key, REDISMODULE_READ) + at;
-    size_t bad = pl_first_nonfinite(gd, n);
-    if (bad < n) {
-        fail(ctx, "gradient \"%s\" has a non-finite value at element %zu", show(argv[2]).s, at + bad);
-        goto done;
-    }
+    size_t at, n;
+    const pl_f32 *gd = step_gradient(ctx, argv, &g, p.n, &r, &at, &n);
+    if (!gd) goto done;
     o.step = step + 1;
     pl_f32 *md = m.n ? dma(m.key, REDISMODULE_WRITE) : resize(m.key, p.n, 1);
     pl_f32 *vd = v.n ? dma(v.key, REDISMODULE_WRITE) : resize(v.key, p.n, 1);
