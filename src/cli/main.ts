@@ -72,6 +72,7 @@ addPlatformOptions(addTrainingOptions(
     .option('--quiet', 'no progress output')
     .option('--tls', 'serve every peer\'s Redis over TLS only (rediss://), with a throwaway CA and certificate made for this run')
     .option('--save <dir>', 'write the trained model there: model.json and weights.bin (TensorFlow.js Layers format) and metadata.json')
+    .option('--plot <dir>', 'at the end, draw the run\'s learning curve there (learning-curve.svg, as peerless plot draws it)')
     .addOption(new Option('--dashboard [port]', `serve a live dashboard of the run on http://127.0.0.1:PORT/ (default ${DASHBOARD_PORT}; 0: any free port)`).argParser(int('--dashboard', 0))),
 ))
   .addHelpText('after', `${ROUNDS_HELP}
@@ -105,7 +106,7 @@ Examples:
     }
     try {
       const { train } = await import('./commands/train.ts');
-      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, dashboard, minPeers: o.minPeers });
+      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, dashboard, minPeers: o.minPeers, plotDir: o.plot });
       if (!s.identical || s.outcomes.some((x) => x.state === 'failed') || s.belowMinPeers) process.exitCode = 1;
     } finally {
       await platform.close();

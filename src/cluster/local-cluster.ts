@@ -83,6 +83,8 @@ export interface ClusterSummary {
   config: TrainingConfig;
   /** The files of the trained model, with `saveDir`. */
   saved?: string[];
+  /** The charts `train --plot DIR` drew at the end. */
+  plotted?: string[];
   /** Set when the live peers fell below `minPeers`: the round and the count. */
   belowMinPeers?: string;
 }

@@ -1,4 +1,6 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,6 +123,20 @@ describe('the live dashboard', () => {
     } finally {
       await browser?.close();
       await dashboard.close();
+    }
+  });
+
+  it('train --plot draws the run\'s learning curve at the end', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-plot-'));
+    try {
+      const config = parseTrainingConfig({ model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 512, batchesPerRound: 1, maxRounds: 4, validationSize: 64, checkEvery: 2, seed: 9 });
+      const summary = await train({ peers: 2, config, platform, quiet: true, plotDir: dir });
+      expect(summary.plotted).toEqual([join(dir, 'learning-curve.svg')]);
+      const svg = readFileSync(summary.plotted![0], 'utf8');
+      expect(svg.startsWith('<svg')).toBe(true);
+      expect(svg).toContain('Training loss and validation accuracy, 2 peer(s)');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,4 +1,6 @@
 import cliProgress from 'cli-progress';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { TrainingConfig } from '../../config/training.ts';
 import { runLocalCluster, type ClusterSummary } from '../../cluster/local-cluster.ts';
 import type { TlsFiles } from '../../cluster/tls.ts';
@@ -6,6 +8,7 @@ import type { FunctionPlatform } from '../../platform/platform.ts';
 import { roundPoint } from '../../peer/round-log.ts';
 import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
 import type { Dashboard } from '../dashboard/server.ts';
+import type { RoundLine } from '../plot/charts.ts';
 import { formatBytes, formatMs, table } from '../format.ts';
 
 export interface TrainCliOptions {
@@ -24,6 +27,8 @@ export interface TrainCliOptions {
   dashboard?: Dashboard;
   /** See ClusterOptions.minPeers. */
   minPeers?: number;
+  /** Write the run's learning curve here at the end (learning-curve.svg), as `peerless plot` draws it. */
+  plotDir?: string;
 }
 
 /**
@@ -82,6 +87,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
   };
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigint);
+  const curve: RoundLine[] = [];
   const summary = await runLocalCluster({
     signal: abort.signal,
     peers: o.peers,
@@ -96,6 +102,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     testEvaluation: o.config.dataset === 'mnist',
     onStatus: (s) => { bars.status(s); o.dashboard?.status(s); },
     onRound: (m) => {
+      if (o.plotDir) curve.push({ peer: m.peer, round: m.round, loss: m.loss, validationAccuracy: m.validationAccuracy, roundMs: m.roundMs });
       bars.round(m);
       o.dashboard?.round(roundPoint(m));
       if (!tty && !o.json && !o.quiet && m.peer.endsWith('00') && (m.validationAccuracy !== undefined || m.round % 10 === 0)) {
@@ -110,6 +117,13 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     onPlan: (totalRounds) => { bars.total(totalRounds); o.dashboard?.plan(totalRounds); },
     minPeers: o.minPeers,
   });
+  if (o.plotDir && curve.length > 0) {
+    const { learningCurve } = await import('../plot/charts.ts');
+    mkdirSync(o.plotDir, { recursive: true });
+    const file = join(o.plotDir, 'learning-curve.svg');
+    writeFileSync(file, learningCurve(curve, `Training loss and validation accuracy, ${o.peers} peer(s)`));
+    summary.plotted = [file];
+  }
   const failed = summary.outcomes.some((x) => x.state === 'failed') || !summary.identical || summary.belowMinPeers !== undefined;
   o.dashboard?.finish(renderSummary(summary).split('\n').find((l) => l.startsWith('Training')) ?? 'finished', failed);
   process.off('SIGINT', onSigint);
@@ -140,6 +154,7 @@ export function renderSummary(s: ClusterSummary): string {
     `  estimated function cost: $${s.estimatedCostUsd.toFixed(5)} (AWS Lambda prices)`,
     `  gradients computed on: ${s.computeBackend}`,
     ...(s.saved ? [`  model saved: ${s.saved.join(', ')}`] : []),
+    ...(s.plotted ? [`  learning curve drawn: ${s.plotted.join(', ')}`] : []),
     ...(s.functionBusyShare !== null
       ? [`  function workers busy ${(s.functionBusyShare * 100).toFixed(1)}% of the training time: ${((1 - s.functionBusyShare) * 100).toFixed(1)}% went to everything else (averaging, exchange, aggregation, update, bookkeeping)`]
       : []),
