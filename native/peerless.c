@@ -655,25 +655,28 @@ static void add_into_sum(RedisModuleCtx *ctx, RedisModuleString *name, RedisModu
  * round), and the average's round is written to "<avg>:round" when it is complete.
  * Returns the stored round (-1 when none), or -2 after replying an error.
  */
-static long long stored_round(RedisModuleCtx *ctx, RedisModuleString *name) {
+/* The round `name` holds: 1 with *r set (-1 when the key is missing), 0 when it holds anything
+ * but a round number. */
+static int read_round(RedisModuleCtx *ctx, RedisModuleString *name, long long *r) {
     RedisModuleKey *k = RedisModule_OpenKey(ctx, name, REDISMODULE_READ);
-    int type = RedisModule_KeyType(k);
-    long long r = -1;
+    int type = RedisModule_KeyType(k), ok = type == REDISMODULE_KEYTYPE_EMPTY;
+    *r = -1;
     if (type == REDISMODULE_KEYTYPE_STRING) {
         size_t len;
         const char *p = RedisModule_StringDMA(k, &len, REDISMODULE_READ);
         RedisModuleString *v = RedisModule_CreateString(ctx, p, len);
-        if (RedisModule_StringToLongLong(v, &r) != REDISMODULE_OK || r < 0) r = -3;
+        ok = RedisModule_StringToLongLong(v, r) == REDISMODULE_OK && *r >= 0;
         RedisModule_FreeString(ctx, v);
-    } else if (type != REDISMODULE_KEYTYPE_EMPTY) {
-        r = -3;
     }
     RedisModule_CloseKey(k);
-    if (r == -3) {
-        fail(ctx, "\"%s\" does not hold a round number", show(name).s);
-        return -2;
-    }
-    return r;
+    return ok;
+}
+
+static long long stored_round(RedisModuleCtx *ctx, RedisModuleString *name) {
+    long long r;
+    if (read_round(ctx, name, &r)) return r;
+    fail(ctx, "\"%s\" does not hold a round number", show(name).s);
+    return -2;
 }
 
 static void write_round(RedisModuleCtx *ctx, RedisModuleString *name, long long round) {
@@ -886,16 +889,8 @@ static void free_job(finish_job *j) {
 /* The round "<sum>:round" holds, -1 when none or not a round (no reply: timers have no client). */
 static long long held_round(RedisModuleCtx *ctx, RedisModuleString *sum) {
     RedisModuleString *name = suffixed(ctx, sum, ":round");
-    RedisModuleKey *k = RedisModule_OpenKey(ctx, name, REDISMODULE_READ);
-    long long r = -1;
-    if (RedisModule_KeyType(k) == REDISMODULE_KEYTYPE_STRING) {
-        size_t len;
-        const char *p = RedisModule_StringDMA(k, &len, REDISMODULE_READ);
-        RedisModuleString *v = RedisModule_CreateString(ctx, p, len);
-        if (RedisModule_StringToLongLong(v, &r) != REDISMODULE_OK) r = -1;
-        RedisModule_FreeString(ctx, v);
-    }
-    RedisModule_CloseKey(k);
+    long long r;
+    if (!read_round(ctx, name, &r)) r = -1;
     RedisModule_FreeString(ctx, name);
     return r;
 }
