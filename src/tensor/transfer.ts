@@ -86,8 +86,7 @@ export async function fanOutTensor(
   from: Redis, srcKey: string, srcOffset: number, count: number,
   targets: StreamTarget[], writeTimeoutMs: number | undefined, o: TransferOptions = {},
 ): Promise<StreamTarget[]> {
-  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
-  const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
+  const { chunk, lanes } = pacing(o);
   const chunks = Math.ceil(count / chunk);
   const write = (t: StreamTarget, off: number, bytes: Buffer) => {
     let timer: NodeJS.Timeout | undefined;
@@ -109,6 +108,12 @@ export async function fanOutTensor(
   return targets.filter((t) => !t.error);
 }
 
+/** Elements per chunk, and chunks in flight at once (the bound on bytes this process holds). */
+function pacing(o: TransferOptions): { chunk: number; lanes: number } {
+  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
+  return { chunk, lanes: Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4))) };
+}
+
 /**
  * Runs work(0 .. count-1) in `lanes` concurrent lanes, each taking the next index when it is
  * free: the bound on chunks (and bytes) in flight, pipelined over one connection.
@@ -128,8 +133,7 @@ async function inLanes(count: number, lanes: number, work: (i: number) => Promis
  * ingest path must at least do (`bench round` measures its limit with it).
  */
 export async function writeChunks(client: Redis, key: string, offset: number, values: Float32Array, o: TransferOptions = {}): Promise<void> {
-  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
-  const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
+  const { chunk, lanes } = pacing(o);
   const view = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
   await inLanes(Math.ceil(values.length / chunk), lanes, async (i) => {
     const off = i * chunk, n = Math.min(chunk, values.length - off);
@@ -236,8 +240,7 @@ export async function pushChunks(
   client: Redis, target: PushTarget, values: Float32Array, attempt: string,
   o: TransferOptions & { slotWaitMs?: number } = {},
 ): Promise<PushResult> {
-  const chunk = o.chunkElements ?? DEFAULT_CHUNK_ELEMENTS;
-  const lanes = Math.max(1, Math.floor((o.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES) / (chunk * 4)));
+  const { chunk, lanes } = pacing(o);
   const total = values.length;
   const chunks = Math.ceil(total / chunk);
   const view = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
