@@ -76,10 +76,19 @@ function makeGradients(length: number, count: number, seed = 1): Float32Array[] 
   });
 }
 
-/** The server's own microseconds in PL.PUSH so far (INFO commandstats). */
-async function pushUsec(client: Redis): Promise<number> {
+/** The module's commands so far, from the server's own INFO commandstats: total and per-call microseconds. */
+async function moduleStats(client: Redis): Promise<Record<string, { usec: number; usecPerCall: number }>> {
   const stats = String(await client.info('commandstats'));
-  return Number(/cmdstat_pl\.push:calls=\d+,usec=(\d+)/.exec(stats)?.[1] ?? 0);
+  const out: Record<string, { usec: number; usecPerCall: number }> = {};
+  for (const m of stats.matchAll(/cmdstat_(pl\.[a-z]+):calls=\d+,usec=(\d+),usec_per_call=([\d.]+)/g)) {
+    out[m[1].toUpperCase()] = { usec: Number(m[2]), usecPerCall: Number(m[3]) };
+  }
+  return out;
+}
+
+/** The server's own microseconds in PL.PUSH so far. */
+async function pushUsec(client: Redis): Promise<number> {
+  return (await moduleStats(client))['PL.PUSH']?.usec ?? 0;
 }
 
 /**
@@ -192,9 +201,7 @@ export async function runInDbBench(o: InDbBenchOptions): Promise<InDbReport> {
       });
     }
 
-    const stats = String(await client.info('commandstats'));
-    const serverUsecPerCall: Record<string, number> = {};
-    for (const m of stats.matchAll(/cmdstat_(pl\.[a-z]+):calls=\d+,usec=\d+,usec_per_call=([\d.]+)/g)) serverUsecPerCall[m[1].toUpperCase()] = Number(m[2]);
+    const serverUsecPerCall = Object.fromEntries(Object.entries(await moduleStats(client)).map(([name, st]) => [name, st.usecPerCall]));
     return { benchmark: 'in-db', parameters: o.length, tensorBytes: o.length * 4, rows, serverUsecPerCall, paper: PAPER_TABLE2 };
   } finally {
     await probe?.close();
