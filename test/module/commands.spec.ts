@@ -8,7 +8,7 @@ import type { RedisServer } from '../../src/cluster/redis-server.ts';
 import { adamStep, aggregateInto, checksum, sgdStep } from '../../src/tensor/reference.ts';
 import type { AggregationRule } from '../../src/tensor/tensor-store.ts';
 import { emptyExactSum, exactAdd, exactMeanOf } from '../../src/tensor/exact-sum.ts';
-import { bytes, cmd, connect, errorOf, f32, floats, getBytes, getTensor, randomTensor, rng, start, stopAll, waitFor, type Client } from './helpers.ts';
+import { bytes, cmd, connect, errorOf, f32, floats, getBytes, getTensor, listenForAverages, randomTensor, rng, start, stopAll, waitFor, type Client } from './helpers.ts';
 
 const f = Math.fround;
 let server: RedisServer;
@@ -104,11 +104,7 @@ describe('PL.ACCUM', () => {
   };
 
   it('sums once per id, averages on the last arrival and publishes the avg key name', async () => {
-    const sub = client.duplicate();
-    sub.on('error', () => {});
-    await sub.connect();
-    const announced: string[] = [];
-    await sub.subscribe('peerless:averaged', (m) => announced.push(m));
+    const { announced, close } = await listenForAverages(client);
     try {
       const g = [f32(1, 2, 3, -4), f32(10, 20, 30, 40), f32(100, 200, 300, 400)];
       const acc = (id: string, t: Float32Array) => client.sendCommand(['PL.ACCUM', 'sum', 'avg', id, '3', bytes(t)]);
@@ -126,7 +122,7 @@ describe('PL.ACCUM', () => {
       await waitFor(async () => announced.length > 0, 5000, 'the announcement');
       expect(announced).toEqual(['avg']);
     } finally {
-      await sub.close();
+      await close();
     }
   });
 

@@ -37,6 +37,19 @@ export async function stopAll(...items: ({ close(): Promise<void> } | RedisServe
   }
 }
 
+/**
+ * Listens on the channel where the module announces completed averages: the names heard so
+ * far, and a close for the listening connection.
+ */
+export async function listenForAverages(client: Client): Promise<{ announced: string[]; close(): Promise<void> }> {
+  const sub = client.duplicate();
+  sub.on('error', () => {});
+  await sub.connect();
+  const announced: string[] = [];
+  await sub.subscribe('peerless:averaged', (m) => announced.push(m));
+  return { announced, close: () => sub.close() };
+}
+
 /** Sends a raw command; bulk replies come back as Buffers. */
 export function cmd<T = unknown>(client: Client, ...args: Arg[]): Promise<T> {
   return client.sendCommand(args, BUFFERS) as Promise<T>;

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisServer } from '../../src/cluster/redis-server.ts';
 import { exactMeanOf } from '../../src/tensor/exact-sum.ts';
-import { bytes, errorOf, f32, getBytes, randomTensor, rng, snapshot, start, stopAll, waitFor, type Client } from './helpers.ts';
+import { bytes, errorOf, f32, getBytes, randomTensor, rng, listenForAverages, snapshot, start, stopAll, waitFor, type Client } from './helpers.ts';
 
 let server: RedisServer;
 let client: Client;
@@ -238,11 +238,7 @@ describe('a long average (more than 2^20 elements) is written in pieces', () => 
     ['PL.ACCUM', sum, `${sum}:avg`, id, '3', bytes(g), 'ROUND', String(round)];
 
   it('between other clients\' commands, then announced with the exact mean\'s bytes', async () => {
-    const sub = client.duplicate();
-    sub.on('error', () => {});
-    await sub.connect();
-    const announced: string[] = [];
-    await sub.subscribe('peerless:averaged', (m) => announced.push(m));
+    const { announced, close } = await listenForAverages(client);
     try {
       for (const [k, g] of grads.entries()) await client.sendCommand(accum('long', `b${k}`, g, 4));
       await waitFor(async () => (await client.get('long:avg:round')) === '4', 10_000, 'the average of round 4');
@@ -250,7 +246,7 @@ describe('a long average (more than 2^20 elements) is written in pieces', () => 
       await waitFor(async () => announced.length > 0, 5000, 'the announcement');
       expect(announced).toEqual(['long:avg']);
     } finally {
-      await sub.close();
+      await close();
     }
   });
 
