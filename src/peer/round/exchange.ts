@@ -1,6 +1,6 @@
 import type { AggregationRule } from '../../tensor/tensor-store.ts';
 import type { InDbTensorStore } from '../../tensor/in-db.ts';
-import { copyRange, ensureTensor, fanOutTensor, type DirectSender, type StreamTarget, type TransferOptions } from '../../tensor/transfer.ts';
+import { copyRange, ensureTensor, fanOutTensor, type DirectRoute, type DirectSender, type StreamTarget, type TransferOptions } from '../../tensor/transfer.ts';
 import type { Redis } from '../../tensor/redis-client.ts';
 import type { Inbox } from '../net/inbox.ts';
 import { K } from '../net/keys.ts';
@@ -110,11 +110,9 @@ async function fanOut(x: ExchangeInput, srcKey: string, srcOffset: number, count
     const reached = new Set(await fanOutTensor(x.local, srcKey, srcOffset, count, targets.map((t) => t.target), x.deadlineMs, x.transfer));
     return targets.filter((t) => reached.has(t.target)).map((t) => t.member);
   };
-  const direct = async (d: Destination): Promise<MemberRecord | null> => {
-    const route = x.links.route(d.member.url);
-    if (!x.direct || !route) return (await relay([d]))[0] ?? null;
+  const direct = async (d: Destination, route: DirectRoute, sender: DirectSender): Promise<MemberRecord | null> => {
     try {
-      const work = x.direct.send(srcKey, srcOffset, count, route, d.key, d.offset, { ...x.transfer, timeoutMs: x.deadlineMs });
+      const work = sender.send(srcKey, srcOffset, count, route, d.key, d.offset, { ...x.transfer, timeoutMs: x.deadlineMs });
       await x.links.timed(work, x.deadlineMs + 1_000, d.member.url);
       return d.member;
     } catch (err) {
@@ -130,8 +128,15 @@ async function fanOut(x: ExchangeInput, srcKey: string, srcOffset: number, count
       return relayed;
     }
   };
-  if (!x.direct) return relay(dests);
-  return (await Promise.all(dests.map(direct))).filter((m): m is MemberRecord => m !== null);
+  const sender = x.direct;
+  if (!sender) return relay(dests);
+  // Destinations the module cannot send to (TLS) are relayed together: each chunk read once.
+  const routed = dests.map((d) => ({ d, route: x.links.route(d.member.url) }));
+  const [sent, relayed] = await Promise.all([
+    Promise.all(routed.map(({ d, route }) => (route ? direct(d, route, sender) : null))),
+    relay(routed.filter((r) => !r.route).map((r) => r.d)),
+  ]);
+  return [...sent.filter((m): m is MemberRecord => m !== null), ...relayed];
 }
 
 /** Sends a round marker after the data it announces (same connection, so it lands after). */
