@@ -105,9 +105,9 @@ Examples:
       process.stderr.write(`functions compute on: ${backend}${why}\n`);
     }
     try {
-      const { train } = await import('./commands/train.ts');
+      const { runFailed, train } = await import('./commands/train.ts');
       const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, dashboard, minPeers: o.minPeers, plotDir: o.plot });
-      if (!s.identical || s.outcomes.some((x) => x.state === 'failed') || s.belowMinPeers) process.exitCode = 1;
+      if (runFailed(s)) process.exitCode = 1;
     } finally {
       await platform.close();
       await dashboard?.close();

@@ -124,8 +124,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     writeFileSync(file, learningCurve(curve, `Training loss and validation accuracy, ${o.peers} peer(s)`));
     summary.plotted = [file];
   }
-  const failed = summary.outcomes.some((x) => x.state === 'failed') || !summary.identical || summary.belowMinPeers !== undefined;
-  o.dashboard?.finish(renderSummary(summary).split('\n').find((l) => l.startsWith('Training')) ?? 'finished', failed);
+  o.dashboard?.finish(failureLine(summary) ?? `Training finished: ${summary.stopReason ?? 'stopped'}`, runFailed(summary));
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
   bars.stop();
@@ -134,14 +133,25 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
   return summary;
 }
 
+/** Whether a run failed: a peer failed, the replicas differ, or too few peers were left. */
+export function runFailed(s: ClusterSummary): boolean {
+  return s.outcomes.some((o) => o.state === 'failed') || !s.identical || s.belowMinPeers !== undefined;
+}
+
+/** The "Training FAILED: ..." line of a failed run (what failed first), or null. */
+function failureLine(s: ClusterSummary): string | null {
+  if (!runFailed(s)) return null;
+  const failed = s.outcomes.filter((o) => o.state === 'failed');
+  return `Training FAILED: ${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : s.belowMinPeers ?? 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`;
+}
+
 export function renderSummary(s: ClusterSummary): string {
   // What failed comes first: a failed or partial run must not read like a success.
   const failed = s.outcomes.filter((o) => o.state === 'failed');
+  const failure = failureLine(s);
   const lines = [
     '',
-    ...(failed.length > 0 || !s.identical || s.belowMinPeers
-      ? [`Training FAILED: ${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : s.belowMinPeers ?? 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`]
-      : []),
+    ...(failure ? [failure] : []),
     ...(s.belowMinPeers && failed.length > 0 ? [`  ${s.belowMinPeers}`] : []),
     `Training finished: ${s.stopReason ?? 'stopped'}`,
     `  peers ${s.peers}, rounds ${s.rounds} (${s.epochs.toFixed(2)} epochs), ${s.parameters.toLocaleString()} parameters, wall time ${formatMs(s.wallMs)}`,
