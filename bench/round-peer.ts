@@ -6,6 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { parseTrainingConfig } from '../src/config/training.ts';
+import { MNIST_SPEC } from '../src/data/spec.ts';
 import type { FunctionEvents, FunctionName, FunctionResults, GradientEvent } from '../src/functions/events.ts';
 import { Peer } from '../src/peer/peer.ts';
 import type { PeerData, RoundMetrics } from '../src/peer/types.ts';
@@ -70,8 +71,8 @@ async function main(d: RoundPeerData): Promise<void> {
     optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9 },
   });
   const platform = new PushPlatform(makeGradients(d.length, d.writers));
-  const model = { layoutHash: `bench-${d.length}`, length: d.length, trainable: d.length };
-  const data: PeerData = { batches: d.writers, batchKeys: () => ({ images: '-', labels: '-' }), validation: { imagesKey: '-', labelsKey: '-', count: 0 } };
+  const model = { layoutHash: `bench-${d.length}`, length: d.length, trainable: d.length, ref: { name: 'cnn' } };
+  const data: PeerData = { samples: MNIST_SPEC, batches: d.writers, batchKeys: () => ({ images: '-', labels: '-' }), validation: { imagesKey: '-', labelsKey: '-', count: 0 } };
   const peer = new Peer({
     id: d.id, redis: { url: d.url }, platform, model, data, shard: { index: d.index, count: d.peers },
     ...(d.bootstrapUrl === undefined

@@ -309,7 +309,7 @@ async function commandsAlone(o: RoundBenchOptions): Promise<AloneStalls> {
       while ((await local.get(K.gradAvgRound(round))) !== String(round)) await new Promise((r) => setTimeout(r, 1));
       await sender.send(K.gradAvg(round), 0, slice, directRoute(servers[1].url)!, 'slice', 0);
       await store.aggregate(K.aggregate(round), [K.gradAvg(round), 'in:0', 'in:1', 'in:2'], { rule: 'mean' }, o.length);
-      await applyUpdate({ peer: 'alone', round, local, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, nesterov: false, weightDecay: 0 }, lr: 0.01, model: { layoutHash: 'alone', length: o.length, trainable: o.length } });
+      await applyUpdate({ peer: 'alone', round, local, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, nesterov: false, weightDecay: 0 }, lr: 0.01, model: { length: o.length, trainable: o.length } });
       await store.checksum(K.params);
       if (round === 2) stalls = await stallsByCommand([local]);
     }

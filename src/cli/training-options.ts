@@ -11,9 +11,12 @@ const dflt = (v: unknown) => ` (default: ${String(v)})`;
 export function addTrainingOptions(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'training configuration as JSON (flags given on the command line override it)')
-    .addOption(new Option('--model <name>', `model of the zoo${dflt(D.model.name)}`).choices(['cnn', 'vgg11', 'resnet18', 'densenet121']))
-    .option('--width <x>', `width multiplier of the model: channels scale by it${dflt(D.model.width)}`, parseFloat)
-    .addOption(new Option('--dataset <name>', `training data${dflt(D.dataset)}`).choices(['mnist', 'synthetic']))
+    .option('--model <name>', `a model of the zoo (cnn, vgg11, resnet18, densenet121, mlp), or your TF.js Layers model.json (with or without weights)${dflt(D.model.name)}`)
+    .option('--width <x>', `width multiplier of a zoo model: channels scale by it${dflt(D.model.width)}`, parseFloat)
+    .option('--dataset <source>', `training data: mnist, synthetic, or your own as idx:DIR, cifar10:DIR, npy:DIR (x.npy, y.npy), csv:FILE, images:DIR (a subfolder per class)${dflt(D.dataset)}`)
+    .option('--label-column <name>', `CSV: the column holding the class${dflt(D.labelColumn)}`)
+    .option('--test-fraction <x>', 'share of the samples held out as the test set (default: the source\'s own test split, else 0.2)', parseFloat)
+    .option('--resize <WxH>', 'image folders: resize every image, e.g. 32x32 (default: all images must have the same size)')
     .option('--batch-size <n>', `samples per batch, one function invocation per batch${dflt(D.batchSize)}`, parseFloat)
     .option('--batches-per-round <n>', `batches each peer contributes to a round; 0 = its whole shard, one round per epoch as in the original work, unless --rounds sets it${dflt(D.batchesPerRound)}`, parseFloat)
     .option('--epochs <n>', `passes over each shard; grown when --rounds needs more${dflt(D.epochs)}`, parseFloat)
@@ -72,6 +75,9 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   if (o.width !== undefined) model.width = o.width;
   c.model = model;
   set('dataset', o.dataset);
+  set('labelColumn', o.labelColumn);
+  set('testFraction', o.testFraction);
+  set('resize', o.resize);
   set('batchSize', o.batchSize);
   set('batchesPerRound', o.batchesPerRound);
   set('epochs', o.epochs);

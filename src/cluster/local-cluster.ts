@@ -15,7 +15,7 @@ import { requestStop } from '../peer/net/stop.ts';
 import type { PeerOutcome, PeerStatus, RoundMetrics } from '../peer/types.ts';
 import { closeRedis, connectRedis } from '../tensor/redis-client.ts';
 import { startRedisServer, type RedisServer } from './redis-server.ts';
-import { prepareModel, preparePeerData, evaluateTestSet, type TestResult } from './training-setup.ts';
+import { buildNetworkModel, dataOf, prepareModel, preparePeerData, evaluateTestSet, type TestResult } from './training-setup.ts';
 
 export interface ClusterOptions {
   peers: number;
@@ -31,7 +31,7 @@ export interface ClusterOptions {
   dataDir?: string;
   /** Resume from the state kept in the servers' data directories. */
   resume?: boolean;
-  /** Evaluate the final model on the 10k MNIST test set (MNIST only). */
+  /** Evaluate the final model on the data's test set (when it has one). */
   testEvaluation?: boolean;
   /** Write the trained model here, in the TensorFlow.js Layers format (src/model/export.ts). */
   saveDir?: string;
@@ -229,8 +229,15 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       const c = await connectRedis({ url: servers[0].url, password: o.password });
       try {
         const params = await new InDbTensorStore(c).get(K.params);
-        summary.saved = await exportModel(o.saveDir, config.model.name, config.model.width, params,
-          { checksum: checksums[0] ?? '', testAccuracy: test?.accuracy ?? null, rounds: summary.rounds, config });
+        const built = await buildNetworkModel(config);
+        const data = dataOf(config);
+        try {
+          summary.saved = await exportModel(o.saveDir, built, params,
+            { samples: data.train.spec, scaling: data.scaling, ...(data.train.classNames ? { classNames: data.train.classNames } : {}) },
+            { checksum: checksums[0] ?? '', testAccuracy: test?.accuracy ?? null, rounds: summary.rounds, config });
+        } finally {
+          built.dispose();
+        }
       } finally {
         await closeRedis(c);
       }

@@ -13,6 +13,8 @@ export function checkLocalPeers(config: TrainingConfig, peers: number): void {
   if (peers > MAX_LOCAL_PEERS) {
     throw new Error(`--peers ${peers}: a local run starts a redis-server and a peer per peer on this machine, at most ${MAX_LOCAL_PEERS}; for more, run \`peerless peer\` on more machines`);
   }
+  // Your own data's size is known once it is loaded; splitData says so then.
+  if (config.dataset !== 'mnist' && config.dataset !== 'synthetic') return;
   const available = (config.dataset === 'mnist' ? MNIST_COUNT.train : config.syntheticSize) - config.validationSize;
   const train = config.trainSamples > 0 ? Math.min(config.trainSamples, available) : available;
   if (train < peers) throw new Error(`--peers ${peers}: ${train} training samples cannot give every peer a shard`);

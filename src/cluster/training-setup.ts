@@ -1,32 +1,72 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
 import type { TrainingConfig } from '../config/training.ts';
+import { resolve } from 'node:path';
 import { select, type Dataset } from '../data/dataset.ts';
-import { loadMnist } from '../data/mnist.ts';
 import { splitData } from '../data/shard.ts';
+import { loadSource, type LoadedData } from '../data/sources.ts';
 import { DataKeys, storeBatches, storeSamples } from '../data/store.ts';
-import { syntheticDataset } from '../data/synthetic.ts';
+import type { ModelRef } from '../functions/events.ts';
 import { initFunctionBackend } from '../functions/runtime.ts';
+import { buildFromTopology, isModelFile, readModelFile, type ModelFile } from '../model/custom.ts';
 import { getFlatParams, getLayout } from '../model/flat.ts';
+import { checkModelFits } from '../model/gradient.ts';
+import { initialParams } from '../model/init.ts';
 import { buildModel } from '../model/zoo.ts';
 import { K } from '../peer/net/keys.ts';
 import type { ModelInfo, PeerData } from '../peer/types.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 
+/** The samples of a configuration (loaded once per process, src/data/sources.ts). */
+export function dataOf(config: TrainingConfig): LoadedData {
+  return loadSource(config.dataset, {
+    labelColumn: config.labelColumn, testFraction: config.testFraction, seed: config.seed, syntheticSize: config.syntheticSize,
+    ...(config.resize ? { resize: config.resize } : {}),
+  });
+}
+
+/** The training set of a configuration. */
+export function trainingSet(config: TrainingConfig): Dataset {
+  return dataOf(config).train;
+}
+
+const modelFiles = new Map<string, ModelFile>();
+
+/** A configuration's model.json, read once per process; undefined for a preset of the zoo. */
+export function modelFileOf(config: TrainingConfig): ModelFile | undefined {
+  if (!isModelFile(config.model.name)) return undefined;
+  const path = resolve(config.model.name);
+  let f = modelFiles.get(path);
+  if (!f) { f = readModelFile(path); modelFiles.set(path, f); }
+  return f;
+}
+
+/** The configuration's model, built on the functions' backend (zoo presets seeded by config.seed). */
+export async function buildNetworkModel(config: TrainingConfig): Promise<tfl.LayersModel> {
+  await initFunctionBackend();
+  const file = modelFileOf(config);
+  return file ? buildFromTopology(file.topology, file.weights) : buildModel(config.model.name, config.model.width, config.seed, trainingSet(config).spec);
+}
+
 /**
- * Builds the network's model once, to learn its layout and its seeded initial parameters
- * (computed from the seed, the same on every backend). It uses the functions' backend, so a
- * process that also runs the handler in-process (the serverless benchmark's one-machine
- * side) computes exactly as the functions do.
+ * Builds the network's model once, to learn its layout and its initial parameters: a zoo
+ * preset's are seeded (the same on every backend), a model.json's are its weights when it
+ * has them, else seeded the same way. It uses the functions' backend, so a process that also
+ * runs the handler in-process (the serverless benchmark's one-machine side) computes exactly
+ * as the functions do. The model must fit the data: its input shape and its outputs.
  */
 export async function prepareModel(config: TrainingConfig): Promise<{ info: ModelInfo; initialParams: Float32Array }> {
-  await initFunctionBackend();
-  const model = buildModel(config.model.name, config.model.width, config.seed);
+  const spec = trainingSet(config).spec;
+  const file = modelFileOf(config);
+  const model = await buildNetworkModel(config);
   try {
+    checkModelFits(model, spec);
     const layout = getLayout(model);
+    const ref: ModelRef = file ? { name: file.name, topologyKey: K.topology } : { name: config.model.name, width: config.model.width };
     return {
-      info: { layoutHash: layout.hash, length: layout.size, trainable: layout.trainableSize },
-      initialParams: getFlatParams(model),
+      info: { layoutHash: layout.hash, length: layout.size, trainable: layout.trainableSize, ref },
+      initialParams: file && !file.weights ? initialParams(layout, config.seed) : getFlatParams(model),
     };
   } finally {
     model.dispose();
@@ -34,13 +74,8 @@ export async function prepareModel(config: TrainingConfig): Promise<{ info: Mode
   }
 }
 
-/** The training set of a configuration: real MNIST, or the seeded synthetic set. */
-export function trainingSet(config: TrainingConfig): Dataset {
-  return config.dataset === 'mnist' ? loadMnist('train') : syntheticDataset(config.syntheticSize, config.seed);
-}
-
 export interface PeerDataOptions {
-  /** Also store the 10k MNIST test set (for the final evaluation). */
+  /** Also store the test set, when the data has one (for the final evaluation). */
   storeTest: boolean;
   /** Keep data already stored by the same plan (a resumed run). */
   skipIfStored: boolean;
@@ -52,7 +87,14 @@ export interface PeerDataOptions {
  * any data moving between peers.
  */
 export async function preparePeerData(client: Redis, config: TrainingConfig, shard: { index: number; count: number }, o: PeerDataOptions): Promise<PeerData & { batchesTotal: number }> {
-  const plan = JSON.stringify({ dataset: config.dataset, seed: config.seed, syntheticSize: config.syntheticSize, trainSamples: config.trainSamples, validation: config.validationSize, batchSize: config.batchSize, shard });
+  const plan = JSON.stringify({
+    dataset: config.dataset, labelColumn: config.labelColumn, testFraction: config.testFraction, resize: config.resize,
+    seed: config.seed, syntheticSize: config.syntheticSize, trainSamples: config.trainSamples, validation: config.validationSize, batchSize: config.batchSize, shard,
+  });
+  const data = dataOf(config);
+  // A custom model's topology, where the functions build it from (read-only to them).
+  const file = modelFileOf(config);
+  if (file) await client.set(K.topology, file.topology);
   const stored = await client.get(DataKeys.meta);
   let batches: number;
   let validationCount: number;
@@ -61,17 +103,18 @@ export async function preparePeerData(client: Redis, config: TrainingConfig, sha
     batches = meta.batches;
     validationCount = meta.validation;
   } else {
-    const all = trainingSet(config);
+    const all = data.train;
     const split = splitData(all.count, { seed: config.seed, peers: shard.count, validation: config.validationSize, trainSamples: config.trainSamples });
     batches = await storeBatches(client, select(all, split.shards[shard.index]), config.batchSize);
     validationCount = split.validation.length;
     if (validationCount > 0) await storeSamples(client, select(all, split.validation), DataKeys.validationImages, DataKeys.validationLabels);
     await client.set(DataKeys.meta, JSON.stringify({ plan, batches, validation: validationCount }));
   }
-  if (o.storeTest && Number(await client.exists(DataKeys.testLabels)) === 0) {
-    await storeSamples(client, loadMnist('test'), DataKeys.testImages, DataKeys.testLabels);
+  if (o.storeTest && data.test && Number(await client.exists(DataKeys.testLabels)) === 0) {
+    await storeSamples(client, data.test, DataKeys.testImages, DataKeys.testLabels);
   }
   return {
+    samples: data.train.spec,
     batches,
     batchesTotal: batches,
     batchKeys: (i) => ({ images: DataKeys.batchImages(i), labels: DataKeys.batchLabels(i) }),
@@ -83,21 +126,29 @@ export interface TestResult {
   accuracy: number;
   loss: number;
   samples: number;
+  /** The data they come from ("real MNIST", "csv:/data/iris.csv"). */
+  source: string;
 }
 
-/** The final model (any replica: they are identical) on the 10k MNIST test set, with `evaluate` functions. */
-export async function evaluateTestSet(platform: FunctionPlatform, url: string, config: TrainingConfig, model: ModelInfo): Promise<TestResult> {
-  const count = 10_000, chunk = 1000;
+/**
+ * The final model (any replica: they are identical) on the data's test set, with `evaluate`
+ * functions; null when the data has no test set.
+ */
+export async function evaluateTestSet(platform: FunctionPlatform, url: string, config: TrainingConfig, model: ModelInfo): Promise<TestResult | null> {
+  const { test, description } = dataOf(config);
+  if (!test) return null;
+  const count = test.count, chunk = 1000;
   const parts = [];
   for (let start = 0; start < count; start += chunk) {
     parts.push(platform.invoke('evaluate', {
-      redis: { url }, model: config.model, layoutHash: model.layoutHash, layoutKey: K.layout, paramsKey: K.params,
-      imagesKey: DataKeys.testImages, labelsKey: DataKeys.testLabels, start, count: Math.min(chunk, count - start),
+      redis: { url }, model: model.ref, layoutHash: model.layoutHash, layoutKey: K.layout, paramsKey: K.params,
+      imagesKey: DataKeys.testImages, labelsKey: DataKeys.testLabels, start, count: Math.min(chunk, count - start), samples: test.spec,
     }));
   }
   const rs = await Promise.all(parts);
   const samples = rs.reduce((s, r) => s + r.samples, 0);
   return {
+    source: description,
     samples,
     accuracy: rs.reduce((s, r) => s + r.correct, 0) / samples,
     loss: rs.reduce((s, r) => s + r.loss * r.samples, 0) / samples,

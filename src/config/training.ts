@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { parseResize, parseSource } from '../data/source-name.ts';
+
+const ZOO = ['cnn', 'vgg11', 'resnet18', 'densenet121', 'mlp'];
 
 /**
  * The training configuration every peer of a network shares. The founding peer stores it in
@@ -41,10 +44,28 @@ export const AggregationSchema = z.discriminatedUnion('rule', [
 export const TrainingConfigSchema = z
   .strictObject({
     model: z.strictObject({
-      name: z.enum(['cnn', 'vgg11', 'resnet18', 'densenet121']),
+      /** A preset of the zoo, or the path of a TF.js Layers model.json (src/model/custom.ts). */
+      name: z.string().superRefine((n, ctx) => {
+        if (!ZOO.includes(n) && !n.endsWith('.json')) ctx.addIssue({ code: 'custom', message: `"${n}" is neither a model of the zoo (${ZOO.join(', ')}) nor a model.json file` });
+      }),
       width: z.number().positive().max(4).default(1),
     }),
-    dataset: z.enum(['mnist', 'synthetic']).default('mnist'),
+    /** Where the samples come from: mnist, synthetic, or <format>:<path> (src/data/sources.ts). */
+    dataset: z.string().default('mnist').superRefine((d, ctx) => {
+      try { parseSource(d); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); }
+    }),
+    /** CSV datasets: the column holding the class. */
+    labelColumn: z.string().min(1).default('label'),
+    /**
+     * The share of all samples held out as the test set; 0 = the source's own test split, or
+     * 20% for a source without one.
+     */
+    testFraction: z.number().min(0).max(0.9).default(0),
+    /** Image folders: resize every image to WIDTHxHEIGHT. */
+    resize: z.string().optional().superRefine((r, ctx) => {
+      if (r === undefined) return;
+      try { parseResize(r); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); }
+    }),
     /** Use only the first N training samples after the seeded shuffle (0 = all): quick runs and benchmarks. */
     trainSamples: z.number().int().min(0).max(10_000_000).default(0),
     /** Samples of the synthetic dataset (ignored for MNIST). */

@@ -1,21 +1,39 @@
-/** Images as uint8 pixels (count x 784, row-major 28x28), labels as uint8 classes 0-9. */
+import { inputBytes, labelBytes, type SampleSpec } from './spec.ts';
+
+/**
+ * Samples as the stores keep them: `inputs` holds count x inputBytes(spec) bytes, row-major
+ * (uint8 values, or float32 little endian), `labels` count x labelBytes(spec) bytes of class
+ * indices. Plain bytes, so selecting, sharding and storing never look inside a sample.
+ */
 export interface Dataset {
-  images: Uint8Array;
+  inputs: Uint8Array;
   labels: Uint8Array;
   count: number;
+  spec: SampleSpec;
+  /** A name per class, when the source has them (folders, CSV values, CIFAR's meta file). */
+  classNames?: string[];
 }
-
-export const PIXELS = 28 * 28;
-export const CLASSES = 10;
 
 /** The samples at `indices`, copied into a new dataset (indices may be in any order). */
 export function select(d: Dataset, indices: ArrayLike<number>): Dataset {
-  const images = new Uint8Array(indices.length * PIXELS);
-  const labels = new Uint8Array(indices.length);
+  const xb = inputBytes(d.spec), yb = labelBytes(d.spec);
+  const inputs = new Uint8Array(indices.length * xb);
+  const labels = new Uint8Array(indices.length * yb);
   for (let i = 0; i < indices.length; i++) {
-    const j = indices[i];
-    images.set(d.images.subarray(j * PIXELS, (j + 1) * PIXELS), i * PIXELS);
-    labels[i] = d.labels[j];
+    const j = indices[i]!;
+    inputs.set(d.inputs.subarray(j * xb, (j + 1) * xb), i * xb);
+    labels.set(d.labels.subarray(j * yb, (j + 1) * yb), i * yb);
   }
-  return { images, labels, count: indices.length };
+  return { ...d, inputs, labels, count: indices.length };
+}
+
+/** Samples [start, start + count) as views (no copy). */
+export function slice(d: Dataset, start: number, count: number): Dataset {
+  const xb = inputBytes(d.spec), yb = labelBytes(d.spec);
+  return { ...d, inputs: d.inputs.subarray(start * xb, (start + count) * xb), labels: d.labels.subarray(start * yb, (start + count) * yb), count };
+}
+
+/** The class of sample `i`. */
+export function labelAt(d: Pick<Dataset, 'labels' | 'spec'>, i: number): number {
+  return labelBytes(d.spec) === 1 ? d.labels[i]! : d.labels[2 * i]! | (d.labels[2 * i + 1]! << 8);
 }

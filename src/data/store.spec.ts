@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../cluster/redis-server.ts';
 import { BUFFER_REPLIES, closeRedis, connectRedis, type Redis } from '../tensor/redis-client.ts';
-import { PIXELS, select } from './dataset.ts';
+import { select } from './dataset.ts';
+import { inputSize, MNIST_SPEC } from './spec.ts';
 import { loadMnist } from './mnist.ts';
 import { splitData } from './shard.ts';
 import { DataKeys, storeBatches, storeSamples } from './store.ts';
+
+const PIXELS = inputSize(MNIST_SPEC);
 
 let server: RedisServer;
 let client: Redis;
@@ -31,7 +34,7 @@ describe('a peer stores its shard in its Redis (real redis-server)', () => {
       const x = await getBytes(DataKeys.batchImages(i));
       const y = await getBytes(DataKeys.batchLabels(i));
       expect(x?.length).toBe(n * PIXELS);
-      expect(Buffer.compare(x!, Buffer.from(shard.images.subarray(i * 64 * PIXELS, (i * 64 + n) * PIXELS)))).toBe(0);
+      expect(Buffer.compare(x!, Buffer.from(shard.inputs.subarray(i * 64 * PIXELS, (i * 64 + n) * PIXELS)))).toBe(0);
       expect(Buffer.compare(y!, Buffer.from(shard.labels.subarray(i * 64, i * 64 + n)))).toBe(0);
     }
     expect(await getBytes(DataKeys.batchImages(batches))).toBeNull();
@@ -40,7 +43,7 @@ describe('a peer stores its shard in its Redis (real redis-server)', () => {
   it('stores a held-out set under two keys', async () => {
     const test = loadMnist('test');
     await storeSamples(client, test, DataKeys.testImages, DataKeys.testLabels);
-    expect(Buffer.compare((await getBytes(DataKeys.testImages))!, Buffer.from(test.images))).toBe(0);
+    expect(Buffer.compare((await getBytes(DataKeys.testImages))!, Buffer.from(test.inputs))).toBe(0);
     expect(Buffer.compare((await getBytes(DataKeys.testLabels))!, Buffer.from(test.labels))).toBe(0);
   });
 });

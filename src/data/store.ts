@@ -1,8 +1,8 @@
 import type { Redis } from '../tensor/redis-client.ts';
-import { PIXELS, type Dataset } from './dataset.ts';
+import { slice, type Dataset } from './dataset.ts';
 import { batchRanges } from './shard.ts';
 
-/** Where a peer keeps its data in its own Redis (uint8 pixels and labels as plain strings). */
+/** Where a peer keeps its data in its own Redis (inputs and labels as plain byte strings, see dataset.ts). */
 export const DataKeys = {
   meta: 'data:meta',
   batchImages: (i: number) => `data:batch:${i}:x`,
@@ -23,8 +23,9 @@ export async function storeBatches(client: Redis, shard: Dataset, batchSize: num
     const tx = client.multi();
     for (const [k, r] of ranges.slice(g, g + 64).entries()) {
       const i = g + k;
-      tx.set(DataKeys.batchImages(i), bytes(shard.images.subarray(r.start * PIXELS, (r.start + r.count) * PIXELS)));
-      tx.set(DataKeys.batchLabels(i), bytes(shard.labels.subarray(r.start, r.start + r.count)));
+      const b = slice(shard, r.start, r.count);
+      tx.set(DataKeys.batchImages(i), bytes(b.inputs));
+      tx.set(DataKeys.batchLabels(i), bytes(b.labels));
     }
     await tx.execAsPipeline();
   }
@@ -33,6 +34,6 @@ export async function storeBatches(client: Redis, shard: Dataset, batchSize: num
 
 /** Stores a whole held-out set (validation or test) under two keys. */
 export async function storeSamples(client: Redis, d: Dataset, imagesKey: string, labelsKey: string): Promise<void> {
-  await client.multi().set(imagesKey, bytes(d.images)).set(labelsKey, bytes(d.labels)).exec();
+  await client.multi().set(imagesKey, bytes(d.inputs)).set(labelsKey, bytes(d.labels)).exec();
 }
 

@@ -1,4 +1,7 @@
-import { CLASSES, PIXELS, type Dataset } from './dataset.ts';
+import type { Dataset } from './dataset.ts';
+import { inputSize, MNIST_SPEC } from './spec.ts';
+
+const PIXELS = inputSize(MNIST_SPEC), CLASSES = MNIST_SPEC.classes;
 import { mulberry32 } from './random.ts';
 
 /**
@@ -21,7 +24,7 @@ export function syntheticDataset(count: number, seed: number): Dataset {
     }
     protos.push(p);
   }
-  const images = new Uint8Array(count * PIXELS);
+  const inputs = new Uint8Array(count * PIXELS);
   const labels = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
     const c = Math.floor(rand() * CLASSES);
@@ -30,8 +33,8 @@ export function syntheticDataset(count: number, seed: number): Dataset {
     for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) {
       const sy = Math.min(27, Math.max(0, y + dy)), sx = Math.min(27, Math.max(0, x + dx));
       const v = protos[c][sy * 28 + sx] * 220 + (rand() - 0.5) * 60;
-      images[i * PIXELS + y * 28 + x] = Math.max(0, Math.min(255, Math.round(v)));
+      inputs[i * PIXELS + y * 28 + x] = Math.max(0, Math.min(255, Math.round(v)));
     }
   }
-  return { images, labels, count };
+  return { inputs, labels, count, spec: MNIST_SPEC };
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SampleSpecSchema } from '../data/spec.ts';
 import type { FunctionEvents, FunctionName } from './events.ts';
 
 /**
@@ -11,7 +12,7 @@ const redis = z.looseObject({ url: z.string().min(1) }).superRefine((r, ctx) => 
     ctx.addIssue({ code: 'custom', path: ['password'], message: 'secrets do not travel in events: give the function its Redis credentials in its environment (PEERLESS_REDIS_USERNAME, PEERLESS_REDIS_PASSWORD; see peerless credentials)' });
   }
 }).transform((r) => ({ url: r.url }));
-const model = z.object({ name: z.string().min(1), width: z.number().positive().optional() });
+const model = z.object({ name: z.string().min(1), width: z.number().positive().optional(), topologyKey: z.string().min(1).optional() });
 const key = z.string().min(1);
 
 const gradient = z.object({
@@ -26,6 +27,7 @@ const gradient = z.object({
   backend: z.enum(['native', 'wasm', 'cpu']).optional(),
   microBatch: z.number().int().positive().optional(),
   checkpoint: z.boolean().optional(),
+  samples: SampleSpecSchema.optional(),
 });
 
 const evaluate = z.object({
@@ -34,6 +36,7 @@ const evaluate = z.object({
   layoutKey: key, paramsKey: key, imagesKey: key, labelsKey: key,
   start: z.number().int().nonnegative(),
   count: z.number().int().positive(),
+  samples: SampleSpecSchema.optional(),
 });
 
 const schemas = { gradient, evaluate } as const;

@@ -1,3 +1,4 @@
+import type { SampleSpec } from '../data/spec.ts';
 
 /**
  * Where a function finds a peer's Redis: its address only. Secrets do not travel in events:
@@ -15,10 +16,12 @@ export interface FunctionRedis {
  */
 
 export interface ModelRef {
-  /** A model of the zoo: 'cnn' | 'vgg11' | 'resnet18' | 'densenet121'. */
+  /** A model of the zoo ('cnn', 'vgg11', 'resnet18', 'densenet121', 'mlp'), or `custom-<hash>`. */
   name: string;
-  /** Width multiplier (channels scale by it); 1 = the standard model. */
+  /** Width multiplier of a zoo model (channels scale by it); 1 = the standard model. */
   width?: number;
+  /** A custom model: the key of the peer's Redis holding its topology (src/model/custom.ts). */
+  topologyKey?: string;
 }
 
 export interface GradientEvent {
@@ -28,7 +31,7 @@ export interface GradientEvent {
   layoutHash: string;
   layoutKey: string;
   paramsKey: string;
-  /** Images as uint8 (n x 784), labels as uint8 (n). */
+  /** The batch's inputs and labels, stored as `samples` says (src/data/spec.ts). */
   batchImagesKey: string;
   batchLabelsKey: string;
   /** Where the gradient is accumulated (PL.PUSH sum avg id attempt expected ...). */
@@ -46,6 +49,8 @@ export interface GradientEvent {
   microBatch?: number;
   /** Gradient checkpointing (src/model/checkpoint.ts); default: the model's (on for densenet121). */
   checkpoint?: boolean;
+  /** What a sample is (input shape and storage, classes); default MNIST's. */
+  samples?: SampleSpec;
 }
 
 export interface TimeBreakdown {
@@ -77,6 +82,8 @@ export interface EvaluateEvent {
   /** Sample range [start, start+count) within the stored held-out set. */
   start: number;
   count: number;
+  /** What a sample is; default MNIST's. */
+  samples?: SampleSpec;
 }
 
 export interface EvaluateResult {

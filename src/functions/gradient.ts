@@ -18,7 +18,8 @@ import { allInOrder, checkLayout, ensureBackend, modelFor, readBytes, readLayout
 export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const t0 = performance.now();
   const backend = await ensureBackend(e.backend);
-  const [{ client, store }, { model, layoutHash }] = await Promise.all([redisFor(e.redis), modelFor(e.model)]);
+  const { client, store } = await redisFor(e.redis);
+  const { model, layoutHash } = await modelFor(e.model, e.samples, client);
   // All reads go out together (one round trip's latency, not four); errors in this order.
   const [stored, params, images, labels] = await allInOrder<[string, Float32Array, Buffer, Buffer]>([
     readLayoutHash(client, e.layoutKey),
@@ -32,6 +33,7 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const out = computeGradient(model, images, labels, {
     ...(e.microBatch ? { microBatch: e.microBatch } : {}),
     checkpoint: e.checkpoint ?? checkpointedByDefault(e.model.name),
+    ...(e.samples ? { samples: e.samples } : {}),
   });
   const t2 = performance.now();
   // One invocation is one attempt: a retried invocation sends everything again under a new

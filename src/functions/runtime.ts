@@ -1,5 +1,7 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { initBackend, type BackendChoice } from '../model/backend.ts';
+import { MNIST_SPEC, type SampleSpec } from '../data/spec.ts';
+import { buildFromTopology } from '../model/custom.ts';
 import { getLayout } from '../model/flat.ts';
 import { buildModel } from '../model/zoo.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
@@ -9,7 +11,7 @@ import type { FunctionRedis, ModelRef } from './events.ts';
 
 /**
  * What a warm function instance keeps between invocations: the compute backend, one model
- * per (name, width) and one connection per Redis. None of it is state of the training:
+ * per (name, width, samples) or custom topology, and one connection per Redis. None of it is state of the training:
  * parameters and data are read from Redis on every call.
  */
 const clients = new Map<string, Promise<Redis>>();
@@ -56,21 +58,34 @@ export async function redisFor(location: FunctionRedis): Promise<{ client: Redis
   return { client, store: new InDbTensorStore(client) };
 }
 
-export function modelFor(ref: ModelRef): Promise<{ model: tfl.LayersModel; layoutHash: string }> {
+/**
+ * The model of `ref` for samples `spec`: a zoo model built for them, or a custom model built
+ * from the topology in the peer's Redis (read once per instance: its name is its hash).
+ */
+export function modelFor(ref: ModelRef, spec: SampleSpec = MNIST_SPEC, client?: Redis): Promise<{ model: tfl.LayersModel; layoutHash: string }> {
   const width = ref.width ?? 1;
-  const key = `${ref.name}@${width}`;
+  const key = ref.topologyKey ? ref.name : `${ref.name}@${width}@${spec.shape.join('x')}@${spec.classes}`;
   let m = models.get(key);
   if (!m) {
     m = (async () => {
       await initFunctionBackend();
       // The seed does not matter: the parameters are replaced by the peer's on every call.
-      const model = buildModel(ref.name, width, 0);
+      const model = ref.topologyKey ? await customModel(ref.name, ref.topologyKey, client) : buildModel(ref.name, width, 0, spec);
       return { model, layoutHash: getLayout(model).hash };
     })();
     m.catch(() => models.delete(key));
     models.set(key, m);
   }
   return m;
+}
+
+async function customModel(name: string, topologyKey: string, client: Redis | undefined): Promise<tfl.LayersModel> {
+  if (!client) throw new Error(`model ${name}: no Redis to read its topology from`);
+  const topology = await client.get(topologyKey);
+  if (topology === null) throw new Error(`missing key "${topologyKey}": the peer's Redis holds no model topology for ${name}`);
+  const stored = (JSON.parse(topology) as { config?: { name?: unknown } }).config?.name;
+  if (stored !== name) throw new Error(`"${topologyKey}" holds model ${String(stored)}, the event asks for ${name}`);
+  return buildFromTopology(topology);
 }
 
 /**

@@ -5,7 +5,10 @@
  * pushed. Shared by the handler and local platform specs.
  */
 import { loadMnist } from '../data/mnist.ts';
-import { PIXELS, type Dataset } from '../data/dataset.ts';
+import type { Dataset } from '../data/dataset.ts';
+import { inputSize, MNIST_SPEC } from '../data/spec.ts';
+
+const PIXELS = inputSize(MNIST_SPEC);
 import { initBackend } from '../model/backend.ts';
 import { getFlatParams, getLayout } from '../model/flat.ts';
 import { computeGradient } from '../model/gradient.ts';
@@ -27,7 +30,7 @@ export interface Seeded {
 }
 
 const batchOf = (d: Dataset, i: number) => ({
-  images: d.images.subarray(i * BATCH * PIXELS, (i + 1) * BATCH * PIXELS),
+  inputs: d.inputs.subarray(i * BATCH * PIXELS, (i + 1) * BATCH * PIXELS),
   labels: d.labels.subarray(i * BATCH, (i + 1) * BATCH),
 });
 
@@ -41,16 +44,16 @@ export async function seed(client: Redis, redis: FunctionRedis): Promise<Seeded>
   const tx = client.multi()
     .set('model:layout', layout.hash)
     .addCommand(['PL.SET', 'model:params', toBytes(params)])
-    .set('data:test:x', Buffer.from(test.images))
+    .set('data:test:x', Buffer.from(test.inputs))
     .set('data:test:y', Buffer.from(test.labels));
   for (const i of [0, 1]) {
     const b = batchOf(train, i);
-    tx.set(`data:batch:${i}:x`, Buffer.from(b.images)).set(`data:batch:${i}:y`, Buffer.from(b.labels));
+    tx.set(`data:batch:${i}:x`, Buffer.from(b.inputs)).set(`data:batch:${i}:y`, Buffer.from(b.labels));
   }
   await tx.exec();
   const reference = [0, 1].map((i) => {
     const b = batchOf(train, i);
-    return computeGradient(model, b.images, b.labels);
+    return computeGradient(model, b.inputs, b.labels);
   });
   model.dispose();
   return {

@@ -8,11 +8,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { getLayout, setFlatParams } from './flat.js';
-import { buildModel, IMAGE_SIZE, NUM_CLASSES } from './zoo.js';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { Scaling } from '../data/formats/splits.js';
+import type { SampleSpec } from '../data/spec.js';
 
 export interface ExportMetadata {
-  /** How an input image becomes the model's input: uint8 pixels / 255, 28x28x1. */
-  input: { shape: number[]; scaling: string };
+  /** The model's input: its shape, and how the source's values were scaled to it. */
+  input: { shape: number[]; scaling: Scaling | string };
   classNames: string[];
   layoutHash: string;
   /** The parameters' checksum (PL.CHECKSUM) the network ended with. */
@@ -23,13 +25,14 @@ export interface ExportMetadata {
 }
 
 /**
- * Writes `params` (the network's flat vector, layout order) as model `name` at `width` into
- * `dir`. Returns the files written.
+ * Writes `params` (the network's flat vector, layout order) into `model` and saves it into
+ * `dir`, with what the data was (`samples`, the scaling, class names). Returns the files
+ * written. The model is the caller's: it is not disposed.
  */
-export async function exportModel(dir: string, name: string, width: number, params: Float32Array,
+export async function exportModel(dir: string, model: tfl.LayersModel, params: Float32Array,
+  data: { samples: SampleSpec; scaling: Scaling; classNames?: string[] },
   meta: Omit<ExportMetadata, 'input' | 'classNames' | 'layoutHash'>): Promise<string[]> {
-  const model = buildModel(name, width, 0);
-  try {
+  {
     const layout = getLayout(model);
     setFlatParams(model, params);
     mkdirSync(dir, { recursive: true });
@@ -43,14 +46,12 @@ export async function exportModel(dir: string, name: string, width: number, para
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
     }));
     const metadata: ExportMetadata = {
-      input: { shape: [IMAGE_SIZE, IMAGE_SIZE, 1], scaling: 'uint8 pixel / 255' },
-      classNames: Array.from({ length: NUM_CLASSES }, (_, i) => String(i)),
+      input: { shape: data.samples.shape, scaling: data.scaling },
+      classNames: data.classNames ?? Array.from({ length: data.samples.classes }, (_, i) => String(i)),
       layoutHash: layout.hash,
       ...meta,
     };
     writeFileSync(join(dir, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`);
     return ['model.json', 'weights.bin', 'metadata.json'].map((f) => join(dir, f));
-  } finally {
-    model.dispose();
   }
 }

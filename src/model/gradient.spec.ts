@@ -111,7 +111,7 @@ describe('gradient and evaluation', () => {
 
   it('rejects malformed batches with a clear error', () => {
     const model = buildModel('cnn', 0.25, 2);
-    expect(() => computeGradient(model, new Uint8Array(784 * 2 - 1), new Uint8Array(2))).toThrow('images have 1567 bytes, expected 2 x 784 = 1568 for 2 labels');
+    expect(() => computeGradient(model, new Uint8Array(784 * 2 - 1), new Uint8Array(2))).toThrow('inputs have 1567 bytes, expected 2 x 784 = 1568 for 2 labels (28x28x1 uint8)');
     expect(() => computeGradient(model, new Uint8Array(784), Uint8Array.of(10))).toThrow('label 10 at index 0 is not a class (0..9)');
     expect(() => evaluate(model, new Uint8Array(0), new Uint8Array(0))).toThrow('empty batch');
   });

@@ -2,16 +2,17 @@
  * The gradient and evaluation computations of the serverless functions: bytes in, numbers
  * out, no tensors left behind.
  *
- * Inputs: images as uint8 (n x 784, 0..255), labels as uint8 (n, 0..9). Pixels are scaled
- * to [0, 1] (x / 255), no standardisation. Loss: softmax cross-entropy.
+ * Inputs and labels are the bytes a dataset stores (src/data/spec.ts): uint8 inputs are
+ * scaled to [0, 1] (x / 255), float32 inputs used as they are; labels are class indices.
+ * The loss is the model's head's cross-entropy (head.ts): softmax over K outputs, or binary
+ * on one output.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { inputBytes, inputSize, labelBytes, MNIST_SPEC, type SampleSpec } from '../data/spec.js';
 import { getLayout, layoutVariables, flatGradient } from './flat.js';
 import { forward } from './forward.js';
-import { IMAGE_SIZE, NUM_CLASSES } from './zoo.js';
-
-const PIXELS = IMAGE_SIZE * IMAGE_SIZE;
+import { headHits, headLoss, headOf, type Head } from './head.js';
 
 export interface GradientOptions {
   /** Samples per forward/backward pass (bounds memory); default: the whole batch. */
@@ -21,6 +22,8 @@ export interface GradientOptions {
    * and recompute the rest there. Less memory for one more forward pass; the same gradient.
    */
   checkpoint?: boolean;
+  /** What the bytes are; default MNIST's. */
+  samples?: SampleSpec;
 }
 
 export interface GradientOutput {
@@ -39,31 +42,59 @@ export interface EvaluationOutput {
   samples: number;
 }
 
-function checkBatch(images: Uint8Array, labels: Uint8Array): number {
-  const n = labels.length;
-  if (n === 0) throw new Error('empty batch: no labels');
-  if (images.length !== n * PIXELS) {
-    throw new Error(`images have ${images.length} bytes, expected ${n} x ${PIXELS} = ${n * PIXELS} for ${n} labels`);
-  }
+/** Decoded class indices, checked against the class count. */
+function decodeLabels(bytes: Uint8Array, spec: SampleSpec): Int32Array {
+  const wide = labelBytes(spec) === 2;
+  const n = bytes.length / labelBytes(spec);
+  const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    if (labels[i]! >= NUM_CLASSES) throw new Error(`label ${labels[i]} at index ${i} is not a class (0..${NUM_CLASSES - 1})`);
+    const v = wide ? bytes[2 * i]! | (bytes[2 * i + 1]! << 8) : bytes[i]!;
+    if (v >= spec.classes) throw new Error(`label ${v} at index ${i} is not a class (0..${spec.classes - 1})`);
+    out[i] = v;
   }
-  return n;
+  return out;
 }
 
-function imageTensor(images: Uint8Array, start: number, count: number): tf.Tensor4D {
-  const px = new Float32Array(count * PIXELS);
-  const src = images.subarray(start * PIXELS, (start + count) * PIXELS);
-  for (let i = 0; i < px.length; i++) px[i] = src[i]! / 255;
-  return tf.tensor4d(px, [count, IMAGE_SIZE, IMAGE_SIZE, 1]);
+/** Checks sizes; returns the sample count and the decoded labels. */
+function checkBatch(inputs: Uint8Array, labels: Uint8Array, spec: SampleSpec): { n: number; y: Int32Array } {
+  if (labels.length % labelBytes(spec) !== 0) throw new Error(`labels have ${labels.length} bytes, not a whole number of ${labelBytes(spec)}-byte labels`);
+  const n = labels.length / labelBytes(spec);
+  if (n === 0) throw new Error('empty batch: no labels');
+  const per = inputBytes(spec);
+  if (inputs.length !== n * per) {
+    throw new Error(`inputs have ${inputs.length} bytes, expected ${n} x ${per} = ${n * per} for ${n} labels (${spec.shape.join('x')} ${spec.dtype})`);
+  }
+  return { n, y: decodeLabels(labels, spec) };
 }
 
-function labelTensor(labels: Uint8Array, start: number, count: number): tf.Tensor1D {
-  return tf.tensor1d(Int32Array.from(labels.subarray(start, start + count)), 'int32');
+/** Samples [start, start+count) as a float tensor of shape [count, ...spec.shape]. */
+function inputTensor(inputs: Uint8Array, spec: SampleSpec, start: number, count: number): tf.Tensor {
+  const size = inputSize(spec);
+  const values = new Float32Array(count * size);
+  if (spec.dtype === 'uint8') {
+    const src = inputs.subarray(start * size, (start + count) * size);
+    for (let i = 0; i < values.length; i++) values[i] = src[i]! / 255;
+  } else {
+    // A copy: bytes from Redis need not be 4-byte aligned.
+    new Uint8Array(values.buffer).set(inputs.subarray(start * size * 4, (start + count) * size * 4));
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new Error(`input value ${values[bad]} in sample ${start + Math.floor(bad / size)} is not a finite number`);
+  }
+  return tf.tensor(values, [count, ...spec.shape], 'float32');
 }
 
-function countCorrect(logits: tf.Tensor, labels: tf.Tensor1D): tf.Scalar {
-  return tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'int32'));
+/** The model's head for samples `spec`; an error naming the mismatch when the model does not fit them. */
+function headFor(model: tfl.LayersModel, spec: SampleSpec): Head {
+  const want = model.inputs[0]!.shape.slice(1);
+  if (want.length !== spec.shape.length || want.some((d, i) => d !== null && d !== spec.shape[i])) {
+    throw new Error(`model "${model.name}" takes inputs of shape [${want.map((d) => d ?? '?').join(', ')}], the data's are [${spec.shape.join(', ')}]`);
+  }
+  return headOf(model, spec.classes);
+}
+
+/** Throws one line naming the mismatch when `model` cannot train on samples `spec`. */
+export function checkModelFits(model: tfl.LayersModel, spec: SampleSpec): void {
+  headFor(model, spec);
 }
 
 /**
@@ -72,8 +103,10 @@ function countCorrect(logits: tf.Tensor, labels: tf.Tensor1D): tf.Scalar {
  * slice size / batch size: the same mean gradient, in bounded memory (BN then normalises
  * over each slice, as a smaller batch would). The model is left as it was found.
  */
-export function computeGradient(model: tfl.LayersModel, images: Uint8Array, labels: Uint8Array, opts: GradientOptions = {}): GradientOutput {
-  const n = checkBatch(images, labels);
+export function computeGradient(model: tfl.LayersModel, inputs: Uint8Array, labels: Uint8Array, opts: GradientOptions = {}): GradientOutput {
+  const spec = opts.samples ?? MNIST_SPEC;
+  const { n, y: classes } = checkBatch(inputs, labels, spec);
+  const head = headFor(model, spec);
   const layout = getLayout(model);
   const vars = layoutVariables(model);
   const nTrainable = layout.entries.filter((e) => e.trainable).length;
@@ -92,14 +125,13 @@ export function computeGradient(model: tfl.LayersModel, images: Uint8Array, labe
       const m = Math.min(mb, n - start);
       const weight = m / n;
       tf.tidy(() => {
-        const x = imageTensor(images, start, m);
-        const y = labelTensor(labels, start, m);
-        const oneHot = tf.oneHot(y, NUM_CLASSES);
+        const x = inputTensor(inputs, spec, start, m);
+        const y = tf.tensor1d(classes.subarray(start, start + m), 'int32');
         let hits: tf.Scalar | undefined;
         const { value, grads } = tf.variableGrads(() => {
-          const logits = forward(model, x, true, { checkpoint: opts.checkpoint });
-          hits = tf.keep(countCorrect(logits, y));
-          return tf.losses.softmaxCrossEntropy(oneHot, logits) as tf.Scalar;
+          const out = forward(model, x, true, { checkpoint: opts.checkpoint });
+          hits = tf.keep(headHits(head, out, y));
+          return headLoss(head, out, y, 'mean');
         }, trainable);
         lossSum += value.dataSync()[0]! * m;
         correct += hits!.dataSync()[0]!;
@@ -120,18 +152,19 @@ export function computeGradient(model: tfl.LayersModel, images: Uint8Array, labe
 }
 
 /** Loss (sum) and correct count in inference mode (BN uses its moving statistics). */
-export function evaluate(model: tfl.LayersModel, images: Uint8Array, labels: Uint8Array, opts: { chunk?: number } = {}): EvaluationOutput {
-  const n = checkBatch(images, labels);
+export function evaluate(model: tfl.LayersModel, inputs: Uint8Array, labels: Uint8Array, opts: { chunk?: number; samples?: SampleSpec } = {}): EvaluationOutput {
+  const spec = opts.samples ?? MNIST_SPEC;
+  const { n, y: classes } = checkBatch(inputs, labels, spec);
+  const head = headFor(model, spec);
   const chunk = opts.chunk !== undefined && opts.chunk > 0 ? opts.chunk : 256;
   let loss = 0;
   let correct = 0;
   for (let start = 0; start < n; start += chunk) {
     const m = Math.min(chunk, n - start);
     const [l, c] = tf.tidy(() => {
-      const y = labelTensor(labels, start, m);
-      const logits = forward(model, imageTensor(images, start, m), false);
-      const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(y, NUM_CLASSES), logits, undefined, 0, tf.Reduction.SUM);
-      return [ce.dataSync()[0]!, countCorrect(logits, y).dataSync()[0]!];
+      const y = tf.tensor1d(classes.subarray(start, start + m), 'int32');
+      const out = forward(model, inputTensor(inputs, spec, start, m), false);
+      return [headLoss(head, out, y, 'sum').dataSync()[0]!, headHits(head, out, y).dataSync()[0]!];
     });
     loss += l;
     correct += c;

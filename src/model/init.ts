@@ -4,7 +4,10 @@
  *
  * Kernels: He-uniform (limit sqrt(6 / fan_in)), suited to the ReLU nets of the zoo; the
  * classifier's kernel (the last trainable kernel): Glorot-uniform. Biases and BN betas 0,
- * BN gammas 1, moving means 0, moving variances 1.
+ * BN gammas 1, moving means 0, moving variances 1. For your own models without weights, also:
+ * depthwise kernels (fan_in = kernel height x width), recurrent kernels (Glorot-uniform) and
+ * embeddings (uniform in +-0.05, Keras' default); any other weight is an error that says to
+ * give the model.json its weights.
  */
 import { mulberry32 } from '../data/random.ts';
 import type { Layout, LayoutEntry } from './flat.js';
@@ -38,6 +41,19 @@ export function initialParams(layout: Layout, seed: number): Float32Array {
         uniform(out, e, limit, entrySeed(seed, i));
         break;
       }
+      case 'depthwise_kernel': {
+        const fanIn = e.shape.length === 4 ? e.shape[0]! * e.shape[1]! : e.size / e.shape[e.shape.length - 1]!;
+        uniform(out, e, Math.sqrt(6 / fanIn), entrySeed(seed, i));
+        break;
+      }
+      case 'recurrent_kernel': {
+        const [fanIn, fanOut] = [e.shape[0]!, e.shape[e.shape.length - 1]!];
+        uniform(out, e, Math.sqrt(6 / (fanIn + fanOut)), entrySeed(seed, i));
+        break;
+      }
+      case 'embeddings':
+        uniform(out, e, 0.05, entrySeed(seed, i));
+        break;
       case 'gamma':
       case 'moving_variance':
         fill(out, e, 1);
@@ -48,7 +64,7 @@ export function initialParams(layout: Layout, seed: number): Float32Array {
         fill(out, e, 0);
         break;
       default:
-        throw new Error(`no initializer for weight "${e.name}"`);
+        throw new Error(`no seeded initializer for weight "${e.name}": give the model.json its weights (they become the initial parameters)`);
     }
   });
   return out;

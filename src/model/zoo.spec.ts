@@ -10,6 +10,7 @@ const COUNTS: Record<string, { trainable: number; bnStats: number }> = {
   vgg11: { trainable: 9_487_114, bnStats: 0 },
   resnet18: { trainable: 11_172_810, bnStats: 9_600 },
   densenet121: { trainable: 6_955_146, bnStats: 83_520 },
+  mlp: { trainable: 235_146, bnStats: 0 },
 };
 
 describe('model zoo', () => {

@@ -1,5 +1,6 @@
 /**
- * The model zoo: TF.js layers models for 28x28x1 images and 10 classes.
+ * The model zoo: named TF.js layers models for any image size and class count (MNIST's
+ * 28x28x1 and 10 by default), and `mlp` for inputs of any shape (tabular rows).
  *
  * Every layer is named explicitly (layer names make the layout, so they must not depend on
  * how many models the process built before), and weights are initialised from a seed in
@@ -21,14 +22,20 @@
  * hold that batch's statistics: gradient.ts reads them from there (see flat.ts).
  */
 import * as tfl from '@tensorflow/tfjs-layers';
+import { MNIST_SPEC, type SampleSpec } from '../data/spec.js';
 import { getLayout, setFlatParams } from './flat.js';
 import { initialParams } from './init.js';
 
-export const MODEL_NAMES = ['cnn', 'vgg11', 'resnet18', 'densenet121'] as const;
+export const MODEL_NAMES = ['cnn', 'vgg11', 'resnet18', 'densenet121', 'mlp'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
-export const IMAGE_SIZE = 28;
-export const NUM_CLASSES = 10;
+/** What a zoo model is built for: the input's shape and the number of classes. */
+export interface ModelShape {
+  input: number[];
+  classes: number;
+}
+
+const shapeOf = (s: SampleSpec): ModelShape => ({ input: s.shape, classes: s.classes });
 
 type T = tfl.SymbolicTensor;
 
@@ -68,8 +75,8 @@ function dense(x: T, name: string, units: number, relu: boolean): T {
   return tfl.layers.dense({ name, units, activation: relu ? 'relu' : 'linear', kernelInitializer: zeros, biasInitializer: zeros }).apply(x) as T;
 }
 
-function input(): T {
-  return tfl.input({ shape: [IMAGE_SIZE, IMAGE_SIZE, 1], name: 'image' });
+function input(shape: ModelShape): T {
+  return tfl.input({ shape: shape.input, name: 'image' });
 }
 
 /**
@@ -78,20 +85,20 @@ function input(): T {
  * 26x26) for no gain on MNIST; pooling after each conv keeps a batch-64 gradient well under
  * 150 ms on one wasm core.
  */
-function cnn(width: number): tfl.LayersModel {
-  const x = input();
+function cnn(width: number, shape: ModelShape): tfl.LayersModel {
+  const x = input(shape);
   let h = conv(x, 'conv1', scaled(32, width), 3, 1, { bias: true, relu: true, padding: 'valid' });
   h = tfl.layers.maxPooling2d({ name: 'pool1', poolSize: 2 }).apply(h) as T;
   h = conv(h, 'conv2', scaled(64, width), 3, 1, { bias: true, relu: true, padding: 'valid' });
   h = tfl.layers.maxPooling2d({ name: 'pool2', poolSize: 2 }).apply(h) as T;
   h = tfl.layers.flatten({ name: 'flatten' }).apply(h) as T;
   h = dense(h, 'fc1', scaled(128, width), true);
-  const y = dense(h, 'logits', NUM_CLASSES, false);
+  const y = dense(h, 'logits', shape.classes, false);
   return tfl.model({ name: 'cnn', inputs: x, outputs: y });
 }
 
-function vgg11(width: number): tfl.LayersModel {
-  const x = input();
+function vgg11(width: number, shape: ModelShape): tfl.LayersModel {
+  const x = input(shape);
   const cfg: Array<number | 'M'> = [64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512];
   let h = x;
   let c = 0;
@@ -102,7 +109,7 @@ function vgg11(width: number): tfl.LayersModel {
   }
   h = tfl.layers.flatten({ name: 'flatten' }).apply(h) as T;
   h = dense(h, 'fc1', scaled(512, width), true);
-  const y = dense(h, 'logits', NUM_CLASSES, false);
+  const y = dense(h, 'logits', shape.classes, false);
   return tfl.model({ name: 'vgg11', inputs: x, outputs: y });
 }
 
@@ -117,8 +124,8 @@ function basicBlock(x: T, name: string, inC: number, outC: number, stride: numbe
   return relu(tfl.layers.add({ name: `${name}_add` }).apply([h, shortcut]) as T, `${name}_out`);
 }
 
-function resnet18(width: number): tfl.LayersModel {
-  const x = input();
+function resnet18(width: number, shape: ModelShape): tfl.LayersModel {
+  const x = input(shape);
   let c = scaled(64, width);
   let h = relu(bn(conv(x, 'stem_conv', c, 3), 'stem_bn'), 'stem_relu');
   const stages = [64, 128, 256, 512];
@@ -130,13 +137,13 @@ function resnet18(width: number): tfl.LayersModel {
     }
   });
   h = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(h) as T;
-  const y = dense(h, 'logits', NUM_CLASSES, false);
+  const y = dense(h, 'logits', shape.classes, false);
   return tfl.model({ name: 'resnet18', inputs: x, outputs: y });
 }
 
-function densenet121(width: number): tfl.LayersModel {
+function densenet121(width: number, shape: ModelShape): tfl.LayersModel {
   const growth = scaled(32, width);
-  const x = input();
+  const x = input(shape);
   let c = scaled(64, width);
   let h = conv(x, 'stem_conv', c, 3);
   const blocks = [6, 12, 24, 16];
@@ -160,11 +167,24 @@ function densenet121(width: number): tfl.LayersModel {
   });
   h = relu(bn(h, 'final_bn'), 'final_relu');
   h = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(h) as T;
-  const y = dense(h, 'logits', NUM_CLASSES, false);
+  const y = dense(h, 'logits', shape.classes, false);
   return tfl.model({ name: 'densenet121', inputs: x, outputs: y });
 }
 
-const builders: Record<ModelName, (width: number) => tfl.LayersModel> = { cnn, vgg11, resnet18, densenet121 };
+/**
+ * A multilayer perceptron for inputs of any shape (flattened): Dense(256)-ReLU-Dense(128)-ReLU
+ * and the logits. The zoo's preset for tabular data (CSV, NPY rows).
+ */
+function mlp(width: number, shape: ModelShape): tfl.LayersModel {
+  const x = input(shape);
+  let h = shape.input.length > 1 ? tfl.layers.flatten({ name: 'flatten' }).apply(x) as T : x;
+  h = dense(h, 'fc1', scaled(256, width), true);
+  h = dense(h, 'fc2', scaled(128, width), true);
+  const y = dense(h, 'logits', shape.classes, false);
+  return tfl.model({ name: 'mlp', inputs: x, outputs: y });
+}
+
+const builders: Record<ModelName, (width: number, shape: ModelShape) => tfl.LayersModel> = { cnn, vgg11, resnet18, densenet121, mlp };
 
 /**
  * Whether a zoo model's gradient runs checkpointed unless told otherwise (checkpoint.ts):
@@ -179,15 +199,19 @@ export function isModelName(name: string): name is ModelName {
 }
 
 /**
- * Builds a zoo model with seeded initial weights: the same (name, width, seed) gives
- * bit-identical parameters on every peer and backend. Needs an initialised backend.
+ * Builds a zoo model with seeded initial weights for samples `spec` (MNIST's by default): the
+ * same (name, width, seed, spec) gives bit-identical parameters on every peer and backend.
+ * Needs an initialised backend.
  */
-export function buildModel(name: string, width = 1, seed = 0): tfl.LayersModel {
+export function buildModel(name: string, width = 1, seed = 0, spec: SampleSpec = MNIST_SPEC): tfl.LayersModel {
   if (!isModelName(name)) {
-    throw new Error(`unknown model "${name}": expected one of ${MODEL_NAMES.join(', ')}`);
+    throw new Error(`unknown model "${name}": expected one of ${MODEL_NAMES.join(', ')}, or a model.json file`);
   }
   if (!(Number.isFinite(width) && width > 0)) throw new Error(`width must be a positive number, got ${width}`);
-  const model = builders[name](width);
+  if (name !== 'mlp' && spec.shape.length !== 3) {
+    throw new Error(`model "${name}" takes images (height x width x channels), the data's samples are [${spec.shape.join(', ')}]: use mlp or a model.json`);
+  }
+  const model = builders[name](width, shapeOf(spec));
   setFlatParams(model, initialParams(getLayout(model), seed));
   return model;
 }

@@ -1,3 +1,4 @@
+import type { SampleSpec } from '../data/spec.ts';
 import { DataKeys } from '../data/store.ts';
 import type { FunctionRedis, GradientEvent, ModelRef } from '../functions/events.ts';
 import { K } from './net/keys.ts';
@@ -16,7 +17,7 @@ export interface GradientTarget {
  * the sum it is pushed into. Peers, benchmarks and measurements all build events here.
  */
 export function gradientEvent(
-  peer: { redis: FunctionRedis; model: ModelRef; layoutHash: string },
+  peer: { redis: FunctionRedis; model: ModelRef; layoutHash: string; samples?: SampleSpec },
   batch: number,
   target: GradientTarget,
   o: { chunkElements?: number; microBatch?: number; checkpoint?: 'auto' | 'on' | 'off'; backend?: string; batchKeys?: { images: string; labels: string } } = {},
@@ -33,6 +34,7 @@ export function gradientEvent(
     sumKey: target.sumKey,
     avgKey: target.avgKey,
     contributionId: `b${batch}`,
+    ...(peer.samples ? { samples: peer.samples } : {}),
     expected: target.expected,
     ...(target.round !== undefined ? { round: target.round } : {}),
     ...(o.chunkElements ? { chunkElements: o.chunkElements } : {}),

@@ -160,7 +160,7 @@ export class RoundRunner implements RoundWork {
     const r = await computeGradients({
       peer: this.d.id, round, batches: this.batchesOf(round), until: t + functionDeadline(this.config),
       event: (b, expected) => gradientEvent(
-        { redis: this.d.redis, model: this.config.model, layoutHash: this.d.plan.layoutHash }, b,
+        { redis: this.d.redis, model: this.d.model.ref, layoutHash: this.d.plan.layoutHash, samples: this.d.data.samples }, b,
         { ...sum, expected, round },
         { batchKeys: this.d.data.batchKeys(b), chunkElements: this.chunkElements, microBatch: this.config.microBatch, checkpoint: this.config.checkpoint, backend: this.config.backend },
       ),
@@ -248,7 +248,7 @@ export class RoundRunner implements RoundWork {
     if (this.d.data.validation.count > 0) {
       const r = await checkConvergence({
         peer: this.d.id, round, members: this.members, validation: this.d.data.validation, platform: this.d.platform,
-        redis: this.d.redis, model: this.config.model, layoutHash: this.d.plan.layoutHash, config: this.config,
+        redis: this.d.redis, model: this.d.model.ref, samples: this.d.data.samples, layoutHash: this.d.plan.layoutHash, config: this.config,
         local: this.d.local, links: this.d.links, inbox: this.d.inbox,
       });
       this.lastValidationAccuracy = r.accuracy;

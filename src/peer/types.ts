@@ -1,3 +1,5 @@
+import type { SampleSpec } from '../data/spec.ts';
+import type { ModelRef } from '../functions/events.ts';
 import type { RedisLocation } from '../tensor/redis-client.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { TrainingConfig } from '../config/training.ts';
@@ -6,6 +8,8 @@ import type { Redis } from '../tensor/redis-client.ts';
 
 /** Where a peer's shard and held-out data sit in its own Redis. */
 export interface PeerData {
+  /** What a stored sample is (the functions decode it by this). */
+  samples: SampleSpec;
   /** Batches in this peer's shard. */
   batches: number;
   batchKeys(index: number): { images: string; labels: string };
@@ -23,6 +27,8 @@ export interface ModelInfo {
    * replaced by the aggregated value each round instead of being stepped.
    */
   trainable: number;
+  /** How functions find the model: a zoo preset and width, or a custom topology's key. */
+  ref: ModelRef;
 }
 
 export interface PeerOptions {

@@ -8,7 +8,8 @@ import type { GradientEvent } from '../../src/functions/events.ts';
 import { initBackend } from '../../src/model/backend.ts';
 import { getFlatParams, getLayout, type Layout } from '../../src/model/flat.ts';
 import { computeGradient } from '../../src/model/gradient.ts';
-import { buildModel, IMAGE_SIZE } from '../../src/model/zoo.ts';
+import { buildModel } from '../../src/model/zoo.ts';
+import { inputSize, MNIST_SPEC } from '../../src/data/spec.ts';
 import { toBytes } from '../../src/tensor/bytes.ts';
 import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
 
@@ -55,7 +56,7 @@ export async function seedGradient(
     await redis.set(`${p}:layout`, layout.hash);
     await redis.set(`${p}:params`, toBytes(params));
     for (let b = 0; b < batches; b++) {
-      const images = bytes(n * IMAGE_SIZE * IMAGE_SIZE, 1 + 2 * b, 256);
+      const images = bytes(n * inputSize(MNIST_SPEC), 1 + 2 * b, 256);
       const labels = bytes(n, 2 + 2 * b, 10);
       const event: GradientEvent = {
         redis: { url: redisUrl },

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
 import { parseTrainingConfig } from '../../src/config/training.ts';
+import { MNIST_SPEC } from '../../src/data/spec.ts';
 import { trainingConfigFrom } from '../../src/cli/training-options.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import { Peer } from '../../src/peer/peer.ts';
@@ -21,8 +22,8 @@ let founderClient: Redis;
 let platform: LocalPlatform;
 let founder: Peer;
 
-const data: PeerData = { batches: 1, batchKeys: () => ({ images: 'x', labels: 'y' }), validation: { imagesKey: 'vx', labelsKey: 'vy', count: 0 } };
-const model = { layoutHash: 'aaaa000011112222', length: 8, trainable: 8 };
+const data: PeerData = { samples: MNIST_SPEC, batches: 1, batchKeys: () => ({ images: 'x', labels: 'y' }), validation: { imagesKey: 'vx', labelsKey: 'vy', count: 0 } };
+const model = { layoutHash: 'aaaa000011112222', length: 8, trainable: 8, ref: { name: 'cnn' } };
 const config = parseTrainingConfig({ model: { name: 'cnn' }, dataset: 'synthetic' });
 
 beforeAll(async () => {
@@ -54,7 +55,7 @@ describe('bad input at the network edges', () => {
 
   it('a peer with another model or layout hash is refused, and the network is untouched', async () => {
     const before = await snapshot(founderClient);
-    const other = { layoutHash: 'bbbb000011112222', length: 8, trainable: 8 };
+    const other = { layoutHash: 'bbbb000011112222', length: 8, trainable: 8, ref: { name: 'cnn' } };
     const p = new Peer({ id: 'b', redis: { url: joinerServer.url }, platform, model: other, data, shard: { index: 1, count: 2 }, bootstrap: { url: founderServer.url } });
     await expect(p.start()).rejects.toThrow(/layout bbbb000011112222 \(8 params\) does not match the network's aaaa000011112222/);
     await p.close();

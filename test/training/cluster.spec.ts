@@ -73,7 +73,7 @@ describe('a local cluster of peers', () => {
       }
       const meta = JSON.parse(readFileSync(join(dir, 'metadata.json'), 'utf8')) as Record<string, unknown>;
       expect(meta).toMatchObject({ checksum: summary.checksums[0], rounds: 2, classNames: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
-        input: { shape: [28, 28, 1], scaling: 'uint8 pixel / 255' }, config: { model: { name: 'resnet18', width: 0.125 } } });
+        input: { shape: [28, 28, 1], scaling: { kind: 'divide', by: 255 } }, config: { model: { name: 'resnet18', width: 0.125 } } });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -99,7 +99,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     metricsFile: o.metrics,
     dataDir: o.dataDir,
     resume: o.resume,
-    testEvaluation: o.config.dataset === 'mnist',
+    testEvaluation: true,
     onStatus: (s) => { bars.status(s); o.dashboard?.status(s); },
     onRound: (m) => {
       if (o.plotDir) curve.push({ peer: m.peer, round: m.round, loss: m.loss, validationAccuracy: m.validationAccuracy, roundMs: m.roundMs });
@@ -156,7 +156,7 @@ export function renderSummary(s: ClusterSummary): string {
     `Training finished: ${s.stopReason ?? 'stopped'}`,
     `  peers ${s.peers}, rounds ${s.rounds} (${s.epochs.toFixed(2)} epochs), ${s.parameters.toLocaleString()} parameters, wall time ${formatMs(s.wallMs)}`,
   ];
-  if (s.test) lines.push(`  test accuracy ${(s.test.accuracy * 100).toFixed(2)}% on ${s.test.samples.toLocaleString()} MNIST test images (loss ${s.test.loss.toFixed(4)})`);
+  if (s.test) lines.push(`  test accuracy ${(s.test.accuracy * 100).toFixed(2)}% on ${s.test.samples.toLocaleString()} test samples of ${s.test.source} (loss ${s.test.loss.toFixed(4)})`);
   if (s.lastValidationAccuracy !== null) lines.push(`  last validation accuracy ${(s.lastValidationAccuracy * 100).toFixed(2)}%`);
   lines.push(
     `  replicas identical: ${s.identical ? 'yes' : 'NO'} (checksum ${s.checksums[0] ?? '-'})`,

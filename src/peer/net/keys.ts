@@ -19,6 +19,8 @@ export const K = {
   /** Every round's figures, for dashboards (a capped stream: src/peer/round-log.ts). */
   roundLog: 'peerless:rounds',
   layout: 'model:layout',
+  /** A custom model's topology (src/model/custom.ts), read by the functions. */
+  topology: 'model:topology',
   params: 'model:params',
   velocity: 'opt:velocity',
   adamM: 'opt:m',

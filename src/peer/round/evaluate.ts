@@ -21,6 +21,8 @@ export interface CheckInput {
   /** The peer's Redis as functions reach it, and the model they evaluate. */
   redis: FunctionRedis;
   model: ModelRef;
+  /** What a held-out sample is. */
+  samples: PeerData['samples'];
   layoutHash: string;
   config: Pick<TrainingConfig, 'targetAccuracy' | 'patience' | 'deadlineMs'>;
   local: Redis;
@@ -72,7 +74,7 @@ async function evaluateRange(x: CheckInput, start: number, count: number): Promi
   for (let s = start; s < start + count; s += EVAL_CHUNK) {
     parts.push(x.platform.invoke('evaluate', {
       redis: x.redis, model: x.model, layoutHash: x.layoutHash, layoutKey: K.layout,
-      paramsKey: K.params, imagesKey: v.imagesKey, labelsKey: v.labelsKey, start: s, count: Math.min(EVAL_CHUNK, start + count - s),
+      paramsKey: K.params, imagesKey: v.imagesKey, labelsKey: v.labelsKey, start: s, count: Math.min(EVAL_CHUNK, start + count - s), samples: x.samples,
     }));
   }
   const rs = await Promise.all(parts);

@@ -13,7 +13,7 @@ export interface UpdateInput {
   optimizer: OptimizerConfig;
   /** The round's learning rate (the schedule's, from the plan). */
   lr: number;
-  model: ModelInfo;
+  model: Pick<ModelInfo, 'length' | 'trainable'>;
 }
 
 /**

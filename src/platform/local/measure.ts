@@ -6,7 +6,9 @@
  */
 import { parseArgs } from 'node:util';
 import { startRedisServer } from '../../cluster/redis-server.ts';
-import { PIXELS } from '../../data/dataset.ts';
+import { inputSize, MNIST_SPEC } from '../../data/spec.ts';
+
+const PIXELS = inputSize(MNIST_SPEC);
 import { loadMnist } from '../../data/mnist.ts';
 import type { GradientEvent } from '../../functions/events.ts';
 import { initBackend } from '../../model/backend.ts';
@@ -43,7 +45,7 @@ try {
   const train = loadMnist('train');
   const tx = client.multi().set('model:layout', layout.hash).addCommand(['PL.SET', 'model:params', toBytes(getFlatParams(model))]);
   for (let i = 0; i < runs; i++) {
-    tx.set(`data:batch:${i}:x`, Buffer.from(train.images.subarray(i * batch * PIXELS, (i + 1) * batch * PIXELS)));
+    tx.set(`data:batch:${i}:x`, Buffer.from(train.inputs.subarray(i * batch * PIXELS, (i + 1) * batch * PIXELS)));
     tx.set(`data:batch:${i}:y`, Buffer.from(train.labels.subarray(i * batch, (i + 1) * batch)));
   }
   await tx.exec();
