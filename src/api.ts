@@ -1,0 +1,88 @@
+/**
+ * The library's entry: train a model on a network of peers from your own code, as Keras' `fit`
+ * does, and get the trained model back.
+ *
+ * ```ts
+ * import { train } from 'peerless';
+ * const { model, summary } = await train({ model: myLayersModel, data: 'idx:./fashion-mnist', peers: 4, rounds: 200 });
+ * model.predict(x);
+ * ```
+ *
+ * It starts a local network (a redis-server with the module and a peer per peer, the local
+ * platform's worker threads as the functions), trains, and stops it all again. The model comes
+ * back with the network's final parameters, to the bit (the replicas' checksum).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { runLocalCluster, type ClusterSummary } from './cluster/local-cluster.ts';
+import { parseTrainingConfig, type TrainingConfigInput } from './config/training.ts';
+import { loadSavedModel, saveLayersModel } from './model/export.ts';
+import type { RoundMetrics } from './peer/types.ts';
+import { createPlatform } from './platform/index.ts';
+import type { FunctionPlatform } from './platform/platform.ts';
+
+export interface TrainOptions {
+  /** A TF.js Layers model (its weights are the initial parameters), a model.json path, or a zoo preset's name. */
+  model: tfl.LayersModel | string;
+  /** The samples: `mnist` (default), `synthetic`, or `idx:DIR`, `cifar10:DIR`, `npy:DIR`, `csv:FILE`, `images:DIR`. */
+  data?: string;
+  /** Peers of the local network (default 2). */
+  peers?: number;
+  /** Rounds to run (default: as many as the configuration's epochs take). */
+  rounds?: number;
+  optimizer?: TrainingConfigInput['optimizer'];
+  /** Where the functions run (default: the local platform, a worker per core). */
+  platform?: FunctionPlatform;
+  /** Any other setting of the training configuration (the flags' names in camelCase). */
+  config?: Partial<TrainingConfigInput>;
+  /** Each peer's figures after each round. */
+  onRound?: (m: RoundMetrics) => void;
+  /** Stops the network at the next round boundary. */
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  /** The trained model: the network's final parameters. The caller disposes it. */
+  model: tfl.LayersModel;
+  summary: ClusterSummary;
+}
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const tmp = mkdtempSync(join(tmpdir(), 'peerless-train-'));
+  const platform = o.platform ?? await createPlatform({ platform: 'local', workers: availableParallelism() });
+  try {
+    let name: string;
+    if (typeof o.model === 'string') name = o.model;
+    else {
+      // The network reads a model as a model.json (peers and functions build it from its topology).
+      await saveLayersModel(join(tmp, 'model'), o.model);
+      name = join(tmp, 'model', 'model.json');
+    }
+    const config = parseTrainingConfig({
+      ...o.config,
+      model: { ...(o.config?.model ?? {}), name },
+      ...(o.data !== undefined ? { dataset: o.data } : {}),
+      ...(o.rounds !== undefined ? { maxRounds: o.rounds } : {}),
+      ...(o.optimizer ? { optimizer: o.optimizer } : {}),
+    });
+    const saved = join(tmp, 'trained');
+    const summary = await runLocalCluster({
+      peers: o.peers ?? 2, config, platform, testEvaluation: true, saveDir: saved,
+      ...(o.onRound ? { onRound: o.onRound } : {}), ...(o.signal ? { signal: o.signal } : {}),
+    });
+    const failed = summary.outcomes.find((x) => x.state === 'failed');
+    if (failed) throw new Error(`training failed: ${failed.error ?? 'a peer failed'}`);
+    return { model: await loadSavedModel(saved), summary };
+  } finally {
+    if (!o.platform) await platform.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+export type { ClusterSummary } from './cluster/local-cluster.ts';
+export type { TrainingConfigInput } from './config/training.ts';
+export type { RoundMetrics } from './peer/types.ts';
+export { loadSource, parseSource } from './data/sources.ts';
+export { buildModel, MODEL_NAMES } from './model/zoo.ts';
