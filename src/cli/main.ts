@@ -311,6 +311,20 @@ bench
   .addHelpText('after', '\nExamples:\n  peerless bench chunks\n  peerless bench chunks --sizes 256,1024 --json > chunks.json')
   .action(async (o) => { await (await import('./commands/bench-chunks.ts')).benchChunks(o); });
 
+bench
+  .command('data')
+  .summary('loading and sharding a dataset: time, and peak memory against the dataset\'s size')
+  .description(
+    'Loads a data source and cuts it into one shard per peer, as a local run does, in a process of its ' +
+      'own: load and shard times, idle and peak resident memory. By default the source is MNIST\'s ' +
+      '60,000 training images written out as a folder of PNGs (one subfolder per digit).',
+  )
+  .option('--json', 'print one JSON document on stdout instead of the table')
+  .option('--dataset <source>', 'a source as train --dataset takes it (default: MNIST as a PNG folder)')
+  .addOption(new Option('--peers <n>', 'shards to cut (default 4)').argParser(int('--peers')))
+  .addHelpText('after', '\nExamples:\n  peerless bench data\n  peerless bench data --dataset csv:./iris.csv --json')
+  .action(async (o) => { await (await import('./commands/bench-data.ts')).benchData(o); });
+
 addPlatformOptions(
   bench
     .command('serverless')

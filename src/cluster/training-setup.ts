@@ -105,7 +105,7 @@ export async function preparePeerData(client: Redis, config: TrainingConfig, sha
   } else {
     const all = data.train;
     const split = splitData(all.count, { seed: config.seed, peers: shard.count, validation: config.validationSize, trainSamples: config.trainSamples });
-    batches = await storeBatches(client, select(all, split.shards[shard.index]), config.batchSize);
+    batches = await storeBatches(client, all, config.batchSize, split.shards[shard.index]);
     validationCount = split.validation.length;
     if (validationCount > 0) await storeSamples(client, select(all, split.validation), DataKeys.validationImages, DataKeys.validationLabels);
     await client.set(DataKeys.meta, JSON.stringify({ plan, batches, validation: validationCount }));

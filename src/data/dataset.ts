@@ -37,3 +37,35 @@ export function slice(d: Dataset, start: number, count: number): Dataset {
 export function labelAt(d: Pick<Dataset, 'labels' | 'spec'>, i: number): number {
   return labelBytes(d.spec) === 1 ? d.labels[i]! : d.labels[2 * i]! | (d.labels[2 * i + 1]! << 8);
 }
+
+/**
+ * Reorders `d`'s samples in place so that sample i becomes the one at `order[i]` (a
+ * permutation), following its cycles with one sample's worth of scratch: a shuffled split of a
+ * large dataset without a second copy of it.
+ */
+export function permuteInPlace(d: Dataset, order: ArrayLike<number>): void {
+  const xb = inputBytes(d.spec), yb = labelBytes(d.spec);
+  const tx = new Uint8Array(xb), ty = new Uint8Array(yb);
+  const done = new Uint8Array(d.count);
+  const move = (to: number, from: number) => {
+    d.inputs.copyWithin(to * xb, from * xb, (from + 1) * xb);
+    d.labels.copyWithin(to * yb, from * yb, (from + 1) * yb);
+  };
+  for (let i = 0; i < d.count; i++) {
+    if (done[i] || order[i] === i) continue;
+    tx.set(d.inputs.subarray(i * xb, (i + 1) * xb));
+    ty.set(d.labels.subarray(i * yb, (i + 1) * yb));
+    let j = i;
+    for (;;) {
+      done[j] = 1;
+      const k = order[j]!;
+      if (k === i) {
+        d.inputs.set(tx, j * xb);
+        d.labels.set(ty, j * yb);
+        break;
+      }
+      move(j, k);
+      j = k;
+    }
+  }
+}

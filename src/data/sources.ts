@@ -4,7 +4,7 @@
  * data: `idx:DIR`, `cifar10:DIR`, `npy:DIR`, `csv:FILE`, `images:DIR`. Loaded once per process.
  */
 import { resolve } from 'node:path';
-import { select, type Dataset } from './dataset.ts';
+import { permuteInPlace, slice, type Dataset } from './dataset.ts';
 import { loadCifar10 } from './formats/cifar10.ts';
 import { loadCsv } from './formats/csv.ts';
 import { loadIdx } from './formats/idx.ts';
@@ -43,7 +43,11 @@ export interface LoadedData {
   description: string;
 }
 
-/** Holds out a seeded `fraction` of all samples (train and test together) as the test set. */
+/**
+ * Holds out a seeded `fraction` of all samples (train and test together) as the test set. A
+ * lone split is the loader's own array: it is shuffled in place and cut into two views, so a
+ * large dataset is never held twice.
+ */
 function carveTest(all: Dataset[], fraction: number, seed: number): { train: Dataset; test: Dataset } {
   const joined = all.length === 1 ? all[0]! : {
     ...all[0]!,
@@ -52,8 +56,8 @@ function carveTest(all: Dataset[], fraction: number, seed: number): { train: Dat
   const n = Math.max(1, Math.round(joined.count * fraction));
   if (n >= joined.count) throw new Error(`a test fraction of ${fraction} leaves no training samples out of ${joined.count}`);
   // Another stream than the training split's shuffle (shard.ts), so the two stay independent.
-  const order = permutation(joined.count, (seed ^ 0x7e57) >>> 0);
-  return { test: select(joined, order.subarray(0, n)), train: select(joined, order.subarray(n)) };
+  permuteInPlace(joined, permutation(joined.count, (seed ^ 0x7e57) >>> 0));
+  return { test: slice(joined, 0, n), train: slice(joined, n, joined.count - n) };
 }
 
 const cache = new Map<string, LoadedData>();

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { labelAt, slice } from '../dataset.ts';
+import { labelAt, permuteInPlace, select, slice } from '../dataset.ts';
+import { permutation } from '../random.ts';
 import { loadMnist, mnistDir } from '../mnist.ts';
 import { loadSource, parseSource } from '../sources.ts';
 import { loadCifar10, parseCifarBatch } from './cifar10.ts';
@@ -124,8 +125,15 @@ describe('your data: IDX, CIFAR-10, NPY, CSV, image folders', () => {
     const colour = loadImageFolder(d, { width: 4, height: 4 });
     expect(colour.train.spec.shape).toEqual([4, 4, 3]);
     expect(colour.train.count).toBe(3);
-    expect(colour.train.inputs[0]).toBe(200);
+    // The grey cat (decoded before the first colour image) is copied across three channels.
+    expect(Array.from(colour.train.inputs.subarray(0, 3))).toEqual([200, 200, 200]);
+    const [r, g, b] = colour.train.inputs.subarray(2 * 48, 2 * 48 + 3); // the JPEG, lossy
+    expect(r).toBeGreaterThan(240);
+    expect(Math.abs(g! - 128) + Math.abs(b! - 128)).toBeLessThan(8);
+    expect(colour.test?.spec.shape).toEqual([4, 4, 3]);
     expect(() => loadImageFolder(join(d, 'train', 'cat'))).toThrow(/0 class folder\(s\)/);
+    mkdirSync(join(d, 'train', 'bird'));
+    expect(() => loadImageFolder(d, { width: 4, height: 4 })).toThrow(/train\/bird: an empty class folder/);
   });
 
   it('sources: one string names format and path; a source without a test split gets a seeded 20%', () => {
@@ -139,5 +147,12 @@ describe('your data: IDX, CIFAR-10, NPY, CSV, image folders', () => {
     const values = (d: typeof a.train) => Array.from(new Float32Array(d.inputs.slice().buffer));
     expect(new Set([...values(a.train), ...values(a.test!)]).size).toBe(50);
     expect(loadSource(`csv:${file}`, { ...o, testFraction: 0.5 }).test?.count).toBe(25);
+    // The in-place shuffle behind it gives what a copy would.
+    const some = slice(mnist, 0, 500), order = permutation(500, 9);
+    const copy = select(some, order);
+    const own = { ...some, inputs: some.inputs.slice(), labels: some.labels.slice() };
+    permuteInPlace(own, order);
+    expect(Buffer.compare(Buffer.from(own.inputs), Buffer.from(copy.inputs))).toBe(0);
+    expect(Buffer.compare(Buffer.from(own.labels), Buffer.from(copy.labels))).toBe(0);
   });
 });

@@ -1,9 +1,9 @@
 /**
  * A folder of images, one subfolder per class (its name is the class's), PNG or JPEG, decoded
- * by pngjs and jpeg-js. With `train/` and `test/` subfolders, each holds the classes and gives
- * the split. Stored as uint8, H x W x C: one channel when every image is grey, else three
- * (alpha dropped). Images of another size than the first are an error unless `resize` (W x H)
- * is given, which resizes every image bilinearly.
+ * by pngjs and jpeg-js one at a time. With `train/` and `test/` subfolders, each holds the
+ * classes and gives the split. Stored as uint8, H x W x C: one channel when every training
+ * image is grey, else three (alpha dropped). Images of another size than the first are an
+ * error unless `resize` (W x H) is given, which resizes every image bilinearly.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -55,32 +55,51 @@ export function resizeRgba(img: Rgba, width: number, height: number): Rgba {
 
 const subfolders = (dir: string): string[] => readdirSync(dir).filter((n) => !n.startsWith('.') && statSync(join(dir, n)).isDirectory()).sort();
 
-/** Every image under `dir`/<class>/, with its class index. */
-function listImages(dir: string, classes: string[]): { file: string; label: number }[] {
+/**
+ * Every image under `dir`/<class>/, with its class index. A class folder without images is an
+ * error (a training class nothing teaches); a test split may lack a class.
+ */
+function listImages(dir: string, classes: string[], emptyIsError: boolean): { file: string; label: number }[] {
   return classes.flatMap((c, label) => {
     const folder = join(dir, c);
     if (!existsSync(folder)) return [];
-    return readdirSync(folder).filter((f) => EXTENSIONS.has(extname(f).toLowerCase())).sort().map((f) => ({ file: join(folder, f), label }));
+    const files = readdirSync(folder).filter((f) => EXTENSIONS.has(extname(f).toLowerCase())).sort();
+    if (files.length === 0 && emptyIsError) throw new Error(`${folder}: an empty class folder (no PNG or JPEG images)`);
+    return files.map((f) => ({ file: join(folder, f), label }));
   });
 }
 
+const isGrey = (img: Rgba): boolean => {
+  for (let p = 0; p < img.data.length; p += 4) if (img.data[p] !== img.data[p + 1] || img.data[p] !== img.data[p + 2]) return false;
+  return true;
+};
+
+/**
+ * Decodes `items` one at a time straight into the stored layout, so memory holds the dataset
+ * and one decoded image: grey (one channel) until the first colour image, then three (the
+ * grey ones so far copied across). With `channels` fixed (a test split follows its training
+ * split), a colour image becomes grey as the mean of its channels.
+ */
 function toDataset(items: { file: string; label: number }[], classes: string[], size: { width: number; height: number } | undefined, channels: number | undefined): { set: Dataset; size: { width: number; height: number } } {
-  const decoded = items.map(({ file }) => {
-    const img = decodeImage(file);
-    return { file, img: size ? resizeRgba(img, size.width, size.height) : img };
-  });
-  const first = decoded[0]!.img;
-  const w = size?.width ?? first.width, h = size?.height ?? first.height;
-  for (const { file, img } of decoded) {
+  let w = size?.width ?? 0, h = size?.height ?? 0;
+  let c = channels ?? 1;
+  let inputs = new Uint8Array(0);
+  items.forEach(({ file }, i) => {
+    let img = decodeImage(file);
+    if (size) img = resizeRgba(img, size.width, size.height);
+    if (i === 0) { w = img.width; h = img.height; inputs = new Uint8Array(items.length * w * h * c); }
     if (img.width !== w || img.height !== h) throw new Error(`${file}: ${img.width}x${img.height}, the first image ${w}x${h}: give --resize WxH`);
-  }
-  const grey = channels === undefined
-    ? decoded.every(({ img }) => { for (let p = 0; p < img.data.length; p += 4) if (img.data[p] !== img.data[p + 1] || img.data[p] !== img.data[p + 2]) return false; return true; })
-    : channels === 1;
-  const c = grey ? 1 : 3;
-  const inputs = new Uint8Array(items.length * w * h * c);
-  decoded.forEach(({ img }, i) => {
-    for (let p = 0; p < w * h; p++) for (let k = 0; k < c; k++) inputs[(i * w * h + p) * c + k] = img.data[p * 4 + k]!;
+    if (c === 1 && channels === undefined && !isGrey(img)) {
+      const rgb = new Uint8Array(items.length * w * h * 3);
+      for (let p = 0; p < i * w * h; p++) rgb.fill(inputs[p]!, 3 * p, 3 * p + 3);
+      inputs = rgb;
+      c = 3;
+    }
+    const out = inputs.subarray(i * w * h * c, (i + 1) * w * h * c);
+    for (let p = 0; p < w * h; p++) {
+      const d = img.data;
+      if (c === 3) { out[3 * p] = d[4 * p]!; out[3 * p + 1] = d[4 * p + 1]!; out[3 * p + 2] = d[4 * p + 2]!; } else out[p] = Math.round((d[4 * p]! + d[4 * p + 1]! + d[4 * p + 2]!) / 3);
+    }
   });
   const wide = classes.length > 256;
   const labels = new Uint8Array(items.length * (wide ? 2 : 1));
@@ -98,14 +117,13 @@ export function loadImageFolder(dir: string, resize?: { width: number; height: n
   const trainDir = split ? join(dir, 'train') : dir;
   const classes = subfolders(trainDir);
   if (classes.length < 2) throw new Error(`${trainDir}: ${classes.length} class folder(s); an image folder has one subfolder per class, at least two`);
-  const trainItems = listImages(trainDir, classes);
-  if (trainItems.length === 0) throw new Error(`${trainDir}: no PNG or JPEG images in its class folders`);
+  const trainItems = listImages(trainDir, classes, true);
   const train = toDataset(trainItems, classes, resize, undefined);
   const testDir = join(dir, 'test');
   if (!split || !existsSync(testDir)) return { train: train.set, scaling: UINT8_SCALING };
   const unknown = subfolders(testDir).filter((c) => !classes.includes(c));
   if (unknown.length > 0) throw new Error(`${testDir}: class folder(s) ${unknown.join(', ')} are not among the training classes`);
-  const testItems = listImages(testDir, classes);
+  const testItems = listImages(testDir, classes, false);
   if (testItems.length === 0) return { train: train.set, scaling: UINT8_SCALING };
   const test = toDataset(testItems, classes, train.size, train.set.spec.shape[2]);
   return { train: train.set, test: test.set, scaling: UINT8_SCALING };
