@@ -73,6 +73,9 @@ export interface ClusterSummary {
   computeBackend: string;
   trainingMs: number;
   bytesExchanged: number;
+  /** Gradient invocations that answered, and how many built the model first (cold or new to the instance). */
+  gradientInvocations: number;
+  modelBuilds: number;
   estimatedCostUsd: number;
   checksums: string[];
   identical: boolean;
@@ -255,8 +258,10 @@ function summarize(
   test: TestResult | null, parameters: number, wallMs: number, roundsPerEpoch: number,
 ): Omit<ClusterSummary, 'functionBusyShare' | 'trainingMs' | 'computeBackend' | 'config'> {
   const phaseMs: Record<string, number> = { compute: 0, average: 0, exchange: 0, aggregate: 0, update: 0, verify: 0, check: 0 };
-  let bytes = 0, overhead = 0, roundTime = 0;
+  let bytes = 0, overhead = 0, roundTime = 0, invocations = 0, modelBuilds = 0;
   for (const m of rounds) {
+    invocations += m.invocations ?? 0;
+    modelBuilds += m.modelBuilds ?? 0;
     phaseMs.compute += m.computeMs; phaseMs.average += m.averageMs; phaseMs.exchange += m.exchangeMs;
     phaseMs.aggregate += m.aggregateMs; phaseMs.update += m.updateMs; phaseMs.verify += m.verifyMs; phaseMs.check += m.checkMs;
     bytes += m.bytesReceived;
@@ -276,6 +281,8 @@ function summarize(
     phaseMs,
     overheadShare: roundTime > 0 ? overhead / roundTime : 0,
     bytesExchanged: bytes,
+    gradientInvocations: invocations,
+    modelBuilds,
     estimatedCostUsd: o.platform.metrics().estimatedCostUsd,
     checksums,
     identical: new Set(checksums).size === 1,

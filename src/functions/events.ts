@@ -65,6 +65,8 @@ export interface GradientResult {
   samples: number;
   /** The compute backend that computed it. */
   backend?: string;
+  /** This invocation built the model (a cold instance, or a model new to it). */
+  modelBuilt?: boolean;
   /** Accumulation state after this push. */
   count: number;
   done: boolean;

@@ -19,7 +19,7 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const t0 = performance.now();
   const backend = await ensureBackend(e.backend);
   const { client, store } = await redisFor(e.redis);
-  const { model, layoutHash } = await modelFor(e.model, e.samples, client);
+  const { model, layoutHash, built } = await modelFor(e.model, e.samples, client);
   // All reads go out together (one round trip's latency, not four); errors in this order.
   const [stored, params, images, labels] = await allInOrder<[string, Float32Array, Buffer, Buffer]>([
     readLayoutHash(client, e.layoutKey),
@@ -45,6 +45,7 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
     accuracy: out.correct / out.samples,
     samples: out.samples,
     backend,
+    ...(built ? { modelBuilt: true } : {}),
     count: acc.count,
     done: acc.done,
     timings: { loadMs: t1 - t0, computeMs: t2 - t1, pushMs: t3 - t2 },

@@ -62,10 +62,12 @@ export async function redisFor(location: FunctionRedis): Promise<{ client: Redis
  * The model of `ref` for samples `spec`: a zoo model built for them, or a custom model built
  * from the topology in the peer's Redis (read once per instance: its name is its hash).
  */
-export function modelFor(ref: ModelRef, spec: SampleSpec = MNIST_SPEC, client?: Redis): Promise<{ model: tfl.LayersModel; layoutHash: string }> {
+export async function modelFor(ref: ModelRef, spec: SampleSpec = MNIST_SPEC, client?: Redis): Promise<{ model: tfl.LayersModel; layoutHash: string; built: boolean }> {
   const width = ref.width ?? 1;
   const key = ref.topologyKey ? ref.name : `${ref.name}@${width}@${spec.shape.join('x')}@${spec.classes}`;
   let m = models.get(key);
+  // Whether this invocation built the model (a warm instance's later ones reuse it).
+  const built = !m;
   if (!m) {
     m = (async () => {
       await initFunctionBackend();
@@ -76,7 +78,7 @@ export function modelFor(ref: ModelRef, spec: SampleSpec = MNIST_SPEC, client?: 
     m.catch(() => models.delete(key));
     models.set(key, m);
   }
-  return m;
+  return { ...(await m), built };
 }
 
 async function customModel(name: string, topologyKey: string, client: Redis | undefined): Promise<tfl.LayersModel> {

@@ -91,6 +91,9 @@ export interface RoundMetrics extends PhaseTimes {
   dropped: string[];
   /** The compute backend the round's gradient functions used (as they reported it). */
   backend?: string;
+  /** Gradient invocations of the round that answered, and how many built the model first. */
+  invocations?: number;
+  modelBuilds?: number;
   /** Batches whose gradient failed until the function deadline (the round averaged the rest). */
   failedBatches: number;
   repaired: boolean;

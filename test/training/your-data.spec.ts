@@ -70,6 +70,9 @@ describe('your model and your data', () => {
     expect(summary.identical).toBe(true);
     expect(summary.test?.samples).toBe(1000);
     expect(summary.test?.source).toBe(`idx:${data}`);
+    // A function builds the user's model once per warm instance (2 workers here), not per call.
+    expect(summary.modelBuilds).toBeLessThanOrEqual(2);
+    expect(summary.gradientInvocations).toBeGreaterThanOrEqual(40);
     expect(summary.test!.accuracy).toBeGreaterThan(0.85);
 
     const json = JSON.parse(readFileSync(join(save, 'model.json'), 'utf8')) as { modelTopology: { config: { name: string } }; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };

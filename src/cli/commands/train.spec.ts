@@ -6,7 +6,7 @@ import { renderSummary } from './train.ts';
 // The end of a run as a person reads it: a failure must come first, never read like success.
 const base: ClusterSummary = {
   peers: 2, rounds: 3, epochs: 0.5, stopReason: 'round limit 3 reached', wallMs: 1000, phaseMs: { compute: 10 },
-  overheadShare: 0.1, functionBusyShare: 0.9, computeBackend: 'wasm', trainingMs: 900, bytesExchanged: 1024,
+  overheadShare: 0.1, functionBusyShare: 0.9, computeBackend: 'wasm', trainingMs: 900, bytesExchanged: 1024, gradientInvocations: 12, modelBuilds: 2,
   estimatedCostUsd: 0.0001, checksums: ['aa', 'aa'], identical: true, lastValidationAccuracy: null, test: null, parameters: 10,
   config: parseTrainingConfig({ model: { name: 'cnn' } }),
   outcomes: [

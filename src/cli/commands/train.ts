@@ -162,7 +162,7 @@ export function renderSummary(s: ClusterSummary): string {
     `  replicas identical: ${s.identical ? 'yes' : 'NO'} (checksum ${s.checksums[0] ?? '-'})`,
     `  bytes received by peers in exchanges: ${formatBytes(s.bytesExchanged)}`,
     `  estimated function cost: $${s.estimatedCostUsd.toFixed(5)} (AWS Lambda prices)`,
-    `  gradients computed on: ${s.computeBackend}`,
+    `  gradients computed on: ${s.computeBackend}; the functions built the model ${s.modelBuilds} time(s) for ${s.gradientInvocations.toLocaleString()} gradients`,
     ...(s.saved ? [`  model saved: ${s.saved.join(', ')}`] : []),
     ...(s.plotted ? [`  learning curve drawn: ${s.plotted.join(', ')}`] : []),
     ...(s.functionBusyShare !== null

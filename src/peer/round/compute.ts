@@ -32,6 +32,9 @@ export interface ComputeResult {
   failedBatches: number;
   /** The compute backend(s) the functions reported, comma-separated ('' when none said). */
   backend: string;
+  /** Gradient invocations that answered, and how many of them built the model first. */
+  invocations: number;
+  modelBuilds: number;
 }
 
 /**
@@ -43,7 +46,7 @@ export interface ComputeResult {
  */
 export async function computeGradients(x: ComputeInput): Promise<ComputeResult> {
   const outcomes = await Promise.all(x.batches.map((b) => gradientUntil(x, b)));
-  let samples = 0, lossSum = 0, correct = 0, fnMs = 0;
+  let samples = 0, lossSum = 0, correct = 0, fnMs = 0, invocations = 0, modelBuilds = 0;
   const backends = new Set<string>();
   const failed: { batch: number; error: Error }[] = [];
   for (const [i, o] of outcomes.entries()) {
@@ -54,11 +57,13 @@ export async function computeGradients(x: ComputeInput): Promise<ComputeResult> 
     correct += r.accuracy * r.samples;
     fnMs += r.timings.computeMs;
     if (r.backend) backends.add(r.backend);
+    invocations++;
+    if (r.modelBuilt) modelBuilds++;
   }
   if (failed.length > 0) await closeAverage(x, failed);
   return {
     samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 ? correct / samples : NaN,
-    functionComputeMs: fnMs, failedBatches: failed.length, backend: [...backends].sort().join(','),
+    functionComputeMs: fnMs, failedBatches: failed.length, backend: [...backends].sort().join(','), invocations, modelBuilds,
   };
 }
 
