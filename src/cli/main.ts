@@ -72,6 +72,7 @@ addPlatformOptions(addTrainingOptions(
     .option('--quiet', 'no progress output')
     .option('--tls', 'serve every peer\'s Redis over TLS only (rediss://), with a throwaway CA and certificate made for this run')
     .option('--save <dir>', 'write the trained model there: model.json and weights.bin (TensorFlow.js Layers format) and metadata.json')
+    .addOption(new Option('--checkpoint-every <n>', 'also write the model every N rounds, into --save DIR/round-R (the model before round R)').argParser(int('--checkpoint-every')))
     .option('--plot <dir>', 'at the end, draw the run\'s learning curve there (learning-curve.svg, as peerless plot draws it)')
     .addOption(new Option('--dashboard [port]', `serve a live dashboard of the run on http://127.0.0.1:PORT/ (default ${DASHBOARD_PORT}; 0: any free port)`).argParser(int('--dashboard', 0))),
 ))
@@ -83,10 +84,12 @@ Examples:
   peerless train --peers 8 --exchange sharded --metrics runs/rounds.jsonl
   peerless train --data-dir runs/a ... ; peerless train --data-dir runs/a --resume
   peerless train --save models/cnn              # then tf.loadLayersModel('file://models/cnn/model.json')
+  peerless train --init models/cnn --rounds 50  # go on training (or fine-tune) a saved model
   peerless train --dashboard                         # watch it at http://127.0.0.1:8765/
   peerless train --dataset synthetic --model resnet18 --width 0.25 --rounds 20 --json`)
   .action(async (o) => {
     if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
+    if (o.checkpointEvery !== undefined && !o.save) throw new Error('--checkpoint-every needs --save DIR (the checkpoints go into DIR/round-R)');
     const config = trainingConfigFrom(o);
     // Before any worker, server or page starts: what this machine and this data can hold.
     (await import('../cluster/local-limits.ts')).checkLocalPeers(config, o.peers);
@@ -106,7 +109,7 @@ Examples:
     }
     try {
       const { runFailed, train } = await import('./commands/train.ts');
-      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, dashboard, minPeers: o.minPeers, plotDir: o.plot });
+      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, checkpointEvery: o.checkpointEvery, dashboard, minPeers: o.minPeers, plotDir: o.plot });
       if (runFailed(s)) process.exitCode = 1;
     } finally {
       await platform.close();
@@ -171,6 +174,22 @@ program
   .option('--password <secret>', 'password of the peers\' Redis servers')
   .option('--json', 'print one JSON document on stdout')
   .action(async (o) => { await (await import('./commands/status.ts')).networkStatus(o.redis, o.password, Boolean(o.json)); });
+
+program
+  .command('export')
+  .summary('write a network\'s current model (TF.js Layers format) from a live peer or a stopped run')
+  .description(
+    'Writes the model of a network into DIR as train --save does (model.json, weights.bin, metadata.json): ' +
+      'from a live peer\'s Redis (--redis), copied between two updates, or from a stopped run\'s state (--data-dir, ' +
+      'the directory train --data-dir kept).',
+  )
+  .argument('<dir>', 'where to write the model')
+  .option('--redis <url>', 'the Redis of any peer of a running network')
+  .option('--password <secret>', 'password of the peers\' Redis servers')
+  .option('--data-dir <dir>', 'a stopped run\'s data directory (train --data-dir)')
+  .option('--json', 'print one JSON document on stdout')
+  .addHelpText('after', '\nExamples:\n  peerless export --redis redis://10.0.0.5:6379 --password "$SECRET" ./model\n  peerless train --data-dir runs/a --rounds 50 && peerless export --data-dir runs/a ./model')
+  .action(async (dir: string, o) => { await (await import('./commands/export.ts')).exportNetwork(dir, o); });
 
 program
   .command('plot')

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { parseTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '../config/training.ts';
 
@@ -12,6 +13,7 @@ export function addTrainingOptions(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'training configuration as JSON (flags given on the command line override it)')
     .option('--model <name>', `a model of the zoo (cnn, vgg11, resnet18, densenet121, mlp), or your TF.js Layers model.json (with or without weights)${dflt(D.model.name)}`)
+    .option('--init <dir>', 'start from a saved model (train --save, peerless export): its layout and weights; the same as --model DIR/model.json')
     .option('--width <x>', `width multiplier of a zoo model: channels scale by it${dflt(D.model.width)}`, parseFloat)
     .option('--dataset <source>', `training data: mnist, synthetic, or your own as idx:DIR, cifar10:DIR, npy:DIR (x.npy, y.npy), csv:FILE, images:DIR (a subfolder per class)${dflt(D.dataset)}`)
     .option('--label-column <name>', `CSV: the column holding the class${dflt(D.labelColumn)}`)
@@ -71,7 +73,9 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   const c: Record<string, unknown> = { ...defaults, ...fromFile };
   const set = (k: string, v: unknown) => { if (v !== undefined) c[k] = v; };
   const model = { ...((c.model as object) ?? { name: 'cnn' }) } as Record<string, unknown>;
+  if (o.init !== undefined && o.model !== undefined) throw new Error('--init and --model both name the model: give one (--init DIR is --model DIR/model.json)');
   if (o.model !== undefined) model.name = o.model;
+  if (o.init !== undefined) model.name = join(String(o.init), 'model.json');
   if (o.width !== undefined) model.width = o.width;
   c.model = model;
   set('dataset', o.dataset);

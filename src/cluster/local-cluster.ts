@@ -2,8 +2,10 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { checkLocalPeers } from './local-limits.ts';
 import { exportModel } from '../model/export.ts';
+import { exportFromRedis } from './export-network.ts';
+import type { Phase } from '../peer/round-machine.ts';
 import type { TlsFiles } from './tls.ts';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fitRounds, roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
 import { LocalPlatform } from '../platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
@@ -35,6 +37,8 @@ export interface ClusterOptions {
   testEvaluation?: boolean;
   /** Write the trained model here, in the TensorFlow.js Layers format (src/model/export.ts). */
   saveDir?: string;
+  /** Also write the model every N rounds into saveDir/round-R (the parameters round R starts from). */
+  checkpointEvery?: number;
   onStatus?: (s: PeerStatus) => void;
   onRound?: (m: RoundMetrics) => void;
   onLog?: (msg: string) => void;
@@ -106,6 +110,20 @@ async function stopNetwork(servers: RedisServer[], password?: string): Promise<v
 
 /** Peer ids of a local cluster: zero-padded, so id order is index order. */
 const peerId = (i: number) => `peer-${String(i).padStart(2, '0')}`;
+
+/** A beforePhase hook writing the model into dir/round-R before every Nth round R computes. */
+function checkpointer(location: { url: string; password?: string }, dir: string, every: number, config: TrainingConfig, log?: (m: string) => void) {
+  return async (phase: Phase, round: number): Promise<void> => {
+    if (phase !== 'computing' || round === 0 || round % every !== 0) return;
+    const c = await connectRedis(location);
+    try {
+      const r = await exportFromRedis(c, join(dir, `round-${round}`), { config });
+      log?.(`checkpoint: the model before round ${r.round} in ${join(dir, `round-${round}`)} (checksum ${r.checksum})`);
+    } finally {
+      await closeRedis(c);
+    }
+  };
+}
 
 /** Redis data directory of peer `i` under `dir`, for runs that can be resumed. */
 const peerDir = (dir: string, i: number) => `${dir}/peer-${i}`;
@@ -193,6 +211,8 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
         data,
         shard: { index: i, count: o.peers },
         restoreData: async (c) => { await preparePeerData(c, config, { index: i, count: o.peers }, { storeTest: i === 0 && o.testEvaluation === true, skipIfStored: false }); },
+        // Checkpoints from the first peer before it computes: its parameters stand still then.
+        ...(i === 0 && o.checkpointEvery && o.saveDir ? { beforePhase: checkpointer(location, o.saveDir, o.checkpointEvery, config, o.onLog) } : {}),
         ...(i === 0 ? { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } } : { bootstrap: { url: servers[0].url, fromRound: 0 } }),
       });
       peer.on('status', (s: PeerStatus) => o.onStatus?.(s));

@@ -108,7 +108,8 @@ export async function preparePeerData(client: Redis, config: TrainingConfig, sha
     batches = await storeBatches(client, all, config.batchSize, split.shards[shard.index]);
     validationCount = split.validation.length;
     if (validationCount > 0) await storeSamples(client, select(all, split.validation), DataKeys.validationImages, DataKeys.validationLabels);
-    await client.set(DataKeys.meta, JSON.stringify({ plan, batches, validation: validationCount }));
+    // What a sample is, its scaling and class names: what an export of the model states.
+    await client.set(DataKeys.meta, JSON.stringify({ plan, batches, validation: validationCount, samples: data.train.spec, scaling: data.scaling, classNames: data.train.classNames }));
   }
   if (o.storeTest && data.test && Number(await client.exists(DataKeys.testLabels)) === 0) {
     await storeSamples(client, data.test, DataKeys.testImages, DataKeys.testLabels);

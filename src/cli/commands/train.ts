@@ -23,6 +23,7 @@ export interface TrainCliOptions {
   quiet?: boolean;
   tls?: TlsFiles;
   saveDir?: string;
+  checkpointEvery?: number;
   /** A dashboard serving the run (train --dashboard): it gets every status, round and log line. */
   dashboard?: Dashboard;
   /** See ClusterOptions.minPeers. */
@@ -96,6 +97,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     password: o.password,
     tls: o.tls,
     saveDir: o.saveDir,
+    ...(o.checkpointEvery ? { checkpointEvery: o.checkpointEvery } : {}),
     metricsFile: o.metrics,
     dataDir: o.dataDir,
     resume: o.resume,
