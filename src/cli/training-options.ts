@@ -16,7 +16,8 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--init <dir>', 'start from a saved model (train --save, peerless export): its layout and weights; the same as --model DIR/model.json')
     .option('--width <x>', `width multiplier of a zoo model: channels scale by it${dflt(D.model.width)}`, parseFloat)
     .option('--dataset <source>', `training data: mnist, synthetic, or your own as idx:DIR, cifar10:DIR, npy:DIR (x.npy, y.npy), csv:FILE, images:DIR (a subfolder per class)${dflt(D.dataset)}`)
-    .option('--label-column <name>', `CSV: the column holding the class${dflt(D.labelColumn)}`)
+    .option('--label-column <name>', `CSV: the column holding the class, or the value to predict${dflt(D.labelColumn)}`)
+    .addOption(new Option('--task <kind>', `CSV and NPY labels: classes, or values to predict (mean squared error); auto = regression when the labels are numbers not all integers${dflt(D.task)}`).choices(['auto', 'classification', 'regression']))
     .option('--test-fraction <x>', 'share of the samples held out as the test set (default: the source\'s own test split, else 0.2)', parseFloat)
     .option('--resize <WxH>', 'image folders: resize every image, e.g. 32x32 (default: all images must have the same size)')
     .option('--batch-size <n>', `samples per batch, one function invocation per batch${dflt(D.batchSize)}`, parseFloat)
@@ -80,6 +81,7 @@ export function trainingConfigFrom(o: Record<string, unknown>, defaults: Partial
   c.model = model;
   set('dataset', o.dataset);
   set('labelColumn', o.labelColumn);
+  set('task', o.task);
   set('testFraction', o.testFraction);
   set('resize', o.resize);
   set('batchSize', o.batchSize);

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { TrainingConfig } from '../config/training.ts';
-import type { Scaling } from '../data/formats/splits.ts';
+import type { Scaling, TargetScaling } from '../data/formats/splits.ts';
 import type { SampleSpec } from '../data/spec.ts';
 import { DataKeys } from '../data/store.ts';
 import { initFunctionBackend } from '../functions/runtime.ts';
@@ -63,7 +63,7 @@ export async function exportFromRedis(client: Redis, dir: string, o: { waitMs?: 
   const plan = await readPlan(client);
   if (!plan) throw new Error('this Redis holds no Peerless network (no plan): nothing to export');
   const rawMeta = await client.get(DataKeys.meta);
-  const meta = rawMeta ? (JSON.parse(rawMeta) as { samples?: SampleSpec; scaling?: Scaling; classNames?: string[] }) : {};
+  const meta = rawMeta ? (JSON.parse(rawMeta) as { samples?: SampleSpec; scaling?: Scaling; classNames?: string[]; targetScaling?: TargetScaling }) : {};
   if (!meta.samples || !meta.scaling) throw new Error(`"${DataKeys.meta}" does not say what a sample is: the network's data was stored by an older Peerless, train it again to export`);
   const config = o.config ?? plan.config;
   await initFunctionBackend();
@@ -74,7 +74,7 @@ export async function exportFromRedis(client: Redis, dir: string, o: { waitMs?: 
     const { params, round } = await consistentParams(client, o.waitMs ?? 60_000);
     const sum = checksum(params);
     const files = await exportModel(dir, model, params,
-      { samples: meta.samples, scaling: meta.scaling, ...(meta.classNames ? { classNames: meta.classNames } : {}) },
+      { samples: meta.samples, scaling: meta.scaling, ...(meta.classNames ? { classNames: meta.classNames } : {}), ...(meta.targetScaling ? { targetScaling: meta.targetScaling } : {}) },
       { checksum: sum, testAccuracy: null, rounds: round, config });
     return { files, round, checksum: sum };
   } finally {

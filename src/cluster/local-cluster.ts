@@ -256,7 +256,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
         const data = dataOf(config);
         try {
           summary.saved = await exportModel(o.saveDir, built, params,
-            { samples: data.train.spec, scaling: data.scaling, ...(data.train.classNames ? { classNames: data.train.classNames } : {}) },
+            { samples: data.train.spec, scaling: data.scaling, ...(data.train.classNames ? { classNames: data.train.classNames } : {}), ...(data.targetScaling ? { targetScaling: data.targetScaling } : {}) },
             { checksum: checksums[0] ?? '', testAccuracy: test?.accuracy ?? null, rounds: summary.rounds, config });
         } finally {
           built.dispose();

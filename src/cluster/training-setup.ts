@@ -4,6 +4,7 @@ import type { TrainingConfig } from '../config/training.ts';
 import { resolve } from 'node:path';
 import { select, type Dataset } from '../data/dataset.ts';
 import { splitData } from '../data/shard.ts';
+import { isRegression } from '../data/spec.ts';
 import { loadSource, type LoadedData } from '../data/sources.ts';
 import { DataKeys, storeBatches, storeSamples } from '../data/store.ts';
 import type { ModelRef } from '../functions/events.ts';
@@ -21,7 +22,7 @@ import type { Redis } from '../tensor/redis-client.ts';
 /** The samples of a configuration (loaded once per process, src/data/sources.ts). */
 export function dataOf(config: TrainingConfig): LoadedData {
   return loadSource(config.dataset, {
-    labelColumn: config.labelColumn, testFraction: config.testFraction, seed: config.seed, syntheticSize: config.syntheticSize,
+    labelColumn: config.labelColumn, task: config.task, testFraction: config.testFraction, seed: config.seed, syntheticSize: config.syntheticSize,
     ...(config.resize ? { resize: config.resize } : {}),
   });
 }
@@ -88,7 +89,7 @@ export interface PeerDataOptions {
  */
 export async function preparePeerData(client: Redis, config: TrainingConfig, shard: { index: number; count: number }, o: PeerDataOptions): Promise<PeerData & { batchesTotal: number }> {
   const plan = JSON.stringify({
-    dataset: config.dataset, labelColumn: config.labelColumn, testFraction: config.testFraction, resize: config.resize,
+    dataset: config.dataset, labelColumn: config.labelColumn, task: config.task, testFraction: config.testFraction, resize: config.resize,
     seed: config.seed, syntheticSize: config.syntheticSize, trainSamples: config.trainSamples, validation: config.validationSize, batchSize: config.batchSize, shard,
   });
   const data = dataOf(config);
@@ -109,7 +110,7 @@ export async function preparePeerData(client: Redis, config: TrainingConfig, sha
     validationCount = split.validation.length;
     if (validationCount > 0) await storeSamples(client, select(all, split.validation), DataKeys.validationImages, DataKeys.validationLabels);
     // What a sample is, its scaling and class names: what an export of the model states.
-    await client.set(DataKeys.meta, JSON.stringify({ plan, batches, validation: validationCount, samples: data.train.spec, scaling: data.scaling, classNames: data.train.classNames }));
+    await client.set(DataKeys.meta, JSON.stringify({ plan, batches, validation: validationCount, samples: data.train.spec, scaling: data.scaling, classNames: data.train.classNames, targetScaling: data.targetScaling }));
   }
   if (o.storeTest && data.test && Number(await client.exists(DataKeys.testLabels)) === 0) {
     await storeSamples(client, data.test, DataKeys.testImages, DataKeys.testLabels);
@@ -124,11 +125,28 @@ export async function preparePeerData(client: Redis, config: TrainingConfig, sha
 }
 
 export interface TestResult {
-  accuracy: number;
+  /** A classifier's; null for a regression. */
+  accuracy: number | null;
+  /** Mean loss: cross-entropy, or a regression's mean squared error. */
   loss: number;
   samples: number;
   /** The data they come from ("real MNIST", "csv:/data/iris.csv"). */
   source: string;
+  /** A regression's mean absolute error, and the MSE of predicting the training targets' mean: the bar to beat. */
+  mae?: number;
+  baselineMse?: number;
+}
+
+/** The mean squared error of predicting every test target by the training targets' mean. */
+function meanPredictorMse(train: Dataset, test: Dataset): number {
+  const t = test.spec.targets ?? 1;
+  const values = (d: Dataset) => new Float32Array(d.labels.slice().buffer);
+  const tr = values(train), te = values(test);
+  const mean = new Float64Array(t);
+  tr.forEach((v, i) => { mean[i % t] += v / train.count; });
+  let sq = 0;
+  te.forEach((v, i) => { sq += (v - mean[i % t]!) ** 2; });
+  return sq / te.length;
 }
 
 /**
@@ -136,7 +154,7 @@ export interface TestResult {
  * functions; null when the data has no test set.
  */
 export async function evaluateTestSet(platform: FunctionPlatform, url: string, config: TrainingConfig, model: ModelInfo): Promise<TestResult | null> {
-  const { test, description } = dataOf(config);
+  const { train, test, description } = dataOf(config);
   if (!test) return null;
   const count = test.count, chunk = 1000;
   const parts = [];
@@ -148,10 +166,9 @@ export async function evaluateTestSet(platform: FunctionPlatform, url: string, c
   }
   const rs = await Promise.all(parts);
   const samples = rs.reduce((s, r) => s + r.samples, 0);
-  return {
-    source: description,
-    samples,
-    accuracy: rs.reduce((s, r) => s + r.correct, 0) / samples,
-    loss: rs.reduce((s, r) => s + r.loss * r.samples, 0) / samples,
-  };
+  const loss = rs.reduce((s, r) => s + r.loss * r.samples, 0) / samples;
+  if (isRegression(test.spec)) {
+    return { source: description, samples, accuracy: null, loss, mae: rs.reduce((s, r) => s + (r.absError ?? 0), 0) / samples, baselineMse: meanPredictorMse(train, test) };
+  }
+  return { source: description, samples, accuracy: rs.reduce((s, r) => s + r.correct, 0) / samples, loss };
 }

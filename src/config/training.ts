@@ -54,8 +54,13 @@ export const TrainingConfigSchema = z
     dataset: z.string().default('mnist').superRefine((d, ctx) => {
       try { parseSource(d); } catch (err) { ctx.addIssue({ code: 'custom', message: (err as Error).message }); }
     }),
-    /** CSV datasets: the column holding the class. */
+    /** CSV datasets: the column holding the class (or the regression target). */
     labelColumn: z.string().min(1).default('label'),
+    /**
+     * What the labels are (CSV and NPY): classes, values to predict with a mean-squared-error
+     * loss, or auto (regression when the labels are numbers and not all integers).
+     */
+    task: z.enum(['auto', 'classification', 'regression']).default('auto'),
     /**
      * The share of all samples held out as the test set; 0 = the source's own test split, or
      * 20% for a source without one.

@@ -10,7 +10,7 @@ import { loadCsv } from './formats/csv.ts';
 import { loadIdx } from './formats/idx.ts';
 import { loadImageFolder } from './formats/images.ts';
 import { loadNpy } from './formats/npy.ts';
-import { UINT8_SCALING, type Scaling } from './formats/splits.ts';
+import { UINT8_SCALING, type Scaling, type TargetScaling, type Task } from './formats/splits.ts';
 import { loadMnist } from './mnist.ts';
 import { permutation } from './random.ts';
 import { syntheticDataset } from './synthetic.ts';
@@ -19,6 +19,8 @@ import { parseResize, parseSource } from './source-name.ts';
 export { FORMATS, parseResize, parseSource, type Format } from './source-name.ts';
 
 export interface SourceOptions {
+  /** What the labels are (CSV, NPY); default auto. */
+  task?: Task;
   /** CSV: the column holding the class. */
   labelColumn: string;
   /**
@@ -39,6 +41,8 @@ export interface LoadedData {
   /** Absent when the source has no test split and none was carved. */
   test?: Dataset;
   scaling: Scaling;
+  /** A regression's standardised targets: how to read a prediction in the source's units. */
+  targetScaling?: TargetScaling;
   /** "real MNIST", "csv:/data/iris.csv": for logs and metadata. */
   description: string;
 }
@@ -67,7 +71,7 @@ export function loadSource(source: string, o: SourceOptions): LoadedData {
   const hit = cache.get(key);
   if (hit) return hit;
   const s = parseSource(source);
-  let loaded: { train: Dataset; test?: Dataset; scaling: Scaling };
+  let loaded: { train: Dataset; test?: Dataset; scaling: Scaling; targetScaling?: TargetScaling };
   let description: string;
   if (s.format === 'mnist') {
     loaded = { train: loadMnist('train'), test: loadMnist('test'), scaling: UINT8_SCALING };
@@ -81,17 +85,18 @@ export function loadSource(source: string, o: SourceOptions): LoadedData {
     switch (s.format) {
       case 'idx': loaded = loadIdx(path); break;
       case 'cifar10': loaded = loadCifar10(path); break;
-      case 'npy': loaded = loadNpy(path); break;
-      case 'csv': loaded = loadCsv(path, o.labelColumn); break;
+      case 'npy': loaded = loadNpy(path, o.task); break;
+      case 'csv': loaded = loadCsv(path, o.labelColumn, o.task); break;
       case 'images': loaded = loadImageFolder(path, o.resize ? parseResize(o.resize) : undefined); break;
     }
   }
   if (o.resize && s.format !== 'images') throw new Error(`--resize applies to image folders (images:DIR), not to ${s.format}`);
+  if (o.task === 'regression' && s.format !== 'csv' && s.format !== 'npy') throw new Error(`--task regression needs numeric targets: a csv or npy dataset, not ${s.format}`);
   let { train, test } = loaded;
   // The synthetic set is for quick runs: it has no test set unless one is asked for.
   const fraction = o.testFraction > 0 ? o.testFraction : test || s.format === 'synthetic' ? 0 : 0.2;
   if (fraction > 0) ({ train, test } = carveTest(test ? [train, test] : [train], fraction, o.seed));
-  const out: LoadedData = { train, ...(test ? { test } : {}), scaling: loaded.scaling, description };
+  const out: LoadedData = { train, ...(test ? { test } : {}), scaling: loaded.scaling, ...(loaded.targetScaling ? { targetScaling: loaded.targetScaling } : {}), description };
   cache.set(key, out);
   return out;
 }

@@ -2,17 +2,22 @@ import { z } from 'zod';
 
 /**
  * What one sample is, as the functions need to know it to turn stored bytes into tensors:
- * the input's shape and how its values are stored, and the number of classes. It travels in
+ * the input's shape and how its values are stored, and what the label is. It travels in
  * every function event, so a function reads any dataset without knowing where it came from.
  *
  * Inputs: `uint8` values are scaled to [0, 1] (x / 255) on use; `float32` values (little
- * endian) are used as they are, so a loader that scales does it before storing. Labels are
- * class indices: one byte each up to 256 classes, two (little endian) above.
+ * endian) are used as they are, so a loader that scales does it before storing.
+ * Labels: class indices, one byte each up to 256 classes, two (little endian) above; or, for
+ * regression (`classes` 0), `targets` float32 values per sample, as the source gives them.
  */
 export const SampleSpecSchema = z.strictObject({
   shape: z.array(z.number().int().positive().max(1 << 20)).min(1).max(4),
   dtype: z.enum(['uint8', 'float32']),
-  classes: z.number().int().min(2).max(65_536),
+  classes: z.number().int().min(0).max(65_536),
+  targets: z.number().int().min(1).max(65_536).optional(),
+}).superRefine((s, ctx) => {
+  if (s.classes === 1) ctx.addIssue({ code: 'custom', path: ['classes'], message: 'one class cannot be learnt: 2 or more, or 0 for regression' });
+  if ((s.classes === 0) !== (s.targets !== undefined)) ctx.addIssue({ code: 'custom', path: ['targets'], message: 'regression (classes 0) has targets, classification none' });
 });
 
 export type SampleSpec = z.infer<typeof SampleSpecSchema>;
@@ -26,15 +31,11 @@ export const inputSize = (s: SampleSpec): number => s.shape.reduce((a, b) => a *
 /** Bytes of one stored input. */
 export const inputBytes = (s: SampleSpec): number => inputSize(s) * (s.dtype === 'uint8' ? 1 : 4);
 
+/** Whether the labels are values to predict (regression) rather than classes. */
+export const isRegression = (s: SampleSpec): boolean => s.classes === 0;
+
+/** Values the model outputs per sample: one per class, or one per target. */
+export const outputsOf = (s: SampleSpec): number => (isRegression(s) ? s.targets! : s.classes);
+
 /** Bytes of one stored label. */
-export const labelBytes = (s: SampleSpec): number => (s.classes <= 256 ? 1 : 2);
-
-/** "28x28x1 uint8 (scaled by 1/255), 10 classes": for logs and metadata. */
-export function describeSpec(s: SampleSpec): string {
-  return `${s.shape.join('x')} ${s.dtype}${s.dtype === 'uint8' ? ' (scaled by 1/255)' : ''}, ${s.classes} classes`;
-}
-
-/** Whether two specs describe the same samples (the network's data must agree). */
-export function sameSpec(a: SampleSpec, b: SampleSpec): boolean {
-  return a.dtype === b.dtype && a.classes === b.classes && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
-}
+export const labelBytes = (s: SampleSpec): number => (isRegression(s) ? 4 * s.targets! : s.classes <= 256 ? 1 : 2);

@@ -1,4 +1,4 @@
-import { inputBytes, labelBytes, MNIST_SPEC } from '../data/spec.ts';
+import { inputBytes, isRegression, labelBytes, MNIST_SPEC } from '../data/spec.ts';
 import { setFlatParams } from '../model/flat.ts';
 import { evaluate as evaluateModel } from '../model/gradient.ts';
 import type { EvaluateEvent, EvaluateResult } from './events.ts';
@@ -28,5 +28,5 @@ export async function evaluate(e: EvaluateEvent): Promise<EvaluateResult> {
   setFlatParams(model, params);
   const t1 = performance.now();
   const out = evaluateModel(model, inputs, labels, { samples: spec });
-  return { loss: out.loss / out.samples, correct: out.correct, samples: out.samples, timings: { loadMs: t1 - t0, computeMs: performance.now() - t1 } };
+  return { loss: out.loss / out.samples, correct: out.correct, ...(isRegression(spec) ? { absError: out.absError } : {}), samples: out.samples, timings: { loadMs: t1 - t0, computeMs: performance.now() - t1 } };
 }

@@ -61,7 +61,10 @@ export interface TimeBreakdown {
 
 export interface GradientResult {
   loss: number;
+  /** Of a classifier; NaN (null over JSON) for a regression. */
   accuracy: number;
+  /** Of a regression: the batch's mean absolute error. */
+  mae?: number;
   samples: number;
   /** The compute backend that computed it. */
   backend?: string;
@@ -91,6 +94,8 @@ export interface EvaluateEvent {
 export interface EvaluateResult {
   loss: number;
   correct: number;
+  /** Regression: the sum over samples of the mean absolute error. */
+  absError?: number;
   samples: number;
   timings: { loadMs: number; computeMs: number };
 }

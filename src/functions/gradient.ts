@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isRegression } from '../data/spec.ts';
 import { pushChunks } from '../tensor/transfer.ts';
 import { setFlatParams } from '../model/flat.ts';
 import { computeGradient } from '../model/gradient.ts';
@@ -42,7 +43,9 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
   const t3 = performance.now();
   return {
     loss: out.loss,
-    accuracy: out.correct / out.samples,
+    // A regression has no accuracy: its measure is the mean absolute error.
+    accuracy: e.samples && isRegression(e.samples) ? NaN : out.correct / out.samples,
+    ...(e.samples && isRegression(e.samples) ? { mae: out.absError / out.samples } : {}),
     samples: out.samples,
     backend,
     ...(built ? { modelBuilt: true } : {}),

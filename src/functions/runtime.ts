@@ -64,7 +64,7 @@ export async function redisFor(location: FunctionRedis): Promise<{ client: Redis
  */
 export async function modelFor(ref: ModelRef, spec: SampleSpec = MNIST_SPEC, client?: Redis): Promise<{ model: tfl.LayersModel; layoutHash: string; built: boolean }> {
   const width = ref.width ?? 1;
-  const key = ref.topologyKey ? ref.name : `${ref.name}@${width}@${spec.shape.join('x')}@${spec.classes}`;
+  const key = ref.topologyKey ? ref.name : `${ref.name}@${width}@${spec.shape.join('x')}@${spec.classes}@${spec.targets ?? 0}`;
   let m = models.get(key);
   // Whether this invocation built the model (a warm instance's later ones reuse it).
   const built = !m;

@@ -69,6 +69,35 @@ describe('your own Layers model', () => {
     expect(a.correct).toBe(b.correct);
   });
 
+  it('a regression head: mean squared error, whose gradient is the textbook one', async () => {
+    const spec: SampleSpec = { shape: [6], dtype: 'float32', classes: 0, targets: 1 };
+    const m = tfl.sequential({ name: 'linear' });
+    m.add(tfl.layers.dense({ name: 'out', inputShape: [6], units: 1, useBias: false }));
+    const model = await asNetwork(m);
+    const w = seeded(6, 3);
+    setFlatParams(model, w);
+    const n = 8;
+    const x = seeded(n * 6, 4), y = seeded(n, 5);
+    const out = computeGradient(model, new Uint8Array(x.buffer), new Uint8Array(y.buffer), { samples: spec });
+    // d/dw of mean((x.w - y)^2) = 2/n sum (x.w - y) x
+    const expected = new Float32Array(6);
+    let mse = 0, mae = 0;
+    for (let i = 0; i < n; i++) {
+      let p = 0;
+      for (let j = 0; j < 6; j++) p += x[i * 6 + j]! * w[j]!;
+      const e = p - y[i]!;
+      mse += (e * e) / n; mae += Math.abs(e);
+      for (let j = 0; j < 6; j++) expected[j] += (2 / n) * e * x[i * 6 + j]!;
+    }
+    expect(relError(out.gradient, expected)).toBeLessThan(1e-5);
+    expect(out.loss).toBeCloseTo(mse, 5);
+    expect(out.absError).toBeCloseTo(mae, 4);
+    expect(out.correct).toBe(0);
+    const bad = Float32Array.of(...y.subarray(0, 7), NaN);
+    expect(() => computeGradient(model, new Uint8Array(x.buffer), new Uint8Array(bad.buffer), { samples: spec })).toThrow('target value NaN of sample 7 is not a finite number');
+    expect(() => computeGradient(model, new Uint8Array(x.buffer), new Uint8Array(seeded(n * 2, 6).buffer), { samples: { ...spec, targets: 2 } })).toThrow(/1 outputs, the data 2 regression target\(s\)/);
+  });
+
   it('the canonical topology: momentum 0, named by its hash, which changes with the architecture only', () => {
     const json = tabular(3, 'softmax').toJSON(null, false) as { class_name: string; config: Record<string, unknown> };
     const a = canonicalTopology(json, 'm.json');

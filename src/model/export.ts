@@ -9,13 +9,16 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { getLayout, setFlatParams } from './flat.js';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { Scaling } from '../data/formats/splits.js';
+import type { Scaling, TargetScaling } from '../data/formats/splits.js';
+import { isRegression } from '../data/spec.js';
 import type { SampleSpec } from '../data/spec.js';
 
 export interface ExportMetadata {
   /** The model's input: its shape, and how the source's values were scaled to it. */
   input: { shape: number[]; scaling: Scaling | string };
+  /** Class names, or for a regression the targets' standardisation (a prediction p is p * std + mean). */
   classNames: string[];
+  target?: TargetScaling;
   layoutHash: string;
   /** The parameters' checksum (PL.CHECKSUM) the network ended with. */
   checksum: string;
@@ -54,14 +57,15 @@ export async function loadSavedModel(dir: string): Promise<tfl.LayersModel> {
  * written. The model is the caller's: it is not disposed.
  */
 export async function exportModel(dir: string, model: tfl.LayersModel, params: Float32Array,
-  data: { samples: SampleSpec; scaling: Scaling; classNames?: string[] },
+  data: { samples: SampleSpec; scaling: Scaling; classNames?: string[]; targetScaling?: TargetScaling },
   meta: Omit<ExportMetadata, 'input' | 'classNames' | 'layoutHash'>): Promise<string[]> {
   const layout = getLayout(model);
   setFlatParams(model, params);
   await saveLayersModel(dir, model);
   const metadata: ExportMetadata = {
     input: { shape: data.samples.shape, scaling: data.scaling },
-    classNames: data.classNames ?? Array.from({ length: data.samples.classes }, (_, i) => String(i)),
+    classNames: isRegression(data.samples) ? [] : data.classNames ?? Array.from({ length: data.samples.classes }, (_, i) => String(i)),
+    ...(data.targetScaling ? { target: data.targetScaling } : {}),
     layoutHash: layout.hash,
     ...meta,
   };

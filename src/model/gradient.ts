@@ -4,15 +4,15 @@
  *
  * Inputs and labels are the bytes a dataset stores (src/data/spec.ts): uint8 inputs are
  * scaled to [0, 1] (x / 255), float32 inputs used as they are; labels are class indices.
- * The loss is the model's head's cross-entropy (head.ts): softmax over K outputs, or binary
- * on one output.
+ * The loss is the model's head's (head.ts): softmax cross-entropy over K outputs, binary on
+ * one output, or a regression's mean squared error.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { inputBytes, inputSize, labelBytes, MNIST_SPEC, type SampleSpec } from '../data/spec.js';
+import { inputBytes, inputSize, isRegression, labelBytes, MNIST_SPEC, type SampleSpec } from '../data/spec.js';
 import { getLayout, layoutVariables, flatGradient } from './flat.js';
 import { forward } from './forward.js';
-import { headHits, headLoss, headOf, type Head } from './head.js';
+import { headLoss, headMeasure, headOf, type Head } from './head.js';
 
 export interface GradientOptions {
   /** Samples per forward/backward pass (bounds memory); default: the whole batch. */
@@ -29,21 +29,32 @@ export interface GradientOptions {
 export interface GradientOutput {
   /** Layout-sized: d(mean loss)/dw in [0, trainableSize), batch BN statistics after it. */
   gradient: Float32Array;
-  /** Mean cross-entropy over the batch. */
+  /** Mean loss over the batch. */
   loss: number;
+  /** Correct predictions (0 for a regression). */
   correct: number;
+  /** Regression: the sum over samples of the mean absolute error (0 for a classifier). */
+  absError: number;
   samples: number;
 }
 
 export interface EvaluationOutput {
-  /** SUM of cross-entropy over the samples (divide by samples for the mean). */
+  /** SUM of the loss over the samples (divide by samples for the mean). */
   loss: number;
   correct: number;
+  absError: number;
   samples: number;
 }
 
-/** Decoded class indices, checked against the class count. */
-function decodeLabels(bytes: Uint8Array, spec: SampleSpec): Int32Array {
+/** Decoded class indices, checked against the class count; a regression's target values, checked finite. */
+function decodeLabels(bytes: Uint8Array, spec: SampleSpec): Int32Array | Float32Array {
+  if (isRegression(spec)) {
+    const values = new Float32Array(bytes.length / 4);
+    new Uint8Array(values.buffer).set(bytes);
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new Error(`target value ${values[bad]} of sample ${Math.floor(bad / spec.targets!)} is not a finite number`);
+    return values;
+  }
   const wide = labelBytes(spec) === 2;
   const n = bytes.length / labelBytes(spec);
   const out = new Int32Array(n);
@@ -56,7 +67,7 @@ function decodeLabels(bytes: Uint8Array, spec: SampleSpec): Int32Array {
 }
 
 /** Checks sizes; returns the sample count and the decoded labels. */
-function checkBatch(inputs: Uint8Array, labels: Uint8Array, spec: SampleSpec): { n: number; y: Int32Array } {
+function checkBatch(inputs: Uint8Array, labels: Uint8Array, spec: SampleSpec): { n: number; y: Int32Array | Float32Array } {
   if (labels.length % labelBytes(spec) !== 0) throw new Error(`labels have ${labels.length} bytes, not a whole number of ${labelBytes(spec)}-byte labels`);
   const n = labels.length / labelBytes(spec);
   if (n === 0) throw new Error('empty batch: no labels');
@@ -89,7 +100,14 @@ function headFor(model: tfl.LayersModel, spec: SampleSpec): Head {
   if (want.length !== spec.shape.length || want.some((d, i) => d !== null && d !== spec.shape[i])) {
     throw new Error(`model "${model.name}" takes inputs of shape [${want.map((d) => d ?? '?').join(', ')}], the data's are [${spec.shape.join(', ')}]`);
   }
-  return headOf(model, spec.classes);
+  return headOf(model, spec.classes, spec.targets);
+}
+
+/** Labels of samples [start, start+count) as the head takes them. */
+function labelTensor(y: Int32Array | Float32Array, spec: SampleSpec, start: number, count: number): tf.Tensor {
+  if (y instanceof Int32Array) return tf.tensor1d(y.subarray(start, start + count), 'int32');
+  const t = spec.targets!;
+  return tf.tensor2d(y.subarray(start * t, (start + count) * t), [count, t], 'float32');
 }
 
 /** Throws one line naming the mismatch when `model` cannot train on samples `spec`. */
@@ -119,22 +137,22 @@ export function computeGradient(model: tfl.LayersModel, inputs: Uint8Array, labe
   // One pass (no micro-batches) writes the gradient outright; slices add into it.
   let gradient: Float32Array | undefined = mb === n ? undefined : new Float32Array(layout.size);
   let lossSum = 0;
-  let correct = 0;
+  let measure = 0;
   try {
     for (let start = 0; start < n; start += mb) {
       const m = Math.min(mb, n - start);
       const weight = m / n;
       tf.tidy(() => {
         const x = inputTensor(inputs, spec, start, m);
-        const y = tf.tensor1d(classes.subarray(start, start + m), 'int32');
+        const y = labelTensor(classes, spec, start, m);
         let hits: tf.Scalar | undefined;
         const { value, grads } = tf.variableGrads(() => {
           const out = forward(model, x, true, { checkpoint: opts.checkpoint });
-          hits = tf.keep(headHits(head, out, y));
+          hits = tf.keep(headMeasure(head, out, y));
           return headLoss(head, out, y, 'mean');
         }, trainable);
         lossSum += value.dataSync()[0]! * m;
-        correct += hits!.dataSync()[0]!;
+        measure += hits!.dataSync()[0]!;
         hits!.dispose();
         const byIndex = trainable.map((v) => grads[v.name]);
         const out = gradient === undefined ? flatGradient(layout, byIndex) : flatGradient(layout, byIndex, gradient, weight);
@@ -148,7 +166,8 @@ export function computeGradient(model: tfl.LayersModel, inputs: Uint8Array, labe
   } finally {
     tf.tidy(() => stats.forEach((e, i) => vars[nTrainable + i]!.assign(tf.tensor(savedStats[i]!, e.shape, 'float32'))));
   }
-  return { gradient: gradient!, loss: lossSum / n, correct, samples: n };
+  const regression = head.kind === 'regression';
+  return { gradient: gradient!, loss: lossSum / n, correct: regression ? 0 : measure, absError: regression ? measure : 0, samples: n };
 }
 
 /** Loss (sum) and correct count in inference mode (BN uses its moving statistics). */
@@ -158,16 +177,17 @@ export function evaluate(model: tfl.LayersModel, inputs: Uint8Array, labels: Uin
   const head = headFor(model, spec);
   const chunk = opts.chunk !== undefined && opts.chunk > 0 ? opts.chunk : 256;
   let loss = 0;
-  let correct = 0;
+  let measure = 0;
   for (let start = 0; start < n; start += chunk) {
     const m = Math.min(chunk, n - start);
     const [l, c] = tf.tidy(() => {
-      const y = tf.tensor1d(classes.subarray(start, start + m), 'int32');
+      const y = labelTensor(classes, spec, start, m);
       const out = forward(model, inputTensor(inputs, spec, start, m), false);
-      return [headLoss(head, out, y, 'sum').dataSync()[0]!, headHits(head, out, y).dataSync()[0]!];
+      return [headLoss(head, out, y, 'sum').dataSync()[0]!, headMeasure(head, out, y).dataSync()[0]!];
     });
     loss += l;
-    correct += c;
+    measure += c;
   }
-  return { loss, correct, samples: n };
+  const regression = head.kind === 'regression';
+  return { loss, correct: regression ? 0 : measure, absError: regression ? measure : 0, samples: n };
 }

@@ -22,20 +22,20 @@
  * hold that batch's statistics: gradient.ts reads them from there (see flat.ts).
  */
 import * as tfl from '@tensorflow/tfjs-layers';
-import { MNIST_SPEC, type SampleSpec } from '../data/spec.js';
+import { MNIST_SPEC, outputsOf, type SampleSpec } from '../data/spec.js';
 import { getLayout, setFlatParams } from './flat.js';
 import { initialParams } from './init.js';
 
 export const MODEL_NAMES = ['cnn', 'vgg11', 'resnet18', 'densenet121', 'mlp'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
-/** What a zoo model is built for: the input's shape and the number of classes. */
+/** What a zoo model is built for: the input's shape and its outputs (classes, or regression targets). */
 export interface ModelShape {
   input: number[];
   classes: number;
 }
 
-const shapeOf = (s: SampleSpec): ModelShape => ({ input: s.shape, classes: s.classes });
+const shapeOf = (s: SampleSpec): ModelShape => ({ input: s.shape, classes: outputsOf(s) });
 
 type T = tfl.SymbolicTensor;
 

@@ -251,9 +251,12 @@ export class RoundRunner implements RoundWork {
         redis: this.d.redis, model: this.d.model.ref, samples: this.d.data.samples, layoutHash: this.d.plan.layoutHash, config: this.config,
         local: this.d.local, links: this.d.links, inbox: this.d.inbox,
       });
-      this.lastValidationAccuracy = r.accuracy;
-      this.metrics.validationAccuracy = r.accuracy;
       this.metrics.validationLoss = r.loss;
+      if (r.mae !== undefined) this.metrics.validationMae = r.mae;
+      else {
+        this.lastValidationAccuracy = r.accuracy;
+        this.metrics.validationAccuracy = r.accuracy;
+      }
       reason = r.stop;
     }
     this.metrics.checkMs = performance.now() - t;

@@ -91,6 +91,10 @@ export interface RoundMetrics extends PhaseTimes {
   dropped: string[];
   /** The compute backend the round's gradient functions used (as they reported it). */
   backend?: string;
+  /** A regression's training mean absolute error (its `accuracy` is NaN). */
+  mae?: number;
+  /** A regression's validation mean absolute error, at a check (`validationLoss` is its MSE). */
+  validationMae?: number;
   /** Gradient invocations of the round that answered, and how many built the model first. */
   invocations?: number;
   modelBuilds?: number;

@@ -107,8 +107,10 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
       if (o.plotDir) curve.push({ peer: m.peer, round: m.round, loss: m.loss, validationAccuracy: m.validationAccuracy, roundMs: m.roundMs });
       bars.round(m);
       o.dashboard?.round(roundPoint(m));
-      if (!tty && !o.json && !o.quiet && m.peer.endsWith('00') && (m.validationAccuracy !== undefined || m.round % 10 === 0)) {
-        process.stderr.write(`round ${m.round}: loss ${m.loss.toFixed(4)}${m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%` : ''} (${formatMs(m.roundMs)})\n`);
+      if (!tty && !o.json && !o.quiet && m.peer.endsWith('00') && (m.validationLoss !== undefined || m.round % 10 === 0)) {
+        const val = m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%`
+          : m.validationMae !== undefined ? `, validation MSE ${m.validationLoss!.toPrecision(4)}, MAE ${m.validationMae.toPrecision(4)}` : '';
+        process.stderr.write(`round ${m.round}: loss ${m.loss.toFixed(4)}${val} (${formatMs(m.roundMs)})\n`);
       }
     },
     onLog: (msg) => {
@@ -158,7 +160,8 @@ export function renderSummary(s: ClusterSummary): string {
     `Training finished: ${s.stopReason ?? 'stopped'}`,
     `  peers ${s.peers}, rounds ${s.rounds} (${s.epochs.toFixed(2)} epochs), ${s.parameters.toLocaleString()} parameters, wall time ${formatMs(s.wallMs)}`,
   ];
-  if (s.test) lines.push(`  test accuracy ${(s.test.accuracy * 100).toFixed(2)}% on ${s.test.samples.toLocaleString()} test samples of ${s.test.source} (loss ${s.test.loss.toFixed(4)})`);
+  if (s.test?.accuracy != null) lines.push(`  test accuracy ${(s.test.accuracy * 100).toFixed(2)}% on ${s.test.samples.toLocaleString()} test samples of ${s.test.source} (loss ${s.test.loss.toFixed(4)})`);
+  else if (s.test) lines.push(`  test MSE ${s.test.loss.toPrecision(4)} against ${s.test.baselineMse?.toPrecision(4)} predicting the mean, MAE ${s.test.mae?.toPrecision(4)} (standardised targets) on ${s.test.samples.toLocaleString()} test samples of ${s.test.source}`);
   if (s.lastValidationAccuracy !== null) lines.push(`  last validation accuracy ${(s.lastValidationAccuracy * 100).toFixed(2)}%`);
   lines.push(
     `  replicas identical: ${s.identical ? 'yes' : 'NO'} (checksum ${s.checksums[0] ?? '-'})`,

@@ -2,12 +2,13 @@
  * CSV: a header row naming the columns, one sample per row, the class in the column named by
  * `labelColumn` (default "label"), every other column a numeric feature. Features become
  * float32, min-max scaled to [0, 1] with the training rows' range; labels are class indices
- * when they are all non-negative integers, class names otherwise. Quoted fields (RFC 4180)
+ * when they are all non-negative integers, class names otherwise, or regression targets
+ * (`task` regression, or auto with numbers not all integers), standardised (tabular.ts). Quoted fields (RFC 4180)
  * are understood. No test split of its own: the caller carves one with --test-fraction.
  */
 import { readFileSync } from 'node:fs';
-import { classesOf, minMaxScale } from './tabular.ts';
-import type { Splits } from './splits.ts';
+import { classesOf, isRegressionTask, minMaxScale, targetBytes } from './tabular.ts';
+import type { Splits, Task } from './splits.ts';
 
 /** Rows of fields; quotes may hold commas, newlines and doubled quotes. */
 export function parseCsv(text: string): string[][] {
@@ -31,7 +32,7 @@ export function parseCsv(text: string): string[][] {
   return rows;
 }
 
-export function loadCsv(file: string, labelColumn: string): Splits {
+export function loadCsv(file: string, labelColumn: string, task: Task = 'auto'): Splits {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -57,13 +58,16 @@ export function loadCsv(file: string, labelColumn: string): Splits {
       values[i * features + f++] = x;
     });
   });
-  const { classes, indices, names: classNames } = classesOf([labels], `${file} column "${labelColumn}"`);
   const scaled = minMaxScale([values], features);
+  const inputs = new Uint8Array(scaled.values[0]!.buffer);
+  const source = `${file} column "${labelColumn}"`;
+  if (isRegressionTask(task, labels)) {
+    const t = targetBytes([labels], 1, source);
+    return { train: { inputs, labels: t.labels[0]!, count: rows.length, spec: { shape: [features], dtype: 'float32', classes: 0, targets: 1 } }, scaling: scaled.scaling, targetScaling: t.scaling };
+  }
+  const { classes, indices, names: classNames } = classesOf([labels], source);
   return {
-    train: {
-      inputs: new Uint8Array(scaled.values[0]!.buffer), labels: indices[0]!, count: rows.length,
-      spec: { shape: [features], dtype: 'float32', classes }, ...(classNames ? { classNames } : {}),
-    },
+    train: { inputs, labels: indices[0]!, count: rows.length, spec: { shape: [features], dtype: 'float32', classes }, ...(classNames ? { classNames } : {}) },
     scaling: scaled.scaling,
   };
 }

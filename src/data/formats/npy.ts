@@ -1,6 +1,7 @@
 /**
  * NumPy's .npy arrays: a folder with `x.npy` (n x ...) and `y.npy` (n class indices), and
- * optionally `x_test.npy` and `y_test.npy`. Unsigned-byte inputs are stored as they are
+ * optionally `x_test.npy` and `y_test.npy`. `y` holds class indices, or regression targets
+ * (n or n x T values; `task` regression, or auto with values not all integers). Unsigned-byte inputs are stored as they are
  * (scaled by 1/255 on use, as images; n x H x W is one channel, H x W x 1, as IDX's); other
  * numeric inputs become float32, min-max scaled to [0, 1] per feature with the training
  * split's range.
@@ -8,8 +9,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Dataset } from '../dataset.ts';
-import { classesOf, minMaxScale } from './tabular.ts';
-import { UINT8_SCALING, type Splits } from './splits.ts';
+import { classesOf, isRegressionTask, minMaxScale, targetBytes } from './tabular.ts';
+import { UINT8_SCALING, type Splits, type Task } from './splits.ts';
 
 export interface NpyArray {
   shape: number[];
@@ -68,27 +69,34 @@ function read(file: string): NpyArray {
   return parseNpy(bytes, file);
 }
 
-export function loadNpy(dir: string): Splits {
+export function loadNpy(dir: string, task: Task = 'auto'): Splits {
   const paths = { x: join(dir, 'x.npy'), y: join(dir, 'y.npy'), xTest: join(dir, 'x_test.npy'), yTest: join(dir, 'y_test.npy') };
   for (const p of [paths.x, paths.y]) if (!existsSync(p)) throw new Error(`${dir}: no ${p.slice(dir.length + 1)} (an NPY dataset is x.npy and y.npy, optionally x_test.npy and y_test.npy)`);
   const pairs = [[read(paths.x), read(paths.y), paths.y]] as [NpyArray, NpyArray, string][];
   if (existsSync(paths.xTest) && existsSync(paths.yTest)) pairs.push([read(paths.xTest), read(paths.yTest), paths.yTest]);
+  const regression = isRegressionTask(task, pairs[0]![1].values as ArrayLike<number>);
   for (const [x, y, yFile] of pairs) {
-    if (y.shape.length !== 1 && !(y.shape.length === 2 && y.shape[1] === 1)) throw new Error(`${yFile}: labels of shape (${y.shape.join(', ')}), expected (n,): class indices`);
+    if (!regression && y.shape.length !== 1 && !(y.shape.length === 2 && y.shape[1] === 1)) throw new Error(`${yFile}: labels of shape (${y.shape.join(', ')}), expected (n,): class indices (or --task regression for target values)`);
+    if (regression && y.shape.length > 2) throw new Error(`${yFile}: targets of shape (${y.shape.join(', ')}), expected (n,) or (n, targets)`);
     if (x.shape.length < 2 || x.shape[0] !== y.shape[0]) throw new Error(`${yFile}: ${y.shape[0]} labels for inputs of shape (${x.shape.join(', ')})`);
   }
   const bytes = pairs[0]![0].dtype === '|u1';
   const rows = pairs[0]![0].shape.slice(1);
   const shape = bytes && rows.length === 2 ? [...rows, 1] : rows;
   if (pairs[1] && pairs[1][0].shape.slice(1).join('x') !== shape.join('x')) throw new Error(`${paths.xTest}: inputs of shape (${pairs[1][0].shape.join(', ')}), the training inputs (${pairs[0]![0].shape.join(', ')})`);
-  const { classes, indices, names } = classesOf(pairs.map(([, y]) => Array.from(y.values, String)), paths.y);
+  const targets = regression ? (pairs[0]![1].shape[1] ?? 1) : 0;
+  if (pairs[1] && regression && (pairs[1][1].shape[1] ?? 1) !== targets) throw new Error(`${paths.yTest}: ${pairs[1][1].shape[1] ?? 1} targets per sample, the training split ${targets}`);
+  const t = regression ? targetBytes(pairs.map(([, y]) => y.values as ArrayLike<number>), targets, paths.y) : undefined;
+  const { classes, indices, names } = t
+    ? { classes: 0, indices: t.labels, names: undefined }
+    : classesOf(pairs.map(([, y]) => Array.from(y.values, String)), paths.y);
   const scaled = bytes ? undefined : minMaxScale(pairs.map(([x]) => x.values as Float64Array), shape.reduce((a, b) => a * b, 1));
   const sets: Dataset[] = pairs.map(([x, y], k) => ({
     inputs: bytes ? (x.values as Uint8Array) : new Uint8Array(scaled!.values[k]!.buffer),
     labels: indices[k]!,
     count: y.shape[0]!,
-    spec: { shape, dtype: bytes ? 'uint8' : 'float32', classes },
+    spec: { shape, dtype: bytes ? 'uint8' : 'float32', classes, ...(regression ? { targets } : {}) },
     ...(names ? { classNames: names } : {}),
   }));
-  return { train: sets[0]!, test: sets[1], scaling: bytes ? UINT8_SCALING : scaled!.scaling };
+  return { train: sets[0]!, test: sets[1], scaling: bytes ? UINT8_SCALING : scaled!.scaling, ...(t ? { targetScaling: t.scaling } : {}) };
 }

@@ -11,11 +11,24 @@ export type Scaling = { kind: 'divide'; by: number } | { kind: 'minmax'; min: nu
 export const UINT8_SCALING: Scaling = { kind: 'divide', by: 255 };
 
 /**
+ * What the labels are: classes, values to predict (regression), or `auto`: regression when the
+ * label values are numbers and not all integers, classes otherwise.
+ */
+export type Task = 'auto' | 'classification' | 'regression';
+
+/**
+ * A regression's targets as stored: standardised per target, `y' = (y - mean) / std`, with
+ * the training split's statistics. A prediction p means `p * std + mean` in the source's units.
+ */
+export interface TargetScaling { mean: number[]; std: number[] }
+
+/**
  * What a loader returns: the training samples, the test samples when the source has its own
- * split, and the scaling.
+ * split, the inputs' scaling, and a regression's target scaling.
  */
 export interface Splits {
   train: Dataset;
   test?: Dataset;
   scaling: Scaling;
+  targetScaling?: TargetScaling;
 }

@@ -2,7 +2,7 @@
  * Shared by the loaders of numeric tables (CSV, NPY): class labels from whatever the source
  * holds, and min-max scaling of features.
  */
-import type { Scaling } from './splits.ts';
+import type { Scaling, TargetScaling, Task } from './splits.ts';
 
 /**
  * Class indices from label values (one list per split). Non-negative integers are taken as
@@ -35,6 +35,40 @@ export function classesOf(splits: string[][], source: string): { classes: number
     return out;
   });
   return { classes, indices, ...(names ? { names } : {}) };
+}
+
+/** Whether a label column is regression targets: asked for, or (auto) numbers not all integers. */
+export function isRegressionTask(task: Task, values: ArrayLike<string | number>): boolean {
+  if (task !== 'auto') return task === 'regression';
+  let numeric = true, fractional = false;
+  for (let i = 0; i < values.length; i++) {
+    const v = Number(values[i]);
+    if (!Number.isFinite(v) || String(values[i]).trim() === '') { numeric = false; break; }
+    if (!Number.isInteger(v)) fractional = true;
+  }
+  return numeric && fractional;
+}
+
+/**
+ * Regression targets as stored labels (float32 little endian, `targets` per sample), one per
+ * split, each target standardised with the first (training) split's mean and standard
+ * deviation, so a model starts near the mean whatever the targets' units; the scaling is
+ * returned to be stated beside the model. A value that is not a finite number is an error
+ * naming its sample.
+ */
+export function targetBytes(splits: ArrayLike<string | number>[], targets: number, source: string): { labels: Uint8Array[]; scaling: TargetScaling } {
+  const parsed = splits.map((values, k) => Float64Array.from({ length: values.length }, (_, i) => {
+    const v = Number(values[i]);
+    if (!Number.isFinite(v) || String(values[i]).trim() === '') throw new Error(`${source}: target "${values[i]}" of sample ${Math.floor(i / targets)}${k > 0 ? ' of the test split' : ''} is not a number`);
+    return v;
+  }));
+  const train = parsed[0]!, n = train.length / targets;
+  const mean = new Array<number>(targets).fill(0), std = new Array<number>(targets).fill(0);
+  train.forEach((v, i) => { mean[i % targets] += v / n; });
+  train.forEach((v, i) => { std[i % targets] += (v - mean[i % targets]!) ** 2 / n; });
+  for (let t = 0; t < targets; t++) std[t] = Math.sqrt(std[t]!) || 1;
+  const labels = parsed.map((values) => new Uint8Array(Float32Array.from(values, (v, i) => (v - mean[i % targets]!) / std[i % targets]!).buffer));
+  return { labels, scaling: { mean, std } };
 }
 
 /**

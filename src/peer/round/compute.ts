@@ -26,7 +26,9 @@ export interface ComputeResult {
   samples: number;
   /** Mean over the samples of the gradients that arrived (NaN when none). */
   loss: number;
+  /** NaN for a regression, whose measure is `mae`. */
   accuracy: number;
+  mae?: number;
   /** Sum over invocations of the functions' own compute time. */
   functionComputeMs: number;
   failedBatches: number;
@@ -46,7 +48,7 @@ export interface ComputeResult {
  */
 export async function computeGradients(x: ComputeInput): Promise<ComputeResult> {
   const outcomes = await Promise.all(x.batches.map((b) => gradientUntil(x, b)));
-  let samples = 0, lossSum = 0, correct = 0, fnMs = 0, invocations = 0, modelBuilds = 0;
+  let samples = 0, lossSum = 0, correct = 0, absError = 0, fnMs = 0, invocations = 0, modelBuilds = 0, regression = false;
   const backends = new Set<string>();
   const failed: { batch: number; error: Error }[] = [];
   for (const [i, o] of outcomes.entries()) {
@@ -54,7 +56,7 @@ export async function computeGradients(x: ComputeInput): Promise<ComputeResult> 
     const r = o.result;
     samples += r.samples;
     lossSum += r.loss * r.samples;
-    correct += r.accuracy * r.samples;
+    if (typeof r.mae === 'number') { regression = true; absError += r.mae * r.samples; } else correct += r.accuracy * r.samples;
     fnMs += r.timings.computeMs;
     if (r.backend) backends.add(r.backend);
     invocations++;
@@ -62,7 +64,8 @@ export async function computeGradients(x: ComputeInput): Promise<ComputeResult> 
   }
   if (failed.length > 0) await closeAverage(x, failed);
   return {
-    samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 ? correct / samples : NaN,
+    samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 && !regression ? correct / samples : NaN,
+    ...(regression ? { mae: samples > 0 ? absError / samples : NaN } : {}),
     functionComputeMs: fnMs, failedBatches: failed.length, backend: [...backends].sort().join(','), invocations, modelBuilds,
   };
 }

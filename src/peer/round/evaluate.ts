@@ -3,6 +3,7 @@ import type { EvaluateResult, FunctionRedis, ModelRef } from '../../functions/ev
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import type { Redis } from '../../tensor/redis-client.ts';
 import type { Inbox } from '../net/inbox.ts';
+import { isRegression } from '../../data/spec.ts';
 import { K } from '../net/keys.ts';
 import type { PeerLinks } from '../net/links.ts';
 import type { MemberRecord } from '../net/membership.ts';
@@ -31,13 +32,15 @@ export interface CheckInput {
 }
 
 export interface CheckResult {
+  /** NaN for a regression, whose measure is `mae` (and `loss`, its MSE). */
   accuracy: number;
   loss: number;
+  mae?: number;
   /** Why training stops here (target reached, patience run out), or null to go on. */
   stop: string | null;
 }
 
-interface Counts { loss: number; correct: number; samples: number }
+interface Counts { loss: number; correct: number; absError?: number; samples: number }
 
 /**
  * The convergence check (every `checkEvery` rounds): the members split the held-out set, each
@@ -61,10 +64,13 @@ export async function checkConvergence(x: CheckInput): Promise<CheckResult> {
     const r = present.includes(k)
       ? (JSON.parse(String(await x.local.get(k))) as Counts)
       : await evaluateRange(x, ranges[j].offset, ranges[j].count);
-    total = { loss: total.loss + r.loss, correct: total.correct + r.correct, samples: total.samples + r.samples };
+    total = { loss: total.loss + r.loss, correct: total.correct + r.correct, absError: (total.absError ?? 0) + (r.absError ?? 0), samples: total.samples + r.samples };
   }
-  const accuracy = total.correct / total.samples;
-  return { accuracy, loss: total.loss / total.samples, stop: await decide(x, accuracy) };
+  const regression = isRegression(x.samples);
+  const accuracy = regression ? NaN : total.correct / total.samples;
+  const loss = total.loss / total.samples;
+  if (regression) return { accuracy, loss, mae: (total.absError ?? 0) / total.samples, stop: await decide(x, -loss, `validation MSE ${loss.toPrecision(4)}`) };
+  return { accuracy, loss, stop: await decide(x, accuracy, `validation accuracy ${(accuracy * 100).toFixed(2)}%`) };
 }
 
 /** Evaluates samples [start, start+count) of the held-out set with `evaluate` functions. */
@@ -78,17 +84,23 @@ async function evaluateRange(x: CheckInput, start: number, count: number): Promi
     }));
   }
   const rs = await Promise.all(parts);
-  return rs.reduce((a, r) => ({ loss: a.loss + r.loss * r.samples, correct: a.correct + r.correct, samples: a.samples + r.samples }), { loss: 0, correct: 0, samples: 0 });
+  return rs.reduce((a, r) => ({ loss: a.loss + r.loss * r.samples, correct: a.correct + r.correct, absError: a.absError + (r.absError ?? 0), samples: a.samples + r.samples }), { loss: 0, correct: 0, absError: 0, samples: 0 });
 }
 
-/** Target reached, or no better accuracy for `patience` checks: the same on every peer. */
-async function decide(x: CheckInput, accuracy: number): Promise<string | null> {
+/**
+ * Target reached, or no better score for `patience` checks: the same on every peer. The score
+ * is the validation accuracy, or a regression's -MSE (lower error is better; the accuracy
+ * target does not apply to it).
+ */
+async function decide(x: CheckInput, score: number, what: string): Promise<string | null> {
   const raw = await x.local.get(K.progress);
-  const p: { best: number; checksSinceBest: number } = raw ? JSON.parse(raw) : { best: -1, checksSinceBest: 0 };
-  if (accuracy > p.best) { p.best = accuracy; p.checksSinceBest = 0; } else p.checksSinceBest++;
+  // `best` is null before the first check (a regression's scores are below any start value).
+  const p: { best: number | null; bestWhat?: string; checksSinceBest: number } = raw ? JSON.parse(raw) : { best: null, checksSinceBest: 0 };
+  if (p.best === null || score > p.best) { p.best = score; p.bestWhat = what; p.checksSinceBest = 0; } else p.checksSinceBest++;
   await x.local.set(K.progress, JSON.stringify(p));
   const c = x.config;
-  if (accuracy >= c.targetAccuracy) return `validation accuracy ${(accuracy * 100).toFixed(2)}% reached the target ${(c.targetAccuracy * 100).toFixed(2)}%`;
-  if (c.patience > 0 && p.checksSinceBest >= c.patience) return `no better validation accuracy in ${p.checksSinceBest} checks (best ${(p.best * 100).toFixed(2)}%)`;
+  const regression = isRegression(x.samples);
+  if (!regression && score >= c.targetAccuracy) return `${what} reached the target ${(c.targetAccuracy * 100).toFixed(2)}%`;
+  if (c.patience > 0 && p.checksSinceBest >= c.patience) return `no better ${regression ? 'validation MSE' : 'validation accuracy'} in ${p.checksSinceBest} checks (best: ${p.bestWhat ?? p.best})`;
   return null;
 }
