@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../package-root.ts';
 
-/** The repository's `native/` folder, found from this file so it works from any cwd. */
-export const NATIVE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../native');
+/** The package's `native/` folder, found from this file so it works from any cwd. */
+export const NATIVE_DIR = join(packageRoot(), 'native');
 /** Where `make -C native` puts the module. */
 export const MODULE_PATH = join(NATIVE_DIR, 'build', 'peerless.so');
 

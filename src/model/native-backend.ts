@@ -15,8 +15,10 @@
  * process that has the machine to itself.
  */
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
+import { packageRoot } from '../package-root.ts';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { BATCH_NORM_TRAINING, BATCH_NORM_TRAINING_GRAD, registerBatchNormTrainingGradient } from './batch-norm.js';
@@ -51,7 +53,7 @@ export interface NativeAddon {
 }
 
 /** Where setup builds it, beside the sources; PEERLESS_NATIVE_ADDON names another (a Lambda image). */
-const ADDON = '../../native/addon/build/Release/peerless_native.node';
+const ADDON = join(packageRoot(), 'native', 'addon', 'build', 'Release', 'peerless_native.node');
 
 let loaded: NativeAddon | Error | undefined;
 

@@ -11,11 +11,11 @@
  */
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { packageRoot } from '../../package-root.ts';
 import type { ZipEntry } from './zip.ts';
 
-const ADDON_SOURCES = fileURLToPath(new URL('../../../native/addon/', import.meta.url));
+const ADDON_SOURCES = join(packageRoot(), 'native', 'addon');
 /** The oneDNN the image builds: Debian 12's libdnnl-dev, what the peers' own functions use. */
 export const ONEDNN_VERSION = '2.6.3';
 

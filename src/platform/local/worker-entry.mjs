@@ -1,6 +1,11 @@
-// Worker threads run TypeScript through tsx, so the pool works the same from a checkout,
-// under vitest, under `tsx` and from plain `node`, with no build step.
-import { register } from 'tsx/esm/api';
+// The local platform's worker threads start here, from a checkout (TypeScript through tsx,
+// under vitest, tsx or plain node: no build step) and from the built package (the compiled
+// JavaScript beside this file, which scripts/build.sh copies there).
+import { existsSync } from 'node:fs';
 
-register();
-await import('./worker.ts');
+if (existsSync(new URL('./worker.ts', import.meta.url))) {
+  (await import('tsx/esm/api')).register();
+  await import('./worker.ts');
+} else {
+  await import('./worker.js');
+}

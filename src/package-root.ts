@@ -1,0 +1,19 @@
+/**
+ * The folder of the Peerless package (the one holding its package.json and `native/`), found
+ * by walking up from this file: the same answer from a checkout (src/) and from the built
+ * package (dist/src/), whatever the working directory.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+let root: string | undefined;
+
+export function packageRoot(): string {
+  if (root) return root;
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'peerless') return (root = dir);
+    if (dirname(dir) === dir) throw new Error(`no package.json of peerless above ${fileURLToPath(import.meta.url)}`);
+  }
+}
