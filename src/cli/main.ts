@@ -389,8 +389,10 @@ fn.command('serve')
   .addOption(new Option('--port <n>', 'port to listen on').argParser(int('--port', 0)).default(8080))
   .option('--host <host>', 'address to bind (default 127.0.0.1; 0.0.0.0 to serve other machines)', '127.0.0.1')
   .option('--allow-redis <list>', 'comma-separated Redis servers the functions may connect to, host or host:port (default: loopback only)')
-  .addHelpText('after', '\nCallers must send Authorization: Bearer $PEERLESS_FUNCTION_TOKEN; set the variable here and where\nthe peers run (--platform http sends it).\n\nExamples:\n  PEERLESS_FUNCTION_TOKEN=$(openssl rand -hex 16) peerless function serve --port 8080\n  peerless function serve --host 0.0.0.0 --allow-redis 10.0.0.1:6379,10.0.0.2:6379')
-  .action(async (o) => { await (await import('./commands/function.ts')).functionServe(o.port, o.host, o.allowRedis); });
+  .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); needs --tls-key')
+  .option('--tls-key <file>', 'the certificate\'s PEM private key')
+  .addHelpText('after', '\nCallers must send Authorization: Bearer $PEERLESS_FUNCTION_TOKEN; set the variable here and where\nthe peers run (--platform http sends it). With --tls-cert and --tls-key it serves HTTPS; peers trust\nthe system\'s CAs and the one PEERLESS_TLS_CA names.\n\nExamples:\n  PEERLESS_FUNCTION_TOKEN=$(openssl rand -hex 16) peerless function serve --port 8080\n  peerless function serve --host 0.0.0.0 --allow-redis 10.0.0.1:6379,10.0.0.2:6379 --tls-cert fn.crt --tls-key fn.key')
+  .action(async (o) => { await (await import('./commands/function.ts')).functionServe(o.port, o.host, o.allowRedis, o.tlsCert, o.tlsKey); });
 
 fn.command('package')
   .description('Build what AWS Lambda deploys and print how to deploy it: a zip for the Node.js 20 runtime (bundled handler and the wasm files), or with --backend native a container-image build context that builds oneDNN and the addon inside the Lambda Node.js 20 image. See docs/deploy.md for which to choose.')

@@ -6,13 +6,14 @@ import { formatBytes } from '../format.ts';
  * `peerless function serve`: hosts the handlers until SIGINT/SIGTERM. Callers must present
  * PEERLESS_FUNCTION_TOKEN as a bearer token, and events may name only allowed Redis servers.
  */
-export async function functionServe(port: number, host: string, allowRedis: string | undefined): Promise<void> {
+export async function functionServe(port: number, host: string, allowRedis: string | undefined, tlsCert?: string, tlsKey?: string): Promise<void> {
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) throw new Error('function serve: --tls-cert and --tls-key go together (the certificate and its key)');
   const token = process.env.PEERLESS_FUNCTION_TOKEN;
   if (!token) {
     throw new Error('function serve needs a bearer token: set PEERLESS_FUNCTION_TOKEN (the peers send the same value, from their own environment, with --platform http)');
   }
   const allow = allowRedis === undefined ? LOOPBACK : allowRedis.split(',').map((s) => s.trim()).filter(Boolean);
-  const server = await serveFunctions({ port, host, token, allowRedis: allow });
+  const server = await serveFunctions({ port, host, token, allowRedis: allow, ...(tlsCert && tlsKey ? { tls: { cert: tlsCert, key: tlsKey } } : {}) });
   process.stderr.write(`peerless functions listening on ${server.url} (POST /function/gradient, /function/evaluate; GET /healthz); Redis allowed: ${allow.join(', ')}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

@@ -1,7 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../cluster/redis-server.ts';
+import { makeLocalTls } from '../../cluster/tls.ts';
+import { TLS_CA_ENV } from '../../tensor/redis-client.ts';
 import type { FunctionEvents, FunctionName, GradientEvent, GradientResult } from '../../functions/events.ts';
 import { HttpPlatform } from './platform.ts';
 import { redisAllowed, serveFunctions, type FunctionServer, type Handle } from './server.ts';
@@ -54,6 +59,29 @@ describe('HttpPlatform + serveFunctions', () => {
       expect(await new HttpPlatform({ url: guarded.url, token: 't0k3n' }).invoke('gradient', event)).toEqual(result);
     } finally {
       await guarded.close();
+    }
+  });
+
+  it('serves HTTPS: callers trusting the CA (PEERLESS_TLS_CA) are served; plain HTTP and an unknown CA are refused in one line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-https-'));
+    const tls = makeLocalTls(dir);
+    const secure = await serveFunctions({ handle: stub, token: 't', tls: { cert: tls.cert, key: tls.key } });
+    try {
+      expect(secure.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      const stranger = new HttpPlatform({ url: secure.url, token: 't', attempts: 1 });
+      await expect(stranger.invoke('gradient', event)).rejects.toThrow(/cannot reach https:.*(self-signed|unable to verify|SELF_SIGNED|UNABLE_TO)/i);
+      await stranger.close();
+      const plain = new HttpPlatform({ url: secure.url.replace('https:', 'http:'), token: 't', attempts: 1 });
+      await expect(plain.invoke('gradient', event)).rejects.toThrow(/http platform: .*(reset|closed|socket|answered 400)/i);
+      await plain.close();
+      process.env[TLS_CA_ENV] = tls.ca;
+      const trusting = new HttpPlatform({ url: secure.url, token: 't' });
+      expect(await trusting.invoke('gradient', event)).toEqual(result);
+      await trusting.close();
+    } finally {
+      delete process.env[TLS_CA_ENV];
+      await secure.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,5 +1,9 @@
 import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
 import type { FunctionPlatform, LambdaPrices, PlatformMetrics } from '../platform.ts';
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { Agent, fetch } from 'undici';
+import { TLS_CA_ENV } from '../../tensor/redis-client.ts';
 import { Meter } from './meter.ts';
 import { networkCode, RetriesExhausted, withRetries } from '../retry.ts';
 
@@ -48,7 +52,20 @@ export class HttpPlatform implements FunctionPlatform {
   private readonly meter: Meter;
   private readonly memoryMb: number;
 
+  /** Connections trust the CA named by PEERLESS_TLS_CA besides the system's (an https:// function server of your own). */
+  private readonly dispatcher: Agent;
+
   constructor(private readonly opts: HttpPlatformOptions) {
+    const caFile = process.env[TLS_CA_ENV];
+    let ca: Buffer | undefined;
+    if (caFile) {
+      try {
+        ca = readFileSync(caFile);
+      } catch (err) {
+        throw new Error(`${TLS_CA_ENV}=${caFile}: cannot read the CA certificate (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+    }
+    this.dispatcher = new Agent(ca ? { connect: { ca: [...rootCertificates, ca.toString()] } } : {});
     try {
       new URL(this.urlFor('gradient'));
     } catch {
@@ -91,7 +108,7 @@ export class HttpPlatform implements FunctionPlatform {
     const timeoutMs = this.opts.timeoutMs ?? 15 * 60_000;
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), timeoutMs);
-    let res: Response;
+    let res: Awaited<ReturnType<typeof fetch>>;
     let text: string;
     try {
       res = await fetch(url, {
@@ -99,12 +116,13 @@ export class HttpPlatform implements FunctionPlatform {
         headers: { 'content-type': 'application/json', accept: 'application/json', ...this.auth, ...this.opts.headers },
         body,
         signal: ac.signal,
+        dispatcher: this.dispatcher,
       });
       text = await res.text();
     } catch (err) {
       if (ac.signal.aborted) throw new HttpError(`http platform: ${url} did not answer within ${timeoutMs} ms`, 'timeout');
       const code = networkCode(err);
-      throw new HttpError(`http platform: cannot reach ${url} (${code ?? (err as Error).message})`, code ? 'network' : 'other');
+      throw new HttpError(`http platform: cannot reach ${url} (${code ?? innermost(err)})`, code ? 'network' : 'other');
     } finally {
       clearTimeout(timer);
     }
@@ -130,8 +148,15 @@ export class HttpPlatform implements FunctionPlatform {
   }
 
   async close(): Promise<void> {
-    // fetch's pooled sockets close themselves when idle; nothing is held per platform.
+    await this.dispatcher.close();
   }
+}
+
+/** The innermost cause's message ("fetch failed" says less than "self-signed certificate"). */
+function innermost(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown; code?: string };
+  while (e.cause && typeof e.cause === 'object') e = e.cause as typeof e;
+  return e.code && e.message && !e.message.includes(e.code) ? `${e.code}: ${e.message}` : String(e.message ?? err);
 }
 
 type HttpErrorKind = 'network' | 'gateway' | 'timeout' | 'function' | 'other';

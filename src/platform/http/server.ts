@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
@@ -27,6 +29,20 @@ export interface ServeOptions {
    * an event naming another is refused (403) before any connection. Default: loopback only.
    */
   allowRedis?: string[];
+  /** Serve HTTPS with these PEM files (the certificate chain and its key) instead of HTTP. */
+  tls?: { cert: string; key: string };
+}
+
+/** The PEM files' contents; an unreadable one is an error naming it. */
+function tlsFiles(t: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
+  const read = (what: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(`function serve: cannot read the TLS ${what} ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  };
+  return { cert: read('certificate', t.cert), key: read('key', t.key) };
 }
 
 /** Loopback: the default allow-list, for functions serving peers on the same machine. */
@@ -82,9 +98,10 @@ export async function serveFunctions(opts: ServeOptions = {}): Promise<FunctionS
   const bearer = opts.token === undefined ? undefined : Buffer.from(`Bearer ${opts.token}`);
   const warm = new Set<FunctionName>();
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     route(req, res).catch((err: unknown) => send(res, 500, { error: (err as Error).message }));
-  });
+  };
+  const server = opts.tls ? createHttpsServer(tlsFiles(opts.tls), onRequest) : createServer(onRequest);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -153,7 +170,7 @@ export async function serveFunctions(opts: ServeOptions = {}): Promise<FunctionS
   const shownHost = host.includes(':') ? `[${host}]` : host;
 
   return {
-    url: `http://${shownHost}:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${shownHost}:${port}`,
     close: () => new Promise<void>((ok) => {
       server.close(() => ok());
       server.closeAllConnections();
