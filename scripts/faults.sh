@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm run faults`: runs the fault tests (test/faults/: function faults through a seeded proxy,
 # a batch that never succeeds, a peer's Redis killed mid-round or restarted empty, a peer
-# process or its redis-server killed before each phase of a round) and prints one line per
+# process or its redis-server killed before each phase of a round, a host cut off from the
+# others in network namespaces behind a shaping proxy) and prints one line per
 # fault with its outcome: what was done, and whether every promise held.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -175,7 +175,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
           const mismatch = protocolMismatch(stored, `${o.dataDir}/peer-${i}`);
           if (mismatch) throw new Error(`cannot resume: ${mismatch}`);
           config = stored.config;
-          await c.del(K.stopAt);
+          await c.del([K.stopAt, K.stopRequest]);
           // The servers came back on new ports: point every member record at its server's.
           const members = new Membership(c);
           for (const m of await members.all()) {

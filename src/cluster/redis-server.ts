@@ -23,6 +23,13 @@ export interface RedisServerOptions {
   detached?: boolean;
   /** redis-server binary (default: `redis-server` on PATH). */
   binary?: string;
+  /**
+   * The address to bind and reach it at (default 127.0.0.1). Another address needs a
+   * password: protected mode stays on.
+   */
+  host?: string;
+  /** A command the server runs under, e.g. `ip netns exec NS` for a test host in a network namespace. */
+  wrapper?: string[];
   /** Serve TLS only (rediss://) with these PEM files; clients need no certificate of their own. */
   tls?: TlsFiles;
 }
@@ -66,12 +73,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
+function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((ok) => {
     const s = new Socket();
     s.once('connect', () => { s.destroy(); ok(true); });
     s.once('error', () => { s.destroy(); ok(false); });
-    s.connect(port, '127.0.0.1');
+    s.connect(port, host);
   });
 }
 
@@ -81,6 +88,8 @@ function canConnect(port: number): Promise<boolean> {
  */
 export async function startRedisServer(opts: RedisServerOptions = {}): Promise<RedisServer> {
   const port = opts.port ?? (await freePort());
+  const host = opts.host ?? '127.0.0.1';
+  if (host !== '127.0.0.1' && !opts.password) throw new Error(`redis-server on ${host}: an address other than loopback needs a password (protected mode stays on)`);
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'peerless-redis-'));
   const args = [
@@ -90,7 +99,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
       ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.cert, '--tls-key-file', opts.tls.key,
         '--tls-ca-cert-file', opts.tls.ca, '--tls-auth-clients', 'no']
       : ['--port', String(port)]),
-    '--bind', '127.0.0.1', '--dir', dir,
+    '--bind', host, '--dir', dir,
     '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
     '--protected-mode', 'yes',
     // Tensors are tens of MB: let replicas and pub/sub clients keep up.
@@ -101,7 +110,8 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   if (opts.password) args.push('--requirepass', opts.password);
   for (const [k, v] of Object.entries(opts.config ?? {})) args.push(`--${k}`, v);
 
-  const child = spawn(opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached === true });
+  const command = [...(opts.wrapper ?? []), opts.binary ?? 'redis-server', ...args];
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached === true });
   let output = '';
   child.stdout?.on('data', (d) => { output += d; });
   child.stderr?.on('data', (d) => { output += d; });
@@ -120,7 +130,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
       );
     }
     if (exited) throw new Error(`redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`);
-    if (await canConnect(port)) break;
+    if (await canConnect(port, host)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`redis-server on port ${port} did not accept connections within 10 s`);
@@ -132,9 +142,9 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   live.add(entry);
   void exitPromise.then(() => live.delete(entry));
   return {
-    host: '127.0.0.1',
+    host,
     port,
-    url: `${opts.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'rediss' : 'redis'}://${host}:${port}`,
     dir,
     process: child,
     async stop() {

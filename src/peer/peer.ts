@@ -389,15 +389,28 @@ export class Peer extends EventEmitter {
   }
 
   /** Asks the members this peer knows, lowest id first, to admit it again. */
+  /**
+   * Asks the members it knew to admit it again, in turn, for up to ten deadlines: a peer cut
+   * off by the network keeps asking until the cut heals (or gives up, saying why).
+   */
   private async rejoin(known: MemberRecord[]): Promise<void> {
-    const errors: string[] = [];
-    for (const m of known.filter((k) => k.id !== this.id)) {
-      try {
-        await this.join(m.url);
-        return;
-      } catch (err) {
-        errors.push((err as Error).message);
+    const others = known.filter((k) => k.id !== this.id);
+    const deadline = this.plan.config.deadlineMs;
+    const until = Date.now() + 10 * deadline;
+    let errors: string[] = [];
+    for (let attempt = 0; ; attempt++) {
+      errors = [];
+      for (const m of others) {
+        try {
+          await this.join(m.url);
+          return;
+        } catch (err) {
+          errors.push((err as Error).message);
+        }
       }
+      if (this.closing || Date.now() >= until || others.length === 0) break;
+      if (attempt === 0) this.log(`no member it knew answered; asking again until ${new Date(until).toISOString()}`);
+      await new Promise((r) => setTimeout(r, Math.min(deadline, 1_000 * 2 ** Math.min(attempt, 4))));
     }
     throw new Error(`peer ${this.id}: out of the network, and no member it knew admitted it again${errors.length ? `: ${errors.join('; ')}` : ''}`);
   }

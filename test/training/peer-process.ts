@@ -28,8 +28,10 @@ export const NETWORK_FLAGS = [
   '--epochs', '1000', '--check-every', '1000', '--validation', '0', '--optimizer', 'adam', '--lr', '0.003', '--seed', '3',
 ];
 
-export function spawnPeer(id: string, args: string[], env: Record<string, string> = {}): PeerProcess {
-  const child = spawn(process.execPath, [BIN, 'peer', '--id', id, '--workers', '1', '--json', ...args], {
+/** A `peerless peer` process; `wrapper` runs it under a command (`ip netns exec NS`: on a test host). */
+export function spawnPeer(id: string, args: string[], env: Record<string, string> = {}, wrapper: string[] = []): PeerProcess {
+  const command = [...wrapper, process.execPath, BIN, 'peer', '--id', id, '--workers', '1', '--json', ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PEERLESS_BACKEND: 'wasm', ...env },
   });

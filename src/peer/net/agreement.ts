@@ -52,7 +52,8 @@ function coordinatorOf(members: MemberRecord[], givenUp: Set<string>): MemberRec
  * A coordinator that does not report is given up on after two deadlines (its wait for a
  * missing member takes one) and the next lowest id takes its place, unless its Redis says
  * this peer was dropped: then this peer is the one cut off, and it must rejoin rather than
- * go on alone as a second network.
+ * go on alone as a second network. Whoever coordinates decides only with a quorum of the
+ * round's members behind it (holdsQuorum); without one it is the peer cut off, and rejoins.
  */
 export async function agree(x: AgreementInput): Promise<Agreement> {
   const givenUp = new Set(x.suspects);
@@ -64,11 +65,11 @@ export async function agree(x: AgreementInput): Promise<Agreement> {
     const coordinator = coordinatorOf(x.members, givenUp)!;
     if (coordinator.id === x.me) return coordinate(x, givenUp);
     if (!sentToAll) {
-      // Peers already given up on get the report too, but nobody waits on them (a hung one
-      // would otherwise cost this round another deadline).
+      // Sent to all, waited on by none: a member cut off since the exchange would otherwise
+      // hold this peer's wait for the view back by its connection's timeout (one more
+      // deadline). The sends keep their order on each connection.
       const others = x.members.filter((m) => m.id !== x.me);
-      void x.links.sendToAll(others.filter((m) => givenUp.has(m.id)).map((m) => m.url), K.report(x.round, x.me), body);
-      await x.links.sendToAll(others.filter((m) => !givenUp.has(m.id)).map((m) => m.url), K.report(x.round, x.me), body);
+      void x.links.sendToAll(others.map((m) => m.url), K.report(x.round, x.me), body);
       sentToAll = true;
     }
     const found = await x.inbox.until(() => viewAmongReports(x), x.deadlineMs * 2);
@@ -104,6 +105,16 @@ async function droppedBy(x: AgreementInput, coordinator: MemberRecord): Promise<
   }
 }
 
+/**
+ * Whether the members that answered can decide the next view: more than half of the round's
+ * members, or exactly half with the lowest id among them. Two sides of a partition can never
+ * both hold it, so a network never splits in two: the side without it is the one cut off.
+ */
+export function holdsQuorum(answered: Set<string>, members: MemberRecord[]): boolean {
+  const n = members.filter((m) => answered.has(m.id)).length;
+  return 2 * n > members.length || (2 * n === members.length && answered.has(members[0]!.id));
+}
+
 /** The coordinator's side: gather the reports, decide the next view, send it, admit joiners. */
 async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agreement> {
   const expected = x.members.filter((m) => m.id !== x.me && !givenUp.has(m.id));
@@ -111,6 +122,10 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   const values = present.length ? await x.local.mGet(present) : [];
   const reports = new Map<string, RoundReport>([[x.me, x.report]]);
   present.forEach((k, i) => reports.set(k.slice(k.lastIndexOf(':') + 1), JSON.parse(String(values[i])) as RoundReport));
+  if (!holdsQuorum(new Set(reports.keys()), x.members)) {
+    const silent = x.members.filter((m) => !reports.has(m.id)).map((m) => m.id);
+    throw new DroppedError(x.me, x.round + 1, `it reached only ${[...reports.keys()].join(', ')} of the round's ${x.members.length} members, not a majority: cut off from ${silent.join(', ')}, which go on without it`);
+  }
   const stay = new Set([...reports].filter(([, r]) => !r.leaving).map(([id]) => id));
 
   const requests = await takeJoinRequests(x.local);
@@ -122,25 +137,31 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
     x.log(`round ${x.round}: refusing ${req.member.id}: ${why}`);
     await x.links.client(req.member.url).then((c) => sendAdmission(c, { nonce: req.nonce, refused: why })).catch(() => {});
   }
-  const view = nextView(x.round, x.members, stay, accepted.map((r) => r.member));
+  const view: View = nextView(x.round, x.members, stay, accepted.map((r) => r.member));
+  // A stop asked for joins the view: every member learns it at this same boundary.
+  const [agreed, requested] = await x.local.mGet([K.stopAt, K.stopRequest]);
+  if (agreed !== null) view.stopAt = Number(agreed);
+  else if (requested !== null) view.stopAt = Math.max(Number(requested), view.round);
   const report: RoundReport = { ...x.report, view };
   const body = JSON.stringify(report);
   await x.local.set(K.report(x.round, x.me), body);
   const audience = [...new Map([...x.members, ...view.members].filter((m) => m.id !== x.me).map((m) => [m.id, m])).values()];
-  const inView = new Set(view.members.map((m) => m.id));
-  // Those left out hear it too (so a live one learns it was dropped), without being waited on.
-  void x.links.sendToAll(audience.filter((m) => !inView.has(m.id)).map((m) => m.url), K.report(x.round, x.me), body);
-  await x.links.sendToAll(audience.filter((m) => inView.has(m.id)).map((m) => m.url), K.report(x.round, x.me), body);
+  // Everyone hears it, those left out too (so a live one learns it was dropped), and nobody
+  // is waited on: a member cut off after it reported must not cost the others a deadline.
+  void x.links.sendToAll(audience.map((m) => m.url), K.report(x.round, x.me), body);
 
   // The view is out; now hand each joiner the state every member has after this round.
   const admitted: string[] = [];
   for (const req of accepted) {
     try {
-      await admit(x.local, await x.links.client(req.member.url), req, view);
+      // Bounded: a joiner cut off mid-copy must not hold the network's coordinator forever.
+      await x.links.timed((async () => admit(x.local, await x.links.client(req.member.url), req, view))(), x.deadlineMs, req.member.url);
       admitted.push(req.member.id);
       x.log(`round ${x.round}: admitted ${req.member.id} from round ${view.round}`);
     } catch (err) {
-      // It misses the next round's exchange and is dropped then; it may ask again.
+      // Closing the connection stops a copy cut off halfway. The joiner misses the next round's
+      // exchange and is dropped then; it may ask again.
+      await x.links.forget(req.member.url);
       x.log(`round ${x.round}: could not hand ${req.member.id} the state: ${(err as Error).message}`);
     }
   }

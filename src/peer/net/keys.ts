@@ -13,8 +13,13 @@ export const K = {
    * times it entered the network on this Redis): a Redis that comes back without it lost its state.
    */
   identity: 'peerless:identity',
-  /** A network-wide stop requested by `peerless stop`: the last round to run. */
+  /**
+   * The last round to run, as the network agreed it (a round's view carries it, so every
+   * member learns it at the same boundary).
+   */
   stopAt: 'peerless:stop-at',
+  /** A stop asked for by `peerless stop` (a round): the coordinator puts it in a view. */
+  stopRequest: 'peerless:stop-request',
   progress: 'peerless:progress',
   /** Every round's figures, for dashboards (a capped stream: src/peer/round-log.ts). */
   roundLog: 'peerless:rounds',

@@ -76,7 +76,9 @@ export class PeerLinks {
     const c = this.clients.get(url);
     this.clients.delete(url);
     this.relayOnly.delete(url);
-    if (c) await c.then(closeRedis, () => {});
+    // Dropped, not closed: a graceful close waits for every pending reply, which from a peer
+    // cut off never comes. Its pending commands fail at once.
+    if (c) await c.then((client) => { try { client.destroy(); } catch { /* already closed */ } }, () => {});
   }
 
   async close(): Promise<void> {

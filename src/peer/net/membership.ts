@@ -20,6 +20,8 @@ export interface MemberRecord {
 export interface View {
   round: number;
   members: MemberRecord[];
+  /** The last round to run, once a stop was asked for (src/peer/net/stop.ts). */
+  stopAt?: number;
 }
 
 /** Canonical order of peers: byte-wise by id, the order aggregation reduces in. */
@@ -68,6 +70,7 @@ export class Membership {
       }
     }
     for (const m of view.members) tx.hSet(K.members, m.id, JSON.stringify(m));
+    if (view.stopAt !== undefined) tx.set(K.stopAt, String(view.stopAt));
     await tx.exec();
   }
 }

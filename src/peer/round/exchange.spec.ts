@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../cluster/redis-server.ts';
 import { InDbTensorStore } from '../../tensor/in-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
-import { exchangeAll, exchangeSharded, ruleFor, sliceRanges, type ExchangeInput, type ExchangeMode } from './exchange.ts';
+import { exchangeAll, exchangeSharded, ruleFor, sendAsReady, sliceRanges, type ExchangeInput, type ExchangeMode } from './exchange.ts';
 import { meanInOrder } from '../../tensor/reference.ts';
 import { Inbox } from '../net/inbox.ts';
 import { K } from '../net/keys.ts';
@@ -144,5 +144,27 @@ describe('a robust rule with too few averages', () => {
     expect(ruleFor(trimmed, 3, 'none', 0, () => {})).toEqual(trimmed);
     expect(ruleFor(trimmed, 2, 'mean', 0, () => {})).toEqual({ rule: 'mean' });
     expect(ruleFor({ rule: 'median' }, 1, 'none', 0, () => {})).toEqual({ rule: 'median' });
+  });
+});
+
+describe('sendAsReady', () => {
+  it('sends to the ready destinations together, a late one on its own when it is ready, and none that failed', async () => {
+    let release!: (v: string) => void;
+    const late = new Promise<string>((r) => { release = r; });
+    const batches: string[][] = [];
+    const sent = sendAsReady([Promise.resolve('a'), late, Promise.resolve(null), Promise.reject(new Error('cut off')), Promise.resolve('d')],
+      async (ready) => { batches.push(ready); return ready; }, 50);
+    // The ready ones went out after the patience, while the late one still waits.
+    while (batches.length === 0) await new Promise((r) => setTimeout(r, 5));
+    expect(batches).toEqual([['a', 'd']]);
+    release('b');
+    expect((await sent).sort()).toEqual(['a', 'b', 'd']);
+    expect(batches).toEqual([['a', 'd'], ['b']]);
+  });
+
+  it('sends everything in one batch when all are ready within the patience', async () => {
+    const batches: number[][] = [];
+    await sendAsReady([1, 2, 3].map((n) => new Promise<number>((r) => setTimeout(() => r(n), n * 5))), async (b) => { batches.push(b); return b; }, 1_000);
+    expect(batches).toEqual([[1, 2, 3]]);
   });
 });

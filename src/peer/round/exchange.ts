@@ -82,6 +82,9 @@ export interface ExchangeMode {
 }
 
 /** Where one range of a fan-out goes: a member's Redis, a key there and an offset in it. */
+/** How long the fan-out waits for every destination to be ready before sending to those that are. */
+const READY_PATIENCE_MS = 500;
+
 interface Destination {
   member: MemberRecord;
   key: string;
@@ -139,6 +142,32 @@ async function fanOut(x: ExchangeInput, srcKey: string, srcOffset: number, count
   return [...sent.filter((m): m is MemberRecord => m !== null), ...relayed];
 }
 
+/**
+ * Sends to destinations as they become ready, without waiting on one that is not: those ready
+ * within `patienceMs` go in one batch (a relay reads each chunk once for all of them), any
+ * later one on its own as soon as it is. A peer that cannot be reached (cut off, its Redis
+ * gone) thereby costs the others nothing, instead of holding their data back until it times
+ * out, which would make them miss this peer in turn.
+ */
+export async function sendAsReady<T, R>(prepared: Promise<T | null>[], send: (ready: T[]) => Promise<R[]>, patienceMs: number): Promise<R[]> {
+  const values: (T | null)[] = prepared.map(() => null);
+  const settled: boolean[] = prepared.map(() => false);
+  const done = prepared.map((p, i) => p.catch(() => null).then((v) => { values[i] = v; settled[i] = true; }));
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(done), new Promise<void>((r) => { timer = setTimeout(r, patienceMs); })]);
+  clearTimeout(timer);
+  const batchOf = (indices: number[]) => indices.map((i) => values[i]).filter((v): v is T => v !== null);
+  const indices = [...prepared.keys()];
+  const sends: Promise<R[]>[] = [];
+  const first = batchOf(indices.filter((i) => settled[i]));
+  if (first.length) sends.push(send(first));
+  // Each late one on its own, as soon as it is ready.
+  for (const i of indices.filter((j) => !settled[j])) {
+    sends.push(done[i]!.then(() => { const b = batchOf([i]); return b.length ? send(b) : []; }));
+  }
+  return (await Promise.all(sends)).flat();
+}
+
 /** Sends a round marker after the data it announces (same connection, so it lands after). */
 async function mark(x: ExchangeInput, url: string, marker: string): Promise<void> {
   await x.links.sendValue(url, marker, '1');
@@ -158,8 +187,9 @@ export const exchangeAll: ExchangeMode = {
     const slot = K.slot.from(x.round, x.me.id);
     await ensureTensor(x.local, slot, x.length);
     await copyRange(x.local, x.averageKey, 0, x.length, slot, 0);
-    // Every other peer's buffer exists at full size before a byte is sent.
-    const ready = (await Promise.all(others.map(async (m) => {
+    // Every other peer's buffer exists at full size before a byte is sent. Sending and the
+    // wait for the others' averages run at once: an unreachable peer costs one deadline.
+    const prepared = others.map(async (m) => {
       try {
         const client = await x.links.timed(x.links.client(m.url), x.deadlineMs, m.url);
         await x.links.timed(ensureTensor(client, slot, x.length), x.deadlineMs, m.url);
@@ -167,13 +197,17 @@ export const exchangeAll: ExchangeMode = {
       } catch {
         return null; // unreachable: it will be missing from the round
       }
-    }))).filter((m): m is MemberRecord => m !== null);
-    const sentTo = await fanOut(x, x.averageKey, 0, x.length, ready.map((member) => ({ member, key: slot, offset: 0 })));
-    await Promise.allSettled(sentTo.map((m) => mark(x, m.url, K.from(x.round, x.me.id))));
-    const bytesSent = sentTo.length * x.length * 4;
+    });
+    const outgoing = sendAsReady(prepared, async (ready) => {
+      const to = await fanOut(x, x.averageKey, 0, x.length, ready.map((member) => ({ member, key: slot, offset: 0 })));
+      await Promise.allSettled(to.map((m) => mark(x, m.url, K.from(x.round, x.me.id))));
+      return to;
+    }, READY_PATIENCE_MS);
 
     const t0 = performance.now();
     const { present } = await x.inbox.waitFor(others.map((m) => K.from(x.round, m.id)), x.deadlineMs);
+    const sentTo = await outgoing;
+    const bytesSent = sentTo.length * x.length * 4;
     const contributors = x.members.filter((m) => m.id === x.me.id || present.includes(K.from(x.round, m.id))).map((m) => m.id);
     return {
       contributors,
@@ -211,7 +245,9 @@ export const exchangeSharded: ExchangeMode = {
   async send(x) {
     const ranges = sliceRanges(x.length, x.members.length);
     let bytesSent = 0;
-    await Promise.allSettled(x.members.map(async (m, j) => {
+    // Each owner's slice goes out on its own, while this peer waits for its own slice's parts:
+    // an unreachable owner costs one deadline, and holds back no other.
+    const outgoing = Promise.allSettled(x.members.map(async (m, j) => {
       const key = K.slot.part(x.round, m.id, x.me.id);
       const { offset, count } = ranges[j];
       if (m.id === x.me.id) {
@@ -230,6 +266,7 @@ export const exchangeSharded: ExchangeMode = {
     }));
     const t0 = performance.now();
     const parts = await x.inbox.waitFor(x.members.map((m) => K.part(x.round, x.me.id, m.id)), x.deadlineMs);
+    await outgoing;
     const contributors = x.members.filter((m) => parts.present.includes(K.part(x.round, x.me.id, m.id))).map((m) => m.id);
     const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
     return {

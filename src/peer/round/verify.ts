@@ -64,7 +64,15 @@ export async function verifyRound(x: VerifyInput): Promise<VerifyResult> {
   let checksum = mine, repaired = false;
   if (reference.checksum !== mine) {
     x.log(`round ${x.round}: checksum ${mine} differs from ${reference.id}'s ${reference.checksum}; repairing from it`);
-    await copyTrainingState(await x.links.client(reference.url), x.local);
+    // Bounded: a reference cut off mid-copy must not hold this peer forever; without its state
+    // this peer cannot go on in the round, so it asks to be admitted again.
+    try {
+      await x.links.timed((async () => copyTrainingState(await x.links.client(reference.url), x.local))(), x.deadlineMs, reference.url);
+    } catch (err) {
+      // Closing the connection stops the copy's remaining reads, so nothing late lands here.
+      await x.links.forget(reference.url);
+      throw new DroppedError(x.peer, view.round, `could not copy the state of ${reference.id}: ${(err as Error).message}`);
+    }
     checksum = await x.store.checksum(K.params);
     repaired = true;
   }

@@ -1,0 +1,81 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
+import { stopNetwork } from '../../src/cli/commands/stop.ts';
+import { K } from '../../src/peer/net/keys.ts';
+import type { MemberRecord } from '../../src/peer/net/membership.ts';
+import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
+import { NETWORK_FLAGS, spawnPeer, untilRoundOf, type PeerProcess } from '../training/peer-process.ts';
+import { available, makeLab, type Lab } from './net-lab.ts';
+
+/**
+ * Faults between hosts: three `peerless peer` processes, each on a host of its own (a network
+ * namespace) with its own redis-server, reaching each other only through a seeded shaping
+ * proxy (20 ms each way, 1% of chunks held 200 ms as a lost segment, a bandwidth limit). One
+ * host is cut off (its link down) past the deadline and then reconnected. Every wait is for an
+ * event: a log line of a peer, a round marker in a peer's Redis.
+ */
+const why = available();
+if (why) process.stderr.write(`network-faults.spec.ts skipped: ${why}\n`);
+
+const SECRET = 'net-fault-secret';
+let lab: Lab | undefined;
+let servers: RedisServer[] = [];
+let peers: PeerProcess[] = [];
+let clients: Redis[] = [];
+
+afterEach(async () => {
+  for (const p of peers) p?.kill();
+  await Promise.allSettled(clients.map(closeRedis));
+  await Promise.allSettled(servers.map((s) => s.stop()));
+  await lab?.close();
+  servers = []; peers = []; clients = []; lab = undefined;
+});
+
+describe.skipIf(why !== null)('peers on separate hosts, through a shaped network', () => {
+  it('a host cut off past the deadline is dropped; reconnected, it rejoins, and every replica ends identical', async () => {
+    lab = await makeLab(3, { latencyMs: 20, stallMs: 200, stallRate: 0.01, bandwidth: 20e6, seed: 11 });
+    const l = lab;
+    servers = await Promise.all(l.hosts.map((h) => startRedisServer({ host: h.address, port: 6379, password: SECRET, wrapper: h.wrapper })));
+    // Other peers and functions reach each Redis through the shaping proxy on the bridge.
+    const advertised = await Promise.all(l.hosts.map(async (h) => `redis://${l.gateway}:${await l.proxy(h.address, 6379)}`));
+    clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url, password: SECRET })));
+    const peer = (i: number, extra: string[]) => {
+      peers[i] = spawnPeer(`p${i}`, ['--redis', servers[i]!.url, '--advertise', advertised[i]!, '--password', SECRET, '--shard', `${i}/3`, ...extra], {}, l.hosts[i]!.wrapper);
+      return peers[i]!;
+    };
+    const untilRound = (i: number, r: number) => untilRoundOf(clients[i]!, r, peers[i], 90_000);
+    const record = async (id: string) => JSON.parse(String(await clients[0]!.hGet(K.members, id))) as MemberRecord;
+
+    peer(0, [...NETWORK_FLAGS, '--rounds', '100000', '--deadline', '6000']);
+    for (const i of [1, 2]) peer(i, ['--bootstrap', advertised[0]!]);
+    const from = Math.max(...await Promise.all([1, 2].map((i) => peers[i]!.line(/joined through/).then((x) => Number(/from round (\d+)/.exec(x)![1])))));
+    await untilRound(2, from + 2);
+
+    l.partition(2);
+    await peers[0]!.line(/p2 dropped from round/);
+    const leftAt = (await record('p2')).leftAt!;
+    await untilRound(0, leftAt + 2);
+    const mark = peers[2]!.stderr().length;
+    l.heal(2);
+    // Reconnected, it learns it was dropped and asks again (events in its log after the cut).
+    const rejoined = await new Promise<number>((resolve, reject) => {
+      const poll = setInterval(() => {
+        const m = /was dropped from the network at round \d+[^\n]*asking to rejoin[\s\S]*?joined through \S+ from round (\d+)/.exec(peers[2]!.stderr().slice(mark));
+        if (m) { clearInterval(poll); resolve(Number(m[1])); }
+      }, 50);
+      void peers[2]!.outcome.then(() => { clearInterval(poll); reject(new Error(`p2 ended: ${peers[2]!.stderr()}`)); });
+    });
+    await untilRound(2, rejoined + 2);
+
+    await stopNetwork(servers[0]!.url, SECRET, undefined, true);
+    const outcomes = await Promise.all(peers.map((p) => p.outcome));
+    for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i]!.stderr()).toBe('done');
+    expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
+    const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));
+    for (const r of records) expect(r).toEqual(records[0]);
+    expect(JSON.parse(records[0]!.p2!).leftAt).toBeUndefined();
+    // The traffic did cross the shaped network, and some of it was held as lost.
+    expect(l.stats().bytes).toBeGreaterThan(1 << 20);
+    expect(l.stats().stalls).toBeGreaterThan(0);
+  }, 300_000);
+});
