@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { holdsQuorum } from './agreement.ts';
+import { holdsQuorum, quorumBase } from './agreement.ts';
 import type { MemberRecord } from './membership.ts';
 
 const members = (n: number): MemberRecord[] => Array.from({ length: n }, (_, i) => ({ id: `p${i}`, url: `redis://h${i}:6379`, fromRound: 0 }));
@@ -20,5 +20,14 @@ describe('the quorum a round\'s view is decided with', () => {
       const other = new Set(four.filter((m) => !side.has(m.id)).map((m) => m.id));
       expect(holdsQuorum(side, four) !== holdsQuorum(other, four)).toBe(true);
     }
+  });
+
+  it('counts only members that took part in an earlier round: newcomers cannot outvote the peer that admitted them', () => {
+    const m = [{ id: 'p0', url: 'a', fromRound: 0 }, { id: 'p1', url: 'b', fromRound: 4 }, { id: 'p2', url: 'c', fromRound: 4 }];
+    expect(quorumBase(m, 4).map((x) => x.id)).toEqual(['p0']);
+    expect(holdsQuorum(new Set(['p0']), quorumBase(m, 4))).toBe(true);
+    expect(holdsQuorum(new Set(['p1', 'p2']), quorumBase(m, 4))).toBe(false);
+    expect(quorumBase(m, 5)).toHaveLength(3);
+    expect(quorumBase([{ id: 'p0', url: 'a', fromRound: 0 }], 0)).toHaveLength(1);
   });
 });

@@ -115,6 +115,16 @@ export function holdsQuorum(answered: Set<string>, members: MemberRecord[]): boo
   return 2 * n > members.length || (2 * n === members.length && answered.has(members[0]!.id));
 }
 
+/**
+ * The members a quorum is counted among in round `round`: those that took part in an earlier
+ * round. A joiner admitted at this boundary has proven nothing yet; counting it would let two
+ * slow newcomers outvote, and cut off, the peer that admitted them.
+ */
+export function quorumBase(members: MemberRecord[], round: number): MemberRecord[] {
+  const established = members.filter((m) => m.fromRound < round);
+  return established.length > 0 ? established : members;
+}
+
 /** The coordinator's side: gather the reports, decide the next view, send it, admit joiners. */
 async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agreement> {
   const expected = x.members.filter((m) => m.id !== x.me && !givenUp.has(m.id));
@@ -122,7 +132,7 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   const values = present.length ? await x.local.mGet(present) : [];
   const reports = new Map<string, RoundReport>([[x.me, x.report]]);
   present.forEach((k, i) => reports.set(k.slice(k.lastIndexOf(':') + 1), JSON.parse(String(values[i])) as RoundReport));
-  if (!holdsQuorum(new Set(reports.keys()), x.members)) {
+  if (!holdsQuorum(new Set(reports.keys()), quorumBase(x.members, x.round))) {
     const silent = x.members.filter((m) => !reports.has(m.id)).map((m) => m.id);
     throw new DroppedError(x.me, x.round + 1, `it reached only ${[...reports.keys()].join(', ')} of the round's ${x.members.length} members, not a majority: cut off from ${silent.join(', ')}, which go on without it`);
   }
