@@ -18,7 +18,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
-import { packageRoot } from '../package-root.ts';
+import { findPackageRoot } from '../package-root.ts';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { BATCH_NORM_TRAINING, BATCH_NORM_TRAINING_GRAD, registerBatchNormTrainingGradient } from './batch-norm.js';
@@ -53,7 +53,7 @@ export interface NativeAddon {
 }
 
 /** Where setup builds it, beside the sources; PEERLESS_NATIVE_ADDON names another (a Lambda image). */
-const ADDON = join(packageRoot(), 'native', 'addon', 'build', 'Release', 'peerless_native.node');
+const ADDON_IN_PACKAGE = ['native', 'addon', 'build', 'Release', 'peerless_native.node'];
 
 let loaded: NativeAddon | Error | undefined;
 
@@ -61,7 +61,10 @@ let loaded: NativeAddon | Error | undefined;
 export function nativeAddon(): NativeAddon | Error {
   if (loaded === undefined) {
     try {
-      loaded = createRequire(import.meta.url)(process.env.PEERLESS_NATIVE_ADDON || ADDON) as NativeAddon;
+      // A bundled function (Lambda) has no package folder: PEERLESS_NATIVE_ADDON names the addon there.
+      const root = findPackageRoot();
+      const path = process.env.PEERLESS_NATIVE_ADDON || (root ? join(root, ...ADDON_IN_PACKAGE) : 'peerless_native.node');
+      loaded = createRequire(import.meta.url)(path) as NativeAddon;
       const threads = Number(process.env.PEERLESS_NATIVE_THREADS ?? 1);
       if (Number.isInteger(threads) && threads > 1) loaded.setThreads(threads);
     } catch (err) {
