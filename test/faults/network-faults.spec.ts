@@ -82,7 +82,7 @@ describe.skipIf(why !== null)('peers on separate hosts, through a shaped network
     const outcomes = await Promise.all(peers.map((p) => p.outcome));
     const logs = () => peers.map((p) => p.stderr()).join('\n');
     for (const o of outcomes) expect(o?.state, logs()).toBe('done');
-    expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
+    expect(new Set(outcomes.map((o) => o?.checksum)).size, `${JSON.stringify(outcomes)}\n${logs()}`).toBe(1);
     const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));
     for (const r of records) expect(r).toEqual(records[0]);
     expect(JSON.parse(records[0]!.p2!).leftAt).toBeUndefined();
