@@ -80,7 +80,9 @@ export function refusal(req: JoinRequest, layoutHash: string, members: MemberRec
  */
 export async function admit(local: Redis, joiner: Redis, req: JoinRequest, view: View): Promise<void> {
   await copyTrainingState(local, joiner);
-  const [config, layout, stopAt] = await Promise.all([local.get(K.config), local.get(K.layout), local.get(K.stopAt)]);
+  const [config, layout, held] = await Promise.all([local.get(K.config), local.get(K.layout), local.get(K.stopAt)]);
+  // The view being admitted into may carry the stop: the coordinator records it only after.
+  const stopAt = view.stopAt !== undefined ? String(view.stopAt) : held;
   const tx = joiner.multi().set(K.config, String(config)).set(K.layout, String(layout)).set(K.round, String(view.round)).del(K.state);
   if (stopAt !== null) tx.set(K.stopAt, stopAt);
   else tx.del(K.stopAt);
