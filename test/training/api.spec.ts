@@ -1,24 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { train } from '../../src/api.ts';
-import { initBackend } from '../../src/model/backend.ts';
 import { getFlatParams } from '../../src/model/flat.ts';
-import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import { useLocalPlatform } from './local-platform-fixture.ts';
 import { checksum } from '../../src/tensor/reference.ts';
 
 /** The library's `train()`: real redis-servers, peers and worker threads, as the CLI runs them. */
-let platform: LocalPlatform;
-
-beforeAll(async () => {
-  await initBackend('wasm');
-  platform = new LocalPlatform({ workers: 2 });
-  await platform.warm();
-});
-
-afterAll(async () => {
-  await platform.close();
-});
+const platformOf = useLocalPlatform();
 
 describe('train() from your own code', () => {
   it('trains a tf.LayersModel and returns it with the network\'s final parameters, calling onRound each round', async () => {
@@ -29,7 +18,7 @@ describe('train() from your own code', () => {
     user.add(tfl.layers.dense({ name: 'out', units: 10, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 2 }) }));
     const rounds: number[] = [];
     const { model, summary } = await train({
-      model: user, data: 'synthetic', peers: 2, rounds: 6, platform,
+      model: user, data: 'synthetic', peers: 2, rounds: 6, platform: platformOf(),
       optimizer: { kind: 'adam', lr: 0.01 },
       // One convergence check, after the last round: the run cannot stop early on reaching 100%.
       config: { syntheticSize: 1024, batchSize: 64, validationSize: 128, checkEvery: 6, seed: 5 },

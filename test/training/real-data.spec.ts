@@ -5,11 +5,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runLocalCluster } from '../../src/cluster/local-cluster.ts';
 import { parseTrainingConfig } from '../../src/config/training.ts';
-import { initBackend } from '../../src/model/backend.ts';
-import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import { useLocalPlatform } from './local-platform-fixture.ts';
 
 /**
  * Real data a package manager delivers, and a saved model used without Peerless: the Palmer
@@ -17,19 +16,9 @@ import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
  * and a model saved after training on MNIST, evaluated by a script that imports only
  * `@tensorflow/tfjs`.
  */
-let platform: LocalPlatform;
+const platformOf = useLocalPlatform();
 const tmp = mkdtempSync(join(tmpdir(), 'peerless-real-data-'));
-
-beforeAll(async () => {
-  await initBackend('wasm');
-  platform = new LocalPlatform({ workers: 2 });
-  await platform.warm();
-});
-
-afterAll(async () => {
-  await platform.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('real data, and a saved model used without Peerless', () => {
   it('the Palmer penguins (vega-datasets) as a CSV: a Layers model of the test\'s own tells the species apart', async () => {
@@ -52,7 +41,7 @@ describe('real data, and a saved model used without Peerless', () => {
       model: { name: modelFile }, dataset: `csv:${csv}`, labelColumn: 'species', seed: 3,
       batchSize: 16, batchesPerRound: 2, epochs: 30, validationSize: 30, checkEvery: 10, optimizer: { kind: 'adam', lr: 0.01 },
     });
-    const summary = await runLocalCluster({ peers: 2, config, platform, testEvaluation: true });
+    const summary = await runLocalCluster({ peers: 2, config, platform: platformOf(), testEvaluation: true });
     expect(summary.identical).toBe(true);
     expect(summary.test?.samples).toBe(Math.round(rows.length * 0.2));
     // Stated: at least 90% of the held-out penguins (the three species separate well on these four measures).
@@ -76,7 +65,7 @@ describe('real data, and a saved model used without Peerless', () => {
       model: { name: modelFile }, dataset: `csv:${csv}`, labelColumn: 'mpg', task: 'regression', seed: 5,
       batchSize: 16, batchesPerRound: 2, epochs: 20, validationSize: 40, checkEvery: 10, optimizer: { kind: 'adam', lr: 0.01 },
     });
-    const summary = await runLocalCluster({ peers: 2, config, platform, testEvaluation: true });
+    const summary = await runLocalCluster({ peers: 2, config, platform: platformOf(), testEvaluation: true });
     expect(summary.identical).toBe(true);
     expect(summary.test?.accuracy).toBeNull();
     // Standardised targets: predicting the mean costs about 1; the model must do far better.
@@ -89,7 +78,7 @@ describe('real data, and a saved model used without Peerless', () => {
       model: { name: 'cnn', width: 0.5 }, dataset: 'mnist', trainSamples: 6000, seed: 4,
       batchSize: 64, batchesPerRound: 4, maxRounds: 20, validationSize: 500, checkEvery: 10, optimizer: { kind: 'adam', lr: 0.003 },
     });
-    const summary = await runLocalCluster({ peers: 2, config, platform, testEvaluation: true, saveDir: save });
+    const summary = await runLocalCluster({ peers: 2, config, platform: platformOf(), testEvaluation: true, saveDir: save });
     expect(summary.identical).toBe(true);
     const script = join(import.meta.dirname, 'plain-tfjs-evaluate.mjs');
     const { stdout } = await promisify(execFile)(process.execPath, [script, save], { maxBuffer: 1 << 20 });

@@ -1,16 +1,15 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runLocalCluster } from '../../src/cluster/local-cluster.ts';
 import { parseTrainingConfig, type TrainingConfigInput } from '../../src/config/training.ts';
 import { labelAt, slice } from '../../src/data/dataset.ts';
 import { loadMnist } from '../../src/data/mnist.ts';
-import { initBackend } from '../../src/model/backend.ts';
+import { loadSavedModel } from '../../src/model/export.ts';
 import { getFlatParams } from '../../src/model/flat.ts';
-import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import { useLocalPlatform } from './local-platform-fixture.ts';
 import { checksum } from '../../src/tensor/reference.ts';
 
 /**
@@ -18,19 +17,9 @@ import { checksum } from '../../src/tensor/reference.ts';
  * worker threads building a user's model from the topology in the peer's Redis, on real MNIST
  * written out in formats a user brings (IDX files, a CSV).
  */
-let platform: LocalPlatform;
+const platformOf = useLocalPlatform();
 const tmp = mkdtempSync(join(tmpdir(), 'peerless-your-data-'));
-
-beforeAll(async () => {
-  await initBackend('wasm');
-  platform = new LocalPlatform({ workers: 2 });
-  await platform.warm();
-});
-
-afterAll(async () => {
-  await platform.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** An IDX file of unsigned bytes. */
 function idx(dims: number[], data: Uint8Array): Buffer {
@@ -65,7 +54,7 @@ describe('your model and your data', () => {
 
     const save = join(tmp, 'saved');
     const config = parseTrainingConfig({ ...common, model: { name: modelFile }, dataset: `idx:${data}`, epochs: 4, batchesPerRound: 2 });
-    const summary = await runLocalCluster({ peers: 2, config, platform, saveDir: save, testEvaluation: true });
+    const summary = await runLocalCluster({ peers: 2, config, platform: platformOf(), saveDir: save, testEvaluation: true });
     expect(summary.outcomes.map((o) => o.state)).not.toContain('failed');
     expect(summary.identical).toBe(true);
     expect(summary.test?.samples).toBe(1000);
@@ -75,13 +64,9 @@ describe('your model and your data', () => {
     expect(summary.gradientInvocations).toBeGreaterThanOrEqual(40);
     expect(summary.test!.accuracy).toBeGreaterThan(0.85);
 
-    const json = JSON.parse(readFileSync(join(save, 'model.json'), 'utf8')) as { modelTopology: { config: { name: string } }; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+    const json = JSON.parse(readFileSync(join(save, 'model.json'), 'utf8')) as { modelTopology: { config: { name: string } } };
     expect(json.modelTopology.config.name).toMatch(/^custom-[0-9a-f]{12}$/);
-    const weights = readFileSync(join(save, 'weights.bin'));
-    const loaded = await tfl.loadLayersModel(tf.io.fromMemory({
-      modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0]!.weights,
-      weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
-    }));
+    const loaded = await loadSavedModel(save);
     try {
       expect(checksum(getFlatParams(loaded))).toBe(summary.checksums[0]);
     } finally {
@@ -107,7 +92,7 @@ describe('your model and your data', () => {
     const file = join(tmp, 'digits.csv');
     writeFileSync(file, `${Array.from({ length: 49 }, (_, i) => `p${i}`).join(',')},digit\n${rows.join('\n')}\n`);
     const config = parseTrainingConfig({ ...common, model: { name: 'mlp', width: 0.5 }, dataset: `csv:${file}`, labelColumn: 'digit', epochs: 8, batchesPerRound: 2 });
-    const summary = await runLocalCluster({ peers: 2, config, platform, testEvaluation: true });
+    const summary = await runLocalCluster({ peers: 2, config, platform: platformOf(), testEvaluation: true });
     expect(summary.outcomes.map((o) => o.state)).not.toContain('failed');
     expect(summary.identical).toBe(true);
     expect(summary.test?.samples).toBe(500);
