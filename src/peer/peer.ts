@@ -388,7 +388,6 @@ export class Peer extends EventEmitter {
     });
   }
 
-  /** Asks the members this peer knows, lowest id first, to admit it again. */
   /**
    * Asks the members it knew to admit it again, in turn, for up to ten deadlines: a peer cut
    * off by the network keeps asking until the cut heals (or gives up, saying why).

@@ -81,10 +81,10 @@ export interface ExchangeMode {
   aggregate(x: ExchangeInput, sent: SendResult): Promise<ExchangeResult>;
 }
 
-/** Where one range of a fan-out goes: a member's Redis, a key there and an offset in it. */
 /** How long the fan-out waits for every destination to be ready before sending to those that are. */
 const READY_PATIENCE_MS = 500;
 
+/** Where one range of a fan-out goes: a member's Redis, a key there and an offset in it. */
 interface Destination {
   member: MemberRecord;
   key: string;
