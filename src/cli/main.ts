@@ -172,8 +172,18 @@ program
   .description('Where every peer of a network is (round, phase, loss, heartbeat), read from any one peer\'s Redis.')
   .requiredOption('--redis <url>', 'the Redis of any peer of the network')
   .option('--password <secret>', 'password of the peers\' Redis servers')
-  .option('--json', 'print one JSON document on stdout')
-  .action(async (o) => { await (await import('./commands/status.ts')).networkStatus(o.redis, o.password, Boolean(o.json)); });
+  .option('--json', 'print one JSON document on stdout (with --watch: one JSON object a line, each with its time)')
+  .addOption(new Option('--watch [seconds]', 'read it again every SECONDS (default 2) until Ctrl-C: redrawn in place on a terminal').argParser((v) => {
+    const s = Number(v);
+    if (!(s > 0)) throw new InvalidArgumentError(`--watch must be a positive number of seconds, got "${v}"`);
+    return s;
+  }))
+  .addHelpText('after', '\nExamples:\n  peerless status --redis redis://127.0.0.1:6379\n  peerless status --redis redis://10.0.0.5:6379 --password "$SECRET" --watch 5')
+  .action(async (o) => {
+    const status = await import('./commands/status.ts');
+    if (o.watch === undefined) await status.networkStatus(o.redis, o.password, Boolean(o.json));
+    else await status.watchNetworkStatus(o.redis, o.password, Boolean(o.json), (o.watch === true ? 2 : o.watch) * 1000);
+  });
 
 program
   .command('export')

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
 import { K } from '../../src/peer/net/keys.ts';
@@ -15,6 +17,7 @@ import { NETWORK_FLAGS, roundOf, spawnPeer, untilRoundOf, type PeerProcess } fro
  * Every wait is for an event (a log line of a peer, a round marker in a peer's Redis); the
  * time limits only bound a hang. Nothing asserts how far a run got by some moment.
  */
+const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
 let servers: RedisServer[] = [];
 let peers: PeerProcess[] = [];
 let clients: Redis[] = [];
@@ -140,6 +143,25 @@ describe('a network of peer processes', () => {
     const status = await networkStatus(servers[1].url, undefined, true);
     expect(status.map((r) => [r.id, r.member, r.reachable])).toEqual([['p0', 'active', true], ['p1', 'active', true], ['p2', 'active', true]]);
     for (const r of status) expect(r.state?.round).toBeGreaterThanOrEqual(from);
+    // `peerless status --watch --json`: a reading a line, each newer than the last, until Ctrl-C.
+    const watch = spawn(process.execPath, [BIN, 'status', '--redis', servers[1].url, '--watch', '0.2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const readings: { at: string; peers: { id: string; state: { round: number } | null }[] }[] = [];
+    await new Promise<void>((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`status --watch: no newer round within 60 s: ${buf}`)), 60_000);
+      watch.stdout.on('data', (d) => {
+        buf += d;
+        const lines = buf.split('\n');
+        buf = lines.pop()!;
+        for (const l of lines) readings.push(JSON.parse(l) as (typeof readings)[number]);
+        const roundOf0 = (r: (typeof readings)[number]) => r.peers.find((p) => p.id === 'p0')?.state?.round ?? -1;
+        if (readings.length >= 2 && roundOf0(readings.at(-1)!) > roundOf0(readings[0]!)) { clearTimeout(timer); resolve(); }
+      });
+    });
+    const exited = new Promise<number | null>((r) => watch.once('exit', (code) => r(code)));
+    watch.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(readings.every((r, i) => i === 0 || r.at >= readings[i - 1]!.at)).toBe(true);
     const outcomes = await stopAndCollect();
     for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
     expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);

@@ -22,6 +22,39 @@ export interface NetworkStatusRow {
  * read-only observer (src/peer/net/access.ts): looking never changes anything.
  */
 export async function networkStatus(url: string, password: string | undefined, json: boolean): Promise<NetworkStatusRow[]> {
+  const rows = await readNetworkStatus(url, password);
+  process.stdout.write(json ? `${JSON.stringify({ peers: rows }, null, 2)}\n` : `${renderStatus(rows)}\n`);
+  return rows;
+}
+
+/**
+ * `peerless status --watch`: the same, read again every `everyMs` until SIGINT/SIGTERM. On a
+ * terminal the table is redrawn in place under the time it was read; otherwise (or with
+ * --json) each reading is appended: a table under its time, or one JSON object a line.
+ */
+export async function watchNetworkStatus(url: string, password: string | undefined, json: boolean, everyMs: number): Promise<void> {
+  let stopped = false;
+  let wake: () => void = () => {};
+  const stop = () => { stopped = true; wake(); };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const tty = process.stdout.isTTY && !json;
+  try {
+    while (!stopped) {
+      const rows = await readNetworkStatus(url, password);
+      const at = new Date().toISOString();
+      if (json) process.stdout.write(`${JSON.stringify({ at, peers: rows })}\n`);
+      else process.stdout.write(`${tty ? '\x1b[H\x1b[2J' : ''}${at} (every ${everyMs / 1000} s; Ctrl-C stops)\n${renderStatus(rows)}\n${tty ? '' : '\n'}`);
+      await new Promise<void>((r) => { wake = r; setTimeout(r, everyMs); });
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+/** Every member's row, read from the peers' own Redis servers (entry: `url`). */
+export async function readNetworkStatus(url: string, password: string | undefined): Promise<NetworkStatusRow[]> {
   const as = (u: string) => ({ url: u, ...(password ? credentialsFor('observer', password) : {}) });
   const entry = await connectRedis(as(url));
   const rows: NetworkStatusRow[] = [];
@@ -46,16 +79,17 @@ export async function networkStatus(url: string, password: string | undefined, j
   } finally {
     await closeRedis(entry);
   }
-  if (json) process.stdout.write(`${JSON.stringify({ peers: rows }, null, 2)}\n`);
-  else {
-    process.stdout.write(`${table(
-      ['peer', 'redis', 'member', 'round', 'phase', 'loss', 'validation', 'heartbeat'],
-      rows.map((r) => [
-        r.id, r.url, r.reachable ? r.member : `${r.member} (unreachable)`, r.state?.round ?? r.round ?? '-', r.state?.phase ?? '-',
-        r.state?.loss?.toFixed(4) ?? '-', r.state?.validationAccuracy != null ? `${(r.state.validationAccuracy * 100).toFixed(2)}%` : '-',
-        r.heartbeatAgeMs === null ? '-' : `${formatMs(r.heartbeatAgeMs)} ago`,
-      ]),
-    )}\n`);
-  }
   return rows;
+}
+
+/** The rows as a table for people. */
+export function renderStatus(rows: NetworkStatusRow[]): string {
+  return table(
+    ['peer', 'redis', 'member', 'round', 'phase', 'loss', 'validation', 'heartbeat'],
+    rows.map((r) => [
+      r.id, r.url, r.reachable ? r.member : `${r.member} (unreachable)`, r.state?.round ?? r.round ?? '-', r.state?.phase ?? '-',
+      r.state?.loss?.toFixed(4) ?? '-', r.state?.validationAccuracy != null ? `${(r.state.validationAccuracy * 100).toFixed(2)}%` : '-',
+      r.heartbeatAgeMs === null ? '-' : `${formatMs(r.heartbeatAgeMs)} ago`,
+    ]),
+  );
 }
