@@ -45,6 +45,20 @@ describe('peerless plot', () => {
     for (const s of ['gradient computation', 'aggregation (own work)', 'waiting for peers', 'Figure 2']) expect(svg).toContain(s);
   });
 
+  it('draws the original work\'s Tables 1 and 2 from bench serverless --json and bench in-db --json', () => {
+    const t1 = plot(write('serverless.json', JSON.stringify({ benchmark: 'serverless', model: 'cnn', rows: [
+      { batchSize: 64, batches: 235, wosMs: 28_600, wsMs: 14_900, speedup: 1.92, wosCostUsd: 0.001, wsCostUsd: 0.001, maxAbsDiff: 0 },
+      { batchSize: 128, batches: 118, wosMs: 29_400, wsMs: 15_400, speedup: 1.91, wosCostUsd: 0.001, wsCostUsd: 0.001, maxAbsDiff: 0 },
+    ] })));
+    expect([t1.kind, t1.points]).toEqual(['serverless', 2]);
+    for (const s of ['Table 1', 'without serverless', 'with serverless', 'speedup', 'batch 128']) expect(readFileSync(t1.out, 'utf8')).toContain(s);
+    const t2 = plot(write('in-db.json', JSON.stringify({ benchmark: 'in-db', rows: [
+      { gradients: 15, averageInDbAfterIngestMs: 276, averageOutsideDbAfterIngestMs: 10_800, updateInDbMs: 6.3, updateOutsideDbMs: 307 },
+    ] })));
+    expect([t2.kind, t2.points]).toEqual(['in-db', 1]);
+    for (const s of ['Table 2', 'average, in the database', 'update, outside', '15 gradients']) expect(readFileSync(t2.out, 'utf8')).toContain(s);
+  });
+
   it('plots the valid lines of a truncated metrics file and names the others', () => {
     const lines = metrics.split('\n');
     const damaged = [...lines.slice(0, 4), '{"type":"round","peer":"peer-0', ...lines.slice(4), '{"type":"rou'].join('\n');

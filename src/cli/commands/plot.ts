@@ -1,10 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { computeFigure, learningCurve, scalingFigure, type ComputeRowLike, type RoundLine, type ScalingRowLike } from '../plot/charts.ts';
+import { computeFigure, inDbFigure, learningCurve, scalingFigure, serverlessFigure, type ComputeRowLike, type InDbRowLike, type RoundLine, type ScalingRowLike, type ServerlessRowLike } from '../plot/charts.ts';
 
 export interface PlotResult {
   out: string;
-  kind: 'learning-curve' | 'scaling' | 'compute';
+  kind: 'learning-curve' | 'scaling' | 'compute' | 'serverless' | 'in-db';
   points: number;
   /** Lines of a metrics file that were not JSON (a truncated or damaged file): 1-based, skipped. */
   skipped: number[];
@@ -59,8 +59,18 @@ export function plot(file: string, out?: string): PlotResult {
       kind = 'compute';
       points = rows.length;
       picture = computeFigure(rows, `One gradient, one thread: wasm, native, PyTorch (${basename(file)})`);
+    } else if (doc.benchmark === 'serverless') {
+      const rows = doc.rows as ServerlessRowLike[];
+      kind = 'serverless';
+      points = rows.length;
+      picture = serverlessFigure(rows, `Table 1: one peer's gradients without and with serverless, ${String(doc.model)} (${basename(file)})`);
+    } else if (doc.benchmark === 'in-db') {
+      const rows = doc.rows as InDbRowLike[];
+      kind = 'in-db';
+      points = rows.length;
+      picture = inDbFigure(rows, `Table 2: averaging and update inside vs outside the database (${basename(file)})`);
     } else {
-      throw new Error(`plot: no picture for benchmark "${String(doc.benchmark)}" yet (scaling and compute have one)`);
+      throw new Error(`plot: no picture for benchmark "${String(doc.benchmark)}" yet (scaling, serverless, in-db and compute have one)`);
     }
   } else {
     const rounds = input.lines.filter((l) => l.type === 'round' || (l.type === undefined && typeof l.round === 'number')) as unknown as RoundLine[];

@@ -1,8 +1,8 @@
 /**
  * Pictures of a run and of the benchmarks, as SVG drawn by ECharts' server-side renderer (no
  * browser, no canvas): a learning curve from a metrics file (`train --metrics`), the original
- * work's Figure 2 from `bench scaling --json`, and compute per backend from `bench compute
- * --json`.
+ * work's Figure 2 from `bench scaling --json`, its Table 1 from `bench serverless --json`, its
+ * Table 2 from `bench in-db --json`, and compute per backend from `bench compute --json`.
  */
 import * as echarts from 'echarts';
 
@@ -102,5 +102,58 @@ export function computeFigure(rows: ComputeRowLike[], title: string): string {
       name: b, type: 'bar',
       data: groups.map((g) => rows.find((r) => `${r.model} ${r.batch}` === g && r.backend === b)?.msPerGradient ?? null),
     })),
+  });
+}
+
+export interface ServerlessRowLike {
+  batchSize: number;
+  wosMs: number;
+  wsMs: number;
+  speedup: number;
+}
+
+/** The original work's Table 1: one peer's gradients without and with serverless offload, per batch size. */
+export function serverlessFigure(rows: ServerlessRowLike[], title: string): string {
+  const s = (ms: number) => Math.round(ms) / 1000;
+  return svg({
+    title: { text: title, left: 'center' },
+    legend: { top: 34, itemGap: 30 },
+    grid: { top: 80, left: 70, right: 80, bottom: 60 },
+    xAxis: { type: 'category', data: rows.map((r) => `batch ${r.batchSize}`) },
+    yAxis: [
+      { type: 'value', name: 'seconds' },
+      { type: 'value', name: 'speedup', min: 0, splitLine: { show: false } },
+    ],
+    series: [
+      { name: 'without serverless', type: 'bar', data: rows.map((r) => s(r.wosMs)) },
+      { name: 'with serverless', type: 'bar', data: rows.map((r) => s(r.wsMs)) },
+      { name: 'speedup', type: 'line', yAxisIndex: 1, data: rows.map((r) => Math.round(r.speedup * 100) / 100) },
+    ],
+  });
+}
+
+export interface InDbRowLike {
+  gradients: number;
+  averageInDbAfterIngestMs: number;
+  averageOutsideDbAfterIngestMs: number;
+  updateInDbMs: number;
+  updateOutsideDbMs: number;
+}
+
+/** The original work's Table 2: averaging (after ingest) and the update, inside vs outside the database. */
+export function inDbFigure(rows: InDbRowLike[], title: string): string {
+  const labels = rows.map((r) => `${r.gradients} gradients`);
+  return svg({
+    title: { text: title, left: 'center' },
+    legend: { top: 34, itemGap: 30 },
+    grid: { top: 80, left: 80, right: 30, bottom: 60 },
+    xAxis: { type: 'category', data: labels },
+    yAxis: { type: 'log', name: 'ms (log)' },
+    series: [
+      { name: 'average, in the database', type: 'bar', data: rows.map((r) => r.averageInDbAfterIngestMs) },
+      { name: 'average, outside', type: 'bar', data: rows.map((r) => r.averageOutsideDbAfterIngestMs) },
+      { name: 'update, in the database', type: 'bar', data: rows.map((r) => r.updateInDbMs) },
+      { name: 'update, outside', type: 'bar', data: rows.map((r) => r.updateOutsideDbMs) },
+    ],
   });
 }
