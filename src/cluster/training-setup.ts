@@ -47,7 +47,7 @@ export function modelFileOf(config: TrainingConfig): ModelFile | undefined {
 export async function buildNetworkModel(config: TrainingConfig): Promise<tfl.LayersModel> {
   await initFunctionBackend();
   const file = modelFileOf(config);
-  return file ? buildFromTopology(file.topology, file.weights) : buildModel(config.model.name, config.model.width, config.seed, trainingSet(config).spec);
+  return file ? buildFromTopology(file.topology, file.weights, resolve(config.model.name)) : buildModel(config.model.name, config.model.width, config.seed, trainingSet(config).spec);
 }
 
 /**

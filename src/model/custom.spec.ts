@@ -134,6 +134,8 @@ describe('your own Layers model', () => {
     expect(() => computeGradient(relu, inputs, labels, { samples: { shape: [6], dtype: 'float32', classes: 3 } })).toThrow(/ends with a relu activation/);
     const bad = new Float32Array(4 * 6).fill(NaN);
     expect(() => computeGradient(model, new Uint8Array(bad.buffer), labels, { samples: { shape: [6], dtype: 'float32', classes: 3 } })).toThrow('input value NaN in sample 0 is not a finite number');
+    const unknown = canonicalTopology({ class_name: 'Sequential', config: { name: 'x', layers: [{ class_name: 'FancyDense', config: { name: 'd', units: 3, batch_input_shape: [null, 4] } }] } }, 'fancy.json');
+    await expect(buildFromTopology(unknown.topology, undefined, 'fancy.json')).rejects.toThrow(/^fancy\.json: cannot build the model custom-[0-9a-f]+: Unknown layer: FancyDense$/);
     writeFileSync(join(tmp, 'broken.json'), '{"modelTopology": ');
     expect(() => readModelFile(join(tmp, 'broken.json'))).toThrow(/broken\.json: cannot read the model/);
     writeFileSync(join(tmp, 'missing.json'), JSON.stringify({ modelTopology: (model.toJSON(null, false) as Record<string, unknown>), weightsManifest: [{ paths: ['w.bin'], weights: [] }] }));

@@ -92,14 +92,20 @@ export function readModelFile(path: string): ModelFile {
   return { topology, name, weights: { specs, data: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) } };
 }
 
-/** Builds the model of a canonical topology (with `weights`, else tfjs' own initial values). */
-export async function buildFromTopology(topology: string, weights?: ModelFile['weights']): Promise<tfl.LayersModel> {
+/**
+ * Builds the model of a canonical topology (with `weights`, else tfjs' own initial values).
+ * `source` (the file) names it in an error: "m.json: cannot build the model: Unknown layer:
+ * FancyDense".
+ */
+export async function buildFromTopology(topology: string, weights?: ModelFile['weights'], source?: string): Promise<tfl.LayersModel> {
   const artifacts: tf.io.ModelArtifacts = { modelTopology: JSON.parse(topology) as Json, format: 'layers-model' };
   if (weights) { artifacts.weightSpecs = weights.specs; artifacts.weightData = weights.data; }
   try {
     return await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
   } catch (err) {
-    throw new Error(`cannot build the model ${(JSON.parse(topology) as { config: { name: string } }).config.name}: ${(err as Error).message.split('\n')[0]}`);
+    // tfjs' messages go on with advice over several lines; the first says what is wrong.
+    const why = (err as Error).message.split('\n')[0]!.replace(/\. This may be due to.*$/, '');
+    throw new Error(`${source ? `${source}: ` : ''}cannot build the model ${(JSON.parse(topology) as { config: { name: string } }).config.name}: ${why}`);
   }
 }
 
