@@ -32,6 +32,8 @@ describe('peerless plot', () => {
     expect(svg).toContain('training loss (mean over peers)');
     expect(svg).toContain('validation accuracy');
     expect(svg).toContain('2 peer(s)');
+    // One series per peer: its line (a path) and its legend entry.
+    for (const peer of ['peer-00', 'peer-01']) expect(svg).toContain(`loss, ${peer}`);
   });
 
   it('draws the original work\'s Figure 2 from bench scaling --json', () => {

@@ -26,7 +26,10 @@ export interface RoundLine {
   roundMs?: number;
 }
 
-/** Mean training loss per round over the peers, and validation accuracy where it was checked. */
+/**
+ * Training loss per round, a line per peer (at most 16; beyond that the mean over the peers
+ * alone), the mean over the peers, and validation accuracy where it was checked.
+ */
 export function learningCurve(rounds: RoundLine[], title: string): string {
   const byRound = new Map<number, { loss: number[]; val: number[] }>();
   for (const r of rounds) {
@@ -39,6 +42,11 @@ export function learningCurve(rounds: RoundLine[], title: string): string {
   const order = [...byRound.keys()].sort((a, b) => a - b);
   const loss = order.filter((r) => byRound.get(r)!.loss.length > 0).map((r) => [r, mean(byRound.get(r)!.loss)]);
   const val = order.filter((r) => byRound.get(r)!.val.length > 0).map((r) => [r, mean(byRound.get(r)!.val)]);
+  const peers = [...new Set(rounds.map((r) => r.peer))].sort();
+  const perPeer = peers.length <= 16 ? peers.map((p) => ({
+    name: `loss, ${p}`, type: 'line', showSymbol: false, lineStyle: { width: 1, opacity: 0.5 },
+    data: rounds.filter((r) => r.peer === p && Number.isFinite(r.loss)).sort((a, b) => a.round - b.round).map((r) => [r.round, r.loss]),
+  })) : [];
   return svg({
     title: { text: title, left: 'center' },
     legend: { top: 34, itemGap: 30 },
@@ -49,6 +57,7 @@ export function learningCurve(rounds: RoundLine[], title: string): string {
       { type: 'value', name: 'validation accuracy', min: 0, max: 1, splitLine: { show: false } },
     ],
     series: [
+      ...perPeer,
       { name: 'training loss (mean over peers)', type: 'line', showSymbol: false, data: loss },
       { name: 'validation accuracy', type: 'line', yAxisIndex: 1, data: val },
     ],
