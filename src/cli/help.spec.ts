@@ -42,3 +42,21 @@ describe('--help', () => {
     expect(out).toContain('Authorization: Bearer $PEERLESS_FUNCTION_TOKEN');
   });
 });
+
+describe('a mistake in the flags or the configuration', () => {
+  const run = (...args: string[]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (err, _out, stderr) => resolve({ code: err ? (err as { code?: number }).code ?? null : 0, stderr }));
+  });
+
+  it('an unknown flag, a wrong type and an out-of-range value: one line naming it, exit code 2', async () => {
+    const unknown = await run('train', '--batchsize', '3');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.split('\n')[0]).toBe("error: unknown option '--batchsize'");
+    const wrongType = await run('train', '--batch-size', 'many');
+    expect(wrongType.code).toBe(2);
+    expect(wrongType.stderr.trim()).toMatch(/^peerless: invalid training configuration: batchSize: .*number/);
+    const outOfRange = await run('train', '--test-fraction', '2');
+    expect(outOfRange.code).toBe(2);
+    expect(outOfRange.stderr.trim()).toMatch(/^peerless: invalid training configuration: testFraction: Too big/);
+  });
+});

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,7 +51,10 @@ const program = new Command('peerless')
       'aggregation and optimizer steps inside each peer\'s Redis (the peerless module).',
   )
   .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  // Usage errors (an unknown flag, a bad value) end below with exit code 2, as a run's own
+  // failures end with 1; subcommands defined after this inherit it.
+  .exitOverride();
 
 addPlatformOptions(addTrainingOptions(
   program
@@ -412,7 +415,14 @@ fn.command('package')
   .addHelpText('after', '\nExamples:\n  peerless function package --out dist/lambda\n  peerless function package --backend native --out dist/lambda   # then docker build dist/lambda/peerless-native-image')
   .action(async (o) => { await (await import('./commands/function.ts')).functionPackage(o.out, o.backend, Boolean(o.json)); });
 
+/** A mistake in how Peerless was asked (flags, configuration): exit code 2, not 1. */
+const USAGE = /^(invalid training configuration|--config |--[a-z-]+[: ])/;
+
 program.parseAsync(process.argv).catch((err: Error) => {
+  if (err instanceof CommanderError) {
+    // Commander has already printed its message (or the help, or the version).
+    process.exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2);
+  }
   process.stderr.write(`peerless: ${err.message}\n`);
-  process.exit(1);
+  process.exit(USAGE.test(err.message) ? 2 : 1);
 });
