@@ -5,7 +5,7 @@ import { getFlatParams } from '../../src/model/flat.ts';
 import { checksum } from '../../src/tensor/reference.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runLocalCluster, type ClusterSummary } from '../../src/cluster/local-cluster.ts';
 import { parseTrainingConfig, type TrainingConfigInput } from '../../src/config/training.ts';
 import { credentialsFor } from '../../src/peer/net/access.ts';
@@ -13,6 +13,7 @@ import { startRedisServer } from '../../src/cluster/redis-server.ts';
 import { makeLocalTls } from '../../src/cluster/tls.ts';
 import { connectRedis, TLS_CA_ENV } from '../../src/tensor/redis-client.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import { useLocalPlatform } from './local-platform-fixture.ts';
 import type { RoundMetrics } from '../../src/peer/types.ts';
 
 /**
@@ -20,16 +21,7 @@ import type { RoundMetrics } from '../../src/peer/types.ts';
  * real local platform (worker threads running the gradient and evaluate functions), on the
  * seeded synthetic dataset so a run takes seconds.
  */
-let platform: LocalPlatform;
-
-beforeAll(async () => {
-  platform = new LocalPlatform({ workers: 2 });
-  await platform.warm();
-});
-
-afterAll(async () => {
-  await platform.close();
-});
+const platformOf = useLocalPlatform();
 
 const base: TrainingConfigInput = {
   model: { name: 'cnn', width: 0.25 },
@@ -47,7 +39,7 @@ const base: TrainingConfigInput = {
 
 async function run(peers: number, over: Partial<TrainingConfigInput> = {}): Promise<{ summary: ClusterSummary; rounds: RoundMetrics[] }> {
   const rounds: RoundMetrics[] = [];
-  const summary = await runLocalCluster({ peers, config: parseTrainingConfig({ ...base, ...over }), platform, onRound: (m) => rounds.push(m) });
+  const summary = await runLocalCluster({ peers, config: parseTrainingConfig({ ...base, ...over }), platform: platformOf(), onRound: (m) => rounds.push(m) });
   return { summary, rounds };
 }
 
@@ -56,7 +48,7 @@ describe('a local cluster of peers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerless-save-'));
     try {
       const config = parseTrainingConfig({ ...base, model: { name: 'resnet18', width: 0.125 }, batchSize: 32, batchesPerRound: 1, maxRounds: 2 });
-      const summary = await runLocalCluster({ peers: 2, config, platform, saveDir: dir });
+      const summary = await runLocalCluster({ peers: 2, config, platform: platformOf(), saveDir: dir });
       expect(summary.saved).toEqual(['model.json', 'weights.bin', 'metadata.json'].map((f) => join(dir, f)));
       const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as { format: string; modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
       expect(json.format).toBe('layers-model');
@@ -113,7 +105,7 @@ describe('a local cluster of peers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerless-metrics-'));
     try {
       const file = join(dir, 'rounds.jsonl');
-      const summary = await runLocalCluster({ peers: 2, config: parseTrainingConfig({ ...base, maxRounds: 2, batchesPerRound: 0 }), platform, metricsFile: file });
+      const summary = await runLocalCluster({ peers: 2, config: parseTrainingConfig({ ...base, maxRounds: 2, batchesPerRound: 0 }), platform: platformOf(), metricsFile: file });
       const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines[0]).toMatchObject({ type: 'config', resume: false, config: summary.config });
       // --rounds fitted the batches per round: the line holds what the run used, not what was asked.
@@ -159,9 +151,9 @@ describe('a local cluster of peers', () => {
     for (const [, sums] of byRound) expect(sums.size).toBe(1);
     expect(rounds.some((m) => m.repaired)).toBe(false);
     // The plan fixed the backend the local functions loaded, and every gradient used it.
-    expect(platform.computeBackend).toMatch(/^(native|wasm)$/);
-    expect(new Set(rounds.map((m) => m.backend))).toEqual(new Set([platform.computeBackend]));
-    expect(summary.computeBackend).toBe(platform.computeBackend);
+    expect(platformOf().computeBackend).toMatch(/^(native|wasm)$/);
+    expect(new Set(rounds.map((m) => m.backend))).toEqual(new Set([platformOf().computeBackend]));
+    expect(summary.computeBackend).toBe(platformOf().computeBackend);
     // Loss went down from the first rounds to the last.
     const loss = (r: number) => rounds.filter((m) => m.round === r).reduce((s, m) => s + m.loss, 0) / 3;
     expect(loss(Math.max(...rounds.map((m) => m.round)))).toBeLessThan(loss(0));
@@ -189,11 +181,11 @@ describe('a local cluster of peers', () => {
   it('Multi-Krum with too few peers falls back to the median, or with no fallback fails with a clear error', async () => {
     const logs: string[] = [];
     const over = { maxRounds: 2, checkEvery: 100, validationSize: 0, aggregation: { rule: 'krum', byzantine: 1, select: 1 } } as const;
-    const fallback = await runLocalCluster({ peers: 3, config: parseTrainingConfig({ ...base, ...over }), platform, onLog: (m) => logs.push(m) });
+    const fallback = await runLocalCluster({ peers: 3, config: parseTrainingConfig({ ...base, ...over }), platform: platformOf(), onLog: (m) => logs.push(m) });
     expect(fallback.identical).toBe(true);
     expect(fallback.outcomes.map((o) => o.state)).toEqual(['done', 'done', 'done']);
     expect(logs.filter((l) => /needs at least 5 averages \(n > 2f\+2\), and 3 arrived: aggregating with the median instead/.test(l))).toHaveLength(6);
-    const strict = await runLocalCluster({ peers: 3, config: parseTrainingConfig({ ...base, ...over, fallbackAggregation: 'none' }), platform });
+    const strict = await runLocalCluster({ peers: 3, config: parseTrainingConfig({ ...base, ...over, fallbackAggregation: 'none' }), platform: platformOf() });
     for (const o of strict.outcomes) {
       expect(o.state).toBe('failed');
       expect(o.error).toBe('round 0: Multi-Krum with f=1 needs at least 5 averages (n > 2f+2), and 3 arrived; set fallbackAggregation to median or mean to go on with fewer');
@@ -210,14 +202,14 @@ describe('a local cluster of peers', () => {
         return { abort, rounds, onRound: (m: RoundMetrics) => { rounds.push(m); if (m.round >= n) abort.abort(); } };
       };
       const first = stopAfter(2);
-      const a = await runLocalCluster({ peers: 2, config, platform, dataDir, signal: first.abort.signal, onRound: first.onRound });
+      const a = await runLocalCluster({ peers: 2, config, platform: platformOf(), dataDir, signal: first.abort.signal, onRound: first.onRound });
       expect(a.identical).toBe(true);
       expect(a.stopReason).toMatch(/stop requested/);
       const last = Math.max(...first.rounds.map((m) => m.round));
 
       const second = stopAfter(last + 2);
       // The flags' configuration is ignored on resume: the network's own is kept in Redis.
-      const b = await runLocalCluster({ peers: 2, config: parseTrainingConfig({ ...base, model: { name: 'vgg11' } }), platform, dataDir, resume: true, signal: second.abort.signal, onRound: second.onRound });
+      const b = await runLocalCluster({ peers: 2, config: parseTrainingConfig({ ...base, model: { name: 'vgg11' } }), platform: platformOf(), dataDir, resume: true, signal: second.abort.signal, onRound: second.onRound });
       expect(b.identical).toBe(true);
       expect(Math.min(...second.rounds.map((m) => m.round))).toBe(last + 1);
       expect(b.parameters).toBe(a.parameters);

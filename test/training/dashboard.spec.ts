@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startDashboard } from '../../src/cli/dashboard/server.ts';
 import { attachDashboard } from '../../src/cli/commands/dashboard.ts';
 import { startRedisServer } from '../../src/cluster/redis-server.ts';
 import { TestNetwork } from './in-process-network.ts';
 import { train } from '../../src/cli/commands/train.ts';
 import { parseTrainingConfig } from '../../src/config/training.ts';
-import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import { useLocalPlatform } from './local-platform-fixture.ts';
 
 /**
  * `train --dashboard` in a real browser: Debian's Chromium (installed by `scripts/setup.sh
@@ -21,16 +21,7 @@ const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => 
 if (!CHROMIUM) console.warn('dashboard browser test skipped: no chromium (scripts/setup.sh --tests installs it with apt-get)');
 const SCREENSHOT = fileURLToPath(new URL('../../runs/test/dashboard.png', import.meta.url));
 
-let platform: LocalPlatform;
-
-beforeAll(async () => {
-  platform = new LocalPlatform({ workers: 2 });
-  await platform.warm();
-});
-
-afterAll(async () => {
-  await platform.close();
-});
+const platformOf = useLocalPlatform();
 
 /** Reads a dashboard's event stream until `done` says it has seen enough (or the bound passes). */
 async function events(url: string, done: (rounds: { peer: string; round: number }[], logs: string[]) => boolean): Promise<{ rounds: { peer: string; round: number }[]; logs: string[] }> {
@@ -62,7 +53,7 @@ async function events(url: string, done: (rounds: { peer: string; round: number 
 describe('the live dashboard', () => {
   it('attaches to a running network through one peer\'s Redis and follows every member', async () => {
     const config = parseTrainingConfig({ model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 1024, batchesPerRound: 1, epochs: 100, checkEvery: 5, validationSize: 128, seed: 5, deadlineMs: 20_000 });
-    const net = new TestNetwork(config, platform);
+    const net = new TestNetwork(config, platformOf());
     const peers = await net.foundingGroup(2);
     const attached = await attachDashboard({ redis: net.servers[1].url, port: 0 });
     try {
@@ -97,7 +88,7 @@ describe('the live dashboard', () => {
     let browser: Browser | undefined;
     try {
       const config = parseTrainingConfig({ model: { name: 'cnn' }, dataset: 'mnist', batchesPerRound: 1, maxRounds: 8, checkEvery: 4, validationSize: 500, seed: 3 });
-      const run = train({ peers: 2, config, platform, quiet: true, dashboard });
+      const run = train({ peers: 2, config, platform: platformOf(), quiet: true, dashboard });
       // As root (CI) Chromium needs --no-sandbox.
       browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -130,7 +121,7 @@ describe('the live dashboard', () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerless-plot-'));
     try {
       const config = parseTrainingConfig({ model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 512, batchesPerRound: 1, maxRounds: 4, validationSize: 64, checkEvery: 2, seed: 9 });
-      const summary = await train({ peers: 2, config, platform, quiet: true, plotDir: dir });
+      const summary = await train({ peers: 2, config, platform: platformOf(), quiet: true, plotDir: dir });
       expect(summary.plotted).toEqual([join(dir, 'learning-curve.svg')]);
       const svg = readFileSync(summary.plotted![0], 'utf8');
       expect(svg.startsWith('<svg')).toBe(true);
