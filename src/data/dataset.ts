@@ -33,6 +33,17 @@ export function slice(d: Dataset, start: number, count: number): Dataset {
   return { ...d, inputs: d.inputs.subarray(start * xb, (start + count) * xb), labels: d.labels.subarray(start * yb, (start + count) * yb), count };
 }
 
+/** Class indices as stored: one byte each up to 256 classes, two (little endian) above. */
+export function encodeLabels(classes: number, count: number, classOf: (i: number) => number): Uint8Array {
+  const wide = classes > 256;
+  const out = new Uint8Array(count * (wide ? 2 : 1));
+  for (let i = 0; i < count; i++) {
+    const c = classOf(i);
+    if (wide) { out[2 * i] = c & 0xff; out[2 * i + 1] = c >> 8; } else out[i] = c;
+  }
+  return out;
+}
+
 /** The class of sample `i`. */
 export function labelAt(d: Pick<Dataset, 'labels' | 'spec'>, i: number): number {
   return labelBytes(d.spec) === 1 ? d.labels[i]! : d.labels[2 * i]! | (d.labels[2 * i + 1]! << 8);

@@ -1,8 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Dataset } from './dataset.ts';
+import { readDataFile } from './read-file.ts';
 import { inputSize, MNIST_SPEC } from './spec.ts';
 
 const PIXELS = inputSize(MNIST_SPEC);
@@ -59,12 +60,7 @@ export function parseIdxLabels(bytes: Uint8Array, file: string): Uint8Array {
 export function readIdx(dir: string, name: string, what = 'MNIST'): [Uint8Array, string] {
   const raw = join(dir, name);
   const path = existsSync(raw) || !existsSync(`${raw}.gz`) ? raw : `${raw}.gz`;
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(readFileSync(path));
-  } catch (err) {
-    throw new Error(`${path}: cannot read the ${what} file: ${(err as Error).message}`);
-  }
+  let bytes = new Uint8Array(readDataFile(path, what));
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
       bytes = new Uint8Array(gunzipSync(bytes));

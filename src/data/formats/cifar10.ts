@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Dataset } from '../dataset.ts';
+import { readDataFile } from '../read-file.ts';
 import { UINT8_SCALING, type Splits } from './splits.ts';
 
 const SIDE = 32, PLANE = SIDE * SIDE, RECORD = 1 + 3 * PLANE;
@@ -40,13 +41,7 @@ function concat(parts: { inputs: Uint8Array; labels: Uint8Array; count: number }
   return { inputs, labels, count, spec: SPEC, ...(names ? { classNames: names } : {}) };
 }
 
-function read(file: string): Uint8Array {
-  try {
-    return new Uint8Array(readFileSync(file));
-  } catch (err) {
-    throw new Error(`${file}: cannot read the CIFAR-10 file: ${(err as Error).message}`);
-  }
-}
+const read = (file: string): Uint8Array => new Uint8Array(readDataFile(file, 'CIFAR-10'));
 
 export function loadCifar10(dir: string): Splits {
   const trainFiles = [1, 2, 3, 4, 5].map((i) => join(dir, `data_batch_${i}.bin`)).filter((f) => existsSync(f));

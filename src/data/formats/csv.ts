@@ -6,7 +6,7 @@
  * (`task` regression, or auto with numbers not all integers), standardised (tabular.ts). Quoted fields (RFC 4180)
  * are understood. No test split of its own: the caller carves one with --test-fraction.
  */
-import { readFileSync } from 'node:fs';
+import { readDataFile } from '../read-file.ts';
 import { classesOf, isRegressionTask, minMaxScale, targetBytes } from './tabular.ts';
 import type { Splits, Task } from './splits.ts';
 
@@ -33,12 +33,7 @@ export function parseCsv(text: string): string[][] {
 }
 
 export function loadCsv(file: string, labelColumn: string, task: Task = 'auto'): Splits {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`${file}: cannot read the CSV file: ${(err as Error).message}`);
-  }
+  const text = readDataFile(file, 'CSV').toString('utf8');
   const [header, ...rows] = parseCsv(text.replace(/^\uFEFF/, ''));
   if (!header || rows.length === 0) throw new Error(`${file}: no rows under a header`);
   const names = header.map((h) => h.trim());

@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
-import type { Dataset } from '../dataset.ts';
+import { encodeLabels, type Dataset } from '../dataset.ts';
 import { UINT8_SCALING, type Splits } from './splits.ts';
 
 interface Rgba { width: number; height: number; data: Uint8Array }
@@ -101,9 +101,7 @@ function toDataset(items: { file: string; label: number }[], classes: string[], 
       if (c === 3) { out[3 * p] = d[4 * p]!; out[3 * p + 1] = d[4 * p + 1]!; out[3 * p + 2] = d[4 * p + 2]!; } else out[p] = Math.round((d[4 * p]! + d[4 * p + 1]! + d[4 * p + 2]!) / 3);
     }
   });
-  const wide = classes.length > 256;
-  const labels = new Uint8Array(items.length * (wide ? 2 : 1));
-  items.forEach(({ label }, i) => { if (wide) { labels[2 * i] = label & 0xff; labels[2 * i + 1] = label >> 8; } else labels[i] = label; });
+  const labels = encodeLabels(classes.length, items.length, (i) => items[i]!.label);
   return {
     set: { inputs, labels, count: items.length, spec: { shape: [h, w, c], dtype: 'uint8', classes: Math.max(2, classes.length) }, classNames: classes },
     size: { width: w, height: h },

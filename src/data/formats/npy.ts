@@ -6,9 +6,10 @@
  * numeric inputs become float32, min-max scaled to [0, 1] per feature with the training
  * split's range.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Dataset } from '../dataset.ts';
+import { readDataFile } from '../read-file.ts';
 import { classesOf, isRegressionTask, minMaxScale, targetBytes } from './tabular.ts';
 import { UINT8_SCALING, type Splits, type Task } from './splits.ts';
 
@@ -59,15 +60,7 @@ export function parseNpy(bytes: Uint8Array, file: string): NpyArray {
   return { shape, values, dtype: descr };
 }
 
-function read(file: string): NpyArray {
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(readFileSync(file));
-  } catch (err) {
-    throw new Error(`${file}: cannot read the .npy file: ${(err as Error).message}`);
-  }
-  return parseNpy(bytes, file);
-}
+const read = (file: string): NpyArray => parseNpy(new Uint8Array(readDataFile(file, '.npy')), file);
 
 export function loadNpy(dir: string, task: Task = 'auto'): Splits {
   const paths = { x: join(dir, 'x.npy'), y: join(dir, 'y.npy'), xTest: join(dir, 'x_test.npy'), yTest: join(dir, 'y_test.npy') };

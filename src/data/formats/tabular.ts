@@ -2,6 +2,7 @@
  * Shared by the loaders of numeric tables (CSV, NPY): class labels from whatever the source
  * holds, and min-max scaling of features.
  */
+import { encodeLabels } from '../dataset.ts';
 import type { Scaling, TargetScaling, Task } from './splits.ts';
 
 /**
@@ -25,15 +26,7 @@ export function classesOf(splits: string[][], source: string): { classes: number
     toIndex = (v) => at.get(v)!;
   }
   if (classes > 65_536) throw new Error(`${source}: ${classes} classes, at most 65536 are supported`);
-  const wide = classes > 256;
-  const indices = splits.map((values) => {
-    const out = new Uint8Array(values.length * (wide ? 2 : 1));
-    values.forEach((v, i) => {
-      const c = toIndex(v);
-      if (wide) { out[2 * i] = c & 0xff; out[2 * i + 1] = c >> 8; } else out[i] = c;
-    });
-    return out;
-  });
+  const indices = splits.map((values) => encodeLabels(classes, values.length, (i) => toIndex(values[i]!)));
   return { classes, indices, ...(names ? { names } : {}) };
 }
 
