@@ -33,10 +33,10 @@ const SNAPSHOT_KEY = 'model:export-snapshot';
 
 /** The parameters as they stood between two updates, and the round they start. */
 async function consistentParams(client: Redis, waitMs: number): Promise<{ params: Float32Array; round: number }> {
-  const [prefix, suffix] = K.updatedPieces(0).split('0');
+  const [prefix, suffix] = K.updatedPiecesAround;
   const end = Date.now() + waitMs;
   for (;;) {
-    const round = await client.eval(SNAPSHOT, { keys: [K.round, K.params, SNAPSHOT_KEY], arguments: [prefix!, suffix!] });
+    const round = await client.eval(SNAPSHOT, { keys: [K.round, K.params, SNAPSHOT_KEY], arguments: [prefix, suffix] });
     if (round !== null) {
       try {
         return { params: await new InDbTensorStore(client).get(SNAPSHOT_KEY), round: Number(round) };

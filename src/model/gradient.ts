@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { labelAt } from '../data/dataset.js';
 import { inputBytes, inputSize, isRegression, labelBytes, MNIST_SPEC, type SampleSpec } from '../data/spec.js';
 import { getLayout, layoutVariables, flatGradient } from './flat.js';
 import { forward } from './forward.js';
@@ -55,11 +56,10 @@ function decodeLabels(bytes: Uint8Array, spec: SampleSpec): Int32Array | Float32
     if (bad >= 0) throw new Error(`target value ${values[bad]} of sample ${Math.floor(bad / spec.targets!)} is not a finite number`);
     return values;
   }
-  const wide = labelBytes(spec) === 2;
   const n = bytes.length / labelBytes(spec);
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    const v = wide ? bytes[2 * i]! | (bytes[2 * i + 1]! << 8) : bytes[i]!;
+    const v = labelAt({ labels: bytes, spec }, i);
     if (v >= spec.classes) throw new Error(`label ${v} at index ${i} is not a class (0..${spec.classes - 1})`);
     out[i] = v;
   }

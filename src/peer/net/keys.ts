@@ -1,3 +1,6 @@
+/** The parts of `K.updatedPieces` around its round. */
+const UPDATED = ['r:', ':updated'] as const;
+
 /**
  * Every key a peer keeps in its own Redis, in one place. Round keys carry the round number
  * so two rounds never mix, and old rounds can be removed by name.
@@ -70,6 +73,8 @@ export const K = {
   /** The step a round's update takes, decided once (Adam's step count, SGD's first step). */
   updatePlan: (r: number) => `r:${r}:update`,
   /** Which pieces of a round's update are applied (a bitmap, set with each piece). */
-  updatedPieces: (r: number) => `r:${r}:updated`,
+  updatedPieces: (r: number) => `${UPDATED[0]}${r}${UPDATED[1]}`,
+  /** What surrounds the round in `updatedPieces` (a script builds the key from the round it reads). */
+  updatedPiecesAround: UPDATED,
   roundPattern: (r: number) => `r:${r}:*`,
 };
