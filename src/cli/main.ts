@@ -71,7 +71,7 @@ addPlatformOptions(addTrainingOptions(
     .option('--metrics <file>', 'write per-round metrics of every peer as JSON lines')
     .option('--data-dir <dir>', 'keep the redis-servers\' data here (AOF), so the run can be resumed')
     .option('--resume', 'continue a run from the state kept in --data-dir')
-    .option('--password <secret>', 'the network password: every peer\'s Redis requires it, and gets a functions user and a read-only observer derived from it (see peerless credentials)')
+    .option('--password <secret>', 'the network secret: the peers\', functions\' and read-only observer\'s users on every peer\'s Redis derive from it (see peerless credentials); each Redis\'s owner password is its own')
     .option('--quiet', 'no progress output')
     .option('--tls', 'serve every peer\'s Redis over TLS only (rediss://), with a throwaway CA and certificate made for this run')
     .option('--save <dir>', 'write the trained model there: model.json and weights.bin (TensorFlow.js Layers format) and metadata.json')
@@ -131,9 +131,9 @@ addPlatformOptions(addTrainingOptions(
         'options; with --bootstrap it joins the network of that peer\'s Redis and uses its options.',
     )
     .requiredOption('--id <id>', 'this peer\'s id (unique in the network; peers aggregate in id order)')
-    .requiredOption('--redis <url>', 'this peer\'s own Redis, e.g. redis://127.0.0.1:6379')
-    .option('--advertise <url>', 'the address other peers and functions use for this Redis (default: --redis)')
-    .option('--password <secret>', 'password of the peers\' Redis servers')
+    .requiredOption('--redis <url>', 'this peer\'s own Redis, with its own password, e.g. redis://:OWNER_PASSWORD@127.0.0.1:6379')
+    .option('--advertise <url>', 'the address other peers and functions use for this Redis (default: --redis, without its password)')
+    .option('--password <secret>', 'the network secret: other peers, functions and observers log in to this Redis as users derived from it, each allowed only its part (see peerless credentials)')
     .option('--bootstrap <url>', 'the Redis address of any live peer of the network to join')
     .requiredOption('--shard <i/n>', 'the part of the data this peer trains on, e.g. 0/3', parseShard)
     .option('--json', 'print the outcome as one JSON document on stdout'),
@@ -144,16 +144,17 @@ A three-machine example (each machine runs its own redis-server with the module,
 the others; functions run on each machine's local pool, or pass --platform http/aws-lambda):
 
   # machine A (10.0.0.1) founds the network
-  redis-server --port 6379 --bind 0.0.0.0 --requirepass s3cret --loadmodule ./native/build/peerless.so
-  peerless peer --id a --redis redis://10.0.0.1:6379 --password s3cret --shard 0/3 \\
+  # (each Redis has a password of its own, OWN; SECRET is the network's, shared by the peers)
+  redis-server --port 6379 --bind 0.0.0.0 --requirepass "$OWN" --loadmodule ./native/build/peerless.so
+  peerless peer --id a --redis "redis://:$OWN@10.0.0.1:6379" --password "$SECRET" --shard 0/3 \\
                 --batches-per-round 2 --target-accuracy 0.98 --epochs 5
 
   # machine B (10.0.0.2) and machine C (10.0.0.3) join through A
-  peerless peer --id b --redis redis://10.0.0.2:6379 --password s3cret --shard 1/3 --bootstrap redis://10.0.0.1:6379
-  peerless peer --id c --redis redis://10.0.0.3:6379 --password s3cret --shard 2/3 --bootstrap redis://10.0.0.1:6379
+  peerless peer --id b --redis "redis://:$OWN@10.0.0.2:6379" --password "$SECRET" --shard 1/3 --bootstrap redis://10.0.0.1:6379
+  peerless peer --id c --redis "redis://:$OWN@10.0.0.3:6379" --password "$SECRET" --shard 2/3 --bootstrap redis://10.0.0.1:6379
 
-  # anywhere: where is everyone?
-  peerless status --redis redis://10.0.0.1:6379 --password s3cret
+  # anywhere: where is everyone? (as the read-only observer)
+  peerless status --redis redis://10.0.0.1:6379 --password "$SECRET"
 
 A joiner starts two rounds after the network's current one, with the parameters, optimizer
 state and progress copied from its bootstrap peer. Ctrl-C leaves at the next round boundary.`)
@@ -174,7 +175,7 @@ program
   .summary('where every peer of a network is, read from any one peer\'s Redis')
   .description('Where every peer of a network is (round, phase, loss, heartbeat), read from any one peer\'s Redis.')
   .requiredOption('--redis <url>', 'the Redis of any peer of the network')
-  .option('--password <secret>', 'password of the peers\' Redis servers')
+  .option('--password <secret>', 'the network secret (status logs in as the read-only observer)')
   .option('--json', 'print one JSON document on stdout (with --watch: one JSON object a line, each with its time)')
   .addOption(new Option('--watch [seconds]', 'read it again every SECONDS (default 2) until Ctrl-C: redrawn in place on a terminal').argParser((v) => {
     const s = Number(v);
@@ -198,7 +199,7 @@ program
   )
   .argument('<dir>', 'where to write the model')
   .option('--redis <url>', 'the Redis of any peer of a running network')
-  .option('--password <secret>', 'password of the peers\' Redis servers')
+  .option('--password <secret>', 'the network secret (export logs in as the read-only observer)')
   .option('--data-dir <dir>', 'a stopped run\'s data directory (train --data-dir)')
   .option('--json', 'print one JSON document on stdout')
   .addHelpText('after', '\nExamples:\n  peerless export --redis redis://10.0.0.5:6379 --password "$SECRET" ./model\n  peerless train --data-dir runs/a --rounds 50 && peerless export --data-dir runs/a ./model')
@@ -232,7 +233,7 @@ program
       'members joining, leaving or unreachable. Reads only, as the read-only observer when --password is given.',
   )
   .requiredOption('--redis <url>', 'the Redis of any peer of the network')
-  .option('--password <secret>', 'the network password (the dashboard logs in as the read-only observer)')
+  .option('--password <secret>', 'the network secret (the dashboard logs in as the read-only observer)')
   .addOption(new Option('--port <n>', `port on 127.0.0.1 (default ${DASHBOARD_PORT}; 0: any free port)`).argParser(int('--port', 0)).default(DASHBOARD_PORT))
   .addHelpText('after', `
 Examples:
@@ -247,15 +248,15 @@ Examples:
 
 program
   .command('credentials')
-  .summary('the functions\' or observer\'s Redis user and password, derived from the network password')
-  .description('The Redis user and password a role logs in with on every peer of a network with a password, derived from it: give the functions\' to a Lambda function\'s environment or to `function serve`\'s shell; the observer\'s to a dashboard. Printed as environment lines.')
-  .argument('<role>', 'functions (read the model and data, push gradients) or observer (read-only)')
-  .requiredOption('--password <secret>', 'the network password (the peers\' --password)')
+  .summary('the functions\', observer\'s or peers\' Redis user and password, derived from the network secret')
+  .description('The Redis user and password a role logs in with on every peer of a network with a secret, derived from it: give the functions\' to a Lambda function\'s environment or to `function serve`\'s shell; the observer\'s to a dashboard. Printed as environment lines.')
+  .argument('<role>', 'functions (read the model and data, push gradients), observer (read-only) or peers (what one peer may do in another\'s Redis)')
+  .requiredOption('--password <secret>', 'the network secret (the peers\' --password)')
   .option('--json', 'print one JSON document on stdout')
   .addHelpText('after', '\nExamples:\n  export $(peerless credentials functions --password "$SECRET")   # then: peerless function serve')
   .action(async (role: string, o: { password: string; json?: boolean }) => {
     const { credentialsFor } = await import('../peer/net/access.ts');
-    if (role !== 'functions' && role !== 'observer') throw new Error(`credentials: unknown role "${role}": expected functions or observer`);
+    if (role !== 'functions' && role !== 'observer' && role !== 'peers') throw new Error(`credentials: unknown role "${role}": expected functions, observer or peers`);
     const c = credentialsFor(role, o.password);
     process.stdout.write(o.json ? `${JSON.stringify(c)}\n` : `PEERLESS_REDIS_USERNAME=${c.username}\nPEERLESS_REDIS_PASSWORD=${c.password}\n`);
   });
@@ -265,7 +266,7 @@ program
   .summary('stop a whole network cleanly at the same round')
   .description('Stop a whole network cleanly: every peer finishes the same round and ends with identical parameters.')
   .requiredOption('--redis <url>', 'the Redis of any peer of the network')
-  .option('--password <secret>', 'password of the peers\' Redis servers')
+  .option('--password <secret>', 'the network secret (stop logs in as the peers\' user, which may ask for a stop)')
   .addOption(new Option('--at-round <n>', 'the last round to run (default: two past the furthest peer\'s)').argParser(int('--at-round', 0)))
   .option('--json', 'print one JSON document on stdout')
   .action(async (o) => { await (await import('./commands/stop.ts')).stopNetwork(o.redis, o.password, o.atRound, Boolean(o.json)); });

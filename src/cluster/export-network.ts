@@ -4,8 +4,8 @@
  * parameters are the network's.
  *
  * A live peer may be updating its parameters in pieces (src/peer/round/update.ts), so the
- * parameters are copied inside Redis, by one script, only at a moment when no piece of an
- * update is applied: between rounds, or before the round's update starts.
+ * parameters are read only between rounds, or before the round's update starts, and read
+ * again when a piece landed meanwhile.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { TrainingConfig } from '../config/training.ts';
@@ -22,27 +22,20 @@ import { InDbTensorStore } from '../tensor/in-db.ts';
 import { checksum } from '../tensor/reference.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 
-/** Copies the parameters to `snapshot` unless an update is half applied; returns the round, or nil. */
-const SNAPSHOT = `
-local round = redis.call('GET', KEYS[1]) or '0'
-if redis.call('EXISTS', ARGV[1] .. round .. ARGV[2]) == 1 then return false end
-redis.call('COPY', KEYS[2], KEYS[3], 'REPLACE')
-return round`;
-
-const SNAPSHOT_KEY = 'model:export-snapshot';
-
-/** The parameters as they stood between two updates, and the round they start. */
+/**
+ * The parameters as they stood between two updates, and the round they start. Read-only (the
+ * observer's user may export): read while no piece of the round's update was applied before
+ * or after the read, and the round marker did not move, so no piece landed during it.
+ */
 async function consistentParams(client: Redis, waitMs: number): Promise<{ params: Float32Array; round: number }> {
   const [prefix, suffix] = K.updatedPiecesAround;
+  const updating = async (round: string) => (await client.exists(`${prefix}${round}${suffix}`)) === 1;
   const end = Date.now() + waitMs;
   for (;;) {
-    const round = await client.eval(SNAPSHOT, { keys: [K.round, K.params, SNAPSHOT_KEY], arguments: [prefix, suffix] });
-    if (round !== null) {
-      try {
-        return { params: await new InDbTensorStore(client).get(SNAPSHOT_KEY), round: Number(round) };
-      } finally {
-        await client.del(SNAPSHOT_KEY);
-      }
+    const round = (await client.get(K.round)) ?? '0';
+    if (!(await updating(round))) {
+      const params = await new InDbTensorStore(client).get(K.params);
+      if ((await client.get(K.round) ?? '0') === round && !(await updating(round))) return { params, round: Number(round) };
     }
     if (Date.now() > end) throw new Error(`the peer was updating its parameters for ${waitMs / 1000} s: no moment between updates to copy them`);
     await new Promise((r) => setTimeout(r, 20));

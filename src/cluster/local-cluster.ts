@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { checkLocalPeers } from './local-limits.ts';
@@ -15,7 +16,7 @@ import { Peer } from '../peer/peer.ts';
 import { protocolMismatch, readPlan } from '../peer/plan.ts';
 import { requestStop } from '../peer/net/stop.ts';
 import type { PeerOutcome, PeerStatus, RoundMetrics } from '../peer/types.ts';
-import { closeRedis, connectRedis } from '../tensor/redis-client.ts';
+import { closeRedis, connectRedis, type RedisLocation } from '../tensor/redis-client.ts';
 import { startRedisServer, type RedisServer } from './redis-server.ts';
 import { buildNetworkModel, dataOf, prepareModel, preparePeerData, evaluateTestSet, type TestResult } from './training-setup.ts';
 
@@ -23,9 +24,13 @@ export interface ClusterOptions {
   peers: number;
   config: TrainingConfig;
   platform: FunctionPlatform;
-  /** Password for every peer's Redis (off when omitted). */
   /** Serve every peer's Redis over TLS with these files (rediss://; clients trust PEERLESS_TLS_CA). */
   tls?: TlsFiles;
+  /**
+   * The network secret (off when omitted): the peers', functions' and observers' users on every
+   * peer's Redis derive from it (src/peer/net/access.ts). Each Redis's own (owner) password is
+   * another, drawn at random for the run, so holding the secret opens no peer's Redis as owner.
+   */
   password?: string;
   /** JSON-lines file of per-round metrics. */
   metricsFile?: string;
@@ -97,9 +102,9 @@ export interface ClusterSummary {
 }
 
 /** Ctrl-C: every peer stops after the round after the one in progress. */
-async function stopNetwork(servers: RedisServer[], password?: string): Promise<void> {
+async function stopNetwork(owners: RedisLocation[]): Promise<void> {
   // A peer whose server is gone is not asked (the others drop it).
-  const reached = await Promise.allSettled(servers.map((s) => connectRedis({ url: s.url, password }, { connectTimeoutMs: 2_000, failFast: true })));
+  const reached = await Promise.allSettled(owners.map((at) => connectRedis(at, { connectTimeoutMs: 2_000, failFast: true })));
   const clients = reached.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
     await requestStop(clients, undefined, 1);
@@ -136,6 +141,8 @@ const peerDir = (dir: string, i: number) => `${dir}/peer-${i}`;
 export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary> {
   const t0 = performance.now();
   const servers: RedisServer[] = [];
+  /** How this process enters each peer's Redis: as its owner. */
+  const owners: RedisLocation[] = [];
   const peers: Peer[] = [];
   let metricsOut: WriteStream | undefined;
   const rounds: RoundMetrics[] = [];
@@ -152,11 +159,14 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     for (let i = 0; i < o.peers; i++) {
       const dir = o.dataDir ? peerDir(o.dataDir, i) : undefined;
       if (dir) mkdirSync(dir, { recursive: true });
+      // Given on the command line at every start (a resume included), never stored with the data.
+      const password = o.password ? randomBytes(24).toString('hex') : undefined;
       servers.push(await startRedisServer({
-        dir, password: o.password, detached: true, tls: o.tls,
+        dir, password, detached: true, tls: o.tls,
         // A resumable run keeps its state on disk: AOF so every round's update survives.
         config: dir ? { appendonly: 'yes', appendfsync: 'no' } : {},
       }));
+      owners.push({ url: servers[i]!.url, password });
     }
 
     // A resumed run continues with the configuration kept in the peers' Redis; a new run
@@ -166,8 +176,8 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       ? { ...o.config, backend: o.platform.computeBackend as TrainingConfig['backend'] }
       : o.config;
     const urls = new Map(servers.map((s, j) => [peerId(j), s.url]));
-    for (const [i, server] of servers.entries()) {
-      const c = await connectRedis({ url: server.url, password: o.password });
+    for (const [i, owner] of owners.entries()) {
+      const c = await connectRedis(owner);
       try {
         const stored = await readPlan(c);
         if (o.resume) {
@@ -190,7 +200,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
 
     const model = await prepareModel(config);
     for (let i = 0; i < o.peers; i++) {
-      const location = { url: servers[i].url, password: o.password };
+      const location = owners[i]!;
       const client = await connectRedis(location);
       const data = await preparePeerData(client, config, { index: i, count: o.peers }, { storeTest: i === 0 && o.testEvaluation === true, skipIfStored: o.resume === true });
       await closeRedis(client);
@@ -222,7 +232,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
           belowMinPeers = `round ${m.round} ended with ${m.members.length} live peer(s), below --min-peers ${o.minPeers}`;
           o.onLog?.(`${belowMinPeers}: stopping the network`);
           // The live members only: asking a dead server would hold the request up.
-          void stopNetwork(servers.filter((_, j) => m.members.includes(peerId(j))), o.password).catch(() => {});
+          void stopNetwork(owners.filter((_, j) => m.members.includes(peerId(j)))).catch(() => {});
         }
         rounds.push(m);
         metricsOut?.write(`${JSON.stringify({ type: 'round', at: new Date().toISOString(), ...m })}\n`);
@@ -232,7 +242,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       peers.push(peer);
     }
     o.onPlan?.(totalRounds(config, peers[0].roundsPerEpoch));
-    o.signal?.addEventListener('abort', () => { void stopNetwork(servers, o.password); }, { once: true });
+    o.signal?.addEventListener('abort', () => { void stopNetwork(owners); }, { once: true });
 
     const billedBefore = o.platform.metrics().billedMs;
     const tTrain = performance.now();
@@ -249,7 +259,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     if (belowMinPeers) summary.belowMinPeers = belowMinPeers;
     if (o.saveDir) {
       // The replicas are identical (checked by checksum): any peer's parameters are the model.
-      const c = await connectRedis({ url: servers[0].url, password: o.password });
+      const c = await connectRedis(owners[0]!);
       try {
         const params = await new InDbTensorStore(c).get(K.params);
         const built = await buildNetworkModel(config);

@@ -14,7 +14,7 @@ import { RoundRunner } from './round-work.ts';
 import { copyTrainingState } from './net/state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
 import { protocolMismatch, PROTOCOL, readPlan, type NetworkPlan } from './plan.ts';
-import { ensureUsers } from './net/access.ts';
+import { closeAdmission, ensureUsers, openForAdmission } from './net/access.ts';
 import { recordRound } from './round-log.ts';
 
 /** What a peer's Redis says about whose state it holds (K.identity). */
@@ -49,17 +49,30 @@ export class Peer extends EventEmitter {
   /** Errors of the connection to this peer's own Redis (counted; the first of an outage is logged). */
   private localErrors = 0;
   private localDown = false;
+  /** A founding group registers (other peers write the member records) until the first round. */
+  private founding = false;
 
   constructor(private readonly opts: PeerOptions) {
     super();
     this.id = opts.id;
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(opts.id)) throw new Error(`peer id "${opts.id}" must be 1-64 letters, digits, '.', '_' or '-'`);
-    this.links = new PeerLinks(opts.networkPassword);
+    this.links = new PeerLinks(this.secret);
     this.direct = new DirectSender(opts.redis);
   }
 
+  /** The address in this peer's record: never with the credentials its own URL may carry. */
   get url(): string {
-    return this.opts.advertiseUrl ?? this.opts.redis.url;
+    const given = this.opts.advertiseUrl ?? this.opts.redis.url;
+    const u = new URL(given);
+    if (!u.username && !u.password) return given;
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  }
+
+  /** The network secret the other peers', functions' and observers' users derive from. */
+  private get secret(): string | undefined {
+    return this.opts.networkPassword ?? this.opts.redis.password;
   }
 
   /** This peer's own record. */
@@ -84,6 +97,7 @@ export class Peer extends EventEmitter {
       if (this.localDown && !this.closing) this.log(`its Redis at ${this.opts.redis.url} answers again`);
       this.localDown = false;
     });
+    this.founding = (await readPlan(this.local)) === null && (this.opts.found !== undefined || this.opts.bootstrap?.fromRound === 0);
     await this.ensureAccess();
     this.store = new InDbTensorStore(this.local);
     this.membership = new Membership(this.local);
@@ -100,14 +114,14 @@ export class Peer extends EventEmitter {
     this.startHeartbeat();
   }
 
-  /** With a network password: the functions' and observers' users in this peer's Redis (access.ts). */
+  /** With a network secret: the other peers', functions' and observers' users in this peer's Redis (access.ts). */
   private async ensureAccess(): Promise<void> {
-    const secret = this.opts.networkPassword ?? this.opts.redis.password;
+    const secret = this.secret;
     if (!secret) return;
     try {
-      await ensureUsers(this.local, secret);
+      await ensureUsers(this.local, secret, { founding: this.founding });
     } catch (err) {
-      throw new Error(`peer ${this.id}: cannot create the functions' and observers' users in its Redis at ${this.opts.redis.url}: ${(err as Error).message}`);
+      throw new Error(`peer ${this.id}: cannot create the other peers', functions' and observers' users in its Redis at ${this.url}: ${(err as Error).message}`);
     }
   }
 
@@ -163,6 +177,18 @@ export class Peer extends EventEmitter {
 
     const req = joinRequest(this.record(0), plan.layoutHash);
     const waitMs = plan.config.deadlineMs * 2;
+    // The coordinator writes the state copy and the admission into this Redis as a user of this
+    // request's own, which lives only until the answer (access.ts: openForAdmission).
+    const secret = this.secret;
+    if (secret) await openForAdmission(this.local, secret, req.nonce);
+    try {
+      await this.askToJoin(boot, bootstrapUrl, req, waitMs);
+    } finally {
+      if (secret) await closeAdmission(this.local).catch(() => {});
+    }
+  }
+
+  private async askToJoin(boot: Redis, bootstrapUrl: string, req: ReturnType<typeof joinRequest>, waitMs: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       await sendJoinRequest(boot, req);
       const a = await awaitAdmission(this.local, this.inbox, req.nonce, waitMs);
@@ -268,6 +294,11 @@ export class Peer extends EventEmitter {
    * network dropped (it missed a deadline) asks to be admitted again and goes on.
    */
   async run(): Promise<PeerOutcome> {
+    if (this.founding) {
+      // Every founding member registered before any runs: the records are closed to the others.
+      this.founding = false;
+      await this.ensureAccess();
+    }
     for (;;) {
       const errorsBefore = this.localErrors;
       const state = await this.runRounds();

@@ -37,7 +37,10 @@ export interface PeerOptions {
   redis: RedisLocation;
   /** The address other peers and functions use for this peer's Redis (default: redis.url). */
   advertiseUrl?: string;
-  /** Password of the other peers' Redis servers (one network password). */
+  /**
+   * The network secret: this peer enters the others' Redis as the peers' user derived from it,
+   * and creates the users on its own (src/peer/net/access.ts). Default: `redis.password`.
+   */
   networkPassword?: string;
   platform: FunctionPlatform;
   model: ModelInfo;

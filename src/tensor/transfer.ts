@@ -153,14 +153,14 @@ export interface DirectRoute {
  * The route PL.SEND takes to the Redis at `url`, or null when the module cannot send there
  * itself: over TLS (rediss://) it speaks no TLS, so those bytes are relayed.
  */
-export function directRoute(url: string, password?: string): DirectRoute | null {
+export function directRoute(url: string, login?: { username?: string; password?: string }): DirectRoute | null {
   const u = new URL(url);
   if (u.protocol !== 'redis:') return null;
   return {
     host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: Number(u.port || 6379),
-    username: u.username ? decodeURIComponent(u.username) : undefined,
-    password: password ?? (u.password ? decodeURIComponent(u.password) : undefined),
+    username: login?.username ?? (u.username ? decodeURIComponent(u.username) : undefined),
+    password: login?.password ?? (u.password ? decodeURIComponent(u.password) : undefined),
   };
 }
 

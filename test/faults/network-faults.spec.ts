@@ -35,12 +35,14 @@ describe.skipIf(why !== null)('peers on separate hosts, through a shaped network
   it('a host cut off past the deadline is dropped; reconnected, it rejoins, and every replica ends identical', async () => {
     lab = await makeLab(3, { latencyMs: 20, stallMs: 200, stallRate: 0.01, bandwidth: 20e6, seed: 11 });
     const l = lab;
-    servers = await Promise.all(l.hosts.map((h) => startRedisServer({ host: h.address, port: 6379, password: SECRET, wrapper: h.wrapper })));
+    // Each Redis has its owner's password; the peers share the network secret (the ACL users).
+    const owners = l.hosts.map((_, i) => `owner-${i}-${SECRET}`);
+    servers = await Promise.all(l.hosts.map((h, i) => startRedisServer({ host: h.address, port: 6379, password: owners[i], wrapper: h.wrapper })));
     // Other peers and functions reach each Redis through the shaping proxy on the bridge.
     const advertised = await Promise.all(l.hosts.map(async (h) => `redis://${l.gateway}:${await l.proxy(h.address, 6379)}`));
-    clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url, password: SECRET })));
+    clients = await Promise.all(servers.map((s, i) => connectRedis({ url: s.url, password: owners[i] })));
     const peer = (i: number, extra: string[]) => {
-      peers[i] = spawnPeer(`p${i}`, ['--redis', servers[i]!.url, '--advertise', advertised[i]!, '--password', SECRET, '--shard', `${i}/3`, ...extra], {}, l.hosts[i]!.wrapper);
+      peers[i] = spawnPeer(`p${i}`, ['--redis', servers[i]!.url.replace('redis://', `redis://:${owners[i]}@`), '--advertise', advertised[i]!, '--password', SECRET, '--shard', `${i}/3`, ...extra], {}, l.hosts[i]!.wrapper);
       return peers[i]!;
     };
     const untilRound = (i: number, r: number) => untilRoundOf(clients[i]!, r, peers[i], 240_000);

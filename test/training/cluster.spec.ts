@@ -121,7 +121,7 @@ describe('a local cluster of peers', () => {
     }
   });
 
-  it('with a network password, trains: the functions log in as their own user, from their environment, never from events', async () => {
+  it('with a network password, trains: peers reach each other as the peers\' user with no drop, and the functions log in as their own user, from their environment, never from events', async () => {
     const secured = new LocalPlatform({ workers: 1, redisCredentials: credentialsFor('functions', 's3cret') });
     try {
       await secured.warm();
@@ -129,9 +129,18 @@ describe('a local cluster of peers', () => {
       const events: unknown[] = [];
       const invoke = secured.invoke.bind(secured);
       secured.invoke = (async (name: never, event: never) => { events.push(event); return invoke(name, event); }) as typeof secured.invoke;
-      const summary = await runLocalCluster({ peers: 2, password: 's3cret', config: parseTrainingConfig({ ...base, maxRounds: 2 }), platform: secured });
+      const rounds: RoundMetrics[] = [];
+      const summary = await runLocalCluster({ peers: 2, password: 's3cret', config: parseTrainingConfig({ ...base, maxRounds: 2 }), platform: secured, onRound: (m) => rounds.push(m) });
       expect(summary.outcomes.map((o) => o.state)).toEqual(['done', 'done']);
       expect(summary.identical).toBe(true);
+      // Each peer received the other's average every round (a refused write would drop it).
+      expect(rounds.length).toBe(4);
+      for (const m of rounds) {
+        expect(m.members).toHaveLength(2);
+        expect(m.dropped).toEqual([]);
+        expect(m.bytesReceived).toBeGreaterThan(0);
+        expect(m.repaired).toBe(false);
+      }
       expect(events.length).toBeGreaterThan(0);
       expect(JSON.stringify(events)).not.toContain('s3cret');
     } finally {

@@ -7,6 +7,7 @@ import type { MemberRecord } from '../../src/peer/net/membership.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
 import { networkStatus } from '../../src/cli/commands/status.ts';
 import { stopNetwork } from '../../src/cli/commands/stop.ts';
+import { credentialsFor } from '../../src/peer/net/access.ts';
 import { NETWORK_FLAGS, roundOf, spawnPeer, untilRoundOf, type PeerProcess } from './peer-process.ts';
 
 /**
@@ -16,9 +17,14 @@ import { NETWORK_FLAGS, roundOf, spawnPeer, untilRoundOf, type PeerProcess } fro
  *
  * Every wait is for an event (a log line of a peer, a round marker in a peer's Redis); the
  * time limits only bound a hang. Nothing asserts how far a run got by some moment.
+ *
+ * As deployed: each Redis has a password of its own (its owner's), and the peers share a
+ * network secret, so every exchange, join, rejoin and repair goes through the ACL users.
  */
+const SECRET = 'network-spec-secret';
 const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
 let servers: RedisServer[] = [];
+let owners: string[] = [];
 let peers: PeerProcess[] = [];
 let clients: Redis[] = [];
 
@@ -30,9 +36,13 @@ afterEach(async () => {
 });
 
 async function network(n: number): Promise<void> {
-  servers = await Promise.all(Array.from({ length: n }, () => startRedisServer()));
-  clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
+  owners = Array.from({ length: n }, (_, i) => `owner-${i}-${Math.random().toString(36).slice(2)}`);
+  servers = await Promise.all(owners.map((password) => startRedisServer({ password })));
+  clients = await Promise.all(servers.map((s, i) => connectRedis({ url: s.url, password: owners[i] })));
 }
+
+/** Peer i's own Redis as it enters it: with its owner's password. */
+const ownUrl = (i: number) => servers[i].url.replace('redis://', `redis://:${owners[i]}@`);
 
 const round = (i: number) => roundOf(clients[i]);
 /** Waits for peer i's round marker (its Redis) to reach r: an event, bounded against a hang. */
@@ -41,7 +51,7 @@ const untilRound = (i: number, r: number, boundMs = 180_000) => untilRoundOf(cli
 const record = async (on: number, id: string) => JSON.parse(String(await clients[on].hGet(K.members, id))) as MemberRecord;
 
 function peer(i: number, extra: string[], id = `p${i}`): PeerProcess {
-  const p = spawnPeer(id, ['--redis', servers[i].url, '--shard', `${i}/${servers.length}`, ...extra]);
+  const p = spawnPeer(id, ['--redis', ownUrl(i), '--password', SECRET, '--shard', `${i}/${servers.length}`, ...extra]);
   peers[i] = p;
   return p;
 }
@@ -51,7 +61,7 @@ const joiner = (i: number) => peer(i, ['--bootstrap', servers[0].url]);
 const joined = (i: number) => peers[i].line(/joined through/).then((l) => Number(/from round (\d+)/.exec(l)![1]));
 
 async function stopAndCollect() {
-  await stopNetwork(servers[0].url, undefined, undefined, true);
+  await stopNetwork(servers[0].url, SECRET, undefined, true);
   return Promise.all(peers.map((p) => p.outcome));
 }
 
@@ -62,6 +72,19 @@ describe('a network of peer processes', () => {
     joiner(1);
     joiner(2);
     const [from1, from2] = await Promise.all([joined(1), joined(2)]);
+    // The network secret opens no peer's Redis as its owner, and another peer's user cannot
+    // touch a peer's parameters, records or server.
+    await expect(connectRedis({ url: servers[0].url, password: SECRET })).rejects.toThrow(/refused the credentials/);
+    const other = await connectRedis({ url: servers[0].url, ...credentialsFor('peers', SECRET) });
+    try {
+      await expect(other.sendCommand(['PL.SETRANGE', K.params, '0', Buffer.alloc(4)])).rejects.toThrow(/NOPERM/);
+      await expect(other.sendCommand(['PL.SCALE', K.params, '0'])).rejects.toThrow(/NOPERM/);
+      await expect(other.set(K.round, '999999')).rejects.toThrow(/NOPERM/);
+      await expect(other.sendCommand(['CONFIG', 'SET', 'maxmemory', '1mb'])).rejects.toThrow(/NOPERM/);
+      await expect(other.sendCommand(['FLUSHALL'])).rejects.toThrow(/NOPERM/);
+    } finally {
+      await closeRedis(other);
+    }
     await untilRound(0, Math.max(from1, from2) + 3);
     const outcomes = await stopAndCollect();
     for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
@@ -140,11 +163,11 @@ describe('a network of peer processes', () => {
     expect(from).toBeGreaterThanOrEqual(7);
     await untilRound(2, from + 3);
     // `peerless status` from any peer's Redis sees all three, active, with their state.
-    const status = await networkStatus(servers[1].url, undefined, true);
+    const status = await networkStatus(servers[1].url, SECRET, true);
     expect(status.map((r) => [r.id, r.member, r.reachable])).toEqual([['p0', 'active', true], ['p1', 'active', true], ['p2', 'active', true]]);
     for (const r of status) expect(r.state?.round).toBeGreaterThanOrEqual(from);
     // `peerless status --watch --json`: a reading a line, each newer than the last, until Ctrl-C.
-    const watch = spawn(process.execPath, [BIN, 'status', '--redis', servers[1].url, '--watch', '0.2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const watch = spawn(process.execPath, [BIN, 'status', '--redis', servers[1].url, '--password', SECRET, '--watch', '0.2', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const readings: { at: string; peers: { id: string; state: { round: number } | null }[] }[] = [];
     await new Promise<void>((resolve, reject) => {
       let buf = '';

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportFromRedis, type ExportResult } from '../../cluster/export-network.ts';
 import { startRedisServer } from '../../cluster/redis-server.ts';
+import { credentialsFor } from '../../peer/net/access.ts';
 import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
 
 export interface ExportCliOptions {
@@ -20,7 +21,8 @@ export async function exportNetwork(dir: string, o: ExportCliOptions): Promise<E
   if (Boolean(o.redis) === Boolean(o.dataDir)) throw new Error('export needs one of --redis URL (a live peer) or --data-dir D (a stopped run\'s, from train --data-dir)');
   let r: ExportResult;
   if (o.redis) {
-    const client = await connectRedis({ url: o.redis, password: o.password }).catch((err: Error) => {
+    // As the read-only observer: the network secret opens no Redis as its owner.
+    const client = await connectRedis({ url: o.redis, ...(o.password ? credentialsFor('observer', o.password) : {}) }).catch((err: Error) => {
       throw new Error(`${o.redis} does not answer: ${err.message}`);
     });
     try {

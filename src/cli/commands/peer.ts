@@ -6,7 +6,8 @@ import { readPlan } from '../../peer/plan.ts';
 import type { PeerOutcome, RoundMetrics } from '../../peer/types.ts';
 import type { Phase } from '../../peer/round-machine.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
-import { closeRedis, connectRedis } from '../../tensor/redis-client.ts';
+import { credentialsFor } from '../../peer/net/access.ts';
+import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
 
 export interface PeerCliOptions {
   id: string;
@@ -21,16 +22,30 @@ export interface PeerCliOptions {
 }
 
 /**
+ * Logs in to a bootstrap peer's Redis as the peers' user. A founder starting at the same time
+ * may not have created that user yet, so refused credentials are asked again until `end`.
+ */
+async function enter(url: string, secret: string | undefined, end: number): Promise<Redis> {
+  for (;;) {
+    try {
+      return await connectRedis({ url, ...(secret ? credentialsFor('peers', secret) : {}) });
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (!/refused the credentials/.test(msg) || Date.now() > end) throw new Error(`bootstrap peer ${url} does not answer: ${msg}${/refused the credentials/.test(msg) ? ' (is --password the network\'s secret?)' : ''}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/**
  * The configuration of the network a joiner enters. The founder may still be starting (peers
  * of a network are often launched together), so an empty bootstrap Redis is waited for; an
  * unreachable one is an error at once.
  */
-async function networkConfig(url: string, password: string | undefined, waitMs = 60_000): Promise<TrainingConfig> {
-  const boot = await connectRedis({ url, password }).catch((err: Error) => {
-    throw new Error(`bootstrap peer ${url} does not answer: ${err.message}`);
-  });
+async function networkConfig(url: string, secret: string | undefined, waitMs = 60_000): Promise<TrainingConfig> {
+  const end = Date.now() + waitMs;
+  const boot = await enter(url, secret, end);
   try {
-    const end = Date.now() + waitMs;
     for (;;) {
       const plan = await readPlan(boot);
       if (plan) return plan.config;
@@ -72,7 +87,13 @@ function pauseForFaultTests(id: string): { beforePhase?: (phase: Phase, round: n
  * SIGINT/SIGTERM leave cleanly at the next round boundary.
  */
 export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
-  const location = { url: o.redis, password: o.password };
+  // This Redis's own password: the one in --redis (redis://:PASSWORD@host:port), else the
+  // network secret, which then opens it as owner to every peer that holds the secret.
+  const ownPassword = new URL(o.redis).password !== '';
+  if (o.password && !ownPassword) {
+    process.stderr.write(`${o.id}: its Redis's password is the network secret (--password), so every peer holding it can act as this Redis's owner: give the Redis a password of its own in --redis (redis://:PASSWORD@host:port)\n`);
+  }
+  const location = { url: o.redis, password: ownPassword ? undefined : o.password };
   const client = await connectRedis(location);
   let config = o.config;
   try {

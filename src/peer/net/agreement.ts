@@ -145,7 +145,7 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
     const why = refusal(req, x.layoutHash, staying);
     if (why === null) { accepted.push(req); continue; }
     x.log(`round ${x.round}: refusing ${req.member.id}: ${why}`);
-    await x.links.client(req.member.url).then((c) => sendAdmission(c, { nonce: req.nonce, refused: why })).catch(() => {});
+    await x.links.admitting(req.member.url, req.nonce, (c) => sendAdmission(c, { nonce: req.nonce, refused: why })).catch(() => {});
   }
   const view: View = nextView(x.round, x.members, stay, accepted.map((r) => r.member));
   // A stop asked for joins the view: every member learns it at this same boundary.
@@ -165,13 +165,12 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   for (const req of accepted) {
     try {
       // Bounded: a joiner cut off mid-copy must not hold the network's coordinator forever.
-      await x.links.timed((async () => admit(x.local, await x.links.client(req.member.url), req, view))(), x.deadlineMs, req.member.url);
+      await x.links.admitting(req.member.url, req.nonce, (joiner) => admit(x.local, joiner, req, view));
       admitted.push(req.member.id);
       x.log(`round ${x.round}: admitted ${req.member.id} from round ${view.round}`);
     } catch (err) {
-      // Closing the connection stops a copy cut off halfway. The joiner misses the next round's
-      // exchange and is dropped then; it may ask again.
-      await x.links.forget(req.member.url);
+      // The copy's connection is gone with it. The joiner misses the next round's exchange and
+      // is dropped then; it may ask again.
       x.log(`round ${x.round}: could not hand ${req.member.id} the state: ${(err as Error).message}`);
     }
   }

@@ -1,6 +1,7 @@
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
 import { directRoute, type DirectRoute } from '../../tensor/transfer.ts';
 import { withTimeout } from '../../platform/retry.ts';
+import { admitCredentials, credentialsFor, type Credentials } from './access.ts';
 import { K } from './keys.ts';
 
 /**
@@ -19,7 +20,12 @@ export class PeerLinks {
   /** How long one send may take before the peer counts as unreachable (the round deadline). */
   timeoutMs = 60_000;
 
-  constructor(private readonly password?: string) {}
+  /** The other peers' user (access.ts), on a network with a secret. */
+  private readonly login?: Credentials;
+
+  constructor(private readonly secret?: string) {
+    this.login = secret ? credentialsFor('peers', secret) : undefined;
+  }
 
   async client(url: string): Promise<Redis> {
     const held = this.clients.get(url);
@@ -32,18 +38,18 @@ export class PeerLinks {
       this.clients.delete(url);
       if (c) void closeRedis(c);
     }
-    const fresh = connectRedis({ url, password: this.password }, { connectTimeoutMs: 3_000, failFast: true });
+    const fresh = connectRedis({ url, ...this.login }, { connectTimeoutMs: 3_000, failFast: true });
     fresh.catch(() => { if (this.clients.get(url) === fresh) this.clients.delete(url); });
     this.clients.set(url, fresh);
     return fresh;
   }
 
   /**
-   * How this peer's Redis reaches the peer at `url` itself (PL.SEND), as the owner with the
-   * network password; null over TLS, or once it could not (see `cannotReachDirectly`).
+   * How this peer's Redis reaches the peer at `url` itself (PL.SEND), as the other peers' user;
+   * null over TLS, or once it could not (see `cannotReachDirectly`).
    */
   route(url: string): DirectRoute | null {
-    return this.relayOnly.has(url) ? null : directRoute(url, this.password);
+    return this.relayOnly.has(url) ? null : directRoute(url, this.login);
   }
 
   /** This peer's Redis could not connect to `url` itself: relay its tensors until it is forgotten. */
@@ -54,6 +60,28 @@ export class PeerLinks {
   /** `work`, or an error naming the peer once `ms` have passed. */
   timed<T>(work: Promise<T>, ms = this.timeoutMs, url?: string): Promise<T> {
     return withTimeout(work, ms, () => new Error(`peer at ${url ?? 'a peer'} did not answer within ${ms} ms`));
+  }
+
+  /**
+   * Runs `work` on a connection of its own to a joiner's Redis, as the user that joiner opened
+   * for its request `nonce` (access.ts: openForAdmission), bounded by the deadline; the
+   * connection is dropped after, so a copy cut off halfway stops there.
+   */
+  async admitting<T>(url: string, nonce: string, work: (joiner: Redis) => Promise<T>): Promise<T> {
+    const login = this.secret ? admitCredentials(this.secret, nonce) : {};
+    let joiner: Redis | undefined;
+    let over = false;
+    const drop = (c?: Redis) => { try { c?.destroy(); } catch { /* already closed */ } };
+    try {
+      return await this.timed((async () => {
+        joiner = await connectRedis({ url, ...login }, { connectTimeoutMs: 3_000, failFast: true });
+        if (over) drop(joiner); // connected after the deadline: nobody uses it
+        return work(joiner);
+      })(), this.timeoutMs, url);
+    } finally {
+      over = true;
+      drop(joiner);
+    }
   }
 
   /** Writes a small string value and announces it. */
