@@ -687,6 +687,19 @@ static void write_round(RedisModuleCtx *ctx, RedisModuleString *name, long long 
     RedisModule_CloseKey(k);
 }
 
+/*
+ * What the accumulations did since the server started (PL.STATS): the proof, for a fault
+ * test, that every contribution counted once and whole, and how often a repeat, a withdrawn
+ * attempt or a late one was caught. Touched only on the server's thread.
+ */
+static struct {
+    long long counted;   /* contributions counted (PL.ACCUM, or PL.PUSH's last chunk of an attempt) */
+    long long completed; /* accumulations that reached their expected count */
+    long long repeats;   /* a counted contribution, or a staged chunk, sent again: acknowledged, dropped */
+    long long withdrawn; /* attempts taken back out of a sum (another attempt of theirs counted) */
+    long long late;      /* refused as too late: after PL.CLOSE, an earlier round's, a replaced attempt's */
+} stats;
+
 /* The accumulation in `sum` as a command of round `round` (-1: no ROUND) finds it. A round
  * earlier than the sum's is refused (`what` and `id` name the late contribution); a later one
  * reads as fresh (*new_round: the caller drops the old round's ids when it mutates, so a
@@ -701,6 +714,7 @@ static int open_accumulation(RedisModuleCtx *ctx, RedisModuleString *sum, RedisM
         long long held = stored_round(ctx, round_name);
         if (held == -2) return 0;
         if (round < held) {
+            stats.late++;
             fail(ctx, "%s \"%s\" is for round %lld, but \"%s\" is summing round %lld: too late, refused",
                  what, show(id).s, round, show(sum).s, held);
             return 0;
@@ -808,6 +822,7 @@ static void withdraw_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, sl
         staged = (const pl_f32 *)RedisModule_StringDMA(data, &bytes, REDISMODULE_READ);
     /* Only a slot of this sum's length was written by this sum's chunks. */
     if (staged && bytes == total * 4 && hi) {
+        stats.withdrawn++;
         for (uint32_t c = 0; c < r->head.chunks; c++) {
             if (!r->flags[c]) continue;
             size_t off = (size_t)c * r->head.chunk;
@@ -990,10 +1005,14 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (closed) {
         int seen = 0;
         RedisModule_HashGet(ids, REDISMODULE_HASH_EXISTS, argv[3], &seen, NULL);
-        if (seen) reply_accum(ctx, count, expected);
-        else
+        if (seen) {
+            stats.repeats++;
+            reply_accum(ctx, count, expected);
+        } else {
+            stats.late++;
             fail(ctx, "accumulation \"%s\" was closed at %lld contributions; contribution \"%s\" "
                  "came too late and is refused", show(argv[1]).s, count, show(argv[3]).s);
+        }
         goto done;
     }
     if (!fresh && expected != a.expected) {
@@ -1005,6 +1024,7 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         int seen = 0;
         RedisModule_HashGet(ids, REDISMODULE_HASH_EXISTS, argv[3], &seen, NULL);
         if (seen) { /* a retry: nothing changes */
+            stats.repeats++;
             reply_accum(ctx, count, expected);
             goto done;
         }
@@ -1038,6 +1058,8 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     record_id(ctx, ids, argv[3], a.expected, fresh);
     if (new_round) write_round(ctx, round_name, a.round);
     count++;
+    stats.counted++;
+    stats.completed += completes;
     {
         pl_i64 *hi, *lo;
         sum_planes(sum, (size_t)a.total, &hi, &lo);
@@ -1211,10 +1233,12 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     int fresh = expected == 0, seen = 0;
     if (!fresh) RedisModule_HashGet(ids, REDISMODULE_HASH_EXISTS, id, &seen, NULL);
     if (seen) { /* counted already: a later attempt or a resent chunk is acknowledged, and dropped */
+        stats.repeats++;
         reply_accum(ctx, count, closed ? count : expected);
         goto done;
     }
     if (closed) {
+        stats.late++;
         fail(ctx, "accumulation \"%s\" was closed at %lld contributions; contribution \"%s\" came too "
              "late and is refused", show(sum_name).s, count, show(id).s);
         goto done;
@@ -1225,6 +1249,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         if (RedisModule_KeyType(gone) == REDISMODULE_KEYTYPE_HASH)
             RedisModule_HashGet(gone, REDISMODULE_HASH_EXISTS, att, &replaced, NULL);
         if (replaced) {
+            stats.late++;
             fail(ctx, "attempt \"%s\" of \"%s\" was replaced by a later attempt: refused", show(att).s,
                  show(id).s);
             goto done;
@@ -1281,9 +1306,10 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         }
         if (rec.flags[a.index]) { /* the same chunk again: the same bytes, or a refusal */
             pl_f32 *staged = slot_data(ctx, sum_name, slot, (size_t)a.total);
-            if (staged && memcmp((const void *)(staged + a.offset), (const void *)a.data, a.n * 4) == 0)
+            if (staged && memcmp((const void *)(staged + a.offset), (const void *)a.data, a.n * 4) == 0) {
+                stats.repeats++;
                 reply_accum(ctx, count, expected);
-            else
+            } else
                 fail(ctx, "chunk at offset %lld of attempt \"%s\" of \"%s\" was sent again with other "
                      "bytes: refused", a.offset, show(att).s, show(id).s);
             goto done;
@@ -1358,6 +1384,8 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         }
         record_id(ctx, ids, id, want, 0);
         count++;
+        stats.counted++;
+        stats.completed += completes;
         withdraw_attempts(ctx, sum_name, completes ? NULL : id, hi, lo, (size_t)a.total);
         if (completes) write_average(ctx, avg, avg_name, sum_name, &blocks, hi, lo, (size_t)a.total, count, a.round);
         reply_accum(ctx, count, want);
@@ -1997,6 +2025,22 @@ typedef struct {
     key_use keys[PL_MAX_KEYS + 1];
 } command_spec;
 
+/* PL.STATS: the accumulation counters since the server started, as name/value pairs. */
+static int cmd_stats(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    (void)argv;
+    if (argc != 1) return RedisModule_WrongArity(ctx);
+    const struct { const char *name; long long v; } f[] = {
+        {"counted", stats.counted}, {"completed", stats.completed}, {"repeats", stats.repeats},
+        {"withdrawn", stats.withdrawn}, {"late", stats.late},
+    };
+    RedisModule_ReplyWithArray(ctx, (long)(2 * (sizeof f / sizeof f[0])));
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        RedisModule_ReplyWithSimpleString(ctx, f[i].name);
+        RedisModule_ReplyWithLongLong(ctx, f[i].v);
+    }
+    return REDISMODULE_OK;
+}
+
 static const command_spec COMMANDS[] = {
     {"pl.set", cmd_set, "write deny-oom", 1, 1, 1, {{1, KEY_OVERWRITE}}},
     {"pl.setrange", cmd_setrange, "write deny-oom", 1, 1, 1, {{1, KEY_UPDATE}}},
@@ -2015,6 +2059,7 @@ static const command_spec COMMANDS[] = {
     {"pl.aggregate", cmd_aggregate_entry, "write deny-oom getkeys-api", 1, 1, 1, {{0, 0}}},
     {"pl.scale", cmd_scale, "write deny-oom", 1, 1, 1, {{1, KEY_UPDATE}}},
     {"pl.checksum", cmd_checksum, "readonly", 1, 1, 1, {{1, KEY_READ}}},
+    {"pl.stats", cmd_stats, "readonly fast", 0, 0, 0, {{0, 0}}},
     /* connects out to another server: admins only (its password is redacted from the slow log
      * and MONITOR) */
     {"pl.send", cmd_send, "readonly admin", 1, 1, 1, {{1, KEY_READ}}},

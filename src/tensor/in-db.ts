@@ -40,6 +40,27 @@ export async function call<T>(client: Redis, args: (string | Buffer)[], buffers 
   }
 }
 
+/** What a Redis's accumulations did since it started (PL.STATS; native/COMMANDS.md). */
+export interface AccumulationStats {
+  /** Contributions counted, each once and whole. */
+  counted: number;
+  /** Sums that reached their expected count. */
+  completed: number;
+  /** A counted contribution, or a staged chunk, sent again: acknowledged and dropped. */
+  repeats: number;
+  /** Attempts taken back out of a sum because another attempt of theirs counted. */
+  withdrawn: number;
+  /** Contributions refused as too late (after PL.CLOSE, for an earlier round, from a replaced attempt). */
+  late: number;
+}
+
+export async function accumulationStats(client: Redis): Promise<AccumulationStats> {
+  const flat = await call<(string | number)[]>(client, ['PL.STATS']);
+  const out: Record<string, number> = {};
+  for (let i = 0; i < flat.length; i += 2) out[String(flat[i])] = Number(flat[i + 1]);
+  return out as unknown as AccumulationStats;
+}
+
 /**
  * Elements [offset, offset+count) of a tensor as raw little-endian bytes, read with
  * PL.GETRANGE in ~4 MB ranges so one large reply never stalls Redis for other clients.

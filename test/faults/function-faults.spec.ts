@@ -4,6 +4,8 @@ import type { GradientEvent } from '../../src/functions/events.ts';
 import { HttpPlatform } from '../../src/platform/http/platform.ts';
 import { serveFunctions, type FunctionServer } from '../../src/platform/http/server.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import { accumulationStats } from '../../src/tensor/in-db.ts';
+import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
 import { startFunctionProxy, type FunctionProxy } from './function-proxy.ts';
 
@@ -47,7 +49,12 @@ async function run(fraction: number, seed: number) {
     const outcomes = await Promise.all(peers.map((p) => p.outcome!));
     const params = await Promise.all([0, 1].map((i) => net.params(i)));
     await net.close(peers);
-    return { outcomes, peers, params, injected: { ...proxy.injected }, calls: proxy.calls };
+    // Each peer's module counters: what its gradient sums counted, repeated, withdrew, refused.
+    const stats = await Promise.all([0, 1].map(async (i) => {
+      const c = await connectRedis({ url: net.servers[i]!.url });
+      try { return await accumulationStats(c); } finally { await closeRedis(c); }
+    }));
+    return { outcomes, peers, params, stats, injected: { ...proxy.injected }, calls: proxy.calls };
   } finally {
     await net.dispose();
     await platform.close();
@@ -70,6 +77,16 @@ describe('function faults degrade a round, never a peer', () => {
       expect(p.rounds).toHaveLength(config.maxRounds);
       expect(p.rounds.filter((m) => m.failedBatches > 0 || m.dropped.length > 0)).toEqual([]);
     }
+    // The module's counters: every batch of every round counted exactly once, in both runs,
+    // and in the faulty one the retries of gradients that had already arrived were caught.
+    for (const r of [clean, faulty]) {
+      for (const st of r.stats) {
+        expect(st.counted).toBe(config.maxRounds * config.batchesPerRound);
+        expect(st.completed).toBe(config.maxRounds);
+      }
+    }
+    const caught = faulty.stats.reduce((n, st) => n + st.repeats + st.withdrawn + st.late, 0);
+    expect(caught).toBeGreaterThanOrEqual(faulty.injected['reset-after']);
     // Sums are exact and order-free, so retries and arrival order change nothing: the faulty
     // run ends with the clean run's parameters, bit for bit.
     expect(faulty.outcomes[0].checksum).toBe(clean.outcomes[0].checksum);

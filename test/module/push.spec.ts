@@ -7,6 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisServer } from '../../src/cluster/redis-server.ts';
 import { exactMeanOf } from '../../src/tensor/exact-sum.ts';
+import { accumulationStats } from '../../src/tensor/in-db.ts';
+import type { Redis } from '../../src/tensor/redis-client.ts';
 import { bytes, errorOf, f32, getBytes, randomTensor, rng, listenForAverages, snapshot, start, stopAll, waitFor, type Client } from './helpers.ts';
 
 let server: RedisServer;
@@ -62,6 +64,23 @@ describe('PL.PUSH', () => {
     expect(await push('p3', 'a', 'slow', 2, other, 3)).toEqual([1, 2, 0]);
     for (let i = 0; i < 4; i++) await push('p3', 'b', 'only', 2, h, i);
     expect((await getBytes(client, 'p3:avg'))!.equals(meanBytes([g, h]))).toBe(true);
+  });
+
+  it('PL.STATS: each contribution counted once, and every repeat, withdrawal and late one caught', async () => {
+    const stats = () => accumulationStats(client as unknown as Redis); // the helpers' client speaks RESP3
+    const before = await stats();
+    const g = [randomTensor(15, 11, 0.1), randomTensor(15, 12, 0.1), randomTensor(15, 13, 0.1)];
+    for (let i = 0; i < 2; i++) await push('ps', 'a', 'first', 2, g[0], i); // dies after 2 of 3 chunks
+    for (let i = 0; i < 3; i++) await push('ps', 'a', 'retry', 2, g[0], i); // a counts; 'first' is withdrawn
+    await push('ps', 'a', 'again', 2, g[0], 0); // an attempt of a counted contribution: a repeat
+    for (let i = 0; i < 3; i++) await push('ps', 'b', 'only', 2, g[1], i); // b counts; the sum completes
+    for (let i = 0; i < 3; i++) await push('pt', 'c', 'only', 2, g[2], i); // c counts
+    await client.sendCommand(['PL.CLOSE', 'pt', 'pt:avg']);
+    await expect(push('pt', 'd', 'only', 2, g[1], 0)).rejects.toThrow(/too late/); // refused: late
+    const after = await stats();
+    const delta = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]]));
+    expect(delta).toEqual({ counted: 3, completed: 1, repeats: 1, withdrawn: 1, late: 1 });
+    expect((await getBytes(client, 'ps:avg'))!.equals(meanBytes([g[0], g[1]]))).toBe(true);
   });
 
   it('acknowledges a chunk sent again with the same bytes, refuses other bytes, and changes nothing', async () => {

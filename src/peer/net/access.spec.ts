@@ -60,6 +60,7 @@ describe('access in a peer\'s Redis with a network password', () => {
     expect(await o.get('peerless:members')).toBe('m');
     expect(await o.hGetAll('no-such-hash')).toEqual({});
     expect(await o.sendCommand(['PL.CHECKSUM', 'model:params'])).toMatch(/^[0-9a-f]{16}$/);
+    expect(await o.sendCommand(['PL.STATS'])).toHaveLength(10);
     await refused(o.set('peerless:members', 'x'));
     await refused(o.sendCommand(['PL.SCALE', 'model:params', '2']));
     await refused(o.sendCommand(['CONFIG', 'SET', 'maxmemory', '1']));

@@ -86,7 +86,7 @@ export function rules(role: Role, o: { founding?: boolean } = {}): string[] {
   return [
     '~*', '&*',
     '-@all', ...CONNECT,
-    '+@read', '-@dangerous', '+info', '+pl.len', '+pl.getrange', '+pl.checksum',
+    '+@read', '-@dangerous', '+info', '+pl.len', '+pl.getrange', '+pl.checksum', '+pl.stats',
   ];
 }
 
