@@ -26,11 +26,11 @@ function openssl(args: string[], cwd: string): void {
 }
 
 /** Creates the CA and 127.0.0.1's certificate in `dir`. */
-export function makeLocalTls(dir: string): TlsFiles {
+export function makeLocalTls(dir: string, names = ['IP:127.0.0.1', 'DNS:localhost']): TlsFiles {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   openssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=peerless local CA'], dir);
   openssl(['req', ...ec, '-keyout', 'redis.key', '-out', 'redis.csr', '-subj', '/CN=127.0.0.1'], dir);
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  writeFileSync(join(dir, 'san.ext'), `subjectAltName=${names.join(',')}\n`);
   openssl(['x509', '-req', '-in', 'redis.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
     '-out', 'redis.crt', '-days', '1', '-extfile', 'san.ext'], dir);
   return { ca: join(dir, 'ca.crt'), cert: join(dir, 'redis.crt'), key: join(dir, 'redis.key') };

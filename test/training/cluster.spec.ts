@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { getFlatParams } from '../../src/model/flat.ts';
@@ -71,7 +71,7 @@ describe('a local cluster of peers', () => {
     }
   });
 
-  it('trains over TLS: every Redis serves rediss:// only, peers and functions trust the run\'s CA', async () => {
+  it('trains over TLS: every Redis serves rediss:// only, peers and functions trust the run\'s CA; plain text, an unknown CA and a certificate for another host are refused', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerless-tls-'));
     const before = process.env[TLS_CA_ENV];
     let tlsPlatform: LocalPlatform | undefined;
@@ -92,6 +92,17 @@ describe('a local cluster of peers', () => {
         await expect(connectRedis({ url: server.url }, { connectTimeoutMs: 1_000 })).rejects.toThrow(/cannot reach Redis.*(certificate|self.signed)/i);
       } finally {
         await server.stop();
+      }
+      // A certificate the run's CA signed, but for another host: refused, naming the mismatch.
+      const otherDir = join(dir, 'other');
+      mkdirSync(otherDir);
+      const other = makeLocalTls(otherDir, ['DNS:redis.other.example']);
+      const misnamed = await startRedisServer({ tls: other, loadModule: false });
+      process.env[TLS_CA_ENV] = other.ca;
+      try {
+        await expect(connectRedis({ url: misnamed.url }, { connectTimeoutMs: 1_000 })).rejects.toThrow(/cannot reach Redis.*(altnames|does not match|not in the cert)/i);
+      } finally {
+        await misnamed.stop();
       }
     } finally {
       if (before === undefined) delete process.env[TLS_CA_ENV];
