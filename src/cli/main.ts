@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,6 +43,14 @@ const platformFrom = async (o: Record<string, unknown>): Promise<PlatformChoice>
 /** The platform a command's options name, started. */
 const platformOf = async (o: Record<string, unknown>) => (await import('../platform/index.ts')).createPlatform(await platformFrom(o));
 
+/** --advertise as a URL: HOST[:PORT] takes the scheme (and the port) of this peer's --redis. */
+function advertiseUrl(given: string, redis: string): string {
+  if (given.includes('://')) return given;
+  const u = new URL(redis);
+  const at = new URL(`${u.protocol}//${given}`);
+  return `${u.protocol}//${at.hostname}:${at.port || u.port || '6379'}`;
+}
+
 /** Where `train --dashboard` serves the page when no port is given. */
 const DASHBOARD_PORT = 8765;
 
@@ -74,6 +83,8 @@ addPlatformOptions(addTrainingOptions(
     .option('--password <secret>', 'the network secret: the peers\', functions\' and read-only observer\'s users on every peer\'s Redis derive from it (see peerless credentials); each Redis\'s owner password is its own')
     .option('--quiet', 'no progress output')
     .option('--tls', 'serve every peer\'s Redis over TLS only (rediss://), with a throwaway CA and certificate made for this run')
+    .option('--advertise <host>', 'the host at which the functions reach this machine\'s redis-servers (needed with --platform aws-lambda: Lambda cannot reach 127.0.0.1)')
+    .option('--bind <addr>', 'the address the redis-servers listen on (default: the --advertise host when it is an IP, else 127.0.0.1); other than loopback needs --password')
     .option('--save <dir>', 'write the trained model there: model.json and weights.bin (TensorFlow.js Layers format) and metadata.json')
     .addOption(new Option('--checkpoint-every <n>', 'also write the model every N rounds, into --save DIR/round-R (the model before round R)').argParser(int('--checkpoint-every')))
     .option('--plot <dir>', 'at the end, draw the run\'s learning curve there (learning-curve.svg, as peerless plot draws it)')
@@ -93,12 +104,17 @@ Examples:
   .action(async (o) => {
     if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
     if (o.checkpointEvery !== undefined && !o.save) throw new Error('--checkpoint-every needs --save DIR (the checkpoints go into DIR/round-R)');
+    if (o.platform === 'aws-lambda' && !o.advertise) {
+      throw new Error('--platform aws-lambda needs --advertise HOST: the functions run in AWS and cannot reach this machine\'s redis-servers at 127.0.0.1 (see docs/deploy-lambda.md)');
+    }
     const config = trainingConfigFrom(o);
     // Before any worker, server or page starts: what this machine and this data can hold.
     (await import('../cluster/local-limits.ts')).checkLocalPeers(config, o.peers);
     // --tls: a throwaway CA, trusted by this process and (through the environment) its functions.
     const tlsDir = o.tls ? mkdtempSync(join(tmpdir(), 'peerless-tls-')) : undefined;
-    const tls = tlsDir ? (await import('../cluster/tls.ts')).makeLocalTls(tlsDir) : undefined;
+    // The certificate names the advertised host too, which the functions and peers connect to.
+    const names = o.advertise ? ['IP:127.0.0.1', 'DNS:localhost', `${isIP(o.advertise) ? 'IP' : 'DNS'}:${o.advertise}`] : undefined;
+    const tls = tlsDir ? (await import('../cluster/tls.ts')).makeLocalTls(tlsDir, names) : undefined;
     if (tls) process.env[(await import('../tensor/redis-client.ts')).TLS_CA_ENV] = tls.ca;
     const dashboard = o.dashboard === undefined ? undefined
       : await (await import('./dashboard/server.ts')).startDashboard({ port: o.dashboard === true ? DASHBOARD_PORT : o.dashboard });
@@ -112,7 +128,7 @@ Examples:
     }
     try {
       const { runFailed, train } = await import('./commands/train.ts');
-      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, saveDir: o.save, checkpointEvery: o.checkpointEvery, dashboard, minPeers: o.minPeers, plotDir: o.plot });
+      const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, advertise: o.advertise, bind: o.bind, saveDir: o.save, checkpointEvery: o.checkpointEvery, dashboard, minPeers: o.minPeers, plotDir: o.plot });
       if (runFailed(s)) process.exitCode = 1;
     } finally {
       await platform.close();
@@ -132,7 +148,7 @@ addPlatformOptions(addTrainingOptions(
     )
     .requiredOption('--id <id>', 'this peer\'s id (unique in the network; peers aggregate in id order)')
     .requiredOption('--redis <url>', 'this peer\'s own Redis, with its own password, e.g. redis://:OWNER_PASSWORD@127.0.0.1:6379')
-    .option('--advertise <url>', 'the address other peers and functions use for this Redis (default: --redis, without its password)')
+    .option('--advertise <address>', 'the address other peers and functions use for this Redis: HOST[:PORT] or a URL (default: --redis, without its password); needed with --platform aws-lambda when --redis is loopback')
     .option('--password <secret>', 'the network secret: other peers, functions and observers log in to this Redis as users derived from it, each allowed only its part (see peerless credentials)')
     .option('--bootstrap <url>', 'the Redis address of any live peer of the network to join')
     .requiredOption('--shard <i/n>', 'the part of the data this peer trains on, e.g. 0/3', parseShard)
@@ -163,7 +179,11 @@ state and progress copied from its bootstrap peer. Ctrl-C leaves at the next rou
     const platform = await platformOf(o);
     try {
       const { runPeer } = await import('./commands/peer.ts');
-      const outcome = await runPeer({ id: o.id, redis: o.redis, advertise: o.advertise, password: o.password, bootstrap: o.bootstrap, shard: o.shard, config, platform, json: o.json });
+      const advertise = o.advertise ? advertiseUrl(o.advertise, o.redis) : undefined;
+      if (o.platform === 'aws-lambda' && !advertise && ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(o.redis).hostname)) {
+        throw new Error('--platform aws-lambda needs --advertise HOST[:PORT]: the functions run in AWS and cannot reach this peer\'s Redis at a loopback address');
+      }
+      const outcome = await runPeer({ id: o.id, redis: o.redis, advertise, password: o.password, bootstrap: o.bootstrap, shard: o.shard, config, platform, json: o.json });
       if (outcome.state === 'failed') process.exitCode = 1;
     } finally {
       await platform.close();
@@ -409,12 +429,21 @@ fn.command('serve')
   .action(async (o) => { await (await import('./commands/function.ts')).functionServe(o.port, o.host, o.allowRedis, o.tlsCert, o.tlsKey); });
 
 fn.command('package')
-  .description('Build what AWS Lambda deploys and print how to deploy it: a zip for the Node.js 20 runtime (bundled handler and the wasm files), or with --backend native a container-image build context that builds oneDNN and the addon inside the Lambda Node.js 20 image. See docs/deploy.md for which to choose.')
+  .description('Build what AWS Lambda deploys, with a SAM template.yaml and a Serverless Framework serverless.yml beside it, and print how to deploy it: a zip for Lambda\'s Node.js runtime (bundled handler and the wasm files), or with --backend native a container-image build context that builds oneDNN and the addon inside the Lambda Node.js 20 image. See docs/deploy.md for which to choose.')
   .option('--out <dir>', 'output directory', 'dist/lambda')
   .addOption(new Option('--backend <name>', 'wasm: a zip, runs anywhere Node.js 20 does; native: a container image, about 5x faster gradients').choices(['wasm', 'native']).default('wasm'))
+  .addOption(new Option('--arch <arch>', 'the functions\' architecture in the templates (the wasm zip runs on both)').choices(['x86_64', 'arm64']).default('x86_64'))
+  .addOption(new Option('--memory <mb>', 'each function\'s memory, MB').argParser(int('--memory', 128)).default(2048))
+  .addOption(new Option('--timeout <s>', 'each function\'s timeout, seconds (Lambda allows up to 900)').argParser(int('--timeout', 1)).default(900))
+  .option('--subnets <ids>', 'comma-separated subnet ids: run the functions in the VPC that reaches the peers\' Redis (with --security-groups)')
+  .option('--security-groups <ids>', 'comma-separated security group ids for the functions in that VPC')
   .option('--json', 'print one JSON document on stdout')
-  .addHelpText('after', '\nExamples:\n  peerless function package --out dist/lambda\n  peerless function package --backend native --out dist/lambda   # then docker build dist/lambda/peerless-native-image')
-  .action(async (o) => { await (await import('./commands/function.ts')).functionPackage(o.out, o.backend, Boolean(o.json)); });
+  .addHelpText('after', '\nExamples:\n  peerless function package --out dist/lambda && (cd dist/lambda && sam deploy --guided --capabilities CAPABILITY_IAM)\n  peerless function package --arch arm64 --subnets subnet-1,subnet-2 --security-groups sg-1\n  peerless function package --backend native --out dist/lambda   # then docker build dist/lambda/peerless-native-image')
+  .action(async (o) => {
+    const list = (v?: string) => (v ? v.split(',').map((x) => x.trim()).filter(Boolean) : []);
+    const vpc = o.subnets || o.securityGroups ? { subnetIds: list(o.subnets), securityGroupIds: list(o.securityGroups) } : undefined;
+    await (await import('./commands/function.ts')).functionPackage(o.out, { backend: o.backend, arch: o.arch, memoryMb: o.memory, timeoutSec: o.timeout, vpc }, Boolean(o.json));
+  });
 
 /** A mistake in how Peerless was asked (flags, configuration): exit code 2, not 1. */
 const USAGE = /^(invalid training configuration|--config |--[a-z-]+[: ])/;

@@ -6,6 +6,7 @@ import { exportModel } from '../model/export.ts';
 import { exportFromRedis } from './export-network.ts';
 import type { Phase } from '../peer/round-machine.ts';
 import type { TlsFiles } from './tls.ts';
+import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fitRounds, roundsPerEpoch, totalRounds, type TrainingConfig } from '../config/training.ts';
 import { LocalPlatform } from '../platform/local/local-platform.ts';
@@ -32,6 +33,13 @@ export interface ClusterOptions {
    * another, drawn at random for the run, so holding the secret opens no peer's Redis as owner.
    */
   password?: string;
+  /**
+   * The host at which the functions and the peers reach this machine's redis-servers (each on
+   * its own port): needed when the functions run elsewhere (aws-lambda). Default: loopback.
+   */
+  advertise?: string;
+  /** The address the redis-servers listen on (default: the advertised host when it is an IP, else loopback). */
+  bind?: string;
   /** JSON-lines file of per-round metrics. */
   metricsFile?: string;
   /** Data directories for the redis-servers, one per peer, so a run can be resumed. */
@@ -113,6 +121,19 @@ async function stopNetwork(owners: RedisLocation[]): Promise<void> {
   }
 }
 
+/** Where the redis-servers listen: --bind, else the advertised host when it is an address, else loopback. */
+function listenOn(o: ClusterOptions): string {
+  return o.bind ?? (o.advertise && isIP(o.advertise) ? o.advertise : '127.0.0.1');
+}
+
+/** A server's address as the functions and the other peers use it: the advertised host, its port. */
+function advertised(server: RedisServer, host?: string): string {
+  if (!host) return server.url;
+  const u = new URL(server.url);
+  u.hostname = isIP(host) === 6 ? `[${host}]` : host;
+  return u.toString().replace(/\/$/, '');
+}
+
 /** Peer ids of a local cluster: zero-padded, so id order is index order. */
 const peerId = (i: number) => `peer-${String(i).padStart(2, '0')}`;
 
@@ -162,7 +183,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       // Given on the command line at every start (a resume included), never stored with the data.
       const password = o.password ? randomBytes(24).toString('hex') : undefined;
       servers.push(await startRedisServer({
-        dir, password, detached: true, tls: o.tls,
+        dir, password, detached: true, tls: o.tls, host: listenOn(o),
         // A resumable run keeps its state on disk: AOF so every round's update survives.
         config: dir ? { appendonly: 'yes', appendfsync: 'no' } : {},
       }));
@@ -215,6 +236,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
       const peer = new Peer({
         id: peerId(i),
         redis: location,
+        advertiseUrl: advertised(servers[i]!, o.advertise),
         networkPassword: o.password,
         platform: o.platform,
         model: model.info,
@@ -223,7 +245,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
         restoreData: async (c) => { await preparePeerData(c, config, { index: i, count: o.peers }, { storeTest: i === 0 && o.testEvaluation === true, skipIfStored: false }); },
         // Checkpoints from the first peer before it computes: its parameters stand still then.
         ...(i === 0 && o.checkpointEvery && o.saveDir ? { beforePhase: checkpointer(location, o.saveDir, o.checkpointEvery, config, o.onLog) } : {}),
-        ...(i === 0 ? { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } } : { bootstrap: { url: servers[0].url, fromRound: 0 } }),
+        ...(i === 0 ? { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } } : { bootstrap: { url: advertised(servers[0]!, o.advertise), fromRound: 0 } }),
       });
       peer.on('status', (s: PeerStatus) => o.onStatus?.(s));
       peer.on('log', (m: string) => o.onLog?.(m));
@@ -253,7 +275,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     // The replicas of the peers that finished (a failed peer's Redis may be gone with it).
     const checksums = (await Promise.all(peers.map((p, j) => (outcomes[j].state === 'failed' ? null : p.checksum().catch(() => null)))))
       .filter((c): c is string => c !== null);
-    const test = o.testEvaluation ? await evaluateTestSet(o.platform, servers[0].url, config, model.info) : null;
+    const test = o.testEvaluation ? await evaluateTestSet(o.platform, advertised(servers[0]!, o.advertise), config, model.info) : null;
     const summary: ClusterSummary = { ...summarize(o, outcomes, rounds, checksums, test, model.info.length, performance.now() - t0, peers[0].roundsPerEpoch), functionBusyShare: busy === null ? null : Math.min(1, busy), trainingMs, config,
       computeBackend: [...new Set(rounds.map((m) => m.backend).filter((b): b is string => Boolean(b)).flatMap((b) => b.split(',')))].sort().join(', ') || config.backend };
     if (belowMinPeers) summary.belowMinPeers = belowMinPeers;

@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ONEDNN_VERSION, writeImageContext } from './packaging/image.ts';
+import { LAMBDA_RUNTIME, samTemplate, serverlessYml, type LambdaArch } from './packaging/templates.ts';
 import { createZip, type ZipEntry } from './packaging/zip.ts';
 
 export interface PackageOptions {
@@ -29,10 +30,14 @@ export interface PackageOptions {
   /** Minify the bundle (default true: smaller zip, faster cold start). */
   minify?: boolean;
   /**
-   * wasm (default): a zip for the Node.js 20 runtime. native: a container-image build context
+   * wasm (default): a zip for Lambda's Node.js runtime. native: a container-image build context
    * (Dockerfile on the official Lambda Node.js 20 image, oneDNN and the addon built inside).
    */
   backend?: 'wasm' | 'native';
+  /** The functions' architecture in the templates (default x86_64; the wasm zip runs on both). */
+  arch?: LambdaArch;
+  /** Subnets and security groups that reach the peers' Redis, when the functions run in a VPC. */
+  vpc?: { subnetIds: string[]; securityGroupIds: string[] };
 }
 
 export interface PackageResult {
@@ -42,6 +47,8 @@ export interface PackageResult {
   bytes: number;
   /** Shell commands and notes for deploying it. */
   instructions: string;
+  /** The SAM template and the Serverless Framework service written beside it. */
+  templates: string[];
 }
 
 export const BUNDLE_FILE = 'lambda-entry.mjs';
@@ -64,18 +71,35 @@ const BANNER = [
 export async function packageFunction(outDir: string, opts: PackageOptions = {}): Promise<PackageResult> {
   const out = resolve(outDir);
   await mkdir(out, { recursive: true });
+  if (opts.vpc && (opts.vpc.subnetIds.length === 0 || opts.vpc.securityGroupIds.length === 0)) {
+    throw new Error('function package: a VPC needs both --subnets and --security-groups (the functions reach the peers\' Redis through them)');
+  }
   const entries = await functionFiles(opts);
+  const templates = async (backend: 'wasm' | 'native') => {
+    const t = {
+      backend, arch: opts.arch ?? 'x86_64', memoryMb: opts.memoryMb ?? 2048, timeoutSec: opts.timeoutSec ?? 900,
+      functionNames: opts.functionNames ?? { gradient: 'peerless-gradient', evaluate: 'peerless-evaluate' },
+      handler: LAMBDA_HANDLER, artifact: ZIP_FILE, ...(opts.vpc ? { vpc: opts.vpc } : {}),
+    };
+    const files = [join(out, 'template.yaml'), join(out, 'serverless.yml')];
+    await writeFile(files[0]!, samTemplate(t));
+    await writeFile(files[1]!, serverlessYml(t));
+    return files;
+  };
   if (opts.backend === 'native') {
     const context = join(out, 'peerless-native-image');
     const bytes = await writeImageContext(context, entries);
-    return { backend: 'native', path: context, bytes, instructions: imageInstructions(context, opts) };
+    return { backend: 'native', path: context, bytes, instructions: imageInstructions(context, opts), templates: await templates('native') };
   }
   const zip = createZip(entries);
-  const zipPath = join(out, 'peerless-function.zip');
+  const zipPath = join(out, ZIP_FILE);
   await rm(zipPath, { force: true });
   await writeFile(zipPath, zip);
-  return { backend: 'wasm', path: zipPath, bytes: zip.length, instructions: instructions(zipPath, zip.length, opts) };
+  return { backend: 'wasm', path: zipPath, bytes: zip.length, instructions: instructions(zipPath, zip.length, opts), templates: await templates('wasm') };
 }
+
+/** The zip's name, beside the templates that name it. */
+const ZIP_FILE = 'peerless-function.zip';
 
 /** The function's files: the bundled entry and the wasm binaries where it looks for them. */
 async function functionFiles(opts: PackageOptions): Promise<ZipEntry[]> {
@@ -145,19 +169,25 @@ function instructions(zipPath: string, bytes: number, opts: PackageOptions): str
     : `--code S3Bucket=<bucket>,S3Key=peerless-function.zip   # ${mb} MB: above the 50 MB direct upload limit, upload to S3 first`;
   const create = (fn: string) => [
     `aws lambda create-function --function-name ${fn} \\`,
-    `  --runtime nodejs20.x --handler ${LAMBDA_HANDLER} --architectures x86_64 \\`,
+    `  --runtime ${LAMBDA_RUNTIME} --handler ${LAMBDA_HANDLER} --architectures ${opts.arch ?? 'x86_64'} \\`,
     `  --memory-size ${memory} --timeout ${timeout} --environment 'Variables={PEERLESS_BACKEND=wasm,PEERLESS_REDIS_USERNAME=peerless-functions,PEERLESS_REDIS_PASSWORD=<from: peerless credentials functions>}' \\`,
     `  --role arn:aws:iam::<account-id>:role/<role-with-AWSLambdaBasicExecutionRole> \\`,
     `  ${upload}`,
   ].join('\n');
+  const dir = dirname(zipPath);
   return [
     `# ${zipPath} (${mb} MB): one bundle serves both functions; the event names which to run.`,
+    `# Deploy with a template written beside it (the role, both functions, their ARNs as outputs):`,
+    `#   cd ${dir} && sam deploy --guided --capabilities CAPABILITY_IAM     # template.yaml`,
+    `#   cd ${dir} && PEERLESS_REDIS_PASSWORD=... serverless deploy         # serverless.yml`,
+    '# or by hand:',
     create(names.gradient),
     create(names.evaluate),
     `# After a rebuild: aws lambda update-function-code --function-name <name> --zip-file fileb://${zipPath}`,
     '# The functions connect to each peer\'s Redis: it must be reachable from Lambda (public',
     '# address with a password, or the functions attached to the peers\' VPC with --vpc-config).',
-    `# Then train with the aws-lambda platform (function names ${names.gradient}, ${names.evaluate}).`,
+    `# Then train with the aws-lambda platform (function names ${names.gradient}, ${names.evaluate})`,
+    '# and --advertise: the address at which the functions reach each peer\'s Redis.',
   ].join('\n');
 }
 

@@ -4,7 +4,7 @@
  * Used by the AWS Lambda platform tests; every start must be paired with stop().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -40,11 +40,16 @@ export const OFFLINE_ENV: Record<string, string> = {
   CI: '1',
 };
 
-export async function startOfflineLambda(opts: { zipPath: string; startTimeoutMs?: number }): Promise<OfflineLambda> {
+/**
+ * `service`: a serverless.yml to run instead of this harness's (the one `function package`
+ * generates), with the offline plugin added; `env`: variables it resolves (${env:...}).
+ */
+export async function startOfflineLambda(opts: { zipPath: string; startTimeoutMs?: number; service?: string; env?: Record<string, string> }): Promise<OfflineLambda> {
   const cli = serverlessCli();
   if (!cli) throw new Error('serverless is not installed (devDependency serverless@3)');
   const dir = mkdtempSync(join(tmpdir(), 'peerless-sls-'));
-  copyFileSync(join(here, 'serverless.yml'), join(dir, 'serverless.yml'));
+  if (opts.service) writeFileSync(join(dir, 'serverless.yml'), `${readFileSync(opts.service, 'utf8')}\nplugins:\n  - serverless-offline\n`);
+  else copyFileSync(join(here, 'serverless.yml'), join(dir, 'serverless.yml'));
   copyFileSync(opts.zipPath, join(dir, 'peerless-function.zip'));
 
   const [lambdaPort, httpPort, websocketPort, albPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
@@ -55,7 +60,7 @@ export async function startOfflineLambda(opts: { zipPath: string; startTimeoutMs
   ];
   const child = spawn(process.execPath, args, {
     cwd: dir,
-    env: { ...process.env, ...OFFLINE_ENV },
+    env: { ...process.env, ...OFFLINE_ENV, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -1,4 +1,4 @@
-import { packageFunction } from '../../functions/package.ts';
+import { packageFunction, type PackageOptions } from '../../functions/package.ts';
 import { LOOPBACK, serveFunctions } from '../../platform/http/server.ts';
 import { formatBytes } from '../format.ts';
 
@@ -24,9 +24,9 @@ export async function functionServe(port: number, host: string, allowRedis: stri
 }
 
 /** `peerless function package`: the Lambda zip (wasm) or image build context (native), and how to deploy it. */
-export async function functionPackage(out: string, backend: string, json: boolean): Promise<void> {
-  if (backend !== 'wasm' && backend !== 'native') throw new Error(`--backend: "${backend}" is not wasm or native`);
-  const r = await packageFunction(out, { backend });
+export async function functionPackage(out: string, o: PackageOptions, json: boolean): Promise<void> {
+  if (o.backend !== 'wasm' && o.backend !== 'native') throw new Error(`--backend: "${String(o.backend)}" is not wasm or native`);
+  const r = await packageFunction(out, o);
   if (json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-  else process.stdout.write(`Wrote ${r.path} (${formatBytes(r.bytes)})\n\n${r.instructions}\n`);
+  else process.stdout.write(`Wrote ${r.path} (${formatBytes(r.bytes)}), ${r.templates.join(', ')}\n\n${r.instructions}\n`);
 }

@@ -30,6 +30,9 @@ export interface TrainCliOptions {
   minPeers?: number;
   /** Write the run's learning curve here at the end (learning-curve.svg), as `peerless plot` draws it. */
   plotDir?: string;
+  /** See ClusterOptions.advertise and .bind. */
+  advertise?: string;
+  bind?: string;
 }
 
 /**
@@ -96,6 +99,8 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     platform: o.platform,
     password: o.password,
     tls: o.tls,
+    ...(o.advertise ? { advertise: o.advertise } : {}),
+    ...(o.bind ? { bind: o.bind } : {}),
     saveDir: o.saveDir,
     ...(o.checkpointEvery ? { checkpointEvery: o.checkpointEvery } : {}),
     metricsFile: o.metrics,
