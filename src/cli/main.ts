@@ -100,7 +100,10 @@ Examples:
   peerless train --save models/cnn              # then tf.loadLayersModel('file://models/cnn/model.json')
   peerless train --init models/cnn --rounds 50  # go on training (or fine-tune) a saved model
   peerless train --dashboard                         # watch it at http://127.0.0.1:8765/
-  peerless train --dataset synthetic --model resnet18 --width 0.25 --rounds 20 --json`)
+  peerless train --dataset synthetic --model resnet18 --width 0.25 --rounds 20 --json
+
+Ctrl-C stops every peer after the next round (state kept for --resume; exit 130). A second
+Ctrl-C, or SIGTERM, quits at once (143); either way no redis-server or temporary directory is left.`)
   .action(async (o) => {
     if (o.resume && !o.dataDir) throw new Error('--resume needs --data-dir (where the run\'s state is kept)');
     if (o.checkpointEvery !== undefined && !o.save) throw new Error('--checkpoint-every needs --save DIR (the checkpoints go into DIR/round-R)');
@@ -116,6 +119,8 @@ Examples:
     const names = o.advertise ? ['IP:127.0.0.1', 'DNS:localhost', `${isIP(o.advertise) ? 'IP' : 'DNS'}:${o.advertise}`] : undefined;
     const tls = tlsDir ? (await import('../cluster/tls.ts')).makeLocalTls(tlsDir, names) : undefined;
     if (tls) process.env[(await import('../tensor/redis-client.ts')).TLS_CA_ENV] = tls.ca;
+    // Removed on the way out too, when a signal ends the run at once.
+    if (tlsDir) process.once('exit', () => rmSync(tlsDir, { recursive: true, force: true }));
     const dashboard = o.dashboard === undefined ? undefined
       : await (await import('./dashboard/server.ts')).startDashboard({ port: o.dashboard === true ? DASHBOARD_PORT : o.dashboard });
     if (dashboard) process.stderr.write(`dashboard: ${dashboard.url}\n`);
@@ -173,7 +178,8 @@ the others; functions run on each machine's local pool, or pass --platform http/
   peerless status --redis redis://10.0.0.1:6379 --password "$SECRET"
 
 A joiner starts two rounds after the network's current one, with the parameters, optimizer
-state and progress copied from its bootstrap peer. Ctrl-C leaves at the next round boundary.`)
+state and progress copied from its bootstrap peer. Ctrl-C leaves at the next round boundary
+(exit 130); a second Ctrl-C, or SIGTERM, quits at once (143) and the others drop it.`)
   .action(async (o) => {
     const config = trainingConfigFrom(o);
     const platform = await platformOf(o);
@@ -261,9 +267,10 @@ Examples:
   .action(async (o) => {
     const { attachDashboard } = await import('./commands/dashboard.ts');
     const attached = await attachDashboard({ redis: o.redis, password: o.password, port: o.port });
+    const { stopWithin, untilSignal } = await import('./signals.ts');
+    const signalled = untilSignal();
     process.stderr.write(`dashboard: ${attached.dashboard.url} (Ctrl-C to stop)\n`);
-    await new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
-    await attached.stop();
+    await stopWithin(await signalled, () => attached.stop());
   });
 
 program

@@ -1,26 +1,32 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 /**
- * Signals to `peerless train`: SIGTERM (like Ctrl-C) stops the network cleanly after the next
- * round, and a second one quits at once (not tested with two signals: back-to-back signals
- * merge, and a round ends before a later one arrives, so the test exits the process itself);
- * either way no redis-server is left running and no temporary directory is left behind.
- * Real processes; every wait is for an event.
+ * Signals to `peerless train`: Ctrl-C (SIGINT) stops the network cleanly after the next round
+ * and exits 130; SIGTERM, or a second Ctrl-C, quits at once with 143 or 130 (a second Ctrl-C
+ * is not sent here: back-to-back signals merge, so the test exits a process itself); either
+ * way no redis-server is left running and no temporary directory is left behind. Then
+ * `function serve` on either signal. Real processes; every wait is for an event, bounded only
+ * against a hang.
  */
 const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
 const FLAGS = ['train', '--peers', '2', '--dataset', 'synthetic', '--model', 'cnn', '--width', '0.25', '--batch-size', '32',
   '--batches-per-round', '1', '--rounds', '100000', '--epochs', '1000', '--check-every', '100000', '--validation', '0', '--workers', '1'];
 
-/** The redis-servers a process started: pid and data directory, from ps. */
+/**
+ * The redis-servers a process started: pid and data directory. Redis rewrites its process
+ * title, so the directory is read where it runs (it changes into --dir), from /proc.
+ */
 function childServers(pid: number): { pid: number; dir: string }[] {
-  const out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
+  const out = execFileSync('ps', ['-ww', '-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' });
   return out.split('\n').filter((l) => l.includes('redis-server')).map((l) => {
-    const [p] = l.trim().split(/\s+/);
-    return { pid: Number(p), dir: /--dir (\S+)/.exec(l)?.[1] ?? '' };
+    const p = Number(l.trim().split(/\s+/)[0]);
+    return { pid: p, dir: readlinkSync(`/proc/${p}/cwd`) };
   });
 }
 
@@ -33,8 +39,13 @@ async function gone(pid: number, boundMs = 20_000): Promise<boolean> {
   return !alive(pid);
 }
 
+/**
+ * A train process with a temporary folder of its own (TMPDIR), so what it leaves behind is
+ * found by listing it.
+ */
 function startTrain(extra: string[] = []) {
-  const child = spawn(process.execPath, [BIN, ...FLAGS, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_BACKEND: 'wasm' } });
+  const tmp = mkdtempSync(join(tmpdir(), 'peerless-signals-'));
+  const child = spawn(process.execPath, [BIN, ...FLAGS, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_BACKEND: 'wasm', TMPDIR: tmp } });
   let out = '', err = '';
   child.stdout!.on('data', (d) => { out += d; });
   const firstRound = new Promise<void>((resolve, reject) => {
@@ -42,23 +53,51 @@ function startTrain(extra: string[] = []) {
     child.once('exit', () => reject(new Error(`train ended before its first round: ${err}`)));
   });
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, firstRound, exit, out: () => out, err: () => err };
+  /**
+   * What is left in its temporary folder (then removed with it), but tsx's compile cache: a
+   * checkout runs the TypeScript through tsx, the installed package compiled JavaScript.
+   */
+  const leftovers = () => {
+    const left = readdirSync(tmp).filter((f) => !/^tsx-\d+$/.test(f));
+    rmSync(tmp, { recursive: true, force: true });
+    return left;
+  };
+  return { child, firstRound, exit, out: () => out, err: () => err, leftovers };
 }
 
 describe('signals to peerless train', () => {
-  it('SIGTERM stops the network after the next round; servers stopped, temporary directories removed', async () => {
+  it('Ctrl-C stops the network after the next round, exit 130; servers stopped, temporary directories removed', async () => {
     const t = startTrain();
     await t.firstRound;
     const servers = childServers(t.child.pid!);
     expect(servers).toHaveLength(2);
-    t.child.kill('SIGTERM');
-    expect(await t.exit, t.err()).toBe(0);
+    t.child.kill('SIGINT');
+    expect(await t.exit, t.err()).toBe(130);
     expect(t.out()).toMatch(/stop requested at round \d+/);
     expect(t.out()).toMatch(/replicas identical: yes/);
     for (const s of servers) {
+      expect(s.dir).toMatch(/peerless-redis-/);
       expect(await gone(s.pid)).toBe(true);
       expect(existsSync(s.dir)).toBe(false);
     }
+    expect(t.leftovers()).toEqual([]);
+  });
+
+  it('SIGTERM quits at once, exit 143: no server left running, no temporary directory left', async () => {
+    const t = startTrain(['--tls']);
+    await t.firstRound;
+    const servers = childServers(t.child.pid!);
+    expect(servers).toHaveLength(2);
+    t.child.kill('SIGTERM');
+    expect(await t.exit, t.err()).toBe(143);
+    expect(t.out()).not.toMatch(/Training finished/);
+    for (const s of servers) {
+      expect(s.dir).toMatch(/peerless-redis-/);
+      expect(await gone(s.pid)).toBe(true);
+      expect(existsSync(s.dir)).toBe(false);
+    }
+    // The servers' folders and the run's throwaway CA were in its temporary folder: nothing is left.
+    expect(t.leftovers()).toEqual([]);
   });
 
   it('--min-peers 2: when a peer\'s Redis is killed, the run stops, fails, and says first which peer and why', async () => {
@@ -89,4 +128,22 @@ describe('signals to peerless train', () => {
     expect(await gone(server.pid)).toBe(true);
     expect(existsSync(server.dir)).toBe(false);
   });
+});
+
+describe('signals to peerless function serve', () => {
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    it(`${sig} stops it, exit ${code}`, async () => {
+      const child = spawn(process.execPath, [BIN, 'function', 'serve', '--port', '0'], {
+        stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_FUNCTION_TOKEN: 'signals-token' },
+      });
+      let err = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stderr!.on('data', (d) => { err += d; if (/listening on/.test(err)) resolve(); });
+        child.once('exit', () => reject(new Error(`function serve ended before listening: ${err}`)));
+      });
+      const exit = new Promise<string>((resolve) => child.once('exit', (c, s) => resolve(`${c} ${s}`)));
+      child.kill(sig);
+      expect(await exit, err).toBe(`${code} null`);
+    });
+  }
 });

@@ -1,6 +1,7 @@
 import { packageFunction, type PackageOptions } from '../../functions/package.ts';
 import { LOOPBACK, serveFunctions } from '../../platform/http/server.ts';
 import { formatBytes } from '../format.ts';
+import { stopWithin, untilSignal } from '../signals.ts';
 
 /**
  * `peerless function serve`: hosts the handlers until SIGINT/SIGTERM. Callers must present
@@ -14,13 +15,10 @@ export async function functionServe(port: number, host: string, allowRedis: stri
   }
   const allow = allowRedis === undefined ? LOOPBACK : allowRedis.split(',').map((s) => s.trim()).filter(Boolean);
   const server = await serveFunctions({ port, host, token, allowRedis: allow, ...(tlsCert && tlsKey ? { tls: { cert: tlsCert, key: tlsKey } } : {}) });
+  // Listening for signals before saying it listens: a caller may signal as soon as it reads the line.
+  const signalled = untilSignal();
   process.stderr.write(`peerless functions listening on ${server.url} (POST /function/gradient, /function/evaluate; GET /healthz); Redis allowed: ${allow.join(', ')}\n`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  await server.close();
+  await stopWithin(await signalled, () => server.close());
 }
 
 /** `peerless function package`: the Lambda zip (wasm) or image build context (native), and how to deploy it. */

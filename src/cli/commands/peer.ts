@@ -7,6 +7,7 @@ import type { PeerOutcome, RoundMetrics } from '../../peer/types.ts';
 import type { Phase } from '../../peer/round-machine.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { credentialsFor } from '../../peer/net/access.ts';
+import { SIGNAL_EXIT, type StopSignal } from '../signals.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
 
 export interface PeerCliOptions {
@@ -84,7 +85,7 @@ function pauseForFaultTests(id: string): { beforePhase?: (phase: Phase, round: n
  * `peerless peer`: one peer against a Redis the user runs (with the module loaded), for
  * networks across machines. Without --bootstrap it founds a network with the given
  * configuration; with it, it joins the network of that Redis and takes its configuration.
- * SIGINT/SIGTERM leave cleanly at the next round boundary.
+ * Ctrl-C leaves cleanly at the next round boundary; SIGTERM (or a second Ctrl-C) quits at once.
  */
 export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
   // This Redis's own password: the one in --redis (redis://:PASSWORD@host:port), else the
@@ -136,14 +137,24 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
       const val = m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%` : '';
       process.stderr.write(`${m.peer} round ${m.round}: ${m.members.length} peers, loss ${m.loss.toFixed(4)}${val}, ${m.roundMs.toFixed(0)} ms\n`);
     });
-    const stop = () => { process.stderr.write(`${o.id}: leaving at the next round boundary\n`); peer.leave(); };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    // Ctrl-C: leave at the next round boundary, the others told (exit 130). A second Ctrl-C,
+    // or SIGTERM, quits at once: the others drop this peer at their deadline.
+    let leaving = false;
+    const onSignal = (sig: StopSignal) => () => {
+      if (sig === 'SIGTERM' || leaving) process.exit(SIGNAL_EXIT[sig]);
+      leaving = true;
+      process.exitCode = SIGNAL_EXIT[sig];
+      process.stderr.write(`${o.id}: leaving at the next round boundary (Ctrl-C again to quit at once)\n`);
+      peer.leave();
+    };
+    const onSigint = onSignal('SIGINT'), onSigterm = onSignal('SIGTERM');
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigterm);
     await peer.start();
     const outcome = await peer.run();
     await peer.close();
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
     if (o.json) process.stdout.write(`${JSON.stringify(outcome, null, 2)}\n`);
     else process.stdout.write(`${o.id}: ${outcome.state} after ${outcome.rounds} rounds${outcome.stopReason ? ` (${outcome.stopReason})` : ''}${outcome.error ? `: ${outcome.error}` : ''}; checksum ${outcome.checksum}\n`);
     return outcome;

@@ -1,0 +1,37 @@
+/**
+ * How the long-running commands answer signals: exit codes by the shell's convention
+ * (128 + the signal's number), and a bound on how long stopping may take.
+ */
+export type StopSignal = 'SIGINT' | 'SIGTERM';
+
+export const SIGNAL_EXIT: Record<StopSignal, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/** Resolves with the first SIGINT or SIGTERM, which also sets the process's exit code. */
+export function untilSignal(): Promise<StopSignal> {
+  return new Promise((resolve) => {
+    const on = (sig: StopSignal) => () => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      process.exitCode = SIGNAL_EXIT[sig];
+      resolve(sig);
+    };
+    const onInt = on('SIGINT'), onTerm = on('SIGTERM');
+    process.once('SIGINT', onInt);
+    process.once('SIGTERM', onTerm);
+  });
+}
+
+/**
+ * Runs `stop`, then exits with the signal's code: at once when it is done, or after `ms` if
+ * it is not (a server waiting on a client that never hangs up, a cached connection keeping
+ * the event loop alive must not keep the process).
+ */
+export async function stopWithin(sig: StopSignal, stop: () => Promise<void>, ms = 2_000): Promise<never> {
+  const timer = setTimeout(() => process.exit(SIGNAL_EXIT[sig]), ms);
+  try {
+    await stop();
+  } finally {
+    clearTimeout(timer);
+  }
+  process.exit(SIGNAL_EXIT[sig]);
+}
