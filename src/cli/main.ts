@@ -51,6 +51,12 @@ function advertiseUrl(given: string, redis: string): string {
   return `${u.protocol}//${at.hostname}:${at.port || u.port || '6379'}`;
 }
 
+/** --log-level and --log-format of the long-running commands (src/cli/log.ts). */
+const logLevelOption = () => new Option('--log-level <level>', 'the least important log lines shown').choices(['debug', 'info', 'warn', 'error']).default('info');
+const logFormatOption = () => new Option('--log-format <format>', 'text: plain lines for a person; json: one JSON object a line (pino), with time, level and fields').choices(['text', 'json']).default('text');
+const logOf = async (o: { logLevel: string; logFormat: string }, base?: Record<string, unknown>) =>
+  (await import('./log.ts')).createLog({ level: o.logLevel as never, format: o.logFormat as never, ...(base ? { base } : {}) });
+
 /** Where `train --dashboard` serves the page when no port is given. */
 const DASHBOARD_PORT = 8765;
 
@@ -159,6 +165,8 @@ addPlatformOptions(addTrainingOptions(
     .requiredOption('--shard <i/n>', 'the part of the data this peer trains on, e.g. 0/3', parseShard)
     .option('--json', 'print the outcome as one JSON document on stdout'),
 ))
+  .addOption(logLevelOption())
+  .addOption(logFormatOption())
   .addHelpText('after', `${ROUNDS_HELP}
 
 A three-machine example (each machine runs its own redis-server with the module, reachable by
@@ -189,7 +197,7 @@ state and progress copied from its bootstrap peer. Ctrl-C leaves at the next rou
       if (o.platform === 'aws-lambda' && !advertise && ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(o.redis).hostname)) {
         throw new Error('--platform aws-lambda needs --advertise HOST[:PORT]: the functions run in AWS and cannot reach this peer\'s Redis at a loopback address');
       }
-      const outcome = await runPeer({ id: o.id, redis: o.redis, advertise, password: o.password, bootstrap: o.bootstrap, shard: o.shard, config, platform, json: o.json });
+      const outcome = await runPeer({ log: await logOf(o, { peer: o.id }), id: o.id, redis: o.redis, advertise, password: o.password, bootstrap: o.bootstrap, shard: o.shard, config, platform, json: o.json });
       if (outcome.state === 'failed') process.exitCode = 1;
     } finally {
       await platform.close();
@@ -432,8 +440,10 @@ fn.command('serve')
   .option('--allow-redis <list>', 'comma-separated Redis servers the functions may connect to, host or host:port (default: loopback only)')
   .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); needs --tls-key')
   .option('--tls-key <file>', 'the certificate\'s PEM private key')
+  .addOption(logLevelOption())
+  .addOption(logFormatOption())
   .addHelpText('after', '\nCallers must send Authorization: Bearer $PEERLESS_FUNCTION_TOKEN; set the variable here and where\nthe peers run (--platform http sends it). With --tls-cert and --tls-key it serves HTTPS; peers trust\nthe system\'s CAs and the one PEERLESS_TLS_CA names.\n\nExamples:\n  PEERLESS_FUNCTION_TOKEN=$(openssl rand -hex 16) peerless function serve --port 8080\n  peerless function serve --host 0.0.0.0 --allow-redis 10.0.0.1:6379,10.0.0.2:6379 --tls-cert fn.crt --tls-key fn.key')
-  .action(async (o) => { await (await import('./commands/function.ts')).functionServe(o.port, o.host, o.allowRedis, o.tlsCert, o.tlsKey); });
+  .action(async (o) => { await (await import('./commands/function.ts')).functionServe(o.port, o.host, o.allowRedis, o.tlsCert, o.tlsKey, await logOf(o)); });
 
 fn.command('package')
   .description('Build what AWS Lambda deploys, with a SAM template.yaml and a Serverless Framework serverless.yml beside it, and print how to deploy it: a zip for Lambda\'s Node.js runtime (bundled handler and the wasm files), or with --backend native a container-image build context that builds oneDNN and the addon inside the Lambda Node.js 20 image. See docs/deploy.md for which to choose.')

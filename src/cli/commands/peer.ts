@@ -7,6 +7,7 @@ import type { PeerOutcome, RoundMetrics } from '../../peer/types.ts';
 import type { Phase } from '../../peer/round-machine.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { credentialsFor } from '../../peer/net/access.ts';
+import { createLog, type Log } from '../log.ts';
 import { SIGNAL_EXIT, type StopSignal } from '../signals.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
 
@@ -20,6 +21,8 @@ export interface PeerCliOptions {
   config: TrainingConfig;
   platform: FunctionPlatform;
   json?: boolean;
+  /** Where its log lines go (src/cli/log.ts): plain lines by default. */
+  log?: Log;
 }
 
 /**
@@ -88,11 +91,12 @@ function pauseForFaultTests(id: string): { beforePhase?: (phase: Phase, round: n
  * Ctrl-C leaves cleanly at the next round boundary; SIGTERM (or a second Ctrl-C) quits at once.
  */
 export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
+  const log = o.log ?? createLog();
   // This Redis's own password: the one in --redis (redis://:PASSWORD@host:port), else the
   // network secret, which then opens it as owner to every peer that holds the secret.
   const ownPassword = new URL(o.redis).password !== '';
   if (o.password && !ownPassword) {
-    process.stderr.write(`${o.id}: its Redis's password is the network secret (--password), so every peer holding it can act as this Redis's owner: give the Redis a password of its own in --redis (redis://:PASSWORD@host:port)\n`);
+    log.warn(`${o.id}: its Redis's password is the network secret (--password), so every peer holding it can act as this Redis's owner: give the Redis a password of its own in --redis (redis://:PASSWORD@host:port)`);
   }
   const location = { url: o.redis, password: ownPassword ? undefined : o.password };
   const client = await connectRedis(location);
@@ -114,7 +118,7 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
       // A founder's explicit round count runs that many rounds (fitRounds).
       const fitted = fitRounds(config, data.batches);
       config = fitted.config;
-      if (fitted.note) process.stderr.write(`${o.id}: ${fitted.note}\n`);
+      if (fitted.note) log.info(`${o.id}: ${fitted.note}`);
     }
     const peer = new Peer({
       id: o.id,
@@ -131,11 +135,12 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
         ? (o.bootstrap ? { bootstrap: { url: o.bootstrap } } : {})
         : { found: { config, initialParams: model.initialParams, roundsPerEpoch: roundsPerEpoch(config, data.batches) } }),
     });
-    peer.on('log', (m: string) => process.stderr.write(`${m}\n`));
+    peer.on('log', (m: string) => log.info(m));
     peer.on('round', (m: RoundMetrics) => {
       if (o.json) return;
       const val = m.validationAccuracy !== undefined ? `, validation ${(m.validationAccuracy * 100).toFixed(2)}%` : '';
-      process.stderr.write(`${m.peer} round ${m.round}: ${m.members.length} peers, loss ${m.loss.toFixed(4)}${val}, ${m.roundMs.toFixed(0)} ms\n`);
+      log.info(`${m.peer} round ${m.round}: ${m.members.length} peers, loss ${m.loss.toFixed(4)}${val}, ${m.roundMs.toFixed(0)} ms`,
+        { round: m.round, members: m.members, loss: m.loss, validationAccuracy: m.validationAccuracy, roundMs: Math.round(m.roundMs), checksum: m.checksum });
     });
     // Ctrl-C: leave at the next round boundary, the others told (exit 130). A second Ctrl-C,
     // or SIGTERM, quits at once: the others drop this peer at their deadline.
@@ -144,7 +149,7 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
       if (sig === 'SIGTERM' || leaving) process.exit(SIGNAL_EXIT[sig]);
       leaving = true;
       process.exitCode = SIGNAL_EXIT[sig];
-      process.stderr.write(`${o.id}: leaving at the next round boundary (Ctrl-C again to quit at once)\n`);
+      log.info(`${o.id}: leaving at the next round boundary (Ctrl-C again to quit at once)`);
       peer.leave();
     };
     const onSigint = onSignal('SIGINT'), onSigterm = onSignal('SIGTERM');

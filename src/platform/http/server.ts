@@ -31,6 +31,8 @@ export interface ServeOptions {
   allowRedis?: string[];
   /** Serve HTTPS with these PEM files (the certificate chain and its key) instead of HTTP. */
   tls?: { cert: string; key: string };
+  /** Told of every answer: the path, its status and how long it took (function serve logs it). */
+  onAnswer?: (a: { method: string; path: string; status: number; ms: number }) => void;
 }
 
 /** The PEM files' contents; an unreadable one is an error naming it. */
@@ -99,6 +101,10 @@ export async function serveFunctions(opts: ServeOptions = {}): Promise<FunctionS
   const warm = new Set<FunctionName>();
 
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    if (opts.onAnswer) {
+      const t0 = performance.now();
+      res.once('finish', () => opts.onAnswer!({ method: req.method ?? '', path: req.url ?? '', status: res.statusCode, ms: performance.now() - t0 }));
+    }
     route(req, res).catch((err: unknown) => send(res, 500, { error: (err as Error).message }));
   };
   const server = opts.tls ? createHttpsServer(tlsFiles(opts.tls), onRequest) : createServer(onRequest);
