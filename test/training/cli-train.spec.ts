@@ -21,13 +21,13 @@ function train(args: string[]): Promise<{ code: number | null; stdout: string; s
 }
 
 describe('peerless train with the defaults', () => {
-  it('--peers 2 --rounds 20 runs 20 rounds on real MNIST and trains (test accuracy above 85%)', async () => {
+  it('--peers 2 --rounds 20 runs 20 rounds on real MNIST and reaches over 90% test accuracy (90.79% on wasm and native alike)', async () => {
     const { code, stdout, stderr } = await train(['--peers', '2', '--rounds', '20', '--json']);
     expect(code, stderr).toBe(0);
     const summary = JSON.parse(stdout) as { rounds: number; identical: boolean; test: { source: string; accuracy: number } };
     expect(summary.rounds).toBe(20);
     expect(summary.identical).toBe(true);
     expect(summary.test.source).toBe('real MNIST');
-    expect(summary.test.accuracy).toBeGreaterThan(0.85);
+    expect(summary.test.accuracy).toBeGreaterThan(0.9);
   }, 600_000);
 });

@@ -5,6 +5,10 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { startRedisServer } from '../../src/cluster/redis-server.ts';
+import { K } from '../../src/peer/net/keys.ts';
+import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
+import { NETWORK_FLAGS, spawnPeer, untilRoundOf } from './peer-process.ts';
 
 /**
  * Signals to `peerless train`: Ctrl-C (SIGINT) stops the network cleanly after the next round
@@ -127,6 +131,44 @@ describe('signals to peerless train', () => {
     const server = JSON.parse(out) as { pid: number; dir: string };
     expect(await gone(server.pid)).toBe(true);
     expect(existsSync(server.dir)).toBe(false);
+  });
+});
+
+describe('signals to peerless peer', () => {
+  /** A founding peer on a Redis of the test's, once its first round is done. */
+  async function runningPeer() {
+    const server = await startRedisServer();
+    const client = await connectRedis({ url: server.url });
+    const peer = spawnPeer('p0', ['--redis', server.url, '--shard', '0/1', ...NETWORK_FLAGS, '--rounds', '100000']);
+    const exit = new Promise<number | null>((resolve) => peer.child.once('exit', (c) => resolve(c)));
+    await untilRoundOf(client, 1, peer, 180_000);
+    return { server, client, peer, exit, close: async () => { peer.kill(); await closeRedis(client); await server.stop(); } };
+  }
+
+  it('Ctrl-C leaves at the next round boundary, exit 130, its state kept', async () => {
+    const r = await runningPeer();
+    try {
+      r.peer.kill('SIGINT');
+      expect(await r.exit, r.peer.stderr()).toBe(130);
+      expect(r.peer.stderr()).toMatch(/p0: leaving at the next round boundary/);
+      expect((await r.peer.outcome)?.state).toBe('left');
+      expect(Number(await r.client.get(K.round))).toBeGreaterThanOrEqual(1);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('SIGTERM quits at once, exit 143', async () => {
+    const r = await runningPeer();
+    try {
+      r.peer.kill('SIGTERM');
+      expect(await r.exit, r.peer.stderr()).toBe(143);
+      // It quit without finishing a round or printing an outcome (the others drop it).
+      expect((await r.peer.outcome)?.error).toMatch(/^exit 143/);
+      expect(r.peer.stderr()).not.toMatch(/leaving at the next round boundary/);
+    } finally {
+      await r.close();
+    }
   });
 });
 
