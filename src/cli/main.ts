@@ -5,10 +5,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PlatformChoice } from '../platform/index.ts';
 import { parseShard } from './parse.ts';
-import { ROUNDS_HELP, addTrainingOptions, trainingConfigFrom } from './training-options.ts';
 
 // Each command's code (TensorFlow.js, node-redis, the AWS SDK...) is imported by its action,
 // when it runs: --help and --version load none of it.
+
+// The training options derive their defaults from the configuration's schema (zod, ~100 ms to
+// load): loaded only when the command line names a command that trains, so --help, --version
+// and every other command answer without it. The stand-ins are never run.
+const words = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const trains = ['train', 'peer'].includes((words[0] === 'help' ? words[1] : words[0]) ?? '');
+const { ROUNDS_HELP, addTrainingOptions, trainingConfigFrom }: Pick<typeof import('./training-options.ts'), 'ROUNDS_HELP' | 'addTrainingOptions' | 'trainingConfigFrom'> = trains
+  ? await import('./training-options.ts')
+  : { ROUNDS_HELP: '', addTrainingOptions: (c) => c, trainingConfigFrom: () => { throw new Error('the training options were not loaded'); } };
 
 /** Parses an integer option, with the option's name in the error. */
 const int = (name: string, min = 1) => (v: string): number => {
