@@ -6,7 +6,9 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { startRedisServer } from '../../src/cluster/redis-server.ts';
+import { parseTrainingConfig } from '../../src/config/training.ts';
 import { K } from '../../src/peer/net/keys.ts';
+import { PROTOCOL } from '../../src/peer/plan.ts';
 import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
 import { NETWORK_FLAGS, spawnPeer, untilRoundOf } from './peer-process.ts';
 
@@ -189,3 +191,30 @@ describe('signals to peerless function serve', () => {
     });
   }
 });
+
+describe('signals to peerless dashboard', () => {
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    it(`${sig} stops it, exit ${code}`, async () => {
+      // A network's records as a peer keeps them: the plan is what the dashboard attaches to.
+      const server = await startRedisServer();
+      const client = await connectRedis({ url: server.url });
+      try {
+        const plan = { config: parseTrainingConfig({ model: { name: 'cnn' } }), roundsPerEpoch: 1, layoutHash: 'h', length: 1, network: 'signals', protocol: PROTOCOL };
+        await client.set(K.config, JSON.stringify(plan));
+        const child = spawn(process.execPath, [BIN, 'dashboard', '--redis', server.url, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let err = '';
+        await new Promise<void>((resolve, reject) => {
+          child.stderr!.on('data', (d) => { err += d; if (/dashboard: http/.test(err)) resolve(); });
+          child.once('exit', () => reject(new Error(`dashboard ended before serving: ${err}`)));
+        });
+        const exit = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+        child.kill(sig);
+        expect(await exit, err).toBe(code);
+      } finally {
+        await closeRedis(client);
+        await server.stop();
+      }
+    });
+  }
+});
+
