@@ -17,6 +17,9 @@ import { protocolMismatch, PROTOCOL, readPlan, type NetworkPlan } from './plan.t
 import { closeAdmission, ensureUsers, openForAdmission } from './net/access.ts';
 import { recordRound } from './round-log.ts';
 
+/** Times the network's only member runs a round again when none of its gradients arrived. */
+const ALONE_RETRIES = 3;
+
 /** What a peer's Redis says about whose state it holds (K.identity). */
 interface Identity {
   network: string;
@@ -51,6 +54,8 @@ export class Peer extends EventEmitter {
   private localDown = false;
   /** A founding group registers (other peers write the member records) until the first round. */
   private founding = false;
+  /** How often the network's only member ran a round again after none of its gradients arrived. */
+  private aloneRetries = { round: -1, count: 0 };
 
   constructor(private readonly opts: PeerOptions) {
     super();
@@ -311,6 +316,16 @@ export class Peer extends EventEmitter {
           // every round.
           if (await this.lostState()) {
             await this.recoverLocal(ctx.error ?? 'its Redis lost its state');
+            continue;
+          }
+          // The network's only member (its founder before anyone joined, say) has nobody to
+          // go on without it and nobody to rejoin through: it runs the round again, a few times.
+          if ((await this.knownMembers()).every((m) => m.id === this.id)) {
+            const again = this.aloneRetries.round === ctx.round ? this.aloneRetries.count + 1 : 1;
+            if (again > ALONE_RETRIES) return this.finish(state);
+            this.aloneRetries = { round: ctx.round, count: again };
+            this.log(`${ctx.error}; the network's only member, it runs round ${ctx.round} again (${again} of ${ALONE_RETRIES})`);
+            this.startRound = ctx.round;
             continue;
           }
           this.log(`${ctx.error}; asking to rejoin`);

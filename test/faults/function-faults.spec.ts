@@ -172,4 +172,27 @@ describe('a batch that keeps failing', () => {
       await server.close();
     }
   });
+
+  it('the network\'s only member, none of whose gradients arrive, runs the round again and goes on', async () => {
+    // Round 2's calls fail until the peer says it runs the round again (the event), then pass.
+    let again = false;
+    const server = await failingFunctions((e) => e.round === 2 && !again);
+    const platform = new HttpPlatform({ url: server.url, attempts: 1 });
+    const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 3_000, functionDeadlineMs: 500, maxRounds: 5 }), platform);
+    try {
+      const [alone] = await net.foundingGroup(1);
+      void net.log(alone!, /runs round 2 again/).then(() => { again = true; });
+      const outcome = await alone!.outcome!;
+      const logs = alone!.logs.join('\n');
+      expect(outcome.state, `${logs}\n${outcome.error}`).toBe('done');
+      expect(logs).toMatch(/at round 2 \(none of its 3 gradient\(s\) arrived before the function deadline.*the network's only member, it runs round 2 again \(1 of 3\)/s);
+      // Every round ran once to the end, round 2 on its second try.
+      expect(alone!.rounds.map((m) => m.round)).toEqual([0, 1, 2, 3, 4]);
+      await net.close([alone!]);
+    } finally {
+      await net.dispose();
+      await platform.close();
+      await server.close();
+    }
+  });
 });

@@ -52,7 +52,10 @@ describe.skipIf(why !== null)('peers on separate hosts, through a shaped network
     // beside this test on the same two cores: only the host cut off misses it.
     peer(0, [...NETWORK_FLAGS, '--rounds', '100000', '--deadline', '12000']);
     for (const i of [1, 2]) peer(i, ['--bootstrap', advertised[0]!]);
-    const from = Math.max(...await Promise.all([1, 2].map((i) => peers[i]!.line(/joined through/).then((x) => Number(/from round (\d+)/.exec(x)![1])))));
+    // A joiner that gives up says why in its own log; the founder's log says what it saw.
+    const joinedAt = (i: number) => peers[i]!.line(/joined through/).then((x) => Number(/from round (\d+)/.exec(x)![1]))
+      .catch((err: Error) => { throw new Error(`${err.message}\n--- p0 ---\n${peers[0]!.stderr()}`); });
+    const from = Math.max(...await Promise.all([1, 2].map(joinedAt)));
     await untilRound(2, from + 2);
 
     l.partition(2);
