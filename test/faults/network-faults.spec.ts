@@ -84,8 +84,13 @@ describe.skipIf(why !== null)('peers on separate hosts, through a shaped network
     }
 
     await stopNetwork(servers[0]!.url, SECRET, undefined, true);
-    const outcomes = await Promise.all(peers.map((p) => p.outcome));
-    const logs = () => peers.map((p) => p.stderr()).join('\n');
+    const logs = () => peers.map((p) => `--- ${p.id} ---\n${p.stderr()}`).join('\n');
+    // Bounded against a hang, with every peer's log: a peer that never ends says why here.
+    let hung: NodeJS.Timeout | undefined;
+    const outcomes = await Promise.race([
+      Promise.all(peers.map((p) => p.outcome)),
+      new Promise<never>((_, reject) => { hung = setTimeout(() => reject(new Error(`not every peer ended within 120 s of the stop:\n${logs()}`)), 120_000); }),
+    ]).finally(() => clearTimeout(hung));
     for (const o of outcomes) expect(o?.state, logs()).toBe('done');
     expect(new Set(outcomes.map((o) => o?.checksum)).size, `${JSON.stringify(outcomes)}\n${logs()}`).toBe(1);
     const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));
