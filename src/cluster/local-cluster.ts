@@ -196,7 +196,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
     let config = o.config.backend === 'auto' && o.platform.computeBackend
       ? { ...o.config, backend: o.platform.computeBackend as TrainingConfig['backend'] }
       : o.config;
-    const urls = new Map(servers.map((s, j) => [peerId(j), s.url]));
+    const urls = new Map(servers.map((s, j) => [peerId(j), advertised(s, o.advertise)]));
     for (const [i, owner] of owners.entries()) {
       const c = await connectRedis(owner);
       try {
