@@ -35,3 +35,28 @@ export async function stopWithin(sig: StopSignal, stop: () => Promise<void>, ms 
   }
   process.exit(SIGNAL_EXIT[sig]);
 }
+
+/**
+ * The round-boundary stop of `train` and `peer`: a first Ctrl-C sets exit code 130 and calls
+ * `graceful`; a second Ctrl-C, or SIGTERM, quits at once (130, 143) after `beforeExit`.
+ * Returns what removes the handlers.
+ */
+export function stopAtBoundary(graceful: () => void, beforeExit?: () => void): () => void {
+  let asked = false;
+  const on = (sig: StopSignal) => () => {
+    if (sig === 'SIGTERM' || asked) {
+      beforeExit?.();
+      process.exit(SIGNAL_EXIT[sig]);
+    }
+    asked = true;
+    process.exitCode = SIGNAL_EXIT[sig];
+    graceful();
+  };
+  const onInt = on('SIGINT'), onTerm = on('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  return () => {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+  };
+}

@@ -8,7 +8,7 @@ import type { Phase } from '../../peer/round-machine.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { credentialsFor } from '../../peer/net/access.ts';
 import { createLog, type Log } from '../log.ts';
-import { SIGNAL_EXIT, type StopSignal } from '../signals.ts';
+import { stopAtBoundary } from '../signals.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
 
 export interface PeerCliOptions {
@@ -144,22 +144,14 @@ export async function runPeer(o: PeerCliOptions): Promise<PeerOutcome> {
     });
     // Ctrl-C: leave at the next round boundary, the others told (exit 130). A second Ctrl-C,
     // or SIGTERM, quits at once: the others drop this peer at their deadline.
-    let leaving = false;
-    const onSignal = (sig: StopSignal) => () => {
-      if (sig === 'SIGTERM' || leaving) process.exit(SIGNAL_EXIT[sig]);
-      leaving = true;
-      process.exitCode = SIGNAL_EXIT[sig];
+    const unsubscribe = stopAtBoundary(() => {
       log.info(`${o.id}: leaving at the next round boundary (Ctrl-C again to quit at once)`);
       peer.leave();
-    };
-    const onSigint = onSignal('SIGINT'), onSigterm = onSignal('SIGTERM');
-    process.on('SIGINT', onSigint);
-    process.on('SIGTERM', onSigterm);
+    });
     await peer.start();
     const outcome = await peer.run();
     await peer.close();
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigterm);
+    unsubscribe();
     if (o.json) process.stdout.write(`${JSON.stringify(outcome, null, 2)}\n`);
     else process.stdout.write(`${o.id}: ${outcome.state} after ${outcome.rounds} rounds${outcome.stopReason ? ` (${outcome.stopReason})` : ''}${outcome.error ? `: ${outcome.error}` : ''}; checksum ${outcome.checksum}\n`);
     return outcome;

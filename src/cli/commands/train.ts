@@ -8,7 +8,7 @@ import type { FunctionPlatform } from '../../platform/platform.ts';
 import { roundPoint } from '../../peer/round-log.ts';
 import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
 import type { Dashboard } from '../dashboard/server.ts';
-import { SIGNAL_EXIT, type StopSignal } from '../signals.ts';
+import { stopAtBoundary } from '../signals.ts';
 import type { RoundLine } from '../plot/charts.ts';
 import { formatBytes, formatMs, table } from '../format.ts';
 
@@ -84,20 +84,12 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
   // run exits 130. A second Ctrl-C, or SIGTERM, quits at once (143 for SIGTERM): the
   // redis-servers are stopped and their directories removed on the way out.
   const abort = new AbortController();
-  const onSignal = (sig: StopSignal) => () => {
-    process.exitCode = SIGNAL_EXIT[sig];
-    if (sig === 'SIGTERM' || abort.signal.aborted) {
-      bars.stop();
-      process.exit(SIGNAL_EXIT[sig]);
-    }
+  const unsubscribe = stopAtBoundary(() => {
     const msg = 'stopping after the next round (Ctrl-C again to quit at once)';
     if (tty) bars.log(msg);
     else process.stderr.write(`${msg}\n`);
     abort.abort();
-  };
-  const onSigint = onSignal('SIGINT'), onSigterm = onSignal('SIGTERM');
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigterm);
+  }, () => bars.stop());
   const curve: RoundLine[] = [];
   const summary = await runLocalCluster({
     signal: abort.signal,
@@ -141,8 +133,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     summary.plotted = [file];
   }
   o.dashboard?.finish(failureLine(summary) ?? `Training finished: ${summary.stopReason ?? 'stopped'}`, runFailed(summary));
-  process.off('SIGINT', onSigint);
-  process.off('SIGTERM', onSigterm);
+  unsubscribe();
   bars.stop();
   if (o.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else process.stdout.write(`${renderSummary(summary)}\n`);
