@@ -111,11 +111,20 @@ export function connectionCause(err: Error): string {
   return code ? `${code}: ${err.message}` : err.message || err.name;
 }
 
-/** Closes a client, ignoring a connection that is already gone. */
+/**
+ * Closes a client, ignoring a connection that is already gone. Both `close` and `destroy`
+ * throw ClientClosedError on a client closed before (a link dropped at a deadline and then
+ * closed at shutdown), so neither may escape: it would surface as an uncaught error.
+ */
 export async function closeRedis(client: Redis): Promise<void> {
+  if (!client.isOpen) return;
   try {
     await client.close();
   } catch {
-    client.destroy();
+    try {
+      client.destroy();
+    } catch {
+      // already closed by another path
+    }
   }
 }

@@ -1,9 +1,10 @@
 import type { FunctionName } from '../../functions/events.ts';
 import {
-  DEFAULT_LAMBDA_PRICES, lambdaCost,
+  DEFAULT_LAMBDA_PRICES,
   type InvocationRecord, type LambdaPrices, type PlatformMetrics,
 } from '../platform.ts';
 import { RetriesExhausted } from '../retry.ts';
+import { BilledTally, RecentRecords } from '../tally.ts';
 
 /** What a remote call reports back besides its value. */
 export interface Metered<T> {
@@ -16,12 +17,16 @@ export interface Metered<T> {
 }
 
 /**
- * Keeps one InvocationRecord per call and sums them into PlatformMetrics. Durations are
- * measured client side, so they include the network and queueing: what a peer waits for.
- * Cost uses the Lambda price list as an estimate for every remote platform.
+ * Sums every call into PlatformMetrics as it ends, and keeps the latest records. Durations
+ * are measured client side, so they include the network and queueing: what a peer waits
+ * for. Cost uses the Lambda price list as an estimate for every remote platform.
  */
 export class Meter {
-  readonly records: InvocationRecord[] = [];
+  private readonly billed = new BilledTally();
+  private readonly recent = new RecentRecords();
+  private failures = 0;
+  private retries = 0;
+  private coldStarts = 0;
 
   constructor(private readonly prices: LambdaPrices = DEFAULT_LAMBDA_PRICES) {}
 
@@ -30,35 +35,41 @@ export class Meter {
     const t0 = performance.now();
     try {
       const out = await call();
-      this.records.push({
+      this.record({
         name, durationMs: performance.now() - t0, memoryMb: out.memoryMb ?? memoryMb,
         coldStart: out.coldStart, ok: true, attempts: out.attempts,
       });
       return out.value;
     } catch (err) {
       const attempts = err instanceof RetriesExhausted ? err.attempts : 1;
-      this.records.push({ name, durationMs: performance.now() - t0, memoryMb, coldStart: false, ok: false, attempts });
+      this.record({ name, durationMs: performance.now() - t0, memoryMb, coldStart: false, ok: false, attempts });
       throw err;
     }
   }
 
+  private record(r: InvocationRecord): void {
+    this.recent.push(r);
+    this.billed.add(r.durationMs, r.memoryMb);
+    if (!r.ok) this.failures++;
+    else if (r.coldStart) this.coldStarts++;
+    this.retries += Math.max(0, r.attempts - 1);
+  }
+
+  /** The latest calls (at most RECENT_RECORDS), oldest first. */
+  records(): InvocationRecord[] {
+    return this.recent.list();
+  }
+
   metrics(): PlatformMetrics {
-    let failures = 0, retries = 0, coldStarts = 0, billedMs = 0;
-    for (const r of this.records) {
-      if (!r.ok) failures++;
-      else if (r.coldStart) coldStarts++;
-      retries += Math.max(0, r.attempts - 1);
-      billedMs += Math.ceil(r.durationMs);
-    }
-    const n = this.records.length;
+    const n = this.billed.calls;
     return {
       invocations: n,
-      failures,
-      retries,
-      coldStarts,
-      warmStarts: n - failures - coldStarts,
-      billedMs,
-      estimatedCostUsd: lambdaCost(this.records, this.prices),
+      failures: this.failures,
+      retries: this.retries,
+      coldStarts: this.coldStarts,
+      warmStarts: n - this.failures - this.coldStarts,
+      billedMs: this.billed.billedMs,
+      estimatedCostUsd: this.billed.costUsd(this.prices),
     };
   }
 }

@@ -143,6 +143,27 @@ describe('local platform: the gradient function end to end', () => {
     expect(lambdaCost([...records], { usdPerGbSecond: PRICE_PER_GB_S, usdPerRequest: 0 })).toBeLessThanOrEqual(m.estimatedCostUsd + 1e-9);
   });
 
+  it('probes every instance\'s memory, each when it is free', async () => {
+    await platform.warm();
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-probe-'));
+    try {
+      const order: string[] = [];
+      const held = platform.invoke('evaluate', withHooks(s.evalEvent(0, 1), { gateFile: join(dir, 'go') })).then(() => order.push('call'));
+      const probe = platform.instanceMemory().then((m) => { order.push('probe'); return m; });
+      writeFileSync(join(dir, 'go'), '');
+      const [memory] = await Promise.all([probe, held]);
+      // One instance was held by the call: its probe waited for it.
+      expect(order).toEqual(['call', 'probe']);
+      expect(memory).toHaveLength(2);
+      for (const m of memory) {
+        expect(m.heapUsedBytes).toBeGreaterThan(1_000_000);
+        expect(m.collected).toBe(typeof (globalThis as { gc?: unknown }).gc === 'function');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   // How long a warm round trip takes is measured by `peerless bench serverless` (its overhead
   // line), not asserted here: a timed assertion fails on a busy machine.
   it('answers warm round trips, one after another, without spawning new workers', async () => {

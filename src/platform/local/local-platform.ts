@@ -1,9 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { REDIS_PASSWORD_ENV, REDIS_USERNAME_ENV } from '../../functions/credentials.ts';
 import type { FunctionEvents, FunctionName, FunctionResults, ModelRef } from '../../functions/events.ts';
-import { DEFAULT_LAMBDA_PRICES, lambdaCost, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics } from '../platform.ts';
+import { DEFAULT_LAMBDA_PRICES, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics } from '../platform.ts';
 import { RetriesExhausted } from '../retry.ts';
+import { BilledTally, RecentRecords } from '../tally.ts';
 import { PoolFailure, WorkerPool } from './pool.ts';
+import type { InstanceMemory } from './protocol.ts';
 
 export interface LocalPlatformOptions {
   /** Warm worker threads (function instances); default: the machine's cores. */
@@ -30,12 +32,6 @@ export interface LocalPlatformOptions {
   redisCredentials?: { username?: string; password: string };
 }
 
-/** One try of an invocation, as a platform bills it: each try is a request. */
-interface Attempt {
-  durationMs: number;
-  memoryMb: number;
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
@@ -50,8 +46,12 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export class LocalPlatform implements FunctionPlatform {
   readonly kind = 'local' as const;
   private readonly pool: WorkerPool;
-  private readonly records: InvocationRecord[] = [];
-  private readonly attempts: Attempt[] = [];
+  /** Every try, billed (a retried call is one request per try, as Lambda bills it). */
+  private readonly billed = new BilledTally();
+  private readonly recent = new RecentRecords();
+  private calls = 0;
+  private failures = 0;
+  private retries = 0;
   private coldStarts = 0;
   private warmStarts = 0;
   private readonly o: Required<Omit<LocalPlatformOptions, 'workerHeapMb' | 'testHooks' | 'redisCredentials'>>;
@@ -123,7 +123,7 @@ export class LocalPlatform implements FunctionPlatform {
         billed += reply.durationMs + initMs;
         cold ||= c;
         if (reply.ok) {
-          this.records.push({ name, durationMs: billed, memoryMb: this.o.memoryMb, coldStart: cold, ok: true, attempts: attempt });
+          this.record({ name, durationMs: billed, memoryMb: this.o.memoryMb, coldStart: cold, ok: true, attempts: attempt });
           return reply.result as FunctionResults[N];
         }
         error = new Error(reply.error ?? `${name}: failed`);
@@ -141,13 +141,20 @@ export class LocalPlatform implements FunctionPlatform {
       lastTransient = transient;
       if (!transient) break;
     }
-    this.records.push({ name, durationMs: billed, memoryMb: this.o.memoryMb, coldStart: cold, ok: false, attempts: attempt });
+    this.record({ name, durationMs: billed, memoryMb: this.o.memoryMb, coldStart: cold, ok: false, attempts: attempt });
     if (attempt > 1) error!.message += ` (after ${attempt} attempts)`;
     throw new RetriesExhausted(error!, attempt, lastTransient);
   }
 
+  private record(r: InvocationRecord): void {
+    this.recent.push(r);
+    this.calls++;
+    if (!r.ok) this.failures++;
+    this.retries += r.attempts - 1;
+  }
+
   private bill(durationMs: number, cold: boolean): void {
-    this.attempts.push({ durationMs, memoryMb: this.o.memoryMb });
+    this.billed.add(durationMs, this.o.memoryMb);
     if (cold) this.coldStarts++;
     else this.warmStarts++;
   }
@@ -158,19 +165,31 @@ export class LocalPlatform implements FunctionPlatform {
    */
   metrics(): PlatformMetrics {
     return {
-      invocations: this.records.length,
-      failures: this.records.filter((r) => !r.ok).length,
-      retries: this.records.reduce((s, r) => s + r.attempts - 1, 0),
+      invocations: this.calls,
+      failures: this.failures,
+      retries: this.retries,
       coldStarts: this.coldStarts,
       warmStarts: this.warmStarts,
-      billedMs: this.attempts.reduce((s, a) => s + Math.ceil(a.durationMs), 0),
-      estimatedCostUsd: lambdaCost(this.attempts, this.o.prices),
+      billedMs: this.billed.billedMs,
+      estimatedCostUsd: this.billed.costUsd(this.o.prices),
     };
   }
 
-  /** Every invocation so far (for benchmarks' cost break-downs). */
+  /** The latest invocations, at most RECENT_RECORDS (for benchmarks' cost break-downs), oldest first. */
   invocations(): readonly InvocationRecord[] {
-    return this.records;
+    return this.recent.list();
+  }
+
+  /**
+   * Every live instance's heap, each measured when it is free (after a full collection when
+   * the process runs with --expose-gc): what a long run's soak test watches for leaks.
+   */
+  async instanceMemory(): Promise<InstanceMemory[]> {
+    const runs = await this.pool.eachInstance({ name: '__memory', event: null, timeoutMs: this.o.timeoutMs });
+    return runs.map(({ reply }) => {
+      if (!reply.ok) throw new Error(`memory probe failed: ${reply.error}`);
+      return reply.result as InstanceMemory;
+    });
   }
 
   /** Thread ids of the live workers (tests check that a hung worker was replaced). */

@@ -61,6 +61,8 @@ interface Slot {
 
 interface Queued {
   job: PoolJob;
+  /** Runs on this instance only (an internal probe of each instance), else on any. */
+  slot?: Slot;
   resolve(o: PoolOutcome): void;
   reject(e: Error): void;
 }
@@ -88,6 +90,19 @@ export class WorkerPool {
       this.queue.push({ job, resolve, reject });
       this.pump();
     });
+  }
+
+  /**
+   * Runs `job` once on every live instance, each when it is free (after the jobs queued
+   * before it there), e.g. an internal probe of each instance's memory.
+   */
+  eachInstance(job: PoolJob): Promise<PoolOutcome[]> {
+    if (this.closed) return Promise.reject(new PoolFailure(`${job.name}: the local platform is closed`, 'closed', false, 0));
+    const runs = this.slots.filter((s) => !s.gone).map((slot) => new Promise<PoolOutcome>((resolve, reject) => {
+      this.queue.push({ job, slot, resolve, reject });
+    }));
+    this.pump();
+    return Promise.all(runs);
   }
 
   /** Starts workers until `size` are alive, and waits until they load. */
@@ -166,16 +181,28 @@ export class WorkerPool {
     }
   }
 
+  /** Starts queued jobs on free instances, in queue order; a job bound to a busy instance waits for it. */
   private pump(): void {
-    while (!this.closed && this.running < this.o.concurrency && this.queue.length > 0) {
-      let slot = this.slots.find((s) => !s.busy && !s.gone);
-      if (!slot) {
-        if (this.slots.length >= this.o.size) return;
-        slot = this.spawn();
+    let i = 0;
+    while (!this.closed && this.running < this.o.concurrency && i < this.queue.length) {
+      const q = this.queue[i];
+      if (q.slot?.gone) {
+        this.queue.splice(i, 1);
+        q.reject(new PoolFailure(`${q.job.name}: function instance ended before the call`, 'crash', false, 0));
+        continue;
       }
-      const q = this.queue.shift()!;
+      const slot = q.slot ? (q.slot.busy ? undefined : q.slot) : this.freeSlot();
+      if (!slot) { i++; continue; }
+      this.queue.splice(i, 1);
       void this.dispatch(slot, q);
     }
+  }
+
+  /** An idle instance, or a new one while the pool is below its size. */
+  private freeSlot(): Slot | undefined {
+    const idle = this.slots.find((s) => !s.busy && !s.gone);
+    if (idle) return idle;
+    return this.slots.length < this.o.size ? this.spawn() : undefined;
   }
 
   private async dispatch(slot: Slot, q: Queued): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * Messages between the pool and a worker thread. Internal calls start with "__" and are
  * never function names: `__ping` (round-trip overhead), `__warm` (load the backend and,
- * optionally, build models ahead of the first invocation).
+ * optionally, build models ahead of the first invocation), `__memory` (the instance's heap,
+ * after a full collection when the process runs with --expose-gc).
  */
 export interface WorkerRequest {
   id: number;
@@ -41,4 +42,18 @@ export interface TestHooks {
   spin?: boolean;
   exit?: number;
   exitOnceFile?: string;
+}
+
+/** One function instance's memory, as `__memory` measures it in the worker. */
+export interface InstanceMemory {
+  /** Live bytes of the instance's V8 heap. */
+  heapUsedBytes: number;
+  /** Of which compiled code and its metadata (grows while the JIT warms up, is no leak). */
+  codeBytes: number;
+  /** Memory outside the heap held by its objects (typed arrays, wasm buffers), bytes. */
+  externalBytes: number;
+  /** TensorFlow.js tensors alive in the instance (a leak of them is TF.js's classic leak). */
+  tensors: number;
+  /** A full collection ran before the measure (the process has --expose-gc). */
+  collected: boolean;
 }
