@@ -100,24 +100,43 @@ export async function makeLab(n: number, shaping: Shaping): Promise<Lab> {
       hosts.push({ index: i, ns, address, wrapper: ['ip', 'netns', 'exec', ns] });
     }
 
-    /** One direction of a connection, each chunk released after its shaped delay, in order. */
+    /**
+     * One direction of a connection: each chunk released after its shaped delay, strictly in
+     * order. One timer drains a FIFO: a timer per chunk could fire out of order (timers count
+     * from the event loop's cached clock, the release times from Date.now()), and a reordered
+     * byte stream is no network at all: RESP replies came apart and a client waited forever.
+     */
     const shape = (from: Socket, to: Socket) => {
-      let releaseAt = 0, queued = 0;
+      const fifo: { chunk: Buffer; at: number }[] = [];
+      let releaseAt = 0, queued = 0, ended = false;
+      let timer: NodeJS.Timeout | undefined;
+      const drain = () => {
+        timer = undefined;
+        const now = Date.now();
+        while (fifo.length > 0 && fifo[0]!.at <= now) {
+          const { chunk } = fifo.shift()!;
+          if (!to.destroyed) to.write(chunk);
+          queued -= chunk.length;
+        }
+        if (queued <= 4 << 20) from.resume();
+        if (fifo.length > 0) timer = setTimeout(drain, fifo[0]!.at - now);
+        else if (ended) to.end();
+      };
       from.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
         const now = Date.now();
         let at = Math.max(now + shaping.latencyMs, releaseAt) + (chunk.length / shaping.bandwidth) * 1000;
         if (rand() < shaping.stallRate) { at += shaping.stallMs; stalls++; }
         releaseAt = at;
+        fifo.push({ chunk, at });
         queued += chunk.length;
         if (queued > 8 << 20) from.pause();
-        setTimeout(() => {
-          if (!to.destroyed) to.write(chunk);
-          queued -= chunk.length;
-          if (queued <= 4 << 20) from.resume();
-        }, at - now);
+        timer ??= setTimeout(drain, at - now);
       });
-      from.on('end', () => setTimeout(() => to.end(), Math.max(0, releaseAt - Date.now())));
+      from.on('end', () => {
+        ended = true;
+        if (timer === undefined && fifo.length === 0) to.end();
+      });
     };
 
     return {
