@@ -16,7 +16,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { runLocalCluster, type ClusterSummary } from './cluster/local-cluster.ts';
+import { runLocalCluster, type ClusterOptions, type ClusterSummary } from './cluster/local-cluster.ts';
+import { runFailed, TrainingFailed } from './cluster/run-outcome.ts';
 import { parseTrainingConfig, type TrainingConfigInput } from './config/training.ts';
 import { loadSavedModel, saveLayersModel } from './model/export.ts';
 import type { RoundMetrics } from './peer/types.ts';
@@ -41,6 +42,16 @@ export interface TrainOptions {
   onRound?: (m: RoundMetrics) => void;
   /** Stops the network at the next round boundary. */
   signal?: AbortSignal;
+  /**
+   * What a run on the command line adds (`peerless train` is this function with its flags
+   * here): credentials, TLS, addresses, a data folder to resume from, a metrics file, a
+   * folder to save the model in (besides returning it), checkpoints, a floor on live peers,
+   * and each peer's status and log lines.
+   */
+  /** Whether to load the trained model to return it (default true): the CLI only saves it. */
+  returnModel?: boolean;
+  network?: Pick<ClusterOptions,
+    'password' | 'tls' | 'advertise' | 'bind' | 'metricsFile' | 'dataDir' | 'resume' | 'saveDir' | 'checkpointEvery' | 'minPeers' | 'onStatus' | 'onLog' | 'onPlan'>;
 }
 
 export interface TrainResult {
@@ -49,7 +60,14 @@ export interface TrainResult {
   summary: ClusterSummary;
 }
 
-export async function train(o: TrainOptions): Promise<TrainResult> {
+/**
+ * Trains `o.model` on a local network and returns it with the final parameters. A run that
+ * fails (a peer failed, the replicas differ, too few peers were left) throws TrainingFailed,
+ * whose `summary` says what happened.
+ */
+export async function train(o: TrainOptions & { returnModel: false }): Promise<Omit<TrainResult, 'model'>>;
+export async function train(o: TrainOptions): Promise<TrainResult>;
+export async function train(o: TrainOptions): Promise<TrainResult | Omit<TrainResult, 'model'>> {
   const tmp = mkdtempSync(join(tmpdir(), 'peerless-train-'));
   const platform = o.platform ?? await createPlatform({ platform: 'local', workers: availableParallelism() });
   try {
@@ -67,20 +85,24 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       ...(o.rounds !== undefined ? { maxRounds: o.rounds } : {}),
       ...(o.optimizer ? { optimizer: o.optimizer } : {}),
     });
-    const saved = join(tmp, 'trained');
+    const wanted = o.returnModel !== false;
+    // The model comes back through the files it is saved as: in the caller's folder, or a
+    // temporary one.
+    const saveDir = o.network?.saveDir ?? (wanted ? join(tmp, 'trained') : undefined);
     const summary = await runLocalCluster({
-      peers: o.peers ?? 2, config, platform, testEvaluation: true, saveDir: saved,
+      ...o.network, peers: o.peers ?? 2, config, platform, testEvaluation: true, ...(saveDir ? { saveDir } : {}),
       ...(o.onRound ? { onRound: o.onRound } : {}), ...(o.signal ? { signal: o.signal } : {}),
     });
-    const failed = summary.outcomes.find((x) => x.state === 'failed');
-    if (failed) throw new Error(`training failed: ${failed.error ?? 'a peer failed'}`);
-    return { model: await loadSavedModel(saved), summary };
+    if (runFailed(summary)) throw new TrainingFailed(summary);
+    if (!o.network?.saveDir) delete summary.saved;
+    return wanted ? { model: await loadSavedModel(saveDir!), summary } : { summary };
   } finally {
     if (!o.platform) await platform.close();
     rmSync(tmp, { recursive: true, force: true });
   }
 }
 
+export { TrainingFailed } from './cluster/run-outcome.ts';
 export type { ClusterSummary } from './cluster/local-cluster.ts';
 export type { TrainingConfigInput } from './config/training.ts';
 export type { RoundMetrics } from './peer/types.ts';

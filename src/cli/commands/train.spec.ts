@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ClusterSummary } from '../../cluster/local-cluster.ts';
 import { parseTrainingConfig } from '../../config/training.ts';
+import { TrainingFailed } from '../../cluster/run-outcome.ts';
 import { renderSummary } from './train.ts';
 
 // The end of a run as a person reads it: a failure must come first, never read like success.
@@ -28,6 +29,10 @@ describe('the summary at the end of train', () => {
     const lines = renderSummary(failed).trim().split('\n');
     expect(lines[0]).toBe('Training FAILED: peer-01: its Redis at redis://127.0.0.1:1 is unreachable (ECONNREFUSED)');
     expect(lines[1]).toMatch(/^Training finished: /);
+    // The API's train() throws it with the same first line, and the summary to print.
+    const thrown = new TrainingFailed(failed);
+    expect(thrown.message).toBe('training failed: peer-01: its Redis at redis://127.0.0.1:1 is unreachable (ECONNREFUSED)');
+    expect(thrown.summary).toBe(failed);
   });
 
   it('replicas that differ are a failure too', () => {

@@ -2,7 +2,9 @@ import cliProgress from 'cli-progress';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TrainingConfig } from '../../config/training.ts';
-import { runLocalCluster, type ClusterSummary } from '../../cluster/local-cluster.ts';
+import type { ClusterSummary } from '../../cluster/local-cluster.ts';
+import { failureLine, runFailed, TrainingFailed } from '../../cluster/run-outcome.ts';
+import { train as trainNetwork } from '../../api.ts';
 import type { TlsFiles } from '../../cluster/tls.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { roundPoint } from '../../peer/round-log.ts';
@@ -91,22 +93,33 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     abort.abort();
   }, () => bars.stop());
   const curve: RoundLine[] = [];
-  const summary = await runLocalCluster({
-    signal: abort.signal,
-    peers: o.peers,
+  // The API's train(), with the flags' network options; a failed run is summarised, not thrown.
+  const summary = await trainNetwork({
+    model: o.config.model.name,
     config: o.config,
+    peers: o.peers,
     platform: o.platform,
-    password: o.password,
-    tls: o.tls,
-    ...(o.advertise ? { advertise: o.advertise } : {}),
-    ...(o.bind ? { bind: o.bind } : {}),
-    saveDir: o.saveDir,
-    ...(o.checkpointEvery ? { checkpointEvery: o.checkpointEvery } : {}),
-    metricsFile: o.metrics,
-    dataDir: o.dataDir,
-    resume: o.resume,
-    testEvaluation: true,
-    onStatus: (s) => { bars.status(s); o.dashboard?.status(s); },
+    signal: abort.signal,
+    returnModel: false,
+    network: {
+      password: o.password,
+      tls: o.tls,
+      ...(o.advertise ? { advertise: o.advertise } : {}),
+      ...(o.bind ? { bind: o.bind } : {}),
+      saveDir: o.saveDir,
+      ...(o.checkpointEvery ? { checkpointEvery: o.checkpointEvery } : {}),
+      metricsFile: o.metrics,
+      dataDir: o.dataDir,
+      resume: o.resume,
+      minPeers: o.minPeers,
+      onStatus: (s) => { bars.status(s); o.dashboard?.status(s); },
+      onLog: (msg) => {
+        o.dashboard?.log(msg);
+        if (tty) bars.log(msg);
+        else if (!o.json && !o.quiet) process.stderr.write(`${msg}\n`);
+      },
+      onPlan: (totalRounds) => { bars.total(totalRounds); o.dashboard?.plan(totalRounds); },
+    },
     onRound: (m) => {
       if (o.plotDir) curve.push({ peer: m.peer, round: m.round, loss: m.loss, validationAccuracy: m.validationAccuracy, roundMs: m.roundMs });
       bars.round(m);
@@ -117,13 +130,9 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
         process.stderr.write(`round ${m.round}: loss ${m.loss.toFixed(4)}${val} (${formatMs(m.roundMs)})\n`);
       }
     },
-    onLog: (msg) => {
-      o.dashboard?.log(msg);
-      if (tty) bars.log(msg);
-      else if (!o.json && !o.quiet) process.stderr.write(`${msg}\n`);
-    },
-    onPlan: (totalRounds) => { bars.total(totalRounds); o.dashboard?.plan(totalRounds); },
-    minPeers: o.minPeers,
+  }).then((r) => r.summary, (err: unknown) => {
+    if (err instanceof TrainingFailed) return err.summary;
+    throw err;
   });
   if (o.plotDir && curve.length > 0) {
     const { learningCurve } = await import('../plot/charts.ts');
@@ -140,17 +149,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
   return summary;
 }
 
-/** Whether a run failed: a peer failed, the replicas differ, or too few peers were left. */
-export function runFailed(s: ClusterSummary): boolean {
-  return s.outcomes.some((o) => o.state === 'failed') || !s.identical || s.belowMinPeers !== undefined;
-}
-
-/** The "Training FAILED: ..." line of a failed run (what failed first), or null. */
-function failureLine(s: ClusterSummary): string | null {
-  if (!runFailed(s)) return null;
-  const failed = s.outcomes.filter((o) => o.state === 'failed');
-  return `Training FAILED: ${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : s.belowMinPeers ?? 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`;
-}
+export { runFailed };
 
 export function renderSummary(s: ClusterSummary): string {
   // What failed comes first: a failed or partial run must not read like a success.

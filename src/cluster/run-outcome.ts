@@ -1,0 +1,21 @@
+import type { ClusterSummary } from './local-cluster.ts';
+
+/** Whether a run failed: a peer failed, the replicas differ, or too few peers were left. */
+export function runFailed(s: ClusterSummary): boolean {
+  return s.outcomes.some((o) => o.state === 'failed') || !s.identical || s.belowMinPeers !== undefined;
+}
+
+/** The "Training FAILED: ..." line of a failed run (what failed first), or null. */
+export function failureLine(s: ClusterSummary): string | null {
+  if (!runFailed(s)) return null;
+  const failed = s.outcomes.filter((o) => o.state === 'failed');
+  return `Training FAILED: ${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : s.belowMinPeers ?? 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`;
+}
+
+/** A run that ended failed: its summary says what failed and what was done before. */
+export class TrainingFailed extends Error {
+  override readonly name = 'TrainingFailed';
+  constructor(readonly summary: ClusterSummary) {
+    super(failureLine(summary)!.replace(/^Training FAILED: /, 'training failed: '));
+  }
+}
