@@ -1,4 +1,3 @@
-import { AwsLambdaPlatform } from './aws-lambda/index.ts';
 import { HttpPlatform } from './http/index.ts';
 import { LocalPlatform } from './local/local-platform.ts';
 import type { FunctionPlatform } from './platform.ts';
@@ -31,8 +30,11 @@ export async function createPlatform(c: PlatformChoice): Promise<FunctionPlatfor
     case 'http':
       if (!c.functionUrl) throw new Error('--platform http needs --function-url (e.g. http://host:8080, as served by `peerless function serve`)');
       return new HttpPlatform({ url: c.functionUrl, memoryMb: c.memoryMb, timeoutMs: c.timeoutMs });
-    case 'aws-lambda':
+    case 'aws-lambda': {
+      // The AWS SDK loads only for the runs that use it (it is the heaviest import here).
+      const { AwsLambdaPlatform } = await import('./aws-lambda/index.ts');
       return new AwsLambdaPlatform({ region: c.region, endpoint: c.endpoint, memoryMb: c.memoryMb, timeoutMs: c.timeoutMs });
+    }
     default:
       throw new Error(`unknown platform "${String(c.platform)}": expected local, http or aws-lambda`);
   }
