@@ -27,7 +27,12 @@ export interface FunctionPlatform {
   readonly kind: 'local' | 'aws-lambda' | 'http';
   /** The compute backend the functions loaded, where the platform knows it (local, after warm-up). */
   readonly computeBackend?: string;
-  invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]>;
+  /**
+   * Runs one function. `signal`: the caller stops waiting (its deadline passed). A platform
+   * that can stop the call does (the local platform ends the instance, so a hung call does
+   * not hold it for the next); the others let it run, and its late result is refused.
+   */
+  invoke<N extends FunctionName>(name: N, event: FunctionEvents[N], opts?: { signal?: AbortSignal }): Promise<FunctionResults[N]>;
   metrics(): PlatformMetrics;
   close(): Promise<void>;
 }

@@ -77,8 +77,12 @@ async function gradientUntil(x: ComputeInput, batch: number): Promise<{ result: 
   const late = () => Object.assign(new Error('no answer before the function deadline'), { retryable: false, late: true });
   // The cause worth reporting: a last call cut by the deadline says less than the failure before it.
   let cause: Error | undefined;
-  const call = () => withTimeout(x.platform.invoke('gradient', event), x.until - performance.now(), late)
-    .catch((err: Error) => { if (!(err as { late?: boolean }).late) cause = err; throw err; });
+  // At the deadline the call is abandoned: a platform that can stop it frees its instance.
+  const call = () => {
+    const stop = new AbortController();
+    return withTimeout(x.platform.invoke('gradient', event, { signal: stop.signal }), x.until - performance.now(), () => { stop.abort(); return late(); })
+      .catch((err: Error) => { if (!(err as { late?: boolean }).late) cause = err; throw err; });
+  };
   x.inFlight(1);
   try {
     const out = await withRetries(call, mayPassLater, { attempts: Number.POSITIVE_INFINITY, baseDelayMs: 100, maxDelayMs: 2_000, until: x.until });

@@ -164,6 +164,35 @@ describe('local platform: the gradient function end to end', () => {
     }
   });
 
+  it('a call its caller abandons ends its instance, so the next call does not wait behind it', async () => {
+    const p = new LocalPlatform({ workers: 1, timeoutMs: 600_000, backoffMs: 10, testHooks: true });
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-abandon-'));
+    try {
+      await p.warm();
+      const before = p.workerThreadIds();
+      const stop = new AbortController();
+      const started = join(dir, 'started');
+      // Never released: only the abandonment can free the one instance.
+      const hung = p.invoke('evaluate', withHooks(s.evalEvent(0, 1), { startedFile: started, gateFile: join(dir, 'never') }), { signal: stop.signal });
+      while (!existsSync(started)) await new Promise((r) => setTimeout(r, 10));
+      // A second call abandoned while it waits in the queue leaves it.
+      const queued = new AbortController();
+      const waiting = p.invoke('evaluate', s.evalEvent(0, 1), { signal: queued.signal });
+      queued.abort();
+      await expect(waiting).rejects.toThrow(/evaluate: abandoned by the caller before it ran/);
+      stop.abort();
+      await expect(hung).rejects.toThrow(/evaluate: abandoned by the caller \(instance terminated and replaced\)/);
+      const r = await p.invoke('evaluate', s.evalEvent(0, 1));
+      expect(r.samples).toBe(1);
+      expect(p.workerThreadIds()).not.toEqual(before);
+      // Neither abandonment is retried; the queued one, which never ran, is not billed.
+      expect(p.metrics()).toMatchObject({ invocations: 3, failures: 2, retries: 0 });
+    } finally {
+      await p.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   // How long a warm round trip takes is measured by `peerless bench serverless` (its overhead
   // line), not asserted here: a timed assertion fails on a busy machine.
   it('answers warm round trips, one after another, without spawning new workers', async () => {

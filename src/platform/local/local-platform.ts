@@ -107,7 +107,7 @@ export class LocalPlatform implements FunctionPlatform {
     return performance.now() - t;
   }
 
-  async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]> {
+  async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N], opts: { signal?: AbortSignal } = {}): Promise<FunctionResults[N]> {
     let billed = 0;
     let cold = false;
     let error: Error | undefined;
@@ -116,9 +116,14 @@ export class LocalPlatform implements FunctionPlatform {
     while (attempt < this.o.attempts) {
       attempt++;
       if (attempt > 1) await sleep(this.o.backoffMs * 2 ** (attempt - 2) * (0.5 + Math.random() / 2));
+      if (opts.signal?.aborted) {
+        error = new Error(`${name}: abandoned by the caller`);
+        lastTransient = false;
+        break;
+      }
       let transient: boolean;
       try {
-        const { reply, cold: c, initMs } = await this.pool.run({ name, event, timeoutMs: this.o.timeoutMs });
+        const { reply, cold: c, initMs } = await this.pool.run({ name, event, timeoutMs: this.o.timeoutMs }, opts.signal);
         this.bill(reply.durationMs + initMs, c);
         billed += reply.durationMs + initMs;
         cold ||= c;
@@ -130,7 +135,8 @@ export class LocalPlatform implements FunctionPlatform {
         transient = reply.transient === true;
       } catch (err) {
         if (!(err instanceof PoolFailure)) throw err;
-        if (err.kind !== 'closed') {
+        // A call that never ran (the pool closed, or the caller left while it queued) bills nothing.
+        if (err.kind !== 'closed' && !(err.kind === 'abandoned' && err.elapsedMs === 0)) {
           this.bill(err.elapsedMs, err.cold);
           billed += err.elapsedMs;
           cold ||= err.cold;

@@ -36,14 +36,14 @@ export class PoolFailure extends Error {
   override readonly name = 'PoolFailure';
   constructor(
     message: string,
-    readonly kind: 'timeout' | 'crash' | 'oom' | 'closed',
+    readonly kind: 'timeout' | 'crash' | 'oom' | 'closed' | 'abandoned',
     readonly cold: boolean,
     /** Time the instance was held, ms (billed). */
     readonly elapsedMs: number,
   ) {
     super(message);
   }
-  /** A new instance may succeed where this one died or hung; an OOM or a closed pool would not. */
+  /** A new instance may succeed where this one died or hung; an OOM, a closed pool or a caller gone would not. */
   get transient(): boolean {
     return this.kind === 'timeout' || this.kind === 'crash';
   }
@@ -63,6 +63,8 @@ interface Queued {
   job: PoolJob;
   /** Runs on this instance only (an internal probe of each instance), else on any. */
   slot?: Slot;
+  /** The caller stopped waiting. */
+  signal?: AbortSignal;
   resolve(o: PoolOutcome): void;
   reject(e: Error): void;
 }
@@ -84,10 +86,22 @@ export class WorkerPool {
 
   constructor(private readonly o: PoolOptions) {}
 
-  run(job: PoolJob): Promise<PoolOutcome> {
+  /**
+   * Runs `job` on a free instance. `signal`: the caller no longer waits; a queued job leaves
+   * the queue, a running one's instance is terminated and replaced (nothing else stops it).
+   */
+  run(job: PoolJob, signal?: AbortSignal): Promise<PoolOutcome> {
     if (this.closed) return Promise.reject(new PoolFailure(`${job.name}: the local platform is closed`, 'closed', false, 0));
+    if (signal?.aborted) return Promise.reject(new PoolFailure(`${job.name}: abandoned by the caller before it ran`, 'abandoned', false, 0));
     return new Promise((resolve, reject) => {
-      this.queue.push({ job, resolve, reject });
+      const q: Queued = { job, resolve, reject, ...(signal ? { signal } : {}) };
+      signal?.addEventListener('abort', () => {
+        const i = this.queue.indexOf(q);
+        if (i < 0) return;
+        this.queue.splice(i, 1);
+        reject(new PoolFailure(`${job.name}: abandoned by the caller before it ran`, 'abandoned', false, 0));
+      }, { once: true });
+      this.queue.push(q);
       this.pump();
     });
   }
@@ -237,6 +251,7 @@ export class WorkerPool {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      q.signal?.removeEventListener('abort', abandon);
       worker.off('message', onMessage);
       done(err, reply);
     };
@@ -245,14 +260,19 @@ export class WorkerPool {
     };
     // The invocation's clock starts once the instance is up: like Lambda, init is not the handler's time.
     const started = performance.now();
-    const timer = setTimeout(() => {
+    const end = (message: string, kind: PoolFailure['kind']) => {
       const elapsed = performance.now() - started;
       // Replace at once (not on 'exit', which comes later): the pool stays at strength.
       this.remove(slot);
       if (!this.closed && this.slots.length < this.o.size) this.spawn();
       void this.kill(slot);
-      settle(new PoolFailure(`${prefix}timed out after ${q.job.timeoutMs} ms (instance terminated and replaced)`, 'timeout', cold, elapsed));
-    }, q.job.timeoutMs);
+      settle(new PoolFailure(`${prefix}${message} (instance terminated and replaced)`, kind, cold, elapsed));
+    };
+    const timer = setTimeout(() => end(`timed out after ${q.job.timeoutMs} ms`, 'timeout'), q.job.timeoutMs);
+    const abandon = () => end('abandoned by the caller', 'abandoned');
+    // Gone while its instance was starting: the instance stays, the job never ran.
+    if (q.signal?.aborted) return settle(new PoolFailure(`${prefix}abandoned by the caller before it ran`, 'abandoned', cold, 0));
+    q.signal?.addEventListener('abort', abandon, { once: true });
     slot.onDeath = (why) => settle(new PoolFailure(`${prefix}${why.message}`, why.kind, cold, performance.now() - started));
     worker.on('message', onMessage);
     worker.postMessage({ id, name: q.job.name, event: q.job.event } satisfies WorkerRequest);

@@ -33,9 +33,12 @@ export interface WorkerReady {
  * hang that only termination stops), a crash (`exit`), a crash on the first try only
  * (`exitOnceFile`: exits if the file does not exist yet, after creating it), a function
  * that outgrows the worker's heap limit (`allocateMb`), a function that waits until a file
- * exists (`gateFile`), so a test decides when it ends.
+ * exists (`gateFile`), so a test decides when it ends, and one that says it started
+ * (`startedFile`).
  */
 export interface TestHooks {
+  /** Written when the call starts, so a test knows it runs. */
+  startedFile?: string;
   gateFile?: string;
   allocateMb?: number;
   sleepMs?: number;

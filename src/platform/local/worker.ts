@@ -14,6 +14,7 @@ if (!port) throw new Error('src/platform/local/worker.ts runs as a worker thread
 const testHooks = (workerData as { testHooks?: boolean } | undefined)?.testHooks === true;
 
 async function testHook(h: TestHooks): Promise<void> {
+  if (h.startedFile !== undefined) writeFileSync(h.startedFile, 'started');
   if (h.exitOnceFile !== undefined && !existsSync(h.exitOnceFile)) {
     writeFileSync(h.exitOnceFile, 'crashed once');
     process.exit(1);
