@@ -68,15 +68,25 @@ export interface TrainResult {
 export async function train(o: TrainOptions & { returnModel: false }): Promise<Omit<TrainResult, 'model'>>;
 export async function train(o: TrainOptions): Promise<TrainResult>;
 export async function train(o: TrainOptions): Promise<TrainResult | Omit<TrainResult, 'model'>> {
-  const tmp = mkdtempSync(join(tmpdir(), 'peerless-train-'));
+  // A scratch folder only when needed (a model object to write as model.json, a model to
+  // return without a folder of the caller's), removed at the end or at a hard exit.
+  let tmp: string | undefined;
+  const removeScratch = () => { if (tmp) rmSync(tmp, { recursive: true, force: true }); };
+  const scratch = (): string => {
+    if (!tmp) {
+      tmp = mkdtempSync(join(tmpdir(), 'peerless-train-'));
+      process.once('exit', removeScratch);
+    }
+    return tmp;
+  };
   const platform = o.platform ?? await createPlatform({ platform: 'local', workers: availableParallelism() });
   try {
     let name: string;
     if (typeof o.model === 'string') name = o.model;
     else {
       // The network reads a model as a model.json (peers and functions build it from its topology).
-      await saveLayersModel(join(tmp, 'model'), o.model);
-      name = join(tmp, 'model', 'model.json');
+      await saveLayersModel(join(scratch(), 'model'), o.model);
+      name = join(scratch(), 'model', 'model.json');
     }
     const config = parseTrainingConfig({
       ...o.config,
@@ -88,7 +98,7 @@ export async function train(o: TrainOptions): Promise<TrainResult | Omit<TrainRe
     const wanted = o.returnModel !== false;
     // The model comes back through the files it is saved as: in the caller's folder, or a
     // temporary one.
-    const saveDir = o.network?.saveDir ?? (wanted ? join(tmp, 'trained') : undefined);
+    const saveDir = o.network?.saveDir ?? (wanted ? join(scratch(), 'trained') : undefined);
     const summary = await runLocalCluster({
       ...o.network, peers: o.peers ?? 2, config, platform, testEvaluation: true, ...(saveDir ? { saveDir } : {}),
       ...(o.onRound ? { onRound: o.onRound } : {}), ...(o.signal ? { signal: o.signal } : {}),
@@ -98,7 +108,8 @@ export async function train(o: TrainOptions): Promise<TrainResult | Omit<TrainRe
     return wanted ? { model: await loadSavedModel(saveDir!), summary } : { summary };
   } finally {
     if (!o.platform) await platform.close();
-    rmSync(tmp, { recursive: true, force: true });
+    process.off('exit', removeScratch);
+    removeScratch();
   }
 }
 
