@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runComputeBench } from '../../bench/compute.ts';
+import { runFaultBench } from '../../bench/faults.ts';
 import { runInDbBench } from '../../bench/in-db.ts';
 import { runRoundBench } from '../../bench/round.ts';
 import { runScalingBench } from '../../bench/scaling.ts';
@@ -74,5 +75,20 @@ describe('benchmark runners', () => {
     for (const row of r.rows) expect(row.vectorsReceivedPerPeer).toBeCloseTo(row.exchange === 'all' ? 2 : 4 / 3, 2);
     // One peer's commands alone: every kind of the round's data path was timed.
     for (const c of ['PL.PUSH', 'PL.SEND', 'PL.AGGREGATE', 'PL.SGD', 'PL.CHECKSUM']) expect(r.alone.byCommand[c], c).toBeGreaterThanOrEqual(0);
+  });
+  it('faults: a clean run and a faulty one, side by side, ending with the same checksum', async () => {
+    const r = await runFaultBench({ fraction: 0.5, rounds: 3, timeoutMs: 500, delayMs: 700, seed: 2 });
+    expect(r.rows.map((x) => x.fraction)).toEqual([0, 0.5]);
+    const [clean, faulty] = r.rows;
+    expect(Object.values(clean!.injected).every((n) => n === 0)).toBe(true);
+    expect(Object.values(faulty!.injected).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    expect(faulty!.calls).toBeGreaterThan(clean!.calls);
+    for (const row of r.rows) {
+      expect(row.rounds).toBe(3);
+      expect(row.failedBatches).toBe(0);
+      expect(row.medianRoundMs).toBeGreaterThan(0);
+    }
+    expect(r.sameChecksum).toBe(true);
+    expect(r.ratio).toBeCloseTo(faulty!.medianRoundMs / clean!.medianRoundMs, 9);
   });
 });

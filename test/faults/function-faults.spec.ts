@@ -7,7 +7,7 @@ import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { accumulationStats } from '../../src/tensor/in-db.ts';
 import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
-import { startFunctionProxy, type FunctionProxy } from './function-proxy.ts';
+import { startFunctionProxy, type FunctionProxy } from '../../bench/function-proxy.ts';
 
 /**
  * Failures that degrade: peers reach their functions over HTTP through a seeded proxy that

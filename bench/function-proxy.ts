@@ -1,6 +1,6 @@
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { mulberry32 } from '../../src/data/random.ts';
+import { mulberry32 } from '../src/data/random.ts';
 
 /** The ways a call can fail between a peer and its functions. */
 export const FAULTS = ['500', 'reset', 'delay', 'reset-after'] as const;

@@ -1,0 +1,109 @@
+/**
+ * `peerless bench faults`: the reliability issue's target, side by side in one run. The same
+ * seeded training (2 peers, 3 batches per round, real redis-servers, the real handlers on
+ * worker threads behind `function serve`'s server) runs once with every function call
+ * passing and once with a fraction of them failing behind a seeded proxy (gateway 500,
+ * reset, delay past the caller's timeout, reset after the function ran). It reports each
+ * run's median round, their ratio (target: under 1.5), the faults injected, and whether both
+ * runs ended with the same checksum (sums are exact and order-free, so they must).
+ */
+import { runLocalCluster } from '../src/cluster/local-cluster.ts';
+import { parseTrainingConfig } from '../src/config/training.ts';
+import { HttpPlatform } from '../src/platform/http/platform.ts';
+import { serveFunctions } from '../src/platform/http/server.ts';
+import { LocalPlatform } from '../src/platform/local/local-platform.ts';
+import type { RoundMetrics } from '../src/peer/types.ts';
+import { FAULTS, startFunctionProxy, type Fault } from './function-proxy.ts';
+import { median } from './stats.ts';
+
+export interface FaultBenchOptions {
+  /** Share of the calls that fail in the faulty run (default 0.2). */
+  fraction?: number;
+  rounds?: number;
+  /** Held this long by a `delay` fault, ms (past `timeoutMs`). */
+  delayMs?: number;
+  /** The platform's timeout of one call, ms: a delayed call is given up then, and retried. */
+  timeoutMs?: number;
+  seed?: number;
+  onProgress?: (done: number, total: number, what: string) => void;
+}
+
+export interface FaultRow {
+  fraction: number;
+  rounds: number;
+  medianRoundMs: number;
+  meanRoundMs: number;
+  /** Calls that reached the proxy (retries included), and the faults it injected by kind. */
+  calls: number;
+  injected: Record<Fault, number>;
+  /** Batches given up at the function deadline (the round averaged the others). */
+  failedBatches: number;
+  checksum: string | null;
+}
+
+export interface FaultReport {
+  peers: number;
+  batchesPerRound: number;
+  timeoutMs: number;
+  delayMs: number;
+  rows: FaultRow[];
+  /** Median faulty round / median clean round. */
+  ratio: number;
+  sameChecksum: boolean;
+}
+
+export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultReport> {
+  const fraction = o.fraction ?? 0.2, rounds = o.rounds ?? 12, timeoutMs = o.timeoutMs ?? 1_000, delayMs = o.delayMs ?? 1_500, seed = o.seed ?? 1;
+  if (!(fraction >= 0 && fraction < 1)) throw new Error(`bench faults: --fraction must be in [0, 1), got ${fraction}`);
+  if (delayMs <= timeoutMs) throw new Error(`bench faults: --delay (${delayMs} ms) must exceed --timeout (${timeoutMs} ms): a delay fault is a call held past its timeout`);
+  const config = parseTrainingConfig({
+    model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 2048, batchSize: 32, batchesPerRound: 3,
+    maxRounds: rounds, epochs: 1000, checkEvery: 100_000, validationSize: 0, optimizer: { kind: 'adam', lr: 0.003 }, seed: 11,
+    deadlineMs: 30_000, functionDeadlineMs: 15_000,
+  });
+  const backend = new LocalPlatform({ workers: 2 });
+  await backend.warm();
+  const functions = await serveFunctions({ handle: (name, event) => backend.invoke(name, event) });
+  const rows: FaultRow[] = [];
+  try {
+    for (const [k, f] of [0, fraction].entries()) {
+      const proxy = await startFunctionProxy(functions.url, { seed, fraction: f, delayMs });
+      // One attempt per call at the platform: the peer's own retries until the function
+      // deadline are what is measured.
+      const platform = new HttpPlatform({ url: proxy.url, timeoutMs, attempts: 1 });
+      const metrics: RoundMetrics[] = [];
+      try {
+        const summary = await runLocalCluster({
+          peers: 2, config, platform,
+          onRound: (m) => {
+            metrics.push(m);
+            if (m.peer.endsWith('00')) o.onProgress?.(k * rounds + m.round + 1, 2 * rounds, f === 0 ? 'clean run' : `${Math.round(f * 100)}% faults`);
+          },
+        });
+        // The first round builds the model in each function instance: steady rounds only.
+        const times = metrics.filter((m) => m.round > 0).map((m) => m.roundMs);
+        rows.push({
+          fraction: f, rounds: summary.rounds,
+          medianRoundMs: median(times), meanRoundMs: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length),
+          calls: proxy.calls, injected: { ...proxy.injected },
+          failedBatches: metrics.reduce((n, m) => n + m.failedBatches, 0),
+          checksum: summary.identical ? summary.checksums[0] ?? null : null,
+        });
+      } finally {
+        await platform.close();
+        await proxy.close();
+      }
+    }
+  } finally {
+    await functions.close();
+    await backend.close();
+  }
+  const [clean, faulty] = rows as [FaultRow, FaultRow];
+  return {
+    peers: 2, batchesPerRound: config.batchesPerRound, timeoutMs, delayMs, rows,
+    ratio: faulty.medianRoundMs / clean.medianRoundMs,
+    sameChecksum: clean.checksum !== null && clean.checksum === faulty.checksum,
+  };
+}
+
+export { FAULTS };
