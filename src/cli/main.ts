@@ -249,15 +249,16 @@ program
 
 program
   .command('plot')
-  .summary('draw a run\'s learning curve, or a benchmark\'s figure, as SVG')
-  .description('Draw an SVG: the learning curve of a run from its metrics file (train --metrics), the original work\'s Figure 2 from `bench scaling --json`, or compute per backend from `bench compute --json`.')
+  .summary('draw a run from its metrics file, or a benchmark\'s figure, as SVG or PNG')
+  .description('Draw an SVG (or a PNG): a run from its metrics file (train --metrics) in four panels (loss and validation accuracy per round, loss against wall time, time per phase as stacked bars, bytes received per round), the original work\'s Figure 2 from `bench scaling --json`, its Tables 1 and 2 from `bench serverless --json` and `bench in-db --json`, or compute per backend from `bench compute --json`.')
   .argument('<file>', 'a metrics file (JSON lines) or a benchmark\'s --json output')
-  .option('--out <file>', 'where to write the SVG (default: the input\'s name with .svg)')
+  .option('--out <file>', 'where to write the picture; a .png name writes a PNG (default: the input\'s name with .svg or .png)')
+  .addOption(new Option('--format <format>', 'svg or png, when --out does not say (default svg)').choices(['svg', 'png']))
   .option('--json', 'print one JSON document on stdout')
-  .addHelpText('after', '\nExamples:\n  npm run demo && peerless plot runs/demo/rounds.jsonl\n  peerless bench scaling --quick --json > scaling.json && peerless plot scaling.json --out figure2.svg')
-  .action(async (file: string, o: { out?: string; json?: boolean }) => {
+  .addHelpText('after', '\nExamples:\n  npm run demo && peerless plot runs/demo/rounds.jsonl\n  peerless bench scaling --quick --json > scaling.json && peerless plot scaling.json --out figure2.svg\n  peerless plot runs/demo/rounds.jsonl --format png')
+  .action(async (file: string, o: { out?: string; format?: 'svg' | 'png'; json?: boolean }) => {
     const { plot } = await import('./commands/plot.ts');
-    const r = plot(file, o.out);
+    const r = plot(file, o.out, o.format);
     if (r.skipped.length > 0) {
       const which = r.skipped.length === 1 ? `line ${r.skipped[0]} is` : `lines ${r.skipped.slice(0, 5).join(', ')}${r.skipped.length > 5 ? ', ...' : ''} are`;
       process.stderr.write(`peerless: plot: ${file} ${which} not JSON (truncated or damaged): skipped, the valid lines are plotted\n`);

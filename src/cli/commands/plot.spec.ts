@@ -36,6 +36,20 @@ describe('peerless plot', () => {
     for (const peer of ['peer-00', 'peer-01']) expect(svg).toContain(`loss, ${peer}`);
   });
 
+  it('draws a run in four panels: per round, against wall time, phases as stacked bars, bytes; and as a PNG on request', () => {
+    const lines = metrics.split('\n').map((l, i) => (i === 0 ? l : JSON.stringify({ ...JSON.parse(l), computeMs: 120, exchangeMs: 30, updateMs: 5, bytesReceived: 4096 })));
+    const file = write('phases.jsonl', lines.join('\n'));
+    const svg = readFileSync(plot(file).out, 'utf8');
+    for (const panel of ['loss and validation accuracy per round', 'loss against wall time', 'time per phase, mean over peers', 'bytes received per round, all peers']) expect(svg).toContain(panel);
+    for (const phase of ['compute', 'exchange', 'update', 'bytes received']) expect(svg).toContain(phase);
+    const png = plot(file, undefined, 'png');
+    expect(png.out).toBe(join(dir, 'phases.png'));
+    const bytes = readFileSync(png.out);
+    expect(bytes.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    // The PNG header's size: the figure's own.
+    expect([bytes.readUInt32BE(16), bytes.readUInt32BE(20)]).toEqual([1280, 900]);
+  });
+
   it('draws the original work\'s Figure 2 from bench scaling --json', () => {
     const file = write('scaling.json', JSON.stringify({ benchmark: 'scaling', model: 'cnn', rows: [
       { peers: 4, batchSize: 64, computeMs: 1000, aggregationMs: 50, waitMs: 200 },

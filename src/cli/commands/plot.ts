@@ -1,6 +1,7 @@
+import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { computeFigure, inDbFigure, learningCurve, scalingFigure, serverlessFigure, type ComputeRowLike, type InDbRowLike, type RoundLine, type ScalingRowLike, type ServerlessRowLike } from '../plot/charts.ts';
+import { computeFigure, inDbFigure, runFigure, scalingFigure, serverlessFigure, type ComputeRowLike, type InDbRowLike, type MetricsRound, type ScalingRowLike, type ServerlessRowLike } from '../plot/charts.ts';
 
 export interface PlotResult {
   out: string;
@@ -41,9 +42,10 @@ function read(file: string): { lines: Record<string, unknown>[]; skipped: number
  * `peerless plot FILE`: an SVG of a run's learning curve (from `train --metrics`), of the
  * original work's Figure 2 (`bench scaling --json`), or of compute per backend (`bench compute --json`).
  */
-export function plot(file: string, out?: string): PlotResult {
+export function plot(file: string, out?: string, format?: 'svg' | 'png'): PlotResult {
+  if (format !== undefined && format !== 'svg' && format !== 'png') throw new Error(`plot: --format must be svg or png, got "${String(format)}"`);
   const input = read(file);
-  const target = out ?? file.replace(/\.(jsonl|json)$/i, '') + '.svg';
+  const target = out ?? `${file.replace(/\.(jsonl|json)$/i, '')}.${format ?? 'svg'}`;
   let kind: PlotResult['kind'];
   let picture: string;
   let points: number;
@@ -73,13 +75,19 @@ export function plot(file: string, out?: string): PlotResult {
       throw new Error(`plot: no picture for benchmark "${String(doc.benchmark)}" yet (scaling, serverless, in-db and compute have one)`);
     }
   } else {
-    const rounds = input.lines.filter((l) => l.type === 'round' || (l.type === undefined && typeof l.round === 'number')) as unknown as RoundLine[];
+    const rounds = input.lines.filter((l) => l.type === 'round' || (l.type === undefined && typeof l.round === 'number')) as unknown as MetricsRound[];
     if (rounds.length === 0) throw new Error(`plot: ${file} has no round lines (is it a metrics file from train --metrics?)`);
     kind = 'learning-curve';
     points = rounds.length;
     const peers = new Set(rounds.map((r) => r.peer)).size;
-    picture = learningCurve(rounds, `Training loss and validation accuracy, ${peers} peer(s) (${basename(file)})`);
+    picture = runFigure(rounds, `A run of ${peers} peer(s): loss, validation accuracy, phases, bytes (${basename(file)})`);
   }
-  writeFileSync(target, picture);
+  writeFileSync(target, /\.png$/i.test(target) ? toPng(picture) : picture);
   return { out: target, kind, points, skipped: 'skipped' in input ? input.skipped : [] };
+}
+
+/** The SVG rasterised (resvg, loaded only for a PNG), white behind, at the SVG's own size. */
+function toPng(svg: string): Buffer {
+  const { Resvg } = createRequire(import.meta.url)('@resvg/resvg-js') as typeof import('@resvg/resvg-js');
+  return new Resvg(svg, { background: '#ffffff', font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' } }).render().asPng();
 }

@@ -13,8 +13,8 @@ const echarts = createRequire(import.meta.url)('echarts') as typeof Echarts;
 
 const SIZE = { width: 960, height: 540 };
 
-function svg(option: Echarts.EChartsCoreOption): string {
-  const chart = echarts.init(null, null, { renderer: 'svg', ssr: true, ...SIZE });
+function svg(option: Echarts.EChartsCoreOption, size: { width: number; height: number } = SIZE): string {
+  const chart = echarts.init(null, null, { renderer: 'svg', ssr: true, ...size });
   try {
     chart.setOption({ animation: false, backgroundColor: '#fff', ...option });
     return chart.renderToSVGString();
@@ -29,6 +29,119 @@ export interface RoundLine {
   loss: number;
   validationAccuracy?: number;
   roundMs?: number;
+}
+
+/** A round line of a metrics file (`train --metrics`): its time and the round's figures. */
+export interface MetricsRound extends RoundLine {
+  /** When the line was written (ISO time). */
+  at?: string;
+  computeMs?: number;
+  averageMs?: number;
+  exchangeMs?: number;
+  aggregateMs?: number;
+  updateMs?: number;
+  verifyMs?: number;
+  checkMs?: number;
+  bytesReceived?: number;
+}
+
+/**
+ * A long line as at most about `max` points: per bucket of consecutive points, its lowest and
+ * its highest, in order, so spikes stay. ECharts would thin it too, but only after copying
+ * every point of the option (a 10,000-round file spent most of its time there).
+ */
+export function thin(points: number[][], max = 1200): number[][] {
+  if (points.length <= max) return points;
+  const size = Math.ceil(points.length / (max / 2));
+  const out: number[][] = [];
+  for (let i = 0; i < points.length; i += size) {
+    let lo = points[i]!, hi = points[i]!;
+    for (let j = i + 1; j < Math.min(i + size, points.length); j++) {
+      const p = points[j]!;
+      if (p[1]! < lo[1]!) lo = p;
+      if (p[1]! > hi[1]!) hi = p;
+    }
+    if (lo === hi) out.push(lo);
+    else out.push(...(lo[0]! <= hi[0]! ? [lo, hi] : [hi, lo]));
+  }
+  return out;
+}
+
+const PHASES = ['compute', 'average', 'exchange', 'aggregate', 'update', 'verify', 'check'] as const;
+/** Bars at most per panel: longer runs are shown as means over consecutive rounds. */
+const MAX_BARS = 200;
+
+/**
+ * A run from its metrics file, in four panels: loss (a line per peer, their mean) and
+ * validation accuracy against the round, the same loss against wall time, time per phase as
+ * stacked bars per round (mean over the peers), and bytes received per round (sum over the
+ * peers). Long runs: bars are means over bins of consecutive rounds, lines thinned to a point
+ * per pixel.
+ */
+export function runFigure(rounds: MetricsRound[], title: string): string {
+  const peers = [...new Set(rounds.map((r) => r.peer))].sort();
+  const perPeer = peers.length <= 16;
+  const byRound = new Map<number, MetricsRound[]>();
+  for (const r of rounds) byRound.set(r.round, [...(byRound.get(r.round) ?? []), r]);
+  const order = [...byRound.keys()].sort((a, b) => a - b);
+  const mean = (xs: number[]) => (xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+  const finite = (xs: (number | undefined)[]) => xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+  const meanLoss = order.map((r) => [r, mean(finite(byRound.get(r)!.map((x) => x.loss)))]).filter(([, v]) => Number.isFinite(v));
+  const val = order.map((r) => [r, mean(finite(byRound.get(r)!.map((x) => x.validationAccuracy)))]).filter(([, v]) => Number.isFinite(v));
+  const t0 = Math.min(...finite(rounds.map((r) => (r.at ? Date.parse(r.at) : undefined))));
+  const line = (extra: object) => ({ type: 'line', showSymbol: false, sampling: 'lttb', ...extra });
+  // A colour per peer, the same in both loss panels.
+  const colour = (i: number) => `hsl(${(i * 137) % 360}, 60%, 45%)`;
+  const lossLines = (x: (r: MetricsRound) => number | undefined, axis: number) => (perPeer ? peers : []).map((p, i) => line({
+    name: `loss, ${p}`, xAxisIndex: axis, yAxisIndex: axis, color: colour(i), lineStyle: { width: 1, opacity: 0.5 },
+    data: thin(rounds.filter((r) => r.peer === p && Number.isFinite(r.loss) && x(r) !== undefined).sort((a, b) => a.round - b.round).map((r) => [x(r)!, r.loss])),
+  }));
+  // Bins of consecutive rounds, so a long run's bars stay readable.
+  const width = Math.max(1, Math.ceil(order.length / MAX_BARS));
+  const bins: number[][] = [];
+  for (let i = 0; i < order.length; i += width) bins.push(order.slice(i, i + width));
+  const label = (b: number[]) => (b.length === 1 ? String(b[0]) : `${b[0]}-${b.at(-1)}`);
+  const binMean = (b: number[], f: (r: MetricsRound) => number | undefined, per: 'mean' | 'sum') =>
+    mean(b.map((round) => { const xs = finite(byRound.get(round)!.map(f)); return per === 'sum' ? xs.reduce((a, c) => a + c, 0) : mean(xs); }).filter(Number.isFinite));
+  const grids = [
+    { top: 110, left: 80, width: '38%', height: '33%' },
+    { top: 110, right: 80, width: '38%', height: '33%' },
+    { bottom: 60, left: 80, width: '38%', height: '33%' },
+    { bottom: 60, right: 80, width: '38%', height: '33%' },
+  ];
+  const panel = (text: string, i: number) => ({ text, textStyle: { fontSize: 13 }, left: i % 2 === 0 ? 80 : '55%', top: i < 2 ? 78 : '56.5%' });
+  const y = (gridIndex: number, name: string, extra: object = {}) => ({ type: 'value', gridIndex, name, nameLocation: 'middle', nameGap: 50, ...extra });
+  return svg({
+    title: [{ text: title, left: 'center', top: 6 }, panel('loss and validation accuracy per round', 0), panel('loss against wall time', 1),
+      panel('time per phase, mean over peers', 2), panel('bytes received per round, all peers', 3)],
+    legend: { top: 40, left: 'center', width: '90%' },
+    grid: grids,
+    xAxis: [
+      { type: 'value', gridIndex: 0, name: 'round', nameLocation: 'middle', nameGap: 25 },
+      { type: 'value', gridIndex: 1, name: 'seconds', nameLocation: 'middle', nameGap: 25 },
+      { type: 'category', gridIndex: 2, name: 'round', nameLocation: 'middle', nameGap: 25, data: bins.map(label) },
+      { type: 'category', gridIndex: 3, name: 'round', nameLocation: 'middle', nameGap: 25, data: bins.map(label) },
+    ],
+    yAxis: [
+      y(0, 'training loss'),
+      y(1, 'training loss'),
+      y(2, 'ms'),
+      y(3, 'bytes', { nameGap: 72 }),
+      y(0, 'validation accuracy', { min: 0, max: 1, splitLine: { show: false }, nameGap: 35 }),
+    ],
+    series: [
+      ...lossLines((r) => r.round, 0),
+      line({ name: 'training loss (mean over peers)', xAxisIndex: 0, yAxisIndex: 0, data: thin(meanLoss) }),
+      line({ name: 'validation accuracy', xAxisIndex: 0, yAxisIndex: 4, showSymbol: val.length <= 60, data: thin(val) }),
+      // The same series names: one legend entry shows or hides a peer in both panels.
+      ...(Number.isFinite(t0) ? lossLines((r) => (r.at ? (Date.parse(r.at) - t0) / 1000 : undefined), 1) : []),
+      ...PHASES.map((ph) => ({
+        name: ph, type: 'bar', stack: 'phases', xAxisIndex: 2, yAxisIndex: 2,
+        data: bins.map((b) => Math.round(binMean(b, (r) => r[`${ph}Ms`], 'mean') * 10) / 10 || 0),
+      })),
+      { name: 'bytes received', type: 'bar', xAxisIndex: 3, yAxisIndex: 3, data: bins.map((b) => Math.round(binMean(b, (r) => r.bytesReceived, 'sum')) || 0) },
+    ],
+  }, { width: 1280, height: 900 });
 }
 
 /**
