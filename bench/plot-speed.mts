@@ -1,9 +1,10 @@
 /**
  * How long `peerless plot` takes on a long run's metrics file (the dashboard issue's target:
  * a 10,000-round file in under 2 s): a metrics file of ROUNDS rounds of 2 peers, as `train
- * --metrics` writes it (validation every 10 rounds), plotted by the CLI in a process of its
- * own, from this checkout through tsx and, when `npm run build` has run, as the installed
- * package runs it. Median of 3 runs each, after one to warm the file cache.
+ * --metrics` writes it (phase times and bytes every round, validation every 10 rounds),
+ * plotted by the CLI in a process of its own, from this checkout through tsx and, when `npm
+ * run build` has run, as the installed package runs it. Median of 3 runs each, after one to
+ * warm the file cache.
  *
  *   npx tsx bench/plot-speed.mts [--rounds N] [--json]
  */
@@ -33,6 +34,8 @@ try {
       lines.push(JSON.stringify({
         type: 'round', at: new Date(Date.UTC(2026, 11, 1) + r * 100).toISOString(), peer, round: r,
         loss: 2.3 * Math.exp(-r / (rounds / 5)) + ((r * 7919 + peer.length) % 100) / 2000,
+        computeMs: 90 + (r % 17), averageMs: 3, exchangeMs: 20 + (r % 5), aggregateMs: 4, updateMs: 2, verifyMs: 1, checkMs: r % 10 === 0 ? 40 : 0,
+        bytesSent: 1_800_000, bytesReceived: 1_800_000,
         ...(r % 10 === 0 ? { validationAccuracy: Math.min(0.99, 0.1 + r / rounds) } : {}),
       }));
     }
