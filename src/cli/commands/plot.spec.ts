@@ -75,6 +75,16 @@ describe('peerless plot', () => {
     for (const s of ['Table 2', 'average, in the database', 'update, outside', '15 gradients']) expect(readFileSync(t2.out, 'utf8')).toContain(s);
   });
 
+  it('plots a run longer than a function call\'s arguments may be (200,000 round lines)', () => {
+    const lines = [metrics.split('\n')[0]!];
+    for (let round = 0; round < 50_000; round++) {
+      for (const peer of ['p0', 'p1', 'p2', 'p3']) lines.push(JSON.stringify({ type: 'round', at: new Date(Date.UTC(2026, 11, 1) + round * 100).toISOString(), peer, round, loss: 1 / (1 + round / 1000), computeMs: 50, bytesReceived: 1000 }));
+    }
+    const r = plot(write('long.jsonl', lines.join('\n')));
+    expect(r.points).toBe(200_000);
+    expect(readFileSync(r.out, 'utf8')).toContain('loss against wall time');
+  });
+
   it('plots the valid lines of a truncated metrics file and names the others', () => {
     const lines = metrics.split('\n');
     const damaged = [...lines.slice(0, 4), '{"type":"round","peer":"peer-0', ...lines.slice(4), '{"type":"rou'].join('\n');

@@ -88,7 +88,8 @@ export function runFigure(rounds: MetricsRound[], title: string): string {
   const finite = (xs: (number | undefined)[]) => xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
   const meanLoss = order.map((r) => [r, mean(finite(byRound.get(r)!.map((x) => x.loss)))]).filter(([, v]) => Number.isFinite(v));
   const val = order.map((r) => [r, mean(finite(byRound.get(r)!.map((x) => x.validationAccuracy)))]).filter(([, v]) => Number.isFinite(v));
-  const t0 = Math.min(...finite(rounds.map((r) => (r.at ? Date.parse(r.at) : undefined))));
+  // A reduce, not Math.min(...xs): a long run's lines are more than a call's arguments may be.
+  const t0 = finite(rounds.map((r) => (r.at ? Date.parse(r.at) : undefined))).reduce((a, b) => Math.min(a, b), Infinity);
   const line = (extra: object) => ({ type: 'line', showSymbol: false, sampling: 'lttb', ...extra });
   // A colour per peer, the same in both loss panels.
   const colour = (i: number) => `hsl(${(i * 137) % 360}, 60%, 45%)`;
