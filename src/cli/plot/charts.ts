@@ -67,6 +67,33 @@ export function thin(points: number[][], max = 1200): number[][] {
   return out;
 }
 
+/**
+ * The loss and validation curves of a run: the mean loss over the peers and the validation
+ * accuracy per round, and each peer's own loss line (drawn for at most 16 peers), all thinned
+ * before ECharts copies them.
+ */
+function lossCurves(rounds: RoundLine[]) {
+  const byRound = new Map<number, { loss: number[]; val: number[] }>();
+  for (const r of rounds) {
+    const at = byRound.get(r.round) ?? { loss: [], val: [] };
+    if (Number.isFinite(r.loss)) at.loss.push(r.loss);
+    if (typeof r.validationAccuracy === 'number') at.val.push(r.validationAccuracy);
+    byRound.set(r.round, at);
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const order = [...byRound.keys()].sort((a, b) => a - b);
+  const peers = [...new Set(rounds.map((r) => r.peer))].sort();
+  return {
+    drawn: peers.length <= 16 ? peers : [],
+    meanLoss: thin(order.filter((r) => byRound.get(r)!.loss.length > 0).map((r) => [r, mean(byRound.get(r)!.loss)])),
+    val: thin(order.filter((r) => byRound.get(r)!.val.length > 0).map((r) => [r, mean(byRound.get(r)!.val)])),
+    /** A peer's loss against `x` of its rounds (the round, or the time), in round order. */
+    peerLoss: <R extends RoundLine>(peer: string, x: (r: R) => number | undefined) => thin((rounds as R[])
+      .filter((r) => r.peer === peer && Number.isFinite(r.loss) && x(r) !== undefined)
+      .sort((a, b) => a.round - b.round).map((r) => [x(r)!, r.loss])),
+  };
+}
+
 const PHASES = ['compute', 'average', 'exchange', 'aggregate', 'update', 'verify', 'check'] as const;
 /** Bars at most per panel: longer runs are shown as means over consecutive rounds. */
 const MAX_BARS = 200;
@@ -79,23 +106,20 @@ const MAX_BARS = 200;
  * per pixel.
  */
 export function runFigure(rounds: MetricsRound[], title: string): string {
-  const peers = [...new Set(rounds.map((r) => r.peer))].sort();
-  const perPeer = peers.length <= 16;
+  const curves = lossCurves(rounds);
   const byRound = new Map<number, MetricsRound[]>();
   for (const r of rounds) byRound.set(r.round, [...(byRound.get(r.round) ?? []), r]);
   const order = [...byRound.keys()].sort((a, b) => a - b);
   const mean = (xs: number[]) => (xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
   const finite = (xs: (number | undefined)[]) => xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
-  const meanLoss = order.map((r) => [r, mean(finite(byRound.get(r)!.map((x) => x.loss)))]).filter(([, v]) => Number.isFinite(v));
-  const val = order.map((r) => [r, mean(finite(byRound.get(r)!.map((x) => x.validationAccuracy)))]).filter(([, v]) => Number.isFinite(v));
   // A reduce, not Math.min(...xs): a long run's lines are more than a call's arguments may be.
   const t0 = finite(rounds.map((r) => (r.at ? Date.parse(r.at) : undefined))).reduce((a, b) => Math.min(a, b), Infinity);
   const line = (extra: object) => ({ type: 'line', showSymbol: false, sampling: 'lttb', ...extra });
   // A colour per peer, the same in both loss panels.
   const colour = (i: number) => `hsl(${(i * 137) % 360}, 60%, 45%)`;
-  const lossLines = (x: (r: MetricsRound) => number | undefined, axis: number) => (perPeer ? peers : []).map((p, i) => line({
+  const lossLines = (x: (r: MetricsRound) => number | undefined, axis: number) => curves.drawn.map((p, i) => line({
     name: `loss, ${p}`, xAxisIndex: axis, yAxisIndex: axis, color: colour(i), lineStyle: { width: 1, opacity: 0.5 },
-    data: thin(rounds.filter((r) => r.peer === p && Number.isFinite(r.loss) && x(r) !== undefined).sort((a, b) => a.round - b.round).map((r) => [x(r)!, r.loss])),
+    data: curves.peerLoss(p, x),
   }));
   // Bins of consecutive rounds, so a long run's bars stay readable.
   const width = Math.max(1, Math.ceil(order.length / MAX_BARS));
@@ -132,8 +156,8 @@ export function runFigure(rounds: MetricsRound[], title: string): string {
     ],
     series: [
       ...lossLines((r) => r.round, 0),
-      line({ name: 'training loss (mean over peers)', xAxisIndex: 0, yAxisIndex: 0, data: thin(meanLoss) }),
-      line({ name: 'validation accuracy', xAxisIndex: 0, yAxisIndex: 4, showSymbol: val.length <= 60, data: thin(val) }),
+      line({ name: 'training loss (mean over peers)', xAxisIndex: 0, yAxisIndex: 0, data: curves.meanLoss }),
+      line({ name: 'validation accuracy', xAxisIndex: 0, yAxisIndex: 4, showSymbol: curves.val.length <= 60, data: curves.val }),
       // The same series names: one legend entry shows or hides a peer in both panels.
       ...(Number.isFinite(t0) ? lossLines((r) => (r.at ? (Date.parse(r.at) - t0) / 1000 : undefined), 1) : []),
       ...PHASES.map((ph) => ({
@@ -150,24 +174,13 @@ export function runFigure(rounds: MetricsRound[], title: string): string {
  * alone), the mean over the peers, and validation accuracy where it was checked.
  */
 export function learningCurve(rounds: RoundLine[], title: string): string {
-  const byRound = new Map<number, { loss: number[]; val: number[] }>();
-  for (const r of rounds) {
-    const at = byRound.get(r.round) ?? { loss: [], val: [] };
-    if (Number.isFinite(r.loss)) at.loss.push(r.loss);
-    if (typeof r.validationAccuracy === 'number') at.val.push(r.validationAccuracy);
-    byRound.set(r.round, at);
-  }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const order = [...byRound.keys()].sort((a, b) => a - b);
-  const loss = order.filter((r) => byRound.get(r)!.loss.length > 0).map((r) => [r, mean(byRound.get(r)!.loss)]);
-  const val = order.filter((r) => byRound.get(r)!.val.length > 0).map((r) => [r, mean(byRound.get(r)!.val)]);
-  const peers = [...new Set(rounds.map((r) => r.peer))].sort();
-  // Long runs: each line is thinned to about a point per pixel (largest-triangle sampling
-  // keeps its shape), so a 10,000-round file draws as fast as a short one.
-  const perPeer = peers.length <= 16 ? peers.map((p) => ({
+  const curves = lossCurves(rounds);
+  // Long runs: each line is thinned to about a point per pixel, so a 10,000-round file draws
+  // as fast as a short one.
+  const perPeer = curves.drawn.map((p) => ({
     name: `loss, ${p}`, type: 'line', showSymbol: false, sampling: 'lttb', lineStyle: { width: 1, opacity: 0.5 },
-    data: rounds.filter((r) => r.peer === p && Number.isFinite(r.loss)).sort((a, b) => a.round - b.round).map((r) => [r.round, r.loss]),
-  })) : [];
+    data: curves.peerLoss(p, (r) => r.round),
+  }));
   return svg({
     title: { text: title, left: 'center' },
     legend: { top: 34, itemGap: 30 },
@@ -179,8 +192,8 @@ export function learningCurve(rounds: RoundLine[], title: string): string {
     ],
     series: [
       ...perPeer,
-      { name: 'training loss (mean over peers)', type: 'line', showSymbol: false, sampling: 'lttb', data: loss },
-      { name: 'validation accuracy', type: 'line', yAxisIndex: 1, sampling: 'lttb', showSymbol: val.length <= 60, data: val },
+      { name: 'training loss (mean over peers)', type: 'line', showSymbol: false, sampling: 'lttb', data: curves.meanLoss },
+      { name: 'validation accuracy', type: 'line', yAxisIndex: 1, sampling: 'lttb', showSymbol: curves.val.length <= 60, data: curves.val },
     ],
   });
 }
