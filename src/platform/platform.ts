@@ -1,3 +1,4 @@
+import { BilledTally } from './tally.ts';
 import type { FunctionEvents, FunctionName, FunctionResults } from '../functions/events.ts';
 
 /** What one invocation cost, as a serverless platform would bill it. */
@@ -48,7 +49,7 @@ export const DEFAULT_LAMBDA_PRICES: LambdaPrices = {
 };
 
 export function lambdaCost(records: { durationMs: number; memoryMb: number }[], prices: LambdaPrices = DEFAULT_LAMBDA_PRICES): number {
-  let gbSeconds = 0;
-  for (const r of records) gbSeconds += (Math.ceil(r.durationMs) / 1000) * (r.memoryMb / 1024);
-  return gbSeconds * prices.usdPerGbSecond + records.length * prices.usdPerRequest;
+  const tally = new BilledTally();
+  for (const r of records) tally.add(r.durationMs, r.memoryMb);
+  return tally.costUsd(prices);
 }

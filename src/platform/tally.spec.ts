@@ -11,7 +11,11 @@ describe('platform tallies', () => {
     for (const r of all) tally.add(r.durationMs, r.memoryMb);
     expect(tally.calls).toBe(3000);
     expect(tally.billedMs).toBe(all.reduce((s, r) => s + Math.ceil(r.durationMs), 0));
-    expect(tally.costUsd(DEFAULT_LAMBDA_PRICES)).toBeCloseTo(lambdaCost(all), 12);
+    // Lambda's price by hand: whole ms x GB, plus a request fee per call.
+    const gbSeconds = all.reduce((n, r) => n + (Math.ceil(r.durationMs) / 1000) * (r.memoryMb / 1024), 0);
+    const expected = gbSeconds * DEFAULT_LAMBDA_PRICES.usdPerGbSecond + all.length * DEFAULT_LAMBDA_PRICES.usdPerRequest;
+    expect(tally.costUsd(DEFAULT_LAMBDA_PRICES)).toBeCloseTo(expected, 12);
+    expect(lambdaCost(all)).toBeCloseTo(expected, 12);
   });
 
   it('keeps the latest RECENT_RECORDS records, oldest first, however many came', () => {
