@@ -42,14 +42,14 @@ export interface TrainOptions {
   onRound?: (m: RoundMetrics) => void;
   /** Stops the network at the next round boundary. */
   signal?: AbortSignal;
+  /** Whether to load the trained model to return it (default true): the CLI only saves it. */
+  returnModel?: boolean;
   /**
    * What a run on the command line adds (`peerless train` is this function with its flags
    * here): credentials, TLS, addresses, a data folder to resume from, a metrics file, a
    * folder to save the model in (besides returning it), checkpoints, a floor on live peers,
    * and each peer's status and log lines.
    */
-  /** Whether to load the trained model to return it (default true): the CLI only saves it. */
-  returnModel?: boolean;
   network?: Pick<ClusterOptions,
     'password' | 'tls' | 'advertise' | 'bind' | 'metricsFile' | 'dataDir' | 'resume' | 'saveDir' | 'checkpointEvery' | 'minPeers' | 'onStatus' | 'onLog' | 'onPlan'>;
 }

@@ -5,17 +5,21 @@ export function runFailed(s: ClusterSummary): boolean {
   return s.outcomes.some((o) => o.state === 'failed') || !s.identical || s.belowMinPeers !== undefined;
 }
 
+/** What failed first in a failed run. */
+function failureCause(s: ClusterSummary): string {
+  const failed = s.outcomes.filter((o) => o.state === 'failed');
+  return `${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : s.belowMinPeers ?? 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`;
+}
+
 /** The "Training FAILED: ..." line of a failed run (what failed first), or null. */
 export function failureLine(s: ClusterSummary): string | null {
-  if (!runFailed(s)) return null;
-  const failed = s.outcomes.filter((o) => o.state === 'failed');
-  return `Training FAILED: ${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : s.belowMinPeers ?? 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`;
+  return runFailed(s) ? `Training FAILED: ${failureCause(s)}` : null;
 }
 
 /** A run that ended failed: its summary says what failed and what was done before. */
 export class TrainingFailed extends Error {
   override readonly name = 'TrainingFailed';
   constructor(readonly summary: ClusterSummary) {
-    super(failureLine(summary)!.replace(/^Training FAILED: /, 'training failed: '));
+    super(`training failed: ${failureCause(summary)}`);
   }
 }
