@@ -16,10 +16,10 @@
  * CI run failed on that noise (2026-12-01, 17.7% between troughs with no leak in the heaps).
  * Long: `npm run test:soak`, not part of the default suite (CI runs it after the suite).
  */
-import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseTrainingConfig } from '../../src/config/training.ts';
 import type { RoundMetrics } from '../../src/peer/types.ts';
+import { heapNow } from '../../src/platform/local/heap.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
 import { K } from '../../src/peer/net/keys.ts';
@@ -51,8 +51,7 @@ it(`${ROUNDS} rounds: Redis used_memory, the live heaps and RSS stay within 5% o
   // each when it is free), the Redis memory less the capped round log, then the RSS.
   const sample = async (round: number): Promise<Sample> => {
     (globalThis as { gc?: () => void }).gc?.();
-    const mainHeap = getHeapStatistics().used_heap_size;
-    const mainCode = getHeapSpaceStatistics().filter((x) => x.space_name.startsWith('code')).reduce((n, x) => n + x.space_used_size, 0);
+    const { heapUsedBytes: mainHeap, codeBytes: mainCode } = heapNow();
     const instances = await platform.instanceMemory();
     const clients = net.clients.slice(0, 2);
     const infos = await Promise.all(clients.map((c) => c.info('memory')));

@@ -1,11 +1,11 @@
 import { existsSync, writeFileSync } from 'node:fs';
-import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import * as tf from '@tensorflow/tfjs-core';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isTransient, oneLine } from '../../functions/errors.ts';
 import type { FunctionName, ModelRef } from '../../functions/events.ts';
 import { handle } from '../../functions/handlers.ts';
 import { initFunctionBackend, modelFor } from '../../functions/runtime.ts';
+import { heapNow } from './heap.ts';
 import type { InstanceMemory, TestHooks, WorkerReady, WorkerReply, WorkerRequest } from './protocol.ts';
 
 /** A function instance: runs one invocation at a time; models and connections stay warm. */
@@ -47,9 +47,7 @@ async function run(req: WorkerRequest): Promise<unknown> {
       // Collected first when the process runs with --expose-gc, so what is left is what stays.
       const collect = (globalThis as { gc?: () => void }).gc;
       collect?.();
-      const h = getHeapStatistics();
-      const code = getHeapSpaceStatistics().filter((s) => s.space_name.startsWith('code')).reduce((n, s) => n + s.space_used_size, 0);
-      return { heapUsedBytes: h.used_heap_size, codeBytes: code, externalBytes: h.external_memory, tensors: tf.memory().numTensors, collected: collect !== undefined } satisfies InstanceMemory;
+      return { ...heapNow(), tensors: tf.memory().numTensors, collected: collect !== undefined } satisfies InstanceMemory;
     }
     case '__warm': {
       const backend = await initFunctionBackend();
