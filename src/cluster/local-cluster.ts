@@ -76,7 +76,7 @@ export interface ClusterSummary {
   /** Sums over every peer and round, ms. */
   phaseMs: Record<string, number>;
   /**
-   * Share of each peer's round time spent outside its own functions' wall time (0-1). On one
+   * Share of each peer's round time spent outside its compute phase and check (0-1). On one
    * machine this includes waiting for the other peers' functions, which share its cores.
    */
   overheadShare: number;
@@ -317,8 +317,9 @@ function summarize(
     phaseMs.compute += m.computeMs; phaseMs.average += m.averageMs; phaseMs.exchange += m.exchangeMs;
     phaseMs.aggregate += m.aggregateMs; phaseMs.update += m.updateMs; phaseMs.verify += m.verifyMs; phaseMs.check += m.checkMs;
     bytes += m.bytesReceived;
-    // Everything but the functions' wall time (the check's evaluation is function work too).
-    overhead += m.roundMs - m.functionWallMs - m.checkMs;
+    // Everything but the wait for the round's gradients (the check's evaluation is function
+    // work too). Gradients computed ahead run during the round before's end, counted here.
+    overhead += m.roundMs - m.computeMs - m.checkMs;
     roundTime += m.roundMs - m.checkMs;
   }
   const lastRound = Math.max(0, ...outcomes.map((x) => x.rounds));

@@ -428,6 +428,8 @@ export class Peer extends EventEmitter {
         this.emit('status', status);
         if (snap.status === 'done') {
           sub.unsubscribe();
+          // The next round's gradients, if started ahead, are not wanted by a machine that ended.
+          this.runner?.abandonAhead();
           resolve(snap.value as 'done' | 'left' | 'failed');
         }
       });

@@ -12,7 +12,7 @@ import { K } from './net/keys.ts';
 import type { PeerLinks } from './net/links.ts';
 import type { Membership, MemberRecord } from './net/membership.ts';
 import { gradientEvent } from './events.ts';
-import { computeGradients } from './round/compute.ts';
+import { computeGradients, type ComputeResult } from './round/compute.ts';
 import { applyUpdate } from './round/update.ts';
 import { checkConvergence } from './round/evaluate.ts';
 import { verifyRound } from './round/verify.ts';
@@ -45,6 +45,15 @@ export interface RoundDeps {
   beforePhase?: (phase: Phase, round: number) => Promise<void>;
 }
 
+/** Where a round's gradients are summed and averaged (K.gradSum, K.gradAvg). */
+interface Accumulation { sumKey: string; avgKey: string; roundKey: string }
+
+const accumulation = (round: number, redo: boolean): Accumulation =>
+  ({ sumKey: K.gradSum(round, redo), avgKey: K.gradAvg(round, redo), roundKey: K.gradAvgRound(round, redo) });
+
+/** A round's gradients computed ahead, from the end of the round before's update. */
+interface Ahead { round: number; startedAt: number; abandon: AbortController; result: Promise<ComputeResult> }
+
 /** Milliseconds since the epoch, sub-millisecond: comparable between peers on one machine. */
 const wallClock = () => performance.timeOrigin + performance.now();
 
@@ -66,6 +75,12 @@ export class RoundRunner implements RoundWork {
   private roundStart = 0;
   /** Last round to run, when `peerless stop` asked the network to stop. */
   private stopAt: number | null = null;
+  /** Where the current round's gradients are summed. */
+  private sums = accumulation(0, false);
+  /** The next round's gradients, under way while this round ends (see computeAhead). */
+  private ahead?: Ahead;
+  /** A round whose gradients computed ahead were thrown away: it sums them again in fresh keys. */
+  private redoRound: number | null = null;
 
   constructor(private readonly d: RoundDeps) {}
 
@@ -91,7 +106,7 @@ export class RoundRunner implements RoundWork {
       round,
       me: this.members.find((m) => m.id === this.d.id)!,
       members: this.members,
-      averageKey: K.gradAvg(round),
+      averageKey: this.sums.avgKey,
       length: this.d.model.length,
       rule: this.config.aggregation,
       fallback: this.config.fallbackAggregation,
@@ -153,29 +168,65 @@ export class RoundRunner implements RoundWork {
     return Array.from({ length: per }, (_, i) => (round * per + i) % n);
   }
 
-  /** The compute phase (round/compute.ts): one gradient function per batch. */
+  /**
+   * The compute phase (round/compute.ts): one gradient function per batch. When the calls
+   * were started ahead (computeAhead), the phase waits for them; functionWallMs then counts
+   * from their start, computeMs only the wait.
+   */
   async compute(round: number): Promise<void> {
     const t = performance.now();
-    const sum = { sumKey: K.gradSum(round), avgKey: K.gradAvg(round) };
-    const r = await computeGradients({
-      peer: this.d.id, round, batches: this.batchesOf(round), until: t + functionDeadline(this.config),
+    const ahead = this.ahead?.round === round ? this.ahead : undefined;
+    this.ahead = undefined;
+    this.sums = ahead ? accumulation(round, false) : accumulation(round, this.redoRound === round);
+    const r = await (ahead?.result ?? this.computeRound(round, this.sums));
+    const now = performance.now();
+    Object.assign(this.metrics, r, { functionWallMs: now - (ahead?.startedAt ?? t), computeMs: now - t });
+    if (r.samples > 0) this.lastLoss = r.loss;
+  }
+
+  private computeRound(round: number, sums: Accumulation, abandon?: AbortSignal): Promise<ComputeResult> {
+    const sum = { sumKey: sums.sumKey, avgKey: sums.avgKey };
+    return computeGradients({
+      peer: this.d.id, round, batches: this.batchesOf(round), until: performance.now() + functionDeadline(this.config),
       event: (b, expected) => gradientEvent(
         { redis: this.d.redis, model: this.d.model.ref, layoutHash: this.d.plan.layoutHash, samples: this.d.data.samples }, b,
         { ...sum, expected, round },
         { batchKeys: this.d.data.batchKeys(b), chunkElements: this.chunkElements, microBatch: this.config.microBatch, checkpoint: this.config.checkpoint, backend: this.config.backend },
       ),
-      platform: this.d.platform, store: this.d.store, ...sum,
+      platform: this.d.platform, store: this.d.store, ...sum, abandon,
       log: this.d.log, inFlight: (d) => { this.inFlightCount += d; },
     });
-    const wallMs = performance.now() - t;
-    Object.assign(this.metrics, r, { functionWallMs: wallMs, computeMs: wallMs });
-    if (r.samples > 0) this.lastLoss = r.loss;
+  }
+
+  /**
+   * Starts the next round's gradients as soon as this round's update is in: they need only
+   * the parameters, while the rest of the round (the membership agreement, the check, the next
+   * round's preparation) keeps the functions otherwise idle. The result is the same as
+   * computing them in the next round's compute phase, unless the agreement repairs this
+   * peer's parameters: then the calls are thrown away and the round computes its gradients
+   * again, summed in fresh keys (K.gradSum's redo set), so that no call started on the wrong
+   * parameters can count.
+   */
+  private computeAhead(round: number): void {
+    if (this.limitReached(round - 1) !== null || this.d.leaving() || this.leftNetwork) return;
+    const abandon = new AbortController();
+    const result = this.computeRound(round, accumulation(round, false), abandon.signal);
+    result.catch(() => {}); // awaited by the round's compute phase, unless thrown away
+    this.ahead = { round, startedAt: performance.now(), abandon, result };
+  }
+
+  /** Throws the gradients computed ahead away: no retries; calls under way land unread. */
+  abandonAhead(): number | null {
+    const round = this.ahead?.round ?? null;
+    this.ahead?.abandon.abort();
+    this.ahead = undefined;
+    return round;
   }
 
   /** The last arrival averaged in the database; make sure the average is there. */
   async average(round: number): Promise<void> {
     const t = performance.now();
-    const key = K.gradAvgRound(round);
+    const key = this.sums.roundKey;
     const ready = await this.d.inbox.until(async () => ((await this.d.local.get(key)) === String(round) ? true : null), this.config.deadlineMs);
     if (!ready) throw new Error(`peer ${this.d.id}: round ${round}'s average never appeared (a gradient function did not push)`);
     this.metrics.averageMs = performance.now() - t;
@@ -206,6 +257,7 @@ export class RoundRunner implements RoundWork {
   async update(round: number): Promise<void> {
     const t = performance.now();
     const applied = await applyUpdate({ peer: this.d.id, round, local: this.d.local, optimizer: this.config.optimizer, lr: this.metrics.lr, model: this.d.model });
+    this.computeAhead(round + 1);
     if (!applied) return;
     this.metrics.updateMs = performance.now() - t;
     this.metrics.updatedAt = wallClock();
@@ -214,12 +266,21 @@ export class RoundRunner implements RoundWork {
   /** The end of a round (round/verify.ts): checksums agreed, the next view applied, a repair if needed. */
   async verify(round: number): Promise<void> {
     const t = performance.now();
+    // A failure here ends the round machine, and the peer throws the gradients computed ahead away.
     const r = await verifyRound({
       peer: this.d.id, round, members: this.members, suspects: this.suspects, leaving: this.d.leaving(),
       layoutHash: this.d.plan.layoutHash, deadlineMs: this.config.deadlineMs, local: this.d.local, store: this.d.store,
       links: this.d.links, inbox: this.d.inbox, membership: this.d.membership, log: this.d.log,
     });
     if (r.left) this.leftNetwork = true;
+    if (r.repaired) {
+      // The gradients computed ahead started from the parameters the repair replaced.
+      const next = this.abandonAhead();
+      if (next !== null) {
+        this.redoRound = next;
+        this.d.log(`round ${round}: the gradients of round ${next} computed ahead were on the repaired parameters; computing them again`);
+      }
+    }
     Object.assign(this.metrics, { checksum: r.checksum, repaired: r.repaired, dropped: r.dropped, waitMs: this.metrics.waitMs + r.waitMs });
     this.metrics.verifyMs = performance.now() - t;
     if ((round + 1) % this.config.checkEvery !== 0) this.finishRound();

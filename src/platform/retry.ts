@@ -12,6 +12,8 @@ export interface RetryOptions {
   maxDelayMs?: number;
   /** A deadline (performance.now() time): no retry whose wait would reach it. */
   until?: number;
+  /** No retry once it fires (the attempt under way runs to its end). */
+  signal?: AbortSignal;
 }
 
 export interface RetryOutcome<T> {
@@ -59,7 +61,7 @@ export async function withRetries<T>(
       return { value: await attempt(n), attempts: n };
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
-      if (n >= attempts || !isTransient(err)) throw new RetriesExhausted(e, n);
+      if (n >= attempts || !isTransient(err) || opts.signal?.aborted) throw new RetriesExhausted(e, n);
       // Full jitter: many functions of one round retrying together must not stampede.
       const wait = Math.random() * Math.min(max, base * 2 ** (n - 1));
       if (opts.until !== undefined && performance.now() + wait >= opts.until) throw new RetriesExhausted(e, n);

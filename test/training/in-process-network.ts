@@ -4,7 +4,7 @@ import { roundsPerEpoch, type TrainingConfig } from '../../src/config/training.t
 import { K } from '../../src/peer/net/keys.ts';
 import { Peer } from '../../src/peer/peer.ts';
 import { requestStop } from '../../src/peer/net/stop.ts';
-import type { ModelInfo, PeerOutcome, PeerStatus, RoundMetrics } from '../../src/peer/types.ts';
+import type { ModelInfo, PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from '../../src/peer/types.ts';
 import type { FunctionPlatform } from '../../src/platform/platform.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
 import { readTensorBytes } from '../../src/tensor/in-db.ts';
@@ -39,13 +39,13 @@ export class TestNetwork {
     await Promise.all(this.clients.map((c) => c.flushAll()));
   }
 
-  async makePeer(i: number, count: number, role: 'found' | 'join' | 'founding-group'): Promise<TestPeer> {
+  async makePeer(i: number, count: number, role: 'found' | 'join' | 'founding-group', extra: Pick<PeerOptions, 'beforePhase'> = {}): Promise<TestPeer> {
     this.model ??= await prepareModel(this.config);
     const data = await preparePeerData(this.clients[i], this.config, { index: i, count }, { storeTest: false, skipIfStored: false });
     const joinAt = role === 'founding-group' ? { fromRound: 0 } : {};
     const peer = new Peer({
       id: `p${String(i).padStart(2, '0')}`, redis: { url: this.servers[i].url }, platform: this.platform,
-      model: this.model.info, data, shard: { index: i, count },
+      model: this.model.info, data, shard: { index: i, count }, ...extra,
       restoreData: async (c) => { await preparePeerData(c, this.config, { index: i, count }, { storeTest: false, skipIfStored: false }); },
       ...(role === 'found'
         ? { found: { config: this.config, initialParams: this.model.initialParams, roundsPerEpoch: roundsPerEpoch(this.config, data.batches) } }
@@ -63,11 +63,11 @@ export class TestNetwork {
   }
 
   /** n peers that found the network together (as `peerless train` does), all running. */
-  async foundingGroup(n: number): Promise<TestPeer[]> {
+  async foundingGroup(n: number, extra: (i: number) => Pick<PeerOptions, 'beforePhase'> = () => ({})): Promise<TestPeer[]> {
     await this.reset(n);
     const peers: TestPeer[] = [];
     for (let i = 0; i < n; i++) {
-      const p = await this.makePeer(i, n, i === 0 ? 'found' : 'founding-group');
+      const p = await this.makePeer(i, n, i === 0 ? 'found' : 'founding-group', extra(i));
       await p.peer.start();
       peers.push(p);
     }

@@ -175,7 +175,7 @@ export function renderSummary(s: ClusterSummary): string {
     ...(s.functionBusyShare !== null
       ? [`  function workers busy ${(s.functionBusyShare * 100).toFixed(1)}% of the training time: ${((1 - s.functionBusyShare) * 100).toFixed(1)}% went to everything else (averaging, exchange, aggregation, update, bookkeeping)`]
       : []),
-    `  per peer, ${(s.overheadShare * 100).toFixed(1)}% of a round is outside its own functions (including waiting for the other peers' functions)`,
+    `  per peer, ${(s.overheadShare * 100).toFixed(1)}% of a round is outside its compute phase (including waiting for the other peers' functions)`,
     '',
     table(['phase (sum over peers)', 'time'], Object.entries(s.phaseMs).map(([k, v]) => [k, formatMs(v)])),
   );

@@ -44,11 +44,13 @@ export const K = {
   /**
    * The round's gradient sum and average: recycled by round parity (PL.ACCUM ... ROUND r
    * starts a later round afresh in place and refuses an earlier round's late gradients).
+   * `redo` names a second set, for a round whose gradients computed ahead were thrown away:
+   * the thrown-away calls may still land in the first set, where nothing reads them.
    */
-  gradSum: (r: number) => `g:${r % 2}:sum`,
-  gradAvg: (r: number) => `g:${r % 2}:avg`,
+  gradSum: (r: number, redo = false) => `g:${r % 2}${redo ? ':redo' : ''}:sum`,
+  gradAvg: (r: number, redo = false) => `g:${r % 2}${redo ? ':redo' : ''}:avg`,
   /** The round whose average `gradAvg` holds, written by the module when it is complete. */
-  gradAvgRound: (r: number) => `g:${r % 2}:avg:round`,
+  gradAvgRound: (r: number, redo = false) => `g:${r % 2}${redo ? ':redo' : ''}:avg:round`,
   /** Marker: a peer's whole average arrived (exchange "all"). */
   from: (r: number, peer: string) => `r:${r}:from:${peer}`,
   /** Marker: a peer's slice of its average arrived at the slice's owner (exchange "sharded"). */

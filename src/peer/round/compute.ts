@@ -20,6 +20,11 @@ export interface ComputeInput {
   log(msg: string): void;
   /** Called with +1 when a gradient call starts, -1 when it ends (the progress display). */
   inFlight(delta: number): void;
+  /**
+   * The round's gradients are no longer wanted (a round computed ahead and thrown away): no
+   * call is retried, calls under way run to their end, and the average is not closed.
+   */
+  abandon?: AbortSignal;
 }
 
 export interface ComputeResult {
@@ -62,7 +67,7 @@ export async function computeGradients(x: ComputeInput): Promise<ComputeResult> 
     invocations++;
     if (r.modelBuilt) modelBuilds++;
   }
-  if (failed.length > 0) await closeAverage(x, failed);
+  if (failed.length > 0 && !x.abandon?.aborted) await closeAverage(x, failed);
   return {
     samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 && !regression ? correct / samples : NaN,
     ...(regression ? { mae: samples > 0 ? absError / samples : NaN } : {}),
@@ -85,7 +90,7 @@ async function gradientUntil(x: ComputeInput, batch: number): Promise<{ result: 
   };
   x.inFlight(1);
   try {
-    const out = await withRetries(call, mayPassLater, { attempts: Number.POSITIVE_INFINITY, baseDelayMs: 100, maxDelayMs: 2_000, until: x.until });
+    const out = await withRetries(call, mayPassLater, { attempts: Number.POSITIVE_INFINITY, baseDelayMs: 100, maxDelayMs: 2_000, until: x.until, signal: x.abandon });
     return { result: out.value };
   } catch (err) {
     const e = err as RetriesExhausted;
