@@ -101,7 +101,7 @@ addPlatformOptions(addTrainingOptions(
     .option('--bind <addr>', 'the address the redis-servers listen on (default: the --advertise host when it is an IP, else 127.0.0.1); other than loopback needs --password')
     .option('--save <dir>', 'write the trained model there: model.json and weights.bin (TensorFlow.js Layers format) and metadata.json')
     .addOption(new Option('--checkpoint-every <n>', 'also write the model every N rounds, into --save DIR/round-R (the model before round R)').argParser(int('--checkpoint-every')))
-    .option('--plot <dir>', 'at the end, draw the run\'s learning curve there (learning-curve.svg, as peerless plot draws it)')
+    .option('--plot <dir>', 'at the end, draw the run there, as peerless plot draws a metrics file: run.svg (loss per round and against wall time, time per phase, bytes) and learning-curve.svg')
     .addOption(new Option('--dashboard [port]', `serve a live dashboard of the run on http://127.0.0.1:PORT/ (default ${DASHBOARD_PORT}; 0: any free port)`).argParser(int('--dashboard', 0))),
 ))
   .addHelpText('after', `${ROUNDS_HELP}

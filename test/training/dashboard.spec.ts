@@ -117,15 +117,17 @@ describe('the live dashboard', () => {
     }
   });
 
-  it('train --plot draws the run\'s learning curve at the end', async () => {
+  it('train --plot draws the run and its learning curve at the end', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'peerless-plot-'));
     try {
       const config = parseTrainingConfig({ model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 512, batchesPerRound: 1, maxRounds: 4, validationSize: 64, checkEvery: 2, seed: 9 });
       const summary = await train({ peers: 2, config, platform: platformOf(), quiet: true, plotDir: dir });
-      expect(summary.plotted).toEqual([join(dir, 'learning-curve.svg')]);
-      const svg = readFileSync(summary.plotted![0], 'utf8');
-      expect(svg.startsWith('<svg')).toBe(true);
-      expect(svg).toContain('Training loss and validation accuracy, 2 peer(s)');
+      expect(summary.plotted).toEqual([join(dir, 'run.svg'), join(dir, 'learning-curve.svg')]);
+      const [run, curve] = summary.plotted!.map((f) => readFileSync(f, 'utf8'));
+      for (const svg of [run, curve]) expect(svg.startsWith('<svg')).toBe(true);
+      // The four panels of peerless plot, with the phases the round spent its time in.
+      for (const s of ['loss against wall time', 'time per phase, mean over peers', 'bytes received per round, all peers', 'compute', 'verify', 'loss, peer-00', 'loss, peer-01']) expect(run).toContain(s);
+      expect(curve).toContain('Training loss and validation accuracy, 2 peer(s)');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

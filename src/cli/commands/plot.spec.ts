@@ -65,14 +65,15 @@ describe('peerless plot', () => {
     const t1 = plot(write('serverless.json', JSON.stringify({ benchmark: 'serverless', model: 'cnn', rows: [
       { batchSize: 64, batches: 235, wosMs: 28_600, wsMs: 14_900, speedup: 1.92, wosCostUsd: 0.001, wsCostUsd: 0.001, maxAbsDiff: 0 },
       { batchSize: 128, batches: 118, wosMs: 29_400, wsMs: 15_400, speedup: 1.91, wosCostUsd: 0.001, wsCostUsd: 0.001, maxAbsDiff: 0 },
-    ] })));
+    ], paper: [{ batchSize: 64, batches: 235, wosS: 394.8, wsS: 10.5 }, { batchSize: 128, batches: 118, wosS: 330.4, wsS: 12.9 }] })));
     expect([t1.kind, t1.points]).toEqual(['serverless', 2]);
-    for (const s of ['Table 1', 'without serverless', 'with serverless', 'speedup', 'batch 128']) expect(readFileSync(t1.out, 'utf8')).toContain(s);
+    // Ours and the original work's speedups side by side, with their values.
+    for (const s of ['Table 1', 'without serverless', 'with serverless', 'speedup, Peerless', 'speedup, original work', 'batch 128', '1.92x', '37.6x', '25.61x']) expect(readFileSync(t1.out, 'utf8')).toContain(s);
     const t2 = plot(write('in-db.json', JSON.stringify({ benchmark: 'in-db', rows: [
       { gradients: 15, averageInDbAfterIngestMs: 276, averageOutsideDbAfterIngestMs: 10_800, updateInDbMs: 6.3, updateOutsideDbMs: 307 },
-    ] })));
+    ], paper: [{ gradients: 15, averageWithDbS: 37.41, averageOutsideDbS: 67.32, updateWithDbS: 4.8, updateOutsideDbS: 27.52 }] })));
     expect([t2.kind, t2.points]).toEqual(['in-db', 1]);
-    for (const s of ['Table 2', 'average, in the database', 'update, outside', '15 gradients']) expect(readFileSync(t2.out, 'utf8')).toContain(s);
+    for (const s of ['Table 2', 'average, in the database', 'update, outside', '15 gradients', 'original work', '39.13x', '48.73x', '1.8x', '5.73x']) expect(readFileSync(t2.out, 'utf8')).toContain(s);
   });
 
   it('plots a run longer than a function call\'s arguments may be (200,000 round lines)', () => {

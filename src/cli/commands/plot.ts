@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { computeFigure, inDbFigure, runFigure, scalingFigure, serverlessFigure, type ComputeRowLike, type InDbRowLike, type MetricsRound, type ScalingRowLike, type ServerlessRowLike } from '../plot/charts.ts';
+import { computeFigure, inDbFigure, runFigure, scalingFigure, serverlessFigure, type ComputeRowLike, type InDbRowLike, type MetricsRound, type PaperTable1Row, type PaperTable2Row, type ScalingRowLike, type ServerlessRowLike } from '../plot/charts.ts';
 
 export interface PlotResult {
   out: string;
@@ -65,12 +65,12 @@ export function plot(file: string, out?: string, format?: 'svg' | 'png'): PlotRe
       const rows = doc.rows as ServerlessRowLike[];
       kind = 'serverless';
       points = rows.length;
-      picture = serverlessFigure(rows, `Table 1: one peer's gradients without and with serverless, ${String(doc.model)} (${basename(file)})`);
+      picture = serverlessFigure(rows, `Table 1: one peer's gradients without and with serverless, ${String(doc.model)} (${basename(file)})`, (doc.paper ?? []) as PaperTable1Row[]);
     } else if (doc.benchmark === 'in-db') {
       const rows = doc.rows as InDbRowLike[];
       kind = 'in-db';
       points = rows.length;
-      picture = inDbFigure(rows, `Table 2: averaging and update inside vs outside the database (${basename(file)})`);
+      picture = inDbFigure(rows, `Table 2: averaging and update inside vs outside the database (${basename(file)})`, (doc.paper ?? []) as PaperTable2Row[]);
     } else {
       throw new Error(`plot: no picture for benchmark "${String(doc.benchmark)}" yet (scaling, serverless, in-db and compute have one)`);
     }

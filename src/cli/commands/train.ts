@@ -11,7 +11,7 @@ import { roundPoint } from '../../peer/round-log.ts';
 import type { PeerStatus, RoundMetrics } from '../../peer/types.ts';
 import type { Dashboard } from '../dashboard/server.ts';
 import { stopAtBoundary } from '../signals.ts';
-import type { RoundLine } from '../plot/charts.ts';
+import type { MetricsRound } from '../plot/charts.ts';
 import { formatBytes, formatMs, table } from '../format.ts';
 
 export interface TrainCliOptions {
@@ -31,7 +31,10 @@ export interface TrainCliOptions {
   dashboard?: Dashboard;
   /** See ClusterOptions.minPeers. */
   minPeers?: number;
-  /** Write the run's learning curve here at the end (learning-curve.svg), as `peerless plot` draws it. */
+  /**
+   * Draw the run here at the end, as `peerless plot` draws a metrics file: run.svg (loss
+   * against round and wall time, time per phase, bytes) and learning-curve.svg.
+   */
   plotDir?: string;
   /** See ClusterOptions.advertise and .bind. */
   advertise?: string;
@@ -92,7 +95,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     else process.stderr.write(`${msg}\n`);
     abort.abort();
   }, () => bars.stop());
-  const curve: RoundLine[] = [];
+  const curve: MetricsRound[] = [];
   // The API's train(), with the flags' network options; a failed run is summarised, not thrown.
   const summary = await trainNetwork({
     model: o.config.model.name,
@@ -121,7 +124,7 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
       onPlan: (totalRounds) => { bars.total(totalRounds); o.dashboard?.plan(totalRounds); },
     },
     onRound: (m) => {
-      if (o.plotDir) curve.push({ peer: m.peer, round: m.round, loss: m.loss, validationAccuracy: m.validationAccuracy, roundMs: m.roundMs });
+      if (o.plotDir) curve.push(plottedRound(m));
       bars.round(m);
       o.dashboard?.round(roundPoint(m));
       if (!tty && !o.json && !o.quiet && m.peer.endsWith('00') && (m.validationLoss !== undefined || m.round % 10 === 0)) {
@@ -135,11 +138,12 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
     throw err;
   });
   if (o.plotDir && curve.length > 0) {
-    const { learningCurve } = await import('../plot/charts.ts');
+    const { learningCurve, runFigure } = await import('../plot/charts.ts');
     mkdirSync(o.plotDir, { recursive: true });
-    const file = join(o.plotDir, 'learning-curve.svg');
-    writeFileSync(file, learningCurve(curve, `Training loss and validation accuracy, ${o.peers} peer(s)`));
-    summary.plotted = [file];
+    const run = join(o.plotDir, 'run.svg'), learning = join(o.plotDir, 'learning-curve.svg');
+    writeFileSync(run, runFigure(curve, `A run of ${o.peers} peer(s): loss, validation accuracy, phases, bytes`));
+    writeFileSync(learning, learningCurve(curve, `Training loss and validation accuracy, ${o.peers} peer(s)`));
+    summary.plotted = [run, learning];
   }
   o.dashboard?.finish(failureLine(summary) ?? `Training finished: ${summary.stopReason ?? 'stopped'}`, runFailed(summary));
   unsubscribe();
@@ -171,7 +175,7 @@ export function renderSummary(s: ClusterSummary): string {
     `  estimated function cost: $${s.estimatedCostUsd.toFixed(5)} (AWS Lambda prices)`,
     `  gradients computed on: ${s.computeBackend}; the functions built the model ${s.modelBuilds} time(s) for ${s.gradientInvocations.toLocaleString()} gradients`,
     ...(s.saved ? [`  model saved: ${s.saved.join(', ')}`] : []),
-    ...(s.plotted ? [`  learning curve drawn: ${s.plotted.join(', ')}`] : []),
+    ...(s.plotted ? [`  charts drawn: ${s.plotted.join(', ')}`] : []),
     ...(s.functionBusyShare !== null
       ? [`  function workers busy ${(s.functionBusyShare * 100).toFixed(1)}% of the training time: ${((1 - s.functionBusyShare) * 100).toFixed(1)}% went to everything else (averaging, exchange, aggregation, update, bookkeeping)`]
       : []),
@@ -181,4 +185,13 @@ export function renderSummary(s: ClusterSummary): string {
   );
   for (const o of s.outcomes) if (o.state === 'failed') lines.push(`  ${o.id} failed: ${o.error}`);
   return lines.join('\n');
+}
+
+/** What the charts need of a round, stamped with its arrival as a metrics line is. */
+function plottedRound(m: RoundMetrics): MetricsRound {
+  return {
+    peer: m.peer, round: m.round, loss: m.loss, validationAccuracy: m.validationAccuracy, roundMs: m.roundMs, at: new Date().toISOString(),
+    computeMs: m.computeMs, averageMs: m.averageMs, exchangeMs: m.exchangeMs, aggregateMs: m.aggregateMs, updateMs: m.updateMs,
+    verifyMs: m.verifyMs, checkMs: m.checkMs, bytesReceived: m.bytesReceived,
+  };
 }

@@ -255,9 +255,23 @@ export interface ServerlessRowLike {
   speedup: number;
 }
 
-/** The original work's Table 1: one peer's gradients without and with serverless offload, per batch size. */
-export function serverlessFigure(rows: ServerlessRowLike[], title: string): string {
+/** The original work's Table 1 rows, as `bench serverless --json` carries them (seconds). */
+export interface PaperTable1Row { batchSize: number; wosS: number; wsS: number }
+
+/** Ratio lines carry their values: the figures a reader compares. */
+const RATIO_LABEL = { show: true, formatter: '{c}x', fontSize: 11 };
+
+/** A ratio rounded for a chart's label, or null where the original work gives no figure. */
+const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 ? Math.round((a / b) * 100) / 100 : null);
+
+/**
+ * The original work's Table 1: one peer's gradients without and with serverless offload, per
+ * batch size, with the original work's speedup drawn beside ours (its times, on other
+ * machines and another model, only compare as ratios).
+ */
+export function serverlessFigure(rows: ServerlessRowLike[], title: string, paper: PaperTable1Row[] = []): string {
   const s = (ms: number) => Math.round(ms) / 1000;
+  const theirs = (r: ServerlessRowLike) => paper.find((p) => p.batchSize === r.batchSize);
   return svg({
     title: { text: title, left: 'center' },
     legend: { top: 34, itemGap: 30 },
@@ -265,12 +279,16 @@ export function serverlessFigure(rows: ServerlessRowLike[], title: string): stri
     xAxis: { type: 'category', data: rows.map((r) => `batch ${r.batchSize}`) },
     yAxis: [
       { type: 'value', name: 'seconds' },
-      { type: 'value', name: 'speedup', min: 0, splitLine: { show: false } },
+      { type: 'value', name: 'speedup (x)', min: 0, splitLine: { show: false } },
     ],
     series: [
       { name: 'without serverless', type: 'bar', data: rows.map((r) => s(r.wosMs)) },
       { name: 'with serverless', type: 'bar', data: rows.map((r) => s(r.wsMs)) },
-      { name: 'speedup', type: 'line', yAxisIndex: 1, data: rows.map((r) => Math.round(r.speedup * 100) / 100) },
+      { name: 'speedup, Peerless', type: 'line', yAxisIndex: 1, label: RATIO_LABEL, data: rows.map((r) => Math.round(r.speedup * 100) / 100) },
+      ...(paper.length > 0 ? [{
+        name: 'speedup, original work', type: 'line', yAxisIndex: 1, lineStyle: { type: 'dashed' }, connectNulls: true, label: RATIO_LABEL,
+        data: rows.map((r) => ratio(theirs(r)?.wosS, theirs(r)?.wsS)),
+      }] : []),
     ],
   });
 }
@@ -283,20 +301,39 @@ export interface InDbRowLike {
   updateOutsideDbMs: number;
 }
 
-/** The original work's Table 2: averaging (after ingest) and the update, inside vs outside the database. */
-export function inDbFigure(rows: InDbRowLike[], title: string): string {
+/** The original work's Table 2 rows, as `bench in-db --json` carries them (seconds). */
+export interface PaperTable2Row { gradients: number; averageWithDbS: number; averageOutsideDbS: number; updateWithDbS: number; updateOutsideDbS: number }
+
+/**
+ * The original work's Table 2: averaging (after ingest) and the update, inside vs outside the
+ * database, with how many times faster inside the database is, ours beside the original
+ * work's (its times, on other machines, only compare as ratios).
+ */
+export function inDbFigure(rows: InDbRowLike[], title: string, paper: PaperTable2Row[] = []): string {
   const labels = rows.map((r) => `${r.gradients} gradients`);
+  const theirs = (r: InDbRowLike) => paper.find((p) => p.gradients === r.gradients);
+  const dashed = { type: 'line', yAxisIndex: 1, lineStyle: { type: 'dashed' }, connectNulls: true, label: RATIO_LABEL };
   return svg({
     title: { text: title, left: 'center' },
-    legend: { top: 34, itemGap: 30 },
-    grid: { top: 80, left: 80, right: 30, bottom: 60 },
+    // Eight entries: below the chart, clear of the axes' names.
+    legend: { bottom: 8, itemGap: 20, width: '90%' },
+    grid: { top: 80, left: 80, right: 80, bottom: 110 },
     xAxis: { type: 'category', data: labels },
-    yAxis: { type: 'log', name: 'ms (log)' },
+    yAxis: [
+      { type: 'log', name: 'ms (log)' },
+      { type: 'log', name: 'outside / inside (x, log)', splitLine: { show: false } },
+    ],
     series: [
       { name: 'average, in the database', type: 'bar', data: rows.map((r) => r.averageInDbAfterIngestMs) },
       { name: 'average, outside', type: 'bar', data: rows.map((r) => r.averageOutsideDbAfterIngestMs) },
       { name: 'update, in the database', type: 'bar', data: rows.map((r) => r.updateInDbMs) },
       { name: 'update, outside', type: 'bar', data: rows.map((r) => r.updateOutsideDbMs) },
+      { name: 'average: outside / inside, Peerless', type: 'line', yAxisIndex: 1, label: RATIO_LABEL, data: rows.map((r) => ratio(r.averageOutsideDbAfterIngestMs, r.averageInDbAfterIngestMs)) },
+      { name: 'update: outside / inside, Peerless', type: 'line', yAxisIndex: 1, label: RATIO_LABEL, data: rows.map((r) => ratio(r.updateOutsideDbMs, r.updateInDbMs)) },
+      ...(paper.length > 0 ? [
+        { ...dashed, name: 'average: outside / inside, original work', data: rows.map((r) => ratio(theirs(r)?.averageOutsideDbS, theirs(r)?.averageWithDbS)) },
+        { ...dashed, name: 'update: outside / inside, original work', data: rows.map((r) => ratio(theirs(r)?.updateOutsideDbS, theirs(r)?.updateWithDbS)) },
+      ] : []),
     ],
   });
 }
