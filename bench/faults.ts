@@ -6,6 +6,11 @@
  * reset, delay past the caller's timeout, reset after the function ran). It reports each
  * run's median round, their ratio (target: under 1.5), the faults injected, and whether both
  * runs ended with the same checksum (sums are exact and order-free, so they must).
+ *
+ * By default the functions are elastic, as on Lambda: the pool has an instance for every call
+ * of a round and two more for copies, and the peers give a call that is slow to answer a second copy
+ * (src/platform/hedge.ts). `queued` runs them on a pool of two instances that queues calls
+ * (what `function serve` on a small machine is), where no call is hedged.
  */
 import { runLocalCluster } from '../src/cluster/local-cluster.ts';
 import { parseTrainingConfig } from '../src/config/training.ts';
@@ -25,6 +30,8 @@ export interface FaultBenchOptions {
   /** The platform's timeout of one call, ms: a delayed call is given up then, and retried. */
   timeoutMs?: number;
   seed?: number;
+  /** Functions on a 2-instance pool that queues calls, without hedging (default: elastic). */
+  queued?: boolean;
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -38,6 +45,8 @@ export interface FaultRow {
   injected: Record<Fault, number>;
   /** Batches given up at the function deadline (the round averaged the others). */
   failedBatches: number;
+  /** Calls that got a second copy because they were slow to answer. */
+  hedges: number;
   checksum: string | null;
 }
 
@@ -46,9 +55,13 @@ export interface FaultReport {
   batchesPerRound: number;
   timeoutMs: number;
   delayMs: number;
+  /** Whether calls had an instance each and slow ones a copy (see `queued`). */
+  elastic: boolean;
   rows: FaultRow[];
   /** Median faulty round / median clean round. */
   ratio: number;
+  /** Mean faulty round / mean clean round: what the rare long rounds cost. */
+  meanRatio: number;
   sameChecksum: boolean;
 }
 
@@ -61,7 +74,9 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
     maxRounds: rounds, epochs: 1000, checkEvery: 100_000, validationSize: 0, optimizer: { kind: 'adam', lr: 0.003 }, seed: 11,
     deadlineMs: 30_000, functionDeadlineMs: 15_000,
   });
-  const backend = new LocalPlatform({ workers: 2 });
+  const elastic = o.queued !== true;
+  // Elastic: an instance for each of a round's calls (2 peers x 3 batches), and two for copies.
+  const backend = new LocalPlatform({ workers: elastic ? 2 * config.batchesPerRound + 2 : 2 });
   await backend.warm();
   const functions = await serveFunctions({ handle: (name, event) => backend.invoke(name, event) });
   const rows: FaultRow[] = [];
@@ -70,7 +85,7 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
       const proxy = await startFunctionProxy(functions.url, { seed, fraction: f, delayMs });
       // One attempt per call at the platform: the peer's own retries until the function
       // deadline are what is measured.
-      const platform = new HttpPlatform({ url: proxy.url, timeoutMs, attempts: 1 });
+      const platform = new HttpPlatform({ url: proxy.url, timeoutMs, attempts: 1, elastic });
       const metrics: RoundMetrics[] = [];
       try {
         const summary = await runLocalCluster({
@@ -87,6 +102,7 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
           medianRoundMs: median(times), meanRoundMs: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length),
           calls: proxy.calls, injected: { ...proxy.injected },
           failedBatches: metrics.reduce((n, m) => n + m.failedBatches, 0),
+          hedges: metrics.reduce((n, m) => n + (m.hedges ?? 0), 0),
           checksum: summary.identical ? summary.checksums[0] ?? null : null,
         });
       } finally {
@@ -100,8 +116,9 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
   }
   const [clean, faulty] = rows as [FaultRow, FaultRow];
   return {
-    peers: 2, batchesPerRound: config.batchesPerRound, timeoutMs, delayMs, rows,
+    peers: 2, batchesPerRound: config.batchesPerRound, timeoutMs, delayMs, elastic, rows,
     ratio: faulty.medianRoundMs / clean.medianRoundMs,
+    meanRatio: faulty.meanRoundMs / clean.meanRoundMs,
     sameChecksum: clean.checksum !== null && clean.checksum === faulty.checksum,
   };
 }

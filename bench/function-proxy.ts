@@ -22,9 +22,17 @@ export interface FunctionProxy {
  *   function runs after the caller gave up on it;
  * - `reset-after`: the function runs, and its answer is cut off.
  * Whether call i fails is the seeded PRNG's i-th draw; the kinds take turns, so every kind
- * shows up once four faults have been drawn. Loopback only.
+ * shows up once four faults have been drawn. `kinds` narrows them, and the first `passFirst`
+ * calls always pass (draws start after them). With `repeatsPass`, a call whose body was seen
+ * before (a retry, a hedged copy) always passes: the fault was the instance's, not the
+ * call's. Loopback only.
  */
-export async function startFunctionProxy(target: string, o: { seed: number; fraction: number; delayMs: number }): Promise<FunctionProxy> {
+export async function startFunctionProxy(
+  target: string,
+  o: { seed: number; fraction: number; delayMs: number; kinds?: readonly Fault[]; passFirst?: number; repeatsPass?: boolean },
+): Promise<FunctionProxy> {
+  const kinds = o.kinds ?? FAULTS;
+  const seen = new Set<string>();
   const rand = mulberry32(o.seed);
   const injected: Record<Fault, number> = { '500': 0, reset: 0, delay: 0, 'reset-after': 0 };
   let faults = 0;
@@ -47,9 +55,11 @@ export async function startFunctionProxy(target: string, o: { seed: number; frac
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       state.calls++;
-      const fault: Fault | null = rand() < o.fraction ? FAULTS[faults++ % FAULTS.length] : null;
-      if (fault) injected[fault]++;
       const body = Buffer.concat(chunks);
+      const repeat = o.repeatsPass === true && seen.has(body.toString('latin1'));
+      if (o.repeatsPass) seen.add(body.toString('latin1'));
+      const fault: Fault | null = !repeat && state.calls > (o.passFirst ?? 0) && rand() < o.fraction ? kinds[faults++ % kinds.length]! : null;
+      if (fault) injected[fault]++;
       const answer = (status: number, headers: IncomingMessage['headers'], data: Buffer) => {
         if (fault === 'reset-after') { req.socket.destroy(); return; }
         if (res.destroyed) return;

@@ -409,7 +409,9 @@ bench
     'The same seeded run of 2 peers (3 batches per round, real redis-servers, the real functions on ' +
       'worker threads behind an HTTP server) twice: every call passing, then a share of the calls ' +
       'failing behind a seeded proxy (gateway 500, reset, delay past the timeout, reset after the ' +
-      'function ran). Median steady round of each, their ratio, the faults injected, and both final checksums.',
+      'function ran). Median and mean steady round of each, their ratios, the faults injected, the calls ' +
+      'hedged, and both final checksums. The functions are elastic by default (an instance per call, as on ' +
+      'Lambda, so a call slow to answer gets a second copy); --queued runs them on 2 queueing instances.',
   )
   .option('--json', 'print one JSON document on stdout instead of the table')
   .option('--fraction <x>', 'share of the calls that fail in the faulty run (default 0.2)', parseFloat)
@@ -417,7 +419,8 @@ bench
   .addOption(new Option('--timeout <ms>', 'a call\'s timeout at the platform (default 1000)').argParser(int('--timeout')))
   .addOption(new Option('--delay <ms>', 'how long a delay fault holds a call, past the timeout (default 1500)').argParser(int('--delay')))
   .addOption(new Option('--seed <n>', 'the proxy\'s seed: which calls fail (default 1)').argParser(int('--seed', 0)))
-  .addHelpText('after', '\nExamples:\n  peerless bench faults\n  peerless bench faults --fraction 0.3 --rounds 20 --json > faults.json')
+  .option('--queued', 'functions on a pool of 2 instances that queues calls, with no hedged copies (default: elastic)')
+  .addHelpText('after', '\nExamples:\n  peerless bench faults\n  peerless bench faults --queued\n  peerless bench faults --fraction 0.3 --rounds 20 --json > faults.json')
   .action(async (o) => { await (await import('./commands/bench-faults.ts')).benchFaults(o); });
 
 addPlatformOptions(

@@ -1,5 +1,6 @@
 import { functionDeadline, learningRate, totalRounds } from '../config/training.ts';
 import type { FunctionRedis } from '../functions/events.ts';
+import { CallTimes } from '../platform/hedge.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
@@ -81,6 +82,8 @@ export class RoundRunner implements RoundWork {
   private ahead?: Ahead;
   /** A round whose gradients computed ahead were thrown away: it sums them again in fresh keys. */
   private redoRound: number | null = null;
+  /** This peer's recent gradient call times: when a call is slow enough to hedge. */
+  private readonly callTimes = new CallTimes();
 
   constructor(private readonly d: RoundDeps) {}
 
@@ -193,7 +196,7 @@ export class RoundRunner implements RoundWork {
         { ...sum, expected, round },
         { batchKeys: this.d.data.batchKeys(b), chunkElements: this.chunkElements, microBatch: this.config.microBatch, checkpoint: this.config.checkpoint, backend: this.config.backend },
       ),
-      platform: this.d.platform, store: this.d.store, ...sum, abandon,
+      platform: this.d.platform, store: this.d.store, ...sum, abandon, callTimes: this.callTimes,
       log: this.d.log, inFlight: (d) => { this.inFlightCount += d; },
     });
   }

@@ -101,6 +101,8 @@ export interface RoundMetrics extends PhaseTimes {
   /** Gradient invocations of the round that answered, and how many built the model first. */
   invocations?: number;
   modelBuilds?: number;
+  /** Gradient calls given a second copy because they were slow to answer (elastic platforms). */
+  hedges?: number;
   /** Batches whose gradient failed until the function deadline (the round averaged the rest). */
   failedBatches: number;
   repaired: boolean;

@@ -26,12 +26,18 @@ export interface PlatformMetrics {
 /** A place where serverless functions run: the local worker pool, AWS Lambda, an HTTP gateway. */
 export interface FunctionPlatform {
   readonly kind: 'local' | 'aws-lambda' | 'http';
+  /**
+   * Every call gets an instance of its own at once (Lambda): a slow call may then be given a
+   * second copy (src/platform/hedge.ts). Absent or false for a platform whose calls queue.
+   */
+  readonly elastic?: boolean;
   /** The compute backend the functions loaded, where the platform knows it (local, after warm-up). */
   readonly computeBackend?: string;
   /**
-   * Runs one function. `signal`: the caller stops waiting (its deadline passed). A platform
-   * that can stop the call does (the local platform ends the instance, so a hung call does
-   * not hold it for the next); the others let it run, and its late result is refused.
+   * Runs one function. `signal`: the caller stops waiting (its deadline passed, or a hedged
+   * copy answered first). The local platform ends the call's instance, so a hung call does not
+   * hold it for the next; HTTP and Lambda cut the request, while the function may run on to
+   * its end there, where a late result is refused (or counted once, if it lands first).
    */
   invoke<N extends FunctionName>(name: N, event: FunctionEvents[N], opts?: { signal?: AbortSignal }): Promise<FunctionResults[N]>;
   metrics(): PlatformMetrics;

@@ -77,7 +77,10 @@ describe('benchmark runners', () => {
     for (const c of ['PL.PUSH', 'PL.SEND', 'PL.AGGREGATE', 'PL.SGD', 'PL.CHECKSUM']) expect(r.alone.byCommand[c], c).toBeGreaterThanOrEqual(0);
   });
   it('faults: a clean run and a faulty one, side by side, ending with the same checksum', async () => {
-    const r = await runFaultBench({ fraction: 0.5, rounds: 3, timeoutMs: 500, delayMs: 700, seed: 2 });
+    // The queued pool: its 2 instances build the model once each, where the elastic default's 8
+    // would build it 8 times on these 2 cores, past this short timeout (the clean run would
+    // then retry calls too). Hedging has its own test (test/faults/function-faults.spec.ts).
+    const r = await runFaultBench({ fraction: 0.5, rounds: 3, timeoutMs: 500, delayMs: 700, seed: 2, queued: true });
     expect(r.rows.map((x) => x.fraction)).toEqual([0, 0.5]);
     const [clean, faulty] = r.rows;
     expect(Object.values(clean!.injected).every((n) => n === 0)).toBe(true);
@@ -90,5 +93,7 @@ describe('benchmark runners', () => {
     }
     expect(r.sameChecksum).toBe(true);
     expect(r.ratio).toBeCloseTo(faulty!.medianRoundMs / clean!.medianRoundMs, 9);
+    expect(r.meanRatio).toBeCloseTo(faulty!.meanRoundMs / clean!.meanRoundMs, 9);
+    expect([r.elastic, clean!.hedges, faulty!.hedges]).toEqual([false, 0, 0]);
   });
 });

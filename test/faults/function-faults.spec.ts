@@ -7,7 +7,7 @@ import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { accumulationStats } from '../../src/tensor/in-db.ts';
 import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
-import { startFunctionProxy, type FunctionProxy } from '../../bench/function-proxy.ts';
+import { startFunctionProxy, type Fault, type FunctionProxy } from '../../bench/function-proxy.ts';
 
 /**
  * Failures that degrade: peers reach their functions over HTTP through a seeded proxy that
@@ -37,13 +37,23 @@ afterAll(async () => {
   await backend?.close();
 });
 
+interface RunOptions {
+  kinds?: readonly Fault[];
+  passFirst?: number;
+  delayMs?: number;
+  timeoutMs?: number;
+  elastic?: boolean;
+  maxRounds?: number;
+  repeatsPass?: boolean;
+}
+
 /** A 2-peer run through a proxy failing `fraction` of the calls; its metrics and parameters. */
-async function run(fraction: number, seed: number) {
-  const proxy: FunctionProxy = await startFunctionProxy(functions.url, { seed, fraction, delayMs: 1_500 });
+async function run(fraction: number, seed: number, o: RunOptions = {}) {
+  const proxy: FunctionProxy = await startFunctionProxy(functions.url, { seed, fraction, delayMs: o.delayMs ?? 1_500, kinds: o.kinds, passFirst: o.passFirst, repeatsPass: o.repeatsPass });
   // One attempt per call at the platform: the peer's own retries until the function deadline
   // are what is tested. The timeout sits below the proxy's delay.
-  const platform = new HttpPlatform({ url: proxy.url, timeoutMs: 1_000, attempts: 1 });
-  const net = new TestNetwork(config, platform);
+  const platform = new HttpPlatform({ url: proxy.url, timeoutMs: o.timeoutMs ?? 1_000, attempts: 1, elastic: o.elastic });
+  const net = new TestNetwork(o.maxRounds ? { ...config, maxRounds: o.maxRounds } : config, platform);
   try {
     const peers = await net.foundingGroup(2);
     const outcomes = await Promise.all(peers.map((p) => p.outcome!));
@@ -103,6 +113,26 @@ describe('function faults degrade a round, never a peer', () => {
     } finally {
       await net.dispose();
     }
+  });
+});
+
+describe('hedged calls', () => {
+  it('on an elastic platform, a call held past the function deadline is answered by its copy: no batch given up, the clean run\'s checksum', async () => {
+    // The held calls would never answer within the run: without a second copy each of their
+    // batches would be given up at the function deadline. The first 4 rounds pass, so each
+    // peer knows its usual call time before any call is held; a copy always passes (the
+    // stalled instance was the fault, not the call).
+    const held = { kinds: ['delay'] as const, passFirst: 24, delayMs: 600_000, timeoutMs: 600_000, elastic: true, maxRounds: 8, repeatsPass: true };
+    const clean = await run(0, 3, { maxRounds: 8 });
+    const faulty = await run(0.2, 3, held);
+    expect(faulty.injected.delay).toBeGreaterThan(0);
+    for (const r of [clean, faulty]) expect(r.outcomes.map((o) => o.state), r.peers.map((p) => p.logs.join('\n')).join('\n')).toEqual(['done', 'done']);
+    const rounds = faulty.peers.flatMap((p) => p.rounds);
+    expect(rounds.filter((m) => m.failedBatches > 0 || m.dropped.length > 0)).toEqual([]);
+    // Every held call got its copy (others may have too, on a busy machine: a copy costs nothing here).
+    expect(rounds.reduce((n, m) => n + (m.hedges ?? 0), 0)).toBeGreaterThanOrEqual(faulty.injected.delay);
+    expect(faulty.calls).toBeGreaterThanOrEqual(8 * 6 + faulty.injected.delay);
+    expect(faulty.outcomes.map((o) => o.checksum)).toEqual(clean.outcomes.map((o) => o.checksum));
   });
 });
 

@@ -9,6 +9,7 @@ export interface FaultsCliOptions {
   timeout?: number;
   delay?: number;
   seed?: number;
+  queued?: boolean;
 }
 
 /** `peerless bench faults`: a clean run and a run with failing functions, side by side. */
@@ -16,7 +17,7 @@ export async function benchFaults(o: FaultsCliOptions): Promise<FaultReport> {
   const bar = progressBar(!o.json, 'faults');
   const r = await runFaultBench({
     ...(o.fraction !== undefined ? { fraction: o.fraction } : {}), ...(o.rounds ? { rounds: o.rounds } : {}),
-    ...(o.timeout ? { timeoutMs: o.timeout } : {}), ...(o.delay ? { delayMs: o.delay } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}),
+    ...(o.timeout ? { timeoutMs: o.timeout } : {}), ...(o.delay ? { delayMs: o.delay } : {}), ...(o.seed !== undefined ? { seed: o.seed } : {}), queued: o.queued,
     onProgress: (d, t, w) => bar.update(d, t, w),
   });
   bar.stop();
@@ -26,12 +27,13 @@ export async function benchFaults(o: FaultsCliOptions): Promise<FaultReport> {
   }
   process.stdout.write(`${[
     `Function faults: ${r.peers} peers, ${r.batchesPerRound} batches per round, the same seed; a call times out after ${formatMs(r.timeoutMs)}, a delay fault holds it ${formatMs(r.delayMs)}`,
+    r.elastic ? 'Elastic functions (an instance per call, as on Lambda): a call slow to answer gets a second copy.' : 'Queued functions (a pool of 2 instances): no call is hedged.',
     '',
-    table(['failing calls', 'rounds', 'median round', 'mean round', 'calls', ...FAULTS, 'batches given up', 'checksum'],
+    table(['failing calls', 'rounds', 'median round', 'mean round', 'calls', ...FAULTS, 'hedged', 'batches given up', 'checksum'],
       r.rows.map((x) => [`${Math.round(x.fraction * 100)}%`, String(x.rounds), formatMs(x.medianRoundMs), formatMs(x.meanRoundMs), String(x.calls),
-        ...FAULTS.map((f) => String(x.injected[f])), String(x.failedBatches), x.checksum ?? 'replicas differ'])),
+        ...FAULTS.map((f) => String(x.injected[f])), String(x.hedges), String(x.failedBatches), x.checksum ?? 'replicas differ'])),
     '',
-    `median round with faults / clean: ${r.ratio.toFixed(2)}x (target: under 1.5x); same final checksum: ${r.sameChecksum ? 'yes' : 'NO'}`,
+    `round with faults / clean: median ${r.ratio.toFixed(2)}x, mean ${r.meanRatio.toFixed(2)}x (target: under 1.5x); same final checksum: ${r.sameChecksum ? 'yes' : 'NO'}`,
     'Steady rounds only (round 0 builds the model in each function instance). The peers and the functions share this machine\'s cores.',
   ].join('\n')}\n`);
   return r;

@@ -1,5 +1,6 @@
 import type { GradientEvent, GradientResult } from '../../functions/events.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
+import { hedged, type CallTimes } from '../../platform/hedge.ts';
 import { mayPassLater, RetriesExhausted, withRetries, withTimeout } from '../../platform/retry.ts';
 import type { InDbTensorStore } from '../../tensor/in-db.ts';
 import { DroppedError } from '../net/agreement.ts';
@@ -25,6 +26,11 @@ export interface ComputeInput {
    * call is retried, calls under way run to their end, and the average is not closed.
    */
   abandon?: AbortSignal;
+  /**
+   * This peer's recent call times. On an elastic platform a call slower than a few of them
+   * gets a second copy (src/platform/hedge.ts); every successful call's time is added.
+   */
+  callTimes?: CallTimes;
 }
 
 export interface ComputeResult {
@@ -42,6 +48,8 @@ export interface ComputeResult {
   /** Gradient invocations that answered, and how many of them built the model first. */
   invocations: number;
   modelBuilds: number;
+  /** Calls that got a second copy because they were slow to answer (elastic platforms). */
+  hedges: number;
 }
 
 /**
@@ -52,7 +60,8 @@ export interface ComputeResult {
  * round out: DroppedError, and it asks to rejoin.
  */
 export async function computeGradients(x: ComputeInput): Promise<ComputeResult> {
-  const outcomes = await Promise.all(x.batches.map((b) => gradientUntil(x, b)));
+  let hedges = 0;
+  const outcomes = await Promise.all(x.batches.map((b) => gradientUntil(x, b, () => { hedges++; })));
   let samples = 0, lossSum = 0, correct = 0, absError = 0, fnMs = 0, invocations = 0, modelBuilds = 0, regression = false;
   const backends = new Set<string>();
   const failed: { batch: number; error: Error }[] = [];
@@ -71,21 +80,27 @@ export async function computeGradients(x: ComputeInput): Promise<ComputeResult> 
   return {
     samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 && !regression ? correct / samples : NaN,
     ...(regression ? { mae: samples > 0 ? absError / samples : NaN } : {}),
-    functionComputeMs: fnMs, failedBatches: failed.length, backend: [...backends].sort().join(','), invocations, modelBuilds,
+    functionComputeMs: fnMs, failedBatches: failed.length, backend: [...backends].sort().join(','), invocations, modelBuilds, hedges,
   };
 }
 
 /** Invokes one batch's gradient, retrying what may pass later, until the deadline. */
-async function gradientUntil(x: ComputeInput, batch: number): Promise<{ result: GradientResult } | { error: Error }> {
+async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void): Promise<{ result: GradientResult } | { error: Error }> {
   const event = x.event(batch, x.batches.length);
   // A call still running at the deadline may yet land; the closed average refuses it then.
   const late = () => Object.assign(new Error('no answer before the function deadline'), { retryable: false, late: true });
   // The cause worth reporting: a last call cut by the deadline says less than the failure before it.
   let cause: Error | undefined;
   // At the deadline the call is abandoned: a platform that can stop it frees its instance.
+  const hedgeAfterMs = x.platform.elastic && x.callTimes ? x.callTimes.hedgeAfterMs() : 0;
   const call = () => {
     const stop = new AbortController();
-    return withTimeout(x.platform.invoke('gradient', event, { signal: stop.signal }), x.until - performance.now(), () => { stop.abort(); return late(); })
+    const work = hedged((signal) => x.platform.invoke('gradient', event, { signal }), hedgeAfterMs, stop.signal).then((h) => {
+      x.callTimes?.add(h.ms);
+      if (h.hedged) onHedge();
+      return h.value;
+    });
+    return withTimeout(work, x.until - performance.now(), () => { stop.abort(); return late(); })
       .catch((err: Error) => { if (!(err as { late?: boolean }).late) cause = err; throw err; });
   };
   x.inFlight(1);

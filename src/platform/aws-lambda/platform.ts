@@ -50,6 +50,8 @@ export const DEFAULT_FUNCTION_NAMES: Record<FunctionName, string> = {
  */
 export class AwsLambdaPlatform implements FunctionPlatform {
   readonly kind = 'aws-lambda' as const;
+  /** Lambda starts an instance for each concurrent call (up to the account's concurrency). */
+  readonly elastic = true;
   private readonly client: LambdaClient;
   private readonly ownsClient: boolean;
   private readonly meter: Meter;
@@ -79,13 +81,14 @@ export class AwsLambdaPlatform implements FunctionPlatform {
     return this.opts.functionNames?.[name] ?? DEFAULT_FUNCTION_NAMES[name];
   }
 
-  async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]> {
+  /** `signal`: the caller stopped waiting; the request is cut (Lambda may still run the function) and not retried. */
+  async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N], opts: { signal?: AbortSignal } = {}): Promise<FunctionResults[N]> {
     const fn = this.functionNameFor(name);
     const request: LambdaRequest<N> = { function: name, payload: event };
     const payload = new TextEncoder().encode(JSON.stringify(request));
     return this.meter.measure(name, this.memoryMb, async (): Promise<Metered<FunctionResults[N]>> => {
       try {
-        const out = await withRetries(() => this.invokeOnce(fn, payload), isTransient, { attempts: this.opts.attempts });
+        const out = await withRetries(() => this.invokeOnce(fn, payload, opts.signal), isTransient, { attempts: this.opts.attempts, signal: opts.signal });
         const { result, coldStart, memoryMb } = out.value;
         return { value: result as FunctionResults[N], coldStart, memoryMb, attempts: out.attempts };
       } catch (err) {
@@ -96,13 +99,13 @@ export class AwsLambdaPlatform implements FunctionPlatform {
     });
   }
 
-  private async invokeOnce(fn: string, payload: Uint8Array) {
+  private async invokeOnce(fn: string, payload: Uint8Array, signal?: AbortSignal) {
     const res = await this.client.send(new InvokeCommand({
       FunctionName: fn,
       InvocationType: 'RequestResponse',
       Qualifier: this.opts.qualifier,
       Payload: payload,
-    }));
+    }), { abortSignal: signal });
     const text = res.Payload ? new TextDecoder().decode(res.Payload) : '';
     if (res.FunctionError) {
       const e = parseJson<LambdaErrorPayload>(text);

@@ -39,6 +39,12 @@ export interface HttpPlatformOptions {
   /** Memory assumed for cost estimates when the function does not report it (default 1024). */
   memoryMb?: number;
   prices?: LambdaPrices;
+  /**
+   * Whether every call gets an instance of its own at once (a gateway in front of Lambda,
+   * Knative with room to scale): the peers then give a slow call a second copy. Default
+   * false: `peerless function serve` queues calls on its pool, where a copy would wait.
+   */
+  elastic?: boolean;
 }
 
 /**
@@ -49,6 +55,7 @@ export interface HttpPlatformOptions {
  */
 export class HttpPlatform implements FunctionPlatform {
   readonly kind = 'http' as const;
+  readonly elastic: boolean;
   private readonly meter: Meter;
   private readonly memoryMb: number;
 
@@ -73,6 +80,7 @@ export class HttpPlatform implements FunctionPlatform {
     }
     this.meter = new Meter(opts.prices);
     this.memoryMb = opts.memoryMb ?? 1024;
+    this.elastic = opts.elastic ?? false;
   }
 
   urlFor(name: FunctionName): string {
@@ -86,12 +94,17 @@ export class HttpPlatform implements FunctionPlatform {
     return token ? { authorization: `Bearer ${token}` } : {};
   }
 
-  async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N]): Promise<FunctionResults[N]> {
+  /**
+   * `signal`: the caller stopped waiting (its deadline, or a hedged copy answered first). The
+   * request is cut and not retried; the function may still run to its end on the server,
+   * where its late result is refused (or counted once, if it lands first).
+   */
+  async invoke<N extends FunctionName>(name: N, event: FunctionEvents[N], opts: { signal?: AbortSignal } = {}): Promise<FunctionResults[N]> {
     const url = this.urlFor(name);
     const body = JSON.stringify(event);
     return this.meter.measure(name, this.memoryMb, async () => {
       try {
-        const out = await withRetries(() => this.post(url, body), isTransient, { attempts: this.opts.attempts });
+        const out = await withRetries(() => this.post(url, body, opts.signal), isTransient, { attempts: this.opts.attempts, signal: opts.signal });
         return { ...out.value, value: out.value.value as FunctionResults[N], attempts: out.attempts };
       } catch (err) {
         if (err instanceof RetriesExhausted) {
@@ -104,10 +117,13 @@ export class HttpPlatform implements FunctionPlatform {
     });
   }
 
-  private async post(url: string, body: string): Promise<{ value: unknown; coldStart: boolean }> {
+  private async post(url: string, body: string, caller?: AbortSignal): Promise<{ value: unknown; coldStart: boolean }> {
     const timeoutMs = this.opts.timeoutMs ?? 15 * 60_000;
+    if (caller?.aborted) throw new HttpError(`http platform: the call to ${url} was abandoned by its caller`, 'other');
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), timeoutMs);
+    const abandon = () => ac.abort();
+    caller?.addEventListener('abort', abandon, { once: true });
     let res: Awaited<ReturnType<typeof fetch>>;
     let text: string;
     try {
@@ -120,11 +136,13 @@ export class HttpPlatform implements FunctionPlatform {
       });
       text = await res.text();
     } catch (err) {
+      if (caller?.aborted) throw new HttpError(`http platform: the call to ${url} was abandoned by its caller`, 'other');
       if (ac.signal.aborted) throw new HttpError(`http platform: ${url} did not answer within ${timeoutMs} ms`, 'timeout');
       const code = networkCode(err);
       throw new HttpError(`http platform: cannot reach ${url} (${code ?? innermost(err)})`, code ? 'network' : 'other');
     } finally {
       clearTimeout(timer);
+      caller?.removeEventListener('abort', abandon);
     }
 
     if (!res.ok) {
