@@ -31,6 +31,7 @@ function addPlatformOptions(cmd: Command): Command {
     .addOption(new Option('--platform <kind>', 'where the functions run').choices(['local', 'http', 'aws-lambda']).default('local'))
     .addOption(new Option('--workers <n>', 'local platform: warm worker threads (default: cores)').argParser(int('--workers')))
     .option('--function-url <url>', 'http platform: gateway URL, e.g. the address of `peerless function serve`')
+    .option('--elastic', 'http platform: every call gets an instance of its own (a gateway in front of Lambda), so a call slow to answer gets a second copy; not for `function serve`, which queues (aws-lambda: always)')
     .option('--region <region>', 'aws-lambda platform: AWS region (default: AWS configuration)')
     .option('--endpoint <url>', 'aws-lambda platform: custom Lambda endpoint (LocalStack, serverless-offline)')
     .addOption(new Option('--memory <mb>', 'memory billed per invocation in the cost estimate').argParser(int('--memory', 128)));
@@ -40,6 +41,7 @@ const platformFrom = async (o: Record<string, unknown>): Promise<PlatformChoice>
   platform: o.platform as PlatformChoice['platform'],
   workers: o.workers as number | undefined,
   functionUrl: o.functionUrl as string | undefined,
+  elastic: o.elastic === true,
   region: o.region as string | undefined,
   endpoint: o.endpoint as string | undefined,
   memoryMb: o.memory as number | undefined,

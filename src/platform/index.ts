@@ -8,6 +8,8 @@ export interface PlatformChoice {
   workers?: number;
   /** http: gateway base URL or `{name}` template. */
   functionUrl?: string;
+  /** http: every call gets an instance of its own, so slow calls may be hedged (HttpPlatformOptions.elastic). */
+  elastic?: boolean;
   /** aws-lambda: region and optional endpoint (emulators). */
   region?: string;
   endpoint?: string;
@@ -29,7 +31,7 @@ export async function createPlatform(c: PlatformChoice): Promise<FunctionPlatfor
     }
     case 'http':
       if (!c.functionUrl) throw new Error('--platform http needs --function-url (e.g. http://host:8080, as served by `peerless function serve`)');
-      return new HttpPlatform({ url: c.functionUrl, memoryMb: c.memoryMb, timeoutMs: c.timeoutMs });
+      return new HttpPlatform({ url: c.functionUrl, memoryMb: c.memoryMb, timeoutMs: c.timeoutMs, elastic: c.elastic });
     case 'aws-lambda': {
       // The AWS SDK loads only for the runs that use it (it is the heaviest import here).
       const { AwsLambdaPlatform } = await import('./aws-lambda/index.ts');
