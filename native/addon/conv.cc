@@ -3,7 +3,8 @@
 // (NHWC activations, HWIO filters): oneDNN reads and writes them in place, so no reorder
 // runs between calls. Every function fills an output array the caller allocated.
 //
-//   conv2d(x, xShape, w, wShape, y, yShape, geometry)
+//   conv2d(x, xShape, w, wShape, y, yShape, geometry[, bias, relu]): bias (one per output
+//     channel, or null) and a ReLU applied by oneDNN as the convolution writes y
 //   conv2dBackpropInput(dy, dyShape, w, wShape, dx, dxShape, geometry)
 //   conv2dBackpropFilter(x, xShape, dy, dyShape, dw, wShape, geometry)
 //   geometry = [strideH, strideW, dilationH, dilationW, padTop, padLeft, padBottom, padRight]
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "args.h"
@@ -73,10 +75,17 @@ memory::desc anyWeights(const memory::desc &w) {
 }
 
 dnnl::convolution_forward::primitive_desc forwardDesc(const memory::desc &src, const memory::desc &wei,
-                                                      const memory::desc &dst, const Geometry &g) {
+                                                      const memory::desc &dst, const Geometry &g,
+                                                      const memory::desc &bias = memory::desc(), bool relu = false) {
   dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
-                                    anyWeights(wei), memory::desc(), dst, g.strides, g.dilates, g.padL, g.padR);
-  return dnnl::convolution_forward::primitive_desc(d, engine());
+                                    anyWeights(wei), bias, dst, g.strides, g.dilates, g.padL, g.padR);
+  dnnl::primitive_attr attr;
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  return dnnl::convolution_forward::primitive_desc(d, attr, engine());
 }
 
 // `user` in layout `want`: itself, or a reordered copy.
@@ -102,12 +111,20 @@ Napi::Value Conv2d(const Napi::CallbackInfo &info) {
   auto xs = ints(info[1], 4, "xShape"), ws = ints(info[3], 4, "wShape"), ys = ints(info[5], 4, "yShape");
   float *x = floats(info[0], count(xs), "x"), *w = floats(info[2], count(ws), "w"), *y = floats(info[4], count(ys), "y");
   Geometry g = geometry(info[6]);
+  // The fused op's bias and ReLU: applied while the output is still in cache, where a pass of
+  // their own over a large output cost more than the convolution itself.
+  bool hasBias = info.Length() > 7 && !info[7].IsNull() && !info[7].IsUndefined();
+  float *b = hasBias ? floats(info[7], static_cast<size_t>(ys[3]), "bias") : nullptr;
+  bool relu = info.Length() > 8 && info[8].ToBoolean().Value();
   return guarded(info, "conv2d", [&] {
     auto src = activations(xs), wei = filters(ws), dst = activations(ys);
-    auto pd = forwardDesc(src, wei, dst, g);
+    memory::desc bd = hasBias ? memory::desc({ys[3]}, dt::f32, tag::a) : memory::desc();
+    auto pd = forwardDesc(src, wei, dst, g, bd, relu);
     memory sm(src, engine(), x), wm(wei, engine(), w), dm(dst, engine(), y);
     memory wk = inLayout(wm, pd.weights_desc());
-    dnnl::convolution_forward(pd).execute(stream(), {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, dm}});
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, dm}};
+    if (hasBias) args.insert({DNNL_ARG_BIAS, memory(bd, engine(), b)});
+    dnnl::convolution_forward(pd).execute(stream(), args);
     stream().wait();
   });
 }

@@ -32,7 +32,8 @@ type Shape = number[];
 type Geometry = number[];
 
 export interface NativeAddon {
-  conv2d(x: Float32Array, xShape: Shape, w: Float32Array, wShape: Shape, y: Float32Array, yShape: Shape, g: Geometry): void;
+  /** bias: one per output channel (or null); relu: y = max(0, conv + bias). Both applied by oneDNN as it writes y. */
+  conv2d(x: Float32Array, xShape: Shape, w: Float32Array, wShape: Shape, y: Float32Array, yShape: Shape, g: Geometry, bias?: Float32Array | null, relu?: boolean): void;
   conv2dBackpropInput(dy: Float32Array, dyShape: Shape, w: Float32Array, wShape: Shape, dx: Float32Array, dxShape: Shape, g: Geometry): void;
   conv2dBackpropFilter(x: Float32Array, xShape: Shape, dy: Float32Array, dyShape: Shape, dw: Float32Array, wShape: Shape, g: Geometry): void;
   sumRows(x: Float32Array, rows: number, cols: number, out: Float32Array, scale: number): void;
@@ -119,11 +120,11 @@ function withFallback(theirs: KernelConfig, mine: (args: KernelArgs) => TensorIn
 const NCHW = new Unsupported('the NCHW data format');
 
 function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { replaced: KernelConfig[]; added: KernelConfig[] } {
-  const conv = (b: BackendWasm, x: TensorInfo, filter: TensorInfo, attrs: NamedAttrMap): TensorInfo => {
+  const conv = (b: BackendWasm, x: TensorInfo, filter: TensorInfo, attrs: NamedAttrMap, bias: TensorInfo | null = null, relu = false): TensorInfo => {
     const c = backend_util.computeConv2DInfo(x.shape as Shape4, filter.shape as Shape4, attrs.strides as [number, number],
       (attrs.dilations ?? 1) as number | [number, number], attrs.pad as 'same', attrs.dimRoundingMode as 'floor' | undefined, false, 'channelsLast');
     const out = b.makeOutput(c.outShape, 'float32');
-    if (size(c.outShape) > 0) addon.conv2d(heap(b, x), x.shape, heap(b, filter), filter.shape, heap(b, out), c.outShape, geometryOf(c));
+    if (size(c.outShape) > 0) addon.conv2d(heap(b, x), x.shape, heap(b, filter), filter.shape, heap(b, out), c.outShape, geometryOf(c), bias ? heap(b, bias) : null, relu);
     return out;
   };
   // Each of ours keeps wasm's own kernel: its fallback, and what useNativeKernels(false) puts back.
@@ -142,18 +143,10 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
       const channels = filter.shape[3];
       if (!nhwc(attrs)) return NCHW;
       if (activation !== 'linear' && activation !== 'relu') return new Unsupported(`activation ${activation}`);
-      if (bias && size(bias.shape) !== channels && size(bias.shape) !== 1) return new Unsupported(`a bias of shape [${bias.shape.join(', ')}]`);
-      const out = conv(backend, inputs.x as TensorInfo, filter, attrs);
-      if (bias || activation === 'relu') {
-        const y = heap(backend, out), bv = bias ? heap(backend, bias) : null;
-        const relu = activation === 'relu';
-        for (let i = 0; i < y.length; i++) {
-          let v = bv ? y[i] + bv[bv.length === 1 ? 0 : i % channels] : y[i];
-          if (relu && v < 0) v = 0;
-          y[i] = v;
-        }
-      }
-      return out;
+      if (bias && size(bias.shape) !== channels) return new Unsupported(`a bias of shape [${bias.shape.join(', ')}]`);
+      // oneDNN adds the bias and applies the ReLU as it writes the output: a pass of their own
+      // in JavaScript over a batch of 256 cost 4x the convolution (evaluation's batches).
+      return conv(backend, inputs.x as TensorInfo, filter, attrs, bias ?? null, activation === 'relu');
     }),
     config('Conv2DBackpropInput', ({ inputs, attrs, backend }) => {
       if (!nhwc(attrs)) return NCHW;
