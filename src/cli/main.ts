@@ -5,18 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PlatformChoice } from '../platform/index.ts';
 import { parseShard } from './parse.ts';
+import { addTrainingOptions, ROUNDS_HELP } from './training-flags.ts';
 
 // Each command's code (TensorFlow.js, node-redis, the AWS SDK...) is imported by its action,
 // when it runs: --help and --version load none of it.
 
-// The training options derive their defaults from the configuration's schema (zod, ~100 ms to
-// load): loaded only when the command line names a command that trains, so --help, --version
-// and every other command answer without it. The stand-ins are never run.
-const words = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-const trains = ['train', 'peer'].includes((words[0] === 'help' ? words[1] : words[0]) ?? '');
-const { ROUNDS_HELP, addTrainingOptions, trainingConfigFrom }: Pick<typeof import('./training-options.ts'), 'ROUNDS_HELP' | 'addTrainingOptions' | 'trainingConfigFrom'> = trains
-  ? await import('./training-options.ts')
-  : { ROUNDS_HELP: '', addTrainingOptions: (c) => c, trainingConfigFrom: () => { throw new Error('the training options were not loaded'); } };
+// The training flags come with their defaults written out (training-flags.ts), so --help
+// answers without the configuration's schema (zod, ~100 ms to load): it is loaded by the
+// actions that build a configuration (training-options.ts).
+const trainingConfigFrom = async (o: Record<string, unknown>) => (await import('./training-options.ts')).trainingConfigFrom(o);
 
 /** Parses an integer option, with the option's name in the error. */
 const int = (name: string, min = 1) => (v: string): number => {
@@ -126,7 +123,7 @@ Ctrl-C, or SIGTERM, quits at once (143); either way no redis-server or temporary
     if (o.platform === 'aws-lambda' && !o.advertise) {
       throw new Error('--platform aws-lambda needs --advertise HOST: the functions run in AWS and cannot reach this machine\'s redis-servers at 127.0.0.1 (see docs/deploy-lambda.md)');
     }
-    const config = trainingConfigFrom(o);
+    const config = await trainingConfigFrom(o);
     // Before any worker, server or page starts: what this machine and this data can hold.
     (await import('../cluster/local-limits.ts')).checkLocalPeers(config, o.peers);
     // --tls: a throwaway CA, trusted by this process and (through the environment) its functions.
@@ -199,7 +196,7 @@ A joiner starts two rounds after the network's current one, with the parameters,
 state and progress copied from its bootstrap peer. Ctrl-C leaves at the next round boundary
 (exit 130); a second Ctrl-C, or SIGTERM, quits at once (143) and the others drop it.`)
   .action(async (o) => {
-    const config = trainingConfigFrom(o);
+    const config = await trainingConfigFrom(o);
     const platform = await platformOf(o);
     try {
       const { runPeer } = await import('./commands/peer.ts');
