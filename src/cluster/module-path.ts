@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { packageVersion, userCacheDir, writable } from '../package-files.ts';
 import { packageRoot } from '../package-root.ts';
 
 /** The package's `native/` folder, found from this file so it works from any cwd. */
@@ -33,7 +33,7 @@ export function ensureModuleBuilt(log: (line: string) => void = (l) => process.s
     make(join(NATIVE_DIR, 'build'));
     return MODULE_PATH;
   }
-  const cache = join(cacheHome(), 'peerless', `module-${packageVersion()}`);
+  const cache = userCacheDir(`module-${packageVersion()}`);
   const cached = join(cache, 'peerless.so');
   if (!fresh(cached)) {
     log(`peerless: building the Redis module into ${cache} (the package folder ${NATIVE_DIR} is not writable)`);
@@ -50,21 +50,4 @@ function make(buildDir: string): void {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? (err as Error).message;
     throw new Error(`building the Redis module failed (make -C ${NATIVE_DIR} BUILD=${buildDir}): ${stderr.split('\n').slice(-3).join(' ')}`);
   }
-}
-
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function cacheHome(): string {
-  return process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
-}
-
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }

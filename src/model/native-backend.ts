@@ -14,11 +14,11 @@
  * Single-threaded by default (one function per core); `PEERLESS_NATIVE_THREADS` raises it for a
  * process that has the machine to itself.
  */
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util } from '@tensorflow/tfjs-core';
-import { findPackageRoot } from '../package-root.ts';
+import { ADDON_ENV, addonInCache, addonInPackage } from './native-addon-build.ts';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { BATCH_NORM_TRAINING, BATCH_NORM_TRAINING_GRAD, registerBatchNormTrainingGradient } from './batch-norm.js';
@@ -53,8 +53,6 @@ export interface NativeAddon {
   info(): { version: string; isa: number; threads: number };
 }
 
-/** Where setup builds it, beside the sources; PEERLESS_NATIVE_ADDON names another (a Lambda image). */
-const ADDON_IN_PACKAGE = ['native', 'addon', 'build', 'Release', 'peerless_native.node'];
 
 let loaded: NativeAddon | Error | undefined;
 
@@ -62,9 +60,11 @@ let loaded: NativeAddon | Error | undefined;
 export function nativeAddon(): NativeAddon | Error {
   if (loaded === undefined) {
     try {
-      // A bundled function (Lambda) has no package folder: PEERLESS_NATIVE_ADDON names the addon there.
-      const root = findPackageRoot();
-      const path = process.env.PEERLESS_NATIVE_ADDON || (root ? join(root, ...ADDON_IN_PACKAGE) : 'peerless_native.node');
+      // A bundled function (Lambda) has no package folder: PEERLESS_NATIVE_ADDON names the addon
+      // there. A package whose folder this user cannot write has it in the per-user cache.
+      const inPackage = addonInPackage();
+      const cached = inPackage && !existsSync(inPackage) ? addonInCache() : null;
+      const path = process.env[ADDON_ENV] || (cached && existsSync(cached) ? cached : inPackage) || 'peerless_native.node';
       loaded = createRequire(import.meta.url)(path) as NativeAddon;
       const threads = Number(process.env.PEERLESS_NATIVE_THREADS ?? 1);
       if (Number.isInteger(threads) && threads > 1) loaded.setThreads(threads);

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { REDIS_PASSWORD_ENV, REDIS_USERNAME_ENV } from '../../functions/credentials.ts';
 import type { FunctionEvents, FunctionName, FunctionResults, ModelRef } from '../../functions/events.ts';
 import { DEFAULT_LAMBDA_PRICES, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics } from '../platform.ts';
+import { ensureNativeAddon } from '../../model/native-addon-build.ts';
 import { RetriesExhausted } from '../retry.ts';
 import { BilledTally, RecentRecords } from '../tally.ts';
 import { PoolFailure, WorkerPool } from './pool.ts';
@@ -72,6 +73,9 @@ export class LocalPlatform implements FunctionPlatform {
       memoryMb: positive('memoryMb', opts.memoryMb ?? 2048),
       prices: opts.prices ?? DEFAULT_LAMBDA_PRICES,
     };
+    // The native compute addon, built on first use where oneDNN is installed and nothing built
+    // it yet (its path then travels to the workers in their environment).
+    ensureNativeAddon();
     this.pool = new WorkerPool({
       size: workers,
       concurrency: this.o.concurrency,
