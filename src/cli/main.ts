@@ -145,7 +145,7 @@ Ctrl-C, or SIGTERM, quits at once (143); either way no redis-server or temporary
       process.stderr.write(`functions compute on: ${backend}${why}\n`);
     }
     try {
-      const { runFailed, train } = await import('./commands/train.ts');
+      const [{ train }, { runFailed }] = await Promise.all([import('./commands/train.ts'), import('../cluster/run-outcome.ts')]);
       const s = await train({ peers: o.peers, config, platform, json: o.json, metrics: o.metrics, dataDir: o.dataDir, resume: o.resume, password: o.password, quiet: o.quiet, tls, advertise: o.advertise, bind: o.bind, saveDir: o.save, checkpointEvery: o.checkpointEvery, dashboard, minPeers: o.minPeers, plotDir: o.plot });
       if (runFailed(s)) process.exitCode = 1;
     } finally {

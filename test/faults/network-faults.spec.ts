@@ -35,16 +35,18 @@ afterEach(async () => {
   servers = []; peers = []; clients = []; lab = undefined;
 });
 
+/** Every peer's log, each under its name: what a failure carries. */
+const allLogs = () => peers.map((p) => `--- ${p?.id} ---\n${p?.stderr()}`).join('\n');
+
 describe.skipIf(why !== null)('peers on separate hosts, through a shaped network', () => {
   it('a host cut off past the deadline is dropped; reconnected, it rejoins, and every replica ends identical', async () => {
     // Whatever step stalls, the failure names it and carries every peer's log (the test's own
     // timeout would say neither).
     let step = 'starting the hosts';
-    const logs = () => peers.map((p) => `--- ${p?.id} ---\n${p?.stderr()}`).join('\n');
     let bound: NodeJS.Timeout | undefined;
     await Promise.race([
       scenario((s) => { step = s; }),
-      new Promise<never>((_, reject) => { bound = setTimeout(() => reject(new Error(`stalled at: ${step}\n${logs()}`)), 560_000); }),
+      new Promise<never>((_, reject) => { bound = setTimeout(() => reject(new Error(`stalled at: ${step}\n${allLogs()}`)), 560_000); }),
     ]).finally(() => clearTimeout(bound));
   }, 600_000);
 });
@@ -109,15 +111,14 @@ async function scenario(at: (step: string) => void): Promise<void> {
 
   at('the stop');
   await stopNetwork(servers[0]!.url, SECRET, undefined, true);
-  const logs = () => peers.map((p) => `--- ${p.id} ---\n${p.stderr()}`).join('\n');
   // Bounded against a hang, with every peer's log: a peer that never ends says why here.
   let hung: NodeJS.Timeout | undefined;
   const outcomes = await Promise.race([
     Promise.all(peers.map((p) => p.outcome)),
-    new Promise<never>((_, reject) => { hung = setTimeout(() => reject(new Error(`not every peer ended within 120 s of the stop:\n${logs()}`)), 120_000); }),
+    new Promise<never>((_, reject) => { hung = setTimeout(() => reject(new Error(`not every peer ended within 120 s of the stop:\n${allLogs()}`)), 120_000); }),
   ]).finally(() => clearTimeout(hung));
-  for (const o of outcomes) expect(o?.state, logs()).toBe('done');
-  expect(new Set(outcomes.map((o) => o?.checksum)).size, `${JSON.stringify(outcomes)}\n${logs()}`).toBe(1);
+  for (const o of outcomes) expect(o?.state, allLogs()).toBe('done');
+  expect(new Set(outcomes.map((o) => o?.checksum)).size, `${JSON.stringify(outcomes)}\n${allLogs()}`).toBe(1);
   const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));
   for (const r of records) expect(r).toEqual(records[0]);
   expect(JSON.parse(records[0]!.p2!).leftAt).toBeUndefined();

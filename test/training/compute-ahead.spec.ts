@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseTrainingConfig } from '../../src/config/training.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import type { PeerOptions } from '../../src/peer/types.ts';
-import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
-import { TestNetwork } from './in-process-network.ts';
+import { useTestNetwork } from './in-process-network.ts';
 
 /**
  * A peer starts the next round's gradients as soon as its update is in, while the round's
@@ -16,24 +15,12 @@ const config = parseTrainingConfig({
   maxRounds: 8, epochs: 1000, checkEvery: 1000, validationSize: 0, optimizer: { kind: 'adam', lr: 0.003 }, seed: 7, deadlineMs: 30_000,
 });
 
-let platform: LocalPlatform;
-let net: TestNetwork;
-
-beforeAll(async () => {
-  platform = new LocalPlatform({ workers: 2 });
-  await platform.warm();
-  net = new TestNetwork(config, platform);
-});
-
-afterAll(async () => {
-  await net?.dispose();
-  await platform?.close();
-});
+const network = useTestNetwork(config);
 
 async function run(extra: (i: number) => Pick<PeerOptions, 'beforePhase'> = () => ({})) {
-  const peers = await net.foundingGroup(2, extra);
+  const peers = await network().foundingGroup(2, extra);
   const outcomes = await Promise.all(peers.map((p) => p.outcome!));
-  await net.close(peers);
+  await network().close(peers);
   for (const [i, o] of outcomes.entries()) expect(o.state, `${o.error} ${peers[i].logs.join('\n')}`).toBe('done');
   return { peers, checksums: outcomes.map((o) => o.checksum) };
 }
@@ -47,7 +34,7 @@ describe('gradients computed ahead', () => {
     // round's gradients started ahead, and the round's checksum all start from it.
     const faulty = await run((i) => (i !== 1 ? {} : {
       beforePhase: async (phase, round) => {
-        if (phase === 'updating' && round === 3) await net.clients[1].setRange(K.params, 0, Buffer.from(new Float32Array([12345]).buffer));
+        if (phase === 'updating' && round === 3) await network().clients[1].setRange(K.params, 0, Buffer.from(new Float32Array([12345]).buffer));
       },
     }));
     const [, p1] = faulty.peers;

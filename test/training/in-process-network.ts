@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
 import { prepareModel, preparePeerData } from '../../src/cluster/training-setup.ts';
 import { roundsPerEpoch, type TrainingConfig } from '../../src/config/training.ts';
@@ -5,6 +6,7 @@ import { K } from '../../src/peer/net/keys.ts';
 import { Peer } from '../../src/peer/peer.ts';
 import { requestStop } from '../../src/peer/net/stop.ts';
 import type { ModelInfo, PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from '../../src/peer/types.ts';
+import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../../src/platform/platform.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
 import { readTensorBytes } from '../../src/tensor/in-db.ts';
@@ -132,4 +134,23 @@ export class TestNetwork {
     await Promise.all(this.clients.map(closeRedis));
     await Promise.all(this.servers.map((s) => s.stop()));
   }
+}
+
+/**
+ * A test network for a spec file, on one warm local platform (2 worker threads), set up and
+ * torn down by the file's hooks. Returns a getter, valid inside tests.
+ */
+export function useTestNetwork(config: TrainingConfig): () => TestNetwork {
+  let platform: LocalPlatform | undefined;
+  let net: TestNetwork | undefined;
+  beforeAll(async () => {
+    platform = new LocalPlatform({ workers: 2 });
+    await platform.warm();
+    net = new TestNetwork(config, platform);
+  });
+  afterAll(async () => {
+    await net?.dispose();
+    await platform?.close();
+  });
+  return () => net!;
 }

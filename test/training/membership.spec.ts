@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseTrainingConfig } from '../../src/config/training.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import type { RoundMetrics } from '../../src/peer/types.ts';
-import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
-import { TestNetwork, type TestPeer } from './in-process-network.ts';
+import { useTestNetwork, type TestPeer } from './in-process-network.ts';
 
 /**
  * Membership converges: peers that join at the same moment, or one in every round, end in
@@ -16,47 +15,35 @@ const config = parseTrainingConfig({
   epochs: 1000, checkEvery: 1000, validationSize: 0, optimizer: { kind: 'adam', lr: 0.003 }, seed: 5, deadlineMs: 30_000,
 });
 
-let platform: LocalPlatform;
-let net: TestNetwork;
+const network = useTestNetwork(config);
 
-beforeAll(async () => {
-  platform = new LocalPlatform({ workers: 2 });
-  await platform.warm();
-  net = new TestNetwork(config, platform);
-});
-
-afterAll(async () => {
-  await net?.dispose();
-  await platform?.close();
-});
-
-const fromRound = async (p: TestPeer) => JSON.parse(String(await net.clients[0].hGet(K.members, p.peer.id))).fromRound as number;
+const fromRound = async (p: TestPeer) => JSON.parse(String(await network().clients[0].hGet(K.members, p.peer.id))).fromRound as number;
 
 /** Stops the network after the next round boundary and checks it ended as one. */
 async function stopAndCheck(all: TestPeer[]): Promise<void> {
   const n = all.length;
-  const outcomes = await net.stop(all);
+  const outcomes = await network().stop(all);
   for (const [i, o] of outcomes.entries()) expect(o.state, `${o.error} ${all[i].logs.join('\n')}`).toBe('done');
   expect(new Set(outcomes.map((o) => o.checksum)).size).toBe(1);
-  const records = await Promise.all(net.clients.slice(0, n).map((c) => c.hGetAll(K.members)));
+  const records = await Promise.all(network().clients.slice(0, n).map((c) => c.hGetAll(K.members)));
   for (const rec of records) expect(rec).toEqual(records[0]);
   expect(Object.keys(records[0])).toHaveLength(n);
   for (const r of all) {
     expect(r.rounds.filter((m) => m.repaired || m.dropped.length > 0)).toEqual([]);
     expect(r.logs.filter((l) => /repairing|dropped|missed the/.test(l))).toEqual([]);
   }
-  await net.close(all);
+  await network().close(all);
 }
 
 describe('membership that converges', () => {
   it('3 peers that join one bootstrap at the same moment always agree, 10 times out of 10', async () => {
     for (let attempt = 0; attempt < 10; attempt++) {
-      await net.reset(4);
-      const founder = await net.makePeer(0, 4, 'found');
-      await net.start(founder);
-      const joiners = await Promise.all([1, 2, 3].map((i) => net.makePeer(i, 4, 'join')));
-      const together = net.roundWith(founder, 4);
-      await Promise.all(joiners.map((j) => net.start(j)));
+      await network().reset(4);
+      const founder = await network().makePeer(0, 4, 'found');
+      await network().start(founder);
+      const joiners = await Promise.all([1, 2, 3].map((i) => network().makePeer(i, 4, 'join')));
+      const together = network().roundWith(founder, 4);
+      await Promise.all(joiners.map((j) => network().start(j)));
       // Each was admitted at a round boundary (the same one or not): a round counts all four.
       await together;
       await stopAndCheck([founder, ...joiners]);
@@ -65,17 +52,17 @@ describe('membership that converges', () => {
 
   it('a join in every round for 20 rounds: every peer ends in the same membership, identical', async () => {
     const n = 21;
-    await net.reset(n);
-    const founder = await net.makePeer(0, n, 'found');
-    await net.start(founder);
-    const joiners = await Promise.all(Array.from({ length: n - 1 }, (_, k) => net.makePeer(k + 1, n, 'join')));
+    await network().reset(n);
+    const founder = await network().makePeer(0, n, 'found');
+    await network().start(founder);
+    const joiners = await Promise.all(Array.from({ length: n - 1 }, (_, k) => network().makePeer(k + 1, n, 'join')));
     // As soon as a round counts the last joiner, the next one asks: one join per round boundary,
     // while the network runs.
     const starts: Promise<void>[] = [];
     let next = 0;
-    const onRound = (m: RoundMetrics) => { if (m.members.length === next + 1 && next < joiners.length) starts.push(net.start(joiners[next++])); };
+    const onRound = (m: RoundMetrics) => { if (m.members.length === next + 1 && next < joiners.length) starts.push(network().start(joiners[next++])); };
     founder.peer.on('round', onRound);
-    await net.roundWith(founder, n);
+    await network().roundWith(founder, n);
     founder.peer.off('round', onRound);
     await Promise.all(starts);
     const froms = await Promise.all(joiners.map(fromRound));

@@ -153,8 +153,6 @@ export async function train(o: TrainCliOptions): Promise<ClusterSummary> {
   return summary;
 }
 
-export { runFailed };
-
 export function renderSummary(s: ClusterSummary): string {
   // What failed comes first: a failed or partial run must not read like a success.
   const failed = s.outcomes.filter((o) => o.state === 'failed');
