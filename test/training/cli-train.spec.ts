@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { spawnCli } from './peer-process.ts';
 
 /**
  * The command a new user types first, as they type it: `peerless train --peers 2 --rounds 20`
@@ -8,16 +7,10 @@ import { describe, expect, it } from 'vitest';
  * (the rounds were capped by the default epochs); an explicit round count must run that many
  * rounds and train.
  */
-const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
-
-function train(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'train', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+async function train(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const run = spawnCli(['train', ...args]);
+  const { code } = await run.exit;
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
 
 describe('peerless train with the defaults', () => {

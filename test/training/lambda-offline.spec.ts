@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageFunction } from '../../src/functions/package.ts';
 import { credentialsFor } from '../../src/peer/net/access.ts';
+import { spawnCli } from './peer-process.ts';
 import { serverlessCli, startOfflineLambda, type OfflineLambda } from '../serverless-offline/offline.ts';
 
 /**
@@ -15,20 +14,15 @@ import { serverlessCli, startOfflineLambda, type OfflineLambda } from '../server
  * through it. The functions log in to the peers' Redis as their ACL user, whose password the
  * service reads from the deploying shell, as the generated file says.
  */
-const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
 const cli = serverlessCli();
 if (!cli) console.warn('SKIPPED lambda-offline tests: serverless@3 is not installed (npm install)');
 const SECRET = 'lambda-offline-secret';
 const AWS_ENV = { AWS_ACCESS_KEY_ID: 'offline', AWS_SECRET_ACCESS_KEY: 'offline', AWS_REGION: 'us-east-1' };
 
-function peerless(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...AWS_ENV } });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+async function peerless(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const run = spawnCli(args, AWS_ENV);
+  const { code } = await run.exit;
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
 
 describe.skipIf(!cli)('the generated serverless.yml, run by the Serverless Framework offline', () => {

@@ -28,26 +28,42 @@ export const NETWORK_FLAGS = [
   '--epochs', '1000', '--check-every', '1000', '--validation', '0', '--optimizer', 'adam', '--lr', '0.003', '--seed', '3',
 ];
 
-/** A `peerless peer` process; `wrapper` runs it under a command (`ip netns exec NS`: on a test host). */
-export function spawnPeer(id: string, args: string[], env: Record<string, string> = {}, wrapper: string[] = []): PeerProcess {
-  const command = [...wrapper, process.execPath, BIN, 'peer', '--id', id, '--workers', '1', '--json', ...args];
-  const child = spawn(command[0]!, command.slice(1), {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PEERLESS_BACKEND: 'wasm', ...env },
-  });
+/** A `peerless` command as a user runs it, with what it printed so far. */
+export interface CliRun {
+  child: ChildProcess;
+  /** Resolves when it ends: its exit code, or the signal that ended it. */
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stdout(): string;
+  stderr(): string;
+  /**
+   * Resolves with the first stderr line (past or future) matching `pattern`: how tests wait
+   * for an event of the process. Rejects when the process ends first, or after `boundMs` (a
+   * bound against hanging, never an assertion about speed).
+   */
+  line(pattern: RegExp, boundMs?: number): Promise<string>;
+}
+
+/** Runs `peerless ARGS` (bin/peerless.js); `wrapper` runs it under a command (`ip netns exec NS`). */
+export function spawnCli(args: string[], env: Record<string, string> = {}, wrapper: string[] = []): CliRun {
+  const command = [...wrapper, process.execPath, BIN, ...args];
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
   let err = '';
   let exited = false;
   const listeners = new Set<() => void>();
   child.stdout!.on('data', (d) => { out += d; });
   child.stderr!.on('data', (d) => { err += d; for (const l of listeners) l(); });
-  child.once('exit', () => { exited = true; for (const l of listeners) l(); });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => { exited = true; for (const l of listeners) l(); resolve({ code, signal }); });
+  });
+  const id = args.indexOf('--id');
+  const name = id >= 0 ? `${args[0]} ${args[id + 1]}` : args[0];
   const line = (pattern: RegExp, boundMs = 180_000) => new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`peer ${id}: no line matching ${pattern} within ${boundMs / 1000} s:\n${err}`)), boundMs);
+    const timer = setTimeout(() => done(new Error(`${name}: no line matching ${pattern} within ${boundMs / 1000} s:\n${err}`)), boundMs);
     const check = () => {
       const hit = err.split('\n').find((l) => pattern.test(l));
       if (hit !== undefined) done(null, hit);
-      else if (exited) done(new Error(`peer ${id} ended before a line matching ${pattern}:\n${err}`));
+      else if (exited) done(new Error(`${name} ended before a line matching ${pattern}:\n${err}`));
     };
     function done(e: Error | null, hit?: string) {
       clearTimeout(timer);
@@ -57,17 +73,21 @@ export function spawnPeer(id: string, args: string[], env: Record<string, string
     listeners.add(check);
     check();
   });
-  const outcome = new Promise<PeerOutcome | null>((resolve) => {
-    child.once('exit', (code, signal) => {
-      if (signal === 'SIGKILL') return resolve(null);
-      try {
-        resolve(JSON.parse(out) as PeerOutcome);
-      } catch {
-        resolve({ id, state: 'failed', rounds: 0, stopReason: null, error: `exit ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`, checksum: null });
-      }
-    });
+  return { child, exit, stdout: () => out, stderr: () => err, line };
+}
+
+/** A `peerless peer` process; `wrapper` runs it under a command (`ip netns exec NS`: on a test host). */
+export function spawnPeer(id: string, args: string[], env: Record<string, string> = {}, wrapper: string[] = []): PeerProcess {
+  const run = spawnCli(['peer', '--id', id, '--workers', '1', '--json', ...args], { PEERLESS_BACKEND: 'wasm', ...env }, wrapper);
+  const outcome = run.exit.then(({ code, signal }): PeerOutcome | null => {
+    if (signal === 'SIGKILL') return null;
+    try {
+      return JSON.parse(run.stdout()) as PeerOutcome;
+    } catch {
+      return { id, state: 'failed', rounds: 0, stopReason: null, error: `exit ${code}: ${run.stderr().trim().split('\n').slice(-3).join(' | ')}`, checksum: null };
+    }
   });
-  return { id, child, outcome, stderr: () => err, line, kill: (s = 'SIGKILL') => { child.kill(s); } };
+  return { id, child: run.child, outcome, stderr: run.stderr, line: run.line, kill: (s = 'SIGKILL') => { run.child.kill(s); } };
 }
 
 /** A peer's completed-update marker in its Redis: the round it is in (-1 before any). */

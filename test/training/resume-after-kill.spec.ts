@@ -1,9 +1,9 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnCli } from './peer-process.ts';
 
 /**
  * Crash everything: SIGKILL a `train --data-dir` run and every redis-server it started in the
@@ -12,7 +12,6 @@ import { afterAll, describe, expect, it } from 'vitest';
  * with the uninterrupted run's checksum at 3 batches per round: no round counted twice, no
  * gradient counted twice. Real processes; waits are for a progress line, bounded.
  */
-const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
 const FLAGS = ['train', '--peers', '2', '--dataset', 'synthetic', '--model', 'cnn', '--width', '0.25', '--batch-size', '32',
   '--batches-per-round', '3', '--rounds', '30', '--epochs', '1000', '--check-every', '100000', '--validation', '0', '--workers', '1', '--seed', '4', '--json'];
 const dirs: string[] = [];
@@ -20,11 +19,8 @@ afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true 
 
 interface Run { exit: Promise<number | null>; stdout: () => string; stderr: () => string; pid: number }
 function train(args: string[]): Run {
-  const child = spawn(process.execPath, [BIN, ...FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_BACKEND: 'wasm' } });
-  let out = '', err = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { err += d; });
-  return { exit: new Promise((r) => child.once('exit', (code) => r(code))), stdout: () => out, stderr: () => err, pid: child.pid! };
+  const run = spawnCli([...FLAGS, ...args], { PEERLESS_BACKEND: 'wasm' });
+  return { exit: run.exit.then((e) => e.code), stdout: run.stdout, stderr: run.stderr, pid: run.child.pid! };
 }
 
 /** Waits until the run's metrics file has a line for round `round` (the event), bounded. */

@@ -3,14 +3,13 @@ import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { startRedisServer } from '../../src/cluster/redis-server.ts';
 import { parseTrainingConfig } from '../../src/config/training.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import { PROTOCOL } from '../../src/peer/plan.ts';
 import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
-import { NETWORK_FLAGS, spawnPeer, untilRoundOf } from './peer-process.ts';
+import { NETWORK_FLAGS, spawnCli, spawnPeer, untilRoundOf } from './peer-process.ts';
 
 /**
  * Signals to `peerless train`: Ctrl-C (SIGINT) stops the network cleanly after the next round
@@ -20,7 +19,6 @@ import { NETWORK_FLAGS, spawnPeer, untilRoundOf } from './peer-process.ts';
  * `function serve` on either signal. Real processes; every wait is for an event, bounded only
  * against a hang.
  */
-const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
 const FLAGS = ['train', '--peers', '2', '--dataset', 'synthetic', '--model', 'cnn', '--width', '0.25', '--batch-size', '32',
   '--batches-per-round', '1', '--rounds', '100000', '--epochs', '1000', '--check-every', '100000', '--validation', '0', '--workers', '1'];
 
@@ -51,14 +49,9 @@ async function gone(pid: number, boundMs = 20_000): Promise<boolean> {
  */
 function startTrain(extra: string[] = []) {
   const tmp = mkdtempSync(join(tmpdir(), 'peerless-signals-'));
-  const child = spawn(process.execPath, [BIN, ...FLAGS, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_BACKEND: 'wasm', TMPDIR: tmp } });
-  let out = '', err = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  const firstRound = new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (d) => { err += d; if (/round 0: loss/.test(err)) resolve(); });
-    child.once('exit', () => reject(new Error(`train ended before its first round: ${err}`)));
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const run = spawnCli([...FLAGS, ...extra], { PEERLESS_BACKEND: 'wasm', TMPDIR: tmp });
+  const firstRound = run.line(/round 0: loss/).then(() => {});
+  const exit = run.exit.then((e) => e.code);
   /**
    * What is left in its temporary folder (then removed with it), but tsx's compile cache: a
    * checkout runs the TypeScript through tsx, the installed package compiled JavaScript.
@@ -68,7 +61,7 @@ function startTrain(extra: string[] = []) {
     rmSync(tmp, { recursive: true, force: true });
     return left;
   };
-  return { child, firstRound, exit, out: () => out, err: () => err, leftovers };
+  return { child: run.child, firstRound, exit, out: run.stdout, err: run.stderr, leftovers };
 }
 
 describe('signals to peerless train', () => {
@@ -177,17 +170,10 @@ describe('signals to peerless peer', () => {
 describe('signals to peerless function serve', () => {
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     it(`${sig} stops it, exit ${code}`, async () => {
-      const child = spawn(process.execPath, [BIN, 'function', 'serve', '--port', '0'], {
-        stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEERLESS_FUNCTION_TOKEN: 'signals-token' },
-      });
-      let err = '';
-      await new Promise<void>((resolve, reject) => {
-        child.stderr!.on('data', (d) => { err += d; if (/listening on/.test(err)) resolve(); });
-        child.once('exit', () => reject(new Error(`function serve ended before listening: ${err}`)));
-      });
-      const exit = new Promise<string>((resolve) => child.once('exit', (c, s) => resolve(`${c} ${s}`)));
-      child.kill(sig);
-      expect(await exit, err).toBe(`${code} null`);
+      const run = spawnCli(['function', 'serve', '--port', '0'], { PEERLESS_FUNCTION_TOKEN: 'signals-token' });
+      await run.line(/listening on/);
+      run.child.kill(sig);
+      expect(await run.exit, run.stderr()).toEqual({ code, signal: null });
     });
   }
 });
@@ -201,15 +187,10 @@ describe('signals to peerless dashboard', () => {
       try {
         const plan = { config: parseTrainingConfig({ model: { name: 'cnn' } }), roundsPerEpoch: 1, layoutHash: 'h', length: 1, network: 'signals', protocol: PROTOCOL };
         await client.set(K.config, JSON.stringify(plan));
-        const child = spawn(process.execPath, [BIN, 'dashboard', '--redis', server.url, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let err = '';
-        await new Promise<void>((resolve, reject) => {
-          child.stderr!.on('data', (d) => { err += d; if (/dashboard: http/.test(err)) resolve(); });
-          child.once('exit', () => reject(new Error(`dashboard ended before serving: ${err}`)));
-        });
-        const exit = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-        child.kill(sig);
-        expect(await exit, err).toBe(code);
+        const run = spawnCli(['dashboard', '--redis', server.url, '--port', '0']);
+        await run.line(/dashboard: http/);
+        run.child.kill(sig);
+        expect((await run.exit).code, run.stderr()).toBe(code);
       } finally {
         await closeRedis(client);
         await server.stop();
