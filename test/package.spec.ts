@@ -40,11 +40,16 @@ describe('the package as installed', () => {
     expect(files.filter((f) => /\.spec\.|^test\/|^src\/|test-util|test-fixture/.test(f))).toEqual([]);
   });
 
-  it('the peerless command runs the compiled CLI', async () => {
+  it('the peerless command runs the compiled CLI, also for a user who does not own the package', async () => {
     const version = await run(process.execPath, [join(pkg, 'bin', 'peerless.js'), '--version']);
     expect(version.stdout.trim()).toBe('0.1.0');
     const help = await run(process.execPath, [join(pkg, 'bin', 'peerless.js'), 'train', '--help']);
     expect(help.stdout).toContain('--dataset <source>');
+    if (process.getuid?.() === 0) {
+      await run('chmod', ['-R', 'a+rX', tmp]);
+      const asNobody = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, join(pkg, 'bin', 'peerless.js'), '--help']);
+      expect(asNobody.stdout).toContain('Usage: peerless');
+    }
   });
 
   it('import { train } from \'peerless\' trains from another project, on the compiled workers, as a user who does not own the package', async () => {
