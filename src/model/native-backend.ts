@@ -53,7 +53,6 @@ export interface NativeAddon {
   info(): { version: string; isa: number; threads: number };
 }
 
-
 let loaded: NativeAddon | Error | undefined;
 
 /** The addon, or the one-line reason it cannot be used (not built, libdnnl missing). */

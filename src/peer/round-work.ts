@@ -179,7 +179,8 @@ export class RoundRunner implements RoundWork {
   async compute(round: number): Promise<void> {
     const t = performance.now();
     const ahead = this.ahead?.round === round ? this.ahead : undefined;
-    this.ahead = undefined;
+    if (ahead) this.ahead = undefined;
+    else this.abandonAhead(); // another round's: not this one's gradients
     this.sums = ahead ? accumulation(round, false) : accumulation(round, this.redoRound === round);
     const r = await (ahead?.result ?? this.computeRound(round, this.sums));
     const now = performance.now();
