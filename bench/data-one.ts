@@ -6,13 +6,16 @@
  */
 import { select } from '../src/data/dataset.ts';
 import { splitData } from '../src/data/shard.ts';
-import { loadSource } from '../src/data/sources.ts';
+import { loadSource, preloadSource } from '../src/data/sources.ts';
 
 const [source, peersArg] = process.argv.slice(2);
 const peers = Number(peersArg);
 const idleRssMb = process.memoryUsage().rss / 2 ** 20;
 const t0 = performance.now();
-const data = loadSource(source!, { labelColumn: 'label', testFraction: 0, seed: 42, syntheticSize: 4096 });
+const options = { labelColumn: 'label', testFraction: 0, seed: 42, syntheticSize: 4096 };
+// As a training run loads it: an image folder decoded ahead, in a worker (preloadSource).
+await preloadSource(source!, options);
+const data = loadSource(source!, options);
 const t1 = performance.now();
 // As the peers of a local run store their shards (storeBatches): the same seeded split, each
 // shard gathered one batch of 64 at a time.

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { select, type Dataset } from '../data/dataset.ts';
 import { splitData } from '../data/shard.ts';
 import { isRegression } from '../data/spec.ts';
-import { loadSource, type LoadedData } from '../data/sources.ts';
+import { loadSource, preloadSource, type LoadedData } from '../data/sources.ts';
 import { DataKeys, storeBatches, storeSamples } from '../data/store.ts';
 import type { ModelRef } from '../functions/events.ts';
 import { initFunctionBackend } from '../functions/runtime.ts';
@@ -19,12 +19,19 @@ import type { ModelInfo, PeerData } from '../peer/types.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 
+const sourceOptions = (config: TrainingConfig) => ({
+  labelColumn: config.labelColumn, task: config.task, testFraction: config.testFraction, seed: config.seed, syntheticSize: config.syntheticSize,
+  ...(config.resize ? { resize: config.resize } : {}),
+});
+
 /** The samples of a configuration (loaded once per process, src/data/sources.ts). */
 export function dataOf(config: TrainingConfig): LoadedData {
-  return loadSource(config.dataset, {
-    labelColumn: config.labelColumn, task: config.task, testFraction: config.testFraction, seed: config.seed, syntheticSize: config.syntheticSize,
-    ...(config.resize ? { resize: config.resize } : {}),
-  });
+  return loadSource(config.dataset, sourceOptions(config));
+}
+
+/** Loads what dataOf will need ahead, where that saves memory (an image folder, decoded in a worker). */
+export function preloadData(config: TrainingConfig): Promise<void> {
+  return preloadSource(config.dataset, sourceOptions(config));
 }
 
 /** The training set of a configuration. */
@@ -58,6 +65,7 @@ export async function buildNetworkModel(config: TrainingConfig): Promise<tfl.Lay
  * as the functions do. The model must fit the data: its input shape and its outputs.
  */
 export async function prepareModel(config: TrainingConfig): Promise<{ info: ModelInfo; initialParams: Float32Array }> {
+  await preloadData(config);
   const spec = trainingSet(config).spec;
   const file = modelFileOf(config);
   const model = await buildNetworkModel(config);
@@ -88,6 +96,7 @@ export interface PeerDataOptions {
  * any data moving between peers.
  */
 export async function preparePeerData(client: Redis, config: TrainingConfig, shard: { index: number; count: number }, o: PeerDataOptions): Promise<PeerData & { batchesTotal: number }> {
+  await preloadData(config);
   const plan = JSON.stringify({
     dataset: config.dataset, labelColumn: config.labelColumn, task: config.task, testFraction: config.testFraction, resize: config.resize,
     seed: config.seed, syntheticSize: config.syntheticSize, trainSamples: config.trainSamples, validation: config.validationSize, batchSize: config.batchSize, shard,

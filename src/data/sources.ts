@@ -8,9 +8,9 @@ import { permuteInPlace, slice, type Dataset } from './dataset.ts';
 import { loadCifar10 } from './formats/cifar10.ts';
 import { loadCsv } from './formats/csv.ts';
 import { loadIdx } from './formats/idx.ts';
-import { loadImageFolder } from './formats/images.ts';
+import { decodeImageFolderInWorker, loadImageFolder } from './formats/images.ts';
 import { loadNpy } from './formats/npy.ts';
-import { UINT8_SCALING, type Scaling, type TargetScaling, type Task } from './formats/splits.ts';
+import { UINT8_SCALING, type Scaling, type Splits, type TargetScaling, type Task } from './formats/splits.ts';
 import { loadMnist } from './mnist.ts';
 import { permutation } from './random.ts';
 import { syntheticDataset } from './synthetic.ts';
@@ -65,6 +65,22 @@ function carveTest(all: Dataset[], fraction: number, seed: number): { train: Dat
 }
 
 const cache = new Map<string, LoadedData>();
+/** Image folders decoded ahead, in a worker (preloadSource), until loadSource takes them. */
+const decoded = new Map<string, Splits>();
+const imagesKey = (path: string, resize: string | undefined) => JSON.stringify([path, resize ?? null]);
+
+/**
+ * Decodes an image folder ahead, in a worker thread that keeps its memory small (see
+ * decodeImageFolderInWorker); loadSource then takes what it decoded. Other sources, and a
+ * source loaded already, need nothing here. The entry points that train call it before
+ * anything loads the data; a loadSource without it decodes on its own thread, as before.
+ */
+export async function preloadSource(source: string, o: SourceOptions): Promise<void> {
+  const s = parseSource(source);
+  if (s.format !== 'images' || cache.has(JSON.stringify([source, o]))) return;
+  const path = resolve(s.path), key = imagesKey(path, o.resize);
+  if (!decoded.has(key)) decoded.set(key, await decodeImageFolderInWorker(path, o.resize ? parseResize(o.resize) : undefined));
+}
 
 export function loadSource(source: string, o: SourceOptions): LoadedData {
   const key = JSON.stringify([source, o]);
@@ -87,7 +103,12 @@ export function loadSource(source: string, o: SourceOptions): LoadedData {
       case 'cifar10': loaded = loadCifar10(path); break;
       case 'npy': loaded = loadNpy(path, o.task); break;
       case 'csv': loaded = loadCsv(path, o.labelColumn, o.task); break;
-      case 'images': loaded = loadImageFolder(path, o.resize ? parseResize(o.resize) : undefined); break;
+      case 'images': {
+        const key = imagesKey(path, o.resize);
+        loaded = decoded.get(key) ?? loadImageFolder(path, o.resize ? parseResize(o.resize) : undefined);
+        decoded.delete(key);
+        break;
+      }
     }
   }
   if (o.resize && s.format !== 'images') throw new Error(`--resize applies to image folders (images:DIR), not to ${s.format}`);

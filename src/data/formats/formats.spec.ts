@@ -11,7 +11,7 @@ import { loadSource, parseSource } from '../sources.ts';
 import { loadCifar10, parseCifarBatch } from './cifar10.ts';
 import { loadCsv, parseCsv } from './csv.ts';
 import { loadIdx } from './idx.ts';
-import { loadImageFolder } from './images.ts';
+import { decodeImageFolderInWorker, loadImageFolder } from './images.ts';
 import { loadNpy, parseNpy } from './npy.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'peerless-formats-'));
@@ -33,6 +33,13 @@ function npy(descr: string, shape: number[], data: Uint8Array): Buffer {
   header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
   const pre = Buffer.from([0x93, ...Buffer.from('NUMPY'), 1, 0, header.length & 0xff, header.length >> 8]);
   return Buffer.concat([pre, Buffer.from(header, 'latin1'), data]);
+}
+
+/** A w x h PNG of one colour. */
+function png(w: number, h: number, rgb: readonly [number, number, number]): Buffer {
+  const p = new PNG({ width: w, height: h });
+  for (let i = 0; i < w * h; i++) p.data.set([...rgb, 255], i * 4);
+  return PNG.sync.write(p);
 }
 
 describe('your data: IDX, CIFAR-10, NPY, CSV, image folders', () => {
@@ -102,13 +109,24 @@ describe('your data: IDX, CIFAR-10, NPY, CSV, image folders', () => {
     expect(() => loadCsv(file, 'label')).toThrow(/iris\.csv: row 3, column "a": "x" is not a number/);
   });
 
+  it('an image folder decoded in a worker thread gives the same bytes, and its errors name the file', async () => {
+    const d = dir('images-worker');
+    for (const [cls, rgb] of [['cat', [200, 30, 30]], ['dog', [10, 10, 10]]] as const) {
+      mkdirSync(join(d, cls), { recursive: true });
+      for (let i = 0; i < 3; i++) writeFileSync(join(d, cls, `${i}.png`), png(6, 5, [rgb[0] + i, rgb[1], rgb[2]]));
+    }
+    const here = loadImageFolder(d, { width: 4, height: 4 });
+    const there = await decodeImageFolderInWorker(d, { width: 4, height: 4 });
+    expect(there.train.spec).toEqual(here.train.spec);
+    expect(there.train.classNames).toEqual(['cat', 'dog']);
+    expect(Buffer.from(there.train.inputs).equals(Buffer.from(here.train.inputs))).toBe(true);
+    expect(Buffer.from(there.train.labels).equals(Buffer.from(here.train.labels))).toBe(true);
+    writeFileSync(join(d, 'dog', 'broken.png'), 'not an image');
+    await expect(decodeImageFolderInWorker(d)).rejects.toThrow(/broken\.png: neither a PNG nor a JPEG image/);
+  });
+
   it('an image folder: a subfolder per class, PNG and JPEG, grey or colour, resized on request', () => {
     const d = dir('images');
-    const png = (w: number, h: number, rgb: [number, number, number]) => {
-      const p = new PNG({ width: w, height: h });
-      for (let i = 0; i < w * h; i++) p.data.set([...rgb, 255], i * 4);
-      return PNG.sync.write(p);
-    };
     mkdirSync(join(d, 'train', 'cat'), { recursive: true });
     mkdirSync(join(d, 'train', 'dog'), { recursive: true });
     mkdirSync(join(d, 'test', 'dog'), { recursive: true });

@@ -7,6 +7,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { encodeLabels, type Dataset } from '../dataset.ts';
@@ -125,4 +126,22 @@ export function loadImageFolder(dir: string, resize?: { width: number; height: n
   if (testItems.length === 0) return { train: train.set, scaling: UINT8_SCALING };
   const test = toDataset(testItems, classes, train.size, train.set.spec.shape[2]);
   return { train: train.set, test: test.set, scaling: UINT8_SCALING };
+}
+
+/**
+ * loadImageFolder in a worker thread whose young generation is kept to a few MB. Decoding
+ * churns through small buffers, and on the main thread that grew V8's young generation to its
+ * maximum, which it keeps: 60,000 MNIST PNGs took 2.8x the dataset's memory above idle, 1.5x
+ * with the young generation capped. The pixels come back without a copy.
+ */
+export function decodeImageFolderInWorker(dir: string, resize?: { width: number; height: number }): Promise<Splits> {
+  const worker = new Worker(new URL('./image-worker-entry.mjs', import.meta.url), {
+    workerData: { dir, resize }, resourceLimits: { maxYoungGenerationSizeMb: 4 },
+  });
+  return new Promise<Splits>((resolve, reject) => {
+    worker.once('message', (m: { splits?: Splits; error?: string }) => (m.splits ? resolve(m.splits) : reject(new Error(m.error))));
+    worker.once('error', reject);
+    // After a message this changes nothing (the promise is settled); before one, the worker died.
+    worker.once('exit', (code) => reject(new Error(`${dir}: the image decoder ended (exit ${code}) before it finished`)));
+  }).finally(() => { void worker.terminate(); });
 }
