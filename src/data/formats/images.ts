@@ -129,14 +129,16 @@ export function loadImageFolder(dir: string, resize?: { width: number; height: n
 }
 
 /**
- * loadImageFolder in a worker thread whose young generation is kept to a few MB. Decoding
+ * loadImageFolder in a worker thread whose young generation is capped at 1 MB. Decoding
  * churns through small buffers, and on the main thread that grew V8's young generation to its
- * maximum, which it keeps: 60,000 MNIST PNGs took 2.8x the dataset's memory above idle, 1.5x
- * with the young generation capped. The pixels come back without a copy.
+ * maximum, which it keeps. Loading and sharding 60,000 MNIST PNGs from the built package
+ * (`peerless bench data`): 1.97x the dataset's memory above idle with 1 MB, 2.01-2.05x with
+ * 4 MB; decoded on the main thread, the load alone took 2.34x. The pixels come back without a
+ * copy.
  */
 export function decodeImageFolderInWorker(dir: string, resize?: { width: number; height: number }): Promise<Splits> {
   const worker = new Worker(new URL('./image-worker-entry.mjs', import.meta.url), {
-    workerData: { dir, resize }, resourceLimits: { maxYoungGenerationSizeMb: 4 },
+    workerData: { dir, resize }, resourceLimits: { maxYoungGenerationSizeMb: 1 },
   });
   return new Promise<Splits>((resolve, reject) => {
     worker.once('message', (m: { splits?: Splits; error?: string }) => (m.splits ? resolve(m.splits) : reject(new Error(m.error))));
