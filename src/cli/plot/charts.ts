@@ -67,6 +67,9 @@ export function thin(points: number[][], max = 1200): number[][] {
   return out;
 }
 
+/** The mean of `xs`, NaN when there are none. */
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
 /**
  * The loss and validation curves of a run: the mean loss over the peers and the validation
  * accuracy per round, and each peer's own loss line (drawn for at most 16 peers), all thinned
@@ -80,7 +83,6 @@ function lossCurves(rounds: RoundLine[]) {
     if (typeof r.validationAccuracy === 'number') at.val.push(r.validationAccuracy);
     byRound.set(r.round, at);
   }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const order = [...byRound.keys()].sort((a, b) => a - b);
   const peers = [...new Set(rounds.map((r) => r.peer))].sort();
   return {
@@ -108,9 +110,12 @@ const MAX_BARS = 200;
 export function runFigure(rounds: MetricsRound[], title: string): string {
   const curves = lossCurves(rounds);
   const byRound = new Map<number, MetricsRound[]>();
-  for (const r of rounds) byRound.set(r.round, [...(byRound.get(r.round) ?? []), r]);
+  for (const r of rounds) {
+    const at = byRound.get(r.round);
+    if (at) at.push(r);
+    else byRound.set(r.round, [r]);
+  }
   const order = [...byRound.keys()].sort((a, b) => a - b);
-  const mean = (xs: number[]) => (xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
   const finite = (xs: (number | undefined)[]) => xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
   // A reduce, not Math.min(...xs): a long run's lines are more than a call's arguments may be.
   const t0 = finite(rounds.map((r) => (r.at ? Date.parse(r.at) : undefined))).reduce((a, b) => Math.min(a, b), Infinity);
