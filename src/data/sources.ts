@@ -65,9 +65,13 @@ function carveTest(all: Dataset[], fraction: number, seed: number): { train: Dat
 }
 
 const cache = new Map<string, LoadedData>();
+const cacheKey = (source: string, o: SourceOptions) => JSON.stringify([source, o]);
 /** Image folders decoded ahead, in a worker (preloadSource), until loadSource takes them. */
 const decoded = new Map<string, Splits>();
+/** Decodes under way: callers that preload the same folder at once share one. */
+const decoding = new Map<string, Promise<Splits>>();
 const imagesKey = (path: string, resize: string | undefined) => JSON.stringify([path, resize ?? null]);
+const resizeOf = (o: SourceOptions) => (o.resize ? parseResize(o.resize) : undefined);
 
 /**
  * Decodes an image folder ahead, in a worker thread that keeps its memory small (see
@@ -77,13 +81,21 @@ const imagesKey = (path: string, resize: string | undefined) => JSON.stringify([
  */
 export async function preloadSource(source: string, o: SourceOptions): Promise<void> {
   const s = parseSource(source);
-  if (s.format !== 'images' || cache.has(JSON.stringify([source, o]))) return;
+  if (s.format !== 'images' || cache.has(cacheKey(source, o))) return;
   const path = resolve(s.path), key = imagesKey(path, o.resize);
-  if (!decoded.has(key)) decoded.set(key, await decodeImageFolderInWorker(path, o.resize ? parseResize(o.resize) : undefined));
+  if (decoded.has(key)) return;
+  let under = decoding.get(key);
+  if (!under) {
+    under = decodeImageFolderInWorker(path, resizeOf(o)).finally(() => decoding.delete(key));
+    decoding.set(key, under);
+  }
+  const splits = await under;
+  // A caller that shared the decode finds it taken already when loadSource ran in between.
+  if (!cache.has(cacheKey(source, o))) decoded.set(key, splits);
 }
 
 export function loadSource(source: string, o: SourceOptions): LoadedData {
-  const key = JSON.stringify([source, o]);
+  const key = cacheKey(source, o);
   const hit = cache.get(key);
   if (hit) return hit;
   const s = parseSource(source);
@@ -104,9 +116,9 @@ export function loadSource(source: string, o: SourceOptions): LoadedData {
       case 'npy': loaded = loadNpy(path, o.task); break;
       case 'csv': loaded = loadCsv(path, o.labelColumn, o.task); break;
       case 'images': {
-        const key = imagesKey(path, o.resize);
-        loaded = decoded.get(key) ?? loadImageFolder(path, o.resize ? parseResize(o.resize) : undefined);
-        decoded.delete(key);
+        const ahead = imagesKey(path, o.resize);
+        loaded = decoded.get(ahead) ?? loadImageFolder(path, resizeOf(o));
+        decoded.delete(ahead);
         break;
       }
     }

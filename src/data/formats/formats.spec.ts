@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { labelAt, permuteInPlace, select, slice } from '../dataset.ts';
 import { permutation } from '../random.ts';
 import { loadMnist, mnistDir } from '../mnist.ts';
-import { loadSource, parseSource } from '../sources.ts';
+import { loadSource, parseSource, preloadSource } from '../sources.ts';
 import { loadCifar10, parseCifarBatch } from './cifar10.ts';
 import { loadCsv, parseCsv } from './csv.ts';
 import { loadIdx } from './idx.ts';
@@ -121,6 +121,11 @@ describe('your data: IDX, CIFAR-10, NPY, CSV, image folders', () => {
     expect(there.train.classNames).toEqual(['cat', 'dog']);
     expect(Buffer.from(there.train.inputs).equals(Buffer.from(here.train.inputs))).toBe(true);
     expect(Buffer.from(there.train.labels).equals(Buffer.from(here.train.labels))).toBe(true);
+    // Preloaded twice at once (one decode), then loaded: the worker's splits, as loadSource's.
+    const o = { labelColumn: 'label', testFraction: 0.5, seed: 1, syntheticSize: 0, resize: '4x4' };
+    await Promise.all([preloadSource(`images:${d}`, o), preloadSource(`images:${d}`, o)]);
+    const loaded = loadSource(`images:${d}`, o);
+    expect(loaded.train.count + loaded.test!.count).toBe(here.train.count);
     writeFileSync(join(d, 'dog', 'broken.png'), 'not an image');
     await expect(decodeImageFolderInWorker(d)).rejects.toThrow(/broken\.png: neither a PNG nor a JPEG image/);
   });
