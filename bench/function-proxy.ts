@@ -56,8 +56,9 @@ export async function startFunctionProxy(
     req.on('end', () => {
       state.calls++;
       const body = Buffer.concat(chunks);
-      const repeat = o.repeatsPass === true && seen.has(body.toString('latin1'));
-      if (o.repeatsPass) seen.add(body.toString('latin1'));
+      const text = o.repeatsPass ? body.toString('latin1') : '';
+      const repeat = o.repeatsPass === true && seen.has(text);
+      if (o.repeatsPass) seen.add(text);
       const fault: Fault | null = !repeat && state.calls > (o.passFirst ?? 0) && rand() < o.fraction ? kinds[faults++ % kinds.length]! : null;
       if (fault) injected[fault]++;
       const answer = (status: number, headers: IncomingMessage['headers'], data: Buffer) => {

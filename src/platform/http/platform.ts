@@ -119,7 +119,8 @@ export class HttpPlatform implements FunctionPlatform {
 
   private async post(url: string, body: string, caller?: AbortSignal): Promise<{ value: unknown; coldStart: boolean }> {
     const timeoutMs = this.opts.timeoutMs ?? 15 * 60_000;
-    if (caller?.aborted) throw new HttpError(`http platform: the call to ${url} was abandoned by its caller`, 'other');
+    const abandoned = () => new HttpError(`http platform: the call to ${url} was abandoned by its caller`, 'other');
+    if (caller?.aborted) throw abandoned();
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), timeoutMs);
     const abandon = () => ac.abort();
@@ -136,7 +137,7 @@ export class HttpPlatform implements FunctionPlatform {
       });
       text = await res.text();
     } catch (err) {
-      if (caller?.aborted) throw new HttpError(`http platform: the call to ${url} was abandoned by its caller`, 'other');
+      if (caller?.aborted) throw abandoned();
       if (ac.signal.aborted) throw new HttpError(`http platform: ${url} did not answer within ${timeoutMs} ms`, 'timeout');
       const code = networkCode(err);
       throw new HttpError(`http platform: cannot reach ${url} (${code ?? innermost(err)})`, code ? 'network' : 'other');
