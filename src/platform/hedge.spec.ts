@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CallTimes, hedged, MIN_HEDGE_MS } from './hedge.ts';
+import { CallTimes, hedged, MAX_COPIES, MIN_HEDGE_MS } from './hedge.ts';
 
 /** A call the test answers by hand, with the signal it was given. */
 interface Pending { signal: AbortSignal; resolve(v: string): void; reject(e: Error): void }
@@ -63,6 +63,46 @@ describe('hedged', () => {
     await expect(both).rejects.toThrow('first failed');
   });
 
+  it('hedges again each interval while every copy is held, up to MAX_COPIES', async () => {
+    const c = calls();
+    const out = hedged(c.start, 100);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(c.started).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(c.started).toHaveLength(MAX_COPIES);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(c.started).toHaveLength(MAX_COPIES);
+    c.started[2]!.resolve('third');
+    await expect(out).resolves.toMatchObject({ value: 'third', hedged: true });
+    expect(c.started.map((p) => p.signal.aborted)).toEqual([true, true, false]);
+  });
+
+  it('replaces a copy that fails while a late one runs, when another call may pass, up to MAX_COPIES', async () => {
+    const c = calls();
+    const out = hedged(c.start, 100, undefined, (err) => (err as Error).message === 'gateway 500');
+    await vi.advanceTimersByTimeAsync(100);
+    // The hedge fails fast while the first call is held: a third copy goes out at once.
+    c.started[1]!.reject(new Error('gateway 500'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(c.started).toHaveLength(MAX_COPIES);
+    // No fourth: the third failing leaves the first to answer.
+    c.started[2]!.reject(new Error('gateway 500'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(c.started).toHaveLength(MAX_COPIES);
+    c.started[0]!.resolve('first');
+    await expect(out).resolves.toMatchObject({ value: 'first', hedged: true });
+
+    // A failure that will fail again (the function's own input) is not replaced, nor hedged again.
+    const d = calls();
+    const own = hedged(d.start, 100, undefined, (err) => (err as Error).message === 'gateway 500');
+    await vi.advanceTimersByTimeAsync(100);
+    d.started[1]!.reject(new Error('bad batch'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(d.started).toHaveLength(2);
+    d.started[0]!.reject(new Error('bad batch'));
+    await expect(own).rejects.toThrow('bad batch');
+  });
+
   it('stops every copy when the caller gives up', async () => {
     const c = calls();
     const stop = new AbortController();
@@ -76,15 +116,20 @@ describe('hedged', () => {
 });
 
 describe('CallTimes', () => {
-  it('hedges nothing before 8 calls, then after 3 times the median of the latest 32, at least MIN_HEDGE_MS', () => {
+  it('hedges nothing before 3 calls, then at the 95th percentile of the latest 32, kept within 1.5 and 3 times their median', () => {
     const t = new CallTimes();
-    for (let i = 0; i < 7; i++) t.add(100);
+    for (let i = 0; i < 2; i++) t.add(100);
     expect(t.hedgeAfterMs()).toBe(0);
     t.add(100);
-    expect(t.hedgeAfterMs()).toBe(300);
-    // One slow call does not move the median; 32 fast ones replace the old ones.
+    // Equal calls: 1.5 times the median, not the jitter of a tail that is not there.
+    expect(t.hedgeAfterMs()).toBe(150);
+    // One slow call is the 95th percentile of 4, but waits at most 3 times the median.
     t.add(10_000);
     expect(t.hedgeAfterMs()).toBe(300);
+    // A tail between: its 95th percentile (the 31st of 32).
+    for (let i = 0; i < 32; i++) t.add(i < 30 ? 100 : 250);
+    expect(t.hedgeAfterMs()).toBe(250);
+    // 32 fast calls replace the old ones; never under MIN_HEDGE_MS.
     for (let i = 0; i < 32; i++) t.add(5);
     expect(t.hedgeAfterMs()).toBe(MIN_HEDGE_MS);
   });

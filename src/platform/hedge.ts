@@ -7,18 +7,26 @@
  * behind the round's own calls, so only platforms that say they are elastic are hedged.
  */
 
-/** A hedge waits this many times the typical call, and never less than MIN_HEDGE_MS. */
-export const HEDGE_FACTOR = 3;
+/**
+ * A hedge waits for the tail of the latest calls: their 95th percentile, as in "The Tail at
+ * Scale" (Dean and Barroso), so about one call in twenty gets a copy when nothing is wrong.
+ * It is kept between HEDGE_MIN_FACTOR and HEDGE_MAX_FACTOR times their median: calls that
+ * take nearly the same time would otherwise copy ordinary jitter, and a few slow ones would
+ * postpone every hedge. Never less than MIN_HEDGE_MS.
+ */
+export const HEDGE_MIN_FACTOR = 1.5;
+export const HEDGE_MAX_FACTOR = 3;
 export const MIN_HEDGE_MS = 50;
-/** Calls the typical time is taken over: the latest ones, so it follows the model and the load. */
+/** Calls the tail is taken over: the latest ones, so it follows the model and the load. */
 const WINDOW = 32;
-/** Calls seen before hedging: a round's first calls build the model and say nothing of the rest. */
-const WARM_UP = 8;
+/** Calls seen before hedging (calls that built the model are not added: see CallTimes.add). */
+const WARM_UP = 3;
 
 /** The recent successful calls' times, and when a call is slow enough to hedge. */
 export class CallTimes {
   private readonly times: number[] = [];
 
+  /** A successful call's time. Not one that built the model: a cold start says nothing of the next call. */
   add(ms: number): void {
     this.times.push(ms);
     if (this.times.length > WINDOW) this.times.shift();
@@ -26,9 +34,11 @@ export class CallTimes {
 
   /** When to start a copy, ms after the call; 0 (never) until enough calls were seen. */
   hedgeAfterMs(): number {
-    if (this.times.length < WARM_UP) return 0;
+    const n = this.times.length;
+    if (n < WARM_UP) return 0;
     const sorted = [...this.times].sort((a, b) => a - b);
-    return Math.max(MIN_HEDGE_MS, HEDGE_FACTOR * sorted[sorted.length >> 1]);
+    const median = sorted[n >> 1]!, p95 = sorted[Math.ceil(0.95 * n) - 1]!;
+    return Math.max(MIN_HEDGE_MS, Math.min(HEDGE_MAX_FACTOR * median, Math.max(HEDGE_MIN_FACTOR * median, p95)));
   }
 }
 
@@ -40,13 +50,20 @@ export interface Hedged<T> {
   hedged: boolean;
 }
 
+/** Copies of one call at most: the call and two more (hedges, or copies replacing failed ones). */
+export const MAX_COPIES = 3;
+
 /**
- * Runs `start`, and once more if the first has not answered after `afterMs` (0: never). The
- * first copy to succeed wins and the other is told to stop through its signal; a copy that
- * fails leaves the other to finish; when both fail, the first failure is the error. `signal`
- * stops both (the caller's deadline).
+ * Runs `start`, and once more each `afterMs` (0: never) that none answered, up to MAX_COPIES.
+ * The first copy to succeed wins and the others are told to stop through their signals. A copy
+ * that fails while another is still running (so late that it was hedged) is replaced at once
+ * when `replace(err)` says another call may pass, up to MAX_COPIES; otherwise the others are
+ * left to finish. When every copy failed, the first failure is the error: the caller's retry
+ * policy decides what comes next. `signal` stops them all (the caller's deadline).
  */
-export function hedged<T>(start: (signal: AbortSignal) => Promise<T>, afterMs: number, signal?: AbortSignal): Promise<Hedged<T>> {
+export function hedged<T>(
+  start: (signal: AbortSignal) => Promise<T>, afterMs: number, signal?: AbortSignal, replace: (err: unknown) => boolean = () => false,
+): Promise<Hedged<T>> {
   return new Promise((resolve, reject) => {
     const copies: AbortController[] = [];
     let running = 0, settled = false, firstError: unknown, timer: NodeJS.Timeout | undefined;
@@ -71,15 +88,28 @@ export function hedged<T>(start: (signal: AbortSignal) => Promise<T>, afterMs: n
         (err: unknown) => {
           running--;
           if (firstError === undefined) firstError = err;
+          if (settled) return;
+          // A copy that failed fast while a late one still runs: waiting for the late one
+          // would cost the caller its timeout, so a fresh copy takes the failed one's place.
+          const mayPass = replace(err);
+          if (running > 0 && copies.length < MAX_COPIES && !signal?.aborted && mayPass) { launch(); return; }
+          // A copy that failed on its own input says the others will: no more copies.
+          if (!mayPass) clearTimeout(timer);
           // The other copy may still answer; so may one not started yet, once its time comes,
-          // but a call that failed fast is for the caller's retry policy, not for a hedge.
+          // but a call that failed fast on its own is for the caller's retry policy, not for a hedge.
           if (running === 0) finish(() => reject(firstError));
         },
       );
     };
     if (signal?.aborted) { reject(signal.reason); return; }
     signal?.addEventListener('abort', stopAll, { once: true });
+    // A copy every `afterMs` while none answered, up to MAX_COPIES: a copy can be held too.
+    const hedge = () => {
+      if (settled || running === 0 || copies.length >= MAX_COPIES) return;
+      launch();
+      timer = setTimeout(hedge, afterMs);
+    };
     launch();
-    if (afterMs > 0) timer = setTimeout(() => { if (!settled && running > 0) launch(); }, afterMs);
+    if (afterMs > 0) timer = setTimeout(hedge, afterMs);
   });
 }
