@@ -492,10 +492,11 @@ static int reply_accum(RedisModuleCtx *ctx, long long count, long long expected)
     return RedisModule_ReplyWithLongLong(ctx, count >= expected ? 1 : 0);
 }
 
-/* Records the contribution id (and, on the first one, `expected`) in the ids hash. */
+/* Records the contribution id (and, on the first one, `expected`) in the ids hash. Its value
+ * is the attempt's RESULT when it sent one (PL.PUSH), else "1". */
 static void record_id(RedisModuleCtx *ctx, RedisModuleKey *ids, RedisModuleString *id,
-                      long long expected, int fresh) {
-    RedisModuleString *one = RedisModule_CreateString(ctx, "1", 1);
+                      long long expected, int fresh, RedisModuleString *result) {
+    RedisModuleString *one = result ? RedisModule_CreateStringFromString(ctx, result) : RedisModule_CreateString(ctx, "1", 1);
     if (fresh) {
         RedisModuleString *meta = RedisModule_CreateString(ctx, "", 0);
         RedisModuleString *exp = RedisModule_CreateStringFromLongLong(ctx, expected);
@@ -748,6 +749,7 @@ static int open_accumulation(RedisModuleCtx *ctx, RedisModuleString *sum, RedisM
 
 #define PL_MAX_SLOTS 256
 #define PL_MAX_NAME 1024 /* bytes of a contribution or attempt id */
+#define PL_MAX_RESULT 4096 /* bytes of a PL.PUSH RESULT */
 #define SLOT_MAGIC 0x54534c50u /* "PLST" */
 
 typedef struct {
@@ -1055,7 +1057,7 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (new_round) RedisModule_DeleteKey(ids);
     if (fresh) withdraw_attempts(ctx, argv[1], NULL, NULL, NULL, 0);
     add_into_sum(ctx, argv[1], sum, &a, fresh, &blocks);
-    record_id(ctx, ids, argv[3], a.expected, fresh);
+    record_id(ctx, ids, argv[3], a.expected, fresh, NULL);
     if (new_round) write_round(ctx, round_name, a.round);
     count++;
     stats.counted++;
@@ -1081,7 +1083,7 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------
- * PL.PUSH sum avg id attempt expected total chunk offset blob [ROUND r] [SLOTS k]
+ * PL.PUSH sum avg id attempt expected total chunk offset blob [ROUND r] [SLOTS k] [RESULT blob]
  *
  * One chunk of a contribution sent in pieces: elements [offset, offset + len) of a
  * `total`-element gradient cut into chunks of `chunk` elements (offset is a multiple of
@@ -1091,11 +1093,15 @@ done:
  * once, and every other attempt of it is withdrawn. A later attempt of a counted contribution
  * is acknowledged and dropped; the same chunk of an attempt sent again is acknowledged when
  * its bytes are the same and refused when they differ. At most `k` attempts (default
- * expected + 2, at most 256) may be in progress at once. Rounds, completion, closing and the
- * reply are those of PL.ACCUM.
+ * expected + 2, at most 256) may be in progress at once. RESULT (sent with every chunk: any
+ * chunk may be the one that completes) is what the sender computed, at most 4 KiB; it becomes
+ * the id's value in the id set, so a caller whose answer was lost can read it back from the
+ * database once the contribution counts. Rounds, completion, closing and the reply are those
+ * of PL.ACCUM.
  * ---------------------------------------------------------------------------------------- */
 typedef struct {
     long long expected, total, chunk, offset, round, slots;
+    RedisModuleString *result; /* RESULT: what the sender computed, kept with the id (or NULL) */
     const pl_f32 *data;
     size_t n;
     uint32_t chunks, index; /* chunks in the gradient, and this one's */
@@ -1115,13 +1121,21 @@ static int parse_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, p
     if (!parse_int(ctx, argv[8], "offset", 0, a->total - 1, &a->offset)) return 0;
     a->round = -1;
     a->slots = -1;
+    a->result = NULL;
     for (int i = 10; i < argc; i += 2) {
         if (is_word(argv[i], "ROUND") && a->round < 0) {
             if (!parse_int(ctx, argv[i + 1], "ROUND", 0, PL_MAX_STEP, &a->round)) return 0;
         } else if (is_word(argv[i], "SLOTS") && a->slots < 0) {
             if (!parse_int(ctx, argv[i + 1], "SLOTS", 1, PL_MAX_SLOTS, &a->slots)) return 0;
+        } else if (is_word(argv[i], "RESULT") && !a->result) {
+            size_t len;
+            RedisModule_StringPtrLen(argv[i + 1], &len);
+            if (len == 0 || len > PL_MAX_RESULT)
+                return fail(ctx, "RESULT holds %zu bytes, not 1 to %d", len, PL_MAX_RESULT), 0;
+            a->result = argv[i + 1];
         } else {
-            return fail(ctx, "unexpected argument \"%s\" (expected ROUND r, SLOTS k)", show(argv[i]).s), 0;
+            return fail(ctx, "unexpected argument \"%s\" (expected ROUND r, SLOTS k, RESULT blob)",
+                        show(argv[i]).s), 0;
         }
     }
     if (a->slots < 0) a->slots = a->expected + 2 < PL_MAX_SLOTS ? a->expected + 2 : PL_MAX_SLOTS;
@@ -1207,7 +1221,7 @@ static pl_f32 *slot_data(RedisModuleCtx *ctx, RedisModuleString *sum, int i, siz
 }
 
 static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-    if (argc != 10 && argc != 12 && argc != 14) return RedisModule_WrongArity(ctx);
+    if (argc < 10 || argc > 16 || argc % 2 != 0) return RedisModule_WrongArity(ctx);
     finish_now(ctx, argv[1]); /* an average still being written goes first */
     push_args a;
     if (!parse_push(ctx, argv, argc, &a)) return REDISMODULE_OK;
@@ -1382,7 +1396,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             RedisModule_DeleteKey(rec.key);
             close_key(&rec.key);
         }
-        record_id(ctx, ids, id, want, 0);
+        record_id(ctx, ids, id, want, 0, a.result);
         count++;
         stats.counted++;
         stats.completed += completes;

@@ -5,6 +5,7 @@ import { setFlatParams } from '../model/flat.ts';
 import { computeGradient } from '../model/gradient.ts';
 import { checkpointedByDefault } from '../model/zoo.ts';
 import type { GradientEvent, GradientResult } from './events.ts';
+import { encodeLandedResult, type LandedResult } from './landed-result.ts';
 import { allInOrder, checkLayout, ensureBackend, modelFor, readBytes, readLayoutHash, readParams, redisFor } from './runtime.ts';
 
 /**
@@ -37,11 +38,7 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
     ...(e.samples ? { samples: e.samples } : {}),
   });
   const t2 = performance.now();
-  // One invocation is one attempt: a retried invocation sends everything again under a new
-  // name, and the module counts whichever attempt completes first, once.
-  const acc = await pushChunks(client, e, out.gradient, randomUUID(), e.chunkElements ? { chunkElements: e.chunkElements } : {});
-  const t3 = performance.now();
-  return {
+  const result: LandedResult = {
     loss: out.loss,
     // A regression has no accuracy: its measure is the mean absolute error.
     accuracy: e.samples && isRegression(e.samples) ? NaN : out.correct / out.samples,
@@ -49,8 +46,14 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
     samples: out.samples,
     backend,
     ...(built ? { modelBuilt: true } : {}),
-    count: acc.count,
-    done: acc.done,
-    timings: { loadMs: t1 - t0, computeMs: t2 - t1, pushMs: t3 - t2 },
+    timings: { loadMs: t1 - t0, computeMs: t2 - t1, pushMs: 0 },
   };
+  // One invocation is one attempt: a retried invocation sends everything again under a new
+  // name, and the module counts whichever attempt completes first, once. The result goes with
+  // the chunks, so the peer can read it even if this answer never reaches it.
+  const acc = await pushChunks(client, e, out.gradient, randomUUID(), {
+    ...(e.chunkElements ? { chunkElements: e.chunkElements } : {}), result: encodeLandedResult(result),
+  });
+  result.timings.pushMs = performance.now() - t2;
+  return { ...result, count: acc.count, done: acc.done };
 }

@@ -103,6 +103,8 @@ export interface RoundMetrics extends PhaseTimes {
   modelBuilds?: number;
   /** Gradient calls given a second copy because they were slow to answer (elastic platforms). */
   hedges?: number;
+  /** Failed gradient calls whose gradient had counted: their result was read from the database, not computed again. */
+  landed?: number;
   /** Batches whose gradient failed until the function deadline (the round averaged the rest). */
   failedBatches: number;
   repaired: boolean;

@@ -142,6 +142,17 @@ export class InDbTensorStore implements TensorStore {
     return { count: Number(count), expected: Number(exp), done: Number(done) === 1 };
   }
 
+  /**
+   * What the writer of contribution `id` sent with it (PL.PUSH RESULT), when `id` counted in
+   * round `round` of the sum; null when it has not counted (yet), or counted without one. Read
+   * in one transaction with the sum's round, so an id of an earlier round is never taken for
+   * this one's.
+   */
+  async landedResult(sumKey: string, id: string, round: number): Promise<string | null> {
+    const [r, v] = (await this.client.multi().get(`${sumKey}:round`).hGet(`${sumKey}:ids`, id).exec()) as unknown[];
+    return r === String(round) && typeof v === 'string' ? v : null;
+  }
+
   async sgd(paramKey: string, gradKey: string, velocityKey: string, o: SgdOptions): Promise<void> {
     await call(this.client, sgdCommand(paramKey, gradKey, velocityKey, o));
   }

@@ -235,10 +235,12 @@ const SLOTS_FULL = /no free staging slot/;
  * copy). `attempt` names this sending: the module counts the contribution once, when one
  * attempt's chunks are all in, and withdraws any attempt that never completes, so a writer that
  * dies halfway and is retried in full (under a new attempt name) counts once and whole.
+ * `result`, when given, goes with every chunk and is kept with the counted id (PL.PUSH RESULT),
+ * where the caller can read it if this writer's answer never reaches it (landedResult).
  */
 export async function pushChunks(
   client: Redis, target: PushTarget, values: Float32Array, attempt: string,
-  o: TransferOptions & { slotWaitMs?: number } = {},
+  o: TransferOptions & { slotWaitMs?: number; result?: string } = {},
 ): Promise<PushResult> {
   const { chunk, lanes } = pacing(o);
   const total = values.length;
@@ -246,7 +248,7 @@ export async function pushChunks(
   const view = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
   const until = performance.now() + (o.slotWaitMs ?? 30_000);
   const head = ['PL.PUSH', target.sumKey, target.avgKey, target.contributionId, attempt, String(target.expected), String(total), String(chunk)];
-  const tail = target.round === undefined ? [] : ['ROUND', String(target.round)];
+  const tail = [...(target.round === undefined ? [] : ['ROUND', String(target.round)]), ...(o.result === undefined ? [] : ['RESULT', o.result])];
   let last: number[] = [0, target.expected, 0];
   const sendChunk = async (i: number) => {
     const off = i * chunk, n = Math.min(chunk, total - off);

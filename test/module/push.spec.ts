@@ -119,7 +119,26 @@ describe('PL.PUSH', () => {
     expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5', 'b', 'y', '2', '12', String(CHUNK), '0', five)).toMatch(/given twice/);
     expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', '', 'y', '2', '12', String(CHUNK), '0', five)).toMatch(/must not be empty/);
     expect(await errorOf(client, 'PL.PUSH', 'p5', 'p5:avg', 'b', 'y', '2', '12', String(CHUNK), '0', five, 'WHAT', '1')).toMatch(/unexpected argument "WHAT"/);
+    expect(await p('0', five, 'RESULT', '')).toBe('ERR peerless: RESULT holds 0 bytes, not 1 to 4096');
+    expect(await p('0', five, 'RESULT', 'x'.repeat(4097))).toBe('ERR peerless: RESULT holds 4097 bytes, not 1 to 4096');
     expect(await snapshot(client)).toEqual(before);
+  });
+
+  it('keeps the RESULT of the attempt that counted with its id, for a caller whose answer was lost', async () => {
+    const g = [randomTensor(12, 21, 0.1), randomTensor(12, 22, 0.1)];
+    const result = (att: string) => ['ROUND', '7', 'RESULT', `{"loss":1,"attempt":"${att}"}`];
+    // Attempt "x" of "a" dies after one chunk; "y" sends all three and counts.
+    await push('p40', 'a', 'x', 2, g[0], 0, result('x'));
+    for (const i of [2, 0]) await push('p40', 'a', 'y', 2, g[0], i, result('y'));
+    expect(await client.hGet('p40:ids', 'a')).toBeNull();
+    await push('p40', 'a', 'y', 2, g[0], 1, result('y'));
+    expect(await client.hGet('p40:ids', 'a')).toBe('{"loss":1,"attempt":"y"}');
+    // A later attempt of a counted contribution changes nothing; a push without RESULT keeps "1".
+    for (let i = 0; i < 3; i++) await push('p40', 'a', 'z', 2, g[0], i, result('z'));
+    expect(await client.hGet('p40:ids', 'a')).toBe('{"loss":1,"attempt":"y"}');
+    for (let i = 0; i < 3; i++) await push('p40', 'b', 'w', 2, g[1], i, ['ROUND', '7']);
+    expect(await client.hGet('p40:ids', 'b')).toBe('1');
+    expect((await getBytes(client, 'p40:avg'))!.equals(meanBytes(g))).toBe(true);
   });
 
   it('PL.CLOSE withdraws attempts in progress, averages the whole ones, and refuses later chunks', async () => {

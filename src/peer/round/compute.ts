@@ -1,6 +1,7 @@
 import type { GradientEvent, GradientResult } from '../../functions/events.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { hedged, type CallTimes } from '../../platform/hedge.ts';
+import { decodeLandedResult } from '../../functions/landed-result.ts';
 import { mayPassLater, RetriesExhausted, withRetries, withTimeout } from '../../platform/retry.ts';
 import type { InDbTensorStore } from '../../tensor/in-db.ts';
 import { DroppedError } from '../net/agreement.ts';
@@ -50,6 +51,8 @@ export interface ComputeResult {
   modelBuilds: number;
   /** Calls that got a second copy because they were slow to answer (elastic platforms). */
   hedges: number;
+  /** Failed calls whose gradient had counted: their result was read from the database instead of calling again. */
+  landed: number;
 }
 
 /**
@@ -60,8 +63,8 @@ export interface ComputeResult {
  * round out: DroppedError, and it asks to rejoin.
  */
 export async function computeGradients(x: ComputeInput): Promise<ComputeResult> {
-  let hedges = 0;
-  const outcomes = await Promise.all(x.batches.map((b) => gradientUntil(x, b, () => { hedges++; })));
+  let hedges = 0, landed = 0;
+  const outcomes = await Promise.all(x.batches.map((b) => gradientUntil(x, b, () => { hedges++; }, () => { landed++; })));
   let samples = 0, lossSum = 0, correct = 0, absError = 0, fnMs = 0, invocations = 0, modelBuilds = 0, regression = false;
   const backends = new Set<string>();
   const failed: { batch: number; error: Error }[] = [];
@@ -80,12 +83,12 @@ export async function computeGradients(x: ComputeInput): Promise<ComputeResult> 
   return {
     samples, loss: samples > 0 ? lossSum / samples : NaN, accuracy: samples > 0 && !regression ? correct / samples : NaN,
     ...(regression ? { mae: samples > 0 ? absError / samples : NaN } : {}),
-    functionComputeMs: fnMs, failedBatches: failed.length, backend: [...backends].sort().join(','), invocations, modelBuilds, hedges,
+    functionComputeMs: fnMs, failedBatches: failed.length, backend: [...backends].sort().join(','), invocations, modelBuilds, hedges, landed,
   };
 }
 
 /** Invokes one batch's gradient, retrying what may pass later, until the deadline. */
-async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void): Promise<{ result: GradientResult } | { error: Error }> {
+async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void, onLanded: () => void): Promise<{ result: GradientResult } | { error: Error }> {
   const event = x.event(batch, x.batches.length);
   // A call still running at the deadline may yet land; the closed average refuses it then.
   const late = () => Object.assign(new Error('no answer before the function deadline'), { retryable: false, late: true });
@@ -95,13 +98,21 @@ async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void
   const hedgeAfterMs = x.platform.elastic && x.callTimes ? x.callTimes.hedgeAfterMs() : 0;
   const call = () => {
     const stop = new AbortController();
-    const work = hedged((signal) => x.platform.invoke('gradient', event, { signal }), hedgeAfterMs, stop.signal).then((h) => {
-      x.callTimes?.add(h.ms);
+    const work = hedged((signal) => x.platform.invoke('gradient', event, { signal }), hedgeAfterMs, stop.signal, mayPassLater).then((h) => {
+      if (!h.value.modelBuilt) x.callTimes?.add(h.ms);
       if (h.hedged) onHedge();
       return h.value;
     });
     return withTimeout(work, x.until - performance.now(), () => { stop.abort(); return late(); })
-      .catch((err: Error) => { if (!(err as { late?: boolean }).late) cause = err; throw err; });
+      .catch(async (err: Error) => {
+        // The function may have pushed before its answer was lost (a connection cut on the way
+        // back, a timeout while it finished): then the gradient counted, and the module kept
+        // the function's result with it. Read there, the batch needs no second call.
+        const landed = await landedResult(x, batch);
+        if (landed) { onLanded(); return landed; }
+        if (!(err as { late?: boolean }).late) cause = err;
+        throw err;
+      });
   };
   x.inFlight(1);
   try {
@@ -115,6 +126,17 @@ async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void
     return { error };
   } finally {
     x.inFlight(-1);
+  }
+}
+
+/** The result the module kept with batch `batch`'s counted gradient, if it counted with one. */
+async function landedResult(x: ComputeInput, batch: number): Promise<GradientResult | null> {
+  const { contributionId, round } = x.event(batch, x.batches.length);
+  if (round === undefined) return null;
+  try {
+    return decodeLandedResult(await x.store.landedResult(x.sumKey, contributionId, round));
+  } catch {
+    return null; // the peer's Redis is the round's problem, reported where it is used next
   }
 }
 
