@@ -32,6 +32,8 @@ export interface FaultBenchOptions {
   seed?: number;
   /** Functions on a 2-instance pool that queues calls, without hedging (default: elastic). */
   queued?: boolean;
+  /** Only these kinds of fault (default: all four, taking turns). */
+  kinds?: readonly Fault[];
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -40,6 +42,8 @@ export interface FaultRow {
   rounds: number;
   medianRoundMs: number;
   meanRoundMs: number;
+  /** The median steady round's gradient calls, from the first call's start to the last answer (they may start in the round before). */
+  medianCallsMs: number;
   /** Calls that reached the proxy (retries included), and the faults it injected by kind. */
   calls: number;
   injected: Record<Fault, number>;
@@ -47,11 +51,14 @@ export interface FaultRow {
   failedBatches: number;
   /** Calls that got a second copy because they were slow to answer. */
   hedges: number;
+  /** Failed calls whose gradient had counted (read back from the database instead of called again). */
+  landed: number;
   checksum: string | null;
 }
 
 export interface FaultReport {
   peers: number;
+  kinds: Fault[];
   batchesPerRound: number;
   timeoutMs: number;
   delayMs: number;
@@ -68,6 +75,9 @@ export interface FaultReport {
 export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultReport> {
   const fraction = o.fraction ?? 0.2, rounds = o.rounds ?? 12, timeoutMs = o.timeoutMs ?? 1_000, delayMs = o.delayMs ?? 1_500, seed = o.seed ?? 1;
   if (!(fraction >= 0 && fraction < 1)) throw new Error(`bench faults: --fraction must be in [0, 1), got ${fraction}`);
+  const kinds = o.kinds ?? FAULTS;
+  for (const k of kinds) if (!FAULTS.includes(k)) throw new Error(`bench faults: unknown fault kind "${String(k)}" (known: ${FAULTS.join(', ')})`);
+  if (kinds.length === 0) throw new Error('bench faults: --kinds names no fault kind');
   if (delayMs <= timeoutMs) throw new Error(`bench faults: --delay (${delayMs} ms) must exceed --timeout (${timeoutMs} ms): a delay fault is a call held past its timeout`);
   const config = parseTrainingConfig({
     model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 2048, batchSize: 32, batchesPerRound: 3,
@@ -82,7 +92,7 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
   const rows: FaultRow[] = [];
   try {
     for (const [k, f] of [0, fraction].entries()) {
-      const proxy = await startFunctionProxy(functions.url, { seed, fraction: f, delayMs });
+      const proxy = await startFunctionProxy(functions.url, { seed, fraction: f, delayMs, kinds });
       // One attempt per call at the platform: the peer's own retries until the function
       // deadline are what is measured.
       const platform = new HttpPlatform({ url: proxy.url, timeoutMs, attempts: 1, elastic });
@@ -96,13 +106,15 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
           },
         });
         // The first round builds the model in each function instance: steady rounds only.
-        const times = metrics.filter((m) => m.round > 0).map((m) => m.roundMs);
+        const steady = metrics.filter((m) => m.round > 0), times = steady.map((m) => m.roundMs);
         rows.push({
           fraction: f, rounds: summary.rounds,
           medianRoundMs: median(times), meanRoundMs: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length),
+          medianCallsMs: median(steady.map((m) => m.functionWallMs)),
           calls: proxy.calls, injected: { ...proxy.injected },
           failedBatches: metrics.reduce((n, m) => n + m.failedBatches, 0),
           hedges: metrics.reduce((n, m) => n + (m.hedges ?? 0), 0),
+          landed: metrics.reduce((n, m) => n + (m.landed ?? 0), 0),
           checksum: summary.identical ? summary.checksums[0] ?? null : null,
         });
       } finally {
@@ -116,11 +128,11 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
   }
   const [clean, faulty] = rows as [FaultRow, FaultRow];
   return {
-    peers: 2, batchesPerRound: config.batchesPerRound, timeoutMs, delayMs, elastic, rows,
+    peers: 2, kinds: [...kinds], batchesPerRound: config.batchesPerRound, timeoutMs, delayMs, elastic, rows,
     ratio: faulty.medianRoundMs / clean.medianRoundMs,
     meanRatio: faulty.meanRoundMs / clean.meanRoundMs,
     sameChecksum: clean.checksum !== null && clean.checksum === faulty.checksum,
   };
 }
 
-export { FAULTS };
+export { FAULTS, type Fault };

@@ -419,7 +419,8 @@ bench
   .addOption(new Option('--delay <ms>', 'how long a delay fault holds a call, past the timeout (default 1500)').argParser(int('--delay')))
   .addOption(new Option('--seed <n>', 'the proxy\'s seed: which calls fail (default 1)').argParser(int('--seed', 0)))
   .option('--queued', 'functions on a pool of 2 instances that queues calls, with no hedged copies (default: elastic)')
-  .addHelpText('after', '\nExamples:\n  peerless bench faults\n  peerless bench faults --queued\n  peerless bench faults --fraction 0.3 --rounds 20 --json > faults.json')
+  .option('--kinds <list>', 'only these faults, comma-separated, from 500, reset, delay, reset-after (default: all, taking turns)')
+  .addHelpText('after', '\nExamples:\n  peerless bench faults\n  peerless bench faults --queued\n  peerless bench faults --kinds delay --rounds 30\n  peerless bench faults --fraction 0.3 --rounds 20 --json > faults.json')
   .action(async (o) => { await (await import('./commands/bench-faults.ts')).benchFaults(o); });
 
 addPlatformOptions(
