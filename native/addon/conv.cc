@@ -12,6 +12,7 @@
 //   batchNormTraining, batchNormTrainingGrad: norm.cc
 //   maxPoolGrad, avgPoolGrad: pool.cc
 //   concatRows, splitRows: copy.cc
+//   batchMatMul: matmul.cc
 //   setThreads(n), info() -> { isa, version, threads }
 #include <napi.h>
 #include <omp.h>
@@ -25,8 +26,11 @@
 
 #include "args.h"
 #include "kernels.h"
+#include "onednn.h"
 
 using peerless::count;
+using peerless::engine;
+using peerless::stream;
 using peerless::floats;
 using peerless::ints;
 
@@ -35,16 +39,6 @@ using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
 namespace {
-
-dnnl::engine &engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
-dnnl::stream &stream() {
-  static dnnl::stream s(engine());
-  return s;
-}
 
 struct Geometry {
   memory::dims strides, dilates, padL, padR;
@@ -211,6 +205,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   peerless::addNormKernels(env, exports);
   peerless::addPoolKernels(env, exports);
   peerless::addCopyKernels(env, exports);
+  peerless::addMatMulKernels(env, exports);
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;

@@ -157,6 +157,27 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     expect(relError(run(), await onBackend('cpu', run))).toBeLessThan(TOL);
   });
 
+  it.each<[number[], number[], boolean, boolean]>([
+    [[64, 30], [30, 10], false, false], // a Dense layer's product reaches the kernel as rank 2
+    [[64, 30], [64, 10], true, false],
+    [[64, 10], [30, 10], false, true],
+    [[1, 64, 30], [1, 30, 10], false, false],
+    [[1, 30, 64], [1, 30, 10], true, false], // a Dense layer's weight gradient, x^T dy
+    [[1, 64, 10], [1, 30, 10], false, true], // its input gradient, dy W^T
+    [[3, 5, 4], [3, 5, 6], true, false],
+    [[3, 4, 5], [1, 6, 5], false, true], // b broadcast over a's batch
+    [[1, 5, 4], [2, 4, 7], false, false], // a broadcast over b's batch
+  ])('batchMatMul of %j and %j (transposeA %s, transposeB %s) matches cpu', async (as, bs, ta, tb) => {
+    const av = seeded(size(as), 40), bv = seeded(size(bs), 41);
+    const run = () => tf.tidy(() => {
+      const y = tf.matMul(tf.tensor(av, as), tf.tensor(bv, bs), ta, tb);
+      return [y.shape, y.dataSync() as Float32Array] as const;
+    });
+    const ours = run(), ref = await onBackend('cpu', run);
+    expect(ours[0]).toEqual(ref[0]);
+    expect(relError(ours[1], ref[1])).toBeLessThan(TOL);
+  });
+
   it('a cnn gradient matches the cpu backend, and leaves no tensors behind', async () => {
     const { images, labels } = syntheticBatch(16, 2);
     const before = tf.memory().numTensors;
@@ -257,5 +278,8 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     expect(() => addon.batchNormTraining(x, 3, 3, c, c, 1e-3, new Float32Array(8), c, c, false)).toThrow('y has 8 elements, its shape says 9');
     expect(() => addon.batchNormTraining(x, 0, 3, c, c, 1e-3, x, c, c, false)).toThrow('batchNormTraining: rows and cols must be at least 1');
     expect(() => addon.batchNormTrainingGrad(x, x, 3, 3, c, c, c, NaN, x, c, c, null)).toThrow('batchNormTrainingGrad: epsilon must be finite and >= 0');
+    expect(() => addon.batchMatMul(x, [1, 3, 3], w, [1, 2, 2], y, false, false)).toThrow('batchMatMul: inner dimensions differ (3 and 2)');
+    expect(() => addon.batchMatMul(x, [1, 3, 3], x, [1, 3, 3], y, false, false)).toThrow('out has 4 elements, its shape says 9');
+    expect(() => addon.batchMatMul(x, [3, 1, 3], x, [2, 3, 1], y, false, false)).toThrow('batchMatMul: batches 3 and 2 neither match nor broadcast');
   });
 });

@@ -1,11 +1,11 @@
 /**
  * The `native` backend: the wasm backend (XNNPACK, SIMD) with the kernels that dominate
  * training time run by a Node-API addon (native/addon, built by scripts/setup.sh when Debian's
- * libdnnl-dev is there): the convolutions by oneDNN; batch norm in training (with its ReLU),
- * the pooling gradients, concat and split, and leading-axis sums in C++ loops. They read and
- * write the tensors where wasm keeps them, on the wasm heap, in TensorFlow.js's layouts (NHWC
- * activations, HWIO filters): no copy and no reorder between calls. Which kernels: the table
- * of `src/model/profile.ts`.
+ * libdnnl-dev is there): the convolutions and the Dense layers' matrix products by oneDNN;
+ * batch norm in training (with its ReLU), the pooling gradients, concat and split, and
+ * leading-axis sums in C++ loops. They read and write the tensors where wasm keeps them, on
+ * the wasm heap, in TensorFlow.js's layouts (NHWC activations, HWIO filters): no copy and no
+ * reorder between calls. Which kernels: the table of `src/model/profile.ts`.
  *
  * Why over wasm and not over the cpu backend: with oneDNN's convolutions over cpu, a cnn
  * gradient took 640 ms against 69 ms on wasm, every other kernel being the cpu backend's
@@ -49,6 +49,8 @@ export interface NativeAddon {
   /** y: the fused forward's output (dy flows where y > 0), or null without a fused ReLU. */
   batchNormTrainingGrad(dy: Float32Array, x: Float32Array, rows: number, cols: number, gamma: Float32Array, mean: Float32Array,
     variance: Float32Array, epsilon: number, dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, y: Float32Array | null): void;
+  /** Shapes as stored, [batch, rows, cols]; batches equal or one of them 1. out: [batch, M, N]. */
+  batchMatMul(a: Float32Array, aShape: Shape, b: Float32Array, bShape: Shape, out: Float32Array, transposeA: boolean, transposeB: boolean): void;
   setThreads(n: number): void;
   info(): { version: string; isa: number; threads: number };
 }
@@ -209,6 +211,23 @@ function kernels(addon: NativeAddon, shipped: Map<string, KernelConfig>): { repl
       const outer = size(x.shape.slice(0, axis)), rest = size(x.shape.slice(axis + 1));
       if (size(x.shape) > 0) addon.splitRows(heap(backend, x), outer, sizes.map((n) => n * rest), outs.map((t) => heap(backend, t)));
       return outs;
+    }),
+    // Every Dense layer, forward and both gradients (x^T dy, dy W^T): oneDNN's matmul reads a
+    // transposed operand through its strides, where wasm's runs a transpose first.
+    config('BatchMatMul', ({ inputs, attrs, backend }) => {
+      const a = inputs.a as TensorInfo, b = inputs.b as TensorInfo;
+      // Matrices (a Dense layer's product reaches the kernel as rank 2) or batches of them.
+      const rank = a.shape.length;
+      if (rank !== b.shape.length || (rank !== 2 && rank !== 3) || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
+      const as3 = rank === 3 ? a.shape : [1, ...a.shape], bs3 = rank === 3 ? b.shape : [1, ...b.shape];
+      const ta = attrs.transposeA === true, tb = attrs.transposeB === true;
+      const batch = Math.max(as3[0]!, bs3[0]!);
+      if (as3[0] !== bs3[0] && as3[0] !== 1 && bs3[0] !== 1) return null; // wasm says what is wrong
+      const m = ta ? as3[2]! : as3[1]!, k = ta ? as3[1]! : as3[2]!, n = tb ? bs3[1]! : bs3[2]!;
+      if (k !== (tb ? bs3[2] : bs3[1])) return null;
+      const out = backend.makeOutput(rank === 3 ? [batch, m, n] : [m, n], 'float32');
+      if (batch * m * n > 0) addon.batchMatMul(heap(backend, a), as3, heap(backend, b), bs3, heap(backend, out), ta, tb);
+      return out;
     }),
     // Sums and means over the leading axes (bias and batch-norm gradients, batch statistics):
     // wasm transposes first; a straight pass over the rows is several times faster.

@@ -43,7 +43,7 @@ export async function benchCompute(o: ComputeCliOptions): Promise<ComputeReport>
         r.error ?? '']),
     ),
     '',
-    'native = the wasm backend with oneDNN\'s kernels (convolutions, batch norm); PyTorch = Debian\'s python3-torch, the same architectures (bench/gradient.py).',
+    'native = the wasm backend with oneDNN\'s kernels (convolutions, matrix products) and ours (batch norm, pooling gradients); PyTorch = Debian\'s python3-torch, the same architectures (bench/gradient.py).',
     'vs PyTorch below 1.00x means faster than PyTorch.',
   ];
   process.stdout.write(`${out.join('\n')}\n`);

@@ -1,0 +1,61 @@
+// Batched matrix products on oneDNN's matmul, for the `native` backend's BatchMatMul (every
+// Dense layer, forward and both gradients). Operands stay where TensorFlow.js keeps them; a
+// transposed operand is described by its strides, so no transpose runs before the product.
+//
+//   batchMatMul(a, aShape, b, bShape, out, transposeA, transposeB)
+//   aShape = [batchA, rowsA, colsA], bShape = [batchB, rowsB, colsB] as stored; the batches are
+//   equal, or one of them is 1 (broadcast). out: [max(batchA, batchB), M, N].
+#include <napi.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <string>
+
+#include "args.h"
+#include "kernels.h"
+#include "onednn.h"
+
+namespace peerless {
+namespace {
+
+using dnnl::memory;
+using dt = dnnl::memory::data_type;
+
+// The logical [batch, rows, cols] of a stored [batch, r, c] operand, transposed or not.
+memory::desc operand(const std::vector<int64_t> &s, bool transposed) {
+  int64_t batch = s[0], r = s[1], c = s[2];
+  if (!transposed) return memory::desc({batch, r, c}, dt::f32, memory::dims{r * c, c, 1});
+  return memory::desc({batch, c, r}, dt::f32, memory::dims{r * c, 1, c});
+}
+
+Napi::Value BatchMatMul(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  auto as = ints(info[1], 3, "aShape"), bs = ints(info[3], 3, "bShape");
+  bool ta = info[5].ToBoolean().Value(), tb = info[6].ToBoolean().Value();
+  int64_t m = ta ? as[2] : as[1], k = ta ? as[1] : as[2];
+  int64_t kb = tb ? bs[2] : bs[1], n = tb ? bs[1] : bs[2];
+  if (k != kb) throw Napi::RangeError::New(env, "batchMatMul: inner dimensions differ (" + std::to_string(k) + " and " + std::to_string(kb) + ")");
+  if (as[0] != bs[0] && as[0] != 1 && bs[0] != 1)
+    throw Napi::RangeError::New(env, "batchMatMul: batches " + std::to_string(as[0]) + " and " + std::to_string(bs[0]) + " neither match nor broadcast");
+  int64_t batch = std::max(as[0], bs[0]);
+  float *a = floats(info[0], count(as), "a"), *b = floats(info[2], count(bs), "b");
+  float *out = floats(info[4], static_cast<size_t>(batch * m * n), "out");
+  try {
+    auto ad = operand(as, ta), bd = operand(bs, tb);
+    memory::desc od({batch, m, n}, dt::f32, memory::dims{m * n, n, 1});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, od), engine());
+    memory am(ad, engine(), a), bm(bd, engine(), b), om(od, engine(), out);
+    dnnl::matmul(pd).execute(stream(), {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}});
+    stream().wait();
+  } catch (const dnnl::error &e) {
+    throw Napi::Error::New(env, std::string("batchMatMul: oneDNN: ") + e.what());
+  }
+  return env.Undefined();
+}
+
+}  // namespace
+
+void addMatMulKernels(Napi::Env env, Napi::Object exports) {
+  exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
+}
+
+}  // namespace peerless
