@@ -44,12 +44,14 @@ export interface FaultRow {
   meanRoundMs: number;
   /** The median steady round's gradient calls, from the first call's start to the last answer (they may start in the round before). */
   medianCallsMs: number;
+  /** Every steady round's time, in order (both peers'), for a script to look at the tail. */
+  roundMs: number[];
   /** Calls that reached the proxy (retries included), and the faults it injected by kind. */
   calls: number;
   injected: Record<Fault, number>;
   /** Batches given up at the function deadline (the round averaged the others). */
   failedBatches: number;
-  /** Calls that got a second copy because they were slow to answer. */
+  /** Calls that got more than one copy, being slow to answer or failing fast. */
   hedges: number;
   /** Failed calls whose gradient had counted (read back from the database instead of called again). */
   landed: number;
@@ -111,6 +113,7 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
           fraction: f, rounds: summary.rounds,
           medianRoundMs: median(times), meanRoundMs: times.reduce((a, b) => a + b, 0) / Math.max(1, times.length),
           medianCallsMs: median(steady.map((m) => m.functionWallMs)),
+          roundMs: times.map((t) => Math.round(t)),
           calls: proxy.calls, injected: { ...proxy.injected },
           failedBatches: metrics.reduce((n, m) => n + m.failedBatches, 0),
           hedges: metrics.reduce((n, m) => n + (m.hedges ?? 0), 0),

@@ -101,7 +101,7 @@ export interface RoundMetrics extends PhaseTimes {
   /** Gradient invocations of the round that answered, and how many built the model first. */
   invocations?: number;
   modelBuilds?: number;
-  /** Gradient calls given a second copy because they were slow to answer (elastic platforms). */
+  /** Gradient calls given more than one copy, being slow to answer or failing fast (elastic platforms). */
   hedges?: number;
   /** Failed gradient calls whose gradient had counted: their result was read from the database, not computed again. */
   landed?: number;

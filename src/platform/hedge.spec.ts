@@ -77,7 +77,16 @@ describe('hedged', () => {
     expect(c.started.map((p) => p.signal.aborted)).toEqual([true, true, false]);
   });
 
-  it('replaces a copy that fails while a late one runs, when another call may pass, up to MAX_COPIES', async () => {
+  it('replaces a copy that fails, when another call may pass, up to MAX_COPIES', async () => {
+    // Alone: a gateway error is followed by a fresh copy at once, with no backoff.
+    const alone = calls();
+    const first = hedged(alone.start, 100, undefined, (err) => (err as Error).message === 'gateway 500');
+    alone.started[0]!.reject(new Error('gateway 500'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(alone.started).toHaveLength(2);
+    alone.started[1]!.resolve('second');
+    await expect(first).resolves.toMatchObject({ value: 'second', hedged: true });
+
     const c = calls();
     const out = hedged(c.start, 100, undefined, (err) => (err as Error).message === 'gateway 500');
     await vi.advanceTimersByTimeAsync(100);

@@ -50,16 +50,17 @@ export interface Hedged<T> {
   hedged: boolean;
 }
 
-/** Copies of one call at most: the call and two more (hedges, or copies replacing failed ones). */
+/** Copies of one call at most: the call and two more (hedges, or copies replacing failed ones); past them, the caller's retries. */
 export const MAX_COPIES = 3;
 
 /**
  * Runs `start`, and once more each `afterMs` (0: never) that none answered, up to MAX_COPIES.
  * The first copy to succeed wins and the others are told to stop through their signals. A copy
- * that fails while another is still running (so late that it was hedged) is replaced at once
- * when `replace(err)` says another call may pass, up to MAX_COPIES; otherwise the others are
- * left to finish. When every copy failed, the first failure is the error: the caller's retry
- * policy decides what comes next. `signal` stops them all (the caller's deadline).
+ * that fails is replaced at once when `replace(err)` says another call may pass (on an elastic
+ * platform a fresh call gets a fresh instance, so a gateway error or a reset costs one call,
+ * not a backoff too), up to MAX_COPIES; otherwise any others are left to finish. When every
+ * copy failed, the first failure is the error: the caller's retry policy decides what comes
+ * next (with backoff). `signal` stops them all (the caller's deadline).
  */
 export function hedged<T>(
   start: (signal: AbortSignal) => Promise<T>, afterMs: number, signal?: AbortSignal, replace: (err: unknown) => boolean = () => false,
@@ -89,14 +90,13 @@ export function hedged<T>(
           running--;
           if (firstError === undefined) firstError = err;
           if (settled) return;
-          // A copy that failed fast while a late one still runs: waiting for the late one
-          // would cost the caller its timeout, so a fresh copy takes the failed one's place.
+          // A fresh copy takes the failed one's place: waiting for a late one still running
+          // would cost the caller its timeout, and a backoff would cost it as much again.
           const mayPass = replace(err);
-          if (running > 0 && copies.length < MAX_COPIES && !signal?.aborted && mayPass) { launch(); return; }
+          if (copies.length < MAX_COPIES && !signal?.aborted && mayPass) { launch(); return; }
           // A copy that failed on its own input says the others will: no more copies.
           if (!mayPass) clearTimeout(timer);
-          // The other copy may still answer; so may one not started yet, once its time comes,
-          // but a call that failed fast on its own is for the caller's retry policy, not for a hedge.
+          // The other copy may still answer; so may one not started yet, once its time comes.
           if (running === 0) finish(() => reject(firstError));
         },
       );

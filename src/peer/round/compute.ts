@@ -49,7 +49,7 @@ export interface ComputeResult {
   /** Gradient invocations that answered, and how many of them built the model first. */
   invocations: number;
   modelBuilds: number;
-  /** Calls that got a second copy because they were slow to answer (elastic platforms). */
+  /** Calls that got more than one copy, being slow to answer or failing fast (elastic platforms). */
   hedges: number;
   /** Failed calls whose gradient had counted: their result was read from the database instead of calling again. */
   landed: number;
@@ -96,21 +96,33 @@ async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void
   let cause: Error | undefined;
   // At the deadline the call is abandoned: a platform that can stop it frees its instance.
   const hedgeAfterMs = x.platform.elastic && x.callTimes ? x.callTimes.hedgeAfterMs() : 0;
+  // The function may have pushed before its answer was lost (a connection cut on the way back,
+  // a timeout while it finished): then the gradient counted, and the module kept the
+  // function's result with it. Read there, the batch needs no further call.
+  const fromDatabase = async (): Promise<{ result: GradientResult; landed: boolean } | null> => {
+    const result = await landedResult(x, batch);
+    return result ? { result, landed: true } : null;
+  };
+  const copy = (signal: AbortSignal) => x.platform.invoke('gradient', event, { signal }).then(
+    (result) => ({ result, landed: false }),
+    async (err: unknown) => { if (signal.aborted) throw err; return (await fromDatabase()) ?? Promise.reject(err); },
+  );
   const call = () => {
     const stop = new AbortController();
-    const work = hedged((signal) => x.platform.invoke('gradient', event, { signal }), hedgeAfterMs, stop.signal, mayPassLater).then((h) => {
-      if (!h.value.modelBuilt) x.callTimes?.add(h.ms);
+    // On an elastic platform a copy that fails fast is replaced at once (src/platform/hedge.ts).
+    const work = hedged(copy, hedgeAfterMs, stop.signal, x.platform.elastic ? mayPassLater : undefined).then((h) => {
+      // A result read from the database says nothing of how long calls take.
+      if (h.value.landed) onLanded();
+      else if (!h.value.result.modelBuilt) x.callTimes?.add(h.ms);
       if (h.hedged) onHedge();
-      return h.value;
+      return h.value.result;
     });
     return withTimeout(work, x.until - performance.now(), () => { stop.abort(); return late(); })
       .catch(async (err: Error) => {
-        // The function may have pushed before its answer was lost (a connection cut on the way
-        // back, a timeout while it finished): then the gradient counted, and the module kept
-        // the function's result with it. Read there, the batch needs no second call.
-        const landed = await landedResult(x, batch);
-        if (landed) { onLanded(); return landed; }
-        if (!(err as { late?: boolean }).late) cause = err;
+        if (!(err as { late?: boolean }).late) { cause = err; throw err; }
+        // Cut by the deadline: the call may have landed meanwhile.
+        const landed = await fromDatabase();
+        if (landed) { onLanded(); return landed.result; }
         throw err;
       });
   };
