@@ -75,7 +75,7 @@ export interface FaultReport {
 }
 
 export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultReport> {
-  const fraction = o.fraction ?? 0.2, rounds = o.rounds ?? 12, timeoutMs = o.timeoutMs ?? 1_000, delayMs = o.delayMs ?? 1_500, seed = o.seed ?? 1;
+  const fraction = o.fraction ?? 0.2, rounds = o.rounds ?? 40, timeoutMs = o.timeoutMs ?? 1_000, delayMs = o.delayMs ?? 1_500, seed = o.seed ?? 1;
   if (!(fraction >= 0 && fraction < 1)) throw new Error(`bench faults: --fraction must be in [0, 1), got ${fraction}`);
   const kinds = o.kinds ?? FAULTS;
   for (const k of kinds) if (!FAULTS.includes(k)) throw new Error(`bench faults: unknown fault kind "${String(k)}" (known: ${FAULTS.join(', ')})`);

@@ -414,7 +414,7 @@ bench
   )
   .option('--json', 'print one JSON document on stdout instead of the table')
   .option('--fraction <x>', 'share of the calls that fail in the faulty run (default 0.2)', parseFloat)
-  .addOption(new Option('--rounds <n>', 'rounds of each run (default 12)').argParser(int('--rounds')))
+  .addOption(new Option('--rounds <n>', 'rounds of each run (default 40: a round with faults is rare enough that fewer make a noisy mean)').argParser(int('--rounds')))
   .addOption(new Option('--timeout <ms>', 'a call\'s timeout at the platform (default 1000)').argParser(int('--timeout')))
   .addOption(new Option('--delay <ms>', 'how long a delay fault holds a call, past the timeout (default 1500)').argParser(int('--delay')))
   .addOption(new Option('--seed <n>', 'the proxy\'s seed: which calls fail (default 1)').argParser(int('--seed', 0)))

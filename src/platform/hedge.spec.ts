@@ -66,15 +66,15 @@ describe('hedged', () => {
   it('hedges again each interval while every copy is held, up to MAX_COPIES', async () => {
     const c = calls();
     const out = hedged(c.start, 100);
-    await vi.advanceTimersByTimeAsync(100);
-    expect(c.started).toHaveLength(2);
-    await vi.advanceTimersByTimeAsync(100);
-    expect(c.started).toHaveLength(MAX_COPIES);
+    for (let n = 2; n <= MAX_COPIES; n++) {
+      await vi.advanceTimersByTimeAsync(100);
+      expect(c.started).toHaveLength(n);
+    }
     await vi.advanceTimersByTimeAsync(1_000);
     expect(c.started).toHaveLength(MAX_COPIES);
-    c.started[2]!.resolve('third');
-    await expect(out).resolves.toMatchObject({ value: 'third', hedged: true });
-    expect(c.started.map((p) => p.signal.aborted)).toEqual([true, true, false]);
+    c.started[MAX_COPIES - 1]!.resolve('last');
+    await expect(out).resolves.toMatchObject({ value: 'last', hedged: true });
+    expect(c.started.map((p) => p.signal.aborted)).toEqual(c.started.map((_, i) => i < MAX_COPIES - 1));
   });
 
   it('replaces a copy that fails, when another call may pass, up to MAX_COPIES', async () => {
@@ -87,15 +87,16 @@ describe('hedged', () => {
     alone.started[1]!.resolve('second');
     await expect(first).resolves.toMatchObject({ value: 'second', hedged: true });
 
+    // While the first call is held, every copy after it fails fast: each is replaced at once,
+    // until MAX_COPIES; then the first is left to answer.
     const c = calls();
     const out = hedged(c.start, 100, undefined, (err) => (err as Error).message === 'gateway 500');
     await vi.advanceTimersByTimeAsync(100);
-    // The hedge fails fast while the first call is held: a third copy goes out at once.
-    c.started[1]!.reject(new Error('gateway 500'));
-    await vi.advanceTimersByTimeAsync(0);
-    expect(c.started).toHaveLength(MAX_COPIES);
-    // No fourth: the third failing leaves the first to answer.
-    c.started[2]!.reject(new Error('gateway 500'));
+    for (let i = 1; i < MAX_COPIES; i++) {
+      c.started[i]!.reject(new Error('gateway 500'));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(c.started).toHaveLength(Math.min(i + 2, MAX_COPIES));
+    }
     await vi.advanceTimersByTimeAsync(1_000);
     expect(c.started).toHaveLength(MAX_COPIES);
     c.started[0]!.resolve('first');

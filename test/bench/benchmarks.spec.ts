@@ -90,6 +90,7 @@ describe('benchmark runners', () => {
       expect(row.rounds).toBe(3);
       expect(row.failedBatches).toBe(0);
       expect(row.medianRoundMs).toBeGreaterThan(0);
+      expect(row.roundMs).toHaveLength(2 * 2); // both peers' steady rounds (round 0 builds the model)
     }
     expect(r.sameChecksum).toBe(true);
     expect(r.ratio).toBeCloseTo(faulty!.medianRoundMs / clean!.medianRoundMs, 9);
