@@ -101,7 +101,7 @@ export function hedged<T>(
           if (copies.length < MAX_COPIES && !signal?.aborted && mayPass) { launch(); return; }
           // A copy that failed on its own input says the others will: no more copies.
           if (!mayPass) clearTimeout(timer);
-          // The other copy may still answer; so may one not started yet, once its time comes.
+          // The others may still answer.
           if (running === 0) finish(() => reject(firstError));
         },
       );
