@@ -24,6 +24,17 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return diff / scale;
 }
 
+/** |a - b| / |b| in the Euclidean norm (0 when both are zero). */
+export function normRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let diff = 0, ref = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff += (a[i]! - b[i]!) ** 2;
+    ref += b[i]! ** 2;
+  }
+  return diff === 0 ? 0 : Math.sqrt(diff / Math.max(ref, 1e-300));
+}
+
 /** Deterministic pseudo-random numbers in [-1, 1). */
 export function seeded(n: number, seed: number): Float32Array {
   let a = seed >>> 0;
