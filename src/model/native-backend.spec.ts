@@ -258,7 +258,7 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     ours.moving.forEach((m, i) => expectMatch(m, ref.moving[i]!, FORWARD));
   });
 
-  it.each(['vgg11', 'resnet18', 'densenet121'])('a %s gradient (narrow) matches the cpu backend', async (name) => {
+  it.each(['vgg11', 'resnet18', 'densenet121', 'mlp'])('a %s gradient (narrow) matches the cpu backend', async (name) => {
     const { images, labels } = syntheticBatch(4, 3);
     const gradientOf = () => {
       const model = buildModel(name, 0.125, 5);
