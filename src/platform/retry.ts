@@ -27,7 +27,11 @@ export interface RetryOutcome<T> {
  * retries until the round's function deadline, unlike a function that failed on its input.
  */
 export class RetriesExhausted extends Error {
-  constructor(override readonly cause: Error, readonly attempts: number, readonly retryable = false) {
+  /**
+   * `throttled`: the platform said it is over its limit (429, Lambda's throttling errors). Such
+   * a call may pass later, but only after a backoff: a copy sent at once adds to the overload.
+   */
+  constructor(override readonly cause: Error, readonly attempts: number, readonly retryable = false, readonly throttled = false) {
     super(cause.message);
     this.name = cause.name;
   }
@@ -36,6 +40,11 @@ export class RetriesExhausted extends Error {
 /** Whether an invocation error may pass on a later call (see RetriesExhausted). */
 export function mayPassLater(err: unknown): boolean {
   return (err as { retryable?: unknown })?.retryable === true;
+}
+
+/** Whether another call may go out at once: it may pass later, and the platform is not throttling. */
+export function mayPassAtOnce(err: unknown): boolean {
+  return mayPassLater(err) && (err as { throttled?: unknown })?.throttled !== true;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -2,7 +2,7 @@ import type { GradientEvent, GradientResult } from '../../functions/events.ts';
 import type { FunctionPlatform } from '../../platform/platform.ts';
 import { hedged, type CallTimes } from '../../platform/hedge.ts';
 import { decodeLandedResult } from '../../functions/landed-result.ts';
-import { mayPassLater, RetriesExhausted, withRetries, withTimeout } from '../../platform/retry.ts';
+import { mayPassAtOnce, mayPassLater, RetriesExhausted, withRetries, withTimeout } from '../../platform/retry.ts';
 import type { InDbTensorStore } from '../../tensor/in-db.ts';
 import { DroppedError } from '../net/agreement.ts';
 
@@ -109,8 +109,9 @@ async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void
   );
   const call = () => {
     const stop = new AbortController();
-    // On an elastic platform a copy that fails fast is replaced at once (src/platform/hedge.ts).
-    const work = hedged(copy, hedgeAfterMs, stop.signal, x.platform.elastic ? mayPassLater : undefined).then((h) => {
+    // On an elastic platform a copy that fails fast is replaced at once (src/platform/hedge.ts),
+    // unless the platform is throttling: that takes the backoff of the retries below.
+    const work = hedged(copy, hedgeAfterMs, stop.signal, x.platform.elastic ? mayPassAtOnce : undefined).then((h) => {
       // A result read from the database says nothing of how long calls take.
       if (h.value.landed) onLanded();
       else if (!h.value.result.modelBuilt) x.callTimes?.add(h.ms);

@@ -94,7 +94,7 @@ export class AwsLambdaPlatform implements FunctionPlatform {
       } catch (err) {
         const e = err instanceof RetriesExhausted ? err : new RetriesExhausted(err as Error, 1);
         const timedOut = e.cause.name === 'TimeoutError' || e.cause.name === 'RequestTimeout';
-        throw new RetriesExhausted(new Error(this.describe(fn, e.cause, e.attempts)), e.attempts, isTransient(e.cause) || timedOut);
+        throw new RetriesExhausted(new Error(this.describe(fn, e.cause, e.attempts)), e.attempts, isTransient(e.cause) || timedOut, isThrottled(e.cause));
       }
     });
   }
@@ -148,10 +148,14 @@ class FunctionFailed extends Error {
   }
 }
 
-const TRANSIENT_NAMES = new Set([
-  'ThrottlingException', 'TooManyRequestsException', 'EC2ThrottledException',
-  'ServiceException', 'ServiceUnavailableException', 'ResourceNotReadyException',
-]);
+const THROTTLE_NAMES = new Set(['ThrottlingException', 'TooManyRequestsException', 'EC2ThrottledException']);
+const TRANSIENT_NAMES = new Set([...THROTTLE_NAMES, 'ServiceException', 'ServiceUnavailableException', 'ResourceNotReadyException']);
+
+/** Lambda is over a limit (account or function concurrency, EC2 capacity): back off before calling again. */
+function isThrottled(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return (e.name !== undefined && THROTTLE_NAMES.has(e.name)) || e.$metadata?.httpStatusCode === 429;
+}
 
 function isTransient(err: unknown): boolean {
   if (err instanceof FunctionFailed) return err.transient;

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../cluster/redis-server.ts';
 import { makeLocalTls } from '../../cluster/tls.ts';
 import { TLS_CA_ENV } from '../../tensor/redis-client.ts';
+import { mayPassAtOnce, mayPassLater } from '../retry.ts';
 import type { FunctionEvents, FunctionName, GradientEvent, GradientResult } from '../../functions/events.ts';
 import { HttpPlatform } from './platform.ts';
 import { redisAllowed, serveFunctions, type FunctionServer, type Handle } from './server.ts';
@@ -151,11 +152,13 @@ describe('HttpPlatform + serveFunctions', () => {
     expect(p.metrics()).toMatchObject({ failures: 1, retries: 1 });
   });
 
-  it('retries a gateway 503 and times out a silent one; URL templates place the name', async () => {
+  it('retries a gateway 503 and a 429, times out a silent one, and says which may pass at once; URL templates place the name', async () => {
     let hits = 0;
     const gateway: Server = createServer((req, res) => {
       hits++;
       if (req.url === '/slow/gradient') return; // never answers
+      if (req.url === '/busy/gradient') { res.writeHead(429).end('{"message":"slow down"}'); return; }
+      if (req.url === '/down/gradient') { res.writeHead(503).end('upstream down'); return; }
       if (hits === 1) { res.writeHead(503).end('upstream busy'); return; }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(result));
     });
@@ -169,6 +172,17 @@ describe('HttpPlatform + serveFunctions', () => {
 
       const slow = new HttpPlatform({ url: `${base}/slow/{name}`, timeoutMs: 200 });
       await expect(slow.invoke('gradient', event)).rejects.toThrow(/did not answer within 200 ms/);
+
+      // A gateway over its limit (429) is retried after a backoff, and when it still refuses,
+      // the error says the call may pass later but not at once (no hedged copy adds to it).
+      const throttled = new HttpPlatform({ url: `${base}/busy/{name}`, attempts: 2 });
+      const err = await throttled.invoke('gradient', event).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/answered 429: slow down after 2 attempts/);
+      expect([mayPassLater(err), mayPassAtOnce(err)]).toEqual([true, false]);
+      // A 503 may pass at once.
+      const busy = new HttpPlatform({ url: `${base}/down/{name}`, attempts: 1 });
+      const down = await busy.invoke('gradient', event).catch((e: unknown) => e);
+      expect([mayPassLater(down), mayPassAtOnce(down)]).toEqual([true, true]);
     } finally {
       gateway.closeAllConnections();
       await new Promise((ok) => gateway.close(ok));

@@ -110,7 +110,8 @@ export class HttpPlatform implements FunctionPlatform {
         if (err instanceof RetriesExhausted) {
           const suffix = err.attempts > 1 ? ` after ${err.attempts} attempts` : '';
           const later = isTransient(err.cause) || (err.cause instanceof HttpError && err.cause.kind === 'timeout');
-          throw new RetriesExhausted(new Error(`${err.message}${suffix}`), err.attempts, later);
+          const throttled = err.cause instanceof HttpError && err.cause.status === 429;
+          throw new RetriesExhausted(new Error(`${err.message}${suffix}`), err.attempts, later, throttled);
         }
         throw err;
       }
@@ -149,9 +150,9 @@ export class HttpPlatform implements FunctionPlatform {
     if (!res.ok) {
       const message = errorMessage(text) ?? `${res.status} ${res.statusText}`.trim();
       const functionError = res.headers.get(FUNCTION_ERROR_HEADER);
-      const retryable = functionError === null ? res.status >= 500 : functionError === 'Transient';
+      const retryable = functionError === null ? res.status >= 500 || res.status === 429 : functionError === 'Transient';
       const kind = retryable ? 'gateway' : 'function';
-      throw new HttpError(`http platform: ${url} answered ${res.status}: ${message}`, kind);
+      throw new HttpError(`http platform: ${url} answered ${res.status}: ${message}`, kind, res.status);
     }
     let value: unknown;
     try {
@@ -181,7 +182,7 @@ function innermost(err: unknown): string {
 type HttpErrorKind = 'network' | 'gateway' | 'timeout' | 'function' | 'other';
 
 class HttpError extends Error {
-  constructor(message: string, readonly kind: HttpErrorKind) {
+  constructor(message: string, readonly kind: HttpErrorKind, readonly status?: number) {
     super(message);
   }
 }
