@@ -14,11 +14,10 @@
  */
 import { runLocalCluster } from '../src/cluster/local-cluster.ts';
 import { parseTrainingConfig } from '../src/config/training.ts';
-import { HttpPlatform } from '../src/platform/http/platform.ts';
 import { serveFunctions } from '../src/platform/http/server.ts';
 import { LocalPlatform } from '../src/platform/local/local-platform.ts';
 import type { RoundMetrics } from '../src/peer/types.ts';
-import { FAULTS, startFunctionProxy, type Fault } from './function-proxy.ts';
+import { behindFaultyProxy, FAULTS, type Fault } from './function-proxy.ts';
 import { median } from './stats.ts';
 
 export interface FaultBenchOptions {
@@ -94,10 +93,7 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
   const rows: FaultRow[] = [];
   try {
     for (const [k, f] of [0, fraction].entries()) {
-      const proxy = await startFunctionProxy(functions.url, { seed, fraction: f, delayMs, kinds });
-      // One attempt per call at the platform: the peer's own retries until the function
-      // deadline are what is measured.
-      const platform = new HttpPlatform({ url: proxy.url, timeoutMs, attempts: 1, elastic });
+      const { proxy, platform, close } = await behindFaultyProxy(functions.url, { seed, fraction: f, delayMs, kinds, timeoutMs, elastic });
       const metrics: RoundMetrics[] = [];
       try {
         const summary = await runLocalCluster({
@@ -121,8 +117,7 @@ export async function runFaultBench(o: FaultBenchOptions = {}): Promise<FaultRep
           checksum: summary.identical ? summary.checksums[0] ?? null : null,
         });
       } finally {
-        await platform.close();
-        await proxy.close();
+        await close();
       }
     }
   } finally {

@@ -1,6 +1,7 @@
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { mulberry32 } from '../src/data/random.ts';
+import { HttpPlatform } from '../src/platform/http/platform.ts';
 
 /** The ways a call can fail between a peer and its functions. */
 export const FAULTS = ['500', 'reset', 'delay', 'reset-after'] as const;
@@ -27,10 +28,9 @@ export interface FunctionProxy {
  * before (a retry, a hedged copy) always passes: the fault was the instance's, not the
  * call's. Loopback only.
  */
-export async function startFunctionProxy(
-  target: string,
-  o: { seed: number; fraction: number; delayMs: number; kinds?: readonly Fault[]; passFirst?: number; repeatsPass?: boolean },
-): Promise<FunctionProxy> {
+export interface ProxyOptions { seed: number; fraction: number; delayMs: number; kinds?: readonly Fault[]; passFirst?: number; repeatsPass?: boolean }
+
+export async function startFunctionProxy(target: string, o: ProxyOptions): Promise<FunctionProxy> {
   const kinds = o.kinds ?? FAULTS;
   const seen = new Set<string>();
   const rand = mulberry32(o.seed);
@@ -99,4 +99,17 @@ export async function startFunctionProxy(
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/**
+ * The functions at `target` behind a failing proxy, as a peer calls them: an HTTP platform
+ * making one attempt per call (the peer's own retries until the function deadline are what
+ * a fault test measures), timing a call out after `timeoutMs`.
+ */
+export async function behindFaultyProxy(
+  target: string, o: ProxyOptions & { timeoutMs: number; elastic?: boolean },
+): Promise<{ proxy: FunctionProxy; platform: HttpPlatform; close(): Promise<void> }> {
+  const proxy = await startFunctionProxy(target, o);
+  const platform = new HttpPlatform({ url: proxy.url, timeoutMs: o.timeoutMs, attempts: 1, elastic: o.elastic });
+  return { proxy, platform, close: async () => { await platform.close(); await proxy.close(); } };
 }

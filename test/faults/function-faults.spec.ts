@@ -7,7 +7,7 @@ import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { accumulationStats } from '../../src/tensor/in-db.ts';
 import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
-import { startFunctionProxy, type Fault, type FunctionProxy } from '../../bench/function-proxy.ts';
+import { behindFaultyProxy, type Fault } from '../../bench/function-proxy.ts';
 
 /**
  * Failures that degrade: peers reach their functions over HTTP through a seeded proxy that
@@ -49,10 +49,10 @@ interface RunOptions {
 
 /** A 2-peer run through a proxy failing `fraction` of the calls; its metrics and parameters. */
 async function run(fraction: number, seed: number, o: RunOptions = {}) {
-  const proxy: FunctionProxy = await startFunctionProxy(functions.url, { seed, fraction, delayMs: o.delayMs ?? 1_500, kinds: o.kinds, passFirst: o.passFirst, repeatsPass: o.repeatsPass });
-  // One attempt per call at the platform: the peer's own retries until the function deadline
-  // are what is tested. The timeout sits below the proxy's delay.
-  const platform = new HttpPlatform({ url: proxy.url, timeoutMs: o.timeoutMs ?? 1_000, attempts: 1, elastic: o.elastic });
+  // The timeout sits below the proxy's delay.
+  const { proxy, platform, close } = await behindFaultyProxy(functions.url, {
+    seed, fraction, delayMs: o.delayMs ?? 1_500, kinds: o.kinds, passFirst: o.passFirst, repeatsPass: o.repeatsPass, timeoutMs: o.timeoutMs ?? 1_000, elastic: o.elastic,
+  });
   const net = new TestNetwork(o.maxRounds ? { ...config, maxRounds: o.maxRounds } : config, platform);
   try {
     const peers = await net.foundingGroup(2);
@@ -67,8 +67,7 @@ async function run(fraction: number, seed: number, o: RunOptions = {}) {
     return { outcomes, peers, params, stats, injected: { ...proxy.injected }, calls: proxy.calls };
   } finally {
     await net.dispose();
-    await platform.close();
-    await proxy.close();
+    await close();
   }
 }
 
