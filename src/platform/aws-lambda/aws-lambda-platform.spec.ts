@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +11,7 @@ import { BUFFER_REPLIES, closeRedis, connectRedis } from '../../tensor/redis-cli
 import { seedGradient, type SeededGradient } from '../../../test/serverless-offline/gradient-fixture.ts';
 import { serverlessCli, startOfflineLambda, type OfflineLambda } from '../../../test/serverless-offline/offline.ts';
 import { AwsLambdaPlatform, type AwsLambdaPlatformOptions } from './platform.ts';
+import { mayPassAtOnce, mayPassLater } from '../retry.ts';
 
 // The packaged zip (esbuild bundle + wasm) run by serverless-offline's real Invoke API,
 // invoked through the AWS SDK with a custom endpoint and dummy credentials.
@@ -117,5 +120,30 @@ describe.skipIf(!cli)('AwsLambdaPlatform on serverless-offline (real handler, re
     await expect(p.invoke('gradient', seeded.event)).rejects.toThrow(`aws-lambda: cannot reach http://127.0.0.1:${port} (ECONNREFUSED) after 2 attempts`);
     expect(p.metrics()).toMatchObject({ failures: 1, retries: 1 });
     await p.close();
+  });
+});
+
+// Lambda over its concurrency limit, as its Invoke API answers (429 with the error type in a
+// header): a plain HTTP server stands in for it, which is all this case needs.
+describe('AwsLambdaPlatform throttled', () => {
+  it('retries after a backoff, then says the call may pass later but not at once', async () => {
+    let hits = 0;
+    const lambda: Server = createServer((_req, res) => {
+      hits++;
+      res.writeHead(429, { 'content-type': 'application/json', 'x-amzn-errortype': 'TooManyRequestsException' })
+        .end(JSON.stringify({ message: 'Rate Exceeded.', Reason: 'ReservedFunctionConcurrentInvocationLimitExceeded' }));
+    });
+    await new Promise<void>((ok) => lambda.listen(0, '127.0.0.1', ok));
+    const p = new AwsLambdaPlatform({ ...dummy, endpoint: `http://127.0.0.1:${(lambda.address() as AddressInfo).port}`, attempts: 2 });
+    try {
+      const err = await p.invoke('gradient', {} as never).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/TooManyRequests|Rate Exceeded/);
+      expect([mayPassLater(err), mayPassAtOnce(err)]).toEqual([true, false]);
+      expect(hits).toBeGreaterThanOrEqual(2);
+    } finally {
+      await p.close();
+      lambda.closeAllConnections();
+      await new Promise((ok) => lambda.close(ok));
+    }
   });
 });
