@@ -28,7 +28,7 @@ function addPlatformOptions(cmd: Command): Command {
     .addOption(new Option('--platform <kind>', 'where the functions run').choices(['local', 'http', 'aws-lambda']).default('local'))
     .addOption(new Option('--workers <n>', 'local platform: warm worker threads (default: cores)').argParser(int('--workers')))
     .option('--function-url <url>', 'http platform: gateway URL, e.g. the address of `peerless function serve`')
-    .option('--elastic', 'http platform: every call gets an instance of its own (a gateway in front of Lambda), so a call slow to answer gets a second copy; not for `function serve`, which queues (aws-lambda: always)')
+    .option('--elastic', 'http platform: every call gets an instance of its own (a gateway in front of Lambda), so a call slow to answer, or failing fast, gets another copy; not for `function serve`, which queues (aws-lambda: always)')
     .option('--region <region>', 'aws-lambda platform: AWS region (default: AWS configuration)')
     .option('--endpoint <url>', 'aws-lambda platform: custom Lambda endpoint (LocalStack, serverless-offline)')
     .addOption(new Option('--memory <mb>', 'memory billed per invocation in the cost estimate').argParser(int('--memory', 128)));
@@ -410,7 +410,7 @@ bench
       'failing behind a seeded proxy (gateway 500, reset, delay past the timeout, reset after the ' +
       'function ran). Median and mean steady round of each, their ratios, the faults injected, the calls ' +
       'hedged, and both final checksums. The functions are elastic by default (an instance per call, as on ' +
-      'Lambda, so a call slow to answer gets a second copy); --queued runs them on 2 queueing instances.',
+      'Lambda, so a call slow to answer or failing fast gets another copy); --queued runs them on 2 queueing instances.',
   )
   .option('--json', 'print one JSON document on stdout instead of the table')
   .option('--fraction <x>', 'share of the calls that fail in the faulty run (default 0.2)', parseFloat)

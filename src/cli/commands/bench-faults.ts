@@ -29,9 +29,10 @@ export async function benchFaults(o: FaultsCliOptions): Promise<FaultReport> {
   }
   process.stdout.write(`${[
     `Function faults: ${r.peers} peers, ${r.batchesPerRound} batches per round, the same seed; a call times out after ${formatMs(r.timeoutMs)}, a delay fault holds it ${formatMs(r.delayMs)}`,
-    r.elastic ? 'Elastic functions (an instance per call, as on Lambda): a call slow to answer gets a second copy.' : 'Queued functions (a pool of 2 instances): no call is hedged.',
+    r.elastic ? 'Elastic functions (an instance per call, as on Lambda): a call slow to answer, or failing fast, gets another copy.' : 'Queued functions (a pool of 2 instances): no call is copied.',
+    ...(r.kinds.length < FAULTS.length ? [`Faults of these kinds only: ${r.kinds.join(', ')}.`] : []),
     '',
-    table(['failing calls', 'rounds', 'median round', 'mean round', 'median calls', 'calls', ...FAULTS, 'hedged', 'read from Redis', 'batches given up', 'checksum'],
+    table(['failing calls', 'rounds', 'median round', 'mean round', 'median calls', 'calls', ...FAULTS, 'copied', 'read from Redis', 'batches given up', 'checksum'],
       r.rows.map((x) => [`${Math.round(x.fraction * 100)}%`, String(x.rounds), formatMs(x.medianRoundMs), formatMs(x.meanRoundMs), formatMs(x.medianCallsMs), String(x.calls),
         ...FAULTS.map((f) => String(x.injected[f])), String(x.hedges), String(x.landed), String(x.failedBatches), x.checksum ?? 'replicas differ'])),
     '',

@@ -29,7 +29,7 @@ export interface ComputeInput {
   abandon?: AbortSignal;
   /**
    * This peer's recent call times. On an elastic platform a call slower than a few of them
-   * gets a second copy (src/platform/hedge.ts); every successful call's time is added.
+   * gets another copy (src/platform/hedge.ts); the times of answered calls that did not build the model are added.
    */
   callTimes?: CallTimes;
 }
