@@ -409,12 +409,13 @@ bench
       'worker threads behind an HTTP server) twice: every call passing, then a share of the calls ' +
       'failing behind a seeded proxy (gateway 500, reset, delay past the timeout, reset after the ' +
       'function ran). Median and mean steady round of each, their ratios, the faults injected, the calls ' +
-      'hedged, and both final checksums. The functions are elastic by default (an instance per call, as on ' +
-      'Lambda, so a call slow to answer or failing fast gets another copy); --queued runs them on 2 queueing instances.',
+      'copied, the answers read back from Redis, and both final checksums. The functions are elastic by ' +
+      'default (an instance per call, as on Lambda, so a call slow to answer or failing fast gets another ' +
+      'copy); --queued runs them on 2 queueing instances.',
   )
   .option('--json', 'print one JSON document on stdout instead of the table')
   .option('--fraction <x>', 'share of the calls that fail in the faulty run (default 0.2)', parseFloat)
-  .addOption(new Option('--rounds <n>', 'rounds of each run (default 40: a round with faults is rare enough that fewer make a noisy mean)').argParser(int('--rounds')))
+  .addOption(new Option('--rounds <n>', 'rounds of each run (default 40: over fewer, one slow round moves the mean a lot)').argParser(int('--rounds')))
   .addOption(new Option('--timeout <ms>', 'a call\'s timeout at the platform (default 1000)').argParser(int('--timeout')))
   .addOption(new Option('--delay <ms>', 'how long a delay fault holds a call, past the timeout (default 1500)').argParser(int('--delay')))
   .addOption(new Option('--seed <n>', 'the proxy\'s seed: which calls fail (default 1)').argParser(int('--seed', 0)))
