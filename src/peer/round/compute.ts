@@ -100,7 +100,7 @@ async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void
   // a timeout while it finished): then the gradient counted, and the module kept the
   // function's result with it. Read there, the batch needs no further call.
   const fromDatabase = async (): Promise<{ result: GradientResult; landed: boolean } | null> => {
-    const result = await landedResult(x, batch);
+    const result = await landedResult(x, event);
     return result ? { result, landed: true } : null;
   };
   const copy = (signal: AbortSignal) => x.platform.invoke('gradient', event, { signal }).then(
@@ -142,9 +142,8 @@ async function gradientUntil(x: ComputeInput, batch: number, onHedge: () => void
   }
 }
 
-/** The result the module kept with batch `batch`'s counted gradient, if it counted with one. */
-async function landedResult(x: ComputeInput, batch: number): Promise<GradientResult | null> {
-  const { contributionId, round } = x.event(batch, x.batches.length);
+/** The result the module kept with the counted gradient of `event`'s batch, if it counted with one. */
+async function landedResult(x: ComputeInput, { contributionId, round }: GradientEvent): Promise<GradientResult | null> {
   if (round === undefined) return null;
   try {
     return decodeLandedResult(await x.store.landedResult(x.sumKey, contributionId, round));
