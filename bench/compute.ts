@@ -12,12 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { nativeAddon } from '../src/model/native-backend.ts';
 import { torchPython } from './round.ts';
 
-export type ComputeBackend = 'wasm' | 'native' | 'pytorch';
+export const COMPUTE_BACKENDS = ['wasm', 'native', 'pytorch'] as const;
+export type ComputeBackend = (typeof COMPUTE_BACKENDS)[number];
 
 export interface ComputeBenchOptions {
   models: string[];
   batchSizes: number[];
   runs: number;
+  /** Which to run (default all three). */
+  backends?: ComputeBackend[];
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -76,7 +79,7 @@ function reasonOf(stderr: string, err: Error | null): string {
 export async function runComputeBench(o: ComputeBenchOptions): Promise<ComputeReport> {
   const addon = nativeAddon();
   const py = await torchPython();
-  const backends: ComputeBackend[] = ['wasm', 'native', 'pytorch'];
+  const backends = o.backends ?? [...COMPUTE_BACKENDS];
   const total = o.models.length * o.batchSizes.length * backends.length;
   let done = 0;
   const rows: ComputeRow[] = [];

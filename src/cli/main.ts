@@ -366,8 +366,9 @@ bench
   .option('--json', 'print one JSON document on stdout instead of the table')
   .option('--models <list>', 'comma-separated models of the zoo (default cnn,vgg11,resnet18; densenet121 too)')
   .option('--batch-sizes <list>', 'comma-separated batch sizes (default 64,128)')
+  .option('--backends <list>', 'comma-separated, of wasm, native and pytorch (default all three); vs PyTorch needs pytorch among them')
   .addOption(new Option('--runs <n>', 'measured runs per row after a warm-up (default 3)').argParser(int('--runs')))
-  .addHelpText('after', '\nExamples:\n  peerless bench compute --quick\n  peerless bench compute --models resnet18 --batch-sizes 64 --json > compute.json')
+  .addHelpText('after', '\nExamples:\n  peerless bench compute --quick\n  peerless bench compute --models resnet18 --batch-sizes 64 --json > compute.json\n  peerless bench compute --models vgg11,resnet18 --backends native,pytorch   (wasm takes minutes on these)')
   .action(async (o) => { await (await import('./commands/bench-compute.ts')).benchCompute(o); });
 
 bench

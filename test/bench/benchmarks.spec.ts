@@ -29,6 +29,10 @@ describe('benchmark runners', () => {
     if (nativeAddon() instanceof Error) expect(native!.error).toMatch(/native backend is not available/);
     else expect(native!.msPerGradient).toBeGreaterThan(0);
     for (const row of r.rows) expect(row.msPerGradient !== null || row.error !== undefined).toBe(true);
+    // --backends narrows the rows to the ones asked for.
+    const one = await runComputeBench({ models: ['cnn'], batchSizes: [8], runs: 1, backends: ['wasm'] });
+    expect(one.rows.map((x) => x.backend)).toEqual(['wasm']);
+    expect(one.rows[0]!.vsPytorch).toBeNull();
   });
 
   it('in-db: every row has both ways, and both ways gave the same bytes', async () => {

@@ -1,4 +1,4 @@
-import { runComputeBench, type ComputeReport } from '../../../bench/compute.ts';
+import { COMPUTE_BACKENDS, runComputeBench, type ComputeBackend, type ComputeReport } from '../../../bench/compute.ts';
 import { formatMs, table } from '../format.ts';
 import { progressBar } from '../progress.ts';
 
@@ -8,6 +8,7 @@ export interface ComputeCliOptions {
   models?: string;
   batchSizes?: string;
   runs?: number;
+  backends?: string;
 }
 
 const list = (s: string) => s.split(',').map((v) => v.trim()).filter(Boolean);
@@ -20,7 +21,12 @@ export async function benchCompute(o: ComputeCliOptions): Promise<ComputeReport>
     if (!Number.isInteger(n) || n < 1) throw new Error(`--batch-sizes: "${v}" is not a positive integer`);
     return n;
   });
+  const backends = list(o.backends ?? COMPUTE_BACKENDS.join(',')).map((b) => {
+    if (!(COMPUTE_BACKENDS as readonly string[]).includes(b)) throw new Error(`--backends: "${b}" is not one of ${COMPUTE_BACKENDS.join(', ')}`);
+    return b as ComputeBackend;
+  });
   const report = await runComputeBench({
+    backends,
     models: list(o.models ?? 'cnn,vgg11,resnet18'),
     batchSizes,
     runs: o.runs ?? (o.quick ? 2 : 3),
