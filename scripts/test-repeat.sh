@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs one test file N times in a row and prints how many runs passed: the check that a
 # test which starts processes (redis-servers, peers, functions) is never flaky.
-#   npm run test:repeat -- 20 test/training/network.spec.ts [more vitest args]
+#   npm run test:repeat -- 20 test/training/network.spec.ts [more files or vitest args]
+# With several files, each run runs them all, and a run passes when every one does.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ] || ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ]; then
-  echo "usage: npm run test:repeat -- N FILE [vitest args...]   (N >= 1 runs of FILE)" >&2
+  echo "usage: npm run test:repeat -- N FILE [FILE...] [vitest args...]   (N >= 1 runs of the files)" >&2
   exit 2
 fi
 runs=$1; shift
@@ -20,5 +21,5 @@ for i in $(seq 1 "$runs"); do
     echo "run $i/$runs: FAILED (log: $logs/run-$i.log)"
   fi
 done
-echo "$file: $passed of $runs runs passed"
+echo "$*: $passed of $runs runs passed"
 [ "$passed" -eq "$runs" ]
