@@ -25,6 +25,7 @@ export async function benchCompute(o: ComputeCliOptions): Promise<ComputeReport>
     if (!(COMPUTE_BACKENDS as readonly string[]).includes(b)) throw new Error(`--backends: "${b}" is not one of ${COMPUTE_BACKENDS.join(', ')}`);
     return b as ComputeBackend;
   });
+  if (backends.length === 0) throw new Error(`--backends: name at least one of ${COMPUTE_BACKENDS.join(', ')}`);
   const report = await runComputeBench({
     backends,
     models: list(o.models ?? 'cnn,vgg11,resnet18'),
