@@ -425,6 +425,24 @@ bench
   .addHelpText('after', '\nExamples:\n  peerless bench faults\n  peerless bench faults --queued\n  peerless bench faults --kinds delay --rounds 30\n  peerless bench faults --fraction 0.3 --rounds 20 --json > faults.json')
   .action(async (o) => { await (await import('./commands/bench-faults.ts')).benchFaults(o); });
 
+bench
+  .command('kills')
+  .summary('the time the survivors lose when a peer, or its Redis, is killed at each phase of a round')
+  .description(
+    'Three `peerless peer` processes with their own redis-servers train a tiny synthetic CNN. The victim, ' +
+      'the round\'s coordinator (p0, the lowest id) or another member (p2), stops before a phase once all three have trained together for a few rounds ' +
+      '(by its own phase event, not a timer); then its process, or its redis-server, is SIGKILLed. From the ' +
+      'survivors\' round log: the time lost around the kill, in ms and in deadlines (target: at most one), ' +
+      'and whether the survivors end with one checksum. About half a minute per case; all 28 by default.',
+  )
+  .option('--json', 'print one JSON document on stdout instead of the table')
+  .addOption(new Option('--deadline <ms>', 'the network\'s deadline (default 4000)').argParser(int('--deadline')))
+  .option('--phases <list>', 'only these phases, comma-separated, from computing, averaging, exchanging, aggregating, updating, verifying, checking')
+  .option('--victims <list>', 'coordinator, member or both (default both)')
+  .option('--killed <list>', 'process, redis or both (default both)')
+  .addHelpText('after', '\nExamples:\n  peerless bench kills\n  peerless bench kills --victims coordinator --killed process --phases aggregating,updating,verifying\n  peerless bench kills --deadline 2000 --json > kills.json')
+  .action(async (o) => { await (await import('./commands/bench-kills.ts')).benchKills(o); });
+
 addPlatformOptions(
   bench
     .command('serverless')

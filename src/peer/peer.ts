@@ -5,6 +5,7 @@ import { InDbTensorStore } from '../tensor/in-db.ts';
 import { closeRedis, connectionCause, connectRedis, type Redis } from '../tensor/redis-client.ts';
 import { DirectSender } from '../tensor/transfer.ts';
 import { awaitAdmission, joinRequest, sendJoinRequest } from './net/admission.ts';
+import { heartbeatEvery, startHeartbeat } from './net/heartbeat.ts';
 import { Inbox } from './net/inbox.ts';
 import { K } from './net/keys.ts';
 import { PeerLinks } from './net/links.ts';
@@ -42,7 +43,7 @@ export class Peer extends EventEmitter {
   private membership!: Membership;
   private plan!: NetworkPlan;
   private actor?: RoundActor;
-  private heartbeat?: NodeJS.Timeout;
+  private stopHeartbeat?: () => void;
   private runner?: RoundRunner;
   private startRound = 0;
   /** Asked to leave: said in the next round report, and not rejoined when dropped. */
@@ -116,7 +117,7 @@ export class Peer extends EventEmitter {
     else throw new Error(`peer ${this.id}: no network state in ${this.opts.redis.url}, and neither a configuration to found one nor a bootstrap address to join`);
 
     this.checkModel();
-    this.startHeartbeat();
+    this.startBeating();
   }
 
   /** With a network secret: the other peers', functions' and observers' users in this peer's Redis (access.ts). */
@@ -275,23 +276,13 @@ export class Peer extends EventEmitter {
     this.log(`resumed at round ${this.startRound}`);
   }
 
-  private startHeartbeat(): void {
-    const every = this.opts.heartbeatMs ?? 1_000;
-    const beat = async () => {
-      try {
-        const members = await this.membership.activeAt(this.actor?.getSnapshot().context.round ?? this.startRound);
-        const now = String(Date.now());
-        await Promise.allSettled(members.map(async (m) => {
-          const c = m.id === this.id ? this.local : await this.links.client(m.url);
-          await c.set(K.heartbeat(this.id), now, { PX: every * 10 });
-        }));
-      } catch {
-        // A missed heartbeat is not an error: the round deadline decides who is gone.
-      }
-    };
-    void beat();
-    this.heartbeat = setInterval(beat, every);
-    this.heartbeat.unref();
+  private startBeating(): void {
+    // Every member beats at the same period (from the network's deadline): the others judge a
+    // still heartbeat by it (agreement.ts).
+    this.stopHeartbeat = startHeartbeat(this.id, heartbeatEvery(this.plan.config.deadlineMs), async () => {
+      const members = await this.membership.activeAt(this.actor?.getSnapshot().context.round ?? this.startRound);
+      return members.map(async (m) => (m.id === this.id ? this.local : this.links.client(m.url)));
+    });
   }
 
   /**
@@ -506,7 +497,7 @@ export class Peer extends EventEmitter {
   /** Stops timers and connections; the peer's Redis keeps its state for a resume. */
   async close(): Promise<void> {
     this.closing = true;
-    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.stopHeartbeat?.();
     this.actor?.stop();
     await this.inbox?.stop();
     await this.links.close();

@@ -50,8 +50,6 @@ export interface PeerOptions {
   found?: { config: TrainingConfig; initialParams: Float32Array; roundsPerEpoch: number };
   /** Joining peer: the Redis address of any live peer, and optionally the first round. */
   bootstrap?: { url: string; fromRound?: number };
-  /** Heartbeat period override (tests). */
-  heartbeatMs?: number;
   /**
    * Stores this peer's data again in its Redis (shard batches, held-out set): called when the
    * Redis came back empty, before the peer rejoins by state copy. Without it such a peer stops.

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { runComputeBench } from '../../bench/compute.ts';
 import { runFaultBench } from '../../bench/faults.ts';
 import { runInDbBench } from '../../bench/in-db.ts';
+import { runKillBench } from '../../bench/kills.ts';
 import { runRoundBench } from '../../bench/round.ts';
 import { runScalingBench } from '../../bench/scaling.ts';
 import { runServerlessBench } from '../../bench/serverless.ts';
@@ -100,5 +101,22 @@ describe('benchmark runners', () => {
     expect(r.ratio).toBeCloseTo(faulty!.medianRoundMs / clean!.medianRoundMs, 9);
     expect(r.meanRatio).toBeCloseTo(faulty!.meanRoundMs / clean!.meanRoundMs, 9);
     expect([r.elastic, clean!.hedges, faulty!.hedges]).toEqual([false, 0, 0]);
+  });
+
+  it('kills: the coordinator killed before updating; the survivors go on identical, and the time they lost is reported', async () => {
+    const r = await runKillBench({ victims: ['coordinator'], killed: ['process'], phases: ['updating'], deadlineMs: 2_000 });
+    expect(r.rows).toHaveLength(1);
+    const [row] = r.rows;
+    expect([row!.victim, row!.peer, row!.killed, row!.phase, row!.identical]).toEqual(['coordinator', 'p0', 'process', 'updating', true]);
+    expect(row!.cleanRoundMs).toBeGreaterThan(0);
+    expect(row!.lostDeadlines).toBeCloseTo(row!.lostMs / 2_000, 9);
+    expect(r.worst).toBe(row!.lostDeadlines);
+  });
+
+  it('kills: a phase, victim or kind it does not know is named in the error, before anything starts', async () => {
+    await expect(runKillBench({ phases: ['compting' as 'computing'] })).rejects.toThrow('bench kills: unknown phase "compting" (known: computing, averaging, exchanging, aggregating, updating, verifying, checking)');
+    await expect(runKillBench({ victims: [] })).rejects.toThrow('bench kills: name at least one victim (known: coordinator, member)');
+    await expect(runKillBench({ killed: ['disk' as 'redis'] })).rejects.toThrow('bench kills: unknown killed "disk"');
+    await expect(runKillBench({ deadlineMs: 10 })).rejects.toThrow('bench kills: --deadline must be a whole number of ms, at least 1000, got 10');
   });
 });

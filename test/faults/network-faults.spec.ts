@@ -4,7 +4,7 @@ import { stopNetwork } from '../../src/cli/commands/stop.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import type { MemberRecord } from '../../src/peer/net/membership.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
-import { NETWORK_FLAGS, spawnPeer, untilRoundOf, type PeerProcess } from '../training/peer-process.ts';
+import { NETWORK_FLAGS, spawnPeer, untilRoundOf, type PeerProcess } from '../../bench/peer-process.ts';
 import { available, makeLab, type Lab } from './net-lab.ts';
 
 /**

@@ -5,13 +5,14 @@ import { K } from '../../src/peer/net/keys.ts';
 import type { MemberRecord } from '../../src/peer/net/membership.ts';
 import type { Phase } from '../../src/peer/round-machine.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
-import { NETWORK_FLAGS, spawnPeer, untilRoundOf, type PeerProcess } from '../training/peer-process.ts';
+import { NETWORK_FLAGS, spawnPeer, untilRoundOf, untilSettled, type PeerProcess } from '../../bench/peer-process.ts';
 
 /**
  * SIGKILL a peer process, or its redis-server, at every phase of a round (issue 10's fault
- * harness): three `peerless peer` processes with their own redis-servers; p2 is told to stop
- * before a given phase (PEERLESS_TEST_PAUSE_AT: the phase is chosen by the peer's own event,
- * not a timer) and says so. Then either the process is killed there (the survivors drop it at
+ * harness): three `peerless peer` processes with their own redis-servers; once all three have
+ * trained together a few rounds, p2 (or p0, the rounds' coordinator) is told to stop before a
+ * given phase (PEERLESS_TEST_PAUSE_AT: the phase is chosen by the peer's own event, not a
+ * timer) and says so. Then either the process is killed there (the survivors drop it at
  * the deadline and stay identical; restarted on its Redis, it finds out, rejoins and ends
  * identical), or its redis-server is killed and restarted empty and the peer resumed (it finds
  * its state gone, stores its data again and rejoins by state copy). Each wait is for an event,
@@ -43,20 +44,27 @@ function peer(i: number, extra: string[], env: Record<string, string> = {}): Pee
 
 const PHASES: Phase[] = ['computing', 'averaging', 'exchanging', 'aggregating', 'updating', 'verifying', 'checking'];
 
-/** Three peers; p2 stops before `phase` (in round 4 or later). Resolves with that round. */
-async function pausedBefore(phase: Phase): Promise<number> {
+/**
+ * Three peers; peer `v` stops before `phase` once all three have trained together a few rounds
+ * (armed then by SIGUSR1). Resolves with that round.
+ */
+async function pausedBefore(phase: Phase, v = 2): Promise<number> {
   servers = await Promise.all([0, 1, 2].map(() => startRedisServer()));
   clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
+  const pause = (i: number): Record<string, string> => (i === v ? { PEERLESS_TEST_PAUSE_AT: `${phase}:armed` } : {});
   // Checks every 3 rounds, so "checking" comes round too (nothing to evaluate: validation 0).
-  peer(0, [...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', '4000']);
-  peer(1, ['--bootstrap', servers[0].url]);
-  peer(2, ['--bootstrap', servers[0].url], { PEERLESS_TEST_PAUSE_AT: `${phase}:4` });
-  const paused = await peers[2].line(new RegExp(`paused before ${phase} of round \\d+`), 60_000);
+  peer(0, [...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', '4000'], pause(0));
+  peer(1, ['--bootstrap', servers[0].url], pause(1));
+  peer(2, ['--bootstrap', servers[0].url], pause(2));
+  const survivor = v === 1 ? 0 : 1;
+  await untilSettled(clients[0], 3, clients[survivor], peers[survivor]);
+  peers[v].kill('SIGUSR1');
+  const paused = await peers[v].line(new RegExp(`paused before ${phase} of round \\d+`), 60_000);
   return Number(/round (\d+)/.exec(paused)![1]);
 }
 
-/** Stops the network; all three end done, with one checksum and one membership, p2 in it. */
-async function endIdentical(): Promise<void> {
+/** Stops the network; all three end done, with one checksum and one membership, `back` (rejoined) in it. */
+async function endIdentical(back = 'p2'): Promise<void> {
   await stopNetwork(servers[0].url, undefined, undefined, true);
   const ended = Promise.all(peers.map((p) => p.outcome));
   const bound = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the network did not stop within 60 s:\n${peers.map((p) => `--- ${p.id}\n${p.stderr().split('\n').slice(-30).join('\n')}`).join('\n')}`)), 60_000).unref());
@@ -65,7 +73,7 @@ async function endIdentical(): Promise<void> {
   expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
   const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));
   for (const r of records) expect(r).toEqual(records[0]);
-  expect((JSON.parse(records[0].p2) as MemberRecord).leftAt).toBeUndefined();
+  expect((JSON.parse(records[0][back]) as MemberRecord).leftAt).toBeUndefined();
 }
 
 describe('a peer process killed at each phase of a round', () => {
@@ -86,6 +94,30 @@ describe('a peer process killed at each phase of a round', () => {
     await untilRound(2, rejoined + 2);
 
     await endIdentical();
+  });
+});
+
+describe('the round\'s coordinator (p0, the lowest id) killed at each phase of a round', () => {
+  it.each(PHASES)('before %s: the next lowest id coordinates, the others identical; restarted, p0 rejoins and ends identical', async (phase) => {
+    const killedIn = await pausedBefore(phase, 0);
+    peers[0].kill('SIGKILL');
+    expect(await peers[0].outcome).toBeNull();
+
+    // p1 coordinates the survivors' rounds: it drops p0 (as the exchange's suspect, or when its
+    // heartbeat stood still while p1 waited for its view) and both go on together.
+    await peers[1].line(/p0 dropped from round/, 60_000);
+    const leftAt = (JSON.parse(String(await clients[1].hGet(K.members, 'p0'))) as MemberRecord).leftAt!;
+    expect(leftAt).toBeGreaterThanOrEqual(killedIn);
+    await untilRound(1, leftAt + 2);
+    await untilRound(2, leftAt + 2);
+
+    // Restarted on its own Redis (the founder's, with the network's configuration), it learns
+    // it was dropped and rejoins through a member it knew.
+    peer(0, []);
+    const rejoined = Number(/from round (\d+)/.exec(await peers[0].line(/joined through \S+ from round \d+/, 60_000))![1]);
+    await untilRound(0, rejoined + 2);
+
+    await endIdentical('p0');
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { spawnCli } from './peer-process.ts';
+import { spawnCli } from '../../bench/peer-process.ts';
 
 /**
  * The command a new user types first, as they type it: `peerless train --peers 2 --rounds 20`

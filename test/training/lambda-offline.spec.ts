@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageFunction } from '../../src/functions/package.ts';
 import { credentialsFor } from '../../src/peer/net/access.ts';
-import { spawnCli } from './peer-process.ts';
+import { spawnCli } from '../../bench/peer-process.ts';
 import { serverlessCli, startOfflineLambda, type OfflineLambda } from '../serverless-offline/offline.ts';
 
 /**

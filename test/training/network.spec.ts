@@ -8,7 +8,7 @@ import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-cli
 import { networkStatus } from '../../src/cli/commands/status.ts';
 import { stopNetwork } from '../../src/cli/commands/stop.ts';
 import { credentialsFor } from '../../src/peer/net/access.ts';
-import { NETWORK_FLAGS, roundOf, spawnPeer, untilRoundOf, type PeerProcess } from './peer-process.ts';
+import { NETWORK_FLAGS, roundOf, spawnPeer, untilRoundOf, type PeerProcess } from '../../bench/peer-process.ts';
 
 /**
  * Networks of `peerless peer` processes, one per (simulated) machine, each with its own

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnCli } from './peer-process.ts';
+import { spawnCli } from '../../bench/peer-process.ts';
 
 /**
  * Crash everything: SIGKILL a `train --data-dir` run and every redis-server it started in the

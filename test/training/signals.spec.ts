@@ -9,7 +9,7 @@ import { parseTrainingConfig } from '../../src/config/training.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import { PROTOCOL } from '../../src/peer/plan.ts';
 import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
-import { NETWORK_FLAGS, spawnCli, spawnPeer, untilRoundOf } from './peer-process.ts';
+import { NETWORK_FLAGS, spawnCli, spawnPeer, untilRoundOf } from '../../bench/peer-process.ts';
 
 /**
  * Signals to `peerless train`: Ctrl-C (SIGINT) stops the network cleanly after the next round

@@ -62,19 +62,23 @@ async function networkConfig(url: string, secret: string | undefined, waitMs = 6
 }
 
 /**
- * PEERLESS_TEST_PAUSE_AT=phase:round (the fault tests only): the first time the peer is about
- * to start that phase in that round or a later one, it says so and waits there until SIGUSR2,
- * so a test can kill it, or its Redis, at a phase chosen by the peer's own event rather than
- * by a timer.
+ * PEERLESS_TEST_PAUSE_AT=phase:round (the fault tests and `bench kills` only): the first time
+ * the peer is about to start that phase in that round or a later one, it says so and waits
+ * there until SIGUSR2, so a test can kill it, or its Redis, at a phase chosen by the peer's own
+ * event rather than by a timer. With `phase:armed` it pauses the first time it reaches the
+ * phase after a SIGUSR1: when the caller has seen the network settle (every member in it for
+ * some rounds), whatever round that is.
  */
 function pauseForFaultTests(id: string): { beforePhase?: (phase: Phase, round: number) => Promise<void> } {
   const at = process.env.PEERLESS_TEST_PAUSE_AT;
   if (!at) return {};
   const [phase, round] = at.split(':');
+  let armed = round !== 'armed';
+  if (!armed) process.once('SIGUSR1', () => { armed = true; });
   let done = false;
   return {
     beforePhase: async (p, r) => {
-      if (done || p !== phase || r < Number(round)) return;
+      if (done || !armed || p !== phase || (round !== 'armed' && r < Number(round))) return;
       done = true;
       const resumed = new Promise<void>((resolve) => process.once('SIGUSR2', () => resolve()));
       process.stderr.write(`${id}: paused before ${p} of round ${r} (PEERLESS_TEST_PAUSE_AT; SIGUSR2 resumes)\n`);

@@ -1,5 +1,6 @@
 import type { Redis } from '../../tensor/redis-client.ts';
 import { admit, refusal, sendAdmission, takeJoinRequests } from './admission.ts';
+import { heartbeatStaleAfter, watchHeartbeat } from './heartbeat.ts';
 import type { Inbox } from './inbox.ts';
 import { K } from './keys.ts';
 import type { PeerLinks } from './links.ts';
@@ -50,7 +51,9 @@ function coordinatorOf(members: MemberRecord[], givenUp: Set<string>): MemberRec
  * round boundary on every peer: there is one membership per round.
  *
  * A coordinator that does not report is given up on after two deadlines (its wait for a
- * missing member takes one) and the next lowest id takes its place, unless its Redis says
+ * missing member takes one), or sooner, after half a deadline, if its heartbeat stands still
+ * (it is dead, not waiting: a killed coordinator then costs the others one deadline at most,
+ * like any other member). The next lowest id takes its place, unless its Redis says
  * this peer was dropped: then this peer is the one cut off, and it must rejoin rather than
  * go on alone as a second network. Whoever coordinates decides only with a quorum of the
  * round's members behind it (holdsQuorum); without one it is the peer cut off, and rejoins.
@@ -72,12 +75,16 @@ export async function agree(x: AgreementInput): Promise<Agreement> {
       void x.links.sendToAll(others.map((m) => m.url), K.report(x.round, x.me), body);
       sentToAll = true;
     }
-    const found = await x.inbox.until(() => viewAmongReports(x), x.deadlineMs * 2);
-    if (found) return { view: found.view, reference: found.reference, admitted: [] };
+    const stillFor = watchHeartbeat(x.local, coordinator.id);
+    const staleMs = heartbeatStaleAfter(x.deadlineMs);
+    const found = await x.inbox.until(async () => (await viewAmongReports(x)) ?? ((await stillFor()) >= staleMs ? 'dead' : null), x.deadlineMs * 2);
+    if (found && found !== 'dead') return { view: found.view, reference: found.reference, admitted: [] };
     if (await droppedBy(x, coordinator)) {
       throw new DroppedError(x.me, x.round + 1, `coordinator ${coordinator.id} dropped it`);
     }
-    x.log(`round ${x.round}: coordinator ${coordinator.id} sent no report within ${x.deadlineMs * 2} ms; the next lowest id takes over`);
+    x.log(found === 'dead'
+      ? `round ${x.round}: coordinator ${coordinator.id} sent no report, and its heartbeat stood still for ${staleMs} ms; the next lowest id takes over`
+      : `round ${x.round}: coordinator ${coordinator.id} sent no report within ${x.deadlineMs * 2} ms; the next lowest id takes over`);
     givenUp.add(coordinator.id);
   }
 }

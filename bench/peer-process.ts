@@ -1,10 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { K } from '../../src/peer/net/keys.ts';
-import type { PeerOutcome } from '../../src/peer/types.ts';
-import type { Redis } from '../../src/tensor/redis-client.ts';
+import { K } from '../src/peer/net/keys.ts';
+import type { MemberRecord } from '../src/peer/net/membership.ts';
+import type { PeerOutcome } from '../src/peer/types.ts';
+import type { Redis } from '../src/tensor/redis-client.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/peerless.js', import.meta.url));
+// The `peerless` command beside this file: bench/ in a checkout, dist/bench/ in the package.
+const BIN = ['../bin/peerless.js', '../../bin/peerless.js'].map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p))!;
 
 /** A `peerless peer` process, as a user would run one per machine. */
 export interface PeerProcess {
@@ -104,5 +107,18 @@ export async function untilRoundOf(client: Redis, r: number, peer: PeerProcess |
   while ((await roundOf(client)) < r) {
     if (Date.now() > end) throw new Error(`peer ${peer?.id} did not reach round ${r} (at ${await roundOf(client)}): ${peer?.stderr()}`);
     await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+/**
+ * Waits until a network has settled: `records` (a member's Redis) lists `n` members, and
+ * `survivor` has completed four rounds since the last of them joined, so every member counts
+ * in a quorum (quorumBase) and in the rounds' timing. Bounded against a hang.
+ */
+export async function untilSettled(records: Redis, n: number, survivor: Redis, peer: PeerProcess, boundMs = 120_000): Promise<void> {
+  for (const end = Date.now() + boundMs; ; await new Promise((r) => setTimeout(r, 100))) {
+    const members = Object.values(await records.hGetAll(K.members)).map((m) => JSON.parse(m) as MemberRecord).filter((m) => m.leftAt === undefined);
+    if (members.length === n) return untilRoundOf(survivor, Math.max(...members.map((m) => m.fromRound)) + 4, peer, boundMs);
+    if (Date.now() > end) throw new Error(`the ${n} peers did not all join within ${boundMs / 1000} s:\n${peer.stderr()}`);
   }
 }

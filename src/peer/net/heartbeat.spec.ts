@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedisServer, type RedisServer } from '../../cluster/redis-server.ts';
+import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
+import { heartbeatEvery, heartbeatStaleAfter, startHeartbeat, watchHeartbeat } from './heartbeat.ts';
+import { K } from './keys.ts';
+
+// Heartbeats on a real redis-server: what a waiting peer reads as "dead". Each wait is for an
+// observed value (a beat landing, the stillness growing), never for a moment on the clock.
+let server: RedisServer;
+let local: Redis;
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  local = await connectRedis({ url: server.url });
+});
+afterAll(async () => {
+  await closeRedis(local);
+  await server?.stop();
+});
+
+/** Polls `probe` until it returns a value `ok` accepts (bounded against a hang). */
+async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+  for (const end = Date.now() + 10_000; ; await new Promise((r) => setTimeout(r, 10))) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > end) throw new Error(`no acceptable value within 10 s (last: ${String(v)})`);
+  }
+}
+
+describe('heartbeats', () => {
+  it('beat eight times a deadline, at most once a second; a beat is stale after half a deadline, four beats at least', () => {
+    expect(heartbeatEvery(60_000)).toBe(1_000);
+    expect(heartbeatEvery(4_000)).toBe(500);
+    expect(heartbeatStaleAfter(60_000)).toBe(30_000);
+    expect(heartbeatStaleAfter(4_000)).toBe(2_000);
+    expect(heartbeatStaleAfter(200)).toBe(4 * heartbeatEvery(200));
+  });
+
+  it('a beat that stands still lets the stillness grow; a new beat resets it; an expired key still counts as still', async () => {
+    await local.set(K.heartbeat('p0'), '1');
+    const stillFor = watchHeartbeat(local, 'p0');
+    expect(await stillFor()).toBe(0);
+    const grown = await until(stillFor, (ms) => ms >= 30);
+    await local.set(K.heartbeat('p0'), '2');
+    expect(await stillFor()).toBeLessThan(grown);
+    const again = await until(stillFor, (ms) => ms >= 30);
+    await local.del(K.heartbeat('p0'));
+    expect(await stillFor()).toBeGreaterThanOrEqual(again);
+  });
+
+  it('time this peer was not looking (a stall of its own process) does not count: the count starts again', async () => {
+    await local.set(K.heartbeat('p3'), '1');
+    const stillFor = watchHeartbeat(local, 'p3', 40);
+    await stillFor();
+    await new Promise((r) => setTimeout(r, 100)); // a gap of 100 ms between two looks, past 40
+    expect(await stillFor()).toBe(0);
+  });
+
+  it('a beating peer writes a new value each beat, with a time to live of ten beats', async () => {
+    const stop = startHeartbeat('p2', 20, async () => [Promise.resolve(local)]);
+    const first = await until(() => local.get(K.heartbeat('p2')), (v) => v !== null);
+    await until(() => local.get(K.heartbeat('p2')), (v) => v !== first);
+    const ttl = await local.pTTL(K.heartbeat('p2'));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(200);
+    stop();
+  });
+
+  it('a key absent from the first look proves nothing: the stillness stays zero', async () => {
+    const stillFor = watchHeartbeat(local, 'never-beat');
+    await stillFor();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await stillFor()).toBe(0);
+  });
+
+  it('a member that cannot be reached costs only its own beat', async () => {
+    const stop = startHeartbeat('p1', 20, async () => [Promise.reject(new Error('unreachable')), Promise.resolve(local)]);
+    await until(() => local.get(K.heartbeat('p1')), (v) => v !== null);
+    stop();
+  });
+});
