@@ -38,7 +38,7 @@ describe('heartbeats', () => {
 
   it('a beat that stands still lets the stillness grow; a new beat resets it; an expired key still counts as still', async () => {
     await local.set(K.heartbeat('p0'), '1');
-    const stillFor = watchHeartbeat(local, 'p0');
+    const stillFor = watchHeartbeat(local, 'p0', 500, 0);
     expect(await stillFor()).toBe(0);
     const grown = await until(stillFor, (ms) => ms >= 30);
     await local.set(K.heartbeat('p0'), '2');
@@ -50,10 +50,19 @@ describe('heartbeats', () => {
 
   it('time this peer was not looking (a stall of its own process) does not count: the count starts again', async () => {
     await local.set(K.heartbeat('p3'), '1');
-    const stillFor = watchHeartbeat(local, 'p3', 40);
+    const stillFor = watchHeartbeat(local, 'p3', 40, 0);
     await stillFor();
     await new Promise((r) => setTimeout(r, 100)); // a gap of 100 ms between two looks, past 40
     expect(await stillFor()).toBe(0);
+  });
+
+  it('reads Redis at most once per readEveryMs: a new beat shows at the next read, not before', async () => {
+    await local.set(K.heartbeat('p4'), '1');
+    const stillFor = watchHeartbeat(local, 'p4', 60_000, 60_000);
+    await stillFor();
+    const grown = await until(stillFor, (ms) => ms >= 20);
+    await local.set(K.heartbeat('p4'), '2');
+    expect(await stillFor()).toBeGreaterThanOrEqual(grown); // not reset: no read since the first
   });
 
   it('a beating peer writes a new value each beat, with a time to live of ten beats', async () => {

@@ -43,13 +43,16 @@ export function startHeartbeat(id: string, everyMs: number, targets: () => Promi
  * absent from the first look proves nothing (the peer may not beat here yet): it answers 0.
  * Only time this peer was looking counts: a gap of more than `maxGapMs` between two looks
  * (this process stalled, and with it, in a network run in one process, the writer's timer)
- * starts the count again, so a stall is never taken for a death.
+ * starts the count again, so a stall is never taken for a death. It reads Redis at most once
+ * per `readEveryMs`: a waiter probed at every key the inbox announces would otherwise double
+ * its reads for a figure that moves once a beat.
  */
-export function watchHeartbeat(local: Redis, id: string, maxGapMs = 500): () => Promise<number> {
+export function watchHeartbeat(local: Redis, id: string, maxGapMs = 500, readEveryMs = 200): () => Promise<number> {
   let seen: string | null | undefined;
   let since = Date.now();
   let looked = since;
   return async () => {
+    if (seen !== undefined && Date.now() - looked < readEveryMs) return seen === null ? 0 : Date.now() - since;
     const now = await local.get(K.heartbeat(id));
     const t = Date.now();
     if (seen === undefined || (now !== null && now !== seen) || t - looked > maxGapMs) {
