@@ -124,6 +124,10 @@ async function killOnce(victim: Victim, killed: Killed, phase: KillPhase, deadli
     const outcomes = await stopAll([clients[a], clients[b]], [peers[a], peers[b]]);
     const identical = outcomes.every((x) => x?.state === 'done') && new Set(outcomes.map((x) => x?.checksum)).size === 1;
     return { victim, peer: `p${v}`, killed, phase, round, cleanRoundMs: clean, lostMs, lostDeadlines: lostMs / deadlineMs, identical };
+  } catch (err) {
+    // What every peer said: the story of the case that went wrong.
+    const told = peers.map((p) => `--- ${p.id}\n${p.stderr().trim().split('\n').slice(-20).join('\n')}`).join('\n');
+    throw new Error(`bench kills: ${victim} ${killed} before ${phase}: ${(err as Error).message.split('\n')[0]}\n${told}`);
   } finally {
     for (const p of peers) p.kill('SIGKILL');
     await Promise.all(clients.map((c) => closeRedis(c).catch(() => {})));
