@@ -110,6 +110,7 @@ export class Peer extends EventEmitter {
     this.inbox = new Inbox(this.local);
     await this.inbox.start();
 
+    await this.warmFunctions();
     const existing = await readPlan(this.local);
     if (existing) await this.resume(existing);
     else if (this.opts.found) await this.found();
@@ -118,6 +119,23 @@ export class Peer extends EventEmitter {
 
     this.checkModel();
     this.startBeating();
+  }
+
+  /**
+   * Has the functions build the model before the first round, where the platform can (the
+   * local one). Otherwise a fresh instance builds it inside its first call's deadline; on a busy
+   * machine that call misses it, the instance is ended, and the retry lands on a new instance
+   * as cold as the first: a founder ran round 0 three times and failed. A model file is left to
+   * the calls (its topology is read from the peer's Redis, which they reach and this does not give).
+   */
+  private async warmFunctions(): Promise<void> {
+    const { platform, model, data } = this.opts;
+    if (!platform.warm || model.ref.topologyKey) return;
+    try {
+      await platform.warm([{ model: model.ref, samples: data.samples }]);
+    } catch (err) {
+      this.log(`its functions could not build the model ahead (${(err as Error).message}); their first calls build it`);
+    }
   }
 
   /** With a network secret: the other peers', functions' and observers' users in this peer's Redis (access.ts). */

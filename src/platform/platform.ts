@@ -1,5 +1,6 @@
 import { BilledTally } from './tally.ts';
-import type { FunctionEvents, FunctionName, FunctionResults } from '../functions/events.ts';
+import type { FunctionEvents, FunctionName, FunctionResults, ModelRef } from '../functions/events.ts';
+import type { SampleSpec } from '../data/spec.ts';
 
 /** What one invocation cost, as a serverless platform would bill it. */
 export interface InvocationRecord {
@@ -23,6 +24,12 @@ export interface PlatformMetrics {
   estimatedCostUsd: number;
 }
 
+/** A model to build ahead, for samples of this kind (its input and output depend on them; default MNIST's), as the gradient events name them. */
+export interface WarmModel {
+  model: ModelRef;
+  samples?: SampleSpec;
+}
+
 /** A place where serverless functions run: the local worker pool, AWS Lambda, an HTTP gateway. */
 export interface FunctionPlatform {
   readonly kind: 'local' | 'aws-lambda' | 'http';
@@ -40,6 +47,12 @@ export interface FunctionPlatform {
    * its end there, where a late result is refused (or counted once, if it lands first).
    */
   invoke<N extends FunctionName>(name: N, event: FunctionEvents[N], opts?: { signal?: AbortSignal }): Promise<FunctionResults[N]>;
+  /**
+   * Builds these models in every instance before the first round, like provisioned concurrency
+   * (the local platform). A platform that cannot leave it out: there a new instance builds the
+   * model in its first call.
+   */
+  warm?(models: WarmModel[]): Promise<void>;
   metrics(): PlatformMetrics;
   close(): Promise<void>;
 }

@@ -171,7 +171,7 @@ export function renderSummary(s: ClusterSummary): string {
     `  replicas identical: ${s.identical ? 'yes' : 'NO'} (checksum ${s.checksums[0] ?? '-'})`,
     `  bytes received by peers in exchanges: ${formatBytes(s.bytesExchanged)}`,
     `  estimated function cost: $${s.estimatedCostUsd.toFixed(5)} (AWS Lambda prices)`,
-    `  gradients computed on: ${s.computeBackend}; the functions built the model ${s.modelBuilds} time(s) for ${s.gradientInvocations.toLocaleString()} gradients`,
+    `  gradients computed on: ${s.computeBackend}; ${s.gradientInvocations.toLocaleString()} gradient calls, ${s.modelBuilds} of them built the model first (the local functions build it before the first round)`,
     ...(s.saved ? [`  model saved: ${s.saved.join(', ')}`] : []),
     ...(s.plotted ? [`  charts drawn: ${s.plotted.join(', ')}`] : []),
     ...(s.functionBusyShare !== null

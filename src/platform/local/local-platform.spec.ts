@@ -222,9 +222,15 @@ describe('local platform: timeouts', () => {
   let p: LocalPlatform;
   beforeAll(async () => {
     p = new LocalPlatform({ workers: 1, timeoutMs: 3000, attempts: 2, backoffMs: 10, testHooks: true });
-    await p.warm([s.event(0, {}).model]);
+    await p.warm([{ model: s.event(0, {}).model, samples: s.event(0, {}).samples }]);
   });
   afterAll(async () => p?.close());
+
+  it('warmed with the model, the first gradient call finds it built (a peer warms before its first round)', async () => {
+    const r = await p.invoke('gradient', s.event(0, { sumKey: 'r:3:gsum', avgKey: 'r:3:gavg' }));
+    expect(r).toMatchObject({ count: 1, done: true });
+    expect(r.modelBuilt).toBeUndefined();
+  });
 
   it('a function that hangs (CPU-bound) is terminated at the timeout, retried, and its worker replaced', async () => {
     const [before] = p.workerThreadIds();
@@ -233,14 +239,14 @@ describe('local platform: timeouts', () => {
       .rejects.toThrow(/^gradient: timed out after 3000 ms \(instance terminated and replaced\) \(after 2 attempts\)$/);
     expect(performance.now() - t).toBeLessThan(15_000);
     const m = p.metrics();
-    expect(m).toMatchObject({ invocations: 1, failures: 1, retries: 1 });
+    expect(m).toMatchObject({ invocations: 2, failures: 1, retries: 1 });
     expect(m.billedMs).toBeGreaterThanOrEqual(6000);
     expect(p.workerThreadIds()).toHaveLength(1);
     expect(p.workerThreadIds()[0]).not.toBe(before);
     // The replacement works (a cold start) and nothing of the hung calls was pushed.
     const r = await p.invoke('gradient', s.event(0, { sumKey: 'r:4:gsum', avgKey: 'r:4:gavg' }));
     expect(r).toMatchObject({ count: 1, done: true });
-    // Try 1 ran on the pre-warmed worker; try 2 and this call each on a fresh replacement.
-    expect(p.metrics()).toMatchObject({ coldStarts: 2, warmStarts: 1 });
+    // The call above and try 1 ran on the pre-warmed worker; try 2 and this call each on a fresh replacement.
+    expect(p.metrics()).toMatchObject({ coldStarts: 2, warmStarts: 2 });
   });
 });

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { REDIS_PASSWORD_ENV, REDIS_USERNAME_ENV } from '../../functions/credentials.ts';
-import type { FunctionEvents, FunctionName, FunctionResults, ModelRef } from '../../functions/events.ts';
-import { DEFAULT_LAMBDA_PRICES, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics } from '../platform.ts';
+import type { FunctionEvents, FunctionName, FunctionResults } from '../../functions/events.ts';
+import { DEFAULT_LAMBDA_PRICES, type FunctionPlatform, type InvocationRecord, type LambdaPrices, type PlatformMetrics, type WarmModel } from '../platform.ts';
 import { ensureNativeAddon } from '../../model/native-addon-build.ts';
 import { RetriesExhausted } from '../retry.ts';
 import { BilledTally, RecentRecords } from '../tally.ts';
@@ -93,9 +93,10 @@ export class LocalPlatform implements FunctionPlatform {
    * Starts every worker and loads the compute backend in it (and builds `models`), like
    * provisioned concurrency: the first invocations then start warm.
    */
-  async warm(models: ModelRef[] = []): Promise<void> {
+  async warm(models: WarmModel[] = []): Promise<void> {
     await this.pool.fill();
-    const runs = await Promise.all(this.pool.threadIds().map(() => this.pool.run({ name: '__warm', event: { models }, timeoutMs: this.o.timeoutMs })));
+    // Once on every instance (a job of the pool's own may land on any free one, twice on one).
+    const runs = await this.pool.eachInstance({ name: '__warm', event: { models }, timeoutMs: this.o.timeoutMs });
     const names = [...new Set(runs.map((r) => r.reply.result).filter((b): b is string => typeof b === 'string'))];
     if (names.length > 0) this.computeBackend = names.join(', ');
   }

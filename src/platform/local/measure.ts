@@ -62,7 +62,7 @@ try {
 
   const p = new LocalPlatform({ workers: 1 });
   t = performance.now();
-  await p.warm([{ name: a.model, width }]);
+  await p.warm([{ model: { name: a.model, width }, samples: MNIST_SPEC }]);
   out.warmUpMs = +(performance.now() - t).toFixed(1);
 
   // Pool overhead: empty round trips on a warm worker.
@@ -88,7 +88,7 @@ try {
 
   // Throughput: `runs` batches of one round on a pool of every core.
   const all = new LocalPlatform();
-  await all.warm([{ name: a.model, width }]);
+  await all.warm([{ model: { name: a.model, width }, samples: MNIST_SPEC }]);
   t = performance.now();
   await Promise.all(Array.from({ length: runs }, (_, i) => all.invoke('gradient', event(i, 3))));
   const roundMs = performance.now() - t;

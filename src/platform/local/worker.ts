@@ -2,7 +2,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isTransient, oneLine } from '../../functions/errors.ts';
-import type { FunctionName, ModelRef } from '../../functions/events.ts';
+import type { FunctionName } from '../../functions/events.ts';
+import type { WarmModel } from '../platform.ts';
 import { handle } from '../../functions/handlers.ts';
 import { initFunctionBackend, modelFor } from '../../functions/runtime.ts';
 import { heapNow } from './heap.ts';
@@ -51,7 +52,7 @@ async function run(req: WorkerRequest): Promise<unknown> {
     }
     case '__warm': {
       const backend = await initFunctionBackend();
-      for (const m of (req.event as { models?: ModelRef[] } | null)?.models ?? []) await modelFor(m);
+      for (const m of (req.event as { models?: WarmModel[] } | null)?.models ?? []) await modelFor(m.model, m.samples);
       return backend;
     }
     default: {
