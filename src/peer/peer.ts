@@ -335,9 +335,12 @@ export class Peer extends EventEmitter {
             this.aloneRetries = { round: ctx.round, count: again };
             this.log(`${ctx.error}; the network's only member, it runs round ${ctx.round} again (${again} of ${ALONE_RETRIES})`);
             this.startRound = ctx.round;
+            // Calls that missed the deadline ended their instances: the new ones start cold.
+            await this.warmFunctions();
             continue;
           }
           this.log(`${ctx.error}; asking to rejoin`);
+          await this.warmFunctions();
           await this.rejoin(await this.knownMembers());
           continue;
         }
