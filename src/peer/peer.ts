@@ -468,7 +468,8 @@ export class Peer extends EventEmitter {
         }
       }
       if (this.closing || Date.now() >= until || others.length === 0) break;
-      if (attempt === 0) this.log(`no member it knew answered; asking again until ${new Date(until).toISOString()}`);
+      // Each attempt's reasons, so a peer that stays out says why while it keeps asking.
+      this.log(`no member it knew admitted it (${errors.join('; ')}); asking again${attempt === 0 ? ` until ${new Date(until).toISOString()}` : ''}`);
       await new Promise((r) => setTimeout(r, Math.min(deadline, 1_000 * 2 ** Math.min(attempt, 4))));
     }
     throw new Error(`peer ${this.id}: out of the network, and no member it knew admitted it again${errors.length ? `: ${errors.join('; ')}` : ''}`);
