@@ -227,7 +227,7 @@ describe('local platform: timeouts', () => {
   afterAll(async () => p?.close());
 
   it('warmed with the model, the first gradient call finds it built (a peer warms before its first round)', async () => {
-    const r = await p.invoke('gradient', s.event(0, { sumKey: 'r:3:gsum', avgKey: 'r:3:gavg' }));
+    const r = await p.invoke('gradient', s.event(0, { sumKey: 'r:5:gsum', avgKey: 'r:5:gavg' }));
     expect(r).toMatchObject({ count: 1, done: true });
     expect(r.modelBuilt).toBeUndefined();
   });
