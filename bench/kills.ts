@@ -9,13 +9,12 @@
  * many clean rounds, in ms and in deadlines. Then the survivors are stopped at one round and
  * their checksums compared.
  */
-import { startRedisServer, type RedisServer } from '../src/cluster/redis-server.ts';
 import { K } from '../src/peer/net/keys.ts';
 import { requestStop } from '../src/peer/net/stop.ts';
 import type { Phase } from '../src/peer/round-machine.ts';
 import type { PeerOutcome } from '../src/peer/types.ts';
-import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
-import { NETWORK_FLAGS, spawnPeer, untilSettled, type PeerProcess } from './peer-process.ts';
+import { closeRedis, type Redis } from '../src/tensor/redis-client.ts';
+import { pausedTrio, type PeerProcess, type PeerTrio } from './peer-process.ts';
 import { median } from './stats.ts';
 
 export const KILL_PHASES = ['computing', 'averaging', 'exchanging', 'aggregating', 'updating', 'verifying', 'checking'] as const satisfies readonly Phase[];
@@ -86,23 +85,11 @@ function check<T extends string>(what: string, given: readonly T[], known: reado
 async function killOnce(victim: Victim, killed: Killed, phase: KillPhase, deadlineMs: number): Promise<KillRow> {
   const v = victim === 'coordinator' ? 0 : 2;
   const survivors = [0, 1, 2].filter((i) => i !== v);
-  const servers: RedisServer[] = [];
-  const clients: Redis[] = [];
-  const peers: PeerProcess[] = [];
+  const trio: PeerTrio = { servers: [], clients: [], peers: [] };
+  const { servers, clients, peers } = trio;
   try {
-    for (let i = 0; i < 3; i++) servers.push(await startRedisServer());
-    for (const s of servers) clients.push(await connectRedis({ url: s.url }));
-    const pause = { PEERLESS_TEST_PAUSE_AT: `${phase}:armed` };
-    // Checks every 3 rounds (with nothing to evaluate), so "checking" comes round too.
-    peers.push(spawnPeer('p0', ['--redis', servers[0].url, '--shard', '0/3', ...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', String(deadlineMs)], v === 0 ? pause : {}));
-    for (const i of [1, 2]) peers.push(spawnPeer(`p${i}`, ['--redis', servers[i].url, '--shard', `${i}/3`, '--bootstrap', servers[0].url], v === i ? pause : {}));
-    // The victim is armed once all three have been members for a few rounds: a coordinator
-    // killed while a joiner is still new leaves no quorum (quorumBase), which is another story.
+    const round = await pausedTrio(trio, phase, v, deadlineMs, 120_000);
     const [a, b] = survivors;
-    await untilSettled(clients[0], 3, clients[a], peers[a]);
-    peers[v].kill('SIGUSR1');
-    const paused = await peers[v].line(new RegExp(`paused before ${phase} of round \\d+`), 120_000);
-    const round = Number(/round (\d+)/.exec(paused)![1]);
     if (killed === 'process') peers[v].kill('SIGKILL');
     else await servers[v].kill();
 

@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { startRedisServer, type RedisServer } from '../src/cluster/redis-server.ts';
 import { K } from '../src/peer/net/keys.ts';
 import type { MemberRecord } from '../src/peer/net/membership.ts';
+import type { Phase } from '../src/peer/round-machine.ts';
 import type { PeerOutcome } from '../src/peer/types.ts';
-import type { Redis } from '../src/tensor/redis-client.ts';
+import { connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 
 // The `peerless` command beside this file: bench/ in a checkout, dist/bench/ in the package.
 const BIN = ['../bin/peerless.js', '../../bin/peerless.js'].map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p))!;
@@ -115,10 +117,41 @@ export async function untilRoundOf(client: Redis, r: number, peer: PeerProcess |
  * `survivor` has completed four rounds since the last of them joined, so every member counts
  * in a quorum (quorumBase) and in the rounds' timing. Bounded against a hang.
  */
-export async function untilSettled(records: Redis, n: number, survivor: Redis, peer: PeerProcess, boundMs = 120_000): Promise<void> {
+async function untilSettled(records: Redis, n: number, survivor: Redis, peer: PeerProcess, boundMs = 120_000): Promise<void> {
   for (const end = Date.now() + boundMs; ; await new Promise((r) => setTimeout(r, 100))) {
     const members = Object.values(await records.hGetAll(K.members)).map((m) => JSON.parse(m) as MemberRecord).filter((m) => m.leftAt === undefined);
     if (members.length === n) return untilRoundOf(survivor, Math.max(...members.map((m) => m.fromRound)) + 4, peer, boundMs);
     if (Date.now() > end) throw new Error(`the ${n} peers did not all join within ${boundMs / 1000} s:\n${peer.stderr()}`);
   }
+}
+
+/** What a three-peer network runs on; the caller stops it (also when starting it failed halfway). */
+export interface PeerTrio {
+  servers: RedisServer[];
+  clients: Redis[];
+  peers: PeerProcess[];
+}
+
+/**
+ * Three `peerless peer` processes, p0 founding with `deadlineMs` and p1, p2 joining through it,
+ * each on a redis-server of its own (pushed into `trio`). Once the network has settled, peer
+ * `v` is armed (PEERLESS_TEST_PAUSE_AT=phase:armed, SIGUSR1) and stops before `phase`: the
+ * fault tests and `bench kills` then kill it, or its Redis, there. Resolves with the round it
+ * stopped in; `pauseBoundMs` bounds the wait for it against a hang.
+ */
+export async function pausedTrio(trio: PeerTrio, phase: Phase, v: number, deadlineMs: number, pauseBoundMs: number): Promise<number> {
+  trio.servers.push(...(await Promise.all([0, 1, 2].map(() => startRedisServer()))));
+  trio.clients.push(...(await Promise.all(trio.servers.map((s) => connectRedis({ url: s.url })))));
+  const pause = (i: number): Record<string, string> => (i === v ? { PEERLESS_TEST_PAUSE_AT: `${phase}:armed` } : {});
+  const own = (i: number) => ['--redis', trio.servers[i].url, '--shard', `${i}/3`];
+  // Checks every 3 rounds (with nothing to evaluate: validation 0), so "checking" comes round too.
+  trio.peers.push(spawnPeer('p0', [...own(0), ...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', String(deadlineMs)], pause(0)));
+  for (const i of [1, 2]) trio.peers.push(spawnPeer(`p${i}`, [...own(i), '--bootstrap', trio.servers[0].url], pause(i)));
+  // Armed only once all three have been members a few rounds: a coordinator killed while a
+  // joiner is still new leaves no quorum (quorumBase), which is another story.
+  const survivor = v === 1 ? 0 : 1;
+  await untilSettled(trio.clients[0], 3, trio.clients[survivor], trio.peers[survivor]);
+  trio.peers[v].kill('SIGUSR1');
+  const paused = await trio.peers[v].line(new RegExp(`paused before ${phase} of round \\d+`), pauseBoundMs);
+  return Number(/round (\d+)/.exec(paused)![1]);
 }

@@ -5,7 +5,7 @@ import { K } from '../../src/peer/net/keys.ts';
 import type { MemberRecord } from '../../src/peer/net/membership.ts';
 import type { Phase } from '../../src/peer/round-machine.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
-import { NETWORK_FLAGS, spawnPeer, untilRoundOf, untilSettled, type PeerProcess } from '../../bench/peer-process.ts';
+import { pausedTrio, spawnPeer, untilRoundOf, type PeerProcess } from '../../bench/peer-process.ts';
 
 /**
  * SIGKILL a peer process, or its redis-server, at every phase of a round (issue 10's fault
@@ -50,24 +50,8 @@ function peer(i: number, extra: string[], env: Record<string, string> = {}): Pee
 
 const PHASES: Phase[] = ['computing', 'averaging', 'exchanging', 'aggregating', 'updating', 'verifying', 'checking'];
 
-/**
- * Three peers; peer `v` stops before `phase` once all three have trained together a few rounds
- * (armed then by SIGUSR1). Resolves with that round.
- */
-async function pausedBefore(phase: Phase, v = 2): Promise<number> {
-  servers = await Promise.all([0, 1, 2].map(() => startRedisServer()));
-  clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
-  const pause = (i: number): Record<string, string> => (i === v ? { PEERLESS_TEST_PAUSE_AT: `${phase}:armed` } : {});
-  // Checks every 3 rounds, so "checking" comes round too (nothing to evaluate: validation 0).
-  peer(0, [...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', '4000'], pause(0));
-  peer(1, ['--bootstrap', servers[0].url], pause(1));
-  peer(2, ['--bootstrap', servers[0].url], pause(2));
-  const survivor = v === 1 ? 0 : 1;
-  await untilSettled(clients[0], 3, clients[survivor], peers[survivor]);
-  peers[v].kill('SIGUSR1');
-  const paused = await peers[v].line(new RegExp(`paused before ${phase} of round \\d+`), 60_000);
-  return Number(/round (\d+)/.exec(paused)![1]);
-}
+/** Three peers; peer `v` stops before `phase` once all three have trained together a few rounds. Resolves with that round. */
+const pausedBefore = (phase: Phase, v = 2): Promise<number> => pausedTrio({ servers, clients, peers }, phase, v, 4_000, 60_000);
 
 /** Stops the network; all three end done, with one checksum and one membership, `back` (rejoined) in it. */
 async function endIdentical(back = 'p2'): Promise<void> {
