@@ -1,7 +1,9 @@
 // peerless_native: TensorFlow.js's convolution kernels on oneDNN (Debian's libdnnl), for the
 // `native` backend (src/model/native-backend.ts). Tensors stay in TensorFlow.js's layouts
 // (NHWC activations, HWIO filters): oneDNN reads and writes them in place, so no reorder
-// runs between calls. Every function fills an output array the caller allocated.
+// runs between calls. A convolution on a 1x1 map, where each output reads one tap of the
+// filter, runs as a matrix product with that tap (singleTap). Every function fills an output
+// array the caller allocated.
 //
 //   conv2d(x, xShape, w, wShape, y, yShape, geometry[, bias, relu]): bias (one per output
 //     channel, or null) and a ReLU applied by oneDNN as the convolution writes y
@@ -82,6 +84,43 @@ dnnl::convolution_forward::primitive_desc forwardDesc(const memory::desc &src, c
   return dnnl::convolution_forward::primitive_desc(d, attr, engine());
 }
 
+// The filter's [in, out] slice that a convolution's every output reads alone, or -1. On a
+// 1x1 map with 'same' padding (vgg11's last block at 28x28) each output sees one tap, the
+// others only padding; oneDNN's kernels would still run all taps on zeros and reorder the
+// whole filter for each pass. HWIO keeps a tap's slice contiguous, so the pass is a matrix
+// product with it, and the filter's gradient is zero outside it.
+int64_t singleTap(const std::vector<int64_t> &xs, const std::vector<int64_t> &ws, const std::vector<int64_t> &ys, const Geometry &g) {
+  bool onePixel = xs[1] == 1 && xs[2] == 1 && ys[1] == 1 && ys[2] == 1;
+  bool undilated = g.dilates[0] == 0 && g.dilates[1] == 0;
+  int64_t kh = g.padL[0], kw = g.padL[1];
+  if (!onePixel || !undilated || kh < 0 || kw < 0 || kh >= ws[0] || kw >= ws[1]) return -1;
+  return (kh * ws[1] + kw) * ws[2] * ws[3];
+}
+
+// A row-major [rows, cols] matrix, or its transpose read through strides.
+memory::desc matrix(int64_t rows, int64_t cols, bool transposed = false) {
+  return transposed ? memory::desc({cols, rows}, dt::f32, memory::dims{1, cols}) : memory::desc({rows, cols}, dt::f32, memory::dims{cols, 1});
+}
+
+// out = a . b (+ bias per column) (then ReLU), on oneDNN's matmul.
+void product(const memory::desc &ad, const float *a, const memory::desc &bd, const float *b, const memory::desc &od, float *out,
+             const float *bias = nullptr, bool relu = false) {
+  memory::desc biasd = bias ? memory::desc({1, od.dims()[1]}, dt::f32, memory::dims{od.dims()[1], 1}) : memory::desc();
+  dnnl::primitive_attr attr;
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, biasd, od), attr, engine());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(ad, engine(), const_cast<float *>(a))},
+                                       {DNNL_ARG_WEIGHTS, memory(bd, engine(), const_cast<float *>(b))},
+                                       {DNNL_ARG_DST, memory(od, engine(), out)}};
+  if (bias) args.insert({DNNL_ARG_BIAS, memory(biasd, engine(), const_cast<float *>(bias))});
+  dnnl::matmul(pd).execute(stream(), args);
+  stream().wait();
+}
+
 // `user` in layout `want`: itself, or a reordered copy.
 memory inLayout(const memory &user, const memory::desc &want) {
   if (user.get_desc() == want) return user;
@@ -111,6 +150,8 @@ Napi::Value Conv2d(const Napi::CallbackInfo &info) {
   float *b = hasBias ? floats(info[7], static_cast<size_t>(ys[3]), "bias") : nullptr;
   bool relu = info.Length() > 8 && info[8].ToBoolean().Value();
   return guarded(info, "conv2d", [&] {
+    int64_t tap = singleTap(xs, ws, ys, g);
+    if (tap >= 0) return product(matrix(xs[0], xs[3]), x, matrix(ws[2], ws[3]), w + tap, matrix(ys[0], ys[3]), y, b, relu);
     auto src = activations(xs), wei = filters(ws), dst = activations(ys);
     memory::desc bd = hasBias ? memory::desc({ys[3]}, dt::f32, tag::a) : memory::desc();
     auto pd = forwardDesc(src, wei, dst, g, bd, relu);
@@ -128,6 +169,9 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo &info) {
   float *dy = floats(info[0], count(dys), "dy"), *w = floats(info[2], count(ws), "w"), *dx = floats(info[4], count(dxs), "dx");
   Geometry g = geometry(info[6]);
   return guarded(info, "conv2dBackpropInput", [&] {
+    // dx = dy . tap^T
+    int64_t tap = singleTap(dxs, ws, dys, g);
+    if (tap >= 0) return product(matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3], true), w + tap, matrix(dxs[0], dxs[3]), dx);
     auto dsrc = activations(dxs), wei = filters(ws), ddst = activations(dys);
     auto hint = forwardDesc(dsrc, wei, ddst, g);
     dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, dsrc, anyWeights(wei), ddst, g.strides,
@@ -146,6 +190,12 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo &info) {
   float *x = floats(info[0], count(xs), "x"), *dy = floats(info[2], count(dys), "dy"), *dw = floats(info[4], count(ws), "dw");
   Geometry g = geometry(info[6]);
   return guarded(info, "conv2dBackpropFilter", [&] {
+    // The tap's slice = x^T . dy; every other tap only ever read padding.
+    int64_t tap = singleTap(xs, ws, dys, g);
+    if (tap >= 0) {
+      std::fill(dw, dw + count(ws), 0.0f);
+      return product(matrix(xs[0], xs[3], true), x, matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3]), dw + tap);
+    }
     auto src = activations(xs), dwei = filters(ws), ddst = activations(dys);
     auto hint = forwardDesc(src, dwei, ddst, g);
     dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src, anyWeights(dwei), ddst,

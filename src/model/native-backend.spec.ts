@@ -36,6 +36,12 @@ const cases: Case[] = [
   { x: [2, 7, 7, 4], f: [1, 1, 4, 6], stride: 2, pad: 'valid' },
   { x: [1, 28, 28, 1], f: [5, 5, 1, 3], stride: 2, pad: 'same' },
   { x: [4, 14, 14, 8], f: [3, 3, 8, 16], stride: 1, pad: 'same' },
+  // 1x1 maps, where each output reads one tap of the filter (run as a matrix product): the
+  // centre of a 3x3 or a 5x5 with stride 2, the corner of an even 'same' kernel, a 1x1 kernel.
+  { x: [3, 1, 1, 5], f: [3, 3, 5, 7], stride: 1, pad: 'same' },
+  { x: [2, 1, 1, 4], f: [5, 5, 4, 3], stride: 2, pad: 'same' },
+  { x: [2, 1, 1, 4], f: [2, 2, 4, 3], stride: 1, pad: 'same' },
+  { x: [2, 1, 1, 3], f: [1, 1, 3, 2], stride: 1, pad: 'valid' },
 ];
 
 // And shapes drawn by a seeded generator (the same every run): batch 1-4, sides 3-12, 1-9
@@ -90,6 +96,18 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     for (const [i, y] of ours.entries()) expectMatch(y, ref[i]!, FORWARD, `output ${i}`);
     // The ReLU cut something: the variants differ.
     expect(relError(ours[1]!, ours[2]!)).toBeGreaterThan(TOL);
+  });
+
+  it('the fused convolution on a 1x1 map (a matrix product with the filter\'s centre) adds the bias and cuts at zero like cpu', async () => {
+    const xv = seeded(4 * 6, 7), wv = seeded(3 * 3 * 6 * 5, 8), bv = seeded(5, 9);
+    const run = () => tf.tidy(() => {
+      const x = tf.tensor4d(xv, [4, 1, 1, 6]), filter = tf.tensor4d(wv, [3, 3, 6, 5]), bias = tf.tensor1d(bv);
+      return (['relu', 'linear'] as const).map((activation) => tf.fused.conv2d({ x, filter, strides: 1, pad: 'same', bias, activation }).dataSync() as Float32Array);
+    });
+    const ours = run();
+    const ref = await onBackend('cpu', run);
+    for (const [i, y] of ours.entries()) expectMatch(y, ref[i]!, FORWARD, `output ${i}`);
+    expect(relError(ours[0]!, ours[1]!)).toBeGreaterThan(TOL);
   });
 
   it.each<[number[], number | number[], boolean]>([
