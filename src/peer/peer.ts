@@ -5,7 +5,7 @@ import { InDbTensorStore } from '../tensor/in-db.ts';
 import { closeRedis, connectionCause, connectRedis, type Redis } from '../tensor/redis-client.ts';
 import { DirectSender } from '../tensor/transfer.ts';
 import { awaitAdmission, joinRequest, sendJoinRequest } from './net/admission.ts';
-import { heartbeatEvery, startHeartbeat } from './net/heartbeat.ts';
+import { startHeartbeat } from './net/heartbeat.ts';
 import { Inbox } from './net/inbox.ts';
 import { K } from './net/keys.ts';
 import { PeerLinks } from './net/links.ts';
@@ -297,7 +297,7 @@ export class Peer extends EventEmitter {
   private startBeating(): void {
     // Every member beats at the same period (from the network's deadline): the others judge a
     // still heartbeat by it (agreement.ts).
-    this.stopHeartbeat = startHeartbeat(this.id, heartbeatEvery(this.plan.config.deadlineMs), async () => {
+    this.stopHeartbeat = startHeartbeat(this.id, this.plan.config.deadlineMs, async () => {
       const members = await this.membership.activeAt(this.actor?.getSnapshot().context.round ?? this.startRound);
       return members.map(async (m) => (m.id === this.id ? this.local : this.links.client(m.url)));
     });

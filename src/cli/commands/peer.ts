@@ -74,7 +74,8 @@ function pauseForFaultTests(id: string): { beforePhase?: (phase: Phase, round: n
   if (!at) return {};
   const [phase, round] = at.split(':');
   let armed = round !== 'armed';
-  if (!armed) process.once('SIGUSR1', () => { armed = true; });
+  // `on`, not `once`: a listener kept makes a second SIGUSR1 harmless, where the default ends the process.
+  if (!armed) process.on('SIGUSR1', () => { armed = true; });
   let done = false;
   return {
     beforePhase: async (p, r) => {

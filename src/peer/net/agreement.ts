@@ -75,8 +75,10 @@ export async function agree(x: AgreementInput): Promise<Agreement> {
       void x.links.sendToAll(others.map((m) => m.url), K.report(x.round, x.me), body);
       sentToAll = true;
     }
-    const stillFor = watchHeartbeat(x.local, coordinator.id);
     const staleMs = heartbeatStaleAfter(x.deadlineMs);
+    // A stall of this process shorter than a quarter of the verdict still counts as watched
+    // time: the writer's beat, held by a stall as long, would then be one beat late at most.
+    const stillFor = watchHeartbeat(x.local, coordinator.id, Math.min(500, staleMs / 4));
     const found = await x.inbox.until(async () => (await viewAmongReports(x)) ?? ((await stillFor()) >= staleMs ? 'dead' : null), x.deadlineMs * 2);
     if (found && found !== 'dead') return { view: found.view, reference: found.reference, admitted: [] };
     if (await droppedBy(x, coordinator)) {
@@ -136,6 +138,14 @@ export function quorumBase(members: MemberRecord[], round: number): MemberRecord
 async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agreement> {
   const expected = x.members.filter((m) => m.id !== x.me && !givenUp.has(m.id));
   const { present } = await x.inbox.waitFor(expected.map((m) => K.report(x.round, m.id)), x.deadlineMs);
+  // Taking over from a coordinator given up on: if it was only slow (stalled for half a
+  // deadline) and its view came meanwhile, follow that view rather than send a second one
+  // for the same round, which would leave the members split between the two.
+  const lower = givenUp.size > 0 ? await viewAmongReports(x) : null;
+  if (lower && x.members.findIndex((m) => m.id === lower.reference.id) < x.members.findIndex((m) => m.id === x.me)) {
+    x.log(`round ${x.round}: ${lower.reference.id}'s view came after all; following it`);
+    return { view: lower.view, reference: lower.reference, admitted: [] };
+  }
   const values = present.length ? await x.local.mGet(present) : [];
   const reports = new Map<string, RoundReport>([[x.me, x.report]]);
   present.forEach((k, i) => reports.set(k.slice(k.lastIndexOf(':') + 1), JSON.parse(String(values[i])) as RoundReport));

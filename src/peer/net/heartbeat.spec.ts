@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../cluster/redis-server.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
-import { heartbeatEvery, heartbeatStaleAfter, startHeartbeat, watchHeartbeat } from './heartbeat.ts';
+import { heartbeatEvery, heartbeatStaleAfter, heartbeatTtl, startHeartbeat, watchHeartbeat } from './heartbeat.ts';
 import { K } from './keys.ts';
 
 // Heartbeats on a real redis-server: what a waiting peer reads as "dead". Each wait is for an
@@ -34,6 +34,8 @@ describe('heartbeats', () => {
     expect(heartbeatStaleAfter(60_000)).toBe(30_000);
     expect(heartbeatStaleAfter(4_000)).toBe(2_000);
     expect(heartbeatStaleAfter(200)).toBe(4 * heartbeatEvery(200));
+    expect(heartbeatTtl(60_000)).toBe(180_000);
+    expect(heartbeatTtl(200)).toBe(600);
   });
 
   it('a beat that stands still lets the stillness grow; a new beat resets it; an expired key still counts as still', async () => {
@@ -56,23 +58,34 @@ describe('heartbeats', () => {
     expect(await stillFor()).toBe(0);
   });
 
-  it('reads Redis at most once per readEveryMs: a new beat shows at the next read, not before', async () => {
+  it('reads Redis at most once per readEveryMs, and answers the stillness as of its last read', async () => {
     await local.set(K.heartbeat('p4'), '1');
     const stillFor = watchHeartbeat(local, 'p4', 60_000, 60_000);
-    await stillFor();
-    const grown = await until(stillFor, (ms) => ms >= 20);
+    const first = await stillFor();
     await local.set(K.heartbeat('p4'), '2');
-    expect(await stillFor()).toBeGreaterThanOrEqual(grown); // not reset: no read since the first
+    await new Promise((r) => setTimeout(r, 30));
+    // No read since the first: neither reset by the new beat nor grown by an estimate.
+    expect(await stillFor()).toBe(first);
   });
 
-  it('a beating peer writes a new value each beat, with a time to live of ten beats', async () => {
-    const stop = startHeartbeat('p2', 20, async () => [Promise.resolve(local)]);
+  it('a beating peer writes a new value each beat, with a time to live of three deadlines (ten beats at least)', async () => {
+    const stop = startHeartbeat('p2', 400, async () => [Promise.resolve(local)]);
     const first = await until(() => local.get(K.heartbeat('p2')), (v) => v !== null);
     await until(() => local.get(K.heartbeat('p2')), (v) => v !== first);
     const ttl = await local.pTTL(K.heartbeat('p2'));
     expect(ttl).toBeGreaterThan(0);
-    expect(ttl).toBeLessThanOrEqual(200);
+    expect(ttl).toBeLessThanOrEqual(heartbeatTtl(400));
     stop();
+  });
+
+  it('a stopped heartbeat writes no more', async () => {
+    const stop = startHeartbeat('p5', 400, async () => [Promise.resolve(local)]);
+    await until(() => local.get(K.heartbeat('p5')), (v) => v !== null);
+    stop();
+    await local.del(K.heartbeat('p5'));
+    // Two beat periods later (a beat is every 50 ms at this deadline), nothing came back.
+    await new Promise((r) => setTimeout(r, 2 * heartbeatEvery(400)));
+    expect(await local.get(K.heartbeat('p5'))).toBeNull();
   });
 
   it('a key absent from the first look proves nothing: the stillness stays zero', async () => {
@@ -83,7 +96,7 @@ describe('heartbeats', () => {
   });
 
   it('a member that cannot be reached costs only its own beat', async () => {
-    const stop = startHeartbeat('p1', 20, async () => [Promise.reject(new Error('unreachable')), Promise.resolve(local)]);
+    const stop = startHeartbeat('p1', 400, async () => [Promise.reject(new Error('unreachable')), Promise.resolve(local)]);
     await until(() => local.get(K.heartbeat('p1')), (v) => v !== null);
     stop();
   });
