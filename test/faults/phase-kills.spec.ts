@@ -57,8 +57,13 @@ const pausedBefore = (phase: Phase, v = 2): Promise<number> => pausedTrio({ serv
 async function endIdentical(back = 'p2'): Promise<void> {
   await stopNetwork(servers[0].url, undefined, undefined, true);
   const ended = Promise.all(peers.map((p) => p.outcome));
-  const bound = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the network did not stop within 60 s:\n${peers.map((p) => `--- ${p.id}\n${p.stderr().split('\n').slice(-30).join('\n')}`).join('\n')}`)), 60_000).unref());
+  const bound = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), 60_000).unref());
   const outcomes = await Promise.race([ended, bound]);
+  if (outcomes === 'late') {
+    // What tells a hang from a stop that never came: each peer's round, the stop keys in its Redis, whether it exited.
+    const keys = await Promise.all(clients.map((c) => c.mGet([K.round, K.stopRequest, K.stopAt]).catch(() => [])));
+    throw new Error(`the network did not stop within 60 s:\n${peers.map((p, i) => `--- ${p.id} (exited: ${p.child.exitCode !== null}; round ${keys[i]![0]}, stop request ${keys[i]![1]}, agreed stop ${keys[i]![2]})\n${p.stderr().split('\n').slice(-30).join('\n')}`).join('\n')}`);
+  }
   for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
   expect(new Set(outcomes.map((o) => o?.checksum)).size).toBe(1);
   const records = await Promise.all(clients.map((c) => c.hGetAll(K.members)));

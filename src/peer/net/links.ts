@@ -16,6 +16,7 @@ export class PeerLinks {
   private readonly clients = new Map<string, Promise<Redis>>();
   /** Peers this peer's Redis could not reach itself: their tensors are relayed. */
   private readonly relayOnly = new Set<string>();
+  private closed = false;
 
   /** How long one send may take before the peer counts as unreachable (the round deadline). */
   timeoutMs = 60_000;
@@ -28,6 +29,9 @@ export class PeerLinks {
   }
 
   async client(url: string): Promise<Redis> {
+    // A late caller (a heartbeat under way as the peer closes) must not open a connection
+    // nobody will close: it would keep the process alive after the peer has finished.
+    if (this.closed) throw new Error(`peer links closed: not connecting to ${url}`);
     const held = this.clients.get(url);
     if (held) {
       const c = await held.catch(() => null);
@@ -110,6 +114,7 @@ export class PeerLinks {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const all = [...this.clients.values()];
     this.clients.clear();
     await Promise.all(all.map((c) => c.then(closeRedis, () => {})));
