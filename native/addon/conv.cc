@@ -31,6 +31,8 @@
 #include "onednn.h"
 
 using peerless::count;
+using peerless::product;
+using peerless::reluAttr;
 using peerless::engine;
 using peerless::stream;
 using peerless::floats;
@@ -75,13 +77,7 @@ dnnl::convolution_forward::primitive_desc forwardDesc(const memory::desc &src, c
                                                       const memory::desc &bias = memory::desc(), bool relu = false) {
   dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
                                     anyWeights(wei), bias, dst, g.strides, g.dilates, g.padL, g.padR);
-  dnnl::primitive_attr attr;
-  if (relu) {
-    dnnl::post_ops ops;
-    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    attr.set_post_ops(ops);
-  }
-  return dnnl::convolution_forward::primitive_desc(d, attr, engine());
+  return dnnl::convolution_forward::primitive_desc(d, reluAttr(relu), engine());
 }
 
 // The filter's [in, out] slice that a convolution's every output reads alone, or -1. On a
@@ -100,25 +96,6 @@ int64_t singleTap(const std::vector<int64_t> &xs, const std::vector<int64_t> &ws
 // A row-major [rows, cols] matrix, or its transpose read through strides.
 memory::desc matrix(int64_t rows, int64_t cols, bool transposed = false) {
   return transposed ? memory::desc({cols, rows}, dt::f32, memory::dims{1, cols}) : memory::desc({rows, cols}, dt::f32, memory::dims{cols, 1});
-}
-
-// out = a . b (+ bias per column) (then ReLU), on oneDNN's matmul.
-void product(const memory::desc &ad, const float *a, const memory::desc &bd, const float *b, const memory::desc &od, float *out,
-             const float *bias = nullptr, bool relu = false) {
-  memory::desc biasd = bias ? memory::desc({1, od.dims()[1]}, dt::f32, memory::dims{od.dims()[1], 1}) : memory::desc();
-  dnnl::primitive_attr attr;
-  if (relu) {
-    dnnl::post_ops ops;
-    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    attr.set_post_ops(ops);
-  }
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, biasd, od), attr, engine());
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(ad, engine(), const_cast<float *>(a))},
-                                       {DNNL_ARG_WEIGHTS, memory(bd, engine(), const_cast<float *>(b))},
-                                       {DNNL_ARG_DST, memory(od, engine(), out)}};
-  if (bias) args.insert({DNNL_ARG_BIAS, memory(biasd, engine(), const_cast<float *>(bias))});
-  dnnl::matmul(pd).execute(stream(), args);
-  stream().wait();
 }
 
 // `user` in layout `want`: itself, or a reordered copy.

@@ -9,6 +9,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
+#include <unordered_map>
 
 #include "args.h"
 #include "kernels.h"
@@ -40,12 +41,7 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo &info) {
   float *a = floats(info[0], count(as), "a"), *b = floats(info[2], count(bs), "b");
   float *out = floats(info[4], static_cast<size_t>(batch * m * n), "out");
   try {
-    auto ad = operand(as, ta), bd = operand(bs, tb);
-    memory::desc od({batch, m, n}, dt::f32, memory::dims{m * n, n, 1});
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, od), engine());
-    memory am(ad, engine(), a), bm(bd, engine(), b), om(od, engine(), out);
-    dnnl::matmul(pd).execute(stream(), {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}});
-    stream().wait();
+    product(operand(as, ta), a, operand(bs, tb), b, memory::desc({batch, m, n}, dt::f32, memory::dims{m * n, n, 1}), out);
   } catch (const dnnl::error &e) {
     throw Napi::Error::New(env, std::string("batchMatMul: oneDNN: ") + e.what());
   }
@@ -53,6 +49,22 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo &info) {
 }
 
 }  // namespace
+
+void product(const memory::desc &ad, const float *a, const memory::desc &bd, const float *b, const memory::desc &od, float *out,
+             const float *bias, bool relu) {
+  int rank = od.dims().size();
+  memory::dims biasDims(rank, 1), biasStrides(rank, 0);
+  biasDims[rank - 1] = od.dims()[rank - 1];
+  biasStrides[rank - 1] = 1;
+  memory::desc biasd = bias ? memory::desc(biasDims, dt::f32, biasStrides) : memory::desc();
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, biasd, od), reluAttr(relu), engine());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(ad, engine(), const_cast<float *>(a))},
+                                       {DNNL_ARG_WEIGHTS, memory(bd, engine(), const_cast<float *>(b))},
+                                       {DNNL_ARG_DST, memory(od, engine(), out)}};
+  if (bias) args.insert({DNNL_ARG_BIAS, memory(biasd, engine(), const_cast<float *>(bias))});
+  dnnl::matmul(pd).execute(stream(), args);
+  stream().wait();
+}
 
 void addMatMulKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));

@@ -15,4 +15,15 @@ inline dnnl::stream &stream() {
   return s;
 }
 
+// A primitive's attributes: a ReLU applied as it writes its output, or none.
+inline dnnl::primitive_attr reluAttr(bool relu) {
+  dnnl::primitive_attr attr;
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  return attr;
+}
+
 }  // namespace peerless
