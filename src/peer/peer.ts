@@ -299,7 +299,6 @@ export class Peer extends EventEmitter {
     // still heartbeat by it (agreement.ts).
     this.stopHeartbeat = startHeartbeat(this.id, this.plan.config.deadlineMs, async () => {
       const members = await this.membership.activeAt(this.actor?.getSnapshot().context.round ?? this.startRound);
-      if (this.closing) return [];
       return members.map(async (m) => (m.id === this.id ? this.local : this.links.client(m.url)));
     });
   }
