@@ -2,14 +2,17 @@
 // `native` backend (src/model/native-backend.ts). Tensors stay in TensorFlow.js's layouts
 // (NHWC activations, HWIO filters): oneDNN reads and writes them in place, so no reorder
 // runs between calls. A convolution on a 1x1 map, where each output reads one tap of the
-// filter, runs as a matrix product with that tap (singleTap). Every function fills an output
-// array the caller allocated.
+// filter, runs as a matrix product with that tap (singleTap); a 3x3 one with many channels
+// as a Winograd convolution (useWinograd), on blocked copies of its activations. Every
+// function fills an output array the caller allocated.
 //
 //   conv2d(x, xShape, w, wShape, y, yShape, geometry[, bias, relu]): bias (one per output
 //     channel, or null) and a ReLU applied by oneDNN as the convolution writes y
 //   conv2dBackpropInput(dy, dyShape, w, wShape, dx, dxShape, geometry)
 //   conv2dBackpropFilter(x, xShape, dy, dyShape, dw, wShape, geometry)
 //   geometry = [strideH, strideW, dilationH, dilationW, padTop, padLeft, padBottom, padRight]
+//   conv2dKernel(xShape, wShape, yShape, geometry) -> the forward's implementation ("matmul",
+//     or oneDNN's name of it: "jit_wino_4x3:avx512_core", "brgconv:avx512_core", ...)
 //   sumRows(x, rows, cols, out, scale): column sums of a rows x cols matrix, times scale
 //   batchNormTraining, batchNormTrainingGrad: norm.cc
 //   maxPoolGrad, avgPoolGrad: pool.cc
@@ -22,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -32,7 +36,14 @@
 
 using peerless::count;
 using peerless::product;
-using peerless::reluAttr;
+using peerless::attributes;
+using peerless::scratch;
+using peerless::scratchpad;
+using peerless::kIn;
+using peerless::kIn2;
+using peerless::kOut;
+using peerless::kWeights;
+using Slot = peerless::Scratch;
 using peerless::engine;
 using peerless::stream;
 using peerless::floats;
@@ -74,10 +85,89 @@ memory::desc anyWeights(const memory::desc &w) {
 
 dnnl::convolution_forward::primitive_desc forwardDesc(const memory::desc &src, const memory::desc &wei,
                                                       const memory::desc &dst, const Geometry &g,
-                                                      const memory::desc &bias = memory::desc(), bool relu = false) {
-  dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
-                                    anyWeights(wei), bias, dst, g.strides, g.dilates, g.padL, g.padR);
-  return dnnl::convolution_forward::primitive_desc(d, reluAttr(relu), engine());
+                                                      const memory::desc &bias = memory::desc(), bool relu = false,
+                                                      dnnl::algorithm alg = dnnl::algorithm::convolution_direct) {
+  dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, alg, src, anyWeights(wei), bias, dst, g.strides,
+                                    g.dilates, g.padL, g.padR);
+  return dnnl::convolution_forward::primitive_desc(d, attributes(relu), engine());
+}
+
+// Whether a convolution runs as Winograd's F(4x4, 3x3): about half the multiplications of the
+// direct one, so each pass takes 0.57-0.78x as long on resnet18's and vgg11's 3x3 layers, the
+// reorders of its activations to and from the blocked layout it needs included (measured one
+// thread, batch 64; docs/benchmarks.md). With fewer channels (densenet's 32 outputs, the cnn's
+// 32 inputs) or a map under 3x3 the reorders and tiles cost more than the saving; where the
+// scratchpad is large, memory decides (scratchpadFits). PyTorch's oneDNN convolutions are
+// direct. The choice depends on the shapes and the thread count alone, so a run's bytes do not
+// vary between runs; the results stay within the kernel tests' tolerances of the direct ones.
+bool useWinograd(const std::vector<int64_t> &ys, const std::vector<int64_t> &ws, const Geometry &g) {
+  bool threeByThree = ws[0] == 3 && ws[1] == 3;
+  bool unit = g.strides[0] == 1 && g.strides[1] == 1 && g.dilates[0] == 0 && g.dilates[1] == 0;
+  return threeByThree && unit && ws[2] >= 64 && ws[3] >= 64 && ys[1] >= 3 && ys[2] >= 3;
+}
+
+// The same activation dims in whatever layout the kernel wants (Winograd reads blocked ones).
+memory::desc anyLayout(const memory::desc &d) {
+  return memory::desc(d.dims(), dt::f32, tag::any);
+}
+
+// `user` in layout `want` in a scratch buffer (a reorder), or itself when it is already so.
+memory inScratch(const memory &user, const memory::desc &want, Slot slot) {
+  if (user.get_desc() == want) return user;
+  memory out(want, engine(), scratch(slot, want.get_size()));
+  dnnl::reorder(user, out).execute(stream(), const_cast<memory &>(user), out);
+  return out;
+}
+
+// A scratch buffer in layout `d` for a kernel to write; `user` itself when it is already so.
+memory outScratch(const memory &user, const memory::desc &d, Slot slot) {
+  return user.get_desc() == d ? user : memory(d, engine(), scratch(slot, d.get_size()));
+}
+
+// Copies a kernel's output from its scratch layout into the caller's array (if not written there).
+void toUser(memory &written, memory &user) {
+  if (written.get_data_handle() != user.get_data_handle()) dnnl::reorder(written, user).execute(stream(), written, user);
+}
+
+using ForwardDesc = dnnl::convolution_forward::primitive_desc;
+
+// Winograd's scratchpad holds its transformed filters and tiles: 7-12 MB for a 64x64 or 128x128
+// filter at any batch, but 35-93 MB for 256x256 and 512x512 ones on 7x7 to 3x3 maps, which would
+// lift vgg11's peak RSS above the wasm backend's (the target). A pass runs on Winograd
+// only where its scratchpad is at most 16 MiB or 4x the activations it reads and writes anyway
+// (more layers qualify at larger batches).
+bool scratchpadFits(const memory::desc &pad, const memory::desc &in, const memory::desc &out) {
+  size_t bytes = pad.get_size();
+  return bytes <= (size_t(16) << 20) || bytes <= 4 * (in.get_size() + out.get_size());
+}
+
+// The Winograd forward description when the shapes call for it, this machine's oneDNN has one
+// (it needs AVX-512) and its scratchpad fits (scratchpadFits), else none.
+std::optional<ForwardDesc> winogradForward(const std::vector<int64_t> &ys, const std::vector<int64_t> &ws,
+                                           const memory::desc &src, const memory::desc &wei, const memory::desc &dst,
+                                           const Geometry &g, const memory::desc &bias = memory::desc(),
+                                           bool relu = false) {
+  if (!useWinograd(ys, ws, g)) return std::nullopt;
+  try {
+    auto pd = forwardDesc(anyLayout(src), wei, anyLayout(dst), g, bias, relu, dnnl::algorithm::convolution_winograd);
+    if (scratchpadFits(pd.scratchpad_desc(), src, dst)) return pd;
+  } catch (const dnnl::error &) {
+  }
+  return std::nullopt;
+}
+
+// A backward pass's description, `make(hint, algorithm)`: Winograd after a Winograd forward
+// when oneDNN has it and its scratchpad fits, else direct after the direct forward.
+template <typename Make, typename Direct>
+auto backwardDesc(const std::optional<ForwardDesc> &wino, Make make, Direct directForward) {
+  if (wino) {
+    try {
+      auto pd = make(*wino, dnnl::algorithm::convolution_winograd);
+      if (scratchpadFits(pd.scratchpad_desc(), wino->src_desc(), wino->dst_desc())) return pd;
+    } catch (const dnnl::error &) {
+    }
+  }
+  return make(directForward(), dnnl::algorithm::convolution_direct);
 }
 
 // The filter's [in, out] slice that a convolution's every output reads alone, or -1. On a
@@ -96,14 +186,6 @@ int64_t singleTap(const std::vector<int64_t> &xs, const std::vector<int64_t> &ws
 // A row-major [rows, cols] matrix, or its transpose read through strides.
 memory::desc matrix(int64_t rows, int64_t cols, bool transposed = false) {
   return transposed ? memory::desc({cols, rows}, dt::f32, memory::dims{1, cols}) : memory::desc({rows, cols}, dt::f32, memory::dims{cols, 1});
-}
-
-// `user` in layout `want`: itself, or a reordered copy.
-memory inLayout(const memory &user, const memory::desc &want) {
-  if (user.get_desc() == want) return user;
-  memory out(want, engine());
-  dnnl::reorder(user, out).execute(stream(), const_cast<memory &>(user), out);
-  return out;
 }
 
 // Runs `body`, turning oneDNN's errors into JS errors that name the call.
@@ -131,12 +213,16 @@ Napi::Value Conv2d(const Napi::CallbackInfo &info) {
     if (tap >= 0) return product(matrix(xs[0], xs[3]), x, matrix(ws[2], ws[3]), w + tap, matrix(ys[0], ys[3]), y, b, relu);
     auto src = activations(xs), wei = filters(ws), dst = activations(ys);
     memory::desc bd = hasBias ? memory::desc({ys[3]}, dt::f32, tag::a) : memory::desc();
-    auto pd = forwardDesc(src, wei, dst, g, bd, relu);
+    auto wino = winogradForward(ys, ws, src, wei, dst, g, bd, relu);
+    auto pd = wino ? *wino : forwardDesc(src, wei, dst, g, bd, relu);
     memory sm(src, engine(), x), wm(wei, engine(), w), dm(dst, engine(), y);
-    memory wk = inLayout(wm, pd.weights_desc());
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, dm}};
+    memory sk = inScratch(sm, pd.src_desc(), kIn), wk = inScratch(wm, pd.weights_desc(), kWeights);
+    memory dk = outScratch(dm, pd.dst_desc(), kOut);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, sk}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, dk},
+                                         {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}};
     if (hasBias) args.insert({DNNL_ARG_BIAS, memory(bd, engine(), b)});
     dnnl::convolution_forward(pd).execute(stream(), args);
+    toUser(dk, dm);
     stream().wait();
   });
 }
@@ -150,14 +236,21 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo &info) {
     int64_t tap = singleTap(dxs, ws, dys, g);
     if (tap >= 0) return product(matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3], true), w + tap, matrix(dxs[0], dxs[3]), dx);
     auto dsrc = activations(dxs), wei = filters(ws), ddst = activations(dys);
-    auto hint = forwardDesc(dsrc, wei, ddst, g);
-    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, dsrc, anyWeights(wei), ddst, g.strides,
-                                            g.dilates, g.padL, g.padR);
-    dnnl::convolution_backward_data::primitive_desc pd(d, engine(), hint);
+    auto make = [&](const ForwardDesc &hint, dnnl::algorithm alg) {
+      dnnl::convolution_backward_data::desc d(alg, hint.src_desc(), anyWeights(wei), hint.dst_desc(), g.strides,
+                                              g.dilates, g.padL, g.padR);
+      return dnnl::convolution_backward_data::primitive_desc(d, attributes(), engine(), hint);
+    };
+    auto pd = backwardDesc(winogradForward(dys, ws, dsrc, wei, ddst, g), make, [&] { return forwardDesc(dsrc, wei, ddst, g); });
     memory dym(ddst, engine(), dy), wm(wei, engine(), w), dxm(dsrc, engine(), dx);
-    memory wk = inLayout(wm, pd.weights_desc());
+    memory dyk = inScratch(dym, pd.diff_dst_desc(), kIn), wk = inScratch(wm, pd.weights_desc(), kWeights);
+    memory dxk = outScratch(dxm, pd.diff_src_desc(), kOut);
     dnnl::convolution_backward_data(pd).execute(stream(),
-                                                {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DIFF_SRC, dxm}});
+                                                {{DNNL_ARG_DIFF_DST, dyk},
+                                                 {DNNL_ARG_WEIGHTS, wk},
+                                                 {DNNL_ARG_DIFF_SRC, dxk},
+                                                 {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
+    toUser(dxk, dxm);
     stream().wait();
   });
 }
@@ -174,18 +267,38 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo &info) {
       return product(matrix(xs[0], xs[3], true), x, matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3]), dw + tap);
     }
     auto src = activations(xs), dwei = filters(ws), ddst = activations(dys);
-    auto hint = forwardDesc(src, dwei, ddst, g);
-    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, src, anyWeights(dwei), ddst,
-                                               g.strides, g.dilates, g.padL, g.padR);
-    dnnl::convolution_backward_weights::primitive_desc pd(d, engine(), hint);
+    auto make = [&](const ForwardDesc &hint, dnnl::algorithm alg) {
+      dnnl::convolution_backward_weights::desc d(alg, hint.src_desc(), anyWeights(dwei), hint.dst_desc(), g.strides,
+                                                 g.dilates, g.padL, g.padR);
+      return dnnl::convolution_backward_weights::primitive_desc(d, attributes(), engine(), hint);
+    };
+    auto pd = backwardDesc(winogradForward(dys, ws, src, dwei, ddst, g), make, [&] { return forwardDesc(src, dwei, ddst, g); });
     memory sm(src, engine(), x), dym(ddst, engine(), dy), dwm(dwei, engine(), dw);
-    bool direct = pd.diff_weights_desc() == dwei;
-    memory dwk = direct ? dwm : memory(pd.diff_weights_desc(), engine());
+    memory sk = inScratch(sm, pd.src_desc(), kIn), dyk = inScratch(dym, pd.diff_dst_desc(), kIn2);
+    memory dwk = outScratch(dwm, pd.diff_weights_desc(), kWeights);
     dnnl::convolution_backward_weights(pd).execute(stream(),
-                                                   {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwk}});
-    if (!direct) dnnl::reorder(dwk, dwm).execute(stream(), dwk, dwm);
+                                                   {{DNNL_ARG_SRC, sk},
+                                                    {DNNL_ARG_DIFF_DST, dyk},
+                                                    {DNNL_ARG_DIFF_WEIGHTS, dwk},
+                                                    {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
+    toUser(dwk, dwm);
     stream().wait();
   });
+}
+
+// Which implementation the forward of a convolution of these shapes runs, for tests and
+// profiles: the passes of a convolution follow the forward's choice.
+Napi::Value Conv2dKernel(const Napi::CallbackInfo &info) {
+  auto xs = ints(info[0], 4, "xShape"), ws = ints(info[1], 4, "wShape"), ys = ints(info[2], 4, "yShape");
+  Geometry g = geometry(info[3]);
+  std::string name = "matmul";
+  guarded(info, "conv2dKernel", [&] {
+    if (singleTap(xs, ws, ys, g) >= 0) return;
+    auto src = activations(xs), wei = filters(ws), dst = activations(ys);
+    auto wino = winogradForward(ys, ws, src, wei, dst, g);
+    name = (wino ? *wino : forwardDesc(src, wei, dst, g)).impl_info_str();
+  });
+  return Napi::String::New(info.Env(), name);
 }
 
 // out[c] = scale * sum over r of x[r * cols + c], in double: TensorFlow.js's Sum and Mean over
@@ -228,6 +341,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2d", Napi::Function::New(env, Conv2d));
   exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2dBackpropInput));
   exports.Set("conv2dBackpropFilter", Napi::Function::New(env, Conv2dBackpropFilter));
+  exports.Set("conv2dKernel", Napi::Function::New(env, Conv2dKernel));
   exports.Set("sumRows", Napi::Function::New(env, SumRows));
   peerless::addNormKernels(env, exports);
   peerless::addPoolKernels(env, exports);

@@ -57,10 +57,11 @@ void product(const memory::desc &ad, const float *a, const memory::desc &bd, con
   biasDims[rank - 1] = od.dims()[rank - 1];
   biasStrides[rank - 1] = 1;
   memory::desc biasd = bias ? memory::desc(biasDims, dt::f32, biasStrides) : memory::desc();
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, biasd, od), reluAttr(relu), engine());
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, biasd, od), attributes(relu), engine());
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(ad, engine(), const_cast<float *>(a))},
                                        {DNNL_ARG_WEIGHTS, memory(bd, engine(), const_cast<float *>(b))},
-                                       {DNNL_ARG_DST, memory(od, engine(), out)}};
+                                       {DNNL_ARG_DST, memory(od, engine(), out)},
+                                       {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}};
   if (bias) args.insert({DNNL_ARG_BIAS, memory(biasd, engine(), const_cast<float *>(bias))});
   dnnl::matmul(pd).execute(stream(), args);
   stream().wait();

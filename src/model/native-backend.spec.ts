@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { computeGradient } from './gradient.js';
-import { NATIVE, nativeAddon } from './native-backend.js';
+import { NATIVE, nativeAddon, type NativeAddon } from './native-backend.js';
 import { normRelError, onBackend, relError, seeded, syntheticBatch } from './test-util.js';
 import { forward } from './forward.js';
 import { buildModel } from './zoo.js';
@@ -42,6 +43,13 @@ const cases: Case[] = [
   { x: [2, 1, 1, 4], f: [5, 5, 4, 3], stride: 2, pad: 'same' },
   { x: [2, 1, 1, 4], f: [2, 2, 4, 3], stride: 1, pad: 'same' },
   { x: [2, 1, 1, 3], f: [1, 1, 3, 2], stride: 1, pad: 'valid' },
+  // 3x3, stride 1, 64 channels or more on both sides: Winograd's F(4x4, 3x3) on blocked copies
+  // of the activations. An 8x8 map, an odd oblong one with channels not a multiple of 16, a
+  // 'valid' one, and the smallest map it takes (3x3).
+  { x: [2, 8, 8, 64], f: [3, 3, 64, 64], stride: 1, pad: 'same' },
+  { x: [3, 7, 5, 72], f: [3, 3, 72, 64], stride: 1, pad: 'same' },
+  { x: [2, 9, 6, 64], f: [3, 3, 64, 80], stride: 1, pad: 'valid' },
+  { x: [4, 3, 3, 64], f: [3, 3, 64, 96], stride: 1, pad: 'same' },
 ];
 
 // And shapes drawn by a seeded generator (the same every run): batch 1-4, sides 3-12, 1-9
@@ -96,6 +104,34 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     for (const [i, y] of ours.entries()) expectMatch(y, ref[i]!, FORWARD, `output ${i}`);
     // The ReLU cut something: the variants differ.
     expect(relError(ours[1]!, ours[2]!)).toBeGreaterThan(TOL);
+  });
+
+  it('picks Winograd for 3x3 convolutions of 64 channels or more at stride 1 where the CPU has AVX-512 and its scratchpad is small, direct ones otherwise, a matrix product on a 1x1 map', () => {
+    const a = addon as NativeAddon;
+    const same = [1, 1, 1, 1, 1, 1, 1, 1];
+    const avx512 = /\bavx512f\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    const kernel = (x: Shape4, f: Shape4, y: Shape4, g = same) => a.conv2dKernel(x, f, y, g);
+    if (avx512) expect(kernel([2, 8, 8, 64], [3, 3, 64, 64], [2, 8, 8, 64])).toMatch(/wino/);
+    expect(kernel([2, 8, 8, 32], [3, 3, 32, 64], [2, 8, 8, 64])).not.toMatch(/wino/); // fewer channels in
+    expect(kernel([2, 8, 8, 64], [3, 3, 64, 32], [2, 8, 8, 32])).not.toMatch(/wino/); // fewer out
+    expect(kernel([2, 2, 2, 64], [3, 3, 64, 64], [2, 2, 2, 64])).not.toMatch(/wino/); // a map under 3x3
+    expect(kernel([2, 8, 8, 64], [3, 3, 64, 64], [2, 4, 4, 64], [2, 2, 1, 1, 0, 0, 1, 1])).not.toMatch(/wino/); // stride 2
+    expect(kernel([2, 8, 8, 64], [3, 3, 64, 64], [2, 4, 4, 64], [1, 1, 2, 2, 0, 0, 0, 0])).not.toMatch(/wino/); // dilated
+    // A 512x512 filter's transformed copy on a small map: a scratchpad 50x the activations.
+    expect(kernel([2, 3, 3, 512], [3, 3, 512, 512], [2, 3, 3, 512])).not.toMatch(/wino/);
+    expect(kernel([3, 1, 1, 64], [3, 3, 64, 64], [3, 1, 1, 64])).toBe('matmul');
+  });
+
+  it('the fused Winograd convolution adds the bias and cuts at zero like cpu', async () => {
+    const xv = seeded(2 * 6 * 6 * 64, 10), wv = seeded(3 * 3 * 64 * 64, 11), bv = seeded(64, 12);
+    const run = () => tf.tidy(() => {
+      const x = tf.tensor4d(xv, [2, 6, 6, 64]), filter = tf.tensor4d(wv, [3, 3, 64, 64]), bias = tf.tensor1d(bv);
+      return (['relu', 'linear'] as const).map((activation) => tf.fused.conv2d({ x, filter, strides: 1, pad: 'same', bias, activation }).dataSync() as Float32Array);
+    });
+    const ours = run();
+    const ref = await onBackend('cpu', run);
+    for (const [i, y] of ours.entries()) expectMatch(y, ref[i]!, FORWARD, `output ${i}`);
+    expect(relError(ours[0]!, ours[1]!)).toBeGreaterThan(TOL);
   });
 
   it('the fused convolution on a 1x1 map (a matrix product with the filter\'s centre) adds the bias and cuts at zero like cpu', async () => {

@@ -36,6 +36,8 @@ export interface NativeAddon {
   conv2d(x: Float32Array, xShape: Shape, w: Float32Array, wShape: Shape, y: Float32Array, yShape: Shape, g: Geometry, bias?: Float32Array | null, relu?: boolean): void;
   conv2dBackpropInput(dy: Float32Array, dyShape: Shape, w: Float32Array, wShape: Shape, dx: Float32Array, dxShape: Shape, g: Geometry): void;
   conv2dBackpropFilter(x: Float32Array, xShape: Shape, dy: Float32Array, dyShape: Shape, dw: Float32Array, wShape: Shape, g: Geometry): void;
+  /** The forward's implementation for these shapes: "matmul" (a 1x1 map), or oneDNN's name ("jit_wino_4x3:avx512_core", ...). */
+  conv2dKernel(xShape: Shape, wShape: Shape, yShape: Shape, g: Geometry): string;
   sumRows(x: Float32Array, rows: number, cols: number, out: Float32Array, scale: number): void;
   /** pool = [filterH, filterW, strideH, strideW, padTop, padLeft] */
   maxPoolGrad(x: Float32Array, xShape: Shape, dy: Float32Array, dyShape: Shape, dx: Float32Array, pool: number[]): void;
