@@ -156,18 +156,28 @@ std::optional<ForwardDesc> winogradForward(const std::vector<int64_t> &ys, const
   return std::nullopt;
 }
 
+// The forward description a convolution of these shapes runs: Winograd where it qualifies, else
+// direct. conv2d and conv2dKernel both ask here, so the kernel reported is the one that runs.
+ForwardDesc chosenForward(const std::vector<int64_t> &ys, const std::vector<int64_t> &ws, const memory::desc &src,
+                          const memory::desc &wei, const memory::desc &dst, const Geometry &g,
+                          const memory::desc &bias = memory::desc(), bool relu = false) {
+  auto wino = winogradForward(ys, ws, src, wei, dst, g, bias, relu);
+  return wino ? *wino : forwardDesc(src, wei, dst, g, bias, relu);
+}
+
 // A backward pass's description, `make(hint, algorithm)`: Winograd after a Winograd forward
 // when oneDNN has it and its scratchpad fits, else direct after the direct forward.
-template <typename Make, typename Direct>
-auto backwardDesc(const std::optional<ForwardDesc> &wino, Make make, Direct directForward) {
-  if (wino) {
+template <typename Make>
+auto backwardDesc(const std::vector<int64_t> &ys, const std::vector<int64_t> &ws, const memory::desc &src,
+                  const memory::desc &wei, const memory::desc &dst, const Geometry &g, Make make) {
+  if (auto wino = winogradForward(ys, ws, src, wei, dst, g)) {
     try {
       auto pd = make(*wino, dnnl::algorithm::convolution_winograd);
       if (scratchpadFits(pd.scratchpad_desc(), wino->src_desc(), wino->dst_desc())) return pd;
     } catch (const dnnl::error &) {
     }
   }
-  return make(directForward(), dnnl::algorithm::convolution_direct);
+  return make(forwardDesc(src, wei, dst, g), dnnl::algorithm::convolution_direct);
 }
 
 // The filter's [in, out] slice that a convolution's every output reads alone, or -1. On a
@@ -213,8 +223,7 @@ Napi::Value Conv2d(const Napi::CallbackInfo &info) {
     if (tap >= 0) return product(matrix(xs[0], xs[3]), x, matrix(ws[2], ws[3]), w + tap, matrix(ys[0], ys[3]), y, b, relu);
     auto src = activations(xs), wei = filters(ws), dst = activations(ys);
     memory::desc bd = hasBias ? memory::desc({ys[3]}, dt::f32, tag::a) : memory::desc();
-    auto wino = winogradForward(ys, ws, src, wei, dst, g, bd, relu);
-    auto pd = wino ? *wino : forwardDesc(src, wei, dst, g, bd, relu);
+    auto pd = chosenForward(ys, ws, src, wei, dst, g, bd, relu);
     memory sm(src, engine(), x), wm(wei, engine(), w), dm(dst, engine(), y);
     memory sk = inScratch(sm, pd.src_desc(), kIn), wk = inScratch(wm, pd.weights_desc(), kWeights);
     memory dk = outScratch(dm, pd.dst_desc(), kOut);
@@ -241,7 +250,7 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo &info) {
                                               g.dilates, g.padL, g.padR);
       return dnnl::convolution_backward_data::primitive_desc(d, attributes(), engine(), hint);
     };
-    auto pd = backwardDesc(winogradForward(dys, ws, dsrc, wei, ddst, g), make, [&] { return forwardDesc(dsrc, wei, ddst, g); });
+    auto pd = backwardDesc(dys, ws, dsrc, wei, ddst, g, make);
     memory dym(ddst, engine(), dy), wm(wei, engine(), w), dxm(dsrc, engine(), dx);
     memory dyk = inScratch(dym, pd.diff_dst_desc(), kIn), wk = inScratch(wm, pd.weights_desc(), kWeights);
     memory dxk = outScratch(dxm, pd.diff_src_desc(), kOut);
@@ -272,7 +281,7 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo &info) {
                                                  g.dilates, g.padL, g.padR);
       return dnnl::convolution_backward_weights::primitive_desc(d, attributes(), engine(), hint);
     };
-    auto pd = backwardDesc(winogradForward(dys, ws, src, dwei, ddst, g), make, [&] { return forwardDesc(src, dwei, ddst, g); });
+    auto pd = backwardDesc(dys, ws, src, dwei, ddst, g, make);
     memory sm(src, engine(), x), dym(ddst, engine(), dy), dwm(dwei, engine(), dw);
     memory sk = inScratch(sm, pd.src_desc(), kIn), dyk = inScratch(dym, pd.diff_dst_desc(), kIn2);
     memory dwk = outScratch(dwm, pd.diff_weights_desc(), kWeights);
@@ -295,8 +304,7 @@ Napi::Value Conv2dKernel(const Napi::CallbackInfo &info) {
   guarded(info, "conv2dKernel", [&] {
     if (singleTap(xs, ws, ys, g) >= 0) return;
     auto src = activations(xs), wei = filters(ws), dst = activations(ys);
-    auto wino = winogradForward(ys, ws, src, wei, dst, g);
-    name = (wino ? *wino : forwardDesc(src, wei, dst, g)).impl_info_str();
+    name = chosenForward(ys, ws, src, wei, dst, g).impl_info_str();
   });
   return Napi::String::New(info.Env(), name);
 }

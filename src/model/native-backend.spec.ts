@@ -122,28 +122,25 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     expect(kernel([3, 1, 1, 64], [3, 3, 64, 64], [3, 1, 1, 64])).toBe('matmul');
   });
 
-  it('the fused Winograd convolution adds the bias and cuts at zero like cpu', async () => {
-    const xv = seeded(2 * 6 * 6 * 64, 10), wv = seeded(3 * 3 * 64 * 64, 11), bv = seeded(64, 12);
+  // The fused convolution's bias and ReLU against cpu, on a path of the addon's own.
+  async function expectFusedLikeCpu(xShape: Shape4, fShape: Shape4, seed: number): Promise<void> {
+    const xv = seeded(size(xShape), seed), wv = seeded(size(fShape), seed + 1), bv = seeded(fShape[3], seed + 2);
     const run = () => tf.tidy(() => {
-      const x = tf.tensor4d(xv, [2, 6, 6, 64]), filter = tf.tensor4d(wv, [3, 3, 64, 64]), bias = tf.tensor1d(bv);
+      const x = tf.tensor4d(xv, xShape), filter = tf.tensor4d(wv, fShape), bias = tf.tensor1d(bv);
       return (['relu', 'linear'] as const).map((activation) => tf.fused.conv2d({ x, filter, strides: 1, pad: 'same', bias, activation }).dataSync() as Float32Array);
     });
     const ours = run();
     const ref = await onBackend('cpu', run);
     for (const [i, y] of ours.entries()) expectMatch(y, ref[i]!, FORWARD, `output ${i}`);
     expect(relError(ours[0]!, ours[1]!)).toBeGreaterThan(TOL);
+  }
+
+  it('the fused Winograd convolution adds the bias and cuts at zero like cpu', async () => {
+    await expectFusedLikeCpu([2, 6, 6, 64], [3, 3, 64, 64], 10);
   });
 
   it('the fused convolution on a 1x1 map (a matrix product with the filter\'s centre) adds the bias and cuts at zero like cpu', async () => {
-    const xv = seeded(4 * 6, 7), wv = seeded(3 * 3 * 6 * 5, 8), bv = seeded(5, 9);
-    const run = () => tf.tidy(() => {
-      const x = tf.tensor4d(xv, [4, 1, 1, 6]), filter = tf.tensor4d(wv, [3, 3, 6, 5]), bias = tf.tensor1d(bv);
-      return (['relu', 'linear'] as const).map((activation) => tf.fused.conv2d({ x, filter, strides: 1, pad: 'same', bias, activation }).dataSync() as Float32Array);
-    });
-    const ours = run();
-    const ref = await onBackend('cpu', run);
-    for (const [i, y] of ours.entries()) expectMatch(y, ref[i]!, FORWARD, `output ${i}`);
-    expect(relError(ours[0]!, ours[1]!)).toBeGreaterThan(TOL);
+    await expectFusedLikeCpu([4, 1, 1, 6], [3, 3, 6, 5], 7);
   });
 
   it.each<[number[], number | number[], boolean]>([
