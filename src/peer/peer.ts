@@ -11,7 +11,7 @@ import { K } from './net/keys.ts';
 import { PeerLinks } from './net/links.ts';
 import { Membership, type MemberRecord } from './net/membership.ts';
 import { startRoundActor, type RoundActor } from './round-machine.ts';
-import { RoundRunner } from './round-work.ts';
+import { RoundRunner, rerunFunctionDeadline } from './round-work.ts';
 import { copyTrainingState } from './net/state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
 import { protocolMismatch, PROTOCOL, readPlan, type NetworkPlan } from './plan.ts';
@@ -329,11 +329,16 @@ export class Peer extends EventEmitter {
           }
           // The network's only member (its founder before anyone joined, say) has nobody to
           // go on without it and nobody to rejoin through: it runs the round again, a few times.
-          if ((await this.knownMembers()).every((m) => m.id === this.id)) {
+          // So does the lowest id of a round every member sat out (none of anyone's gradients
+          // arrived): the others rejoin through it.
+          const known = await this.knownMembers();
+          const alone = known.every((m) => m.id === this.id);
+          if (alone || (await this.everyoneSatOut(ctx.round, known))) {
             const again = this.aloneRetries.round === ctx.round ? this.aloneRetries.count + 1 : 1;
             if (again > ALONE_RETRIES) return this.finish(state);
             this.aloneRetries = { round: ctx.round, count: again };
-            this.log(`${ctx.error}; the network's only member, it runs round ${ctx.round} again (${again} of ${ALONE_RETRIES})`);
+            const who = alone ? 'the network\'s only member' : `every member sat round ${ctx.round} out; the lowest id`;
+            this.log(`${ctx.error}; ${who}, it runs round ${ctx.round} again (${again} of ${ALONE_RETRIES}), its calls given ${rerunFunctionDeadline(this.plan.config, again)} ms`);
             this.startRound = ctx.round;
             // Calls that missed the deadline ended their instances: the new ones start cold.
             await this.warmFunctions();
@@ -391,6 +396,13 @@ export class Peer extends EventEmitter {
     await this.rejoin(known);
   }
 
+  /** Whether this peer is the lowest id of `members` (a round's), every one of which sat the round out. */
+  private async everyoneSatOut(round: number, members: MemberRecord[]): Promise<boolean> {
+    if (members[0]?.id !== this.id) return false;
+    const marks = await this.local.mGet(members.map((m) => K.sitsOut(round, m.id))).catch(() => []);
+    return marks.length === members.length && marks.every((v) => v !== null);
+  }
+
   /** Whether this peer's Redis no longer holds its identity (restarted empty), or cannot say. */
   private async lostState(): Promise<boolean> {
     try {
@@ -430,6 +442,7 @@ export class Peer extends EventEmitter {
       leaving: () => this.leaving,
       identity: JSON.stringify(this.identity),
       beforePhase: this.opts.beforePhase,
+      rerun: this.aloneRetries.round >= 0 ? { ...this.aloneRetries } : undefined,
     });
     const actor = startRoundActor(this.runner, this.startRound, this.plan.config.checkEvery);
     this.actor = actor;

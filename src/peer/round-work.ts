@@ -7,7 +7,7 @@ import type { Redis } from '../tensor/redis-client.ts';
 import { ensureTensor, type DirectSender } from '../tensor/transfer.ts';
 import { forwardJoinRequests } from './net/admission.ts';
 import { DroppedError } from './net/agreement.ts';
-import { exchangeAll, exchangeSharded, type ExchangeInput, type SendResult } from './round/exchange.ts';
+import { exchangeAll, exchangeSharded, waitForMembers, type ExchangeInput, type SendResult } from './round/exchange.ts';
 import type { Inbox } from './net/inbox.ts';
 import { K } from './net/keys.ts';
 import type { PeerLinks } from './net/links.ts';
@@ -44,6 +44,21 @@ export interface RoundDeps {
   identity: string;
   /** See RoundWork.beforePhase. */
   beforePhase?: (phase: Phase, round: number) => Promise<void>;
+  /**
+   * A round this peer runs again because none of its gradients arrived (it is alone, or every
+   * member sat it out), and how many times: its calls get a longer function deadline.
+   */
+  rerun?: { round: number; count: number };
+}
+
+/**
+ * The function deadline of a round run again for the `count`th time: doubled each time, up to
+ * the round deadline. Nobody waits on such a round but joiners, which wait two deadlines: cold
+ * instances on a busy machine, which missed the deadline once, get the time to build the model.
+ */
+export function rerunFunctionDeadline(config: NetworkPlan['config'], count: number): number {
+  const base = functionDeadline(config);
+  return Math.min(Math.max(base, config.deadlineMs), base * 2 ** count);
 }
 
 /** Where a round's gradients are summed and averaged (K.gradSum, K.gradAvg). */
@@ -182,16 +197,45 @@ export class RoundRunner implements RoundWork {
     if (ahead) this.ahead = undefined;
     else this.abandonAhead(); // another round's: not this one's gradients
     this.sums = ahead ? accumulation(round, false) : accumulation(round, this.redoRound === round);
-    const r = await (ahead?.result ?? this.computeRound(round, this.sums));
+    const r = await (ahead?.result ?? this.computeRound(round, this.sums)).catch(async (err: unknown) => {
+      if (err instanceof DroppedError) await this.announceSittingOut(round);
+      throw err;
+    });
     const now = performance.now();
     Object.assign(this.metrics, r, { functionWallMs: now - (ahead?.startedAt ?? t), computeMs: now - t });
     if (r.samples > 0) this.lastLoss = r.loss;
   }
 
+  /**
+   * None of this peer's gradients arrived: it sits the round out and rejoins. It says so to
+   * the others first, so that they stop waiting for its average, and so that their coordinator
+   * counts it toward the round's quorum (it will not go on on its own): a founding pair whose
+   * lowest id sits out round 0 goes on as one peer, which then admits it again.
+   */
+  private async announceSittingOut(round: number): Promise<void> {
+    const others = this.members.filter((m) => m.id !== this.d.id);
+    const marker = K.sitsOut(round, this.d.id);
+    await this.d.local.set(marker, '1');
+    await this.d.links.sendToAll(others.map((m) => m.url), marker, '1');
+    // The round's lowest id waits to learn what every other member does with the round: its
+    // average arrives, or its own marker. If all sat it out, this peer runs the round again
+    // and admits them at its end, rather than every one of them waiting to rejoin through
+    // another (peer.ts).
+    if (this.members[0]?.id !== this.d.id || others.length === 0) return;
+    const sent = (id: string) => (this.config.exchange === 'sharded' ? K.part(round, this.d.id, id) : K.from(round, id));
+    const x = { round, deadlineMs: this.config.deadlineMs, local: this.d.local, inbox: this.d.inbox };
+    await waitForMembers(x, others.map((m) => ({ id: m.id, key: sent(m.id) })));
+  }
+
+  private functionDeadlineOf(round: number): number {
+    const rerun = this.d.rerun;
+    return rerun?.round === round ? rerunFunctionDeadline(this.config, rerun.count) : functionDeadline(this.config);
+  }
+
   private computeRound(round: number, sums: Accumulation, abandon?: AbortSignal): Promise<ComputeResult> {
     const sum = { sumKey: sums.sumKey, avgKey: sums.avgKey };
     return computeGradients({
-      peer: this.d.id, round, batches: this.batchesOf(round), until: performance.now() + functionDeadline(this.config),
+      peer: this.d.id, round, batches: this.batchesOf(round), until: performance.now() + this.functionDeadlineOf(round),
       event: (b, expected) => gradientEvent(
         { redis: this.d.redis, model: this.d.model.ref, layoutHash: this.d.plan.layoutHash, samples: this.d.data.samples }, b,
         { ...sum, expected, round },

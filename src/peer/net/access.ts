@@ -58,7 +58,7 @@ const CONNECT = ['+ping', '+hello', '+auth', '+client|setname', '+client|id'];
  * member records, which each founding member writes into the earlier ones'.
  */
 const PEER_WRITES = [
-  '~r:*:from:*', '~r:*:part:*', '~r:*:gathered:*', '~r:*:report:*', '~r:*:eval:*',
+  '~r:*:from:*', '~r:*:part:*', '~r:*:gathered:*', '~r:*:report:*', '~r:*:eval:*', '~r:*:sits-out:*',
   '~s:*:from:*', '~s:*:part:*', '~s:*:agg',
   '~peerless:join-requests', '~peerless:heartbeat:*', '~peerless:stop-request',
 ];

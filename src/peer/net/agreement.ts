@@ -149,8 +149,14 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   const values = present.length ? await x.local.mGet(present) : [];
   const reports = new Map<string, RoundReport>([[x.me, x.report]]);
   present.forEach((k, i) => reports.set(k.slice(k.lastIndexOf(':') + 1), JSON.parse(String(values[i])) as RoundReport));
-  if (!holdsQuorum(new Set(reports.keys()), quorumBase(x.members, x.round))) {
-    const silent = x.members.filter((m) => !reports.has(m.id)).map((m) => m.id);
+  // Members that sat the round out (none of their gradients arrived) are not in the next view,
+  // but count toward the quorum: they said they will not go on without the others, and rejoin
+  // through them. A founding pair whose lowest id sits out round 0 thereby goes on.
+  const unheard = x.members.filter((m) => !reports.has(m.id));
+  const marks = unheard.length ? await x.local.mGet(unheard.map((m) => K.sitsOut(x.round, m.id))) : [];
+  const satOut = unheard.filter((_, i) => marks[i] !== null).map((m) => m.id);
+  if (!holdsQuorum(new Set([...reports.keys(), ...satOut]), quorumBase(x.members, x.round))) {
+    const silent = unheard.map((m) => m.id).filter((id) => !satOut.includes(id));
     throw new DroppedError(x.me, x.round + 1, `it reached only ${[...reports.keys()].join(', ')} of the round's ${x.members.length} members, not a majority: cut off from ${silent.join(', ')}, which go on without it`);
   }
   const stay = new Set([...reports].filter(([, r]) => !r.leaving).map(([id]) => id));
@@ -159,6 +165,9 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   const staying = x.members.filter((m) => stay.has(m.id));
   const accepted = [];
   for (const req of requests) {
+    // A member that reported this round is live: its request is left from an earlier rejoin
+    // that succeeded through another member.
+    if (staying.some((m) => m.id === req.member.id && m.url === req.member.url)) continue;
     const why = refusal(req, x.layoutHash, staying);
     if (why === null) { accepted.push(req); continue; }
     x.log(`round ${x.round}: refusing ${req.member.id}: ${why}`);

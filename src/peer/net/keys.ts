@@ -69,6 +69,12 @@ export const K = {
   },
   /** The aggregate of every peer's average, the update's gradient (a recycled buffer). */
   aggregate: (r: number) => `s:${r % 2}:agg`,
+  /**
+   * Marker: a member none of whose gradients arrived sits the round out (it rejoins). The
+   * others stop waiting for its average, and count it toward the round's quorum: it will not
+   * go on as a network of its own.
+   */
+  sitsOut: (r: number, peer: string) => `r:${r}:sits-out:${peer}`,
   /** A member's end-of-round report (checksum, leave); the coordinator's carries the next view. */
   report: (r: number, peer: string) => `r:${r}:report:${peer}`,
   evaluation: (r: number, peer: string) => `r:${r}:eval:${peer}`,

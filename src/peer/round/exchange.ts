@@ -168,6 +168,27 @@ export async function sendAsReady<T, R>(prepared: Promise<T | null>[], send: (re
   return (await Promise.all(sends)).flat();
 }
 
+/**
+ * Waits for each member's marker as `Inbox.waitFor` does, and stops waiting for a member that
+ * said it sits the round out (K.sitsOut): its marker will not come. Resolves with the markers
+ * present.
+ */
+export async function waitForMembers(x: Pick<ExchangeInput, 'round' | 'deadlineMs' | 'local' | 'inbox'>, wanted: { id: string; key: string }[]): Promise<{ present: string[] }> {
+  const pending = new Map(wanted.map((w) => [w.key, w.id]));
+  const present: string[] = [];
+  await x.inbox.until(async () => {
+    if (pending.size === 0) return true;
+    const list = [...pending];
+    const values = await x.local.mGet(list.flatMap(([key, id]) => [key, K.sitsOut(x.round, id)]));
+    list.forEach(([key], i) => {
+      if (values[2 * i] !== null) present.push(key);
+      if (values[2 * i] !== null || values[2 * i + 1] !== null) pending.delete(key);
+    });
+    return pending.size === 0 ? true : null;
+  }, x.deadlineMs);
+  return { present: wanted.map((w) => w.key).filter((k) => present.includes(k)) };
+}
+
 /** Sends a round marker after the data it announces (same connection, so it lands after). */
 async function mark(x: ExchangeInput, url: string, marker: string): Promise<void> {
   await x.links.sendValue(url, marker, '1');
@@ -205,7 +226,7 @@ export const exchangeAll: ExchangeMode = {
     }, READY_PATIENCE_MS);
 
     const t0 = performance.now();
-    const { present } = await x.inbox.waitFor(others.map((m) => K.from(x.round, m.id)), x.deadlineMs);
+    const { present } = await waitForMembers(x, others.map((m) => ({ id: m.id, key: K.from(x.round, m.id) })));
     const sentTo = await outgoing;
     const bytesSent = sentTo.length * x.length * 4;
     const contributors = x.members.filter((m) => m.id === x.me.id || present.includes(K.from(x.round, m.id))).map((m) => m.id);
@@ -265,7 +286,7 @@ export const exchangeSharded: ExchangeMode = {
       await mark(x, m.url, K.part(x.round, m.id, x.me.id));
     }));
     const t0 = performance.now();
-    const parts = await x.inbox.waitFor(x.members.map((m) => K.part(x.round, x.me.id, m.id)), x.deadlineMs);
+    const parts = await waitForMembers(x, x.members.map((m) => ({ id: m.id, key: K.part(x.round, x.me.id, m.id) })));
     await outgoing;
     const contributors = x.members.filter((m) => parts.present.includes(K.part(x.round, x.me.id, m.id))).map((m) => m.id);
     const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
@@ -298,7 +319,7 @@ export const exchangeSharded: ExchangeMode = {
     const bytesSent = sent.bytesSent + gatheredTo.length * mine.count * 4;
 
     const t0 = performance.now();
-    const gathered = await x.inbox.waitFor(x.members.map((m) => K.gathered(x.round, m.id)), x.deadlineMs);
+    const gathered = await waitForMembers(x, x.members.map((m) => ({ id: m.id, key: K.gathered(x.round, m.id) })));
     const waitMs = sent.waitMs + performance.now() - t0;
     let bytesReceived = sent.bytesReceived;
     const missing = new Set(sent.missing);
