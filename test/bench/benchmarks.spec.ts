@@ -90,7 +90,11 @@ describe('benchmark runners', () => {
     const [clean, faulty] = r.rows;
     expect(Object.values(clean!.injected).every((n) => n === 0)).toBe(true);
     expect(Object.values(faulty!.injected).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
-    expect(faulty!.calls).toBeGreaterThan(clean!.calls);
+    // One counted call per batch (2 peers, 3 rounds, 3 batches), and one more for every fault but
+    // a reset after the function ran: not a comparison with the clean run's calls, which on a
+    // busy machine retries calls cut by the timeout too.
+    const { injected } = faulty!;
+    expect(faulty!.calls).toBeGreaterThanOrEqual(2 * 3 * 3 + injected['500'] + injected.reset + injected.delay);
     for (const row of r.rows) {
       expect(row.rounds).toBe(3);
       expect(row.failedBatches).toBe(0);

@@ -4,6 +4,8 @@ import type { GradientEvent } from '../../src/functions/events.ts';
 import { HttpPlatform } from '../../src/platform/http/platform.ts';
 import { serveFunctions, type FunctionServer } from '../../src/platform/http/server.ts';
 import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
+import { K } from '../../src/peer/net/keys.ts';
+import type { PeerOptions } from '../../src/peer/types.ts';
 import { accumulationStats } from '../../src/tensor/in-db.ts';
 import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
@@ -81,7 +83,11 @@ describe('function faults degrade a round, never a peer', () => {
     }
     // Faults of every kind were injected, and yet no batch was given up and nobody dropped.
     for (const n of Object.values(faulty.injected)) expect(n).toBeGreaterThan(0);
-    expect(faulty.calls).toBeGreaterThan(clean.calls);
+    // Each batch took one call that counted, and every fault but a reset after the function
+    // ran (whose result the module kept) one more. Not a comparison with the clean run's
+    // calls: on a busy machine that one retries calls cut by the timeout too.
+    const batches = faulty.peers.length * config.maxRounds * config.batchesPerRound;
+    expect(faulty.calls).toBeGreaterThanOrEqual(batches + faulty.injected['500'] + faulty.injected.reset + faulty.injected.delay);
     for (const p of faulty.peers) {
       expect(p.rounds).toHaveLength(config.maxRounds);
       expect(p.rounds.filter((m) => m.failedBatches > 0 || m.dropped.length > 0)).toEqual([]);
@@ -136,6 +142,20 @@ describe('hedged calls', () => {
   });
 });
 
+/**
+ * Holds peer `i`'s end of `round` (its agreement, where a coordinator admits joiners) until a
+ * join request waits in its Redis: a peer that sat the round out is then admitted at that
+ * round's end, whatever the machine's pace, not at whichever end its request reaches.
+ */
+function admitsAt(net: TestNetwork, i: number, round: number): Pick<PeerOptions, 'beforePhase'> {
+  return {
+    beforePhase: async (phase, r) => {
+      if (phase !== 'verifying' || r !== round) return;
+      while (Number(await net.clients[i].lLen(K.joinRequests)) === 0) await new Promise((res) => setTimeout(res, 20));
+    },
+  };
+}
+
 describe('a batch that keeps failing', () => {
   /** Functions behind HTTP that fail (as a lost Redis does: worth a retry) when `fails(event)`. */
   async function failingFunctions(fails: (e: GradientEvent) => boolean): Promise<FunctionServer> {
@@ -187,19 +207,19 @@ describe('a batch that keeps failing', () => {
     // out on a busy machine is the next test's case, not this one's).
     await backend.warm([{ model: config.model }]);
     const platform = new HttpPlatform({ url: server.url, attempts: 1 });
-    const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 3_000, functionDeadlineMs: 500, maxRounds: 8 }), platform);
+    const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 5_000, functionDeadlineMs: 2_000, maxRounds: 8 }), platform);
     try {
       await net.reset(2);
       peer1Url = net.servers[1].url;
-      const peers = await net.foundingGroup(2);
+      const peers = await net.foundingGroup(2, (i) => (i === 0 ? admitsAt(net, 0, 2) : {}));
       const outcomes = await Promise.all(peers.map((p) => p.outcome!));
       const logs = peers.map((p) => p.logs.join('\n'));
       expect(outcomes.map((o) => o.state), `${logs.join('\n')}\n${outcomes.map((o) => o.error).join('\n')}`).toEqual(['done', 'done']);
       expect(outcomes[0].checksum).toBe(outcomes[1].checksum);
       expect(logs[1]).toMatch(/none of its 3 gradient\(s\) arrived before the function deadline.*asking to rejoin/s);
       expect(logs[1]).toMatch(/joined through/);
-      // The others went on without it at their deadline and admitted it again at once.
-      expect(logs[0]).toMatch(/round 2: p01 missed the 3000 ms deadline/);
+      // The others went on without it (it said it sat the round out) and admitted it again at once.
+      expect(logs[0]).toMatch(/round 2: p01 missed the 5000 ms deadline/);
       expect(logs[0]).toMatch(/round 2: admitted p01 from round 3/);
       expect(peers[1].rounds.map((m) => m.round)).not.toContain(2);
       expect(peers[0].rounds.at(-1)!.members).toEqual(['p00', 'p01']);
@@ -224,7 +244,7 @@ describe('a batch that keeps failing', () => {
     try {
       await net.reset(2);
       founderUrl = net.servers[0].url;
-      const peers = await net.foundingGroup(2);
+      const peers = await net.foundingGroup(2, (i) => (i === 1 ? admitsAt(net, 1, 0) : {}));
       const outcomes = await Promise.all(peers.map((p) => p.outcome!));
       const logs = peers.map((p) => p.logs.join('\n'));
       expect(outcomes.map((o) => o.state), `${logs.join('\n')}\n${outcomes.map((o) => o.error).join('\n')}`).toEqual(['done', 'done']);
@@ -253,7 +273,7 @@ describe('a batch that keeps failing', () => {
     const platform = new HttpPlatform({ url: server.url, attempts: 1 });
     const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 5_000, functionDeadlineMs: 2_000, maxRounds: 5 }), platform);
     try {
-      const peers = await net.foundingGroup(2);
+      const peers = await net.foundingGroup(2, (i) => (i === 0 ? admitsAt(net, 0, 2) : {}));
       void net.log(peers[0]!, /runs round 2 again/).then(() => { again = true; });
       const outcomes = await Promise.all(peers.map((p) => p.outcome!));
       const logs = peers.map((p) => p.logs.join('\n'));
