@@ -28,6 +28,33 @@ async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean): Promise
 }
 
 describe('heartbeats', () => {
+  it('a beat stopped while it asked for its connections lets their refusals go, handled', async () => {
+    // A peer closing stops its heartbeat, and its links refuse to connect from then on. An
+    // unhandled refusal would end the process (a vitest worker here: the run fails).
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const asked = new Promise<void>((done) => {
+        const stop = startHeartbeat('p9', 4_000, async () => {
+          await gate;
+          done();
+          return [Promise.reject(new Error('peer links closed: not connecting'))];
+        });
+        stop();
+        release();
+      });
+      await asked;
+      // Node reports an unhandled rejection once the microtasks run out: a few turns later.
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('beat eight times a deadline, at most once a second; a beat is stale after half a deadline, four beats at least', () => {
     expect(heartbeatEvery(60_000)).toBe(1_000);
     expect(heartbeatEvery(4_000)).toBe(500);

@@ -40,7 +40,12 @@ export function startHeartbeat(id: string, deadlineMs: number, targets: () => Pr
     try {
       const now = String(Date.now());
       const to = await targets();
-      if (stopped) return;
+      if (stopped) {
+        // Stopped meanwhile (the peer closing): its links refuse to connect now, and those
+        // refusals must not go unhandled, which ends the process.
+        await Promise.allSettled(to);
+        return;
+      }
       await Promise.allSettled(to.map(async (c) => (await c).set(K.heartbeat(id), now, { PX: ttl })));
     } catch {
       // The round deadline decides who is gone; a beat is only a hint that comes sooner.
