@@ -296,7 +296,11 @@ export class RoundRunner implements RoundWork {
     const r = await this.mode.aggregate(this.input(round), this.sent!);
     Object.assign(this.metrics, { bytesSent: r.bytesSent, bytesReceived: r.bytesReceived, waitMs: r.waitMs, aggregateMs: performance.now() - t });
     if (r.missing.length > 0) {
-      this.d.log(`round ${round}: ${r.missing.join(', ')} missed the ${this.config.deadlineMs} ms deadline`);
+      const marks = await this.d.local.mGet(r.missing.map((id) => K.sitsOut(round, id)));
+      const satOut = r.missing.filter((_, i) => marks[i] !== null);
+      const late = r.missing.filter((id) => !satOut.includes(id));
+      if (satOut.length > 0) this.d.log(`round ${round}: ${satOut.join(', ')} sat the round out (none of its gradients arrived)`);
+      if (late.length > 0) this.d.log(`round ${round}: ${late.join(', ')} missed the ${this.config.deadlineMs} ms deadline`);
       for (const id of r.missing) this.suspects.add(id);
     }
   }
