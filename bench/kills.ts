@@ -113,7 +113,10 @@ async function killOnce(victim: Victim, killed: Killed, phase: KillPhase, deadli
     return { victim, peer: `p${v}`, killed, phase, round, cleanRoundMs: clean, lostMs, lostDeadlines: lostMs / deadlineMs, identical };
   } catch (err) {
     // What every peer said: the story of the case that went wrong.
-    const told = peers.map((p) => `--- ${p.id}\n${p.stderr().trim().split('\n').slice(-20).join('\n')}`).join('\n');
+    // A peer that ended said why only in its outcome (stdout, --json): that too.
+    const ended = await Promise.all(peers.map((p) => Promise.race([p.outcome, Promise.resolve(undefined)])));
+    const why = (o: PeerOutcome | null | undefined) => (o === undefined ? '' : o === null ? '\n(killed)' : `\nended ${o.state} after ${o.rounds} rounds${o.error ? `: ${o.error}` : ''}`);
+    const told = peers.map((p, i) => `--- ${p.id}\n${p.stderr().trim().split('\n').slice(-20).join('\n')}${why(ended[i])}`).join('\n');
     throw new Error(`bench kills: ${victim} ${killed} before ${phase}: ${(err as Error).message.split('\n')[0]}\n${told}`);
   } finally {
     for (const p of peers) p.kill('SIGKILL');
