@@ -340,11 +340,13 @@ export class Peer extends EventEmitter {
             const who = alone ? 'the network\'s only member' : `every member sat round ${ctx.round} out; the lowest id`;
             this.log(`${ctx.error}; ${who}, it runs round ${ctx.round} again (${again} of ${ALONE_RETRIES}), its calls given ${rerunFunctionDeadline(this.plan.config, again)} ms`);
             this.startRound = ctx.round;
+            await this.sayGoingOn();
             // Calls that missed the deadline ended their instances: the new ones start cold.
             await this.warmFunctions();
             continue;
           }
           this.log(`${ctx.error}; asking to rejoin`);
+          await this.sayGoingOn();
           await this.warmFunctions();
           await this.rejoin(await this.knownMembers());
           continue;
@@ -354,10 +356,21 @@ export class Peer extends EventEmitter {
           continue;
         }
       } catch (err) {
+        await this.local.set(K.state, JSON.stringify(this.status())).catch(() => {}); // failed, after all
         return { id: this.id, state: 'failed', rounds: ctx.round, stopReason: null, error: (err as Error).message, checksum: null };
       }
       return this.finish(state);
     }
+  }
+
+  /**
+   * Its round machine ended "failed", but the peer goes on (it runs the round again, or
+   * rejoins): its state says "starting" meanwhile. A joiner waiting for this peer to admit it
+   * reads "failed" as the network's end and stops asking; one did, in a CI run, while a lone
+   * founder warmed its functions to run round 0 again.
+   */
+  private async sayGoingOn(): Promise<void> {
+    await this.local.set(K.state, JSON.stringify({ ...this.status(), phase: 'starting' })).catch(() => {});
   }
 
   /**
