@@ -16,6 +16,7 @@ import { copyTrainingState } from './net/state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
 import { protocolMismatch, PROTOCOL, readPlan, type NetworkPlan } from './plan.ts';
 import { closeAdmission, ensureUsers, openForAdmission } from './net/access.ts';
+import { whoSatOut } from './net/agreement.ts';
 import { recordRound } from './round-log.ts';
 
 /** Times the network's only member runs a round again when none of its gradients arrived. */
@@ -412,8 +413,8 @@ export class Peer extends EventEmitter {
   /** Whether this peer is the lowest id of `members` (a round's), every one of which sat the round out. */
   private async everyoneSatOut(round: number, members: MemberRecord[]): Promise<boolean> {
     if (members[0]?.id !== this.id) return false;
-    const marks = await this.local.mGet(members.map((m) => K.sitsOut(round, m.id))).catch(() => []);
-    return marks.length === members.length && marks.every((v) => v !== null);
+    const satOut = await whoSatOut(this.local, round, members.map((m) => m.id)).catch(() => []);
+    return satOut.length === members.length;
   }
 
   /** Whether this peer's Redis no longer holds its identity (restarted empty), or cannot say. */

@@ -6,7 +6,7 @@ import type { InDbTensorStore } from '../tensor/in-db.ts';
 import type { Redis } from '../tensor/redis-client.ts';
 import { ensureTensor, type DirectSender } from '../tensor/transfer.ts';
 import { forwardJoinRequests } from './net/admission.ts';
-import { DroppedError } from './net/agreement.ts';
+import { DroppedError, whoSatOut } from './net/agreement.ts';
 import { exchangeAll, exchangeSharded, waitForMembers, type ExchangeInput, type SendResult } from './round/exchange.ts';
 import type { Inbox } from './net/inbox.ts';
 import { K } from './net/keys.ts';
@@ -296,8 +296,7 @@ export class RoundRunner implements RoundWork {
     const r = await this.mode.aggregate(this.input(round), this.sent!);
     Object.assign(this.metrics, { bytesSent: r.bytesSent, bytesReceived: r.bytesReceived, waitMs: r.waitMs, aggregateMs: performance.now() - t });
     if (r.missing.length > 0) {
-      const marks = await this.d.local.mGet(r.missing.map((id) => K.sitsOut(round, id)));
-      const satOut = r.missing.filter((_, i) => marks[i] !== null);
+      const satOut = await whoSatOut(this.d.local, round, r.missing);
       const late = r.missing.filter((id) => !satOut.includes(id));
       if (satOut.length > 0) this.d.log(`round ${round}: ${satOut.join(', ')} sat the round out (none of its gradients arrived)`);
       if (late.length > 0) this.d.log(`round ${round}: ${late.join(', ')} missed the ${this.config.deadlineMs} ms deadline`);

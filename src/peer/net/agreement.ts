@@ -153,8 +153,7 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   // but count toward the quorum: they said they will not go on without the others, and rejoin
   // through them. A founding pair whose lowest id sits out round 0 thereby goes on.
   const unheard = x.members.filter((m) => !reports.has(m.id));
-  const marks = unheard.length ? await x.local.mGet(unheard.map((m) => K.sitsOut(x.round, m.id))) : [];
-  const satOut = unheard.filter((_, i) => marks[i] !== null).map((m) => m.id);
+  const satOut = await whoSatOut(x.local, x.round, unheard.map((m) => m.id));
   if (!holdsQuorum(new Set([...reports.keys(), ...satOut]), quorumBase(x.members, x.round))) {
     const silent = unheard.map((m) => m.id).filter((id) => !satOut.includes(id));
     throw new DroppedError(x.me, x.round + 1, `it reached only ${[...reports.keys()].join(', ')} of the round's ${x.members.length} members, not a majority: cut off from ${silent.join(', ')}, which go on without it`);
@@ -202,6 +201,13 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   }
   const me = x.members.find((m) => m.id === x.me)!;
   return { view, reference: { id: x.me, url: me.url, checksum: x.report.checksum }, admitted };
+}
+
+/** Those of `ids` whose marker in `local` says they sat `round` out (K.sitsOut). */
+export async function whoSatOut(local: Redis, round: number, ids: string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const marks = await local.mGet(ids.map((id) => K.sitsOut(round, id)));
+  return ids.filter((_, i) => marks[i] !== null);
 }
 
 /** This peer is no longer a member: it was dropped, and should rejoin to go on. */
