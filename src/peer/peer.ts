@@ -368,7 +368,8 @@ export class Peer extends EventEmitter {
    * Its round machine ended "failed", but the peer goes on (it runs the round again, or
    * rejoins): its state says "starting" meanwhile. A joiner waiting for this peer to admit it
    * reads "failed" as the network's end and stops asking; one did, in a CI run, while a lone
-   * founder warmed its functions to run round 0 again.
+   * founder warmed its functions to run round 0 again. (The machine's own "failed" is never
+   * written: `finish` writes it when the peer does end.)
    */
   private async sayGoingOn(): Promise<void> {
     await this.local.set(K.state, JSON.stringify({ ...this.status(), phase: 'starting' })).catch(() => {});
@@ -463,7 +464,9 @@ export class Peer extends EventEmitter {
     return new Promise((resolve) => {
       const sub = actor.subscribe((snap) => {
         const status = this.status();
-        void this.local.set(K.state, JSON.stringify(status)).catch(() => {});
+        // A failed machine's end is not the peer's: run() decides whether it goes on (and says
+        // 'starting') or ends (and says 'failed'). A joiner reading 'failed' meanwhile would quit.
+        if (snap.value !== 'failed') void this.local.set(K.state, JSON.stringify(status)).catch(() => {});
         this.emit('status', status);
         if (snap.status === 'done') {
           sub.unsubscribe();
@@ -504,6 +507,7 @@ export class Peer extends EventEmitter {
 
   private async finish(state: 'done' | 'left' | 'failed'): Promise<PeerOutcome> {
     const ctx = this.actor!.getSnapshot().context;
+    if (state === 'failed') await this.local.set(K.state, JSON.stringify(this.status())).catch(() => {});
     if (state === 'left') this.log(`left the network after round ${ctx.round}`);
     const checksum = await this.store.checksum(K.params).catch(() => null);
     return { id: this.id, state, rounds: ctx.round + 1, stopReason: ctx.stopReason, error: ctx.error, checksum };

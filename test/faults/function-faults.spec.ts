@@ -7,7 +7,7 @@ import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import type { PeerOptions } from '../../src/peer/types.ts';
 import { accumulationStats } from '../../src/tensor/in-db.ts';
-import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
+import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
 import { behindFaultyProxy, type Fault } from '../../bench/function-proxy.ts';
 
@@ -300,17 +300,29 @@ describe('a batch that keeps failing', () => {
     const server = await failingFunctions((e) => e.round === 2 && !again);
     const platform = new HttpPlatform({ url: server.url, attempts: 1 });
     const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 3_000, functionDeadlineMs: 500, maxRounds: 5 }), platform);
+    let monitor: Redis | undefined;
     try {
+      await net.reset(1);
+      // Every phase the peer writes to its state, as Redis receives it: a joiner asking it to
+      // admit it reads "failed" there as the network's end, so the round it runs again never says it.
+      const phases: string[] = [];
+      monitor = await connectRedis({ url: net.servers[0].url });
+      await monitor.monitor((line) => {
+        if (line.includes(`"SET" "${K.state}"`)) phases.push(/phase\\":\\"(\w+)/.exec(line)?.[1] ?? line);
+      });
       const [alone] = await net.foundingGroup(1);
       void net.log(alone!, /runs round 2 again/).then(() => { again = true; });
       const outcome = await alone!.outcome!;
       const logs = alone!.logs.join('\n');
       expect(outcome.state, `${logs}\n${outcome.error}`).toBe('done');
+      expect(phases).toContain('starting');
+      expect(phases).not.toContain('failed');
       expect(logs).toMatch(/at round 2 \(none of its 3 gradient\(s\) arrived before the function deadline.*the network's only member, it runs round 2 again \(1 of 3\), its calls given 1000 ms/s);
       // Every round ran once to the end, round 2 on its second try.
       expect(alone!.rounds.map((m) => m.round)).toEqual([0, 1, 2, 3, 4]);
       await net.close([alone!]);
     } finally {
+      if (monitor) await closeRedis(monitor);
       await net.dispose();
       await platform.close();
       await server.close();
