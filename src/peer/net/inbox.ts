@@ -25,17 +25,30 @@ export class Inbox {
     for (const w of this.waiters) w();
   }
 
-  /** Resolves with the keys present by the deadline (all of them, as soon as they are). */
-  async waitFor(keys: string[], deadlineMs: number, pollMs = 250): Promise<{ present: string[]; missing: string[] }> {
+  /**
+   * Resolves with the keys present by the deadline (all of them, as soon as they are). A key
+   * whose `withdrawn(key)` key appears is waited for no longer, and counted missing: its
+   * writer said it will not come (a member that sits the round out).
+   */
+  async waitFor(keys: string[], deadlineMs: number, o: { pollMs?: number; withdrawn?: (key: string) => string } = {}): Promise<{ present: string[]; missing: string[] }> {
     const pending = new Set(keys);
+    const present = new Set<string>();
+    const withdrawn = o.withdrawn;
     await this.until(async () => {
       if (pending.size === 0) return true;
       const list = [...pending];
-      const found = await Promise.all(list.map((k) => this.client.exists(k)));
-      list.forEach((k, i) => { if (Number(found[i]) === 1) pending.delete(k); });
+      // EXISTS, never GET: a key may be large, and only its presence is asked.
+      const [found, gone] = await Promise.all([
+        Promise.all(list.map((k) => this.client.exists(k))),
+        withdrawn ? Promise.all(list.map((k) => this.client.exists(withdrawn(k)))) : [],
+      ]);
+      list.forEach((k, i) => {
+        if (Number(found[i]) === 1) present.add(k);
+        if (Number(found[i]) === 1 || Number(gone[i]) === 1) pending.delete(k);
+      });
       return pending.size === 0 ? true : null;
-    }, deadlineMs, pollMs);
-    return { present: keys.filter((k) => !pending.has(k)), missing: [...pending] };
+    }, deadlineMs, o.pollMs);
+    return { present: keys.filter((k) => present.has(k)), missing: keys.filter((k) => !present.has(k)) };
   }
 
   /**

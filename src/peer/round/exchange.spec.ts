@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../cluster/redis-server.ts';
 import { InDbTensorStore } from '../../tensor/in-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
-import { exchangeAll, exchangeSharded, ruleFor, sendAsReady, sliceRanges, type ExchangeInput, type ExchangeMode } from './exchange.ts';
+import { exchangeAll, exchangeSharded, ruleFor, sendAsReady, sliceRanges, waitForMembers, type ExchangeInput, type ExchangeMode } from './exchange.ts';
 import { meanInOrder } from '../../tensor/reference.ts';
 import { Inbox } from '../net/inbox.ts';
 import { K } from '../net/keys.ts';
@@ -101,6 +101,16 @@ describe('exchange between real peers', () => {
     }
     const [a, b] = await Promise.all([0, 1].map((i) => new InDbTensorStore(clients[i]).checksum(K.aggregate(3))));
     expect(a).toBe(b);
+  });
+
+  it('a member that says it sits the round out is waited for no longer, and counted missing', async () => {
+    // A deadline past the test's own timeout: the wait ends on the markers, or the test fails.
+    const round = 40;
+    const waiting = waitForMembers({ round, deadlineMs: 600_000, inbox: inboxes[0] }, [1, 2].map((i) => ({ id: `p${i}`, key: K.from(round, `p${i}`) })));
+    await clients[0].set(K.from(round, 'p1'), '1');
+    await clients[0].set(K.sitsOut(round, 'p2'), '1');
+    await clients[0].publish(K.inbox, K.sitsOut(round, 'p2'));
+    expect(await waiting).toEqual({ present: [K.from(round, 'p1')], missing: [K.from(round, 'p2')] });
   });
 
   it('a Redis that cannot reach a peer itself relays to it through the peer process, and says so once', async () => {

@@ -169,24 +169,12 @@ export async function sendAsReady<T, R>(prepared: Promise<T | null>[], send: (re
 }
 
 /**
- * Waits for each member's marker as `Inbox.waitFor` does, and stops waiting for a member that
- * said it sits the round out (K.sitsOut): its marker will not come. Resolves with the markers
- * present.
+ * Waits for each member's marker, and no longer for a member that said it sits the round out
+ * (K.sitsOut): its marker will not come. Resolves with the markers present and those missing.
  */
-export async function waitForMembers(x: Pick<ExchangeInput, 'round' | 'deadlineMs' | 'local' | 'inbox'>, wanted: { id: string; key: string }[]): Promise<{ present: string[] }> {
-  const pending = new Map(wanted.map((w) => [w.key, w.id]));
-  const present: string[] = [];
-  await x.inbox.until(async () => {
-    if (pending.size === 0) return true;
-    const list = [...pending];
-    const values = await x.local.mGet(list.flatMap(([key, id]) => [key, K.sitsOut(x.round, id)]));
-    list.forEach(([key], i) => {
-      if (values[2 * i] !== null) present.push(key);
-      if (values[2 * i] !== null || values[2 * i + 1] !== null) pending.delete(key);
-    });
-    return pending.size === 0 ? true : null;
-  }, x.deadlineMs);
-  return { present: wanted.map((w) => w.key).filter((k) => present.includes(k)) };
+export function waitForMembers(x: Pick<ExchangeInput, 'round' | 'deadlineMs' | 'inbox'>, wanted: { id: string; key: string }[]): Promise<{ present: string[]; missing: string[] }> {
+  const idOf = new Map(wanted.map((w) => [w.key, w.id]));
+  return x.inbox.waitFor(wanted.map((w) => w.key), x.deadlineMs, { withdrawn: (key) => K.sitsOut(x.round, idOf.get(key)!) });
 }
 
 /** Sends a round marker after the data it announces (same connection, so it lands after). */
