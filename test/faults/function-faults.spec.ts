@@ -7,7 +7,7 @@ import { LocalPlatform } from '../../src/platform/local/local-platform.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import type { PeerOptions } from '../../src/peer/types.ts';
 import { accumulationStats } from '../../src/tensor/in-db.ts';
-import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
+import { closeRedis, connectRedis } from '../../src/tensor/redis-client.ts';
 import { TestNetwork } from '../training/in-process-network.ts';
 import { behindFaultyProxy, type Fault } from '../../bench/function-proxy.ts';
 
@@ -169,20 +169,40 @@ describe('a batch that keeps failing', () => {
     });
   }
 
-  it('is given up at the function deadline: the round averages the others, and nobody is dropped', async () => {
-    // Round 1 takes batches b3, b4, b5 of each shard: b4 never gets through.
-    const server = await failingFunctions((e) => e.contributionId === 'b4' && e.round === 1);
-    // Every instance has the model before round 0 (one the test before ended starts cold):
-    // behind HTTP the peers cannot warm it. The function deadline leaves a busy machine room
-    // for the other calls (at 1 s, round 0's first calls missed it at load 15, run alone);
-    // b4 fails at once on every try, so the round waits exactly this deadline for it.
-    await backend.warm([{ model: config.model }]);
+  /**
+   * Runs `body` on a network whose functions fail when `fails(event)` (behind HTTP, one try per
+   * call), with `overrides` of the test config; everything is closed after, pass or fail.
+   * `warm` gives every instance the model first: behind HTTP the peers cannot warm it, and a
+   * cold round 0 on a busy machine would miss a short function deadline.
+   */
+  async function onFailingFunctions(fails: (e: GradientEvent) => boolean, overrides: Partial<typeof config>, body: (net: TestNetwork) => Promise<void>, warm = true): Promise<void> {
+    const server = await failingFunctions(fails);
+    if (warm) await backend.warm([{ model: config.model }]);
     const platform = new HttpPlatform({ url: server.url, attempts: 1 });
-    const net = new TestNetwork(parseTrainingConfig({ ...config, functionDeadlineMs: 5_000, maxRounds: 3 }), platform);
+    const net = new TestNetwork(parseTrainingConfig({ ...config, ...overrides }), platform);
     try {
+      await body(net);
+    } finally {
+      await net.dispose();
+      await platform.close();
+      await server.close();
+    }
+  }
+
+  /** Every peer ended done; else the failure carries each one's log and error. */
+  function expectAllDone(outcomes: { state: string; error: string | null }[], logs: string[]): void {
+    expect(outcomes.map((o) => o.state), `${logs.join('\n')}\n${outcomes.map((o) => o.error).join('\n')}`).toEqual(outcomes.map(() => 'done'));
+  }
+
+  it('is given up at the function deadline: the round averages the others, and nobody is dropped', async () => {
+    // Round 1 takes batches b3, b4, b5 of each shard: b4 never gets through, failing at once on
+    // every try, so the round waits exactly the function deadline for it. That deadline leaves
+    // a busy machine room for the other calls (at 1 s, round 0's first calls missed it at load
+    // 15, run alone).
+    await onFailingFunctions((e) => e.contributionId === 'b4' && e.round === 1, { functionDeadlineMs: 5_000, maxRounds: 3 }, async (net) => {
       const peers = await net.foundingGroup(2);
       const outcomes = await Promise.all(peers.map((p) => p.outcome!));
-      expect(outcomes.map((o) => o.state)).toEqual(['done', 'done']);
+      expectAllDone(outcomes, peers.map((p) => p.logs.join('\n')));
       expect(outcomes[0].checksum).toBe(outcomes[1].checksum);
       for (const p of peers) {
         expect(p.rounds.map((m) => m.failedBatches)).toEqual([0, 1, 0]);
@@ -193,28 +213,20 @@ describe('a batch that keeps failing', () => {
       await expect(net.clients[0].sendCommand(['PL.ACCUM', 'g:1:sum', 'g:1:avg', 'b4', '3', Buffer.alloc(4 * (await net.params(0)).length), 'ROUND', '1']))
         .rejects.toThrow(/closed at 2 contributions; contribution "b4" came too late/);
       await net.close(peers);
-    } finally {
-      await net.dispose();
-      await platform.close();
-      await server.close();
-    }
+    });
   });
 
   it('a peer none of whose gradients arrive sits the round out, rejoins, and ends identical', async () => {
-    let peer1Url = '';
-    const server = await failingFunctions((e) => e.redis.url === peer1Url && e.round === 2);
     // Warm instances: round 0's calls are then as fast as the others (a founder sitting round 0
     // out on a busy machine is the next test's case, not this one's).
-    await backend.warm([{ model: config.model }]);
-    const platform = new HttpPlatform({ url: server.url, attempts: 1 });
-    const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 5_000, functionDeadlineMs: 2_000, maxRounds: 8 }), platform);
-    try {
+    let peer1Url = '';
+    await onFailingFunctions((e) => e.redis.url === peer1Url && e.round === 2, { deadlineMs: 5_000, functionDeadlineMs: 2_000, maxRounds: 8 }, async (net) => {
       await net.reset(2);
       peer1Url = net.servers[1].url;
       const peers = await net.foundingGroup(2, (i) => (i === 0 ? admitsAt(net, 0, 2) : {}));
       const outcomes = await Promise.all(peers.map((p) => p.outcome!));
       const logs = peers.map((p) => p.logs.join('\n'));
-      expect(outcomes.map((o) => o.state), `${logs.join('\n')}\n${outcomes.map((o) => o.error).join('\n')}`).toEqual(['done', 'done']);
+      expectAllDone(outcomes, logs);
       expect(outcomes[0].checksum).toBe(outcomes[1].checksum);
       expect(logs[1]).toMatch(/none of its 3 gradient\(s\) arrived before the function deadline.*asking to rejoin/s);
       expect(logs[1]).toMatch(/joined through/);
@@ -225,30 +237,21 @@ describe('a batch that keeps failing', () => {
       expect(peers[1].rounds.map((m) => m.round)).not.toContain(2);
       expect(peers[0].rounds.at(-1)!.members).toEqual(['p00', 'p01']);
       await net.close(peers);
-    } finally {
-      await net.dispose();
-      await platform.close();
-      await server.close();
-    }
+    });
   });
 
   it('the founder of a pair, none of whose round-0 gradients arrive, sits round 0 out: the other goes on alone and admits it', async () => {
     // The founder is the lowest id, which breaks a tie of a pair's quorum: the other member
-    // holds one only because the founder said it sat the round out (K.sitsOut).
+    // holds one only because the founder said it sat the round out (K.sitsOut). The function
+    // deadline is one a busy machine's warm calls meet: only the founder's round-0 calls fail.
     let founderUrl = '';
-    const server = await failingFunctions((e) => e.redis.url === founderUrl && e.round === 0);
-    // Warm instances, and a function deadline a busy machine's calls meet: only the founder's
-    // round-0 calls fail.
-    await backend.warm([{ model: config.model }]);
-    const platform = new HttpPlatform({ url: server.url, attempts: 1 });
-    const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 5_000, functionDeadlineMs: 2_000, maxRounds: 4 }), platform);
-    try {
+    await onFailingFunctions((e) => e.redis.url === founderUrl && e.round === 0, { deadlineMs: 5_000, functionDeadlineMs: 2_000, maxRounds: 4 }, async (net) => {
       await net.reset(2);
       founderUrl = net.servers[0].url;
       const peers = await net.foundingGroup(2, (i) => (i === 1 ? admitsAt(net, 1, 0) : {}));
       const outcomes = await Promise.all(peers.map((p) => p.outcome!));
       const logs = peers.map((p) => p.logs.join('\n'));
-      expect(outcomes.map((o) => o.state), `${logs.join('\n')}\n${outcomes.map((o) => o.error).join('\n')}`).toEqual(['done', 'done']);
+      expectAllDone(outcomes, logs);
       expect(outcomes[0].checksum).toBe(outcomes[1].checksum);
       expect(logs[0]).toMatch(/none of its 3 gradient\(s\) arrived before the function deadline.*asking to rejoin/s);
       expect(logs[0]).toMatch(/joined through/);
@@ -259,26 +262,18 @@ describe('a batch that keeps failing', () => {
       expect(peers[1].rounds[0]!.members).toEqual(['p00', 'p01']);
       expect(peers[1].rounds.at(-1)!.members).toEqual(['p00', 'p01']);
       await net.close(peers);
-    } finally {
-      await net.dispose();
-      await platform.close();
-      await server.close();
-    }
+    });
   });
 
   it('a round every member sits out is run again by the lowest id, which admits the others', async () => {
     // Round 2's calls fail for both peers until the lowest id says it runs the round again.
     let again = false;
-    const server = await failingFunctions((e) => e.round === 2 && !again);
-    await backend.warm([{ model: config.model }]);
-    const platform = new HttpPlatform({ url: server.url, attempts: 1 });
-    const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 5_000, functionDeadlineMs: 2_000, maxRounds: 5 }), platform);
-    try {
+    await onFailingFunctions((e) => e.round === 2 && !again, { deadlineMs: 5_000, functionDeadlineMs: 2_000, maxRounds: 5 }, async (net) => {
       const peers = await net.foundingGroup(2, (i) => (i === 0 ? admitsAt(net, 0, 2) : {}));
       void net.log(peers[0]!, /runs round 2 again/).then(() => { again = true; });
       const outcomes = await Promise.all(peers.map((p) => p.outcome!));
       const logs = peers.map((p) => p.logs.join('\n'));
-      expect(outcomes.map((o) => o.state), `${logs.join('\n')}\n${outcomes.map((o) => o.error).join('\n')}`).toEqual(['done', 'done']);
+      expectAllDone(outcomes, logs);
       expect(outcomes[0].checksum).toBe(outcomes[1].checksum);
       expect(logs[0]).toMatch(/at round 2 \(none of its 3 gradient\(s\) arrived before the function deadline.*every member sat round 2 out; the lowest id, it runs round 2 again \(1 of 3\), its calls given 4000 ms/s);
       expect(logs[0]).toMatch(/round 2: admitted p01 from round 3/);
@@ -287,45 +282,36 @@ describe('a batch that keeps failing', () => {
       expect(peers[1].rounds.map((m) => m.round)).toEqual([0, 1, 3, 4]);
       expect(peers[0].rounds.at(-1)!.members).toEqual(['p00', 'p01']);
       await net.close(peers);
-    } finally {
-      await net.dispose();
-      await platform.close();
-      await server.close();
-    }
+    });
   });
 
   it('the network\'s only member, none of whose gradients arrive, runs the round again and goes on', async () => {
     // Round 2's calls fail until the peer says it runs the round again (the event), then pass.
     let again = false;
-    const server = await failingFunctions((e) => e.round === 2 && !again);
-    const platform = new HttpPlatform({ url: server.url, attempts: 1 });
-    const net = new TestNetwork(parseTrainingConfig({ ...config, deadlineMs: 3_000, functionDeadlineMs: 500, maxRounds: 5 }), platform);
-    let monitor: Redis | undefined;
-    try {
+    await onFailingFunctions((e) => e.round === 2 && !again, { deadlineMs: 3_000, functionDeadlineMs: 500, maxRounds: 5 }, async (net) => {
       await net.reset(1);
       // Every phase the peer writes to its state, as Redis receives it: a joiner asking it to
       // admit it reads "failed" there as the network's end, so the round it runs again never says it.
       const phases: string[] = [];
-      monitor = await connectRedis({ url: net.servers[0].url });
-      await monitor.monitor((line) => {
-        if (line.includes(`"SET" "${K.state}"`)) phases.push(/phase\\":\\"(\w+)/.exec(line)?.[1] ?? line);
-      });
-      const [alone] = await net.foundingGroup(1);
-      void net.log(alone!, /runs round 2 again/).then(() => { again = true; });
-      const outcome = await alone!.outcome!;
-      const logs = alone!.logs.join('\n');
-      expect(outcome.state, `${logs}\n${outcome.error}`).toBe('done');
-      expect(phases).toContain('starting');
-      expect(phases).not.toContain('failed');
-      expect(logs).toMatch(/at round 2 \(none of its 3 gradient\(s\) arrived before the function deadline.*the network's only member, it runs round 2 again \(1 of 3\), its calls given 1000 ms/s);
-      // Every round ran once to the end, round 2 on its second try.
-      expect(alone!.rounds.map((m) => m.round)).toEqual([0, 1, 2, 3, 4]);
-      await net.close([alone!]);
-    } finally {
-      if (monitor) await closeRedis(monitor);
-      await net.dispose();
-      await platform.close();
-      await server.close();
-    }
+      const monitor = await connectRedis({ url: net.servers[0].url });
+      try {
+        await monitor.monitor((line) => {
+          if (line.includes(`"SET" "${K.state}"`)) phases.push(/phase\\":\\"(\w+)/.exec(line)?.[1] ?? line);
+        });
+        const [alone] = await net.foundingGroup(1);
+        void net.log(alone!, /runs round 2 again/).then(() => { again = true; });
+        const outcome = await alone!.outcome!;
+        const logs = alone!.logs.join('\n');
+        expectAllDone([outcome], [logs]);
+        expect(phases).toContain('starting');
+        expect(phases).not.toContain('failed');
+        expect(logs).toMatch(/at round 2 \(none of its 3 gradient\(s\) arrived before the function deadline.*the network's only member, it runs round 2 again \(1 of 3\), its calls given 1000 ms/s);
+        // Every round ran once to the end, round 2 on its second try.
+        expect(alone!.rounds.map((m) => m.round)).toEqual([0, 1, 2, 3, 4]);
+        await net.close([alone!]);
+      } finally {
+        await closeRedis(monitor);
+      }
+    }, false);
   });
 });
