@@ -234,10 +234,10 @@ describe('local platform: timeouts', () => {
 
   it('a function that hangs (CPU-bound) is terminated at the timeout, retried, and its worker replaced', async () => {
     const [before] = p.workerThreadIds();
-    const t = performance.now();
+    // The call spins for 10 minutes; the test's own timeout, far below that, is what shows the
+    // platform did not wait it out (a bound on the clock here failed on a loaded machine).
     await expect(p.invoke('gradient', withHooks(s.event(0, { sumKey: 'r:4:gsum', avgKey: 'r:4:gavg' }), { sleepMs: 600_000, spin: true })))
       .rejects.toThrow(/^gradient: timed out after 3000 ms \(instance terminated and replaced\) \(after 2 attempts\)$/);
-    expect(performance.now() - t).toBeLessThan(15_000);
     const m = p.metrics();
     expect(m).toMatchObject({ invocations: 2, failures: 1, retries: 1 });
     expect(m.billedMs).toBeGreaterThanOrEqual(6000);
