@@ -115,19 +115,35 @@ async function droppedBy(x: AgreementInput, coordinator: MemberRecord): Promise<
 }
 
 /**
- * Whether the members that answered can decide the next view: more than half of the round's
- * members, or exactly half with the lowest id among them. Two sides of a partition can never
- * both hold it, so a network never splits in two: the side without it is the one cut off.
+ * Whether the members that answered can decide round `round`'s next view. Counted first among
+ * the members established before the round (quorumBase): more than half of them hold it, fewer
+ * do not. On a tie there, among the newcomers admitted at this boundary, the same way; on a tie
+ * there too (or with none), the side with the lowest established id holds it. Two disjoint
+ * sides part at the first of these steps either wins, so they never both hold it: a network
+ * never splits in two, and the side without it is the one cut off.
+ *
+ * So newcomers that have not answered (a newcomer's first round is often slow: its functions
+ * start cold) never cost the established members their quorum, and a newcomer that has
+ * answered breaks a tie among them: a coordinator killed in the round after it readmitted a
+ * peer left its one established partner without a quorum, and the network of three ended
+ * (a `.ci/run`'s kill bench).
  */
-export function holdsQuorum(answered: Set<string>, members: MemberRecord[]): boolean {
-  const n = members.filter((m) => answered.has(m.id)).length;
-  return 2 * n > members.length || (2 * n === members.length && answered.has(members[0]!.id));
+export function holdsQuorum(answered: Set<string>, members: MemberRecord[], round: number): boolean {
+  const base = quorumBase(members, round);
+  const newcomers = members.filter((m) => !base.includes(m));
+  const held = (group: MemberRecord[]) => 2 * group.filter((m) => answered.has(m.id)).length - group.length;
+  const established = held(base);
+  if (established !== 0) return established > 0;
+  const joined = held(newcomers);
+  if (joined !== 0) return joined > 0;
+  return answered.has(base[0]!.id);
 }
 
 /**
- * The members a quorum is counted among in round `round`: those that took part in an earlier
- * round. A joiner admitted at this boundary has proven nothing yet; counting it would let two
- * slow newcomers outvote, and cut off, the peer that admitted them.
+ * The members established in round `round`: those that took part in an earlier round. A joiner
+ * admitted at this boundary has proven nothing yet; counting it as their equal would let two
+ * slow newcomers outvote, and cut off, the peer that admitted them (holdsQuorum counts them
+ * only to break a tie).
  */
 export function quorumBase(members: MemberRecord[], round: number): MemberRecord[] {
   const established = members.filter((m) => m.fromRound < round);
@@ -154,7 +170,7 @@ async function coordinate(x: AgreementInput, givenUp: Set<string>): Promise<Agre
   // through them. A founding pair whose lowest id sits out round 0 thereby goes on.
   const unheard = x.members.filter((m) => !reports.has(m.id));
   const satOut = await whoSatOut(x.local, x.round, unheard.map((m) => m.id));
-  if (!holdsQuorum(new Set([...reports.keys(), ...satOut]), quorumBase(x.members, x.round))) {
+  if (!holdsQuorum(new Set([...reports.keys(), ...satOut]), x.members, x.round)) {
     const silent = unheard.map((m) => m.id).filter((id) => !satOut.includes(id));
     throw new DroppedError(x.me, x.round + 1, `it reached only ${[...reports.keys()].join(', ')} of the round's ${x.members.length} members, not a majority: cut off from ${silent.join(', ')}, which go on without it`);
   }
