@@ -357,7 +357,7 @@ export class Peer extends EventEmitter {
           continue;
         }
       } catch (err) {
-        await this.local.set(K.state, JSON.stringify(this.status())).catch(() => {}); // failed, after all
+        await this.writeState(this.status()); // failed, after all
         return { id: this.id, state: 'failed', rounds: ctx.round, stopReason: null, error: (err as Error).message, checksum: null };
       }
       return this.finish(state);
@@ -372,7 +372,12 @@ export class Peer extends EventEmitter {
    * written: `finish` writes it when the peer does end.)
    */
   private async sayGoingOn(): Promise<void> {
-    await this.local.set(K.state, JSON.stringify({ ...this.status(), phase: 'starting' })).catch(() => {});
+    await this.writeState({ ...this.status(), phase: 'starting' });
+  }
+
+  /** Its status where others read it (joiners, `peerless status`); a Redis away loses only this write. */
+  private async writeState(status: PeerStatus): Promise<void> {
+    await this.local.set(K.state, JSON.stringify(status)).catch(() => {});
   }
 
   /**
@@ -466,7 +471,7 @@ export class Peer extends EventEmitter {
         const status = this.status();
         // A failed machine's end is not the peer's: run() decides whether it goes on (and says
         // 'starting') or ends (and says 'failed'). A joiner reading 'failed' meanwhile would quit.
-        if (snap.value !== 'failed') void this.local.set(K.state, JSON.stringify(status)).catch(() => {});
+        if (snap.value !== 'failed') void this.writeState(status);
         this.emit('status', status);
         if (snap.status === 'done') {
           sub.unsubscribe();
@@ -507,7 +512,7 @@ export class Peer extends EventEmitter {
 
   private async finish(state: 'done' | 'left' | 'failed'): Promise<PeerOutcome> {
     const ctx = this.actor!.getSnapshot().context;
-    if (state === 'failed') await this.local.set(K.state, JSON.stringify(this.status())).catch(() => {});
+    if (state === 'failed') await this.writeState(this.status());
     if (state === 'left') this.log(`left the network after round ${ctx.round}`);
     const checksum = await this.store.checksum(K.params).catch(() => null);
     return { id: this.id, state, rounds: ctx.round + 1, stopReason: ctx.stopReason, error: ctx.error, checksum };
