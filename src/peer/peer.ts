@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { parseTrainingConfig } from '../config/training.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
-import { closeRedis, connectionCause, connectRedis, type Redis } from '../tensor/redis-client.ts';
+import { closeRedis, connectionCause, connectRedis, withoutCredentials, type Redis } from '../tensor/redis-client.ts';
 import { DirectSender } from '../tensor/transfer.ts';
 import { awaitAdmission, joinRequest, sendJoinRequest } from './net/admission.ts';
 import { startHeartbeat } from './net/heartbeat.ts';
@@ -21,6 +21,9 @@ import { recordRound } from './round-log.ts';
 
 /** Times the network's only member runs a round again when none of its gradients arrived. */
 const ALONE_RETRIES = 3;
+
+/** The peer's own Redis stayed away (or came back empty with no data to store again): the end's cause. */
+class LocalRedisError extends Error {}
 
 /** What a peer's Redis says about whose state it holds (K.identity). */
 interface Identity {
@@ -69,12 +72,12 @@ export class Peer extends EventEmitter {
 
   /** The address in this peer's record: never with the credentials its own URL may carry. */
   get url(): string {
-    const given = this.opts.advertiseUrl ?? this.opts.redis.url;
-    const u = new URL(given);
-    if (!u.username && !u.password) return given;
-    u.username = '';
-    u.password = '';
-    return u.toString();
+    return withoutCredentials(this.opts.advertiseUrl ?? this.opts.redis.url);
+  }
+
+  /** Its own Redis as logs and errors name it: the address, never the password its URL may carry. */
+  private get localAddress(): string {
+    return withoutCredentials(this.opts.redis.url);
   }
 
   /** The network secret the other peers', functions' and observers' users derive from. */
@@ -97,11 +100,11 @@ export class Peer extends EventEmitter {
     this.local = await connectRedis(this.opts.redis, { name: `peerless-${this.id}`, failFast: true, reconnectForever: true });
     this.local.on('error', (err: Error) => {
       this.localErrors++;
-      if (!this.localDown && !this.closing) this.log(`its Redis at ${this.opts.redis.url} is unreachable (${connectionCause(err)})`);
+      if (!this.localDown && !this.closing) this.log(`its Redis at ${this.localAddress} is unreachable (${connectionCause(err)})`);
       this.localDown = true;
     });
     this.local.on('ready', () => {
-      if (this.localDown && !this.closing) this.log(`its Redis at ${this.opts.redis.url} answers again`);
+      if (this.localDown && !this.closing) this.log(`its Redis at ${this.localAddress} answers again`);
       this.localDown = false;
     });
     this.founding = (await readPlan(this.local)) === null && (this.opts.found !== undefined || this.opts.bootstrap?.fromRound === 0);
@@ -116,7 +119,7 @@ export class Peer extends EventEmitter {
     if (existing) await this.resume(existing);
     else if (this.opts.found) await this.found();
     else if (this.opts.bootstrap) await this.join(this.opts.bootstrap.url, this.opts.bootstrap.fromRound);
-    else throw new Error(`peer ${this.id}: no network state in ${this.opts.redis.url}, and neither a configuration to found one nor a bootstrap address to join`);
+    else throw new Error(`peer ${this.id}: no network state in ${this.localAddress}, and neither a configuration to found one nor a bootstrap address to join`);
 
     this.checkModel();
     this.startBeating();
@@ -269,7 +272,7 @@ export class Peer extends EventEmitter {
 
   /** Restarts from the state kept in this peer's Redis: the round in progress is run again. */
   private async resume(plan: NetworkPlan): Promise<void> {
-    const mismatch = protocolMismatch(plan, `its Redis at ${this.opts.redis.url}`);
+    const mismatch = protocolMismatch(plan, `its Redis at ${this.localAddress}`);
     if (mismatch) throw new Error(`peer ${this.id}: ${mismatch}`);
     this.plan = plan;
     const marker = Number((await this.local.get(K.round)) ?? 0);
@@ -357,8 +360,20 @@ export class Peer extends EventEmitter {
           continue;
         }
       } catch (err) {
+        let failure = err as Error;
+        // Its own Redis gone meanwhile (killed while this peer asked to rejoin, say) is the
+        // cause to name, not the "client is offline" of the step it broke: wait for it one
+        // deadline like any Redis failure, and go on if it comes back.
+        if (!(failure instanceof LocalRedisError) && !this.closing && !(await this.localAnswers())) {
+          try {
+            await this.recoverLocal(failure.message);
+            continue;
+          } catch (lost) {
+            failure = lost as Error;
+          }
+        }
         await this.writeState(this.status()); // failed, after all
-        return { id: this.id, state: 'failed', rounds: ctx.round, stopReason: null, error: (err as Error).message, checksum: null };
+        return { id: this.id, state: 'failed', rounds: ctx.round, stopReason: null, error: failure.message, checksum: null };
       }
       return this.finish(state);
     }
@@ -387,7 +402,7 @@ export class Peer extends EventEmitter {
    * peer with a message naming the address and the cause.
    */
   private async recoverLocal(failure: string): Promise<void> {
-    const url = this.opts.redis.url;
+    const url = this.localAddress;
     const known = await this.knownMembers();
     const wait = this.plan.config.deadlineMs;
     const end = Date.now() + wait;
@@ -399,7 +414,7 @@ export class Peer extends EventEmitter {
       } catch (err) {
         cause = connectionCause(err as Error);
       }
-      if (Date.now() > end) throw new Error(`peer ${this.id}: its Redis at ${url} is unreachable (${cause}); gave up after ${wait} ms`);
+      if (Date.now() > end) throw new LocalRedisError(`peer ${this.id}: its Redis at ${url} is unreachable (${cause}); gave up after ${wait} ms`);
       await new Promise((r) => setTimeout(r, 250));
     }
     await this.ensureAccess(); // a Redis that restarted lost its users
@@ -429,6 +444,17 @@ export class Peer extends EventEmitter {
       return (await this.local.get(K.identity)) !== (this.identity ? JSON.stringify(this.identity) : null);
     } catch {
       return true;
+    }
+  }
+
+  /** Whether its own Redis answers a PING within one deadline (a hung one does not). */
+  private async localAnswers(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((r) => { timer = setTimeout(() => r(false), this.plan.config.deadlineMs); });
+    try {
+      return await Promise.race([this.local.ping().then(() => true, () => false), late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -502,7 +528,8 @@ export class Peer extends EventEmitter {
           errors.push((err as Error).message);
         }
       }
-      if (this.closing || Date.now() >= until || others.length === 0) break;
+      // Without its own Redis no member can admit it: run() names that cause instead.
+      if (this.closing || this.localDown || Date.now() >= until || others.length === 0) break;
       // Each attempt's reasons, so a peer that stays out says why while it keeps asking.
       this.log(`no member it knew admitted it (${errors.join('; ')}); asking again${attempt === 0 ? ` until ${new Date(until).toISOString()}` : ''}`);
       await new Promise((r) => setTimeout(r, Math.min(deadline, 1_000 * 2 ** Math.min(attempt, 4))));

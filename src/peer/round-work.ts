@@ -3,7 +3,7 @@ import type { FunctionRedis } from '../functions/events.ts';
 import { CallTimes } from '../platform/hedge.ts';
 import type { FunctionPlatform } from '../platform/platform.ts';
 import type { InDbTensorStore } from '../tensor/in-db.ts';
-import type { Redis } from '../tensor/redis-client.ts';
+import { withoutCredentials, type Redis } from '../tensor/redis-client.ts';
 import { ensureTensor, type DirectSender } from '../tensor/transfer.ts';
 import { forwardJoinRequests } from './net/admission.ts';
 import { DroppedError, whoSatOut } from './net/agreement.ts';
@@ -143,7 +143,7 @@ export class RoundRunner implements RoundWork {
     this.roundStart = performance.now();
     this.suspects = new Set();
     const [identity, stopAt] = await Promise.all([this.d.local.get(K.identity), this.d.local.get(K.stopAt)]);
-    if (identity !== this.d.identity) throw new LostStateError(this.d.id, this.d.redis.url);
+    if (identity !== this.d.identity) throw new LostStateError(this.d.id, withoutCredentials(this.d.redis.url));
     this.stopAt = stopAt === null ? null : Number(stopAt);
     this.members = await this.d.membership.activeAt(round);
     if (!this.members.some((m) => m.id === this.d.id)) {

@@ -106,6 +106,15 @@ function isAuthError(err: Error | undefined): boolean {
 }
 
 /** One line naming why a connection failed: the socket code, else the message. */
+/** A Redis URL fit for logs, errors and records: the same address without its user and password. */
+export function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  if (!u.username && !u.password) return url;
+  u.username = '';
+  u.password = '';
+  return u.toString();
+}
+
 export function connectionCause(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;
   return code ? `${code}: ${err.message}` : err.message || err.name;

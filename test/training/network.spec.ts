@@ -151,6 +151,40 @@ describe('a network of peer processes', () => {
     expect(JSON.parse(records[0].p2).leftAt).toBeUndefined();
   });
 
+  it('a dropped peer whose own Redis dies while it asks to rejoin ends naming that Redis, not the step it broke', async () => {
+    // A CI run under load: the peer, dropped, was asking to rejoin when its Redis was killed,
+    // and ended saying only "out of the network ...: The client is offline".
+    await network(3);
+    founder(4_000);
+    joiner(1);
+    joiner(2);
+    const from = await joined(2);
+    await untilRound(2, from + 2);
+    peers[2].child.kill('SIGSTOP');
+    await peers[0].line(/p2 dropped from round/);
+    // Nobody admits it while the others are paused: it keeps asking.
+    peers[0].child.kill('SIGSTOP');
+    peers[1].child.kill('SIGSTOP');
+    const mark = peers[2].stderr().length;
+    peers[2].child.kill('SIGCONT');
+    await new Promise<void>((resolve, reject) => {
+      const poll = setInterval(() => {
+        if (/asking to rejoin/.test(peers[2].stderr().slice(mark))) { clearInterval(poll); resolve(); }
+      }, 50);
+      void peers[2].outcome.then(() => { clearInterval(poll); reject(new Error(`p2 ended: ${peers[2].stderr()}`)); });
+    });
+    const port = new URL(servers[2].url).port;
+    await servers[2].kill();
+    const outcome = await peers[2].outcome;
+    expect(outcome?.state, peers[2].stderr()).toBe('failed');
+    expect(outcome?.error).toMatch(new RegExp(`^peer p2: its Redis at \\S*127\\.0\\.0\\.1:${port}\\S* is unreachable \\(.+\\); gave up after 4000 ms$`));
+    // The address, never its password, in the error and in the log.
+    expect(outcome?.error).not.toContain(owners[2]);
+    expect(peers[2].stderr()).not.toContain(owners[2]);
+    peers[0].child.kill('SIGCONT');
+    peers[1].child.kill('SIGCONT');
+  });
+
   it('a peer that joins mid-run catches up and ends identical', async () => {
     await network(3);
     founder(30_000);
