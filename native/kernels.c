@@ -61,29 +61,29 @@ size_t pl_fix_first_too_large(const pl_f32 *x, size_t n) {
 
 void pl_fix_add(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        /* t has at most 24 significant bits: t - trunc(t) and the scaling are exact. */
+        /* t has at most 24 significant bits: t - h and the scaling are exact. */
         double t = (double)x[i] * PL_FIX_HI_SCALE;
-        double h = trunc(t);
-        hi[i] += (int64_t)h;
-        lo[i] += (int64_t)((t - h) * PL_FIX_LO_SCALE);
+        int64_t h = (int64_t)t; /* truncates, as trunc(t) would, without its libm call */
+        hi[i] += h;
+        lo[i] += (int64_t)((t - (double)h) * PL_FIX_LO_SCALE);
     }
 }
 
 void pl_fix_set(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double t = (double)x[i] * PL_FIX_HI_SCALE;
-        double h = trunc(t);
-        hi[i] = (int64_t)h;
-        lo[i] = (int64_t)((t - h) * PL_FIX_LO_SCALE);
+        int64_t h = (int64_t)t; /* truncates, as trunc(t) would, without its libm call */
+        hi[i] = h;
+        lo[i] = (int64_t)((t - (double)h) * PL_FIX_LO_SCALE);
     }
 }
 
 void pl_fix_sub(pl_i64 *hi, pl_i64 *lo, const pl_f32 *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double t = (double)x[i] * PL_FIX_HI_SCALE;
-        double h = trunc(t);
-        hi[i] -= (int64_t)h;
-        lo[i] -= (int64_t)((t - h) * PL_FIX_LO_SCALE);
+        int64_t h = (int64_t)t; /* truncates, as trunc(t) would, without its libm call */
+        hi[i] -= h;
+        lo[i] -= (int64_t)((t - (double)h) * PL_FIX_LO_SCALE);
     }
 }
 
