@@ -525,7 +525,9 @@ export class Peer extends EventEmitter {
           await this.join(m.url);
           return;
         } catch (err) {
-          errors.push((err as Error).message);
+          // Which member each reason is about: a member's Redis gone says only "The client is offline".
+          const msg = (err as Error).message;
+          errors.push(msg.includes(m.url) ? msg : `${m.id} at ${m.url}: ${msg}`);
         }
       }
       // Without its own Redis no member can admit it: run() names that cause instead.
