@@ -268,7 +268,7 @@ export async function runLocalCluster(o: ClusterOptions): Promise<ClusterSummary
 
     const billedBefore = o.platform.metrics().billedMs;
     const tTrain = performance.now();
-    const outcomes = await Promise.all(peers.map((p) => p.run()));
+    const outcomes = await Promise.all(peers.map((p) => p.run().then((x): PeerOutcome => ({ ...x, endedAt: Date.now() }))));
     const trainingMs = performance.now() - tTrain;
     const workers = o.platform instanceof LocalPlatform ? o.platform.workerThreadIds().length : 0;
     const busy = workers > 0 ? (o.platform.metrics().billedMs - billedBefore) / (workers * trainingMs) : null;

@@ -5,9 +5,13 @@ export function runFailed(s: ClusterSummary): boolean {
   return s.outcomes.some((o) => o.state === 'failed') || !s.identical || s.belowMinPeers !== undefined;
 }
 
-/** What failed first in a failed run. */
+/**
+ * What failed first in a failed run: the peer that ended failed first (the others' failures
+ * often follow from it, as a peer that cannot rejoin through a member whose Redis died), in
+ * peer order when the times are not known.
+ */
 function failureCause(s: ClusterSummary): string {
-  const failed = s.outcomes.filter((o) => o.state === 'failed');
+  const failed = s.outcomes.filter((o) => o.state === 'failed').sort((a, b) => (a.endedAt ?? Infinity) - (b.endedAt ?? Infinity));
   return `${failed.length > 0 ? `${failed[0]!.id}: ${failed[0]!.error}` : s.belowMinPeers ?? 'the replicas differ'}${failed.length > 1 ? ` (and ${failed.length - 1} more peer(s), below)` : ''}`;
 }
 

@@ -131,4 +131,6 @@ export interface PeerOutcome {
   stopReason: string | null;
   error: string | null;
   checksum: string | null;
+  /** When the peer ended (ms since the epoch), where its runner records it: the first failure is the likeliest cause. */
+  endedAt?: number;
 }

@@ -35,6 +35,17 @@ describe('the summary at the end of train', () => {
     expect(thrown.summary).toBe(failed);
   });
 
+  it('with several failed peers, the one that ended first comes first', () => {
+    const both: ClusterSummary = {
+      ...base,
+      outcomes: [
+        { ...base.outcomes[0]!, state: 'failed', error: 'out of the network, and no member it knew admitted it again', endedAt: 2_000 },
+        { ...base.outcomes[1]!, state: 'failed', error: 'its Redis at redis://127.0.0.1:1 is unreachable (ECONNREFUSED)', endedAt: 1_000 },
+      ],
+    };
+    expect(renderSummary(both).trim().split('\n')[0]).toBe('Training FAILED: peer-01: its Redis at redis://127.0.0.1:1 is unreachable (ECONNREFUSED) (and 1 more peer(s), below)');
+  });
+
   it('replicas that differ are a failure too', () => {
     const split: ClusterSummary = { ...base, checksums: ['aa', 'bb'], identical: false };
     expect(renderSummary(split).trim().split('\n')[0]).toBe('Training FAILED: the replicas differ');
