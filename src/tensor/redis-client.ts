@@ -105,7 +105,6 @@ function isAuthError(err: Error | undefined): boolean {
   return err !== undefined && /WRONGPASS|NOAUTH|invalid password|invalid username|AUTH/.test(err.message);
 }
 
-/** One line naming why a connection failed: the socket code, else the message. */
 /** A Redis URL fit for logs, errors and records: the same address without its user and password. */
 export function withoutCredentials(url: string): string {
   const u = new URL(url);
@@ -115,6 +114,7 @@ export function withoutCredentials(url: string): string {
   return u.toString();
 }
 
+/** One line naming why a connection failed: the socket code, else the message. */
 export function connectionCause(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;
   return code ? `${code}: ${err.message}` : err.message || err.name;
