@@ -81,6 +81,21 @@ export function spawnCli(args: string[], env: Record<string, string> = {}, wrapp
   return { child, exit, stdout: () => out, stderr: () => err, line };
 }
 
+/**
+ * Resolves with the first match of `pattern` in what `p` printed after `mark` (the length of its
+ * stderr taken earlier): an event after a given moment, such as a resume or a heal, where
+ * `line` would also find an older one. Rejects when the peer ends first.
+ */
+export function matchAfter(p: PeerProcess, mark: number, pattern: RegExp): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    const poll = setInterval(() => {
+      const m = pattern.exec(p.stderr().slice(mark));
+      if (m) { clearInterval(poll); resolve(m); }
+    }, 50);
+    void p.outcome.then(() => { clearInterval(poll); reject(new Error(`${p.id} ended: ${p.stderr()}`)); });
+  });
+}
+
 /** A `peerless peer` process; `wrapper` runs it under a command (`ip netns exec NS`: on a test host). */
 export function spawnPeer(id: string, args: string[], env: Record<string, string> = {}, wrapper: string[] = []): PeerProcess {
   const run = spawnCli(['peer', '--id', id, '--workers', '1', '--json', ...args], { PEERLESS_BACKEND: 'wasm', ...env }, wrapper);

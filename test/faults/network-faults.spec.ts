@@ -4,7 +4,7 @@ import { stopNetwork } from '../../src/cli/commands/stop.ts';
 import { K } from '../../src/peer/net/keys.ts';
 import type { MemberRecord } from '../../src/peer/net/membership.ts';
 import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-client.ts';
-import { NETWORK_FLAGS, spawnPeer, untilRoundOf, type PeerProcess } from '../../bench/peer-process.ts';
+import { matchAfter, NETWORK_FLAGS, spawnPeer, untilRoundOf, type PeerProcess } from '../../bench/peer-process.ts';
 import { available, makeLab, type Lab } from './net-lab.ts';
 
 /**
@@ -22,12 +22,8 @@ let lab: Lab | undefined;
 let servers: RedisServer[] = [];
 let peers: PeerProcess[] = [];
 let clients: Redis[] = [];
-/** Timers a test leaves behind (a poll) are stopped before its peers go. */
-const pending = new Set<NodeJS.Timeout>();
 
 afterEach(async () => {
-  for (const t of pending) clearInterval(t);
-  pending.clear();
   for (const p of peers) p?.kill();
   await Promise.allSettled(clients.map(closeRedis));
   await Promise.allSettled(servers.map((s) => s.stop()));
@@ -92,15 +88,8 @@ async function scenario(at: (step: string) => void): Promise<void> {
   at('p2 rejoining, reconnected');
   // It learns it was dropped and asks again (events in its log after the cut); it is admitted
   // only once reconnected, past the round it left at.
-  const rejoined = await new Promise<number>((resolve, reject) => {
-    const poll = setInterval(() => {
-      const m = /was dropped from the network at round \d+[^\n]*asking to rejoin[\s\S]*?joined through \S+ from round (\d+)/.exec(p2.stderr().slice(mark));
-      if (m) { clearInterval(poll); resolve(Number(m[1])); }
-    }, 50);
-    pending.add(poll);
-    // The peer handle is held here: the test's cleanup empties `peers` when a bound fails.
-    void p2.outcome.then(() => { clearInterval(poll); reject(new Error(`p2 ended: ${p2.stderr()}`)); });
-  });
+  // The peer handle is held here: the test's cleanup empties `peers` when a bound fails.
+  const rejoined = Number((await matchAfter(p2, mark, /was dropped from the network at round \d+[^\n]*asking to rejoin[\s\S]*?joined through \S+ from round (\d+)/))[1]);
   expect(rejoined).toBeGreaterThan(leftAt);
   at(`p2 reaching round ${rejoined + 2} after its rejoin`);
   await untilRound(2, rejoined + 2);

@@ -8,7 +8,7 @@ import { closeRedis, connectRedis, type Redis } from '../../src/tensor/redis-cli
 import { networkStatus } from '../../src/cli/commands/status.ts';
 import { stopNetwork } from '../../src/cli/commands/stop.ts';
 import { credentialsFor } from '../../src/peer/net/access.ts';
-import { NETWORK_FLAGS, roundOf, spawnPeer, untilRoundOf, type PeerProcess } from '../../bench/peer-process.ts';
+import { matchAfter, NETWORK_FLAGS, roundOf, spawnPeer, untilRoundOf, type PeerProcess } from '../../bench/peer-process.ts';
 
 /**
  * Networks of `peerless peer` processes, one per (simulated) machine, each with its own
@@ -59,6 +59,19 @@ function peer(i: number, extra: string[], id = `p${i}`): PeerProcess {
 const founder = (deadline: number) => peer(0, [...NETWORK_FLAGS, '--rounds', '100000', '--deadline', String(deadline)]);
 const joiner = (i: number) => peer(i, ['--bootstrap', servers[0].url]);
 const joined = (i: number) => peers[i].line(/joined through/).then((l) => Number(/from round (\d+)/.exec(l)![1]));
+
+/** A network of three in which p2, paused (SIGSTOP) past the 4 s deadline, was dropped by the others. */
+async function pauseP2UntilDropped(): Promise<void> {
+  await network(3);
+  founder(4_000);
+  joiner(1);
+  joiner(2);
+  const from = await joined(2);
+  await untilRound(2, from + 2);
+  peers[2].child.kill('SIGSTOP');
+  // The others drop it at their deadline and go on (an event in p0's log).
+  await peers[0].line(/p2 dropped from round/);
+}
 
 async function stopAndCollect() {
   await stopNetwork(servers[0].url, SECRET, undefined, true);
@@ -120,28 +133,13 @@ describe('a network of peer processes', () => {
   });
 
   it('a peer paused (SIGSTOP) past the deadline is dropped; resumed, it finds out, rejoins and ends identical', async () => {
-    await network(3);
-    founder(4_000);
-    joiner(1);
-    joiner(2);
-    const from = await joined(2);
-    await untilRound(2, from + 2);
-    peers[2].child.kill('SIGSTOP');
-    // The others drop it at their deadline and go on (events in p0's log and round marker).
-    await peers[0].line(/p2 dropped from round/);
+    await pauseP2UntilDropped();
     const leftAt = (await record(0, 'p2')).leftAt!;
     await untilRound(0, leftAt + 2);
     const mark = peers[2].stderr().length;
     peers[2].child.kill('SIGCONT');
     // Resumed, it learns it was dropped and asks again (events in its log after the pause).
-    const after = () => peers[2].stderr().slice(mark);
-    const rejoined = await new Promise<string>((resolve, reject) => {
-      const poll = setInterval(() => {
-        const m = /was dropped from the network at round \d+[^\n]*asking to rejoin[\s\S]*?joined through \S+ from round (\d+)/.exec(after());
-        if (m) { clearInterval(poll); resolve(m[1]); }
-      }, 50);
-      void peers[2].outcome.then(() => { clearInterval(poll); reject(new Error(`p2 ended: ${peers[2].stderr()}`)); });
-    });
+    const rejoined = (await matchAfter(peers[2], mark, /was dropped from the network at round \d+[^\n]*asking to rejoin[\s\S]*?joined through \S+ from round (\d+)/))[1];
     await untilRound(2, Number(rejoined) + 2);
     const outcomes = await stopAndCollect();
     for (const [i, o] of outcomes.entries()) expect(o?.state, peers[i].stderr()).toBe('done');
@@ -154,25 +152,13 @@ describe('a network of peer processes', () => {
   it('a dropped peer whose own Redis dies while it asks to rejoin ends naming that Redis, not the step it broke', async () => {
     // A CI run under load: the peer, dropped, was asking to rejoin when its Redis was killed,
     // and ended saying only "out of the network ...: The client is offline".
-    await network(3);
-    founder(4_000);
-    joiner(1);
-    joiner(2);
-    const from = await joined(2);
-    await untilRound(2, from + 2);
-    peers[2].child.kill('SIGSTOP');
-    await peers[0].line(/p2 dropped from round/);
+    await pauseP2UntilDropped();
     // Nobody admits it while the others are paused: it keeps asking.
     peers[0].child.kill('SIGSTOP');
     peers[1].child.kill('SIGSTOP');
     const mark = peers[2].stderr().length;
     peers[2].child.kill('SIGCONT');
-    await new Promise<void>((resolve, reject) => {
-      const poll = setInterval(() => {
-        if (/asking to rejoin/.test(peers[2].stderr().slice(mark))) { clearInterval(poll); resolve(); }
-      }, 50);
-      void peers[2].outcome.then(() => { clearInterval(poll); reject(new Error(`p2 ended: ${peers[2].stderr()}`)); });
-    });
+    await matchAfter(peers[2], mark, /asking to rejoin/);
     const port = new URL(servers[2].url).port;
     await servers[2].kill();
     const outcome = await peers[2].outcome;
