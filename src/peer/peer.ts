@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { parseTrainingConfig } from '../config/training.ts';
+import { withTimeout } from '../platform/retry.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { closeRedis, connectionCause, connectRedis, withoutCredentials, type Redis } from '../tensor/redis-client.ts';
 import { DirectSender } from '../tensor/transfer.ts';
@@ -425,7 +426,7 @@ export class Peer extends EventEmitter {
       await this.resume(this.plan);
       return;
     }
-    if (!this.opts.restoreData) throw new Error(`peer ${this.id}: its Redis at ${url} came back without its state, and this peer cannot store its data again`);
+    if (!this.opts.restoreData) throw new LocalRedisError(`peer ${this.id}: its Redis at ${url} came back without its state, and this peer cannot store its data again`);
     this.log(`its Redis at ${url} came back without its state; storing its data again and rejoining by state copy`);
     await this.opts.restoreData(this.local);
     await this.rejoin(known);
@@ -448,14 +449,9 @@ export class Peer extends EventEmitter {
   }
 
   /** Whether its own Redis answers a PING within one deadline (a hung one does not). */
-  private async localAnswers(): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((r) => { timer = setTimeout(() => r(false), this.plan.config.deadlineMs); });
-    try {
-      return await Promise.race([this.local.ping().then(() => true, () => false), late]);
-    } finally {
-      clearTimeout(timer);
-    }
+  private localAnswers(): Promise<boolean> {
+    const ms = this.plan.config.deadlineMs;
+    return withTimeout(this.local.ping(), ms, () => new Error(`no PONG within ${ms} ms`)).then(() => true, () => false);
   }
 
   /** The members this peer knows: its records, or (when those are lost) the last round's. */
