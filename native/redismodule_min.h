@@ -46,6 +46,10 @@ typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx, RedisModuleString **argv,
 typedef void (*RedisModuleFreePrivData)(RedisModuleCtx *ctx, void *privdata);
 typedef void (*RedisModuleTimerProc)(RedisModuleCtx *ctx, void *data);
 typedef uint64_t RedisModuleTimerID;
+/* Module file events on the server's own event loop (Redis 7.0): PL.SEND runs on them. */
+#define REDISMODULE_EVENTLOOP_READABLE 1
+#define REDISMODULE_EVENTLOOP_WRITABLE 2
+typedef void (*RedisModuleEventLoopFunc)(int fd, void *user_data, int mask);
 
 /* X(return type, name without the RedisModule_ prefix, parameter list) */
 #define PL_REDIS_API(X)                                                                          \
@@ -88,7 +92,12 @@ typedef uint64_t RedisModuleTimerID;
     X(int, GetSelectedDb, (RedisModuleCtx *))                                                    \
     X(int, SelectDb, (RedisModuleCtx *, int))                                                    \
     X(RedisModuleString *, CreateStringFromString, (RedisModuleCtx *, const RedisModuleString *)) \
-    X(RedisModuleTimerID, CreateTimer, (RedisModuleCtx *, long long, RedisModuleTimerProc, void *))
+    X(RedisModuleTimerID, CreateTimer, (RedisModuleCtx *, long long, RedisModuleTimerProc, void *)) \
+    X(int, StopTimer, (RedisModuleCtx *, RedisModuleTimerID, void **))                           \
+    X(RedisModuleCtx *, GetDetachedThreadSafeContext, (RedisModuleCtx *))                        \
+    X(void, FreeThreadSafeContext, (RedisModuleCtx *))                                           \
+    X(int, EventLoopAdd, (int, int, RedisModuleEventLoopFunc, void *))                           \
+    X(int, EventLoopDel, (int, int))
 
 #define PL_DECLARE_API(ret, name, params) extern ret(*RedisModule_##name) params;
 PL_REDIS_API(PL_DECLARE_API)

@@ -99,10 +99,10 @@ describe('PL.SEND', () => {
     expect(await cmd(from.client, 'PING')).toBe('PONG');
   });
 
-  it('sends the snapshot or says the source vanished, when the source is deleted meanwhile', async () => {
-    // The source is copied a 4 MiB piece per event-loop turn while the chunks go out: a DEL
-    // on another connection lands before, during or after that copy (which one is up to the
-    // scheduler). Every outcome is whole: the bytes as they were, or a clear error.
+  it('sends the source whole or says it vanished, when the source is deleted meanwhile', async () => {
+    // The source is read at each event-loop turn while the chunks go out: a DEL on another
+    // connection lands before, during or after the send (which one is up to the scheduler).
+    // Every outcome is whole: the bytes as they were, or a clear error, and the server lives.
     const n = 8 << 20;
     const doomed = randomTensor(n, 11);
     await cmd(from.client, 'PL.SET', 'doomed', bytes(doomed));
