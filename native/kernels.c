@@ -10,6 +10,7 @@
  */
 #include "kernels.h"
 
+#include <emmintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -34,6 +35,40 @@ size_t pl_first_nonfinite(const pl_f32 *x, size_t n) {
     for (size_t i = 0; i < n; i++) /* rare: find the first one */
         if ((w[i] & 0x7f800000u) == 0x7f800000u) return i;
     return n;
+}
+
+/* A destination tensor of at least this many bytes does not stay in the caches between
+ * rounds (and four servers share them): its copies go around them. */
+#define PL_STREAM_MIN_TENSOR ((size_t)16 << 20)
+/* Below this many bytes a copy is too short for the alignment work to pay. */
+#define PL_STREAM_MIN_COPY ((size_t)64 << 10)
+
+void pl_copy_into(pl_f32 *dst, const pl_f32 *src, size_t n, size_t dst_elements) {
+    size_t bytes = n * 4;
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    if (dst_elements * 4 < PL_STREAM_MIN_TENSOR || bytes < PL_STREAM_MIN_COPY) {
+        memcpy(d, s, bytes);
+        return;
+    }
+    size_t head = (16 - ((uintptr_t)d & 15)) & 15; /* streaming stores need 16-byte alignment */
+    memcpy(d, s, head);
+    d += head;
+    s += head;
+    bytes -= head;
+    size_t body = bytes & ~(size_t)63;
+    for (size_t i = 0; i < body; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32));
+        __m128i e = _mm_loadu_si128((const __m128i *)(s + i + 48));
+        _mm_stream_si128((__m128i *)(d + i), a);
+        _mm_stream_si128((__m128i *)(d + i + 16), b);
+        _mm_stream_si128((__m128i *)(d + i + 32), c);
+        _mm_stream_si128((__m128i *)(d + i + 48), e);
+    }
+    memcpy(d + body, s + body, bytes - body);
+    _mm_sfence(); /* the streamed bytes are visible before the command replies */
 }
 
 void pl_add(pl_f32 *dst, const pl_f32 *src, size_t n) {

@@ -19,6 +19,13 @@ typedef int64_t pl_i64 __attribute__((aligned(1), may_alias));
 /* Index of the first NaN or +-Inf among n floats, or n when all are finite. */
 size_t pl_first_nonfinite(const pl_f32 *x, size_t n);
 
+/* dst[i] = src[i] into a tensor of `dst_elements`. Into one far larger than the caches (a
+ * vector filled chunk by chunk), with non-temporal stores: ordinary ones read every
+ * destination line before writing it (read for ownership) and evict the server's working
+ * set. 1 MiB chunks into a 42.6 MB tensor copy in about two thirds of memcpy's time here.
+ * dst and src must not overlap. */
+void pl_copy_into(pl_f32 *dst, const pl_f32 *src, size_t n, size_t dst_elements);
+
 /* dst[i] += src[i] */
 void pl_add(pl_f32 *dst, const pl_f32 *src, size_t n);
 /* dst[i] = src[i] / d (dst may be src) */

@@ -283,7 +283,7 @@ static int cmd_setrange(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
                     offset + (long long)n, show(argv[1]).s, t.n);
     }
     pl_f32 *p = dma(t.key, REDISMODULE_WRITE);
-    memcpy((void *)(p + offset), (const void *)data, n * 4);
+    pl_copy_into(p + offset, data, n, t.n);
     close_key(&t.key);
     RedisModule_ReplicateVerbatim(ctx);
     return RedisModule_ReplyWithSimpleString(ctx, "OK");
@@ -334,7 +334,10 @@ static int cmd_copyrange(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
     }
     pl_f32 *d = dma(dst.key, REDISMODULE_WRITE);
     const pl_f32 *sp = same ? d : dma(src.key, REDISMODULE_READ);
-    memmove((void *)(d + doff), (const void *)(sp + soff), (size_t)count * 4);
+    if (same && doff < soff + count && soff < doff + count)
+        memmove((void *)(d + doff), (const void *)(sp + soff), (size_t)count * 4);
+    else
+        pl_copy_into(d + doff, sp + soff, (size_t)count, dst.n);
     if (!same) close_key(&dst.key);
     close_key(&src.key);
     RedisModule_ReplicateVerbatim(ctx);
@@ -1384,7 +1387,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         }
         pl_f32 *staged = slot >= 0 ? slot_data(ctx, sum_name, slot, (size_t)a.total)
                                    : take_slot(ctx, sum_name, free_slot, &a, id, att, &rec);
-        memcpy((void *)(staged + a.offset), (const void *)a.data, a.n * 4);
+        pl_copy_into(staged + a.offset, a.data, a.n, (size_t)a.total);
         rec.flags[a.index] = 1;
         rec.head.received++;
         size_t len;

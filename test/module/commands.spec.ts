@@ -64,6 +64,29 @@ describe('PL.SET, PL.GETRANGE, PL.SETRANGE, PL.ZEROS, PL.LEN', () => {
     expect((await getBytes(client, 'ca'))!.equals(bytes(self))).toBe(true);
   });
 
+  it('writes and copies slices too large for the caches exactly, at every offset modulo the store width', async () => {
+    // Into a tensor of 16 MiB or more, the module copies with streaming stores after an
+    // unaligned head: each offset below puts the destination at another alignment, and the
+    // lengths end mid-line.
+    const n = (1 << 22) + 64, big = randomTensor(n, 21);
+    await cmd(client, 'PL.ZEROS', 'lg', String(n + 40));
+    const ref = new Float32Array(n + 40);
+    for (const offset of [0, 1, 2, 3, 5]) {
+      const count = n - 17 * offset;
+      await cmd(client, 'PL.SETRANGE', 'lg', String(offset), bytes(big.subarray(0, count)));
+      ref.set(big.subarray(0, count), offset);
+      expect((await getBytes(client, 'lg'))!.equals(bytes(ref))).toBe(true);
+    }
+    // Within one tensor, ranges apart (streamed) and overlapping (moved).
+    const half = (n + 40) / 2;
+    await cmd(client, 'PL.COPYRANGE', 'lg', String(half + 3), 'lg', '1', String(half - 3));
+    ref.copyWithin(half + 3, 1, half - 2);
+    expect((await getBytes(client, 'lg'))!.equals(bytes(ref))).toBe(true);
+    await cmd(client, 'PL.COPYRANGE', 'lg', '7', 'lg', '0', String(n));
+    ref.copyWithin(7, 0, n);
+    expect((await getBytes(client, 'lg'))!.equals(bytes(ref))).toBe(true);
+  });
+
   it('creates zeros, also over a longer existing tensor', async () => {
     await cmd(client, 'PL.SET', 'z', bytes(randomTensor(500, 5)));
     await cmd(client, 'PL.ZEROS', 'z', '300');
