@@ -45,8 +45,8 @@
 #define SEND_DEFAULT_TIMEOUT_MS 60000LL
 #define SEND_MAX_TIMEOUT_MS (24LL * 3600 * 1000)
 #define SEND_MAX_HOST 255
-/* Bytes one writable event may write: about a millisecond of copying, so a send holds the
- * server no longer than one of its own PL.SETRANGE chunks arriving. */
+/* Bytes one writable event may write: about a millisecond of copying, as long as the server's
+ * other clients then wait (an event takes less when the socket is full sooner). */
 #define SEND_EVENT_BUDGET ((size_t)4 << 20)
 
 static int running_sends; /* the server's thread only */
