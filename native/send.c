@@ -395,7 +395,7 @@ static void send_free(RedisModuleCtx *ctx, void *privdata) {
 }
 
 /* An IPv4 or IPv6 address. Names are resolved by the caller: a resolver may block for
- * seconds, and the sending thread must keep to its deadline. */
+ * seconds, and the send runs on the server's own thread. */
 static int parse_host(RedisModuleCtx *ctx, RedisModuleString *arg, char *out) {
     size_t len;
     const char *p = RedisModule_StringPtrLen(arg, &len);
