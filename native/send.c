@@ -135,21 +135,25 @@ static void resp(resp_t *r, const struct iovec *parts, int count) {
     r->iov[r->n++] = (struct iovec){"\r\n", 2};
 }
 
+/* Drops the first `bytes` of an iovec array in place. */
+static void skip_bytes(struct iovec **iov, int *n, size_t bytes) {
+    while (*n > 0 && bytes >= (*iov)->iov_len) {
+        bytes -= (*iov)->iov_len;
+        (*iov)++;
+        (*n)--;
+    }
+    if (*n > 0) {
+        (*iov)->iov_base = (char *)(*iov)->iov_base + bytes;
+        (*iov)->iov_len -= bytes;
+    }
+}
+
 /* Writes what the socket takes of the command past its first j->written bytes: 1 when the
  * command is all out, 0 when the socket is full, -1 on a failure (recorded). */
 static int write_command(send_job *j, resp_t *r, size_t *budget) {
     struct iovec *iov = r->iov;
     int n = r->n;
-    size_t skip = j->written;
-    while (n > 0 && skip >= iov->iov_len) {
-        skip -= iov->iov_len;
-        iov++;
-        n--;
-    }
-    if (n > 0) {
-        iov->iov_base = (char *)iov->iov_base + skip;
-        iov->iov_len -= skip;
-    }
+    skip_bytes(&iov, &n, j->written);
     while (n > 0) {
         if (*budget == 0) return 0;
         struct msghdr m;
@@ -166,15 +170,7 @@ static int write_command(send_job *j, resp_t *r, size_t *budget) {
         size_t done = (size_t)w;
         j->written += done;
         *budget = done >= *budget ? 0 : *budget - done;
-        while (n > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
+        skip_bytes(&iov, &n, done);
     }
     j->written = 0;
     j->pending++;
