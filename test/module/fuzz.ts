@@ -36,6 +36,8 @@ async function populate(client: Client): Promise<Map<string, Buffer>> {
 }
 
 /** Valid commands on the fuzzed keys, to be mutated. */
+/** Stands for the fuzzed server's own port in a template. */
+const SELF_PORT = '<self-port>';
 const TEMPLATES: Arg[][] = [
   ['PL.ACCUM', 'fz:sum', 'fz:avg', 'b1', '3', T16, 'ROUND', '1'],
   ['PL.ACCUM', 'fz:sum', 'fz:avg', 'b2', '3', T8, 'OFFSET', '8', 'TOTAL', '16', 'ROUND', '1'],
@@ -59,6 +61,8 @@ const TEMPLATES: Arg[][] = [
   ['PL.SET', 'fz:g', T16],
   // port 1 on loopback: nothing listens, so a valid send fails at once ("cannot connect")
   ['PL.SEND', 'fz:p', '0', '16', '127.0.0.1', '1', 'fz:g', '0', 'TIMEOUT', '200'],
+  // the server itself (SELF_PORT is its port): the send's whole path on its own event loop
+  ['PL.SEND', 'fz:p', '0', '16', '127.0.0.1', SELF_PORT, 'fz:g2', '0', 'CHUNK', '4', 'TIMEOUT', '2000'],
 ];
 const COMMANDS = [...new Set(TEMPLATES.map((t) => String(t[0])))];
 const KEYS = ['fz:p', 'fz:g', 'fz:g2', 'fz:small', 'fz:h', 'fz:sum', 'fz:avg', 'fz:sum:ids', 'fz:sum:round', 'fz:v', 'fz:m', 'fz:step', 'fz:agg', 'fz:z', 'fz:psum', 'fz:pavg', 'fz:psum:ids', 'fz:psum:slot:0', 'fz:psum:slot:0:got', 'fz:psum:gone', 'fz:sum:slot:0', 'fz:sum:blocks', 'fz:psum:blocks', ''];
@@ -92,9 +96,11 @@ export async function fuzzModule(client: Client, count: number, seed: number): P
     return args;
   };
   const report: FuzzReport = { commands: 0, ok: 0, errors: 0, strange: [], bystandersIntact: true, usedMemoryBytes: 0 };
+  const selfPort = String((await client.configGet('port')).port);
+  const templates = TEMPLATES.map((t) => t.map((a) => (a === SELF_PORT ? selfPort : a)));
   for (let i = 0; i < count; i++) {
     const c = r();
-    const args = c < 0.5 ? mutate(pick(TEMPLATES)) : c < 0.6 ? [...pick(TEMPLATES)] : [pick(COMMANDS), ...Array.from({ length: Math.floor(r() * 11) }, value)];
+    const args = c < 0.5 ? mutate(pick(templates)) : c < 0.6 ? [...pick(templates)] : [pick(COMMANDS), ...Array.from({ length: Math.floor(r() * 11) }, value)];
     report.commands++;
     try {
       await client.sendCommand(args);

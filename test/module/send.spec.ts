@@ -99,6 +99,29 @@ describe('PL.SEND', () => {
     expect(await cmd(from.client, 'PING')).toBe('PONG');
   });
 
+  it('gives up at its timeout while the destination takes no more bytes, and the server goes on', async () => {
+    // A listener that accepts and never reads: the socket's buffers fill, the server waits for
+    // room on its event loop (serving others meanwhile), and the timeout ends the send.
+    const sockets: Socket[] = [];
+    const stuck: Server = createServer((s) => { sockets.push(s); s.pause(); });
+    await new Promise<void>((r) => stuck.listen(0, '127.0.0.1', r));
+    const lane = from.client.duplicate();
+    lane.on('error', () => {});
+    await lane.connect();
+    try {
+      const stuckPort = String((stuck.address() as { port: number }).port);
+      await cmd(from.client, 'PL.ZEROS', 'big', String(16 << 20)); // 64 MiB: far more than the buffers hold
+      const sending = errorOf(lane, 'PL.SEND', 'big', '0', String(16 << 20), '127.0.0.1', stuckPort, 'd', '0', 'TIMEOUT', '500');
+      expect(await cmd(from.client, 'PING')).toBe('PONG');
+      expect(await sending).toBe(`ERR peerless: PL.SEND to 127.0.0.1:${stuckPort}: timed out after 500 ms while sending`);
+    } finally {
+      await lane.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => stuck.close(() => r()));
+      await cmd(from.client, 'DEL', 'big');
+    }
+  });
+
   it('sends the source whole or says it vanished, when the source is deleted meanwhile', async () => {
     // The source is read at each event-loop turn while the chunks go out: a DEL on another
     // connection lands before, during or after the send (which one is up to the scheduler).
