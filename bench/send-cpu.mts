@@ -14,7 +14,22 @@ import { ensureModuleBuilt, MODULE_ENV } from '../src/cluster/module-path.ts';
 import { startRedisServer } from '../src/cluster/redis-server.ts';
 import { median } from './stats.ts';
 
+const USAGE = `usage: npx tsx bench/send-cpu.mts [--modules A.so,B.so] [--pairs 3] [--sends 10] [--params 11172810] [--chunk 262144] [--json]
+  The two servers' CPU per PL.SEND of one vector (INFO cpu around --sends sends), each module
+  build measured --pairs times, the builds alternating. Without --modules: the build setup made.`;
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+const VALUED = ['--modules', '--pairs', '--sends', '--params', '--chunk'];
+for (let i = 0; i < args.length; i++) {
+  if (VALUED.includes(args[i]!)) i++;
+  else if (args[i] !== '--json') {
+    process.stderr.write(`send-cpu: unknown option ${args[i]}\n${USAGE}\n`);
+    process.exit(2);
+  }
+}
 const option = (name: string, dflt: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1]! : dflt; };
 const modules = option('--modules', '').split(',').filter(Boolean);
 if (modules.length === 0) modules.push(ensureModuleBuilt());
