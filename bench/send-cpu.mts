@@ -9,6 +9,7 @@
  *
  * Without --modules, the build scripts/setup.sh made (or PEERLESS_MODULE).
  */
+import { existsSync } from 'node:fs';
 import { connectRedis, closeRedis, type Redis } from '../src/tensor/redis-client.ts';
 import { ensureModuleBuilt, MODULE_ENV } from '../src/cluster/module-path.ts';
 import { startRedisServer } from '../src/cluster/redis-server.ts';
@@ -33,6 +34,12 @@ for (let i = 0; i < args.length; i++) {
 const option = (name: string, dflt: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1]! : dflt; };
 const modules = option('--modules', '').split(',').filter(Boolean);
 if (modules.length === 0) modules.push(ensureModuleBuilt());
+for (const m of modules) {
+  if (!existsSync(m)) {
+    process.stderr.write(`send-cpu: no module build at ${m} (a peerless.so: make -C native builds native/build/peerless.so)\n`);
+    process.exit(2);
+  }
+}
 const pairs = Number(option('--pairs', '3')), sends = Number(option('--sends', '10'));
 const params = Number(option('--params', '11172810')), chunk = option('--chunk', '262144');
 for (const [name, v] of [['--pairs', pairs], ['--sends', sends], ['--params', params]] as const) {
