@@ -43,7 +43,10 @@ for (const m of modules) {
 const pairs = Number(option('--pairs', '3')), sends = Number(option('--sends', '10'));
 const params = Number(option('--params', '11172810')), chunk = option('--chunk', '262144');
 for (const [name, v] of [['--pairs', pairs], ['--sends', sends], ['--params', params]] as const) {
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} needs a whole number of at least 1, got ${option(name, '')}`);
+  if (!Number.isInteger(v) || v < 1) {
+    process.stderr.write(`send-cpu: ${name} needs a whole number of at least 1, got "${option(name, '')}"\n`);
+    process.exit(2);
+  }
 }
 
 /** The server process's CPU so far (user + system, all its threads), ms. */
