@@ -183,7 +183,7 @@ export class DirectSender {
    */
   async send(srcKey: string, srcOffset: number, count: number, route: DirectRoute, dstKey: string, dstOffset: number,
     o: TransferOptions & { timeoutMs?: number } = {}): Promise<number> {
-    // The module takes addresses only (a resolver could hold its thread past the deadline).
+    // The module takes addresses only (a resolver would block its server).
     const host = isIP(route.host) ? route.host : (await lookup(route.host).catch((err: NodeJS.ErrnoException) => {
       throw new Error(`PL.SEND: cannot connect to ${route.host}:${route.port} (cannot resolve the host: ${err.code ?? err.message})`);
     })).address;
