@@ -35,9 +35,9 @@ async function populate(client: Client): Promise<Map<string, Buffer>> {
   return bystanders;
 }
 
-/** Valid commands on the fuzzed keys, to be mutated. */
 /** Stands for the fuzzed server's own port in a template. */
 const SELF_PORT = '<self-port>';
+/** Valid commands on the fuzzed keys, to be mutated. */
 const TEMPLATES: Arg[][] = [
   ['PL.ACCUM', 'fz:sum', 'fz:avg', 'b1', '3', T16, 'ROUND', '1'],
   ['PL.ACCUM', 'fz:sum', 'fz:avg', 'b2', '3', T8, 'OFFSET', '8', 'TOTAL', '16', 'ROUND', '1'],
