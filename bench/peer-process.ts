@@ -20,10 +20,12 @@ export interface PeerProcess {
   stderr(): string;
   /**
    * Resolves with the first stderr line (past or future) matching `pattern`: how tests wait
-   * for an event of the peer. Rejects when the process ends first, or after `boundMs` (a
-   * bound against hanging, never an assertion about speed).
+   * for an event of the peer. With `from` (a length of stderr taken earlier), only lines
+   * printed after it count: an event that may also have happened before (a drop, a join)
+   * is then this one. Rejects when the process ends first, or after `boundMs` (a bound
+   * against hanging, never an assertion about speed).
    */
-  line(pattern: RegExp, boundMs?: number): Promise<string>;
+  line(pattern: RegExp, boundMs?: number, from?: number): Promise<string>;
   kill(signal?: NodeJS.Signals): void;
 }
 
@@ -42,10 +44,11 @@ export interface CliRun {
   stderr(): string;
   /**
    * Resolves with the first stderr line (past or future) matching `pattern`: how tests wait
-   * for an event of the process. Rejects when the process ends first, or after `boundMs` (a
-   * bound against hanging, never an assertion about speed).
+   * for an event of the process. With `from` (a length of stderr), only what was printed
+   * after it. Rejects when the process ends first, or after `boundMs` (a bound against
+   * hanging, never an assertion about speed).
    */
-  line(pattern: RegExp, boundMs?: number): Promise<string>;
+  line(pattern: RegExp, boundMs?: number, from?: number): Promise<string>;
 }
 
 /** Runs `peerless ARGS` (bin/peerless.js); `wrapper` runs it under a command (`ip netns exec NS`). */
@@ -63,10 +66,10 @@ export function spawnCli(args: string[], env: Record<string, string> = {}, wrapp
   });
   const id = args.indexOf('--id');
   const name = id >= 0 ? `${args[0]} ${args[id + 1]}` : args[0];
-  const line = (pattern: RegExp, boundMs = 180_000) => new Promise<string>((resolve, reject) => {
+  const line = (pattern: RegExp, boundMs = 180_000, from = 0) => new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => done(new Error(`${name}: no line matching ${pattern} within ${boundMs / 1000} s:\n${err}`)), boundMs);
     const check = () => {
-      const hit = err.split('\n').find((l) => pattern.test(l));
+      const hit = err.slice(from).split('\n').find((l) => pattern.test(l));
       if (hit !== undefined) done(null, hit);
       else if (exited) done(new Error(`${name} ended before a line matching ${pattern}:\n${err}`));
     };

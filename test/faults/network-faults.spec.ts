@@ -78,10 +78,10 @@ async function scenario(at: (step: string) => void): Promise<void> {
   // Cut off, p2 may learn it is no longer in a majority and ask to rejoin before the heal (the
   // order varies with the machine's pace): its log is read from the cut on.
   const p2 = peers[2]!;
-  const mark = p2.stderr().length;
+  const mark = p2.stderr().length, seen = peers[0]!.stderr().length;
   l.partition(2);
   at('p0 dropping p2, cut off');
-  await peers[0]!.line(/p2 dropped from round/);
+  await peers[0]!.line(/p2 dropped from round/, undefined, seen);
   const leftAt = (await record('p2')).leftAt!;
   await untilRound(0, leftAt + 2);
   l.heal(2);

@@ -68,9 +68,10 @@ async function pauseP2UntilDropped(): Promise<void> {
   joiner(2);
   const from = await joined(2);
   await untilRound(2, from + 2);
+  const seen = peers[0].stderr().length; // this drop, not one an earlier slow round caused
   peers[2].child.kill('SIGSTOP');
   // The others drop it at their deadline and go on (an event in p0's log).
-  await peers[0].line(/p2 dropped from round/);
+  await peers[0].line(/p2 dropped from round/, undefined, seen);
 }
 
 async function stopAndCollect() {
@@ -116,11 +117,12 @@ describe('a network of peer processes', () => {
     joiner(2);
     const from = await joined(2);
     await untilRound(2, from + 3);
+    const seen = peers[0].stderr().length;
     peers[2].kill('SIGKILL');
     await peers[2].outcome;
     const killedAt = await round(2);
-    // The survivors drop it (an event in their log), go on without it, then stop cleanly.
-    await peers[0].line(/p2 dropped from round/);
+    // The survivors drop it (an event in their log from the kill on), go on without it, then stop cleanly.
+    await peers[0].line(/p2 dropped from round/, undefined, seen);
     const leftAt = (await record(0, 'p2')).leftAt!;
     await untilRound(0, leftAt + 2);
     const [a, b] = await stopAndCollect();
