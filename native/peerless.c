@@ -859,12 +859,13 @@ static void withdraw_attempts(RedisModuleCtx *ctx, RedisModuleString *sum, Redis
  * peerless:averaged: what the round's state machine waits for. */
 /* The average's round into "<avg>:round" (when it has one), and its name published: the
  * peer's round goes on. */
-static void announce_average(RedisModuleCtx *ctx, RedisModuleString *avg_name, long long round) {
+static void announce_average(RedisModuleCtx *ctx, RedisModuleString *avg_name, long long round, int publish) {
     if (round >= 0) {
         RedisModuleString *avg_round = suffixed(ctx, avg_name, ":round");
         write_round(ctx, avg_round, round);
         RedisModule_FreeString(ctx, avg_round);
     }
+    if (!publish) return;
     RedisModuleString *channel = RedisModule_CreateString(ctx, AVERAGED_CHANNEL, strlen(AVERAGED_CHANNEL));
     RedisModule_PublishMessage(ctx, channel, avg_name);
     RedisModule_FreeString(ctx, channel);
@@ -879,6 +880,12 @@ static void announce_average(RedisModuleCtx *ctx, RedisModuleString *avg_name, l
  * written, a command on its sum (PL.ACCUM, PL.PUSH, PL.CLOSE) first finishes it, so the sum
  * never changes under it. A sum or average changed behind the module's back (deleted,
  * resized, another round) drops the job unannounced: the peer then sees no average.
+ *
+ * Only a live server's own clients wait: a command replayed from the AOF, or sent by a
+ * master, writes its average at once, since the commands after it (a copy of the average,
+ * the update) come in the same stream and timers do not fire while Redis loads. And a
+ * snapshot (BGSAVE, an AOF rewrite, a replica's sync, SAVE) finishes every job first, in the
+ * process that writes it, so that no file holds half an average and no announcement.
  */
 #define FINISH_PIECE ((size_t)1 << 20) /* elements, a multiple of PL_SUM_BLOCK */
 
@@ -917,7 +924,7 @@ static long long held_round(RedisModuleCtx *ctx, RedisModuleString *sum) {
 
 /* Writes the job's next piece; returns 1 while pieces are left, 0 once it is announced or
  * dropped. */
-static int finish_piece(RedisModuleCtx *ctx, finish_job *j) {
+static int finish_piece(RedisModuleCtx *ctx, finish_job *j, int publish) {
     RedisModuleKey *sum = RedisModule_OpenKey(ctx, j->sum, REDISMODULE_READ | REDISMODULE_WRITE);
     RedisModuleKey *avg = RedisModule_OpenKey(ctx, j->avg, REDISMODULE_READ | REDISMODULE_WRITE);
     int intact = RedisModule_KeyType(sum) == REDISMODULE_KEYTYPE_STRING &&
@@ -941,13 +948,13 @@ static int finish_piece(RedisModuleCtx *ctx, finish_job *j) {
     }
     RedisModule_CloseKey(sum);
     RedisModule_CloseKey(avg);
-    if (intact && !more) announce_average(ctx, j->avg, j->round);
+    if (intact && !more) announce_average(ctx, j->avg, j->round, publish);
     return more;
 }
 
 static void finish_tick(RedisModuleCtx *ctx, void *data) {
     finish_job *j = data;
-    if (!j->done && finish_piece(ctx, j)) {
+    if (!j->done && finish_piece(ctx, j, 1)) {
         RedisModule_CreateTimer(ctx, 0, finish_tick, j);
         return;
     }
@@ -959,10 +966,27 @@ static void finish_tick(RedisModuleCtx *ctx, void *data) {
 static void finish_now(RedisModuleCtx *ctx, RedisModuleString *sum) {
     for (finish_job *j = finishing; j; j = j->later) {
         if (name_cmp(j->sum, sum) != 0) continue;
-        while (finish_piece(ctx, j)) {}
+        while (finish_piece(ctx, j, 1)) {}
         unlink_job(j);
         j->done = 1; /* its pending tick frees it */
         return;
+    }
+}
+
+/* A snapshot is about to be written: every average still in pieces is finished first. In a
+ * forked child (the subevents without SYNC) this writes the child's copy only, and nothing
+ * is published: the server itself still finishes and announces its jobs tick by tick. */
+static void finish_before_snapshot(RedisModuleCtx *ctx, RedisModuleEvent e, uint64_t sub, void *data) {
+    (void)e, (void)data;
+    int forked = sub == REDISMODULE_SUBEVENT_PERSISTENCE_RDB_START || sub == REDISMODULE_SUBEVENT_PERSISTENCE_AOF_START;
+    if (!forked && sub != REDISMODULE_SUBEVENT_PERSISTENCE_SYNC_RDB_START &&
+        sub != REDISMODULE_SUBEVENT_PERSISTENCE_SYNC_AOF_START)
+        return;
+    while (finishing) {
+        finish_job *j = finishing;
+        while (finish_piece(ctx, j, !forked)) {}
+        unlink_job(j);
+        j->done = 1; /* its pending tick frees it (a child exits without ticking) */
     }
 }
 
@@ -972,11 +996,12 @@ static void write_average(RedisModuleCtx *ctx, RedisModuleKey *avg, RedisModuleS
                           RedisModuleString *sum_name, block_map *m, pl_i64 *hi, pl_i64 *lo,
                           size_t total, long long count, long long round) {
     pl_f32 *out = resize(avg, total, 0);
-    finish_job *j = total > FINISH_PIECE ? RedisModule_Alloc(sizeof *j) : NULL;
+    int replayed = RedisModule_GetContextFlags(ctx) & (REDISMODULE_CTX_FLAGS_LOADING | REDISMODULE_CTX_FLAGS_REPLICATED);
+    finish_job *j = total > FINISH_PIECE && !replayed ? RedisModule_Alloc(sizeof *j) : NULL;
     if (!j) {
         settle_blocks(m, hi, lo);
         pl_fix_mean(out, hi, lo, total, count);
-        announce_average(ctx, avg_name, round);
+        announce_average(ctx, avg_name, round, 1);
         return;
     }
     *j = (finish_job){RedisModule_CreateStringFromString(NULL, sum_name),
@@ -2135,5 +2160,8 @@ __attribute__((visibility("default"))) int RedisModule_OnLoad(RedisModuleCtx *ct
             set_key_specs(ctx, c) != REDISMODULE_OK)
             return REDISMODULE_ERR;
     }
+    RedisModuleEvent persistence = {REDISMODULE_EVENT_PERSISTENCE, 1};
+    if (RedisModule_SubscribeToServerEvent(ctx, persistence, finish_before_snapshot) != REDISMODULE_OK)
+        return REDISMODULE_ERR;
     return REDISMODULE_OK;
 }

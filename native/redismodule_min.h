@@ -51,6 +51,22 @@ typedef uint64_t RedisModuleTimerID;
 #define REDISMODULE_EVENTLOOP_WRITABLE 2
 typedef void (*RedisModuleEventLoopFunc)(int fd, void *user_data, int mask);
 
+/* RedisModule_GetContextFlags(): a command replayed from the AOF, or sent by a master. */
+#define REDISMODULE_CTX_FLAGS_REPLICATED (1 << 12)
+#define REDISMODULE_CTX_FLAGS_LOADING (1 << 13)
+
+/* Server events: a snapshot about to be written (in the process that writes it). */
+typedef struct RedisModuleEvent {
+    uint64_t id;
+    uint64_t dataver;
+} RedisModuleEvent;
+typedef void (*RedisModuleEventCallback)(RedisModuleCtx *ctx, RedisModuleEvent eid, uint64_t subevent, void *data);
+#define REDISMODULE_EVENT_PERSISTENCE 1
+#define REDISMODULE_SUBEVENT_PERSISTENCE_RDB_START 0      /* a forked child: BGSAVE, replication */
+#define REDISMODULE_SUBEVENT_PERSISTENCE_AOF_START 1      /* a forked child: AOF rewrite */
+#define REDISMODULE_SUBEVENT_PERSISTENCE_SYNC_RDB_START 2 /* the server itself: SAVE, shutdown */
+#define REDISMODULE_SUBEVENT_PERSISTENCE_SYNC_AOF_START 5 /* the server itself */
+
 /* X(return type, name without the RedisModule_ prefix, parameter list) */
 #define PL_REDIS_API(X)                                                                          \
     X(int, CreateCommand, (RedisModuleCtx *, const char *, RedisModuleCmdFunc, const char *,     \
@@ -97,7 +113,9 @@ typedef void (*RedisModuleEventLoopFunc)(int fd, void *user_data, int mask);
     X(RedisModuleCtx *, GetDetachedThreadSafeContext, (RedisModuleCtx *))                        \
     X(void, FreeThreadSafeContext, (RedisModuleCtx *))                                           \
     X(int, EventLoopAdd, (int, int, RedisModuleEventLoopFunc, void *))                           \
-    X(int, EventLoopDel, (int, int))
+    X(int, EventLoopDel, (int, int))                                                             \
+    X(int, GetContextFlags, (RedisModuleCtx *))                                                  \
+    X(int, SubscribeToServerEvent, (RedisModuleCtx *, RedisModuleEvent, RedisModuleEventCallback))
 
 #define PL_DECLARE_API(ret, name, params) extern ret(*RedisModule_##name) params;
 PL_REDIS_API(PL_DECLARE_API)
