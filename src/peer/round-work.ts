@@ -95,8 +95,6 @@ export class RoundRunner implements RoundWork {
   private sums = accumulation(0, false);
   /** The next round's gradients, under way while this round ends (see computeAhead). */
   private ahead?: Ahead;
-  /** A round whose gradients computed ahead were thrown away: it sums them again in fresh keys. */
-  private redoRound: number | null = null;
   /** This peer's recent gradient call times: when a call is slow enough to hedge. */
   private readonly callTimes = new CallTimes();
 
@@ -196,7 +194,8 @@ export class RoundRunner implements RoundWork {
     const ahead = this.ahead?.round === round ? this.ahead : undefined;
     if (ahead) this.ahead = undefined;
     else this.abandonAhead(); // another round's: not this one's gradients
-    this.sums = ahead ? accumulation(round, false) : accumulation(round, this.redoRound === round);
+    // A round whose gradients computed ahead were thrown away sums them again in fresh keys.
+    this.sums = accumulation(round, !ahead && (await this.d.local.exists(K.redo(round))) > 0);
     const r = await (ahead?.result ?? this.computeRound(round, this.sums)).catch(async (err: unknown) => {
       if (err instanceof DroppedError) await this.announceSittingOut(round);
       throw err;
@@ -325,12 +324,11 @@ export class RoundRunner implements RoundWork {
     });
     if (r.left) this.leftNetwork = true;
     if (r.repaired) {
-      // The gradients computed ahead started from the parameters the repair replaced.
+      // The gradients computed ahead started from the parameters the repair replaced. The
+      // marker goes first: a peer restarted after the repair finds it (see compute).
+      await this.d.local.set(K.redo(round + 1), '1');
       const next = this.abandonAhead();
-      if (next !== null) {
-        this.redoRound = next;
-        this.d.log(`round ${round}: the gradients of round ${next} computed ahead were on the repaired parameters; computing them again`);
-      }
+      if (next !== null) this.d.log(`round ${round}: the gradients of round ${next} computed ahead were on the repaired parameters; computing them again`);
     }
     Object.assign(this.metrics, { checksum: r.checksum, repaired: r.repaired, dropped: r.dropped, waitMs: this.metrics.waitMs + r.waitMs });
     this.metrics.verifyMs = performance.now() - t;

@@ -42,4 +42,32 @@ describe('gradients computed ahead', () => {
     expect(p1.logs.some((l) => /round 3: the gradients of round 4 computed ahead were on the repaired parameters/.test(l))).toBe(true);
     expect(faulty.checksums).toEqual(clean.checksums);
   });
+
+  it('are still computed again when the peer restarts between the repair and its next round', async () => {
+    const clean = await run();
+    // p01's parameters go wrong before its update of round 3, as above; the agreement repairs
+    // them, and p01 stops for good just before round 4's compute (the hook never returns).
+    // Its gradients of round 4, started on the wrong parameters, are in its Redis.
+    let stopped!: () => void;
+    const atRound4 = new Promise<void>((resolve) => { stopped = resolve; });
+    const peers = await network().foundingGroup(2, (i) => (i !== 1 ? {} : {
+      beforePhase: async (phase, round) => {
+        if (phase === 'updating' && round === 3) await network().clients[1].setRange(K.params, 0, Buffer.from(new Float32Array([12345]).buffer));
+        if (phase === 'computing' && round === 4) { stopped(); await new Promise(() => {}); }
+      },
+    }));
+    await atRound4;
+    const [p0, first] = peers;
+    expect(first.rounds.find((m) => m.round === 3)?.repaired).toBe(true);
+    await first.peer.close();
+
+    // A new process on the same Redis resumes round 4: it must not count those gradients.
+    const again = await network().makePeer(1, 2, 'founding-group');
+    await network().start(again);
+    const outcomes = await Promise.all([p0.outcome!, again.outcome!]);
+    await network().close([p0, again]);
+    for (const [i, o] of outcomes.entries()) expect(o.state, `${o.error} ${[p0, again][i].logs.join('\n')}`).toBe('done');
+    expect(again.logs.some((l) => /resumed at round 4/.test(l)), again.logs.join('\n')).toBe(true);
+    expect(outcomes.map((o) => o.checksum)).toEqual(clean.checksums);
+  });
 });

@@ -51,6 +51,11 @@ export const K = {
   gradAvg: (r: number, redo = false) => `g:${r % 2}${redo ? ':redo' : ''}:avg`,
   /** The round whose average `gradAvg` holds, written by the module when it is complete. */
   gradAvgRound: (r: number, redo = false) => `g:${r % 2}${redo ? ':redo' : ''}:avg:round`,
+  /**
+   * Marker: round r's gradients computed ahead were thrown away (a repair), so the round sums
+   * them in the redo set. In the database, so that a peer restarted before the round still knows.
+   */
+  redo: (r: number) => `r:${r}:redo`,
   /** Marker: a peer's whole average arrived (exchange "all"). */
   from: (r: number, peer: string) => `r:${r}:from:${peer}`,
   /** Marker: a peer's slice of its average arrived at the slice's owner (exchange "sharded"). */
