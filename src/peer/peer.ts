@@ -11,7 +11,7 @@ import { Inbox } from './net/inbox.ts';
 import { K } from './net/keys.ts';
 import { PeerLinks } from './net/links.ts';
 import { Membership, type MemberRecord } from './net/membership.ts';
-import { startRoundActor, type RoundActor } from './round-machine.ts';
+import { createRoundActor, type RoundActor } from './round-machine.ts';
 import { RoundRunner, rerunFunctionDeadline } from './round-work.ts';
 import { copyTrainingState } from './net/state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
@@ -486,9 +486,9 @@ export class Peer extends EventEmitter {
       beforePhase: this.opts.beforePhase,
       rerun: this.aloneRetries.round >= 0 ? { ...this.aloneRetries } : undefined,
     });
-    const actor = startRoundActor(this.runner, this.startRound, this.plan.config.checkEvery);
+    const actor = createRoundActor(this.runner, this.startRound, this.plan.config.checkEvery);
     this.actor = actor;
-    return new Promise((resolve) => {
+    const ended = new Promise<'done' | 'left' | 'failed'>((resolve) => {
       const sub = actor.subscribe((snap) => {
         const status = this.status();
         // A failed machine's end is not the peer's: run() decides whether it goes on (and says
@@ -503,6 +503,8 @@ export class Peer extends EventEmitter {
         }
       });
     });
+    actor.start();
+    return ended;
   }
 
   /**

@@ -47,6 +47,15 @@ describe('round state machine', () => {
     expect(calls[0]).toBe('5:prepare');
   });
 
+  it('started past the round limit (a run resumed after it ended), it runs nothing and ends at the last round', async () => {
+    const { calls, work } = recorder({ limit: 6 });
+    const actor = startRoundActor(work, 6, 10);
+    await toPromise(actor);
+    expect(calls).toEqual([]);
+    expect(actor.getSnapshot().value).toBe('done');
+    expect(actor.getSnapshot().context).toMatchObject({ round: 5, stopReason: 'limit' });
+  });
+
   it('ends in failed with the error of the failing phase', async () => {
     const { calls, work } = recorder({ failAt: '2:exchange' });
     const actor = startRoundActor(work, 0, 10);

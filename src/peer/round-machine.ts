@@ -53,7 +53,7 @@ const errorMessage = (e: unknown) => (e instanceof Error ? e.message : String(e)
 
 /**
  * The per-peer round state machine (XState v5):
- * preparing -> computing -> averaging -> exchanging -> aggregating -> updating -> verifying
+ * (starting: done at once when a limit ended the round before) preparing -> computing -> averaging -> exchanging -> aggregating -> updating -> verifying
  * -> (every `checkEvery` rounds) checking -> next round, or done. A failure in any phase
  * ends in `failed` with the error; after LEAVE, the peer says so in its next round report
  * and ends when that round's view leaves it out.
@@ -95,13 +95,25 @@ export function createRoundMachine(work: RoundWork) {
       shouldStop: ({ context }) => context.stopReason !== null,
       // LEAVE only asks: the peer is gone once the round's view left it out.
       isLeaving: () => work.left(),
+      isPastLimit: ({ context }) => context.round > 0 && work.limitReached(context.round - 1) !== null,
     },
   }).createMachine({
     id: 'round',
     context: ({ input }) => ({ round: input.round, checkEvery: input.checkEvery, stopReason: null, leaving: false, error: null, errorName: null }),
-    initial: 'preparing',
+    initial: 'starting',
     on: { LEAVE: { actions: assign({ leaving: true }) } },
     states: {
+      // A peer resumed after the run's last round (killed while it ended, say) has nothing to
+      // run: it ends as the run did, at its last round, instead of training one round more.
+      starting: {
+        always: [
+          {
+            guard: 'isPastLimit', target: 'done',
+            actions: assign(({ context }) => ({ round: context.round - 1, stopReason: work.limitReached(context.round - 1) })),
+          },
+          { target: 'preparing' },
+        ],
+      },
       preparing: { invoke: { src: 'prepare', input: roundInput, onDone: 'computing', onError: fail } },
       computing: { invoke: { src: 'compute', input: roundInput, onDone: 'averaging', onError: fail } },
       averaging: { invoke: { src: 'average', input: roundInput, onDone: 'exchanging', onError: fail } },
@@ -142,9 +154,15 @@ export function createRoundMachine(work: RoundWork) {
 export type RoundMachine = ReturnType<typeof createRoundMachine>;
 export type RoundActor = Actor<RoundMachine>;
 
-/** Starts the machine at `round` (a resumed peer starts at the round its marker names). */
+/**
+ * The machine at `round` (a resumed peer starts at the round its marker names), not started:
+ * subscribe first, since a machine with nothing to run is done as it starts.
+ */
+export function createRoundActor(work: RoundWork, round: number, checkEvery: number): RoundActor {
+  return createActor(createRoundMachine(work), { input: { round, checkEvery } });
+}
+
+/** The machine at `round`, started. */
 export function startRoundActor(work: RoundWork, round: number, checkEvery: number): RoundActor {
-  const actor = createActor(createRoundMachine(work), { input: { round, checkEvery } });
-  actor.start();
-  return actor;
+  return createRoundActor(work, round, checkEvery).start();
 }

@@ -237,4 +237,21 @@ describe('a local cluster of peers', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('a run resumed after its last round runs no round more, and ends as it did', async () => {
+    // A SIGKILL can land after the last update, while the run ends: the resumed run once
+    // trained one round past the limit and ended with another checksum.
+    const dataDir = mkdtempSync(join(tmpdir(), 'peerless-resume-'));
+    try {
+      const config = parseTrainingConfig({ ...base, maxRounds: 3, checkEvery: 1000, validationSize: 0 });
+      const a = await runLocalCluster({ peers: 2, config, platform: platformOf(), dataDir });
+      expect(a.stopReason).toMatch(/round limit 3/);
+      const rounds: RoundMetrics[] = [];
+      const b = await runLocalCluster({ peers: 2, config, platform: platformOf(), dataDir, resume: true, onRound: (m) => rounds.push(m) });
+      expect(rounds).toEqual([]);
+      expect(b).toMatchObject({ rounds: a.rounds, stopReason: a.stopReason, identical: true, checksums: a.checksums });
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });
