@@ -87,7 +87,12 @@ export async function admit(local: Redis, joiner: Redis, req: JoinRequest, view:
   if (stopAt !== null) tx.set(K.stopAt, stopAt);
   else tx.del(K.stopAt);
   await tx.exec();
-  await new Membership(joiner).applyView(view);
+  // The records of the round that just ended come first: the joiner then knows its members as
+  // every other peer does, also those the view drops (exchange 'sharded-step' finds the slices
+  // of the optimizer state by them).
+  const joining = new Membership(joiner);
+  for (const m of await new Membership(local).activeAt(view.round - 1)) await joining.put(m);
+  await joining.applyView(view);
   await sendAdmission(joiner, { nonce: req.nonce, round: view.round });
 }
 
