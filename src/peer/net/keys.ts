@@ -34,6 +34,14 @@ export const K = {
   adamM: 'opt:m',
   adamV: 'opt:v',
   adamStep: 'opt:step',
+  /**
+   * Exchange 'sharded-step': the members (ids, in order) whose slices the optimizer state
+   * above is laid out for. Each peer keeps the state of its own slice only; when the members
+   * change, it fetches its new slice's state from the previous owners (optimizer-slices.ts).
+   */
+  optimizerLayout: 'opt:layout',
+  /** Where the update moves the parameters it replaces (a key swap, within one MULTI). */
+  paramsSwap: 'model:params:swap',
   heartbeat: (id: string) => `peerless:heartbeat:${id}`,
   /** Join requests waiting for the coordinator (a list of JSON requests). */
   joinRequests: 'peerless:join-requests',
@@ -74,6 +82,13 @@ export const K = {
   },
   /** The aggregate of every peer's average, the update's gradient (a recycled buffer). */
   aggregate: (r: number) => `s:${r % 2}:agg`,
+  /**
+   * Exchange 'sharded-step': the round's new parameters, each slice written by its owner after
+   * its optimizer step (a recycled buffer; the update swaps it with the parameters).
+   */
+  nextParams: (r: number) => `s:${r % 2}:next`,
+  /** Marker: this peer took the optimizer step on its own slice of round r (exchange 'sharded-step'). */
+  stepped: (r: number) => `r:${r}:stepped`,
   /**
    * Marker: a member none of whose gradients arrived sits the round out (it rejoins). The
    * others stop waiting for its average, and count it toward the round's quorum: it will not

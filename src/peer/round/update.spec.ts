@@ -4,7 +4,7 @@ import type { OptimizerConfig } from '../../config/training.ts';
 import { adamCommand, call, InDbTensorStore, sgdCommand } from '../../tensor/in-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
 import { K } from '../net/keys.ts';
-import { applyUpdate, UPDATE_PIECE } from './update.ts';
+import { applyUpdate, installGathered, stepSlice, UPDATE_PIECE } from './update.ts';
 
 /** A vector long enough to be updated in pieces (three), with batch-norm slots at the end. */
 const LENGTH = 2 * UPDATE_PIECE + 300_007;
@@ -94,5 +94,46 @@ describe('the update phase in pieces', () => {
       expect(await same(K.adamV, 'w:v')).toBe(true);
       expect(await local.get(K.adamStep)).toBe('3');
     }
+  });
+});
+
+describe("exchange 'sharded-step': the owner's step on its slice, then the swap", () => {
+  it.each<OptimizerConfig>([
+    { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 1e-4, nesterov: false },
+    { kind: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, decoupled: true },
+  ])('steps the slice once across a crash halfway and a second call, and the swap installs the round: $kind', async (o) => {
+    await local.flushAll();
+    const params = random(LENGTH, 1);
+    await store.set(K.params, params);
+    await store.set('w:params', params);
+    // This peer owns the elements from inside the first piece to the end (statistics included);
+    // the rest comes from "another owner": here, the reference's bytes.
+    const slice = { offset: 123_457, count: LENGTH - 123_457 };
+    for (const round of [0, 1, 2]) {
+      await store.set(K.aggregate(round), random(LENGTH, 10 + round, 0.01));
+      await store.zeros(K.nextParams(round), LENGTH);
+      await wholeStep(o, round);
+      const u = { peer: 'p0', round, local, optimizer: o, lr: o.lr, model };
+      const outside = async () => Buffer.from((await store.getRange(K.params, 0, slice.offset)).buffer);
+      const before = await outside();
+      if (round === 1) await expect(stepSlice({ ...u, local: crashingAt(2) }, slice)).rejects.toThrow('connection lost');
+      await stepSlice(u, slice);
+      await stepSlice(u, slice); // taken once: a second call changes nothing
+      // Outside the slice the parameters are untouched until the swap.
+      expect((await outside()).equals(before)).toBe(true);
+      await call(local, ['PL.COPYRANGE', K.nextParams(round), String(slice.offset), K.params, String(slice.offset), String(slice.count)]);
+      await call(local, ['PL.COPYRANGE', K.nextParams(round), '0', 'w:params', '0', String(slice.offset)]);
+      expect(await installGathered(u)).toBe(true);
+      expect(await installGathered(u)).toBe(false);
+      expect(await local.get(K.round)).toBe(String(round + 1));
+      expect(await same(K.params, 'w:params')).toBe(true);
+      expect(await local.exists([K.updatePlan(round), K.updatedPieces(round), K.stepped(round), K.paramsSwap])).toBe(0);
+    }
+    // The optimizer state of the slice is the whole step's.
+    for (const [mine, ref] of o.kind === 'sgd' ? [[K.velocity, 'w:velocity']] : [[K.adamM, 'w:m'], [K.adamV, 'w:v']]) {
+      const a = await store.getRange(mine, slice.offset, slice.count), b = await store.getRange(ref, slice.offset, slice.count);
+      expect(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))).toBe(true);
+    }
+    if (o.kind === 'adam') expect(await local.get(K.adamStep)).toBe('3');
   });
 });

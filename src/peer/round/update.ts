@@ -44,19 +44,77 @@ export async function applyUpdate(x: UpdateInput): Promise<boolean> {
     await exec(x, [step(x, agg), ...copyStats, ['SET', K.round, String(x.round + 1)]]);
     return true;
   }
-  const plan = await decideStep(x);
-  const done = (await call<Buffer | null>(x.local, ['GET', K.updatedPieces(x.round)], true)) ?? Buffer.alloc(0);
   // Over the whole vector, as the one-command step is (its statistics slots are then overwritten).
-  for (const [j, piece] of chunks(length, UPDATE_PIECE).entries()) {
-    if (bitIsSet(done, j)) continue;
-    const range = ['RANGE', String(piece.offset), String(piece.count), ...(x.optimizer.kind === 'sgd' ? (plan.first ? ['FIRST'] : []) : ['STEP', String(plan.step)])];
-    await exec(x, [[...step(x, agg), ...range], ['SETBIT', K.updatedPieces(x.round), String(j), '1']]);
-  }
+  const plan = await stepPieces(x, { offset: 0, count: length });
   await exec(x, [
     ...copyStats,
     ...(x.optimizer.kind === 'adam' ? [['SET', K.adamStep, String(plan.step)]] : []),
     ['SET', K.round, String(x.round + 1)],
     ['DEL', K.updatePlan(x.round), K.updatedPieces(x.round)],
+  ]);
+  return true;
+}
+
+/** Elements [offset, offset + count) of the vector. */
+export interface Slice {
+  offset: number;
+  count: number;
+}
+
+/**
+ * Takes the round's step on `slice` in pieces, each applied in one MULTI with its bit in
+ * `updatedPieces` (numbered within the slice), skipping those a run before a restart applied.
+ */
+async function stepPieces(x: UpdateInput, slice: Slice): Promise<StepPlan> {
+  const plan = await decideStep(x);
+  const agg = K.aggregate(x.round);
+  const done = (await call<Buffer | null>(x.local, ['GET', K.updatedPieces(x.round)], true)) ?? Buffer.alloc(0);
+  for (const [j, piece] of chunks(slice.count, UPDATE_PIECE).entries()) {
+    if (bitIsSet(done, j)) continue;
+    const range = ['RANGE', String(slice.offset + piece.offset), String(piece.count), ...(x.optimizer.kind === 'sgd' ? (plan.first ? ['FIRST'] : []) : ['STEP', String(plan.step)])];
+    await exec(x, [[...step(x, agg), ...range], ['SETBIT', K.updatedPieces(x.round), String(j), '1']]);
+  }
+  return plan;
+}
+
+/**
+ * Exchange 'sharded-step', at the owner of `slice` (ZeRO's first stage): the optimizer step on
+ * that slice only, from the slice's aggregate (at its place in `K.aggregate`), exactly once
+ * even when the peer restarts halfway (marker `K.stepped`). The parameters outside the slice
+ * and the optimizer state outside it are not touched: the other owners step theirs, and the
+ * update then installs every slice (installGathered). The batch-norm statistics in the slice
+ * take the aggregated values, as in the whole update.
+ */
+export async function stepSlice(x: UpdateInput, slice: Slice): Promise<void> {
+  if ((await x.local.exists(K.stepped(x.round))) > 0) return;
+  await stepPieces(x, slice);
+  const from = Math.max(slice.offset, x.model.trainable), to = slice.offset + slice.count;
+  const agg = K.aggregate(x.round);
+  const copyStats = from < to ? [['PL.COPYRANGE', K.params, String(from), agg, String(from), String(to - from)]] : [];
+  await exec(x, [...copyStats, ['SET', K.stepped(x.round), '1']]);
+}
+
+/**
+ * Exchange 'sharded-step', at every peer: the round's new parameters, gathered from every
+ * slice's owner into `K.nextParams`, become the parameters, in one MULTI with the round
+ * marker. A swap of the two keys, not a copy: the replaced parameters become the buffer the
+ * round after next gathers into, so nothing is allocated. Returns false when the round's
+ * update was already applied.
+ */
+export async function installGathered(x: UpdateInput): Promise<boolean> {
+  if (Number((await x.local.get(K.round)) ?? 0) > x.round) return false;
+  const next = K.nextParams(x.round);
+  if (Number(await x.local.strLen(next)) !== x.model.length * 4) throw new Error(`peer ${x.peer}: round ${x.round}'s gathered parameters are missing`);
+  // Adam's step count, as the own slice's step decided it (every member steps a slice).
+  const plan = await x.local.get(K.updatePlan(x.round));
+  const adamStep = x.optimizer.kind === 'adam' && plan !== null ? [['SET', K.adamStep, String((JSON.parse(plan) as StepPlan).step)]] : [];
+  await exec(x, [
+    ['RENAME', K.params, K.paramsSwap],
+    ['RENAME', next, K.params],
+    ['RENAME', K.paramsSwap, next],
+    ...adamStep,
+    ['SET', K.round, String(x.round + 1)],
+    ['DEL', K.updatePlan(x.round), K.updatedPieces(x.round), K.stepped(x.round)],
   ]);
   return true;
 }
@@ -69,18 +127,23 @@ function step(x: UpdateInput, agg: string): string[] {
     : adamCommand(K.params, agg, K.adamM, K.adamV, K.adamStep, { ...o, lr: x.lr });
 }
 
+interface StepPlan {
+  first: boolean;
+  step: number;
+}
+
 /**
  * The step this round's pieces take, decided before the first piece and kept (SET NX), so a
  * restart halfway finds the same one: Adam's step count, and whether it is SGD's first step
  * (no velocity yet: v = g'). The optimizer state is then allocated at full size, once.
  */
-async function decideStep(x: UpdateInput): Promise<{ first: boolean; step: number }> {
+async function decideStep(x: UpdateInput): Promise<StepPlan> {
   const adam = x.optimizer.kind === 'adam';
   const decided = adam
     ? { first: false, step: Number((await x.local.get(K.adamStep)) ?? 0) + 1 }
     : { first: !(await x.local.exists(K.velocity)), step: 0 };
   await x.local.set(K.updatePlan(x.round), JSON.stringify(decided), { NX: true });
-  const plan = JSON.parse((await x.local.get(K.updatePlan(x.round)))!) as { first: boolean; step: number };
+  const plan = JSON.parse((await x.local.get(K.updatePlan(x.round)))!) as StepPlan;
   for (const key of adam ? [K.adamM, K.adamV] : [K.velocity]) await ensureTensor(x.local, key, x.model.length);
   return plan;
 }
