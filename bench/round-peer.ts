@@ -4,6 +4,7 @@
  * in chunks, as a gradient function does. Messages: 'started' once it joined, then one
  * { round } per round, then 'finished' (or { error }).
  */
+import type { Exchange } from '../src/config/training.ts';
 import { parentPort, workerData } from 'node:worker_threads';
 import { parseTrainingConfig } from '../src/config/training.ts';
 import { MNIST_SPEC } from '../src/data/spec.ts';
@@ -22,7 +23,7 @@ export interface RoundPeerData {
   peers: number;
   length: number;
   writers: number;
-  exchange: 'all' | 'sharded';
+  exchange: Exchange;
   transfer: 'direct' | 'relay';
   rounds: number;
   /** The founder's URL for the others; undefined for the founder. */

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import type { Exchange } from '../src/config/training.ts';
 import { fileURLToPath } from 'node:url';
 import { createServer, connect as tcpConnect, type AddressInfo } from 'node:net';
 import { freePort, startRedisServer, type RedisServer } from '../src/cluster/redis-server.ts';
@@ -22,7 +23,7 @@ import { median } from './stats.ts';
  */
 export interface RoundBenchOptions {
   peerCounts: number[];
-  exchanges: ('all' | 'sharded')[];
+  exchanges: Exchange[];
   /** How averages travel between the peers' Redis servers, each its own row. */
   transfers: ('direct' | 'relay')[];
   /** Elements of the vector (default: ResNet-18's). */
@@ -38,7 +39,7 @@ export interface RoundBenchOptions {
 
 export interface RoundRow {
   peers: number;
-  exchange: 'all' | 'sharded';
+  exchange: Exchange;
   transfer: 'direct' | 'relay';
   /** From the first writer's first byte to the peer's average being ready, per gradient (median over peers and rounds). */
   ingestMsPerGradient: number;
@@ -217,7 +218,7 @@ async function wireUnderLoad(o: RoundBenchOptions, n: number): Promise<number> {
   }
 }
 
-async function runNetwork(o: RoundBenchOptions, n: number, exchange: 'all' | 'sharded', transfer: 'direct' | 'relay'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'wireMsSingleStream' | 'ingestVsWire'>> {
+async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, transfer: 'direct' | 'relay'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'wireMsSingleStream' | 'ingestVsWire'>> {
   const warm = 2;
   const servers: RedisServer[] = [];
   const clients: Redis[] = [];

@@ -3,6 +3,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EXCHANGES, type Exchange } from '../config/training.ts';
 import type { PlatformChoice } from '../platform/index.ts';
 import { parseShard } from './parse.ts';
 import { addTrainingOptions, ROUNDS_HELP } from './training-flags.ts';
@@ -22,6 +23,11 @@ const int = (name: string, min = 1) => (v: string): number => {
   return n;
 };
 const intList = (name: string) => (v: string): number[] => v.split(',').map((x) => int(name)(x.trim()));
+const exchangeList = (v: string): Exchange[] => v.split(',').map((x) => {
+  const e = x.trim();
+  if (!(EXCHANGES as readonly string[]).includes(e)) throw new InvalidArgumentError(`unknown exchange "${e}": choose from ${EXCHANGES.join(', ')}`);
+  return e as Exchange;
+});
 
 function addPlatformOptions(cmd: Command): Command {
   return cmd
@@ -345,12 +351,12 @@ bench
   .option('--json', 'print one JSON document on stdout instead of the table')
   .addOption(new Option('--params <n>', 'elements of the vector (default: ResNet-18\'s 11,172,810)').argParser(int('--params')))
   .addOption(new Option('--peer-counts <list>', 'comma-separated peer counts (default 4,8,12)').argParser(intList('--peer-counts')))
-  .addOption(new Option('--exchange <mode>', 'exchange to run').choices(['all', 'sharded', 'both']).default('both'))
+  .addOption(new Option('--exchange <list>', `comma-separated exchanges to run side by side: ${EXCHANGES.join(', ')} (default: all three)`).argParser(exchangeList))
   .addOption(new Option('--transfer <how>', 'how averages travel between Redis servers: direct (PL.SEND), relay (through the peer), or both side by side').choices(['direct', 'relay', 'both']).default('both'))
   .addOption(new Option('--writers <n>', 'gradients pushed per peer per round (default 4)').argParser(int('--writers')))
   .addOption(new Option('--rounds <n>', 'measured rounds after 2 warm-up (default 10)').argParser(int('--rounds')))
   .option('--no-allreduce', 'skip the gloo all-reduce')
-  .addHelpText('after', '\nExamples:\n  peerless bench round --quick\n  peerless bench round --peer-counts 4 --exchange sharded --json > round.json')
+  .addHelpText('after', '\nExamples:\n  peerless bench round --quick\n  peerless bench round --peer-counts 4 --exchange sharded,sharded-step --json > round.json')
   .action(async (o) => { await (await import('./commands/bench-round.ts')).benchRound(o); });
 
 bench

@@ -7,6 +7,10 @@ const ZOO = ['cnn', 'vgg11', 'resnet18', 'densenet121', 'mlp'];
  * The training configuration every peer of a network shares. The founding peer stores it in
  * its Redis; joiners read it from there, so a network never runs with two configurations.
  */
+/** How peers exchange their averages (see `exchange` below). */
+export const EXCHANGES = ['all', 'sharded', 'sharded-step'] as const;
+export type Exchange = (typeof EXCHANGES)[number];
+
 export const OptimizerSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sgd'),
@@ -91,7 +95,13 @@ export const TrainingConfigSchema = z
      * needs more than 2f+2, a trimmed mean more than 2k): 'none' fails the round instead.
      */
     fallbackAggregation: z.enum(['median', 'mean', 'none']).default('median'),
-    exchange: z.enum(['all', 'sharded']).default('all'),
+    /**
+     * How peers exchange their averages: 'all' (each sends its whole average to every other,
+     * the original work's), 'sharded' (reduce-scatter, then all-gather of the aggregate) or
+     * 'sharded-step' (reduce-scatter, each slice's owner takes the optimizer step on it alone,
+     * then all-gather of the parameters: ZeRO's first stage). All three give the same bytes.
+     */
+    exchange: z.enum(EXCHANGES).default('all'),
     /** Convergence check every N rounds (the original work: 10). */
     checkEvery: z.number().int().positive().max(100_000).default(10),
     /** Stop once validation accuracy reaches this (0-1; 1 = never early). */
@@ -136,7 +146,7 @@ export const TrainingConfigSchema = z
     checkpoint: z.enum(['auto', 'on', 'off']).default('auto'),
   })
   .superRefine((c, ctx) => {
-    if (c.exchange === 'sharded' && c.aggregation.rule === 'krum') {
+    if (c.exchange !== 'all' && c.aggregation.rule === 'krum') {
       ctx.addIssue({ code: 'custom', path: ['exchange'], message: 'sharded exchange needs a coordinate-wise aggregation rule (mean, median, trimmed); Multi-Krum needs whole vectors: use exchange "all"' });
     }
     if (c.aggregation.rule === 'krum' && c.aggregation.select < 1) {

@@ -7,14 +7,15 @@ import { withoutCredentials, type Redis } from '../tensor/redis-client.ts';
 import { ensureTensor, type DirectSender } from '../tensor/transfer.ts';
 import { forwardJoinRequests } from './net/admission.ts';
 import { DroppedError, whoSatOut } from './net/agreement.ts';
-import { exchangeAll, exchangeSharded, waitForMembers, type ExchangeInput, type SendResult } from './round/exchange.ts';
+import { exchangeAll, exchangeSharded, exchangeShardedStep, waitForMembers, type ExchangeInput, type SendResult } from './round/exchange.ts';
 import type { Inbox } from './net/inbox.ts';
 import { K } from './net/keys.ts';
 import type { PeerLinks } from './net/links.ts';
 import type { Membership, MemberRecord } from './net/membership.ts';
 import { gradientEvent } from './events.ts';
 import { computeGradients, type ComputeResult } from './round/compute.ts';
-import { applyUpdate } from './round/update.ts';
+import { applyUpdate, installGathered, stepSlice, type UpdateInput } from './round/update.ts';
+import { reshardOptimizerState } from './net/optimizer-slices.ts';
 import { checkConvergence } from './round/evaluate.ts';
 import { verifyRound } from './round/verify.ts';
 import type { NetworkPlan } from './plan.ts';
@@ -134,7 +135,17 @@ export class RoundRunner implements RoundWork {
       store: this.d.store,
       links: this.d.links,
       inbox: this.d.inbox,
+      stepSlice: (slice) => stepSlice(this.updateInput(round), slice),
     };
+  }
+
+  private updateInput(round: number): UpdateInput {
+    return { peer: this.d.id, round, local: this.d.local, optimizer: this.config.optimizer, lr: this.metrics.lr, model: this.d.model };
+  }
+
+  /** Whether each member owns a slice of the exchange (reduce-scatter then all-gather). */
+  private get sharded(): boolean {
+    return this.config.exchange !== 'all';
   }
 
   async prepare(round: number): Promise<void> {
@@ -156,7 +167,16 @@ export class RoundRunner implements RoundWork {
     }
     await this.collectGarbage(round - 2);
     // The exchange's buffers are recycled: this allocates only on the first rounds.
-    if (this.config.exchange === 'sharded') await ensureTensor(this.d.local, K.aggregate(round), this.d.model.length);
+    if (this.sharded) await ensureTensor(this.d.local, K.aggregate(round), this.d.model.length);
+    if (this.config.exchange === 'sharded-step') {
+      await ensureTensor(this.d.local, K.nextParams(round), this.d.model.length);
+      const moved = await reshardOptimizerState({
+        round, me: this.d.id, members: this.members, before: round > 0 ? await this.d.membership.activeAt(round - 1) : [],
+        length: this.d.model.length, optimizer: this.config.optimizer, local: this.d.local, links: this.d.links,
+        deadlineMs: this.config.deadlineMs, chunkElements: this.chunkElements, log: this.d.log,
+      });
+      if (moved && moved.fetched + moved.lost > 0) this.d.log(`round ${round}: the members changed; fetched the optimizer state of ${moved.fetched} elements of this peer's slice from their previous owners${moved.lost > 0 ? `, ${moved.lost} lost` : ''}`);
+    }
     this.metrics = {
       peer: this.d.id, round, epoch: Math.floor(round / this.d.plan.roundsPerEpoch), members: this.members.map((m) => m.id),
       loss: NaN, accuracy: NaN, samples: 0, lr: learningRate(this.config, round, this.totalRounds),
@@ -221,7 +241,7 @@ export class RoundRunner implements RoundWork {
     // and admits them at its end, rather than every one of them waiting to rejoin through
     // another (peer.ts).
     if (this.members[0]?.id !== this.d.id || others.length === 0) return;
-    const sent = (id: string) => (this.config.exchange === 'sharded' ? K.part(round, this.d.id, id) : K.from(round, id));
+    const sent = (id: string) => (this.sharded ? K.part(round, this.d.id, id) : K.from(round, id));
     const x = { round, deadlineMs: this.config.deadlineMs, local: this.d.local, inbox: this.d.inbox };
     await waitForMembers(x, others.map((m) => ({ id: m.id, key: sent(m.id) })));
   }
@@ -281,7 +301,7 @@ export class RoundRunner implements RoundWork {
   }
 
   private get mode() {
-    return this.config.exchange === 'sharded' ? exchangeSharded : exchangeAll;
+    return { all: exchangeAll, sharded: exchangeSharded, 'sharded-step': exchangeShardedStep }[this.config.exchange];
   }
 
   async exchange(round: number): Promise<void> {
@@ -306,7 +326,8 @@ export class RoundRunner implements RoundWork {
   /** The update phase (round/update.ts): the optimizer step inside the database. */
   async update(round: number): Promise<void> {
     const t = performance.now();
-    const applied = await applyUpdate({ peer: this.d.id, round, local: this.d.local, optimizer: this.config.optimizer, lr: this.metrics.lr, model: this.d.model });
+    // Exchange 'sharded-step': the owners took the steps; the update installs what they gathered.
+    const applied = await (this.config.exchange === 'sharded-step' ? installGathered : applyUpdate)(this.updateInput(round));
     this.computeAhead(round + 1);
     if (!applied) return;
     this.metrics.updateMs = performance.now() - t;

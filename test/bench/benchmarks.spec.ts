@@ -71,8 +71,8 @@ describe('benchmark runners', () => {
   });
 
   it('round: real peers run rounds on pushed gradients; a row per exchange and transfer, with the wire figure', async () => {
-    const r = await runRoundBench({ peerCounts: [3], exchanges: ['all', 'sharded'], transfers: ['direct', 'relay'], length: 60_001, writers: 2, rounds: 2, allreduce: false });
-    expect(r.rows.map((x) => [x.peers, x.exchange, x.transfer])).toEqual([[3, 'all', 'direct'], [3, 'all', 'relay'], [3, 'sharded', 'direct'], [3, 'sharded', 'relay']]);
+    const r = await runRoundBench({ peerCounts: [3], exchanges: ['all', 'sharded', 'sharded-step'], transfers: ['direct', 'relay'], length: 60_001, writers: 2, rounds: 2, allreduce: false });
+    expect(r.rows.map((x) => [x.peers, x.exchange, x.transfer])).toEqual([[3, 'all', 'direct'], [3, 'all', 'relay'], [3, 'sharded', 'direct'], [3, 'sharded', 'relay'], [3, 'sharded-step', 'direct'], [3, 'sharded-step', 'relay']]);
     for (const row of r.rows) {
       for (const k of ['ingestMsPerGradient', 'roundMs', 'wireMsPerVector'] as const) expect(row[k]).toBeGreaterThan(0);
       expect(row.allreduceMs).toBeNull();

@@ -179,12 +179,16 @@ describe('a local cluster of peers', () => {
     expect(loss(Math.max(...rounds.map((m) => m.round)))).toBeLessThan(loss(0));
   });
 
-  it('exchange "all" and "sharded" give byte-identical parameters', async () => {
+  it('exchange "all", "sharded" and "sharded-step" give byte-identical parameters', async () => {
     const over = { maxRounds: 6, checkEvery: 100, validationSize: 0 } as const;
     const all = await run(3, { ...over, exchange: 'all' });
     const sharded = await run(3, { ...over, exchange: 'sharded' });
-    expect(all.summary.identical && sharded.summary.identical).toBe(true);
+    // Each owner steps its slice alone (Adam's moments sharded): the same bytes.
+    const step = await run(3, { ...over, exchange: 'sharded-step' });
+    expect(all.summary.identical && sharded.summary.identical && step.summary.identical).toBe(true);
     expect(sharded.summary.checksums[0]).toBe(all.summary.checksums[0]);
+    expect(step.summary.checksums[0]).toBe(all.summary.checksums[0]);
+    expect(step.rounds.some((m) => m.repaired)).toBe(false);
     // Sharded: each peer receives 2(N-1)/N of the vector per round instead of N-1 vectors.
     const vector = all.summary.parameters * 4;
     const perRound = (rs: RoundMetrics[]) => rs.reduce((s, m) => s + m.bytesReceived, 0) / rs.length;

@@ -1,3 +1,4 @@
+import { EXCHANGES, type Exchange } from '../../config/training.ts';
 import { RESNET18_PARAMS, runRoundBench, type RoundReport } from '../../../bench/round.ts';
 import { formatBytes, formatMs, table } from '../format.ts';
 import { progressBar } from '../progress.ts';
@@ -7,7 +8,8 @@ export interface RoundCliOptions {
   json?: boolean;
   params?: number;
   peerCounts?: number[];
-  exchange?: 'all' | 'sharded' | 'both';
+  /** Exchanges to run side by side (default: every one). */
+  exchange?: Exchange[];
   transfer?: 'direct' | 'relay' | 'both';
   writers?: number;
   rounds?: number;
@@ -22,7 +24,7 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
   const bar = progressBar(!o.json, 'round');
   const report = await runRoundBench({
     peerCounts: o.peerCounts ?? (o.quick ? [4] : [4, 8, 12]),
-    exchanges: o.exchange === 'all' || o.exchange === 'sharded' ? [o.exchange] : ['all', 'sharded'],
+    exchanges: o.exchange ?? [...EXCHANGES],
     transfers: o.transfer === 'direct' || o.transfer === 'relay' ? [o.transfer] : ['direct', 'relay'],
     length,
     writers: o.writers ?? 4,

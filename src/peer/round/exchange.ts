@@ -28,10 +28,12 @@ export interface ExchangeInput {
   store: InDbTensorStore;
   links: PeerLinks;
   inbox: Inbox;
+  /** Exchange 'sharded-step': the optimizer step on this peer's own slice (update.ts, stepSlice). */
+  stepSlice?: (slice: { offset: number; count: number }) => Promise<void>;
 }
 
 export interface ExchangeResult extends SendResult {
-  /** Key of the aggregated gradient in this peer's Redis. */
+  /** Key of the aggregated gradient in this peer's Redis (of the new parameters, for 'sharded-step'). */
   aggregateKey: string;
   aggregateMs: number;
 }
@@ -288,45 +290,88 @@ export const exchangeSharded: ExchangeMode = {
   },
 
   async aggregate(x, sent) {
-    const ranges = sliceRanges(x.length, x.members.length);
-    const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
+    const { mine, reducedKey, aggregateMs } = await reduceOwnSlice(x, sent);
     const aggregateKey = K.aggregate(x.round);
-    const t = performance.now();
-    const reducedKey = K.slot.reduced(x.round, x.me.id);
-    const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
-    await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.slot.part(x.round, x.me.id, id)), rule, mine.count);
-    let aggregateMs = performance.now() - t;
-
-    // All-gather: this peer's reduced slice goes into every member's aggregate (read once,
-    // written to all), then a marker.
-    const receivers = x.members.filter((m) => m.id !== x.me.id && sent.contributors.includes(m.id));
+    // All-gather: this peer's reduced slice goes into every member's aggregate.
     await copyRange(x.local, reducedKey, 0, mine.count, aggregateKey, mine.offset);
-    await x.local.set(K.gathered(x.round, x.me.id), '1');
-    const gatheredTo = await fanOut(x, reducedKey, 0, mine.count, receivers.map((member) => ({ member, key: aggregateKey, offset: mine.offset })));
-    await Promise.allSettled(gatheredTo.map((m) => mark(x, m.url, K.gathered(x.round, x.me.id))));
-    const bytesSent = sent.bytesSent + gatheredTo.length * mine.count * 4;
-
-    const t0 = performance.now();
-    const gathered = await waitForMembers(x, x.members.map((m) => ({ id: m.id, key: K.gathered(x.round, m.id) })));
-    const waitMs = sent.waitMs + performance.now() - t0;
-    let bytesReceived = sent.bytesReceived;
-    const missing = new Set(sent.missing);
-    for (const [j, m] of x.members.entries()) {
-      if (m.id === x.me.id) continue;
-      if (gathered.present.includes(K.gathered(x.round, m.id))) { bytesReceived += ranges[j].count * 4; continue; }
-      missing.add(m.id);
-      const t1 = performance.now();
-      await copyRange(x.local, x.averageKey, ranges[j].offset, ranges[j].count, aggregateKey, ranges[j].offset);
-      aggregateMs += performance.now() - t1;
-    }
-    return {
-      aggregateKey,
-      contributors: sent.contributors.filter((id) => !missing.has(id)),
-      missing: [...missing],
-      bytesSent,
-      bytesReceived,
-      waitMs,
-      aggregateMs,
-    };
+    return allGather(x, sent, aggregateMs, { key: aggregateKey, source: { key: reducedKey, offset: 0 }, fallback: x.averageKey });
   },
 };
+
+/**
+ * Exchange "sharded-step": reduce-scatter, then each owner takes the optimizer step on its
+ * slice only (ZeRO's first stage) and all-gathers the new parameters instead of the aggregate.
+ * The step over the whole vector at every peer becomes a step over 1/N of it at each, and the
+ * bytes equal those of "all" and "sharded" (the step is element-wise). The optimizer state is
+ * then sharded too: each peer keeps its slice's (optimizer-slices.ts moves it when the members
+ * change). The update installs the gathered parameters (update.ts, installGathered).
+ *
+ * A missing owner's slice keeps this peer's current parameters (no step); the round's
+ * agreement then repairs the peers that differ from the coordinator.
+ */
+export const exchangeShardedStep: ExchangeMode = {
+  send: exchangeSharded.send,
+
+  async aggregate(x, sent) {
+    if (!x.stepSlice) throw new Error('exchange sharded-step needs the optimizer step of a slice');
+    const { mine, reducedKey, aggregateMs } = await reduceOwnSlice(x, sent);
+    const t = performance.now();
+    // The step reads its gradient at the parameters' offsets.
+    await copyRange(x.local, reducedKey, 0, mine.count, K.aggregate(x.round), mine.offset);
+    await x.stepSlice(mine);
+    const next = K.nextParams(x.round);
+    await copyRange(x.local, K.params, mine.offset, mine.count, next, mine.offset);
+    const stepMs = performance.now() - t;
+    return allGather(x, sent, aggregateMs + stepMs, { key: next, source: { key: next, offset: mine.offset }, fallback: K.params });
+  },
+};
+
+/** The owner's part of a sharded exchange: its slice of every contributor's average, aggregated. */
+async function reduceOwnSlice(x: ExchangeInput, sent: SendResult): Promise<{ mine: { offset: number; count: number }; reducedKey: string; aggregateMs: number }> {
+  const ranges = sliceRanges(x.length, x.members.length);
+  const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
+  const t = performance.now();
+  const reducedKey = K.slot.reduced(x.round, x.me.id);
+  const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
+  await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.slot.part(x.round, x.me.id, id)), rule, mine.count);
+  return { mine, reducedKey, aggregateMs: performance.now() - t };
+}
+
+/**
+ * The all-gather of a sharded exchange: this peer's slice of `to.key`, already in place here,
+ * goes from `to.source` into every other member's `to.key` (read once, written to all), then a
+ * marker; the other owners' slices arrive the same way. A slice whose owner missed the deadline
+ * is taken from this peer's `to.fallback` instead.
+ */
+async function allGather(x: ExchangeInput, sent: SendResult, aggregateMs: number, to: { key: string; source: { key: string; offset: number }; fallback: string }): Promise<ExchangeResult> {
+  const ranges = sliceRanges(x.length, x.members.length);
+  const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
+  const receivers = x.members.filter((m) => m.id !== x.me.id && sent.contributors.includes(m.id));
+  await x.local.set(K.gathered(x.round, x.me.id), '1');
+  const gatheredTo = await fanOut(x, to.source.key, to.source.offset, mine.count, receivers.map((member) => ({ member, key: to.key, offset: mine.offset })));
+  await Promise.allSettled(gatheredTo.map((m) => mark(x, m.url, K.gathered(x.round, x.me.id))));
+  const bytesSent = sent.bytesSent + gatheredTo.length * mine.count * 4;
+
+  const t0 = performance.now();
+  const gathered = await waitForMembers(x, x.members.map((m) => ({ id: m.id, key: K.gathered(x.round, m.id) })));
+  const waitMs = sent.waitMs + performance.now() - t0;
+  let bytesReceived = sent.bytesReceived;
+  const missing = new Set(sent.missing);
+  for (const [j, m] of x.members.entries()) {
+    if (m.id === x.me.id) continue;
+    if (gathered.present.includes(K.gathered(x.round, m.id))) { bytesReceived += ranges[j].count * 4; continue; }
+    missing.add(m.id);
+    const t1 = performance.now();
+    await copyRange(x.local, to.fallback, ranges[j].offset, ranges[j].count, to.key, ranges[j].offset);
+    aggregateMs += performance.now() - t1;
+  }
+  return {
+    aggregateKey: to.key,
+    contributors: sent.contributors.filter((id) => !missing.has(id)),
+    missing: [...missing],
+    bytesSent,
+    bytesReceived,
+    waitMs,
+    aggregateMs,
+  };
+}

@@ -1,0 +1,77 @@
+import type { OptimizerConfig } from '../../config/training.ts';
+import type { Redis } from '../../tensor/redis-client.ts';
+import { ensureTensor, streamTensor, writeChunks } from '../../tensor/transfer.ts';
+import { sliceRanges } from '../round/exchange.ts';
+import { K } from './keys.ts';
+import type { PeerLinks } from './links.ts';
+import type { MemberRecord } from './membership.ts';
+
+/** The optimizer's tensors, which exchange 'sharded-step' keeps one slice of at each peer. */
+export function optimizerTensors(o: OptimizerConfig): string[] {
+  return o.kind === 'adam' ? [K.adamM, K.adamV] : [K.velocity];
+}
+
+export interface ReshardInput {
+  round: number;
+  me: string;
+  /** The round's members, in canonical order: the new owners. */
+  members: MemberRecord[];
+  /** The round before's members: the owners whose slices the optimizer state is in. */
+  before: MemberRecord[];
+  length: number;
+  optimizer: OptimizerConfig;
+  local: Redis;
+  links: PeerLinks;
+  deadlineMs: number;
+  chunkElements: number;
+  log(msg: string): void;
+}
+
+export interface ReshardResult {
+  /** Elements of this peer's new slice fetched from their previous owners (per tensor). */
+  fetched: number;
+  /** Elements whose previous owner could not be reached: their state starts again from zero. */
+  lost: number;
+}
+
+/**
+ * Exchange 'sharded-step' keeps the optimizer state of a slice only at the slice's owner. When a
+ * round's members differ from those the state is laid out for (`K.optimizerLayout`), this peer
+ * fetches the state of its new slice from the previous owners, range by range, into its own
+ * full-size tensors at the same offsets. A previous owner that cannot be reached (it died, or
+ * left and took its Redis) loses its part: those elements restart from zero state (momentum 0,
+ * Adam's moments 0), said in the log. The layout is recorded last, so a restart halfway fetches
+ * again from sources that did not change (each previous owner now writes only its own new slice,
+ * disjoint from this one).
+ */
+export async function reshardOptimizerState(x: ReshardInput): Promise<ReshardResult | null> {
+  const layout = JSON.stringify(x.members.map((m) => m.id));
+  if ((await x.local.get(K.optimizerLayout)) === layout) return null;
+  const tensors = optimizerTensors(x.optimizer);
+  const result: ReshardResult = { fetched: 0, lost: 0 };
+  const index = x.members.findIndex((m) => m.id === x.me);
+  // Before the first round there is no state to move: the first step creates it.
+  if (index >= 0 && x.before.length > 0) {
+    const mine = sliceRanges(x.length, x.members.length)[index];
+    for (const key of tensors) await ensureTensor(x.local, key, x.length);
+    const previous = sliceRanges(x.length, x.before.length);
+    for (const [j, owner] of x.before.entries()) {
+      const from = Math.max(mine.offset, previous[j].offset);
+      const to = Math.min(mine.offset + mine.count, previous[j].offset + previous[j].count);
+      if (from >= to || owner.id === x.me) continue; // nothing of it, or already here at its offsets
+      try {
+        await x.links.timed((async () => {
+          const c = await x.links.client(owner.url);
+          for (const key of tensors) await streamTensor(c, key, from, to - from, x.local, key, from, { chunkElements: x.chunkElements });
+        })(), x.deadlineMs, owner.url);
+        result.fetched += to - from;
+      } catch (err) {
+        x.log(`round ${x.round}: the optimizer state of elements ${from}-${to - 1} was lost with ${owner.id} (${(err as Error).message}); it starts again from zero`);
+        for (const key of tensors) await writeChunks(x.local, key, from, new Float32Array(to - from), { chunkElements: x.chunkElements });
+        result.lost += to - from;
+      }
+    }
+  }
+  await x.local.set(K.optimizerLayout, layout);
+  return result;
+}

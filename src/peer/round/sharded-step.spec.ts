@@ -1,0 +1,170 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRedisServer, type RedisServer } from '../../cluster/redis-server.ts';
+import type { OptimizerConfig } from '../../config/training.ts';
+import { adamCommand, call, InDbTensorStore, sgdCommand } from '../../tensor/in-db.ts';
+import { meanInOrder } from '../../tensor/reference.ts';
+import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
+import { DirectSender } from '../../tensor/transfer.ts';
+import { Inbox } from '../net/inbox.ts';
+import { K } from '../net/keys.ts';
+import { PeerLinks } from '../net/links.ts';
+import type { MemberRecord } from '../net/membership.ts';
+import { optimizerTensors, reshardOptimizerState } from '../net/optimizer-slices.ts';
+import { exchangeShardedStep, sliceRanges, type ExchangeInput } from './exchange.ts';
+import { installGathered, stepSlice, UPDATE_PIECE, type UpdateInput } from './update.ts';
+
+/**
+ * Exchange 'sharded-step' (ZeRO's first stage) between three real peers: each owner steps its
+ * own slice and all-gathers the parameters. Checked against one peer taking the whole step on
+ * the mean of the same averages: the bytes must be the same, round after round, also after the
+ * members change and the optimizer state moves to the new owners.
+ */
+const N = 3;
+// Longer than an update piece, not a multiple of 2 or 3: slices that cut pieces unevenly.
+const LENGTH = UPDATE_PIECE + 100_003;
+const TRAINABLE = LENGTH - 77; // batch-norm statistics at the end: copied, not stepped
+const model = { length: LENGTH, trainable: TRAINABLE };
+let servers: RedisServer[];
+let clients: Redis[];
+let inboxes: Inbox[];
+let links: PeerLinks[];
+let senders: DirectSender[];
+let members: MemberRecord[];
+
+function random(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) { s = (s * 1664525 + 1013904223) >>> 0; out[i] = (s / 2 ** 32 - 0.5) * 2; }
+  return out;
+}
+
+beforeAll(async () => {
+  servers = await Promise.all(Array.from({ length: N }, () => startRedisServer()));
+  clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
+  inboxes = clients.map((c) => new Inbox(c));
+  await Promise.all(inboxes.map((i) => i.start()));
+  links = servers.map(() => new PeerLinks());
+  senders = servers.map((s) => new DirectSender({ url: s.url }));
+  members = servers.map((s, i) => ({ id: `p${i}`, url: s.url, fromRound: 0 }));
+});
+
+afterAll(async () => {
+  await Promise.all(inboxes.map((i) => i.stop()));
+  await Promise.all(links.map((l) => l.close()));
+  await Promise.all(senders.map((d) => d.close()));
+  await Promise.all(clients.map(closeRedis));
+  await Promise.all(servers.map((s) => s.stop()));
+});
+
+const store = (i: number) => new InDbTensorStore(clients[i]);
+
+/** The reference, in p0's Redis under "ref:" keys: the whole step on the mean, as exchange "all" takes it. */
+async function referenceStep(o: OptimizerConfig, round: number, averages: Float32Array[]): Promise<void> {
+  await store(0).set('ref:agg', meanInOrder(averages));
+  await call(clients[0], o.kind === 'sgd'
+    ? sgdCommand('ref:params', 'ref:agg', 'ref:velocity', o)
+    : adamCommand('ref:params', 'ref:agg', 'ref:m', 'ref:v', 'ref:step', o));
+  await call(clients[0], ['PL.COPYRANGE', 'ref:params', String(TRAINABLE), 'ref:agg', String(TRAINABLE), String(LENGTH - TRAINABLE)]);
+}
+
+/** One round of the given members (indices into `members`), each with its own average. */
+async function round(o: OptimizerConfig, r: number, who: number[]): Promise<void> {
+  const part = who.map((i) => members[i]);
+  const averages = who.map((i) => random(LENGTH, 1000 * r + i));
+  const said: string[] = [];
+  await Promise.all(who.map(async (i, k) => {
+    await store(i).set(K.gradAvg(r), averages[k]);
+    for (const key of [K.aggregate(r), K.nextParams(r)]) await store(i).zeros(key, LENGTH);
+    const moved = await reshardOptimizerState({
+      round: r, me: members[i].id, members: part, before: previousMembers.get(i) ?? [], length: LENGTH, optimizer: o,
+      local: clients[i], links: links[i], deadlineMs: 5_000, chunkElements: 10_000, log: (m) => said.push(m),
+    });
+    if (moved) reshards.push(moved);
+    const u: UpdateInput = { peer: members[i].id, round: r, local: clients[i], optimizer: o, lr: o.lr, model };
+    const x: ExchangeInput = {
+      round: r, me: members[i], members: part, averageKey: K.gradAvg(r), length: LENGTH, rule: { rule: 'mean' }, fallback: 'none',
+      log: (m) => said.push(m), deadlineMs: 5_000, transfer: { chunkElements: 10_000 }, local: clients[i], store: store(i),
+      links: links[i], inbox: inboxes[i], direct: senders[i], stepSlice: (slice) => stepSlice(u, slice),
+    };
+    const res = await exchangeShardedStep.aggregate(x, await exchangeShardedStep.send(x));
+    expect(res.missing).toEqual([]);
+    expect(await installGathered(u)).toBe(true);
+    expect(await installGathered(u)).toBe(false); // once
+    previousMembers.set(i, part);
+  }));
+  await referenceStep(o, r, averages);
+  expect(said.filter((m) => /lost/.test(m))).toEqual([]);
+}
+
+const previousMembers = new Map<number, MemberRecord[]>();
+const reshards: { fetched: number; lost: number }[] = [];
+
+async function checksums(who: number[]): Promise<string[]> {
+  return Promise.all(who.map((i) => store(i).checksum(K.params)));
+}
+
+describe('exchange "sharded-step"', () => {
+  for (const o of [
+    { kind: 'sgd', lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.01 },
+    { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, decoupled: true },
+  ] as OptimizerConfig[]) {
+    it(`${o.kind}: every peer ends each round with the whole step's bytes, also after a member leaves and the optimizer state moves`, async () => {
+      previousMembers.clear();
+      reshards.length = 0;
+      const init = random(LENGTH, 7);
+      for (const i of [0, 1, 2]) {
+        await store(i).set(K.params, init);
+        await clients[i].del([K.velocity, K.adamM, K.adamV, K.adamStep, K.optimizerLayout]);
+      }
+      await store(0).set('ref:params', init);
+      await clients[0].del(['ref:velocity', 'ref:m', 'ref:v', 'ref:step']);
+      const base = o.kind === 'sgd' ? 100 : 200;
+      for (const r of [base, base + 1]) {
+        await round(o, r, [0, 1, 2]);
+        const ref = await store(0).checksum('ref:params');
+        expect(await checksums([0, 1, 2])).toEqual([ref, ref, ref]);
+      }
+      // p2 leaves (its Redis still up): p0 and p1 take its slice's optimizer state over.
+      await round(o, base + 2, [0, 1]);
+      const ref = await store(0).checksum('ref:params');
+      expect(await checksums([0, 1])).toEqual([ref, ref]);
+      const moved = reshards.filter((m) => m.fetched > 0);
+      // Everything but what each new owner held already (all previous owners are reachable).
+      const overlap = (a: { offset: number; count: number }, b: { offset: number; count: number }) => Math.max(0, Math.min(a.offset + a.count, b.offset + b.count) - Math.max(a.offset, b.offset));
+      const kept = [0, 1].reduce((s, k) => s + overlap(sliceRanges(LENGTH, 2)[k], sliceRanges(LENGTH, 3)[k]), 0);
+      expect(moved.reduce((s, m) => s + m.fetched, 0)).toBe(LENGTH - kept);
+      // Each peer holds the reference's optimizer state on its own slice.
+      for (const [k, slice] of sliceRanges(LENGTH, 2).entries()) {
+        for (const [key, refKey] of optimizerTensors(o).map((t) => [t, t === K.adamV ? 'ref:v' : t === K.adamM ? 'ref:m' : 'ref:velocity'])) {
+          const a = await store(k).getRange(key, slice.offset, slice.count);
+          const b = await store(0).getRange(refKey, slice.offset, slice.count);
+          expect(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))).toBe(true);
+        }
+      }
+    });
+  }
+
+  it('a slice whose previous owner cannot be reached starts again from zero state, and says so', async () => {
+    const o = { kind: 'sgd', lr: 0.05, momentum: 0.9, nesterov: false, weightDecay: 0 } as OptimizerConfig;
+    const said: string[] = [];
+    await store(0).set(K.velocity, random(LENGTH, 3));
+    await clients[0].set(K.optimizerLayout, JSON.stringify(['p0', 'gone']));
+    const gone = { id: 'gone', url: 'redis://127.0.0.1:1', fromRound: 0 };
+    const moved = await reshardOptimizerState({
+      round: 9, me: 'p0', members: [members[0]], before: [members[0], gone], length: LENGTH, optimizer: o,
+      local: clients[0], links: links[0], deadlineMs: 2_000, chunkElements: 10_000, log: (m) => said.push(m),
+    });
+    const half = sliceRanges(LENGTH, 2)[1];
+    expect(moved).toEqual({ fetched: 0, lost: half.count });
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(new RegExp(`^round 9: the optimizer state of elements ${half.offset}-${LENGTH - 1} was lost with gone \\(.+\\); it starts again from zero$`));
+    const kept = await store(0).getRange(K.velocity, 0, 4);
+    expect(Array.from(kept)).toEqual(Array.from(random(LENGTH, 3).subarray(0, 4)));
+    expect(Array.from(await store(0).getRange(K.velocity, half.offset, half.count)).every((v) => v === 0)).toBe(true);
+    // The layout is recorded: the next round with the same members moves nothing.
+    expect(await reshardOptimizerState({
+      round: 10, me: 'p0', members: [members[0]], before: [members[0]], length: LENGTH, optimizer: o,
+      local: clients[0], links: links[0], deadlineMs: 2_000, chunkElements: 10_000, log: (m) => said.push(m),
+    })).toBeNull();
+  });
+});
