@@ -103,6 +103,20 @@ export class TestNetwork {
     });
   }
 
+  /**
+   * Starts the joiners one per round boundary while `founder`'s network runs: as soon as a
+   * round counts the last joiner, the next one asks. Resolves once a round counts them all.
+   */
+  async joinOnePerRound(founder: TestPeer, joiners: TestPeer[]): Promise<void> {
+    const starts: Promise<void>[] = [];
+    let next = 0;
+    const onRound = (m: RoundMetrics) => { if (m.members.length === next + 1 && next < joiners.length) starts.push(this.start(joiners[next++])); };
+    founder.peer.on('round', onRound);
+    await this.roundWith(founder, joiners.length + 1);
+    founder.peer.off('round', onRound);
+    await Promise.all(starts);
+  }
+
   /** Asks the first n servers' peers to stop together and waits for every outcome. */
   async stop(peers: TestPeer[], n = peers.length): Promise<PeerOutcome[]> {
     await requestStop(this.clients.slice(0, n));

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTrainingConfig } from '../../src/config/training.ts';
 import { K } from '../../src/peer/net/keys.ts';
-import type { RoundMetrics } from '../../src/peer/types.ts';
 import { useTestNetwork, type TestPeer } from './in-process-network.ts';
 
 /**
@@ -56,15 +55,7 @@ describe('membership that converges', () => {
     const founder = await network().makePeer(0, n, 'found');
     await network().start(founder);
     const joiners = await Promise.all(Array.from({ length: n - 1 }, (_, k) => network().makePeer(k + 1, n, 'join')));
-    // As soon as a round counts the last joiner, the next one asks: one join per round boundary,
-    // while the network runs.
-    const starts: Promise<void>[] = [];
-    let next = 0;
-    const onRound = (m: RoundMetrics) => { if (m.members.length === next + 1 && next < joiners.length) starts.push(network().start(joiners[next++])); };
-    founder.peer.on('round', onRound);
-    await network().roundWith(founder, n);
-    founder.peer.off('round', onRound);
-    await Promise.all(starts);
+    await network().joinOnePerRound(founder, joiners);
     const froms = await Promise.all(joiners.map(fromRound));
     expect(new Set(froms).size).toBe(n - 1);
     await stopAndCheck([founder, ...joiners]);

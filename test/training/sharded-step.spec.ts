@@ -27,13 +27,7 @@ describe('exchange "sharded-step" while members join and leave', () => {
     const founder = await network().makePeer(0, n, 'found');
     await network().start(founder);
     const joiners = await Promise.all(Array.from({ length: n - 1 }, (_, k) => network().makePeer(k + 1, n, 'join')));
-    const starts: Promise<void>[] = [];
-    let next = 0;
-    const onRound = (m: RoundMetrics) => { if (m.members.length === next + 1 && next < joiners.length) starts.push(network().start(joiners[next++])); };
-    founder.peer.on('round', onRound);
-    await network().roundWith(founder, n);
-    founder.peer.off('round', onRound);
-    await Promise.all(starts);
+    await network().joinOnePerRound(founder, joiners);
 
     // p02 leaves; its Redis stays up, so its slice's momentum goes to the new owners.
     const leaver = joiners[1];

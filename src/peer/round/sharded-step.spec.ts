@@ -1,13 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServer } from '../../cluster/redis-server.ts';
+import { describe, expect, it } from 'vitest';
+import { seededVector, useRealPeers } from '../../../test/training/real-peers.ts';
 import type { OptimizerConfig } from '../../config/training.ts';
 import { adamCommand, call, InDbTensorStore, sgdCommand } from '../../tensor/in-db.ts';
 import { meanInOrder } from '../../tensor/reference.ts';
-import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
-import { DirectSender } from '../../tensor/transfer.ts';
-import { Inbox } from '../net/inbox.ts';
 import { K } from '../net/keys.ts';
-import { PeerLinks } from '../net/links.ts';
 import type { MemberRecord } from '../net/membership.ts';
 import { optimizerTensors, reshardOptimizerState } from '../net/optimizer-slices.ts';
 import { exchangeShardedStep, sliceRanges, type ExchangeInput } from './exchange.ts';
@@ -24,37 +20,8 @@ const N = 3;
 const LENGTH = UPDATE_PIECE + 100_003;
 const TRAINABLE = LENGTH - 77; // batch-norm statistics at the end: copied, not stepped
 const model = { length: LENGTH, trainable: TRAINABLE };
-let servers: RedisServer[];
-let clients: Redis[];
-let inboxes: Inbox[];
-let links: PeerLinks[];
-let senders: DirectSender[];
-let members: MemberRecord[];
-
-function random(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) { s = (s * 1664525 + 1013904223) >>> 0; out[i] = (s / 2 ** 32 - 0.5) * 2; }
-  return out;
-}
-
-beforeAll(async () => {
-  servers = await Promise.all(Array.from({ length: N }, () => startRedisServer()));
-  clients = await Promise.all(servers.map((s) => connectRedis({ url: s.url })));
-  inboxes = clients.map((c) => new Inbox(c));
-  await Promise.all(inboxes.map((i) => i.start()));
-  links = servers.map(() => new PeerLinks());
-  senders = servers.map((s) => new DirectSender({ url: s.url }));
-  members = servers.map((s, i) => ({ id: `p${i}`, url: s.url, fromRound: 0 }));
-});
-
-afterAll(async () => {
-  await Promise.all(inboxes.map((i) => i.stop()));
-  await Promise.all(links.map((l) => l.close()));
-  await Promise.all(senders.map((d) => d.close()));
-  await Promise.all(clients.map(closeRedis));
-  await Promise.all(servers.map((s) => s.stop()));
-});
+const { clients, inboxes, links, senders, members } = useRealPeers(N);
+const random = (n: number, seed: number) => seededVector(n, seed);
 
 const store = (i: number) => new InDbTensorStore(clients[i]);
 
