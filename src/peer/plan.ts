@@ -7,8 +7,20 @@ import { K } from './net/keys.ts';
  * layout, reports, admissions). A peer refuses state or a network of another version.
  * 2: exact sums (16 bytes an element), membership views and admissions.
  * 3: chunked gradient pushes (PL.PUSH, staging slots); the exchange's mean summed in name order.
+ * 4: exchange 'sharded-step' (the optimizer state sharded by K.optimizerLayout). Only such a
+ *    network is written as 4: every other one is the same as in 3, which a Peerless of
+ *    version 3 still joins and resumes, while one of version 3 would run a 'sharded-step'
+ *    network as 'all' (it knows no third exchange) and must refuse it.
  */
-export const PROTOCOL = 3;
+export const PROTOCOL = 4;
+
+/** The versions this Peerless reads: its own, and 3 (see PROTOCOL). */
+const READS = [3, PROTOCOL];
+
+/** The version a network's plan is written with: the lowest that can run it. */
+export function protocolFor(config: TrainingConfig): number {
+  return config.exchange === 'sharded-step' ? 4 : 3;
+}
 
 /** What the founding peer stores next to the configuration: the plan every peer follows. */
 export interface NetworkPlan {
@@ -25,8 +37,8 @@ export interface NetworkPlan {
 /** A one-line error when `plan` was written by another protocol version, else null. */
 export function protocolMismatch(plan: NetworkPlan, where: string): string | null {
   const theirs = plan.protocol ?? 1;
-  if (theirs === PROTOCOL) return null;
-  return `${where} holds a network of protocol version ${theirs}, and this Peerless speaks version ${PROTOCOL}: ${theirs < PROTOCOL ? 'start a new run (or use the Peerless that made it)' : 'upgrade this Peerless'}`;
+  if (READS.includes(theirs)) return null;
+  return `${where} holds a network of protocol version ${theirs}, and this Peerless speaks versions ${READS.join(' and ')}: ${theirs < PROTOCOL ? 'start a new run (or use the Peerless that made it)' : 'upgrade this Peerless'}`;
 }
 
 /** The network's plan kept in a peer's Redis, or null where no network is. */
