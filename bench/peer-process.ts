@@ -163,15 +163,16 @@ export interface PeerTrio {
  * each on a redis-server of its own (pushed into `trio`). Once the network has settled, peer
  * `v` is armed (PEERLESS_TEST_PAUSE_AT=phase:armed, SIGUSR1) and stops before `phase`: the
  * fault tests and `bench kills` then kill it, or its Redis, there. Resolves with the round it
- * stopped in; `pauseBoundMs` bounds the wait for it against a hang.
+ * stopped in; `pauseBoundMs` bounds the wait for it against a hang. `founderFlags` add to the
+ * network's configuration (the founder's flags), e.g. another exchange.
  */
-export async function pausedTrio(trio: PeerTrio, phase: Phase, v: number, deadlineMs: number, pauseBoundMs: number): Promise<number> {
+export async function pausedTrio(trio: PeerTrio, phase: Phase, v: number, deadlineMs: number, pauseBoundMs: number, founderFlags: string[] = []): Promise<number> {
   trio.servers.push(...(await Promise.all([0, 1, 2].map(() => startRedisServer()))));
   trio.clients.push(...(await Promise.all(trio.servers.map((s) => connectRedis({ url: s.url })))));
   const pause = (i: number): Record<string, string> => (i === v ? { PEERLESS_TEST_PAUSE_AT: `${phase}:armed` } : {});
   const own = (i: number) => ['--redis', trio.servers[i].url, '--shard', `${i}/3`];
   // Checks every 3 rounds (with nothing to evaluate: validation 0), so "checking" comes round too.
-  trio.peers.push(spawnPeer('p0', [...own(0), ...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', String(deadlineMs)], pause(0)));
+  trio.peers.push(spawnPeer('p0', [...own(0), ...NETWORK_FLAGS, '--check-every', '3', '--rounds', '100000', '--deadline', String(deadlineMs), ...founderFlags], pause(0)));
   for (const i of [1, 2]) trio.peers.push(spawnPeer(`p${i}`, [...own(i), '--bootstrap', trio.servers[0].url], pause(i)));
   // Armed only once all three have been members a few rounds: a coordinator killed while a
   // joiner is still new is another story (the newcomer only breaks ties: holdsQuorum).

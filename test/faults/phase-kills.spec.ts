@@ -51,7 +51,7 @@ function peer(i: number, extra: string[], env: Record<string, string> = {}): Pee
 const PHASES: Phase[] = ['computing', 'averaging', 'exchanging', 'aggregating', 'updating', 'verifying', 'checking'];
 
 /** Three peers; peer `v` stops before `phase` once all three have trained together a few rounds. Resolves with that round. */
-const pausedBefore = (phase: Phase, v = 2): Promise<number> => pausedTrio({ servers, clients, peers }, phase, v, 4_000, 60_000);
+const pausedBefore = (phase: Phase, v = 2, founderFlags: string[] = []): Promise<number> => pausedTrio({ servers, clients, peers }, phase, v, 4_000, 60_000, founderFlags);
 
 /** Stops the network; all three end done, with one checksum and one membership, `back` (rejoined) in it. */
 async function endIdentical(back = 'p2'): Promise<void> {
@@ -133,5 +133,52 @@ describe('a peer\'s redis-server killed at a phase and restarted empty', () => {
     const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS, seen))![1]);
     await untilRound(2, rejoined + 2);
     await endIdentical();
+  }, CASE_BOUND_MS);
+});
+
+/**
+ * Exchange 'sharded-step' keeps each slice's optimizer state (here Adam's moments) at the slice's
+ * owner only, and its step is taken in the aggregate phase, before the update installs the
+ * gathered parameters. Killed around those phases, the owner's state moves with the members:
+ * to the survivors when it is dropped (its Redis is up: nothing lost), back when it rejoins.
+ * With its Redis gone, its slice's state is lost, said, and the run goes on from zero state there.
+ */
+describe('exchange sharded-step: a peer killed around its slice\'s step', () => {
+  const SHARDED_STEP = ['--exchange', 'sharded-step'];
+  const lostLines = () => peers.flatMap((p) => p.stderr().split('\n').filter((l) => /was lost with/.test(l)));
+
+  it.each<Phase>(['aggregating', 'updating'])('before %s: dropped, its slice\'s state goes to the survivors and comes back; all end identical', async (phase) => {
+    const killedIn = await pausedBefore(phase, 2, SHARDED_STEP);
+    const seen = peers[0].stderr().length;
+    peers[2].kill('SIGKILL');
+    expect(await peers[2].outcome).toBeNull();
+    await peers[0].line(/p2 dropped from round/, 60_000, seen);
+    const leftAt = (JSON.parse(String(await clients[0].hGet(K.members, 'p2'))) as MemberRecord).leftAt!;
+    expect(leftAt).toBeGreaterThanOrEqual(killedIn);
+    await untilRound(0, leftAt + 2);
+    // Both survivors took over part of p2's slice, fetched from its Redis.
+    for (const i of [0, 1]) expect(peers[i].stderr().slice(seen > 0 && i === 0 ? seen : 0)).toMatch(/the members changed; fetched the optimizer state of \d+ elements/);
+
+    peer(2, []);
+    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS))![1]);
+    await untilRound(2, rejoined + 2);
+    await endIdentical();
+    expect(lostLines()).toEqual([]);
+  }, CASE_BOUND_MS);
+
+  it('its redis-server killed before aggregating: its slice\'s state is lost, said, and all end identical', async () => {
+    await pausedBefore('aggregating', 2, SHARDED_STEP);
+    const port = Number(new URL(servers[2].url).port);
+    await closeRedis(clients[2]);
+    await servers[2].kill();
+    servers[2] = await startRedisServer({ port });
+    clients[2] = await connectRedis({ url: servers[2].url });
+    const seen = peers[2].stderr().length;
+    peers[2].kill('SIGUSR2');
+    await peers[2].line(/came back without its state; storing its data again and rejoining/, 60_000, seen);
+    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS, seen))![1]);
+    await untilRound(2, rejoined + 2);
+    await endIdentical();
+    expect(lostLines().length).toBeGreaterThan(0);
   }, CASE_BOUND_MS);
 });

@@ -53,12 +53,22 @@ export async function reshardOptimizerState(x: ReshardInput): Promise<ReshardRes
   // Before the first round there is no state to move: the first step creates it.
   if (index >= 0 && x.before.length > 0) {
     const mine = sliceRanges(x.length, x.members.length)[index];
-    for (const key of tensors) await ensureTensor(x.local, key, x.length);
+    // Created here, the state is not in this Redis: a member again after its Redis lost it.
+    let created = false;
+    for (const key of tensors) created = (await ensureTensor(x.local, key, x.length)) || created;
     const previous = sliceRanges(x.length, x.before.length);
     for (const [j, owner] of x.before.entries()) {
       const from = Math.max(mine.offset, previous[j].offset);
       const to = Math.min(mine.offset + mine.count, previous[j].offset + previous[j].count);
-      if (from >= to || owner.id === x.me) continue; // nothing of it, or already here at its offsets
+      if (from >= to) continue;
+      if (owner.id === x.me) {
+        // Already here at its offsets, unless this Redis lost it.
+        if (created) {
+          x.log(`round ${x.round}: the optimizer state of elements ${from}-${to - 1} was lost with this peer's Redis; it starts again from zero`);
+          result.lost += to - from;
+        }
+        continue;
+      }
       try {
         await x.links.timed((async () => {
           const c = await x.links.client(owner.url);

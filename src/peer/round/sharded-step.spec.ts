@@ -128,9 +128,18 @@ describe('exchange "sharded-step"', () => {
     const kept = await store(0).getRange(K.velocity, 0, 4);
     expect(Array.from(kept)).toEqual(Array.from(random(LENGTH, 3).subarray(0, 4)));
     expect(Array.from(await store(0).getRange(K.velocity, half.offset, half.count)).every((v) => v === 0)).toBe(true);
+    // A member again after its Redis lost everything (readmitted in the view that dropped it,
+    // with the same members): its own previous slice is not there either, and that is said.
+    await clients[0].del([K.velocity, K.optimizerLayout]);
+    const again = await reshardOptimizerState({
+      round: 12, me: 'p0', members: [members[0], members[1]], before: [members[0], members[1]], length: LENGTH, optimizer: o,
+      local: clients[0], links: links[0], deadlineMs: 2_000, chunkElements: 10_000, log: (m) => said.push(m),
+    });
+    expect(again).toEqual({ fetched: 0, lost: sliceRanges(LENGTH, 2)[0].count });
+    expect(said.at(-1)).toBe(`round 12: the optimizer state of elements 0-${sliceRanges(LENGTH, 2)[0].count - 1} was lost with this peer's Redis; it starts again from zero`);
     // The layout is recorded: the next round with the same members moves nothing.
     expect(await reshardOptimizerState({
-      round: 10, me: 'p0', members: [members[0]], before: [members[0]], length: LENGTH, optimizer: o,
+      round: 13, me: 'p0', members: [members[0], members[1]], before: [members[0], members[1]], length: LENGTH, optimizer: o,
       local: clients[0], links: links[0], deadlineMs: 2_000, chunkElements: 10_000, log: (m) => said.push(m),
     })).toBeNull();
   });
