@@ -51,4 +51,16 @@ describe('connecting to a Redis', () => {
     expect(s.pings()).toBe(6); // five LOADING answers, then PONG
     await closeRedis(client);
   });
+
+  it('gives up on something that accepts the connection and never answers, in one line', async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((sock) => { sockets.push(sock); });
+    const close = silent.close.bind(silent);
+    silent.close = (cb) => { sockets.forEach((x) => x.destroy()); return close(cb); };
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    open = silent;
+    const url = `redis://127.0.0.1:${(silent.address() as { port: number }).port}`;
+    // It waited forever before: the client's handshake had no bound.
+    await expect(connectRedis({ url }, { connectTimeoutMs: 500, failFast: true })).rejects.toThrow(`cannot reach Redis at ${url}: no answer within 500 ms`);
+  });
 });

@@ -69,9 +69,19 @@ export async function connectRedis(
   }) as unknown as Redis;
   // node-redis emits 'error' on every failed reconnect; callers see failures through commands.
   client.on('error', (err: Error) => { lastError = err; });
+  // Bounded, the handshake too (node-redis sends commands while connecting): something that
+  // accepts the connection and never answers (a peer cut off mid-stream, another service on
+  // the port) must not hold the caller forever.
+  const answerMs = opts.connectTimeoutMs ?? 5_000;
+  const answered = <T>(work: Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${answerMs} ms`)), answerMs); });
+    return Promise.race([work, silent]).finally(() => clearTimeout(timer));
+  };
   try {
-    await client.connect();
+    await answered(client.connect());
   } catch (err) {
+    try { client.destroy(); } catch { /* never opened */ }
     const cause = lastError ?? (err as Error);
     if (isAuthError(cause)) throw new Error(`Redis at ${location.url} refused the credentials: ${cause.message}`);
     throw new Error(`cannot reach Redis at ${location.url}: ${cause.message || (cause as NodeJS.ErrnoException).code || 'connection failed'}`);
@@ -83,7 +93,7 @@ export async function connectRedis(
   const loadingUntil = Date.now() + LOADING_WAIT_MS;
   for (;;) {
     try {
-      await client.ping();
+      await answered(client.ping());
       return client;
     } catch (err) {
       const msg = (err as Error).message;
