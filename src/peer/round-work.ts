@@ -15,7 +15,7 @@ import type { Membership, MemberRecord } from './net/membership.ts';
 import { gradientEvent } from './events.ts';
 import { computeGradients, type ComputeResult } from './round/compute.ts';
 import { applyUpdate, installGathered, stepSlice, type UpdateInput } from './round/update.ts';
-import { reshardOptimizerState } from './net/optimizer-slices.ts';
+import { previousOwners, recordRoundMembers, reshardOptimizerState } from './net/optimizer-slices.ts';
 import { checkConvergence } from './round/evaluate.ts';
 import { verifyRound } from './round/verify.ts';
 import type { NetworkPlan } from './plan.ts';
@@ -171,11 +171,12 @@ export class RoundRunner implements RoundWork {
     if (this.config.exchange === 'sharded-step') {
       await ensureTensor(this.d.local, K.nextParams(round), this.d.model.length);
       const moved = await reshardOptimizerState({
-        round, me: this.d.id, members: this.members, before: round > 0 ? await this.d.membership.activeAt(round - 1) : [],
+        round, me: this.d.id, members: this.members, before: await previousOwners(this.d.local, await this.d.membership.all(), round),
         length: this.d.model.length, optimizer: this.config.optimizer, local: this.d.local, links: this.d.links,
         deadlineMs: this.config.deadlineMs, chunkElements: this.chunkElements, log: this.d.log,
       });
       if (moved && moved.fetched + moved.lost > 0) this.d.log(`round ${round}: the members changed; fetched the optimizer state of ${moved.fetched} elements of this peer's slice from their previous owners${moved.lost > 0 ? `, ${moved.lost} lost` : ''}`);
+      await recordRoundMembers(this.d.local, round, this.members);
     }
     this.metrics = {
       peer: this.d.id, round, epoch: Math.floor(round / this.d.plan.roundsPerEpoch), members: this.members.map((m) => m.id),

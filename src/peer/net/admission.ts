@@ -80,12 +80,16 @@ export function refusal(req: JoinRequest, layoutHash: string, members: MemberRec
  */
 export async function admit(local: Redis, joiner: Redis, req: JoinRequest, view: View): Promise<void> {
   await copyTrainingState(local, joiner);
-  const [config, layout, held] = await Promise.all([local.get(K.config), local.get(K.layout), local.get(K.stopAt)]);
+  const [config, layout, held, roundMembers] = await Promise.all([local.get(K.config), local.get(K.layout), local.get(K.stopAt), local.get(K.roundMembers)]);
   // The view being admitted into may carry the stop: the coordinator records it only after.
   const stopAt = view.stopAt !== undefined ? String(view.stopAt) : held;
   const tx = joiner.multi().set(K.config, String(config)).set(K.layout, String(layout)).set(K.round, String(view.round)).del(K.state);
   if (stopAt !== null) tx.set(K.stopAt, stopAt);
   else tx.del(K.stopAt);
+  // The members of the round that ended, as the coordinator prepared it: whose slices the
+  // optimizer state is in (exchange 'sharded-step': optimizer-slices.ts, previousOwners).
+  if (roundMembers !== null) tx.set(K.roundMembers, roundMembers);
+  else tx.del(K.roundMembers);
   await tx.exec();
   // The records of the round that just ended come first: the joiner then knows its members as
   // every other peer does, also those the view drops (exchange 'sharded-step' finds the slices

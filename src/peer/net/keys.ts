@@ -40,6 +40,11 @@ export const K = {
    * change, it fetches its new slice's state from the previous owners (optimizer-slices.ts).
    */
   optimizerLayout: 'opt:layout',
+  /**
+   * Exchange 'sharded-step': the ids of the members of the round this peer last prepared, with
+   * the round (JSON): whose slices the optimizer state is in at the next round.
+   */
+  roundMembers: 'peerless:round-members',
   /** Where the update moves the parameters it replaces (a key swap, within one MULTI). */
   paramsSwap: 'model:params:swap',
   heartbeat: (id: string) => `peerless:heartbeat:${id}`,

@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { seededVector, useRealPeers } from '../../../test/training/real-peers.ts';
 import type { OptimizerConfig } from '../../config/training.ts';
@@ -5,7 +6,7 @@ import { adamCommand, call, InDbTensorStore, sgdCommand } from '../../tensor/in-
 import { meanInOrder } from '../../tensor/reference.ts';
 import { K } from '../net/keys.ts';
 import type { MemberRecord } from '../net/membership.ts';
-import { optimizerTensors, reshardOptimizerState } from '../net/optimizer-slices.ts';
+import { optimizerTensors, previousOwners, recordRoundMembers, reshardOptimizerState } from '../net/optimizer-slices.ts';
 import { exchangeShardedStep, sliceRanges, type ExchangeInput } from './exchange.ts';
 import { installGathered, stepSlice, UPDATE_PIECE, type UpdateInput } from './update.ts';
 
@@ -142,5 +143,42 @@ describe('exchange "sharded-step"', () => {
       round: 13, me: 'p0', members: [members[0], members[1]], before: [members[0], members[1]], length: LENGTH, optimizer: o,
       local: clients[0], links: links[0], deadlineMs: 2_000, chunkElements: 10_000, log: (m) => said.push(m),
     })).toBeNull();
+  });
+
+  it('a previous owner that never answers is given half a deadline, and its part is lost', async () => {
+    const o = { kind: 'sgd', lr: 0.05, momentum: 0.9, nesterov: false, weightDecay: 0 } as OptimizerConfig;
+    // Accepts connections and says nothing: a peer cut off mid-stream.
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const url = `redis://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const said: string[] = [];
+    try {
+      await clients[0].del(K.optimizerLayout);
+      const moved = await reshardOptimizerState({
+        round: 20, me: 'p0', members: [members[0]], before: [members[0], { id: 'silent', url, fromRound: 0 }], length: LENGTH, optimizer: o,
+        local: clients[0], links: links[0], deadlineMs: 2_000, chunkElements: 10_000, log: (m) => said.push(m),
+      });
+      expect(moved).toEqual({ fetched: 0, lost: sliceRanges(LENGTH, 2)[1].count });
+      // Half the deadline (it hung forever before: the client's connect waited for an answer).
+      expect(said[0]).toMatch(/was lost with silent \(.*did not answer within 1000 ms\)/);
+    } finally {
+      await links[0].forget(url);
+      silent.close();
+    }
+  });
+
+  it('finds the previous owners as the round before was prepared, also one readmitted since', async () => {
+    const a = { id: 'a', url: 'redis://127.0.0.1:7001', fromRound: 0 };
+    const d = { id: 'd', url: 'redis://127.0.0.1:7004', fromRound: 0 };
+    // d sat round 7 out and was readmitted from round 8: its record now starts at 8, although
+    // round 7's slices counted it.
+    const records = [a, { ...d, fromRound: 8 }];
+    // Nothing recorded for round 7 (this peer did not prepare it): the records' members of it.
+    await recordRoundMembers(clients[2], 5, [a]);
+    expect(await previousOwners(clients[2], records, 8)).toEqual([a]);
+    // Recorded as round 7 was prepared: d too.
+    await recordRoundMembers(clients[2], 7, [a, d]);
+    expect(await previousOwners(clients[2], records, 8)).toEqual(records);
+    expect(await previousOwners(clients[2], records, 0)).toEqual([]);
   });
 });

@@ -80,13 +80,16 @@ async function stepPieces(x: UpdateInput, slice: Slice): Promise<StepPlan> {
 /**
  * Exchange 'sharded-step', at the owner of `slice` (ZeRO's first stage): the optimizer step on
  * that slice only, from the slice's aggregate (at its place in `K.aggregate`), exactly once
- * even when the peer restarts halfway (marker `K.stepped`). The parameters outside the slice
+ * even when the peer restarts halfway or after the install (marker `K.stepped`, and the round
+ * marker). The parameters outside the slice
  * and the optimizer state outside it are not touched: the other owners step theirs, and the
  * update then installs every slice (installGathered). The batch-norm statistics in the slice
  * take the aggregated values, as in the whole update.
  */
 export async function stepSlice(x: UpdateInput, slice: Slice): Promise<void> {
-  if ((await x.local.exists(K.stepped(x.round))) > 0) return;
+  // Taken, or installed already: a peer restarted after its install runs the round's phases
+  // again (its status still said this round), and its slice must not take the step twice.
+  if ((await x.local.exists(K.stepped(x.round))) > 0 || Number((await x.local.get(K.round)) ?? 0) > x.round) return;
   await stepPieces(x, slice);
   const from = Math.max(slice.offset, x.model.trainable), to = slice.offset + slice.count;
   const agg = K.aggregate(x.round);
@@ -114,7 +117,8 @@ export async function installGathered(x: UpdateInput): Promise<boolean> {
     ['RENAME', K.paramsSwap, next],
     ...adamStep,
     ['SET', K.round, String(x.round + 1)],
-    ['DEL', K.updatePlan(x.round), K.updatedPieces(x.round), K.stepped(x.round)],
+    // K.stepped stays (the round's keys are collected two rounds later): the step was taken.
+    ['DEL', K.updatePlan(x.round), K.updatedPieces(x.round)],
   ]);
   return true;
 }
