@@ -81,10 +81,9 @@ async function stepPieces(x: UpdateInput, slice: Slice): Promise<StepPlan> {
  * Exchange 'sharded-step', at the owner of `slice` (ZeRO's first stage): the optimizer step on
  * that slice only, from the slice's aggregate (at its place in `K.aggregate`), exactly once
  * even when the peer restarts halfway or after the install (marker `K.stepped`, and the round
- * marker). The parameters outside the slice
- * and the optimizer state outside it are not touched: the other owners step theirs, and the
- * update then installs every slice (installGathered). The batch-norm statistics in the slice
- * take the aggregated values, as in the whole update.
+ * marker). The parameters and the optimizer state outside the slice are not touched: the other
+ * owners step theirs, and the update then installs every slice (installGathered). The
+ * batch-norm statistics in the slice take the aggregated values, as in the whole update.
  */
 export async function stepSlice(x: UpdateInput, slice: Slice): Promise<void> {
   // Taken, or installed already: a peer restarted after its install runs the round's phases
