@@ -71,25 +71,46 @@ async function endIdentical(back = 'p2'): Promise<void> {
   expect((JSON.parse(records[0][back]) as MemberRecord).leftAt).toBeUndefined();
 }
 
+/**
+ * p2, paused in round `killedIn`, is SIGKILLed: the survivors drop it at their deadline and go on
+ * together (`whileAway` then checks them, given how much p0 and p1 had said before the kill).
+ * Restarted on its own Redis, it learns it was dropped and rejoins, and all end identical.
+ */
+async function killedThenRejoins(killedIn: number, whileAway: (saidBefore: number[]) => void = () => {}): Promise<void> {
+  // p2 may have been dropped (and readmitted) before, on a busy machine: read only what follows.
+  const saidBefore = [peers[0].stderr().length, peers[1].stderr().length];
+  peers[2].kill('SIGKILL');
+  expect(await peers[2].outcome).toBeNull();
+  await peers[0].line(/p2 dropped from round/, 60_000, saidBefore[0]);
+  const leftAt = (JSON.parse(String(await clients[0].hGet(K.members, 'p2'))) as MemberRecord).leftAt!;
+  expect(leftAt).toBeGreaterThanOrEqual(killedIn);
+  await untilRound(0, leftAt + 2);
+  whileAway(saidBefore);
+  peer(2, []);
+  const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS))![1]);
+  await untilRound(2, rejoined + 2);
+  await endIdentical();
+}
+
+/** p2's redis-server killed and restarted empty on its port: p2 stores its data again, rejoins by state copy, and all end identical. */
+async function redisRestartedEmpty(): Promise<void> {
+  const port = Number(new URL(servers[2].url).port);
+  await closeRedis(clients[2]);
+  await servers[2].kill();
+  servers[2] = await startRedisServer({ port });
+  clients[2] = await connectRedis({ url: servers[2].url });
+  // The same process goes on: its log from here on tells this rejoin from its first join.
+  const seen = peers[2].stderr().length;
+  peers[2].kill('SIGUSR2');
+  await peers[2].line(/came back without its state; storing its data again and rejoining/, 60_000, seen);
+  const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS, seen))![1]);
+  await untilRound(2, rejoined + 2);
+  await endIdentical();
+}
+
 describe('a peer process killed at each phase of a round', () => {
   it.each(PHASES)('before %s: dropped, the others identical; restarted, it rejoins and ends identical', async (phase) => {
-    const killedIn = await pausedBefore(phase);
-    const seen = peers[0].stderr().length; // p2 may have been dropped (and readmitted) before, on a busy machine
-    peers[2].kill('SIGKILL');
-    expect(await peers[2].outcome).toBeNull();
-
-    // The survivors drop it at their deadline and go on together.
-    await peers[0].line(/p2 dropped from round/, 60_000, seen);
-    const leftAt = (JSON.parse(String(await clients[0].hGet(K.members, 'p2'))) as MemberRecord).leftAt!;
-    expect(leftAt).toBeGreaterThanOrEqual(killedIn);
-    await untilRound(0, leftAt + 2);
-
-    // Restarted on its own Redis, it learns it was dropped and rejoins.
-    peer(2, []);
-    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS))![1]);
-    await untilRound(2, rejoined + 2);
-
-    await endIdentical();
+    await killedThenRejoins(await pausedBefore(phase));
   }, CASE_BOUND_MS);
 });
 
@@ -121,18 +142,7 @@ describe('the round\'s coordinator (p0, the lowest id) killed at each phase of a
 describe('a peer\'s redis-server killed at a phase and restarted empty', () => {
   it.each<Phase>(['computing', 'exchanging', 'updating', 'verifying'])('before %s: the peer stores its data again, rejoins by state copy, and all end identical', async (phase) => {
     await pausedBefore(phase);
-    const port = Number(new URL(servers[2].url).port);
-    await closeRedis(clients[2]);
-    await servers[2].kill();
-    servers[2] = await startRedisServer({ port });
-    clients[2] = await connectRedis({ url: servers[2].url });
-    // The same process goes on: its log from here on tells this rejoin from its first join.
-    const seen = peers[2].stderr().length;
-    peers[2].kill('SIGUSR2');
-    await peers[2].line(/came back without its state; storing its data again and rejoining/, 60_000, seen);
-    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS, seen))![1]);
-    await untilRound(2, rejoined + 2);
-    await endIdentical();
+    await redisRestartedEmpty();
   }, CASE_BOUND_MS);
 });
 
@@ -148,38 +158,17 @@ describe('exchange sharded-step: a peer killed around its slice\'s step', () => 
   const lostLines = () => peers.flatMap((p) => p.stderr().split('\n').filter((l) => /was lost with/.test(l)));
 
   it.each<Phase>(['aggregating', 'updating'])('before %s: dropped, its slice\'s state goes to the survivors and comes back; all end identical', async (phase) => {
-    const killedIn = await pausedBefore(phase, 2, SHARDED_STEP);
-    // What the survivors say from here on (they moved state at the joins already).
-    const seen = peers[0].stderr().length, seen1 = peers[1].stderr().length;
-    peers[2].kill('SIGKILL');
-    expect(await peers[2].outcome).toBeNull();
-    await peers[0].line(/p2 dropped from round/, 60_000, seen);
-    const leftAt = (JSON.parse(String(await clients[0].hGet(K.members, 'p2'))) as MemberRecord).leftAt!;
-    expect(leftAt).toBeGreaterThanOrEqual(killedIn);
-    await untilRound(0, leftAt + 2);
-    // Both survivors took over part of p2's slice, fetched from its Redis.
-    for (const [i, from] of [[0, seen], [1, seen1]]) expect(peers[i].stderr().slice(from)).toMatch(/the members changed; fetched the optimizer state of \d+ elements/);
-
-    peer(2, []);
-    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS))![1]);
-    await untilRound(2, rejoined + 2);
-    await endIdentical();
+    await killedThenRejoins(await pausedBefore(phase, 2, SHARDED_STEP), (saidBefore) => {
+      // Both survivors took over part of p2's slice, fetched from its Redis (they moved state
+      // at the joins already: only what they said after the kill counts).
+      for (const i of [0, 1]) expect(peers[i].stderr().slice(saidBefore[i])).toMatch(/the members changed; fetched the optimizer state of \d+ elements/);
+    });
     expect(lostLines()).toEqual([]);
   }, CASE_BOUND_MS);
 
   it('its redis-server killed before aggregating: its slice\'s state is lost, said, and all end identical', async () => {
     await pausedBefore('aggregating', 2, SHARDED_STEP);
-    const port = Number(new URL(servers[2].url).port);
-    await closeRedis(clients[2]);
-    await servers[2].kill();
-    servers[2] = await startRedisServer({ port });
-    clients[2] = await connectRedis({ url: servers[2].url });
-    const seen = peers[2].stderr().length;
-    peers[2].kill('SIGUSR2');
-    await peers[2].line(/came back without its state; storing its data again and rejoining/, 60_000, seen);
-    const rejoined = Number(/from round (\d+)/.exec(await peers[2].line(/joined through \S+ from round \d+/, REJOIN_BOUND_MS, seen))![1]);
-    await untilRound(2, rejoined + 2);
-    await endIdentical();
+    await redisRestartedEmpty();
     expect(lostLines().length).toBeGreaterThan(0);
   }, CASE_BOUND_MS);
 });
