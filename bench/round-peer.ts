@@ -4,7 +4,7 @@
  * in chunks, as a gradient function does. Messages: 'started' once it joined, then one
  * { round } per round, then 'finished' (or { error }).
  */
-import type { Exchange } from '../src/config/training.ts';
+import type { Exchange } from '../src/config/exchanges.ts';
 import { parentPort, workerData } from 'node:worker_threads';
 import { parseTrainingConfig } from '../src/config/training.ts';
 import { MNIST_SPEC } from '../src/data/spec.ts';

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import type { Exchange } from '../src/config/training.ts';
+import type { Exchange } from '../src/config/exchanges.ts';
 import { fileURLToPath } from 'node:url';
 import { createServer, connect as tcpConnect, type AddressInfo } from 'node:net';
 import { freePort, startRedisServer, type RedisServer } from '../src/cluster/redis-server.ts';

@@ -3,7 +3,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXCHANGES, type Exchange } from '../config/training.ts';
+import { EXCHANGES, type Exchange } from '../config/exchanges.ts';
 import type { PlatformChoice } from '../platform/index.ts';
 import { parseShard } from './parse.ts';
 import { addTrainingOptions, ROUNDS_HELP } from './training-flags.ts';

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { EXCHANGES } from '../config/exchanges.ts';
 
 /**
  * The configuration's defaults as --help shows them, written out so that `train --help`
@@ -41,7 +42,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--patience <n>', `stop after this many checks without improvement; 0 = never${dflt(D.patience)}`, parseFloat)
     .option('--check-every <n>', `rounds between convergence checks${dflt(D.checkEvery)}`, parseFloat)
     .option('--validation <n>', `training samples held out for the convergence checks${dflt(D.validationSize)}`, parseFloat)
-    .addOption(new Option('--exchange <mode>', `how peers exchange averages: all (the original work's), sharded (reduce-scatter + all-gather) or sharded-step (the same, with each slice's optimizer step taken by its owner alone: ZeRO-1)${dflt(D.exchange)}`).choices(['all', 'sharded', 'sharded-step']))
+    .addOption(new Option('--exchange <mode>', `how peers exchange averages: all (the original work's), sharded (reduce-scatter + all-gather) or sharded-step (the same, with each slice's optimizer step taken by its owner alone: ZeRO-1)${dflt(D.exchange)}`).choices(EXCHANGES))
     .option('--aggregation <rule>', `cross-peer aggregation: mean | median | trimmed:K | krum:F:M${dflt(D.aggregation.rule)}`)
     .addOption(new Option('--fallback-aggregation <rule>', `used in a round where too few averages arrived for a robust --aggregation; none = fail the round${dflt(D.fallbackAggregation)}`).choices(['median', 'mean', 'none']))
     .option('--seed <n>', `seed of the initial weights and of the data split${dflt(D.seed)}`, parseFloat)

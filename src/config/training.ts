@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseResize, parseSource } from '../data/source-name.ts';
+import { EXCHANGES } from './exchanges.ts';
 
 const ZOO = ['cnn', 'vgg11', 'resnet18', 'densenet121', 'mlp'];
 
@@ -7,10 +8,6 @@ const ZOO = ['cnn', 'vgg11', 'resnet18', 'densenet121', 'mlp'];
  * The training configuration every peer of a network shares. The founding peer stores it in
  * its Redis; joiners read it from there, so a network never runs with two configurations.
  */
-/** How peers exchange their averages (see `exchange` below). */
-export const EXCHANGES = ['all', 'sharded', 'sharded-step'] as const;
-export type Exchange = (typeof EXCHANGES)[number];
-
 export const OptimizerSchema = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sgd'),

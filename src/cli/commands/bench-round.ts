@@ -1,4 +1,4 @@
-import { EXCHANGES, type Exchange } from '../../config/training.ts';
+import { EXCHANGES, type Exchange } from '../../config/exchanges.ts';
 import { RESNET18_PARAMS, runRoundBench, type RoundReport } from '../../../bench/round.ts';
 import { formatBytes, formatMs, table } from '../format.ts';
 import { progressBar } from '../progress.ts';
