@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { withTimeout } from '../platform/retry.ts';
 import { createClient, RESP_TYPES, type RedisClientType } from 'redis';
 
 /** Where a Redis is and how to enter it (function events carry it too). */
@@ -73,11 +74,7 @@ export async function connectRedis(
   // accepts the connection and never answers (a peer cut off mid-stream, another service on
   // the port) must not hold the caller forever.
   const answerMs = opts.connectTimeoutMs ?? 5_000;
-  const answered = <T>(work: Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    const silent = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${answerMs} ms`)), answerMs); });
-    return Promise.race([work, silent]).finally(() => clearTimeout(timer));
-  };
+  const answered = <T>(work: Promise<T>): Promise<T> => withTimeout(work, answerMs, () => new Error(`no answer within ${answerMs} ms`));
   try {
     await answered(client.connect());
   } catch (err) {

@@ -3,6 +3,7 @@ import { chunks } from '../../tensor/bytes.ts';
 import { adamCommand, call, sgdCommand } from '../../tensor/in-db.ts';
 import type { Redis } from '../../tensor/redis-client.ts';
 import { ensureTensor } from '../../tensor/transfer.ts';
+import { optimizerTensors } from '../net/optimizer-slices.ts';
 import { K } from '../net/keys.ts';
 import type { ModelInfo } from '../types.ts';
 
@@ -147,7 +148,7 @@ async function decideStep(x: UpdateInput): Promise<StepPlan> {
     : { first: !(await x.local.exists(K.velocity)), step: 0 };
   await x.local.set(K.updatePlan(x.round), JSON.stringify(decided), { NX: true });
   const plan = JSON.parse((await x.local.get(K.updatePlan(x.round)))!) as StepPlan;
-  for (const key of adam ? [K.adamM, K.adamV] : [K.velocity]) await ensureTensor(x.local, key, x.model.length);
+  for (const key of optimizerTensors(x.optimizer)) await ensureTensor(x.local, key, x.model.length);
   return plan;
 }
 
