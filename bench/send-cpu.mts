@@ -10,6 +10,7 @@
  * Without --modules, the build scripts/setup.sh made (or PEERLESS_MODULE).
  */
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { connectRedis, closeRedis, type Redis } from '../src/tensor/redis-client.ts';
 import { ensureModuleBuilt, MODULE_ENV } from '../src/cluster/module-path.ts';
 import { startRedisServer } from '../src/cluster/redis-server.ts';
@@ -32,7 +33,8 @@ for (let i = 0; i < args.length; i++) {
   }
 }
 const option = (name: string, dflt: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1]! : dflt; };
-const modules = option('--modules', '').split(',').filter(Boolean);
+// Absolute: redis-server loads modules after moving into its --dir.
+const modules = option('--modules', '').split(',').filter(Boolean).map((m) => resolve(m));
 if (modules.length === 0) modules.push(ensureModuleBuilt());
 for (const m of modules) {
   if (!existsSync(m)) {

@@ -91,10 +91,16 @@ void pl_trimmed(pl_f32 *dst, const pl_f32 *const *in, size_t k, size_t n, size_t
 void pl_krum_select(const pl_f32 *const *in, size_t k, size_t n, size_t f, size_t m,
                     size_t *chosen, double *work);
 
-/* 64-bit FNV-1a over the 32-bit little-endian words of the tensor. */
-uint64_t pl_checksum(const pl_u32 *w, size_t n);
-/* FNV-1a continued from state h over n more words: checksums in pieces chain to the whole's. */
+/* The tensor's 64-bit checksum: its 32-bit little-endian words in blocks of
+ * PL_CHECKSUM_BLOCK, each hashed as PL_CHECKSUM_LANES interleaved FNV-1a chains folded into
+ * one running FNV-1a state (src/tensor/reference.ts computes the same). */
 #define PL_CHECKSUM_BASIS 0xcbf29ce484222325ull
+#define PL_FNV_PRIME 0x100000001b3ull
+#define PL_CHECKSUM_BLOCK 4096
+#define PL_CHECKSUM_LANES 8
+uint64_t pl_checksum(const pl_u32 *w, size_t n);
+/* Continued from state h over n more words: pieces cut at multiples of PL_CHECKSUM_BLOCK from
+ * the start chain to the whole's checksum. */
 uint64_t pl_checksum_from(uint64_t h, const pl_u32 *w, size_t n);
 
 #endif

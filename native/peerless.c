@@ -1994,11 +1994,13 @@ static int cmd_scale(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
 /* ------------------------------------------------------------------------------------------
  * PL.CHECKSUM key [RANGE offset count [FROM state]]
  *
- * 16 hex digits of a 64-bit FNV-1a over the tensor's 32-bit words (the same function as
- * checksum() in src/tensor/reference.ts): peers compare parameters bit for bit without
- * shipping them. With RANGE, over elements [offset, offset + count) only, continuing from
- * `state` (16 hex digits, the previous piece's answer): pieces in order chain to the whole
- * tensor's checksum, each short enough not to stall the server's other clients.
+ * 16 hex digits of a 64-bit checksum of the tensor's 32-bit words (pl_checksum: FNV-1a in
+ * lanes; the same function as checksum() in src/tensor/reference.ts): peers compare
+ * parameters bit for bit without shipping them. With RANGE, over elements
+ * [offset, offset + count) only, continuing from `state` (16 hex digits, the previous piece's
+ * answer): pieces in order chain to the whole tensor's checksum, each short enough not to
+ * stall the server's other clients. A continued piece starts at a multiple of
+ * PL_CHECKSUM_BLOCK elements (the checksum's blocks), which every piece but the last then is.
  * ---------------------------------------------------------------------------------------- */
 static int cmd_checksum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc != 2 && argc != 5 && argc != 7) return RedisModule_WrongArity(ctx);
@@ -2022,6 +2024,9 @@ static int cmd_checksum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
             else h = (h << 4) | (uint64_t)d;
         }
         if (!ok) return fail(ctx, "FROM needs a state of 16 hex digits (a previous answer)"), REDISMODULE_OK;
+        if (offset % PL_CHECKSUM_BLOCK != 0)
+            return fail(ctx, "a piece continued with FROM starts at a multiple of %d elements, not at %lld (the checksum's blocks)",
+                        PL_CHECKSUM_BLOCK, offset), REDISMODULE_OK;
     }
     tensor_key t;
     if (!open_tensor(ctx, argv[1], REDISMODULE_READ, "tensor", 0, &t)) return REDISMODULE_OK;

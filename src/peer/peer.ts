@@ -15,7 +15,7 @@ import { createRoundActor, type RoundActor } from './round-machine.ts';
 import { RoundRunner, rerunFunctionDeadline } from './round-work.ts';
 import { copyTrainingState } from './net/state-copy.ts';
 import type { PeerOptions, PeerOutcome, PeerStatus, RoundMetrics } from './types.ts';
-import { protocolFor, protocolMismatch, readPlan, type NetworkPlan } from './plan.ts';
+import { PROTOCOL, protocolMismatch, readPlan, type NetworkPlan } from './plan.ts';
 import { closeAdmission, ensureUsers, openForAdmission } from './net/access.ts';
 import { whoSatOut } from './net/agreement.ts';
 import { recordRound } from './round-log.ts';
@@ -169,7 +169,7 @@ export class Peer extends EventEmitter {
     if (f.initialParams.length !== this.opts.model.length) {
       throw new Error(`peer ${this.id}: initial parameters have ${f.initialParams.length} elements, the model ${this.opts.model.length}`);
     }
-    this.plan = { config, roundsPerEpoch: f.roundsPerEpoch, layoutHash: this.opts.model.layoutHash, length: this.opts.model.length, network: randomUUID(), protocol: protocolFor(config) };
+    this.plan = { config, roundsPerEpoch: f.roundsPerEpoch, layoutHash: this.opts.model.layoutHash, length: this.opts.model.length, network: randomUUID(), protocol: PROTOCOL };
     this.links.timeoutMs = config.deadlineMs;
     await this.store.set(K.params, f.initialParams);
     await this.local

@@ -7,20 +7,15 @@ import { K } from './net/keys.ts';
  * layout, reports, admissions). A peer refuses state or a network of another version.
  * 2: exact sums (16 bytes an element), membership views and admissions.
  * 3: chunked gradient pushes (PL.PUSH, staging slots); the exchange's mean summed in name order.
- * 4: exchange 'sharded-step' (the optimizer state sharded by K.optimizerLayout). Only such a
- *    network is written as 4: every other one is the same as in 3, which a Peerless of
- *    version 3 still joins and resumes, while one of version 3 would run a 'sharded-step'
- *    network as 'all' (it knows no third exchange) and must refuse it.
+ * 4: exchange 'sharded-step' (the optimizer state sharded by K.optimizerLayout).
+ * 5: the parameters' checksum hashes 8 interleaved lanes per block (PL.CHECKSUM, 10x faster).
+ *    Peers of 3 or 4 would compute other checksums and repair each other every round, so a
+ *    network of 3 or 4 is neither joined nor resumed, and every network is written as 5.
  */
-export const PROTOCOL = 4;
+export const PROTOCOL = 5;
 
-/** The versions this Peerless reads: its own, and 3 (see PROTOCOL). */
-const READS = [3, PROTOCOL];
-
-/** The version a network's plan is written with: the lowest that can run it. */
-export function protocolFor(config: TrainingConfig): number {
-  return config.exchange === 'sharded-step' ? 4 : 3;
-}
+/** The versions this Peerless reads (see PROTOCOL). */
+const READS = [PROTOCOL];
 
 /** What the founding peer stores next to the configuration: the plan every peer follows. */
 export interface NetworkPlan {
@@ -38,7 +33,7 @@ export interface NetworkPlan {
 export function protocolMismatch(plan: NetworkPlan, where: string): string | null {
   const theirs = plan.protocol ?? 1;
   if (READS.includes(theirs)) return null;
-  return `${where} holds a network of protocol version ${theirs}, and this Peerless speaks versions ${READS.join(' and ')}: ${theirs < PROTOCOL ? 'start a new run (or use the Peerless that made it)' : 'upgrade this Peerless'}`;
+  return `${where} holds a network of protocol version ${theirs}, and this Peerless speaks ${READS.length > 1 ? `versions ${READS.join(' and ')}` : `version ${READS[0]}`}: ${theirs < PROTOCOL ? 'start a new run (or use the Peerless that made it)' : 'upgrade this Peerless'}`;
 }
 
 /** The network's plan kept in a peer's Redis, or null where no network is. */

@@ -83,7 +83,10 @@ export async function readTensorBytes(client: Redis, key: string, offset: number
  */
 export const AGGREGATE_PIECE = 1 << 20;
 
-/** Elements per PL.CHECKSUM piece: FNV-1a is a serial chain, ~2 ns a word here. */
+/**
+ * Elements per PL.CHECKSUM piece, a multiple of the checksum's 4096-word blocks (pieces chain
+ * only at those): ~0.25 ns a word here, so each piece holds its Redis well under a ms.
+ */
 export const CHECKSUM_PIECE = 1 << 21;
 
 export class InDbTensorStore implements TensorStore {

@@ -92,12 +92,22 @@ function krumInto(out: Float32Array, inputs: Float32Array[], byz: number, select
   aggregateInto(out, chosen.map((i) => inputs[i]), { rule: 'mean' });
 }
 
-/** The module's 64-bit checksum, for the outside-DB store; see native/peerless.c. */
+/** The module's 64-bit checksum, for the outside-DB store; see native/kernels.c (pl_checksum). */
 export function checksum(values: Float32Array): string {
-  // FNV-1a over 32-bit words, 64-bit state: mirrors the C code's word loop.
-  let h = 0xcbf29ce484222325n;
-  const prime = 0x100000001b3n, mask = 0xffffffffffffffffn;
+  // Blocks of 4096 words, each as 8 interleaved FNV-1a chains folded into the running FNV-1a
+  // state (lane by lane, low half then high): mirrors the C code.
+  const BLOCK = 4096, LANES = 8;
+  const prime = 0x100000001b3n, mask = 0xffffffffffffffffn, basis = 0xcbf29ce484222325n;
   const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  for (let i = 0; i < words.length; i++) h = ((h ^ BigInt(words[i])) * prime) & mask;
+  let h = basis;
+  for (let at = 0; at < words.length; at += BLOCK) {
+    const lanes = new Array<bigint>(LANES).fill(basis);
+    const end = Math.min(words.length, at + BLOCK);
+    for (let i = at; i < end; i++) lanes[(i - at) % LANES] = ((lanes[(i - at) % LANES] ^ BigInt(words[i])) * prime) & mask;
+    for (const lane of lanes) {
+      h = ((h ^ (lane & 0xffffffffn)) * prime) & mask;
+      h = ((h ^ (lane >> 32n)) * prime) & mask;
+    }
+  }
   return h.toString(16).padStart(16, '0');
 }

@@ -390,16 +390,35 @@ describe('PL.SGD and PL.ADAM in pieces (RANGE)', () => {
 });
 
 describe('PL.CHECKSUM in pieces', () => {
-  it('RANGE pieces chained with FROM give the whole tensor\'s checksum', async () => {
-    const t = randomTensor(1001, 77);
+  // The checksum hashes blocks of 4096 words: pieces chain when cut at multiples of that.
+  const BLOCK = 4096;
+
+  it('RANGE pieces chained with FROM give the whole tensor\'s checksum (and the reference\'s)', async () => {
+    const n = 5 * BLOCK + 1001;
+    const t = randomTensor(n, 77);
     await cmd(client, 'PL.SET', 'ck:t', bytes(t));
     const whole = String(await client.sendCommand(['PL.CHECKSUM', 'ck:t']));
-    let state: string | undefined;
-    for (const [from, to] of [[0, 1], [1, 500], [500, 1001]] as const) {
-      state = String(await client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', String(from), String(to - from), ...(state ? ['FROM', state] : [])]));
+    expect(whole).toBe(checksum(t));
+    for (const cuts of [[0, BLOCK, 3 * BLOCK, n], [0, 5 * BLOCK, n], [0, n]]) {
+      let state: string | undefined;
+      for (let i = 0; i + 1 < cuts.length; i++) {
+        const [from, to] = [cuts[i]!, cuts[i + 1]!];
+        state = String(await client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', String(from), String(to - from), ...(state ? ['FROM', state] : [])]));
+      }
+      expect(state).toBe(whole);
     }
-    expect(state).toBe(whole);
-    expect(String(await client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', '0', '1001']))).toBe(whole);
+    // Short tensors (one partial block, fewer words than lanes) match the reference too.
+    for (const len of [1, 7, 8, 9, BLOCK, BLOCK + 3]) {
+      const s = randomTensor(len, 100 + len);
+      await cmd(client, 'PL.SET', 'ck:s', bytes(s));
+      expect(String(await client.sendCommand(['PL.CHECKSUM', 'ck:s']))).toBe(checksum(s));
+    }
+  });
+
+  it('refuses a piece continued from a state at an offset inside a block', async () => {
+    const state = String(await client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', '0', '500']));
+    await expect(client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', '500', '100', 'FROM', state]))
+      .rejects.toThrow('a piece continued with FROM starts at a multiple of 4096 elements, not at 500');
   });
 });
 
@@ -444,6 +463,22 @@ describe('PL.AGGREGATE', () => {
       sums.add(String(await client.sendCommand(['PL.CHECKSUM', 'agg'])));
     }
     expect(sums.size).toBe(1);
+  });
+
+  it('MEAN of 1 to 20 inputs gives the reference\'s bytes (one pass up to 8 inputs, groups of 8 beyond; powers of two multiplied)', async () => {
+    for (let k = 1; k <= 20; k++) {
+      const len = 2048 + 77 * k; // more than one block of the grouped loop
+      const ts = Array.from({ length: k }, (_, j) => randomTensor(len, 500 + 31 * k + j).map((x, i) => (i % 3 === 0 ? x * 1e30 : i % 3 === 1 ? x * 1e-30 : x)));
+      const keys = ts.map((_, j) => `mk:${k}:${String(j).padStart(2, '0')}`);
+      for (const [j, t] of ts.entries()) await cmd(client, 'PL.SET', keys[j], bytes(t));
+      const ref = new Float32Array(len);
+      aggregateInto(ref, ts, { rule: 'mean' });
+      await client.sendCommand(['PL.AGGREGATE', `mk:${k}:out`, 'MEAN', String(k), ...keys]);
+      expect((await getBytes(client, `mk:${k}:out`))!.equals(bytes(ref)), `${k} inputs`).toBe(true);
+      // Into its last input: each element is written after every input's element was read.
+      await client.sendCommand(['PL.AGGREGATE', keys[k - 1], 'MEAN', String(k), ...keys]);
+      expect((await getBytes(client, keys[k - 1]))!.equals(bytes(ref)), `${k} inputs, into the last`).toBe(true);
+    }
   });
 
   it('MEAN sums in double in name order: closer to the float64 mean than float32, any magnitude', async () => {

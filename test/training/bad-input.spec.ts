@@ -71,11 +71,11 @@ describe('bad input at the network edges', () => {
       delete plan.protocol;
       await old.set(K.config, JSON.stringify(plan));
       const resumed = new Peer({ id: 'b', redis: { url: joinerServer.url }, platform, model, data, shard: { index: 1, count: 2 } });
-      await expect(resumed.start()).rejects.toThrow(`peer b: its Redis at ${joinerServer.url} holds a network of protocol version 1, and this Peerless speaks versions 3 and ${PROTOCOL}: start a new run (or use the Peerless that made it)`);
+      await expect(resumed.start()).rejects.toThrow(`peer b: its Redis at ${joinerServer.url} holds a network of protocol version 1, and this Peerless speaks version ${PROTOCOL}: start a new run (or use the Peerless that made it)`);
       // One of a newer version: upgrade.
       await old.set(K.config, JSON.stringify({ ...plan, protocol: PROTOCOL + 1 }));
       const newer = new Peer({ id: 'b', redis: { url: joinerServer.url }, platform, model, data, shard: { index: 1, count: 2 } });
-      await expect(newer.start()).rejects.toThrow(`holds a network of protocol version ${PROTOCOL + 1}, and this Peerless speaks versions 3 and ${PROTOCOL}: upgrade this Peerless`);
+      await expect(newer.start()).rejects.toThrow(`holds a network of protocol version ${PROTOCOL + 1}, and this Peerless speaks version ${PROTOCOL}: upgrade this Peerless`);
       await newer.close();
       await old.set(K.config, JSON.stringify(plan));
       await resumed.close();
