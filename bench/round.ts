@@ -57,6 +57,16 @@ export interface RoundRow {
   /** roundMs / allreduceMs. */
   vsAllreduce: number | null;
   /**
+   * CPU per measured round of the whole network: every peer's redis-server (INFO cpu: user +
+   * system, all its threads) and every peer's thread with its writers (this process). Whole
+   * rounds: ingest, exchange, aggregation, update and agreement. On shared cores wall times
+   * drift with the load; the CPU a round costs drifts much less.
+   */
+  redisCpuMsPerRound: number;
+  nodeCpuMsPerRound: number;
+  /** The gloo all-reduce's CPU per all-reduce, every rank's process summed (barriers included), or null. */
+  allreduceCpuMs: number | null;
+  /**
    * The limit for ingest at the same load: as many writers as the round has (G per peer, every
    * peer at once), each writing one vector over loopback into a tensor that already exists in
    * its peer's Redis (PL.SETRANGE chunks, nothing summed), wall time / G (median of 5).
@@ -132,8 +142,8 @@ export async function torchPython(): Promise<string | null> {
   return null;
 }
 
-/** gloo all-reduce of `length` float32 among `n` processes, median ms; null where torch is missing. */
-async function allreduceMs(n: number, length: number, rounds: number): Promise<number | null> {
+/** gloo all-reduce of `length` float32 among `n` processes: median ms and CPU per all-reduce; null where torch is missing. */
+async function allreduce(n: number, length: number, rounds: number): Promise<{ medianMs: number; cpuMsPerRound: number } | null> {
   const py = await torchPython();
   if (!py) return null;
   const script = fileURLToPath(new URL('./allreduce.py', import.meta.url));
@@ -141,9 +151,17 @@ async function allreduceMs(n: number, length: number, rounds: number): Promise<n
   return new Promise((resolve) => {
     execFile(py, [script, String(n), String(length), String(rounds), String(port)], { timeout: 600_000 }, (err, stdout) => {
       if (err) return resolve(null);
-      try { resolve((JSON.parse(stdout.trim().split('\n').pop()!) as { medianMs: number }).medianMs); } catch { resolve(null); }
+      try { resolve(JSON.parse(stdout.trim().split('\n').pop()!) as { medianMs: number; cpuMsPerRound: number }); } catch { resolve(null); }
     });
   });
+}
+
+/** CPU so far of the servers (INFO cpu, all their threads) and of this process (every thread), ms. */
+async function cpuNow(clients: Redis[]): Promise<{ redis: number; node: number }> {
+  const infos = await Promise.all(clients.map((c) => c.info('cpu')));
+  const field = (i: string, f: string) => Number(new RegExp(`${f}:([0-9.]+)`).exec(i)?.[1] ?? 0);
+  const u = process.cpuUsage();
+  return { redis: infos.reduce((s, i) => s + (field(i, 'used_cpu_user') + field(i, 'used_cpu_sys')) * 1000, 0), node: (u.user + u.system) / 1000 };
 }
 
 async function usedMemory(clients: Redis[]): Promise<number> {
@@ -218,19 +236,21 @@ async function wireUnderLoad(o: RoundBenchOptions, n: number): Promise<number> {
   }
 }
 
-async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, transfer: 'direct' | 'relay'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'wireMsPerVector' | 'wireMsSingleStream' | 'ingestVsWire'>> {
+async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, transfer: 'direct' | 'relay'): Promise<Omit<RoundRow, 'allreduceMs' | 'vsAllreduce' | 'allreduceCpuMs' | 'wireMsPerVector' | 'wireMsSingleStream' | 'ingestVsWire'>> {
   const warm = 2;
   const servers: RedisServer[] = [];
   const clients: Redis[] = [];
   const workers: Worker[] = [];
   const rounds: RoundMetrics[] = [];
   let memBefore = 0;
+  let cpuBefore = { redis: 0, node: 0 };
   let atWarm: Promise<void> = Promise.resolve();
   const onRound = (m: RoundMetrics) => {
     rounds.push(m);
     // After the warm-up, count only what the measured rounds do in Redis.
     if (m.round === warm - 1 && m.peer === 'p00') {
-      atWarm = Promise.all(clients.map((c) => c.sendCommand(['SLOWLOG', 'RESET']))).then(() => usedMemory(clients)).then((b) => { memBefore = b; });
+      atWarm = Promise.all(clients.map((c) => c.sendCommand(['SLOWLOG', 'RESET']))).then(() => usedMemory(clients)).then((b) => { memBefore = b; })
+        .then(() => cpuNow(clients)).then((c) => { cpuBefore = c; });
     }
   };
   try {
@@ -252,6 +272,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, t
     }
     for (const w of workers) w.postMessage('run');
     await Promise.all(finished);
+    const cpuAfter = await cpuNow(clients);
     await atWarm;
     const memAfter = await usedMemory(clients);
     const stalls = await stallsByCommand(clients);
@@ -274,6 +295,8 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, t
       redisGrowthMb: (memAfter - memBefore) / 2 ** 20,
       vectorsReceivedPerPeer: median(measured.map((m) => m.bytesReceived)) / (o.length * 4),
       peakRssMb: process.resourceUsage().maxRSS / 1024,
+      redisCpuMsPerRound: (cpuAfter.redis - cpuBefore.redis) / o.rounds,
+      nodeCpuMsPerRound: (cpuAfter.node - cpuBefore.node) / o.rounds,
     };
   } finally {
     await Promise.allSettled(workers.map((w) => w.terminate()));
@@ -331,16 +354,16 @@ export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> 
   for (const n of o.peerCounts) {
     o.onProgress?.(done++, total, `wire, ${n} peers x ${o.writers} writers`);
     const wire = await wireUnderLoad(o, n);
-    let ar: number | null = null;
+    let ar: { medianMs: number; cpuMsPerRound: number } | null = null;
     if (o.allreduce) {
       o.onProgress?.(done++, total, `gloo all-reduce, ${n} processes`);
-      ar = await allreduceMs(n, o.length, Math.max(10, o.rounds));
+      ar = await allreduce(n, o.length, Math.max(10, o.rounds));
     }
     for (const exchange of o.exchanges) {
       for (const transfer of o.transfers) {
         o.onProgress?.(done++, total, `${n} peers, exchange ${exchange}, ${transfer}`);
         const r = await runNetwork(o, n, exchange, transfer);
-        rows.push({ ...r, allreduceMs: ar, vsAllreduce: ar ? r.roundMs / ar : null, wireMsPerVector: wire, wireMsSingleStream: single, ingestVsWire: r.ingestMsPerGradient / wire });
+        rows.push({ ...r, allreduceMs: ar?.medianMs ?? null, vsAllreduce: ar ? r.roundMs / ar.medianMs : null, allreduceCpuMs: ar?.cpuMsPerRound ?? null, wireMsPerVector: wire, wireMsSingleStream: single, ingestVsWire: r.ingestMsPerGradient / wire });
       }
     }
   }

@@ -74,8 +74,9 @@ describe('benchmark runners', () => {
     const r = await runRoundBench({ peerCounts: [3], exchanges: ['all', 'sharded', 'sharded-step'], transfers: ['direct', 'relay'], length: 60_001, writers: 2, rounds: 2, allreduce: false });
     expect(r.rows.map((x) => [x.peers, x.exchange, x.transfer])).toEqual([[3, 'all', 'direct'], [3, 'all', 'relay'], [3, 'sharded', 'direct'], [3, 'sharded', 'relay'], [3, 'sharded-step', 'direct'], [3, 'sharded-step', 'relay']]);
     for (const row of r.rows) {
-      for (const k of ['ingestMsPerGradient', 'roundMs', 'wireMsPerVector'] as const) expect(row[k]).toBeGreaterThan(0);
+      for (const k of ['ingestMsPerGradient', 'roundMs', 'wireMsPerVector', 'redisCpuMsPerRound', 'nodeCpuMsPerRound'] as const) expect(row[k], k).toBeGreaterThan(0);
       expect(row.allreduceMs).toBeNull();
+      expect(row.allreduceCpuMs).toBeNull();
     }
     for (const row of r.rows) expect(row.vectorsReceivedPerPeer).toBeCloseTo(row.exchange === 'all' ? 2 : 4 / 3, 2);
     // One peer's commands alone: every kind of the round's data path was timed.

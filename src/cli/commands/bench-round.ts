@@ -41,11 +41,11 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     `A round's data path without compute: ${length.toLocaleString()} float32 (${formatBytes(length * 4)}), ${report.writers} gradients per peer per round, median of ${report.rounds} rounds after 2 warm-up`,
     '',
     table(
-      ['peers', 'exchange', 'transfer', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'verify', 'repairs', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
+      ['peers', 'exchange', 'transfer', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'CPU/round (Redis + peers)', 'gloo CPU', 'verify', 'repairs', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
       report.rows.map((r) => [
         r.peers, r.exchange, r.transfer, formatMs(r.ingestMsPerGradient), formatMs(r.wireMsPerVector), x(r.ingestVsWire), formatMs(r.exchangeMs),
         formatMs(r.aggregateMs), formatMs(r.updateMs), formatMs(r.roundMs), r.allreduceMs === null ? 'no torch' : formatMs(r.allreduceMs),
-        x(r.vsAllreduce), formatMs(r.verifyMs), r.repairs, formatMs(r.maxStallMs), r.vectorsReceivedPerPeer.toFixed(2), `${r.redisGrowthMb.toFixed(1)} MB`, `${r.peakRssMb.toFixed(0)} MB`,
+        x(r.vsAllreduce), `${formatMs(r.redisCpuMsPerRound)} + ${formatMs(r.nodeCpuMsPerRound)}`, r.allreduceCpuMs === null ? '-' : formatMs(r.allreduceCpuMs), formatMs(r.verifyMs), r.repairs, formatMs(r.maxStallMs), r.vectorsReceivedPerPeer.toFixed(2), `${r.redisGrowthMb.toFixed(1)} MB`, `${r.peakRssMb.toFixed(0)} MB`,
       ]),
     ),
     '',
@@ -54,6 +54,7 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     'round = from the last peer\'s average being ready to the last peer\'s parameters updated (exchange + aggregation + optimizer step); each peer runs in its own thread.',
     'transfer: direct = the module sends each range to the other Redis itself (PL.SEND); relay = the peer reads and writes it.',
     'gloo all-reduce: torch.distributed among as many processes on loopback (python3-torch); it does no optimizer step.',
+    'CPU/round: every redis-server and every peer thread with its writers, per measured round, whole rounds (ingest and agreement too); gloo CPU: every rank per all-reduce. CPU drifts less than wall time with the machine\'s load.',
     'ingest/gradient: first pushed byte to the average being ready, per gradient (every peer ingesting at once).',
     `wire/vector: the limit at the same load: as many writers (${report.writers} per peer, every peer at once) each writing a vector into an existing tensor in its peer's Redis, nothing summed, per vector; one vector alone over one loopback connection: ${report.rows[0] ? formatMs(report.rows[0].wireMsSingleStream) : '-'}.`,
     `Note: ${report.note}.`,
