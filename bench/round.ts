@@ -60,7 +60,8 @@ export interface RoundRow {
    * CPU per measured round of the whole network: every peer's redis-server (INFO cpu: user +
    * system, all its threads) and every peer's thread with its writers (this process). Whole
    * rounds: ingest, exchange, aggregation, update and agreement. On shared cores wall times
-   * drift with the load; the CPU a round costs drifts much less.
+   * drift with the load; the CPU a round costs drifts less (about 10% between runs beside a
+   * test stream, where wall times doubled).
    */
   redisCpuMsPerRound: number;
   nodeCpuMsPerRound: number;
