@@ -9,9 +9,8 @@
  *
  * Without --modules, the build scripts/setup.sh made (or PEERLESS_MODULE).
  */
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { MODULE_ENV, ensureModuleBuilt } from '../src/cluster/module-path.ts';
+import { MODULE_ENV } from '../src/cluster/module-path.ts';
+import { moduleBuilds, scriptArgs } from './script-args.ts';
 import { startRedisServer, type RedisServer } from '../src/cluster/redis-server.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 import { median } from './stats.ts';
@@ -20,35 +19,14 @@ const USAGE = `usage: npx tsx bench/module-commands.ts [--modules A.so,B.so] [--
   Server-side time (SLOWLOG) of the module's hot commands on a ResNet-18-sized tensor, each
   build on its own server, the builds taking turns command by command. Without --modules: the
   build setup made.`;
-const args = process.argv.slice(2);
-if (args.includes('--help') || args.includes('-h')) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-const VALUED = ['--modules', '--repeats'];
-for (let i = 0; i < args.length; i++) {
-  if (VALUED.includes(args[i]!)) i++;
-  else if (args[i] !== '--json') {
-    process.stderr.write(`module-commands: unknown option ${args[i]}\n${USAGE}\n`);
-    process.exit(2);
-  }
-}
-const option = (name: string, dflt: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1]! : dflt; };
-// Absolute: redis-server loads modules after moving into its --dir.
-const modules = option('--modules', '').split(',').filter(Boolean).map((m) => resolve(m));
-if (modules.length === 0) modules.push(ensureModuleBuilt());
-for (const m of modules) {
-  if (!existsSync(m)) {
-    process.stderr.write(`module-commands: no module build at ${m} (a peerless.so: make -C native builds native/build/peerless.so)\n`);
-    process.exit(2);
-  }
-}
+const { option, has } = scriptArgs('module-commands', USAGE, ['--modules', '--repeats']);
+const modules = moduleBuilds('module-commands', option('--modules', ''));
 const REPEATS = Number(option('--repeats', '5'));
 if (!Number.isInteger(REPEATS) || REPEATS < 1) {
   process.stderr.write(`module-commands: --repeats needs a whole number of at least 1, got "${option('--repeats', '')}"\n`);
   process.exit(2);
 }
-const json = args.includes('--json');
+const json = has('--json');
 const N = 11_172_810;
 
 function randomTensor(n: number, scale = 1): Buffer {

@@ -9,39 +9,17 @@
  *
  * Without --modules, the build scripts/setup.sh made (or PEERLESS_MODULE).
  */
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { connectRedis, closeRedis, type Redis } from '../src/tensor/redis-client.ts';
-import { ensureModuleBuilt, MODULE_ENV } from '../src/cluster/module-path.ts';
+import { MODULE_ENV } from '../src/cluster/module-path.ts';
+import { moduleBuilds, scriptArgs } from './script-args.ts';
 import { startRedisServer } from '../src/cluster/redis-server.ts';
 import { median } from './stats.ts';
 
 const USAGE = `usage: npx tsx bench/send-cpu.mts [--modules A.so,B.so] [--pairs 3] [--sends 10] [--params 11172810] [--chunk 262144] [--json]
   The two servers' CPU per PL.SEND of one vector (INFO cpu around --sends sends), each module
   build measured --pairs times, the builds alternating. Without --modules: the build setup made.`;
-const args = process.argv.slice(2);
-if (args.includes('--help') || args.includes('-h')) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-const VALUED = ['--modules', '--pairs', '--sends', '--params', '--chunk'];
-for (let i = 0; i < args.length; i++) {
-  if (VALUED.includes(args[i]!)) i++;
-  else if (args[i] !== '--json') {
-    process.stderr.write(`send-cpu: unknown option ${args[i]}\n${USAGE}\n`);
-    process.exit(2);
-  }
-}
-const option = (name: string, dflt: string) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1]! : dflt; };
-// Absolute: redis-server loads modules after moving into its --dir.
-const modules = option('--modules', '').split(',').filter(Boolean).map((m) => resolve(m));
-if (modules.length === 0) modules.push(ensureModuleBuilt());
-for (const m of modules) {
-  if (!existsSync(m)) {
-    process.stderr.write(`send-cpu: no module build at ${m} (a peerless.so: make -C native builds native/build/peerless.so)\n`);
-    process.exit(2);
-  }
-}
+const { option, has } = scriptArgs('send-cpu', USAGE, ['--modules', '--pairs', '--sends', '--params', '--chunk']);
+const modules = moduleBuilds('send-cpu', option('--modules', ''));
 const pairs = Number(option('--pairs', '3')), sends = Number(option('--sends', '10'));
 const params = Number(option('--params', '11172810')), chunk = option('--chunk', '262144');
 for (const [name, v] of [['--pairs', pairs], ['--sends', sends], ['--params', params]] as const) {
@@ -91,7 +69,7 @@ const rows = modules.map((module, i) => ({
   module, senderCpuMs: median(samples[i]!.sender), receiverCpuMs: median(samples[i]!.receiver),
   senderSamples: samples[i]!.sender, receiverSamples: samples[i]!.receiver,
 }));
-if (args.includes('--json')) process.stdout.write(`${JSON.stringify({ benchmark: 'send-cpu', params, chunk: Number(chunk), sends, pairs, rows }, null, 2)}\n`);
+if (has('--json')) process.stdout.write(`${JSON.stringify({ benchmark: 'send-cpu', params, chunk: Number(chunk), sends, pairs, rows }, null, 2)}\n`);
 else {
   process.stdout.write(`PL.SEND of ${params.toLocaleString('en-US')} float32 (${(params * 4 / 1e6).toFixed(1)} MB) between two servers on loopback: server CPU per vector, median of ${pairs} runs of ${sends} sends, builds alternating\n\n`);
   process.stdout.write('| module | sender CPU | receiver CPU | sender vs first | receiver vs first |\n| --- | ---: | ---: | ---: | ---: |\n');
