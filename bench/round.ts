@@ -13,6 +13,7 @@ import { applyUpdate } from '../src/peer/round/update.ts';
 import type { RoundPeerData } from './round-peer.ts';
 import { makeGradients } from './gradients.ts';
 import { RESNET18_PARAMS } from './in-db.ts';
+import { serverCpuMs } from './server-cpu.ts';
 import { median } from './stats.ts';
 
 /**
@@ -143,8 +144,14 @@ export async function torchPython(): Promise<string | null> {
   return null;
 }
 
-/** gloo all-reduce of `length` float32 among `n` processes: median ms and CPU per all-reduce; null where torch is missing. */
-async function allreduce(n: number, length: number, rounds: number): Promise<{ medianMs: number; cpuMsPerRound: number } | null> {
+/** What bench/allreduce.py prints: the median ms of an all-reduce, and its CPU (every rank). */
+interface AllreduceResult {
+  medianMs: number;
+  cpuMsPerRound: number;
+}
+
+/** gloo all-reduce of `length` float32 among `n` processes; null where torch is missing. */
+async function allreduce(n: number, length: number, rounds: number): Promise<AllreduceResult | null> {
   const py = await torchPython();
   if (!py) return null;
   const script = fileURLToPath(new URL('./allreduce.py', import.meta.url));
@@ -152,17 +159,16 @@ async function allreduce(n: number, length: number, rounds: number): Promise<{ m
   return new Promise((resolve) => {
     execFile(py, [script, String(n), String(length), String(rounds), String(port)], { timeout: 600_000 }, (err, stdout) => {
       if (err) return resolve(null);
-      try { resolve(JSON.parse(stdout.trim().split('\n').pop()!) as { medianMs: number; cpuMsPerRound: number }); } catch { resolve(null); }
+      try { resolve(JSON.parse(stdout.trim().split('\n').pop()!) as AllreduceResult); } catch { resolve(null); }
     });
   });
 }
 
-/** CPU so far of the servers (INFO cpu, all their threads) and of this process (every thread), ms. */
+/** CPU so far of the servers (all their threads) and of this process (every thread), ms. */
 async function cpuNow(clients: Redis[]): Promise<{ redis: number; node: number }> {
-  const infos = await Promise.all(clients.map((c) => c.info('cpu')));
-  const field = (i: string, f: string) => Number(new RegExp(`${f}:([0-9.]+)`).exec(i)?.[1] ?? 0);
+  const servers = await Promise.all(clients.map(serverCpuMs));
   const u = process.cpuUsage();
-  return { redis: infos.reduce((s, i) => s + (field(i, 'used_cpu_user') + field(i, 'used_cpu_sys')) * 1000, 0), node: (u.user + u.system) / 1000 };
+  return { redis: servers.reduce((s, ms) => s + ms, 0), node: (u.user + u.system) / 1000 };
 }
 
 async function usedMemory(clients: Redis[]): Promise<number> {
@@ -355,7 +361,7 @@ export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> 
   for (const n of o.peerCounts) {
     o.onProgress?.(done++, total, `wire, ${n} peers x ${o.writers} writers`);
     const wire = await wireUnderLoad(o, n);
-    let ar: { medianMs: number; cpuMsPerRound: number } | null = null;
+    let ar: AllreduceResult | null = null;
     if (o.allreduce) {
       o.onProgress?.(done++, total, `gloo all-reduce, ${n} processes`);
       ar = await allreduce(n, o.length, Math.max(10, o.rounds));

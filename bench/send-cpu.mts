@@ -9,9 +9,10 @@
  *
  * Without --modules, the build scripts/setup.sh made (or PEERLESS_MODULE).
  */
-import { connectRedis, closeRedis, type Redis } from '../src/tensor/redis-client.ts';
+import { connectRedis, closeRedis } from '../src/tensor/redis-client.ts';
 import { MODULE_ENV } from '../src/cluster/module-path.ts';
 import { moduleBuilds, scriptArgs } from './script-args.ts';
+import { serverCpuMs } from './server-cpu.ts';
 import { startRedisServer } from '../src/cluster/redis-server.ts';
 import { median } from './stats.ts';
 
@@ -29,13 +30,6 @@ for (const [name, v] of [['--pairs', pairs], ['--sends', sends], ['--params', pa
   }
 }
 
-/** The server process's CPU so far (user + system, all its threads), ms. */
-async function cpuMs(c: Redis): Promise<number> {
-  const info = String(await c.sendCommand(['INFO', 'cpu']));
-  const field = (f: string) => Number(new RegExp(`${f}:([0-9.]+)`).exec(info)?.[1] ?? NaN);
-  return (field('used_cpu_user') + field('used_cpu_sys')) * 1000;
-}
-
 /** Server CPU per vector sent with one module build: [sender, receiver], ms. */
 async function measure(module: string): Promise<[number, number]> {
   process.env[MODULE_ENV] = module;
@@ -46,9 +40,9 @@ async function measure(module: string): Promise<[number, number]> {
     await to.sendCommand(['PL.ZEROS', 'dst', String(params)]);
     const send = ['PL.SEND', 'src', '0', String(params), '127.0.0.1', new URL(servers[1]!.url).port, 'dst', '0', 'CHUNK', chunk];
     await from.sendCommand(send); // warms the destination's buffers
-    const before = [await cpuMs(from), await cpuMs(to)];
+    const before = [await serverCpuMs(from), await serverCpuMs(to)];
     for (let i = 0; i < sends; i++) await from.sendCommand(send);
-    const after = [await cpuMs(from), await cpuMs(to)];
+    const after = [await serverCpuMs(from), await serverCpuMs(to)];
     return [(after[0]! - before[0]!) / sends, (after[1]! - before[1]!) / sends];
   } finally {
     await Promise.allSettled([closeRedis(from), closeRedis(to)]);
