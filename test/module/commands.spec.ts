@@ -416,8 +416,9 @@ describe('PL.CHECKSUM in pieces', () => {
   });
 
   it('refuses a piece continued from a state at an offset inside a block', async () => {
-    const state = String(await client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', '0', '500']));
-    await expect(client.sendCommand(['PL.CHECKSUM', 'ck:t', 'RANGE', '500', '100', 'FROM', state]))
+    await cmd(client, 'PL.SET', 'ck:inside', bytes(randomTensor(1000, 78)));
+    const state = String(await client.sendCommand(['PL.CHECKSUM', 'ck:inside', 'RANGE', '0', '500']));
+    await expect(client.sendCommand(['PL.CHECKSUM', 'ck:inside', 'RANGE', '500', '100', 'FROM', state]))
       .rejects.toThrow('a piece continued with FROM starts at a multiple of 4096 elements, not at 500');
   });
 });
