@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import type { Exchange } from '../src/config/exchanges.ts';
 import { fileURLToPath } from 'node:url';
+import { getPriority } from 'node:os';
 import { createServer, connect as tcpConnect, type AddressInfo } from 'node:net';
 import { freePort, startRedisServer, type RedisServer } from '../src/cluster/redis-server.ts';
 import { Worker } from 'node:worker_threads';
@@ -13,7 +14,7 @@ import { applyUpdate } from '../src/peer/round/update.ts';
 import type { RoundPeerData } from './round-peer.ts';
 import { makeGradients } from './gradients.ts';
 import { RESNET18_PARAMS } from './in-db.ts';
-import { serverCpuMs } from './server-cpu.ts';
+import { niceOf, serverCpuMs, serverPid, serverRunDelayMs } from './server-cpu.ts';
 import { median } from './stats.ts';
 
 /**
@@ -35,6 +36,12 @@ export interface RoundBenchOptions {
   rounds: number;
   /** Run the gloo all-reduce beside (needs python3 with torch). */
   allreduce: boolean;
+  /**
+   * Start the peers' redis-servers under `nice -n N` (default: the bench's own priority). A
+   * negative N gives them the cores before the peers and writers: how much of a row's stall is
+   * a server kept off its core. Below 0 needs root or CAP_SYS_NICE.
+   */
+  serverNice?: number;
   onProgress?: (done: number, total: number, what: string) => void;
 }
 
@@ -66,6 +73,12 @@ export interface RoundRow {
    */
   redisCpuMsPerRound: number;
   nodeCpuMsPerRound: number;
+  /**
+   * Per measured round, how long the peers' redis-servers' command threads were ready to run
+   * but waited for a core (Linux schedstat, summed over the servers), or null where the kernel
+   * does not say. Such a wait inside a command lengthens it: the stalls above the alone figures.
+   */
+  redisWaitMsPerRound: number | null;
   /** The gloo all-reduce's CPU per all-reduce, every rank's process summed (barriers included), or null. */
   allreduceCpuMs: number | null;
   /**
@@ -81,6 +94,8 @@ export interface RoundRow {
   maxStallMs: number;
   /** The longest command of each kind (ms): where the stalls come from. */
   stallsByCommand: Record<string, number>;
+  /** The nice value added to the peers' redis-servers' (RoundBenchOptions.serverNice), 0 by default. */
+  serverNice: number;
   /** Growth of the peers' Redis used_memory over the measured rounds (MB): allocation that does not settle. */
   redisGrowthMb: number;
   /** Bytes a peer received from the others per round, in parameter vectors. */
@@ -165,10 +180,30 @@ async function allreduce(n: number, length: number, rounds: number): Promise<All
 }
 
 /** CPU so far of the servers (all their threads) and of this process (every thread), ms. */
-async function cpuNow(clients: Redis[]): Promise<{ redis: number; node: number }> {
-  const servers = await Promise.all(clients.map(serverCpuMs));
+async function cpuNow(clients: Redis[], pids: number[]): Promise<{ redis: number; node: number; redisWait: number | null }> {
+  const [servers, waits] = await Promise.all([Promise.all(clients.map(serverCpuMs)), Promise.all(pids.map(serverRunDelayMs))]);
   const u = process.cpuUsage();
-  return { redis: servers.reduce((s, ms) => s + ms, 0), node: (u.user + u.system) / 1000 };
+  const sum = (xs: number[]) => xs.reduce((s, ms) => s + ms, 0);
+  return { redis: sum(servers), node: (u.user + u.system) / 1000, redisWait: waits.every((w) => w !== null) ? sum(waits as number[]) : null };
+}
+
+/**
+ * Starts one peer's redis-server at the nice value asked for; an unprivileged `nice` with a
+ * negative value warns and runs the server at the default, so the value is read back.
+ */
+async function startPeerServer(nice: number): Promise<{ server: RedisServer; client: Redis; pid: number }> {
+  const server = await startRedisServer(nice === 0 ? {} : { wrapper: ['nice', '-n', String(nice)] });
+  const client = await connectRedis({ url: server.url });
+  const pid = await serverPid(client);
+  const got = await niceOf(pid);
+  // `nice -n` adds to this process's own nice value.
+  const want = Math.min(19, Math.max(-20, getPriority() + nice));
+  if (got !== null && got !== want) {
+    await closeRedis(client);
+    await server.stop();
+    throw new Error(`--server-nice ${nice}: the redis-server runs at nice ${got}, not ${want} (lowering a nice value needs root or CAP_SYS_NICE)`);
+  }
+  return { server, client, pid };
 }
 
 async function usedMemory(clients: Redis[]): Promise<number> {
@@ -250,20 +285,24 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, t
   const workers: Worker[] = [];
   const rounds: RoundMetrics[] = [];
   let memBefore = 0;
-  let cpuBefore = { redis: 0, node: 0 };
+  const pids: number[] = [];
+  const nice = o.serverNice ?? 0;
+  let cpuBefore: { redis: number; node: number; redisWait: number | null } = { redis: 0, node: 0, redisWait: 0 };
   let atWarm: Promise<void> = Promise.resolve();
   const onRound = (m: RoundMetrics) => {
     rounds.push(m);
     // After the warm-up, count only what the measured rounds do in Redis.
     if (m.round === warm - 1 && m.peer === 'p00') {
       atWarm = Promise.all(clients.map((c) => c.sendCommand(['SLOWLOG', 'RESET']))).then(() => usedMemory(clients)).then((b) => { memBefore = b; })
-        .then(() => cpuNow(clients)).then((c) => { cpuBefore = c; });
+        .then(() => cpuNow(clients, pids)).then((c) => { cpuBefore = c; });
     }
   };
   try {
     for (let i = 0; i < n; i++) {
-      servers.push(await startRedisServer());
-      clients.push(await connectRedis({ url: servers[i].url }));
+      const s = await startPeerServer(nice);
+      servers.push(s.server);
+      clients.push(s.client);
+      pids.push(s.pid);
     }
     await Promise.all(clients.map((c) => c.sendCommand(['CONFIG', 'SET', 'slowlog-log-slower-than', '1000'])));
     const finished: Promise<void>[] = [];
@@ -279,7 +318,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, t
     }
     for (const w of workers) w.postMessage('run');
     await Promise.all(finished);
-    const cpuAfter = await cpuNow(clients);
+    const cpuAfter = await cpuNow(clients, pids);
     await atWarm;
     const memAfter = await usedMemory(clients);
     const stalls = await stallsByCommand(clients);
@@ -299,11 +338,13 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, t
       repairs: rounds.filter((m) => m.repaired).length,
       maxStallMs: Math.max(0, ...Object.values(stalls)),
       stallsByCommand: stalls,
+      serverNice: nice,
       redisGrowthMb: (memAfter - memBefore) / 2 ** 20,
       vectorsReceivedPerPeer: median(measured.map((m) => m.bytesReceived)) / (o.length * 4),
       peakRssMb: process.resourceUsage().maxRSS / 1024,
       redisCpuMsPerRound: (cpuAfter.redis - cpuBefore.redis) / o.rounds,
       nodeCpuMsPerRound: (cpuAfter.node - cpuBefore.node) / o.rounds,
+      redisWaitMsPerRound: cpuAfter.redisWait === null || cpuBefore.redisWait === null ? null : (cpuAfter.redisWait - cpuBefore.redisWait) / o.rounds,
     };
   } finally {
     await Promise.allSettled(workers.map((w) => w.terminate()));
@@ -354,6 +395,12 @@ async function commandsAlone(o: RoundBenchOptions): Promise<AloneStalls> {
 }
 
 export async function runRoundBench(o: RoundBenchOptions): Promise<RoundReport> {
+  if (o.serverNice) {
+    // Refused before minutes of measuring, not after.
+    const probe = await startPeerServer(o.serverNice);
+    await closeRedis(probe.client);
+    await probe.server.stop();
+  }
   const single = await wireMs(Buffer.from(makeGradients(o.length, 1)[0].buffer));
   const rows: RoundRow[] = [];
   const total = o.peerCounts.length * (o.exchanges.length * o.transfers.length + 1 + (o.allreduce ? 1 : 0));

@@ -22,6 +22,11 @@ const int = (name: string, min = 1) => (v: string): number => {
   if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got "${v}"`);
   return n;
 };
+const niceValue = (v: string): number => {
+  const n = int('--server-nice', -20)(v);
+  if (n > 19) throw new InvalidArgumentError(`--server-nice must be between -20 and 19, got "${v}"`);
+  return n;
+};
 const intList = (name: string) => (v: string): number[] => v.split(',').map((x) => int(name)(x.trim()));
 const exchangeList = (v: string): Exchange[] => v.split(',').map((x) => {
   const e = x.trim();
@@ -356,7 +361,8 @@ bench
   .addOption(new Option('--writers <n>', 'gradients pushed per peer per round (default 4)').argParser(int('--writers')))
   .addOption(new Option('--rounds <n>', 'measured rounds after 2 warm-up (default 10)').argParser(int('--rounds')))
   .option('--no-allreduce', 'skip the gloo all-reduce')
-  .addHelpText('after', '\nExamples:\n  peerless bench round --quick\n  peerless bench round --peer-counts 4 --exchange sharded,sharded-step --json > round.json')
+  .addOption(new Option('--server-nice <n>', 'run the peers\' redis-servers under nice -n N (-20 to 19; below 0 needs root): with -10 they get the cores before the peers and writers, which shows how much of a stall is a server kept off its core').argParser(niceValue))
+  .addHelpText('after', '\nExamples:\n  peerless bench round --quick\n  peerless bench round --peer-counts 4 --exchange sharded,sharded-step --json > round.json\n  peerless bench round --peer-counts 4 --exchange sharded-step --transfer direct --server-nice -10')
   .action(async (o) => { await (await import('./commands/bench-round.ts')).benchRound(o); });
 
 bench

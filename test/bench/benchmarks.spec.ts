@@ -71,12 +71,16 @@ describe('benchmark runners', () => {
   });
 
   it('round: real peers run rounds on pushed gradients; a row per exchange and transfer, with the wire figure', async () => {
-    const r = await runRoundBench({ peerCounts: [3], exchanges: ['all', 'sharded', 'sharded-step'], transfers: ['direct', 'relay'], length: 60_001, writers: 2, rounds: 2, allreduce: false });
+    // At nice +1: the servers start under `nice`, and the value is read back (a raise needs no privilege).
+    const r = await runRoundBench({ peerCounts: [3], exchanges: ['all', 'sharded', 'sharded-step'], transfers: ['direct', 'relay'], length: 60_001, writers: 2, rounds: 2, allreduce: false, serverNice: 1 });
     expect(r.rows.map((x) => [x.peers, x.exchange, x.transfer])).toEqual([[3, 'all', 'direct'], [3, 'all', 'relay'], [3, 'sharded', 'direct'], [3, 'sharded', 'relay'], [3, 'sharded-step', 'direct'], [3, 'sharded-step', 'relay']]);
     for (const row of r.rows) {
       for (const k of ['ingestMsPerGradient', 'roundMs', 'wireMsPerVector', 'redisCpuMsPerRound', 'nodeCpuMsPerRound'] as const) expect(row[k], k).toBeGreaterThan(0);
       expect(row.allreduceMs).toBeNull();
       expect(row.allreduceCpuMs).toBeNull();
+      expect(row.serverNice).toBe(1);
+      // Linux says how long the servers waited for a core.
+      if (process.platform === 'linux') expect(row.redisWaitMsPerRound).toBeGreaterThanOrEqual(0);
     }
     for (const row of r.rows) expect(row.vectorsReceivedPerPeer).toBeCloseTo(row.exchange === 'all' ? 2 : 4 / 3, 2);
     // One peer's commands alone: every kind of the round's data path was timed.

@@ -14,6 +14,7 @@ export interface RoundCliOptions {
   writers?: number;
   rounds?: number;
   allreduce?: boolean;
+  serverNice?: number;
 }
 
 const x = (v: number | null) => (v === null ? '-' : `${v.toFixed(2)}x`);
@@ -30,6 +31,7 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     writers: o.writers ?? 4,
     rounds: o.rounds ?? (o.quick ? 3 : 10),
     allreduce: o.allreduce !== false,
+    serverNice: o.serverNice ?? 0,
     onProgress: (d, t, w) => bar.update(d, t, w),
   });
   bar.stop();
@@ -41,11 +43,11 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     `A round's data path without compute: ${length.toLocaleString()} float32 (${formatBytes(length * 4)}), ${report.writers} gradients per peer per round, median of ${report.rounds} rounds after 2 warm-up`,
     '',
     table(
-      ['peers', 'exchange', 'transfer', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'CPU/round (Redis + peers)', 'gloo CPU', 'verify', 'repairs', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
+      ['peers', 'exchange', 'transfer', 'ingest/gradient', 'wire/vector', 'ingest/wire', 'exchange', 'aggregate', 'update', 'round', 'gloo all-reduce', 'round/all-reduce', 'CPU/round (Redis + peers)', 'gloo CPU', 'Redis waiting for a core', 'verify', 'repairs', 'max stall', 'vectors in', 'Redis growth', 'peak RSS'],
       report.rows.map((r) => [
         r.peers, r.exchange, r.transfer, formatMs(r.ingestMsPerGradient), formatMs(r.wireMsPerVector), x(r.ingestVsWire), formatMs(r.exchangeMs),
         formatMs(r.aggregateMs), formatMs(r.updateMs), formatMs(r.roundMs), r.allreduceMs === null ? 'no torch' : formatMs(r.allreduceMs),
-        x(r.vsAllreduce), `${formatMs(r.redisCpuMsPerRound)} + ${formatMs(r.nodeCpuMsPerRound)}`, r.allreduceCpuMs === null ? '-' : formatMs(r.allreduceCpuMs), formatMs(r.verifyMs), r.repairs, formatMs(r.maxStallMs), r.vectorsReceivedPerPeer.toFixed(2), `${r.redisGrowthMb.toFixed(1)} MB`, `${r.peakRssMb.toFixed(0)} MB`,
+        x(r.vsAllreduce), `${formatMs(r.redisCpuMsPerRound)} + ${formatMs(r.nodeCpuMsPerRound)}`, r.allreduceCpuMs === null ? '-' : formatMs(r.allreduceCpuMs), r.redisWaitMsPerRound === null ? '-' : formatMs(r.redisWaitMsPerRound), formatMs(r.verifyMs), r.repairs, formatMs(r.maxStallMs), r.vectorsReceivedPerPeer.toFixed(2), `${r.redisGrowthMb.toFixed(1)} MB`, `${r.peakRssMb.toFixed(0)} MB`,
       ]),
     ),
     '',
@@ -55,6 +57,7 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     'transfer: direct = the module sends each range to the other Redis itself (PL.SEND); relay = the peer reads and writes it.',
     'gloo all-reduce: torch.distributed among as many processes on loopback (python3-torch); it does no optimizer step.',
     'CPU/round: every redis-server and every peer thread with its writers, per measured round, whole rounds (ingest and agreement too); gloo CPU: every rank per all-reduce. CPU drifts less than wall time with the machine\'s load.',
+    `Redis waiting for a core: per round, how long the peers' redis-servers were ready to run commands but had no core (Linux schedstat, summed over servers); a wait inside a command is part of its stall${report.rows[0]?.serverNice ? `. The servers ran at nice ${report.rows[0].serverNice}` : ''}.`,
     'ingest/gradient: first pushed byte to the average being ready, per gradient (every peer ingesting at once).',
     `wire/vector: the limit at the same load: as many writers (${report.writers} per peer, every peer at once) each writing a vector into an existing tensor in its peer's Redis, nothing summed, per vector; one vector alone over one loopback connection: ${report.rows[0] ? formatMs(report.rows[0].wireMsSingleStream) : '-'}.`,
     `Note: ${report.note}.`,
