@@ -326,6 +326,8 @@ program
   .action(async (o) => { await (await import('./commands/stop.ts')).stopNetwork(o.redis, o.password, o.atRound, Boolean(o.json)); });
 
 const bench = program.command('bench').description('reproduce the original work\'s measurements, side by side in one run');
+// A bench stopped by a signal leaves no redis-server behind.
+bench.hook('preAction', async () => { (await import('./signals.ts')).exitOnSignal(); });
 
 bench
   .command('in-db')

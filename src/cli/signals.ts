@@ -22,6 +22,16 @@ export function untilSignal(): Promise<StopSignal> {
 }
 
 /**
+ * The benchmarks keep nothing worth a graceful stop: SIGINT or SIGTERM exits at once with its
+ * code, and the exit runs the handlers that kill the redis-servers this process started and
+ * remove their directories (Node's default for these signals ends the process without them,
+ * leaving the servers orphaned).
+ */
+export function exitOnSignal(): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(SIGNAL_EXIT[sig]));
+}
+
+/**
  * Runs `stop`, then exits with the signal's code: at once when it is done, or after `ms` if
  * it is not (a server waiting on a client that never hangs up, a cached connection keeping
  * the event loop alive must not keep the process).

@@ -118,29 +118,34 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   let exited = false;
   const exitPromise = new Promise<void>((res) => child.once('exit', () => { exited = true; res(); }));
   const spawnError = new Promise<Error>((res) => child.once('error', res));
-
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const err = await Promise.race([spawnError, new Promise<null>((r) => setTimeout(() => r(null), 20))]);
-    if (err) {
-      throw new Error(
-        (err as NodeJS.ErrnoException).code === 'ENOENT'
-          ? 'redis-server not found on PATH: install it (Debian/Ubuntu: apt-get install redis-server)'
-          : `redis-server failed to start: ${err.message}`,
-      );
-    }
-    if (exited) throw new Error(`redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`);
-    if (await canConnect(port, host)) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`redis-server on port ${port} did not accept connections within 10 s`);
-    }
-  }
-
   const cleanup = () => { if (ownDir) rmSync(dir, { recursive: true, force: true }); };
+  // Tracked from the spawn on, not from the first connection: a process that exits while the
+  // server starts (a signal then) would otherwise leave it running.
   const entry = { child, cleanup };
   live.add(entry);
   void exitPromise.then(() => live.delete(entry));
+  try {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const err = await Promise.race([spawnError, new Promise<null>((r) => setTimeout(() => r(null), 20))]);
+      if (err) {
+        throw new Error(
+          (err as NodeJS.ErrnoException).code === 'ENOENT'
+            ? 'redis-server not found on PATH: install it (Debian/Ubuntu: apt-get install redis-server)'
+            : `redis-server failed to start: ${err.message}`,
+        );
+      }
+      if (exited) throw new Error(`redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`);
+      if (await canConnect(port, host)) break;
+      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not accept connections within 10 s`);
+    }
+  } catch (err) {
+    if (!exited) child.kill('SIGKILL');
+    live.delete(entry);
+    cleanup();
+    throw err;
+  }
+
   return {
     host,
     port,

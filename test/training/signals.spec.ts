@@ -129,6 +129,21 @@ describe('signals to peerless train', () => {
   });
 });
 
+describe('a redis-server that fails to start', () => {
+  it('is refused in one line naming why, and leaves no directory behind', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'peerless-start-'));
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = tmp; // where startRedisServer makes the server's directory
+    try {
+      await expect(startRedisServer({ config: { 'no-such-directive': 'x' } })).rejects.toThrow(/^redis-server on port \d+ exited at start: .*no-such-directive/);
+    } finally {
+      if (before === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = before;
+    }
+    expect(readdirSync(tmp)).toEqual([]);
+    rmSync(tmp, { recursive: true, force: true });
+  });
+});
+
 describe('signals to peerless peer', () => {
   /** A founding peer on a Redis of the test's, once its first round is done. */
   async function runningPeer() {
@@ -199,3 +214,25 @@ describe('signals to peerless dashboard', () => {
   }
 });
 
+describe('signals to peerless bench', () => {
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    it(`${sig} stops it, exit ${code}: no redis-server left running, no directory left`, async () => {
+      const run = spawnCli(['bench', 'round', '--quick', '--no-allreduce', '--params', '60001', '--json']);
+      // The event: its first redis-server has started, maybe not yet accepting connections (it
+      // has moved into its directory). Bounded only against a hang.
+      let servers: { pid: number; dir: string }[] = [];
+      const end = Date.now() + 60_000;
+      while (servers.length === 0 && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 10));
+        try { servers = childServers(run.child.pid!).filter((s) => /peerless-redis-/.test(s.dir)); } catch { /* gone between ps and /proc */ }
+      }
+      expect(servers.length, run.stderr()).toBeGreaterThan(0);
+      run.child.kill(sig);
+      expect((await run.exit).code, run.stderr()).toBe(code);
+      for (const s of servers) {
+        expect(await gone(s.pid)).toBe(true);
+        expect(existsSync(s.dir)).toBe(false);
+      }
+    });
+  }
+});
