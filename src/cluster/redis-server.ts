@@ -117,6 +117,8 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   child.stderr?.on('data', (d) => { output += d; });
   let exited = false;
   const exitPromise = new Promise<void>((res) => child.once('exit', () => { exited = true; res(); }));
+  // 'close' comes after the last of its output: 'exit' may come before it is read.
+  const outputRead = new Promise<void>((res) => child.once('close', () => res()));
   const spawnError = new Promise<Error>((res) => child.once('error', res));
   const cleanup = () => { if (ownDir) rmSync(dir, { recursive: true, force: true }); };
   // Tracked from the spawn on, not from the first connection: a process that exits while the
@@ -135,7 +137,10 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
             : `redis-server failed to start: ${err.message}`,
         );
       }
-      if (exited) throw new Error(`redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`);
+      if (exited) {
+        await Promise.race([outputRead, new Promise((r) => setTimeout(r, 1_000))]);
+        throw new Error(`redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`);
+      }
       if (await canConnect(port, host)) break;
       if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not accept connections within 10 s`);
     }
