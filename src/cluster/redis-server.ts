@@ -42,22 +42,32 @@ export interface RedisServer {
   readonly process: ChildProcess;
   /** Stops the server (SIGTERM, so it saves if configured to) and removes a temporary dir. */
   stop(): Promise<void>;
-  /** SIGKILL: the crash case. */
+  /**
+   * SIGKILL: the crash case. A temporary dir goes with it (no name outside this object can
+   * reach it again); pass `dir` to keep what a crashed server wrote.
+   */
   kill(): Promise<void>;
 }
 
 /**
- * Servers this process started and has not stopped yet. If the process exits without
- * stopping them (a second Ctrl-C, process.exit on an error), they are killed and their
- * temporary directories removed on the way out, so nothing is left orphaned.
+ * Servers this process started and has not stopped yet, and the temporary directories it
+ * made for them and has not removed. If the process exits without stopping them (a second
+ * Ctrl-C, process.exit on an error), the servers are killed and the directories removed on
+ * the way out, also those of servers that died on their own, so nothing is left orphaned.
  */
-const live = new Set<{ child: ChildProcess; cleanup: () => void }>();
+const live = new Set<ChildProcess>();
+const ownDirs = new Set<string>();
 process.once('exit', () => {
-  for (const s of live) {
-    try { s.child.kill('SIGKILL'); } catch { /* already gone */ }
-    s.cleanup();
+  for (const child of live) {
+    try { child.kill('SIGKILL'); } catch { /* already gone */ }
   }
+  for (const dir of ownDirs) removeDir(dir);
 });
+
+function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  ownDirs.delete(dir);
+}
 
 /** Asks the OS for a free loopback port. */
 export async function freePort(): Promise<number> {
@@ -92,6 +102,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   if (host !== '127.0.0.1' && !opts.password) throw new Error(`redis-server on ${host}: an address other than loopback needs a password (protected mode stays on)`);
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'peerless-redis-'));
+  if (ownDir) ownDirs.add(dir);
   const args = [
     // Loopback only, and protected mode on: without a password, Redis then answers nobody
     // but this machine even if a config override widens the bind.
@@ -120,12 +131,11 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   // 'close' comes after the last of its output: 'exit' may come before it is read.
   const outputRead = new Promise<void>((res) => child.once('close', () => res()));
   const spawnError = new Promise<Error>((res) => child.once('error', res));
-  const cleanup = () => { if (ownDir) rmSync(dir, { recursive: true, force: true }); };
+  const cleanup = () => { if (ownDir) removeDir(dir); };
   // Tracked from the spawn on, not from the first connection: a process that exits while the
   // server starts (a signal then) would otherwise leave it running.
-  const entry = { child, cleanup };
-  live.add(entry);
-  void exitPromise.then(() => live.delete(entry));
+  live.add(child);
+  void exitPromise.then(() => live.delete(child));
   try {
     const deadline = Date.now() + 10_000;
     for (;;) {
@@ -146,7 +156,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
     }
   } catch (err) {
     if (!exited) child.kill('SIGKILL');
-    live.delete(entry);
+    live.delete(child);
     cleanup();
     throw err;
   }
@@ -163,6 +173,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
     },
     async kill() {
       if (!exited) { child.kill('SIGKILL'); await exitPromise; }
+      cleanup();
     },
   };
 }

@@ -110,6 +110,8 @@ describe('signals to peerless train', () => {
     expect(first).toMatch(/^Training FAILED: peer-01: .*127\.0\.0\.1:\d+/);
     expect(t.out()).toMatch(/ended with 1 live peer\(s\), below --min-peers 2/);
     expect(await gone(servers[0].pid)).toBe(true);
+    // The killed server's folder too: it died on its own, the run still removes it.
+    expect(t.leftovers()).toEqual([]);
   });
 
   it('a process that exits without stopping its servers (a second Ctrl-C) still leaves none behind', async () => {
@@ -126,6 +128,30 @@ describe('signals to peerless train', () => {
     const server = JSON.parse(out) as { pid: number; dir: string };
     expect(await gone(server.pid)).toBe(true);
     expect(existsSync(server.dir)).toBe(false);
+  });
+
+  it('a server killed by someone else leaves no directory when the process exits', async () => {
+    const script = `import { startRedisServer } from ${JSON.stringify(new URL('../../src/cluster/redis-server.ts', import.meta.url).href)};
+      const s = await startRedisServer();
+      const died = new Promise((r) => s.process.once('exit', r));
+      process.kill(s.process.pid, 'SIGKILL');
+      await died;
+      process.stdout.write(JSON.stringify({ dir: s.dir }) + '\\n');`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d) => { out += d; });
+    expect(await new Promise<number | null>((resolve) => child.once('exit', resolve))).toBe(0);
+    expect(existsSync((JSON.parse(out) as { dir: string }).dir)).toBe(false);
+  });
+});
+
+describe('a redis-server killed with kill()', () => {
+  it('takes its temporary directory with it (the tests that crash a server left one each)', async () => {
+    const s = await startRedisServer();
+    expect(existsSync(s.dir)).toBe(true);
+    await s.kill();
+    expect(s.process.exitCode ?? s.process.signalCode).toBe('SIGKILL');
+    expect(existsSync(s.dir)).toBe(false);
   });
 });
 
