@@ -24,7 +24,7 @@ beforeAll(async () => {
   await run('tar', ['xzf', join(tmp, packed!.filename), '-C', tmp]);
   pkg = join(tmp, 'package');
   symlinkSync(join(repo, 'node_modules'), join(pkg, 'node_modules'));
-}, 300_000);
+}, 600_000);
 
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
