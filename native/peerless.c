@@ -1778,13 +1778,22 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------
- * PL.AGGREGATE dst [RANGE offset count] rule n key1 .. keyn
+ * PL.AGGREGATE dst [RANGE offset count] rule n key1 .. keyn [OFFSETS o1 .. on]
  *                                           rule: MEAN | MEDIAN | TRIMMED k | KRUM f m
  *
  * With RANGE, only elements [offset, offset + count) are aggregated, into a dst that already
  * holds the inputs' length: a caller cuts one big aggregation into commands short enough not
  * to stall the server's other clients. The coordinate-wise rules only (KRUM needs whole
  * vectors).
+ *
+ * With OFFSETS (after RANGE), input j's elements [oj, oj + count) are aggregated into dst's
+ * [offset, offset + count): the inputs may differ in length, and dst need only hold the range.
+ * A sharded exchange's owner aggregates its slice of its own average (at the slice's offset)
+ * with the slices the others sent (at 0) straight into its place in the full-length
+ * aggregate: no copy of either, in or out. The inputs are then taken in the order given, not
+ * sorted by name: names of different kinds (an average, the others' parts) would sort the
+ * owner's own input out of its place, and the mean's bytes would differ from those of
+ * exchange "all", which sums the same values in the peers' order. The caller gives that order.
  *
  * Aggregates the peers' tensors into dst. The keys are sorted by name first, so every peer
  * that aggregates the same inputs, whatever order they arrived in, computes the same bytes:
@@ -1821,8 +1830,14 @@ static int aggregate_getkeys(RedisModuleCtx *ctx, RedisModuleString **argv, int 
         else RedisModule_KeyAtPos(ctx, 1);
     }
     int start = aggregate_keys_start(argv, argc, &rule);
+    /* n keys, then maybe OFFSETS and numbers; all that follows when n is not a number yet */
+    long long n;
+    int end = argc;
+    if (start > 0 && RedisModule_StringToLongLong(argv[start - 1], &n) == REDISMODULE_OK && n >= 0 &&
+        n < argc - start)
+        end = start + (int)n;
     if (start > 0)
-        for (int i = start; i < argc; i++) {
+        for (int i = start; i < end; i++) {
             if (RedisModule_KeyAtPosWithFlags) RedisModule_KeyAtPosWithFlags(ctx, i, in);
             else RedisModule_KeyAtPos(ctx, i);
         }
@@ -1835,6 +1850,7 @@ typedef struct {
     RedisModuleString **keys; /* argv slice, sorted in place into canonical order */
     int ranged;
     long long offset, count; /* with RANGE */
+    long long *from;         /* with OFFSETS: where each input's range starts (keys' order) */
 } aggregate_args;
 
 static int parse_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc,
@@ -1854,8 +1870,18 @@ static int parse_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int ar
         return fail(ctx, "KRUM needs whole vectors: RANGE is for MEAN, MEDIAN and TRIMMED"), 0;
     if (argc <= start) return RedisModule_WrongArity(ctx), 0;
     if (!parse_int(ctx, argv[start - 1], "n", 1, PL_MAX_INPUTS, &a->n)) return 0;
-    if (a->n != argc - start)
-        return fail(ctx, "n is %lld but %d keys follow", a->n, argc - start), 0;
+    int keys_end = argc;
+    if (a->n < argc - start && is_word(argv[start + a->n], "OFFSETS")) {
+        keys_end = start + (int)a->n;
+        if (!a->ranged) return fail(ctx, "OFFSETS needs RANGE (the range in dst the inputs' ranges go to)"), 0;
+        if (argc - keys_end - 1 != a->n)
+            return fail(ctx, "OFFSETS needs %lld offsets, one per key, got %d", a->n, argc - keys_end - 1), 0;
+        a->from = RedisModule_Alloc((size_t)a->n * sizeof *a->from);
+        for (long long j = 0; j < a->n; j++)
+            if (!parse_int(ctx, argv[keys_end + 1 + j], "an offset of OFFSETS", 0, PL_MAX_ELEMENTS, &a->from[j])) return 0;
+    }
+    if (a->n != keys_end - start)
+        return fail(ctx, "n is %lld but %d keys follow", a->n, keys_end - start), 0;
     if (a->rule == RULE_TRIMMED) {
         if (!parse_int(ctx, argv[at + 1], "TRIMMED k", 0, PL_MAX_INPUTS, &a->trim)) return 0;
         if (2 * a->trim >= a->n)
@@ -1871,6 +1897,14 @@ static int parse_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int ar
         if (a->m > a->n) return fail(ctx, "KRUM m is %lld but only %lld inputs", a->m, a->n), 0;
     }
     a->keys = argv + start;
+    if (a->from) {
+        /* the order given (see above): no two alike */
+        for (long long j = 1; j < a->n; j++)
+            for (long long i = 0; i < j; i++)
+                if (name_cmp(a->keys[i], a->keys[j]) == 0)
+                    return fail(ctx, "key \"%s\" is given twice", show(a->keys[j]).s), 0;
+        return 1;
+    }
     /* canonical order: insertion sort by name (n is small), then no duplicates */
     for (long long j = 1; j < a->n; j++) {
         RedisModuleString *x = a->keys[j];
@@ -1892,18 +1926,26 @@ static int check_inputs(RedisModuleCtx *ctx, const aggregate_args *a, size_t *le
     for (long long j = 0; j < a->n; j++) {
         tensor_key t;
         if (!open_tensor(ctx, a->keys[j], REDISMODULE_READ, "input", 0, &t)) return 0;
-        if (j > 0 && t.n != *len) {
+        if (a->from) {
+            /* each input its own range: only that range must fit */
+            if ((size_t)(a->from[j] + a->count) > t.n) {
+                close_key(&t.key);
+                return fail(ctx, "input \"%s\": [%lld, %lld) runs past its %zu elements", show(a->keys[j]).s,
+                            a->from[j], a->from[j] + a->count, t.n), 0;
+            }
+        } else if (j > 0 && t.n != *len) {
             close_key(&t.key);
             return fail(ctx, "input \"%s\" has %zu elements, expected %zu", show(a->keys[j]).s,
                         t.n, *len), 0;
         }
         *len = t.n;
-        if (a->ranged && (size_t)(a->offset + a->count) > t.n) {
+        if (!a->from && a->ranged && (size_t)(a->offset + a->count) > t.n) {
             close_key(&t.key);
             return fail(ctx, "RANGE [%lld, %lld) runs past the inputs' %zu elements", a->offset,
                         a->offset + a->count, t.n), 0;
         }
-        size_t from = a->ranged ? (size_t)a->offset : 0, n = a->ranged ? (size_t)a->count : t.n;
+        size_t from = a->from ? (size_t)a->from[j] : a->ranged ? (size_t)a->offset : 0;
+        size_t n = a->ranged ? (size_t)a->count : t.n;
         size_t bad = from + pl_first_nonfinite(dma(t.key, REDISMODULE_READ) + from, n);
         close_key(&t.key);
         if (bad < from + n)
@@ -1932,15 +1974,33 @@ static void run_rule(const aggregate_args *a, pl_f32 *out, const pl_f32 **in, si
     }
 }
 
-static int cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
-    if (argc < 5) return RedisModule_WrongArity(ctx);
-    aggregate_args a = {0, 0, 0, 0, 0, NULL, 0, 0, 0};
+/* The dst of an aggregation with OFFSETS: an existing tensor holding the range. An input it
+ * is must be read at that same range (the kernels read an element before writing it). */
+static int check_offsets_dst(RedisModuleCtx *ctx, RedisModuleString *name, RedisModuleKey *dst,
+                             const aggregate_args *a) {
+    size_t bytes = RedisModule_KeyType(dst) == REDISMODULE_KEYTYPE_STRING ? RedisModule_ValueLength(dst) : 0;
+    if (bytes % 4 != 0 || bytes / 4 < (size_t)(a->offset + a->count))
+        return fail(ctx, "with OFFSETS, dst \"%s\" must already hold RANGE [%lld, %lld)", show(name).s,
+                    a->offset, a->offset + a->count), 0;
+    for (long long j = 0; j < a->n; j++)
+        if (name_cmp(a->keys[j], name) == 0 && a->from[j] != a->offset)
+            return fail(ctx, "dst \"%s\" is also an input, read at %lld: with OFFSETS, dst may be an input only at RANGE's offset %lld",
+                        show(name).s, a->from[j], a->offset), 0;
+    return 1;
+}
+
+static int aggregate_checked(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, aggregate_args *ap) {
     size_t len = 0;
-    if (!parse_aggregate(ctx, argv, argc, &a) || !check_inputs(ctx, &a, &len))
+    if (!parse_aggregate(ctx, argv, argc, ap) || !check_inputs(ctx, ap, &len))
         return REDISMODULE_OK;
+    const aggregate_args a = *ap;
     RedisModuleKey *dst;
     if (!open_target(ctx, argv[1], "dst", &dst)) return REDISMODULE_OK;
-    if (a.ranged && (RedisModule_KeyType(dst) != REDISMODULE_KEYTYPE_STRING || RedisModule_ValueLength(dst) != len * 4)) {
+    if (a.from && !check_offsets_dst(ctx, argv[1], dst, &a)) {
+        RedisModule_CloseKey(dst);
+        return REDISMODULE_OK;
+    }
+    if (!a.from && a.ranged && (RedisModule_KeyType(dst) != REDISMODULE_KEYTYPE_STRING || RedisModule_ValueLength(dst) != len * 4)) {
         RedisModule_CloseKey(dst);
         return fail(ctx, "with RANGE, dst \"%s\" must already hold the inputs' %zu elements", show(argv[1]).s, len),
                REDISMODULE_OK;
@@ -1958,7 +2018,7 @@ static int cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
     size_t from = a.ranged ? (size_t)a.offset : 0, n = a.ranged ? (size_t)a.count : len;
     for (size_t j = 0; j < k; j++) {
         keys[j] = RedisModule_OpenKey(ctx, a.keys[j], REDISMODULE_READ);
-        in[j] = dma(keys[j], REDISMODULE_READ) + from;
+        in[j] = dma(keys[j], REDISMODULE_READ) + (a.from ? (size_t)a.from[j] : from);
     }
     out = dma(dst, REDISMODULE_WRITE) + from;
     run_rule(&a, out, in, n, scratch);
@@ -1969,6 +2029,15 @@ static int cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
     RedisModule_Free(scratch);
     RedisModule_ReplicateVerbatim(ctx);
     return RedisModule_ReplyWithSimpleString(ctx, "OK");
+}
+
+/* One place frees the OFFSETS array, whichever reply aggregate_checked ends with. */
+static int cmd_aggregate(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    if (argc < 5) return RedisModule_WrongArity(ctx);
+    aggregate_args a = {0, 0, 0, 0, 0, NULL, 0, 0, 0, NULL};
+    int ok = aggregate_checked(ctx, argv, argc, &a);
+    RedisModule_Free(a.from);
+    return ok;
 }
 
 /* ------------------------------------------------------------------------------------------

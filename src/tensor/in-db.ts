@@ -183,6 +183,20 @@ export class InDbTensorStore implements TensorStore {
     }
   }
 
+  /**
+   * Aggregates `count` elements of each input, each read from its own offset, into
+   * `[dstOffset, dstOffset + count)` of `dst`, which must hold that range (PL.AGGREGATE ...
+   * OFFSETS), in pieces as above. Coordinate-wise rules only: Krum needs whole vectors.
+   */
+  async aggregateRange(dst: string, dstOffset: number, inputs: { key: string; offset: number }[], rule: AggregationRule, count: number): Promise<void> {
+    if (rule.rule === 'krum') throw new Error('Multi-Krum needs whole vectors: it cannot aggregate a range');
+    const ruleArgs = rule.rule === 'mean' ? ['MEAN'] : rule.rule === 'median' ? ['MEDIAN'] : ['TRIMMED', String(rule.trim)];
+    for (const c of chunks(count, AGGREGATE_PIECE)) {
+      await call(this.client, ['PL.AGGREGATE', dst, 'RANGE', String(dstOffset + c.offset), String(c.count), ...ruleArgs,
+        String(inputs.length), ...inputs.map((i) => i.key), 'OFFSETS', ...inputs.map((i) => String(i.offset + c.offset))]);
+    }
+  }
+
   async scale(key: string, factor: number): Promise<void> {
     await call(this.client, ['PL.SCALE', key, num(factor)]);
   }

@@ -533,9 +533,51 @@ describe('PL.AGGREGATE', () => {
     }
   });
 
+  it.each<[AggregationRule]>([[{ rule: 'mean' }], [{ rule: 'median' }], [{ rule: 'trimmed', trim: 1 }]])(
+    '%o with OFFSETS: each input read at its own offset, into its range of dst, in the order given; the rest of dst untouched', async (rule) => {
+      // A sharded exchange's owner: its own average read in place at the slice's offset, the
+      // others' slices at 0 in keys of the slice's length, into the slice's place in dst.
+      const [len, offset, count] = [1537, 600, 413];
+      const own = randomTensor(len, 80);
+      const parts = [randomTensor(count, 81), randomTensor(count, 82)];
+      await cmd(client, 'PL.SET', 'of:avg', bytes(own));
+      await cmd(client, 'PL.SET', 'of:part:a', bytes(parts[0]!));
+      await cmd(client, 'PL.SET', 'of:part:c', bytes(parts[1]!));
+      const before = randomTensor(len, 83);
+      await cmd(client, 'PL.SET', 'of:dst', bytes(before));
+      // The own input second: its place among the peers, which name order would not keep.
+      const inputs = [parts[0]!, own.subarray(offset, offset + count), parts[1]!];
+      const ref = new Float32Array(count);
+      aggregateInto(ref, inputs, rule);
+      expect(await client.sendCommand(['PL.AGGREGATE', 'of:dst', 'RANGE', String(offset), String(count), ...ruleArgs(rule), '3',
+        'of:part:a', 'of:avg', 'of:part:c', 'OFFSETS', '0', String(offset), '0'])).toBe('OK');
+      const got = await getTensor(client, 'of:dst');
+      expect(bytes(got.subarray(offset, offset + count)).equals(bytes(ref))).toBe(true);
+      expect(bytes(got.subarray(0, offset)).equals(bytes(before.subarray(0, offset)))).toBe(true);
+      expect(bytes(got.subarray(offset + count)).equals(bytes(before.subarray(offset + count)))).toBe(true);
+      // The inputs are read, never written.
+      expect((await getBytes(client, 'of:avg'))!.equals(bytes(own))).toBe(true);
+    });
+
+  it('with OFFSETS, dst may be an input read at its own range, and is then aggregated in place', async () => {
+    const [offset, count] = [100, 300];
+    const a = randomTensor(1000, 90), b = randomTensor(count, 91);
+    await cmd(client, 'PL.SET', 'oi:a', bytes(a));
+    await cmd(client, 'PL.SET', 'oi:b', bytes(b));
+    const ref = new Float32Array(count);
+    aggregateInto(ref, [a.subarray(offset, offset + count), b], { rule: 'mean' });
+    await client.sendCommand(['PL.AGGREGATE', 'oi:a', 'RANGE', String(offset), String(count), 'MEAN', '2', 'oi:a', 'oi:b', 'OFFSETS', String(offset), '0']);
+    expect(bytes((await getTensor(client, 'oi:a')).subarray(offset, offset + count)).equals(bytes(ref))).toBe(true);
+    await expect(client.sendCommand(['PL.AGGREGATE', 'oi:a', 'RANGE', String(offset), String(count), 'MEAN', '2', 'oi:a', 'oi:b', 'OFFSETS', '0', '0']))
+      .rejects.toThrow('dst "oi:a" is also an input, read at 0: with OFFSETS, dst may be an input only at RANGE\'s offset 100');
+  });
+
   it('tells cluster routing and ACLs where its keys are', async () => {
     const keys = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.AGGREGATE', 'dst', 'TRIMMED', '1', '3', 'x', 'y', 'z']);
     expect(keys).toEqual(['dst', 'x', 'y', 'z']);
+    // The offsets after the keys are not keys.
+    const offsets = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.AGGREGATE', 'dst', 'RANGE', '0', '4', 'MEAN', '2', 'x', 'y', 'OFFSETS', '0', '8']);
+    expect(offsets).toEqual(['dst', 'x', 'y']);
     const accum = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.ACCUM', 's', 'a', 'id', '2', 'blob']);
     expect(accum).toEqual(['s', 'a']);
     const adam = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.ADAM', 'p', 'g', 'm', 'v', 'st', '0.1']);

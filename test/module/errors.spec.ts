@@ -210,6 +210,17 @@ const cases: [string, Arg[], RegExp][] = [
   ['AGGREGATE RANGE dst missing', ['PL.AGGREGATE', 'nodst', 'RANGE', '0', '4', 'MEAN', '2', 'g', 'withttl'], /with RANGE, dst "nodst" must already hold the inputs' 16 elements/],
   ['AGGREGATE RANGE count 0', ['PL.AGGREGATE', 't', 'RANGE', '0', '0', 'MEAN', '1', 'g'], /RANGE count must be/],
   ['AGGREGATE RANGE arity', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'MEAN'], ARITY],
+  // PL.AGGREGATE ... OFFSETS
+  ['AGGREGATE OFFSETS without RANGE', ['PL.AGGREGATE', 't', 'MEAN', '2', 'g', 'g8', 'OFFSETS', '0', '0'], /OFFSETS needs RANGE/],
+  ['AGGREGATE OFFSETS count', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'MEAN', '2', 'g', 'g8', 'OFFSETS', '0'], /OFFSETS needs 2 offsets, one per key, got 1/],
+  ['AGGREGATE OFFSETS too many', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'MEAN', '2', 'g', 'g8', 'OFFSETS', '0', '0', '0'], /OFFSETS needs 2 offsets, one per key, got 3/],
+  ['AGGREGATE OFFSETS negative', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'MEAN', '2', 'g', 'g8', 'OFFSETS', '0', '-1'], /an offset of OFFSETS must be/],
+  ['AGGREGATE OFFSETS text', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'MEAN', '2', 'g', 'g8', 'OFFSETS', '0', 'x'], /an offset of OFFSETS must be an integer/],
+  ['AGGREGATE OFFSETS past an input', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'MEAN', '2', 'g', 'g8', 'OFFSETS', '0', '6'], /input "g8": \[6, 10\) runs past its 8 elements/],
+  ['AGGREGATE OFFSETS dst short', ['PL.AGGREGATE', 'g8', 'RANGE', '6', '4', 'MEAN', '2', 'g', 't', 'OFFSETS', '0', '0'], /with OFFSETS, dst "g8" must already hold RANGE \[6, 10\)/],
+  ['AGGREGATE OFFSETS dst missing', ['PL.AGGREGATE', 'nodst', 'RANGE', '0', '4', 'MEAN', '2', 'g', 't', 'OFFSETS', '0', '0'], /with OFFSETS, dst "nodst" must already hold RANGE \[0, 4\)/],
+  ['AGGREGATE OFFSETS duplicate', ['PL.AGGREGATE', 't', 'RANGE', '0', '4', 'MEAN', '2', 'g', 'g', 'OFFSETS', '0', '4'], /"g" is given twice/],
+  ['AGGREGATE OFFSETS NaN', ['PL.AGGREGATE', 't', 'RANGE', '0', '12', 'MEAN', '2', 'g', 'nan', 'OFFSETS', '0', '0'], /input "nan" has a non-finite value/],
   // PL.ADAM
   ['ADAM arity', ['PL.ADAM', 't', 'g', 'm', 'v', 'st'], ARITY],
   ['ADAM BETA1 1', ['PL.ADAM', 't', 'g', 'm', 'v', 'st', '0.1', 'BETA1', '1'], /BETA1 must be in \[0, 1\)/],

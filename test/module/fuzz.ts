@@ -49,6 +49,7 @@ const TEMPLATES: Arg[][] = [
   ['PL.SGD', 'fz:p', 'fz:g', 'fz:v', '0.1', '0.9', 'WD', '0.001'],
   ['PL.ADAM', 'fz:p', 'fz:g', 'fz:m', 'fz:v2', 'fz:step', '0.001', 'BETA1', '0.9'],
   ['PL.AGGREGATE', 'fz:agg', 'MEAN', '2', 'fz:g', 'fz:g2'],
+  ['PL.AGGREGATE', 'fz:agg', 'RANGE', '1', '2', 'MEAN', '2', 'fz:g', 'fz:g2', 'OFFSETS', '0', '1'],
   ['PL.AGGREGATE', 'fz:agg', 'TRIMMED', '1', '3', 'fz:g', 'fz:g2', 'fz:p'],
   ['PL.AGGREGATE', 'fz:agg', 'KRUM', '0', '1', '3', 'fz:g', 'fz:g2', 'fz:p'],
   ['PL.COPYRANGE', 'fz:p', '0', 'fz:g', '8', '8'],

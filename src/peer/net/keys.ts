@@ -83,7 +83,6 @@ export const K = {
   slot: {
     from: (r: number, peer: string) => `s:${r % 2}:from:${peer}`,
     part: (r: number, owner: string, peer: string) => `s:${r % 2}:part:${owner}:from:${peer}`,
-    reduced: (r: number, owner: string) => `s:${r % 2}:reduced:${owner}`,
   },
   /** The aggregate of every peer's average, the update's gradient (a recycled buffer). */
   aggregate: (r: number) => `s:${r % 2}:agg`,

@@ -261,9 +261,8 @@ export const exchangeSharded: ExchangeMode = {
     const outgoing = Promise.allSettled(x.members.map(async (m, j) => {
       const key = K.slot.part(x.round, m.id, x.me.id);
       const { offset, count } = ranges[j];
+      // Its own slice stays where it is: the owner's aggregation reads it in the average.
       if (m.id === x.me.id) {
-        await ensureTensor(x.local, key, count);
-        await copyRange(x.local, x.averageKey, offset, count, key, 0);
         await x.local.set(K.part(x.round, x.me.id, x.me.id), '1');
         return;
       }
@@ -290,11 +289,10 @@ export const exchangeSharded: ExchangeMode = {
   },
 
   async aggregate(x, sent) {
-    const { mine, reducedKey, aggregateMs } = await reduceOwnSlice(x, sent);
+    const { mine, aggregateMs } = await reduceOwnSlice(x, sent);
     const aggregateKey = K.aggregate(x.round);
-    // All-gather: this peer's reduced slice goes into every member's aggregate.
-    await copyRange(x.local, reducedKey, 0, mine.count, aggregateKey, mine.offset);
-    return allGather(x, sent, aggregateMs, { key: aggregateKey, source: { key: reducedKey, offset: 0 }, fallback: x.averageKey });
+    // All-gather: this peer's reduced slice, in place in its aggregate, goes into every member's.
+    return allGather(x, sent, aggregateMs, { key: aggregateKey, source: { key: aggregateKey, offset: mine.offset }, fallback: x.averageKey });
   },
 };
 
@@ -314,10 +312,8 @@ export const exchangeShardedStep: ExchangeMode = {
 
   async aggregate(x, sent) {
     if (!x.stepSlice) throw new Error('exchange sharded-step needs the optimizer step of a slice');
-    const { mine, reducedKey, aggregateMs } = await reduceOwnSlice(x, sent);
+    const { mine, aggregateMs } = await reduceOwnSlice(x, sent);
     const t = performance.now();
-    // The step reads its gradient at the parameters' offsets.
-    await copyRange(x.local, reducedKey, 0, mine.count, K.aggregate(x.round), mine.offset);
     await x.stepSlice(mine);
     const next = K.nextParams(x.round);
     await copyRange(x.local, K.params, mine.offset, mine.count, next, mine.offset);
@@ -326,15 +322,20 @@ export const exchangeShardedStep: ExchangeMode = {
   },
 };
 
-/** The owner's part of a sharded exchange: its slice of every contributor's average, aggregated. */
-async function reduceOwnSlice(x: ExchangeInput, sent: SendResult): Promise<{ mine: { offset: number; count: number }; reducedKey: string; aggregateMs: number }> {
+/**
+ * The owner's part of a sharded exchange: its slice of every contributor's average,
+ * aggregated into its place in `K.aggregate`, where the step reads it at the parameters'
+ * offsets and the all-gather sends it from. Its own average is read in place, the others'
+ * slices from their parts: nothing is copied.
+ */
+async function reduceOwnSlice(x: ExchangeInput, sent: SendResult): Promise<{ mine: { offset: number; count: number }; aggregateMs: number }> {
   const ranges = sliceRanges(x.length, x.members.length);
   const mine = ranges[x.members.findIndex((m) => m.id === x.me.id)];
   const t = performance.now();
-  const reducedKey = K.slot.reduced(x.round, x.me.id);
   const rule = ruleFor(x.rule, sent.contributors.length, x.fallback, x.round, x.log);
-  await x.store.aggregate(reducedKey, sent.contributors.map((id) => K.slot.part(x.round, x.me.id, id)), rule, mine.count);
-  return { mine, reducedKey, aggregateMs: performance.now() - t };
+  const inputs = sent.contributors.map((id) => (id === x.me.id ? { key: x.averageKey, offset: mine.offset } : { key: K.slot.part(x.round, x.me.id, id), offset: 0 }));
+  await x.store.aggregateRange(K.aggregate(x.round), mine.offset, inputs, rule, mine.count);
+  return { mine, aggregateMs: performance.now() - t };
 }
 
 /**
