@@ -113,12 +113,14 @@ describe('benchmark runners', () => {
   });
 
   it('kills: the coordinator killed before updating; the survivors go on identical, and the time they lost is reported', async () => {
-    const r = await runKillBench({ victims: ['coordinator'], killed: ['process'], phases: ['updating'], deadlineMs: 2_000 });
+    // A 5 s deadline: at 2 s, beside two other suites, every joiner's first gradient missed it
+    // round after round, so the three never stayed members together (the bench's bound said so).
+    const r = await runKillBench({ victims: ['coordinator'], killed: ['process'], phases: ['updating'], deadlineMs: 5_000 });
     expect(r.rows).toHaveLength(1);
     const [row] = r.rows;
     expect([row!.victim, row!.peer, row!.killed, row!.phase, row!.identical]).toEqual(['coordinator', 'p0', 'process', 'updating', true]);
     expect(row!.cleanRoundMs).toBeGreaterThan(0);
-    expect(row!.lostDeadlines).toBeCloseTo(row!.lostMs / 2_000, 9);
+    expect(row!.lostDeadlines).toBeCloseTo(row!.lostMs / 5_000, 9);
     expect(r.worst).toBe(row!.lostDeadlines);
     // Bounded past the bench's own bounds (settling, the pause, the rounds after the kill: 120 s
     // each), which name the stage and print every peer's log; a suite's default would cut a
