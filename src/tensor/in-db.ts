@@ -83,6 +83,14 @@ export async function readTensorBytes(client: Redis, key: string, offset: number
  */
 export const AGGREGATE_PIECE = 1 << 20;
 
+/** PL.AGGREGATE's rule words for a rule. */
+function aggregateRuleArgs(rule: AggregationRule): string[] {
+  return rule.rule === 'mean' ? ['MEAN']
+    : rule.rule === 'median' ? ['MEDIAN']
+    : rule.rule === 'trimmed' ? ['TRIMMED', String(rule.trim)]
+    : ['KRUM', String(rule.byzantine), String(rule.select)];
+}
+
 /**
  * Elements per PL.CHECKSUM piece, a multiple of the checksum's 4096-word blocks (pieces chain
  * only at those): ~0.25 ns a word here, so each piece holds its Redis well under a ms.
@@ -165,11 +173,7 @@ export class InDbTensorStore implements TensorStore {
   }
 
   async aggregate(dst: string, keys: string[], rule: AggregationRule, length?: number): Promise<void> {
-    const ruleArgs =
-      rule.rule === 'mean' ? ['MEAN']
-      : rule.rule === 'median' ? ['MEDIAN']
-      : rule.rule === 'trimmed' ? ['TRIMMED', String(rule.trim)]
-      : ['KRUM', String(rule.byzantine), String(rule.select)];
+    const ruleArgs = aggregateRuleArgs(rule);
     const inputs = [String(keys.length), ...keys];
     if (length === undefined || length <= AGGREGATE_PIECE || rule.rule === 'krum') {
       await call(this.client, ['PL.AGGREGATE', dst, ...ruleArgs, ...inputs]);
@@ -190,7 +194,7 @@ export class InDbTensorStore implements TensorStore {
    */
   async aggregateRange(dst: string, dstOffset: number, inputs: { key: string; offset: number }[], rule: AggregationRule, count: number): Promise<void> {
     if (rule.rule === 'krum') throw new Error('Multi-Krum needs whole vectors: it cannot aggregate a range');
-    const ruleArgs = rule.rule === 'mean' ? ['MEAN'] : rule.rule === 'median' ? ['MEDIAN'] : ['TRIMMED', String(rule.trim)];
+    const ruleArgs = aggregateRuleArgs(rule);
     for (const c of chunks(count, AGGREGATE_PIECE)) {
       await call(this.client, ['PL.AGGREGATE', dst, 'RANGE', String(dstOffset + c.offset), String(c.count), ...ruleArgs,
         String(inputs.length), ...inputs.map((i) => i.key), 'OFFSETS', ...inputs.map((i) => String(i.offset + c.offset))]);

@@ -64,6 +64,15 @@ function startTrain(extra: string[] = []) {
   return { child: run.child, firstRound, exit, out: run.stdout, err: run.stderr, leftovers };
 }
 
+/** Runs a TypeScript module given as text in a Node process of its own: its exit code and stdout. */
+async function runScript(script: string): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { code, out };
+}
+
 describe('signals to peerless train', () => {
   it('Ctrl-C stops the network after the next round, exit 130; servers stopped, temporary directories removed', async () => {
     const t = startTrain();
@@ -120,10 +129,7 @@ describe('signals to peerless train', () => {
       const s = await startRedisServer();
       process.stdout.write(JSON.stringify({ pid: s.process.pid, dir: s.dir }) + '\\n');
       process.exit(130);`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout!.on('data', (d) => { out += d; });
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const { code, out } = await runScript(script);
     expect(code).toBe(130);
     const server = JSON.parse(out) as { pid: number; dir: string };
     expect(await gone(server.pid)).toBe(true);
@@ -137,10 +143,8 @@ describe('signals to peerless train', () => {
       process.kill(s.process.pid, 'SIGKILL');
       await died;
       process.stdout.write(JSON.stringify({ dir: s.dir }) + '\\n');`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout!.on('data', (d) => { out += d; });
-    expect(await new Promise<number | null>((resolve) => child.once('exit', resolve))).toBe(0);
+    const { code, out } = await runScript(script);
+    expect(code).toBe(0);
     expect(existsSync((JSON.parse(out) as { dir: string }).dir)).toBe(false);
   });
 });
