@@ -14,7 +14,7 @@ import { applyUpdate } from '../src/peer/round/update.ts';
 import type { RoundPeerData } from './round-peer.ts';
 import { makeGradients } from './gradients.ts';
 import { RESNET18_PARAMS } from './in-db.ts';
-import { niceOf, serverCpuMs, serverPid, serverRunDelayMs } from './server-cpu.ts';
+import { commandCounts, niceOf, serverCpuMs, serverPid, serverRunDelayMs, type CommandCount } from './server-cpu.ts';
 import { median } from './stats.ts';
 
 /**
@@ -100,6 +100,15 @@ export interface RoundRow {
   redisGrowthMb: number;
   /** Bytes a peer received from the others per round, in parameter vectors. */
   vectorsReceivedPerPeer: number;
+  /**
+   * Commands one peer's Redis runs per measured round (every server summed, / peers / rounds):
+   * the writers' pushes and the peer's own commands, from INFO commandstats. Every command is
+   * a round trip or a slot in a pipeline, and the calls the peer waits on one by one add up.
+   * The bench's own reads (INFO, SLOWLOG, CONFIG) are left out. The counters are read when the
+   * first peer ends its warm-up, so other peers may be a round ahead or behind: within one
+   * round's worth over all measured rounds.
+   */
+  commandsPerRound: { calls: number; redisMs: number; byCommand: Record<string, CommandCount> };
   peakRssMb: number;
 }
 
@@ -206,6 +215,37 @@ async function startPeerServer(nice: number): Promise<{ server: RedisServer; cli
   return { server, client, pid };
 }
 
+/** Commands the bench itself sends: not the round's. */
+const BENCH_OWN = new Set(['INFO', 'SLOWLOG', 'CONFIG', 'CLIENT|SETNAME', 'CLIENT|SETINFO', 'HELLO', 'PING']);
+
+/** Every server's commands so far, summed by kind. */
+async function commandsNow(clients: Redis[]): Promise<Map<string, CommandCount>> {
+  const sum = new Map<string, CommandCount>();
+  for (const counts of await Promise.all(clients.map(commandCounts))) {
+    for (const [name, c] of counts) {
+      const s = sum.get(name) ?? { calls: 0, ms: 0 };
+      sum.set(name, { calls: s.calls + c.calls, ms: s.ms + c.ms });
+    }
+  }
+  return sum;
+}
+
+/** Per peer and round between two readings, most called first. */
+function commandsPerRound(before: Map<string, CommandCount>, after: Map<string, CommandCount>, peers: number, rounds: number): RoundRow['commandsPerRound'] {
+  const byCommand: Record<string, CommandCount> = {};
+  let calls = 0, ms = 0;
+  const rows = [...after].filter(([name]) => !BENCH_OWN.has(name))
+    .map(([name, a]) => [name, { calls: (a.calls - (before.get(name)?.calls ?? 0)) / peers / rounds, ms: (a.ms - (before.get(name)?.ms ?? 0)) / peers / rounds }] as const)
+    .filter(([, c]) => c.calls > 0)
+    .sort((x, y) => y[1].calls - x[1].calls);
+  for (const [name, c] of rows) {
+    byCommand[name] = c;
+    calls += c.calls;
+    ms += c.ms;
+  }
+  return { calls, redisMs: ms, byCommand };
+}
+
 async function usedMemory(clients: Redis[]): Promise<number> {
   const infos = await Promise.all(clients.map((c) => c.info('memory')));
   return infos.reduce((s, i) => s + Number(/used_memory:(\d+)/.exec(i)?.[1] ?? 0), 0);
@@ -288,13 +328,15 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, t
   const pids: number[] = [];
   const nice = o.serverNice ?? 0;
   let cpuBefore: { redis: number; node: number; redisWait: number | null } = { redis: 0, node: 0, redisWait: 0 };
+  let commandsBefore = new Map<string, CommandCount>();
   let atWarm: Promise<void> = Promise.resolve();
   const onRound = (m: RoundMetrics) => {
     rounds.push(m);
     // After the warm-up, count only what the measured rounds do in Redis.
     if (m.round === warm - 1 && m.peer === 'p00') {
       atWarm = Promise.all(clients.map((c) => c.sendCommand(['SLOWLOG', 'RESET']))).then(() => usedMemory(clients)).then((b) => { memBefore = b; })
-        .then(() => cpuNow(clients, pids)).then((c) => { cpuBefore = c; });
+        .then(() => cpuNow(clients, pids)).then((c) => { cpuBefore = c; })
+        .then(() => commandsNow(clients)).then((c) => { commandsBefore = c; });
     }
   };
   try {
@@ -319,6 +361,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, t
     for (const w of workers) w.postMessage('run');
     await Promise.all(finished);
     const cpuAfter = await cpuNow(clients, pids);
+    const commandsAfter = await commandsNow(clients);
     await atWarm;
     const memAfter = await usedMemory(clients);
     const stalls = await stallsByCommand(clients);
@@ -341,6 +384,7 @@ async function runNetwork(o: RoundBenchOptions, n: number, exchange: Exchange, t
       serverNice: nice,
       redisGrowthMb: (memAfter - memBefore) / 2 ** 20,
       vectorsReceivedPerPeer: median(measured.map((m) => m.bytesReceived)) / (o.length * 4),
+      commandsPerRound: commandsPerRound(commandsBefore, commandsAfter, n, o.rounds),
       peakRssMb: process.resourceUsage().maxRSS / 1024,
       redisCpuMsPerRound: (cpuAfter.redis - cpuBefore.redis) / o.rounds,
       nodeCpuMsPerRound: (cpuAfter.node - cpuBefore.node) / o.rounds,

@@ -39,3 +39,22 @@ export async function niceOf(pid: number): Promise<number | null> {
     return null;
   }
 }
+
+/** Calls and server-side time of one command kind. */
+export interface CommandCount {
+  calls: number;
+  ms: number;
+}
+
+/**
+ * Every command kind a redis-server has run so far, from its own INFO commandstats: calls and
+ * microseconds inside the server (queueing and the wire not included).
+ */
+export async function commandCounts(c: Redis): Promise<Map<string, CommandCount>> {
+  const info = String(await c.sendCommand(['INFO', 'commandstats']));
+  const out = new Map<string, CommandCount>();
+  for (const m of info.matchAll(/cmdstat_([^:]+):calls=(\d+),usec=(\d+)/g)) {
+    out.set(m[1].toUpperCase(), { calls: Number(m[2]), ms: Number(m[3]) / 1000 });
+  }
+  return out;
+}

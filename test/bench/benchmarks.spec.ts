@@ -83,6 +83,14 @@ describe('benchmark runners', () => {
       if (process.platform === 'linux') expect(row.redisWaitMsPerRound).toBeGreaterThanOrEqual(0);
     }
     for (const row of r.rows) expect(row.vectorsReceivedPerPeer).toBeCloseTo(row.exchange === 'all' ? 2 : 4 / 3, 2);
+    // Each peer's Redis, counted by the server itself: the writers' pushes, the update, the total as the sum of its kinds.
+    for (const row of r.rows) {
+      const c = row.commandsPerRound;
+      expect(c.byCommand['PL.PUSH']?.calls, 'PL.PUSH').toBeGreaterThan(0);
+      expect(c.byCommand['PL.SGD']?.calls, 'PL.SGD').toBeGreaterThan(0);
+      expect(c.byCommand.INFO, 'the bench\'s own reads are not the round\'s').toBeUndefined();
+      expect(c.calls).toBeCloseTo(Object.values(c.byCommand).reduce((s, k) => s + k.calls, 0), 6);
+    }
     // One peer's commands alone: every kind of the round's data path was timed.
     for (const c of ['PL.PUSH', 'PL.SEND', 'PL.AGGREGATE', 'PL.SGD', 'PL.CHECKSUM']) expect(r.alone.byCommand[c], c).toBeGreaterThanOrEqual(0);
   });

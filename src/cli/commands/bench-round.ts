@@ -52,6 +52,7 @@ export async function benchRound(o: RoundCliOptions): Promise<RoundReport> {
     ),
     '',
     ...report.rows.map((r) => `stalls (${r.peers} peers, ${r.exchange}, ${r.transfer}): ${Object.entries(r.stallsByCommand).slice(0, 5).map(([c, ms]) => `${c} ${formatMs(ms)}`).join(', ') || 'none over 1 ms'}`),
+    ...report.rows.map((r) => `commands per peer per round (${r.peers} peers, ${r.exchange}, ${r.transfer}): ${r.commandsPerRound.calls.toFixed(0)}, ${formatMs(r.commandsPerRound.redisMs)} inside Redis; most called: ${Object.entries(r.commandsPerRound.byCommand).slice(0, 6).map(([c, k]) => `${c} ${k.calls.toFixed(1)}`).join(', ')}`),
     `alone (one peer's round of commands on an idle server, one at a time): the longest command is ${Object.entries(report.alone.byCommand).slice(0, 1).map(([c, ms]) => `${c} ${formatMs(ms)}`).join('') || 'none'}; then ${Object.entries(report.alone.byCommand).slice(1, 5).map(([c, ms]) => `${c} ${formatMs(ms)}`).join(', ')}. The rows' stalls also count a server kept off its core.`,
     'round = from the last peer\'s average being ready to the last peer\'s parameters updated (exchange + aggregation + optimizer step); each peer runs in its own thread.',
     'transfer: direct = the module sends each range to the other Redis itself (PL.SEND); relay = the peer reads and writes it.',
