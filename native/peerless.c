@@ -1833,8 +1833,9 @@ static int aggregate_getkeys(RedisModuleCtx *ctx, RedisModuleString **argv, int 
     /* n keys, then maybe OFFSETS and numbers; all that follows when n is not a number yet */
     long long n;
     int end = argc;
-    if (start > 0 && RedisModule_StringToLongLong(argv[start - 1], &n) == REDISMODULE_OK && n >= 0 &&
-        n < argc - start)
+    /* start may lie past the arguments (`PL.AGGREGATE d KRUM`: asked before the arity check) */
+    if (start > 0 && start <= argc && RedisModule_StringToLongLong(argv[start - 1], &n) == REDISMODULE_OK &&
+        n >= 0 && n < argc - start)
         end = start + (int)n;
     if (start > 0)
         for (int i = start; i < end; i++) {

@@ -583,6 +583,20 @@ describe('PL.AGGREGATE', () => {
     const adam = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.ADAM', 'p', 'g', 'm', 'v', 'st', '0.1']);
     expect(adam).toEqual(['p', 'g', 'm', 'v', 'st']);
   });
+
+  it('answers where the keys are for a command cut short after its rule, and the server stays up', async () => {
+    // Asked before the command's own arity check: the key count is past the arguments. This
+    // read past them once, and took the server down.
+    for (const rule of ['MEAN', 'MEDIAN', 'TRIMMED', 'KRUM']) {
+      for (const head of [['dst'], ['dst', 'RANGE', '0', '1']]) {
+        for (const tail of [[], ['1'], ['1', '2']]) {
+          const keys = await client.sendCommand(['COMMAND', 'GETKEYS', 'PL.AGGREGATE', ...head, rule, ...tail]);
+          expect(keys, [...head, rule, ...tail].join(' ')).toContain('dst');
+        }
+      }
+    }
+    expect(await client.ping()).toBe('PONG');
+  });
 });
 
 describe('flags', () => {
