@@ -2,13 +2,22 @@ import type { Redis } from '../../tensor/redis-client.ts';
 import { AVERAGED_CHANNEL } from '../../tensor/tensor-store.ts';
 import { K } from './keys.ts';
 
+/** Announced key names kept to check waiters against: more than a round ever announces to one peer. */
+const REMEMBERED = 4096;
+
 /**
  * Waits for keys that other peers write into this peer's Redis. Senders PUBLISH the key
- * name (never the value) on the inbox channel after writing; a periodic EXISTS covers a
- * message lost while subscribing, or a sender that crashed between write and publish.
+ * name (never the value) on the inbox channel after writing, on the connection that wrote
+ * it, so an announced key is there: a waiter takes the announcement as the key's presence,
+ * with no round trip. A probe of every pending key (EXISTS) runs when a wait starts, and
+ * then every `pollMs` and at any other wake: it covers a message lost while subscribing, a
+ * sender that crashed between write and publish, and keys written without announcement.
  */
 export class Inbox {
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Set<(announced: string | null) => void>();
+  /** Key names announced so far (the latest REMEMBERED), with the number of their last announcement. */
+  private readonly announced = new Map<string, number>();
+  private announcements = 0;
   private subscriber?: Redis;
 
   constructor(private readonly client: Redis) {}
@@ -18,11 +27,22 @@ export class Inbox {
     this.subscriber.on('error', () => {});
     await this.subscriber.connect();
     // Other peers announce what they wrote; the module announces a completed average.
-    await this.subscriber.subscribe([K.inbox, AVERAGED_CHANNEL], () => this.wake());
+    await this.subscriber.subscribe([K.inbox, AVERAGED_CHANNEL], (message, channel) => {
+      if (channel !== K.inbox) return this.wake(null);
+      this.remember(String(message));
+      this.wake(String(message));
+    });
   }
 
-  private wake(): void {
-    for (const w of this.waiters) w();
+  private remember(key: string): void {
+    this.announced.delete(key);
+    this.announced.set(key, ++this.announcements);
+    if (this.announced.size > REMEMBERED) this.announced.delete(this.announced.keys().next().value!);
+  }
+
+  /** Wakes every waiter: with the key an inbox message announced, or null (probe everything). */
+  private wake(announced: string | null): void {
+    for (const w of this.waiters) w(announced);
   }
 
   /**
@@ -34,8 +54,21 @@ export class Inbox {
     const pending = new Set(keys);
     const present = new Set<string>();
     const withdrawn = o.withdrawn;
-    await this.until(async () => {
+    // Announcements made since the wait began settle keys without a round trip, those that
+    // came while a probe was out too. Earlier ones are not trusted: a key name can be used
+    // again (a joiner's admission), and the first probe finds a key that is still there.
+    const since = this.announcements;
+    const isNew = (k: string) => (this.announced.get(k) ?? 0) > since;
+    const settleAnnounced = () => {
+      for (const k of pending) {
+        if (isNew(k)) present.add(k);
+        if (isNew(k) || (withdrawn && isNew(withdrawn(k)))) pending.delete(k);
+      }
+    };
+    await this.until(async (announced) => {
+      settleAnnounced();
       if (pending.size === 0) return true;
+      if (announced !== null) return null; // another key's announcement: nothing to ask the server
       const list = [...pending];
       // EXISTS, never GET: a key may be large, and only its presence is asked.
       const [found, gone] = await Promise.all([
@@ -46,32 +79,34 @@ export class Inbox {
         if (Number(found[i]) === 1) present.add(k);
         if (Number(found[i]) === 1 || Number(gone[i]) === 1) pending.delete(k);
       });
+      settleAnnounced();
       return pending.size === 0 ? true : null;
     }, deadlineMs, o.pollMs);
     return { present: keys.filter((k) => present.has(k)), missing: keys.filter((k) => !present.has(k)) };
   }
 
   /**
-   * Runs `probe` now, again whenever a key is announced (or every `pollMs`), until it
-   * returns a value other than null or the deadline passes (then null).
+   * Runs `probe` now (with null), again whenever an inbox message announces a key (with the
+   * key) or at any other wake or every `pollMs` (with null), until it returns a value other
+   * than null or the deadline passes (then null).
    */
-  async until<T>(probe: () => Promise<T | null>, deadlineMs: number, pollMs = 250): Promise<T | null> {
+  async until<T>(probe: (announced: string | null) => Promise<T | null>, deadlineMs: number, pollMs = 250): Promise<T | null> {
     const end = Date.now() + deadlineMs;
-    let found = await probe();
+    let found = await probe(null);
     while (found === null && Date.now() < end) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(pollMs, Math.max(0, end - Date.now())));
-        function done() { clearTimeout(timer); waiters.delete(done); resolve(); }
+      const announced = await new Promise<string | null>((resolve) => {
+        const timer = setTimeout(() => done(null), Math.min(pollMs, Math.max(0, end - Date.now())));
+        function done(key: string | null) { clearTimeout(timer); waiters.delete(done); resolve(key); }
         const waiters = this.waiters;
         waiters.add(done);
       });
-      found = await probe();
+      found = await probe(announced);
     }
     return found;
   }
 
   async stop(): Promise<void> {
-    this.wake();
+    this.wake(null);
     if (this.subscriber) {
       try { await this.subscriber.close(); } catch { this.subscriber.destroy(); }
     }
