@@ -61,8 +61,10 @@ export function spawnCli(args: string[], env: Record<string, string> = {}, wrapp
   const listeners = new Set<() => void>();
   child.stdout!.on('data', (d) => { out += d; });
   child.stderr!.on('data', (d) => { err += d; for (const l of listeners) l(); });
+  // 'close', not 'exit': 'exit' can come before the last of its output is read, and a peer
+  // prints its outcome (JSON on stdout) just before it exits.
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => { exited = true; for (const l of listeners) l(); resolve({ code, signal }); });
+    child.once('close', (code, signal) => { exited = true; for (const l of listeners) l(); resolve({ code, signal }); });
   });
   const id = args.indexOf('--id');
   const name = id >= 0 ? `${args[0]} ${args[id + 1]}` : args[0];

@@ -26,7 +26,8 @@ async function serve(level: string): Promise<{ lines: Record<string, unknown>[];
     });
     child.once('exit', () => reject(new Error(`function serve ended before listening: ${err}`)));
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // 'close': after the last of its log lines ('exit' may come before they are read).
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   return { lines, url, stop: async () => { child.kill('SIGTERM'); await exited; } };
 }
 

@@ -69,7 +69,8 @@ async function runScript(script: string): Promise<{ code: number | null; out: st
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => { out += d; });
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  // 'close': after the last of its output ('exit' may come before it is read).
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   return { code, out };
 }
 
@@ -180,7 +181,7 @@ describe('signals to peerless peer', () => {
     const server = await startRedisServer();
     const client = await connectRedis({ url: server.url });
     const peer = spawnPeer('p0', ['--redis', server.url, '--shard', '0/1', ...NETWORK_FLAGS, '--rounds', '100000']);
-    const exit = new Promise<number | null>((resolve) => peer.child.once('exit', (c) => resolve(c)));
+    const exit = new Promise<number | null>((resolve) => peer.child.once('close', (c) => resolve(c)));
     await untilRoundOf(client, 1, peer, 180_000);
     return { server, client, peer, exit, close: async () => { peer.kill(); await closeRedis(client); await server.stop(); } };
   }
