@@ -10,9 +10,15 @@ import { TestNetwork } from '../training/in-process-network.ts';
  * finish identical. A Redis that comes back empty is noticed (no identity) and the peer
  * rejoins by state copy. In-process peers on real redis-servers and the real local platform.
  */
+/**
+ * Each test waits out about one deadline (the drop of the dead peer, its own giving up), so
+ * it is what a loaded machine needs, not less: at 3 s, the function deadline (half of it) let
+ * a survivor's calls, queued on 2 workers at load 15, miss it and sit rounds out.
+ */
+const DEADLINE_MS = 15_000;
 const config = parseTrainingConfig({
   model: { name: 'cnn', width: 0.25 }, dataset: 'synthetic', syntheticSize: 1536, batchSize: 32, batchesPerRound: 1,
-  epochs: 1000, checkEvery: 1000, validationSize: 0, optimizer: { kind: 'adam', lr: 0.003 }, seed: 9, deadlineMs: 3_000,
+  epochs: 1000, checkEvery: 1000, validationSize: 0, optimizer: { kind: 'adam', lr: 0.003 }, seed: 9, deadlineMs: DEADLINE_MS,
 });
 
 let platform: LocalPlatform;
@@ -49,7 +55,7 @@ describe("a peer's Redis dies", () => {
     expect([a.state, b.state], peers.map((p) => p.logs.join('\n')).join('\n')).toEqual(['done', 'done']);
     expect(a.checksum).toBe(b.checksum);
     expect(c.state).toBe('failed');
-    expect(c.error).toMatch(new RegExp(`^peer p02: its Redis at ${url} is unreachable \\(.+\\); gave up after 3000 ms$`));
+    expect(c.error).toMatch(new RegExp(`^peer p02: its Redis at ${url} is unreachable \\(.+\\); gave up after ${DEADLINE_MS} ms$`));
     await net.close(peers);
   });
 

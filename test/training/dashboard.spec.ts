@@ -101,7 +101,7 @@ describe('the live dashboard', () => {
       await page.waitForFunction(`(() => {
         const rows = [...document.querySelectorAll('#peers tr')];
         return rows.length === 2 && rows.every((r) => Number(r.dataset.round) >= 2) && Number(document.body.dataset.lossPoints) > 0;
-      })()`, undefined, { timeout: 110_000 });
+      })()`, undefined, { timeout: 400_000 }); // a bound against a hang, below the test's 600 s
       const summary = await run;
       // The end of the run reaches the page too.
       await page.waitForFunction(`document.getElementById('state').className === 'done'`, undefined, { timeout: 30_000 });

@@ -37,7 +37,7 @@ describe.skipIf(!cli)('the generated serverless.yml, run by the Serverless Frame
       service: pkg.templates.find((f) => f.endsWith('serverless.yml'))!,
       env: { PEERLESS_REDIS_PASSWORD: credentialsFor('functions', SECRET).password },
     });
-  }, 180_000);
+  }); // the suite's hook bound (600 s): packing and starting took past 180 s on a loaded machine
   afterAll(async () => {
     await offline?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });

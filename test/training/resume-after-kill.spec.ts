@@ -79,5 +79,7 @@ describe('SIGKILL of every process of a run, then --resume', () => {
     expect(end.identical).toBe(true);
     expect(end.rounds).toBe(reference.rounds);
     expect(end.checksums[0], firstDivergence(cleanMetrics, metrics)).toBe(reference.checksums[0]);
-  });
+    // Three runs of `train` (60-120 s beside one other suite): bounded against a hang, past the
+    // suite's 600 s for a machine loaded more than that.
+  }, 1_200_000);
 });

@@ -35,6 +35,12 @@ async function referenceStep(o: OptimizerConfig, round: number, averages: Float3
   await call(clients[0], ['PL.COPYRANGE', 'ref:params', String(TRAINABLE), 'ref:agg', String(TRAINABLE), String(LENGTH - TRAINABLE)]);
 }
 
+/**
+ * The rounds' deadline: every member of a round sends, so none is waited out; at 5 s, a
+ * member's state copy (half a deadline) could miss it on a loaded machine and report a loss.
+ */
+const ROUND_DEADLINE_MS = 120_000;
+
 /** One round of the given members (indices into `members`), each with its own average. */
 async function round(o: OptimizerConfig, r: number, who: number[]): Promise<void> {
   const part = who.map((i) => members[i]);
@@ -45,13 +51,14 @@ async function round(o: OptimizerConfig, r: number, who: number[]): Promise<void
     for (const key of [K.aggregate(r), K.nextParams(r)]) await store(i).zeros(key, LENGTH);
     const moved = await reshardOptimizerState({
       round: r, me: members[i].id, members: part, before: previousMembers.get(i) ?? [], length: LENGTH, optimizer: o,
-      local: clients[i], links: links[i], deadlineMs: 5_000, chunkElements: 10_000, log: (m) => said.push(m),
+      // Nothing here waits a deadline out: long, so a loaded machine's copies and markers make it.
+      local: clients[i], links: links[i], deadlineMs: ROUND_DEADLINE_MS, chunkElements: 10_000, log: (m) => said.push(m),
     });
     if (moved) reshards.push(moved);
     const u: UpdateInput = { peer: members[i].id, round: r, local: clients[i], optimizer: o, lr: o.lr, model };
     const x: ExchangeInput = {
       round: r, me: members[i], members: part, averageKey: K.gradAvg(r), length: LENGTH, rule: { rule: 'mean' }, fallback: 'none',
-      log: (m) => said.push(m), deadlineMs: 5_000, transfer: { chunkElements: 10_000 }, local: clients[i], store: store(i),
+      log: (m) => said.push(m), deadlineMs: ROUND_DEADLINE_MS, transfer: { chunkElements: 10_000 }, local: clients[i], store: store(i),
       links: links[i], inbox: inboxes[i], direct: senders[i], stepSlice: (slice) => stepSlice(u, slice),
     };
     const res = await exchangeShardedStep.aggregate(x, await exchangeShardedStep.send(x));
