@@ -64,7 +64,9 @@ export async function readNetworkStatus(url: string, password: string | undefine
     for (const m of await new Membership(entry).all()) {
       let c: Redis | null = null;
       try {
-        c = m.url === url ? entry : await connectRedis(as(m.url), { connectTimeoutMs: 1_000 });
+        // A few seconds: a busy member's Redis still answers within them; a member that does
+        // not is shown unreachable, at that cost to the whole reading.
+        c = m.url === url ? entry : await connectRedis(as(m.url), { connectTimeoutMs: 5_000 });
         const [state, hb, r] = await Promise.all([c.get(K.state), entry.get(K.heartbeat(m.id)), c.get(K.round)]);
         rows.push({
           id: m.id, url: m.url, member: isActive(m, round) ? 'active' : m.leftAt !== undefined ? 'left' : 'joining', reachable: true,
