@@ -64,9 +64,17 @@ process.once('exit', () => {
   for (const dir of ownDirs) removeDir(dir);
 });
 
+/**
+ * Best effort, never a throw: in the exit handler a throw would skip the other directories and
+ * replace the exit code. A server SIGKILLed a moment ago may still be writing (ENOTEMPTY): retried.
+ */
 function removeDir(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
-  ownDirs.delete(dir);
+  try {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
+    ownDirs.delete(dir);
+  } catch {
+    // Left behind, and still listed: the exit handler tries once more.
+  }
 }
 
 /** Asks the OS for a free loopback port. */
@@ -97,12 +105,29 @@ function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
  * it accepts connections. Used by `peerless train` and by the tests.
  */
 export async function startRedisServer(opts: RedisServerOptions = {}): Promise<RedisServer> {
-  const port = opts.port ?? (await freePort());
+  // A free port is free when asked, not when the server binds it: another process (a test
+  // file running beside, an outgoing connection) may take it between. Then another port.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts, opts.port ?? (await freePort()));
+    } catch (err) {
+      if (opts.port !== undefined || attempt >= 5 || !(err instanceof PortTakenError)) throw err;
+    }
+  }
+}
+
+/** The server exited at start because its port was taken meanwhile. */
+class PortTakenError extends Error {}
+
+async function startOnce(opts: RedisServerOptions, port: number): Promise<RedisServer> {
   const host = opts.host ?? '127.0.0.1';
   if (host !== '127.0.0.1' && !opts.password) throw new Error(`redis-server on ${host}: an address other than loopback needs a password (protected mode stays on)`);
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'peerless-redis-'));
   if (ownDir) ownDirs.add(dir);
+  // A directory given is the caller's, even one made here for an earlier server (a restart on
+  // its files): no cleanup of that server, nor the exit handler, may remove it any more.
+  else ownDirs.delete(dir);
   const args = [
     // Loopback only, and protected mode on: without a password, Redis then answers nobody
     // but this machine even if a config override widens the bind.
@@ -131,7 +156,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
   // 'close' comes after the last of its output: 'exit' may come before it is read.
   const outputRead = new Promise<void>((res) => child.once('close', () => res()));
   const spawnError = new Promise<Error>((res) => child.once('error', res));
-  const cleanup = () => { if (ownDir) removeDir(dir); };
+  const cleanup = () => { if (ownDir && ownDirs.has(dir)) removeDir(dir); };
   // Tracked from the spawn on, not from the first connection: a process that exits while the
   // server starts (a signal then) would otherwise leave it running.
   live.add(child);
@@ -149,7 +174,8 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
       }
       if (exited) {
         await Promise.race([outputRead, new Promise((r) => setTimeout(r, 1_000))]);
-        throw new Error(`redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`);
+        const why = `redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`;
+        throw /Address already in use/i.test(output) ? new PortTakenError(why) : new Error(why);
       }
       if (await canConnect(port, host)) break;
       if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not accept connections within 10 s`);
