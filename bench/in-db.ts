@@ -5,6 +5,7 @@ import { OutsideDbTensorStore } from '../src/tensor/outside-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 import type { TensorStore } from '../src/tensor/tensor-store.ts';
 import { ensureTensor, pushChunks, writeChunks } from '../src/tensor/transfer.ts';
+import { commandCounts } from './server-cpu.ts';
 import { median } from './stats.ts';
 import { StallProbe } from './stall-probe.ts';
 
@@ -76,12 +77,14 @@ function makeGradients(length: number, count: number, seed = 1): Float32Array[] 
   });
 }
 
-/** The module's commands so far, from the server's own INFO commandstats: total and per-call microseconds. */
+/**
+ * The module's commands so far, from the server's own INFO commandstats: total and per-call
+ * microseconds (to 2 decimals, as the server prints them).
+ */
 async function moduleStats(client: Redis): Promise<Record<string, { usec: number; usecPerCall: number }>> {
-  const stats = String(await client.info('commandstats'));
   const out: Record<string, { usec: number; usecPerCall: number }> = {};
-  for (const m of stats.matchAll(/cmdstat_(pl\.[a-z]+):calls=\d+,usec=(\d+),usec_per_call=([\d.]+)/g)) {
-    out[m[1].toUpperCase()] = { usec: Number(m[2]), usecPerCall: Number(m[3]) };
+  for (const [name, c] of await commandCounts(client)) {
+    if (name.startsWith('PL.')) out[name] = { usec: Math.round(c.ms * 1000), usecPerCall: Math.round((c.ms * 1000 / c.calls) * 100) / 100 };
   }
   return out;
 }

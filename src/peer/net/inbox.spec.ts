@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { commandCounts } from '../../../bench/server-cpu.ts';
 import { startRedisServer, type RedisServer } from '../../cluster/redis-server.ts';
 import { closeRedis, connectRedis, type Redis } from '../../tensor/redis-client.ts';
 import { Inbox } from './inbox.ts';
@@ -6,8 +7,7 @@ import { K } from './keys.ts';
 
 /** EXISTS calls the server ran since the last CONFIG RESETSTAT: the inbox's probes. */
 async function existsCalls(c: Redis): Promise<number> {
-  const info = String(await c.sendCommand(['INFO', 'commandstats']));
-  return Number(/cmdstat_exists:calls=(\d+)/.exec(info)?.[1] ?? 0);
+  return (await commandCounts(c)).get('EXISTS')?.calls ?? 0;
 }
 
 describe('the inbox (a real redis-server)', () => {
