@@ -13,8 +13,12 @@ export type Arg = string | Buffer;
 /** Bulk replies as Buffers (tensors are bytes). */
 export const BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const;
 
+/**
+ * A client that fails at once when its server is gone (no reconnection, no queue of commands
+ * waiting for one): a command that takes the server down fails its test there and then.
+ */
 export async function connect(server: RedisServer): Promise<Client> {
-  const client = createClient({ url: server.url });
+  const client = createClient({ url: server.url, disableOfflineQueue: true, socket: { reconnectStrategy: false } });
   client.on('error', () => {});
   await client.connect();
   return client;
@@ -94,9 +98,9 @@ export async function getBytes(client: Client, key: string): Promise<Buffer | nu
   return cmd<Buffer | null>(client, 'GET', key);
 }
 
-/** Every key with its type and DUMP: equal snapshots mean nothing changed. */
-export async function snapshot(client: Client): Promise<Map<string, string>> {
-  const keys = ((await cmd<Buffer[]>(client, 'KEYS', '*')) ?? []).map((k) => k.toString('latin1')).sort();
+/** Every key (matching `pattern`) with its type and DUMP: equal snapshots mean nothing changed. */
+export async function snapshot(client: Client, pattern = '*'): Promise<Map<string, string>> {
+  const keys = ((await cmd<Buffer[]>(client, 'KEYS', pattern)) ?? []).map((k) => k.toString('latin1')).sort();
   const out = new Map<string, string>();
   for (const k of keys) {
     const key = Buffer.from(k, 'latin1');
