@@ -551,6 +551,68 @@ static RedisModuleString *ids_key_name(RedisModuleCtx *ctx, RedisModuleString *s
     return suffixed(ctx, sum, ":ids");
 }
 
+/* Whether `name` is one of the keys an accumulation keeps beside its sum: "<sum>:ids",
+ * ":round", ":blocks", ":gone", ":slot:N" and ":slot:N:got". */
+static int sum_helper_name(RedisModuleString *sum, RedisModuleString *name) {
+    size_t sl, nl;
+    const char *s = RedisModule_StringPtrLen(sum, &sl), *n = RedisModule_StringPtrLen(name, &nl);
+    if (nl <= sl + 1 || memcmp(n, s, sl) != 0 || n[sl] != ':') return 0;
+    const char *t = n + sl + 1;
+    size_t tl = nl - sl - 1;
+    static const char *const fixed[] = {"ids", "round", "blocks", "gone"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (tl == strlen(fixed[i]) && memcmp(t, fixed[i], tl) == 0) return 1;
+    if (tl < 6 || memcmp(t, "slot:", 5) != 0) return 0;
+    size_t i = 5;
+    while (i < tl && t[i] >= '0' && t[i] <= '9') i++;
+    return i > 5 && (i == tl || (tl - i == 4 && memcmp(t + i, ":got", 4) == 0));
+}
+
+/*
+ * The names of an accumulation (PL.ACCUM, PL.PUSH, PL.CLOSE), checked before anything is
+ * opened. The keys kept beside a sum are its own: an avg named like one of them was written
+ * through one handle while the accumulation deleted or rewrote it through another (a freed
+ * value written, and the server crashed), so such an avg is refused, and so is a sum named
+ * like the avg's round marker. And the caller's ACL must reach those keys (read and write):
+ * the module opens them by name, so a user without them could otherwise write there through it.
+ * "<sum>:slot:0" stands for every slot: patterns grant a sum's keys as a whole.
+ */
+static int accumulation_names_ok(RedisModuleCtx *ctx, RedisModuleString *sum, RedisModuleString *avg) {
+    if (sum_helper_name(sum, avg))
+        return fail(ctx, "avg \"%s\" is one of the keys sum \"%s\" keeps beside it: refused", show(avg).s,
+                    show(sum).s), 0;
+    RedisModuleString *avg_round = suffixed(ctx, avg, ":round");
+    int clash = name_cmp(avg_round, sum) == 0;
+    RedisModule_FreeString(ctx, avg_round);
+    if (clash)
+        return fail(ctx, "sum \"%s\" is the round marker of avg \"%s\": refused", show(sum).s, show(avg).s), 0;
+    if (!RedisModule_GetClientId || !RedisModule_GetClientUserNameById || !RedisModule_GetModuleUserFromUserName ||
+        !RedisModule_ACLCheckKeyPermissions || !RedisModule_FreeModuleUser)
+        return 1; /* before Redis 7.0.3: no per-key ACL check for modules */
+    /* By client id, not GetCurrentUserName: that one reads the user of clients that have none
+     * (a master's stream on a replica, the AOF) and crashed the replica. No user: a superuser. */
+    RedisModuleString *uname = RedisModule_GetClientUserNameById(ctx, RedisModule_GetClientId(ctx));
+    if (!uname) return 1;
+    RedisModuleUser *user = RedisModule_GetModuleUserFromUserName(uname);
+    RedisModule_FreeString(ctx, uname);
+    if (!user) return fail(ctx, "the calling user is unknown: refused"), 0;
+    static const char *const mine[] = {":ids", ":round", ":blocks", ":gone", ":slot:0", ":slot:0:got"};
+    int ok = 1;
+    for (size_t i = 0; ok && i <= sizeof mine / sizeof mine[0]; i++) {
+        int of_avg = i == sizeof mine / sizeof mine[0];
+        RedisModuleString *name = suffixed(ctx, of_avg ? avg : sum, of_avg ? ":round" : mine[i]);
+        if (RedisModule_ACLCheckKeyPermissions(user, name, REDISMODULE_CMD_KEY_ACCESS | REDISMODULE_CMD_KEY_UPDATE) !=
+            REDISMODULE_OK) {
+            fail(ctx, "no permission: this user's ACL does not grant key \"%s\", which %s \"%s\" keeps beside it",
+                 show(name).s, of_avg ? "avg" : "sum", show(of_avg ? avg : sum).s);
+            ok = 0;
+        }
+        RedisModule_FreeString(ctx, name);
+    }
+    RedisModule_FreeModuleUser(user);
+    return ok;
+}
+
 /* Opens `name` to start a fresh exact sum in it: missing, or a running sum of an earlier
  * accumulation, which always has its block map "<name>:blocks" beside it. Any other string
  * (a parameter tensor, say) is refused, so a wrong key name never overwrites a tensor. */
@@ -784,9 +846,11 @@ static int slot_exists(RedisModuleCtx *ctx, RedisModuleString *sum, int i) {
 }
 
 /* Opens slot i's record. Returns 1 when it holds an attempt (r filled, key left open),
- * 0 when the slot is free (nothing left open). A record that is not one (foreign bytes) is
- * treated as free: it is overwritten when the slot is next taken. */
-static int open_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, slot_record *r) {
+ * 0 when the slot is free (nothing left open). A record that is not one (foreign bytes), or
+ * whose chunks do not cut a `total`-element sum (0: not checked; the record is only dropped),
+ * is treated as free: it is overwritten when the slot is next taken. Withdrawing by a record
+ * of another length wrote past the sum. */
+static int open_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, slot_record *r, size_t total) {
     RedisModuleString *name = slot_name(ctx, sum, i, 1);
     r->key = RedisModule_OpenKey(ctx, name, REDISMODULE_READ | REDISMODULE_WRITE);
     RedisModule_FreeString(ctx, name);
@@ -797,7 +861,8 @@ static int open_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, slot_re
     if (p && len >= sizeof r->head) {
         memcpy(&r->head, p, sizeof r->head);
         const slot_head *h = &r->head;
-        if (h->magic == SLOT_MAGIC && h->chunks > 0 &&
+        int cuts = total == 0 || (h->chunk > 0 && h->chunks == (total + h->chunk - 1) / h->chunk);
+        if (h->magic == SLOT_MAGIC && h->chunks > 0 && cuts &&
             len == sizeof *h + (size_t)h->idlen + h->attlen + h->chunks) {
             r->id = p + sizeof *h;
             r->att = r->id + h->idlen;
@@ -829,8 +894,9 @@ static void withdraw_slot(RedisModuleCtx *ctx, RedisModuleString *sum, int i, sl
     if (staged && bytes == total * 4 && hi) {
         stats.withdrawn++;
         for (uint32_t c = 0; c < r->head.chunks; c++) {
-            if (!r->flags[c]) continue;
             size_t off = (size_t)c * r->head.chunk;
+            if (off >= total) break; /* open_slot checked the cut: never, but never past the sum */
+            if (!r->flags[c]) continue;
             size_t n = off + r->head.chunk <= total ? r->head.chunk : total - off;
             pl_fix_sub(hi + off, lo + off, staged + off, n);
         }
@@ -846,7 +912,7 @@ static void withdraw_attempts(RedisModuleCtx *ctx, RedisModuleString *sum, Redis
                               pl_i64 *hi, pl_i64 *lo, size_t total) {
     for (int i = 0; i < PL_MAX_SLOTS && slot_exists(ctx, sum, i); i++) {
         slot_record r;
-        if (!open_slot(ctx, sum, i, &r)) continue;
+        if (!open_slot(ctx, sum, i, &r, hi ? total : 0)) continue;
         if (id && !same_bytes(r.id, r.head.idlen, id)) {
             close_key(&r.key);
             continue;
@@ -893,6 +959,7 @@ typedef struct finish_job {
     RedisModuleString *sum, *avg; /* owned (created without a context) */
     size_t total, next;
     long long count, round;
+    int db;                   /* the database of its keys: names alone are per database */
     int done;                 /* finished on demand: the pending tick only frees it */
     struct finish_job *later; /* the list of jobs in progress */
 } finish_job;
@@ -925,6 +992,8 @@ static long long held_round(RedisModuleCtx *ctx, RedisModuleString *sum) {
 /* Writes the job's next piece; returns 1 while pieces are left, 0 once it is announced or
  * dropped. */
 static int finish_piece(RedisModuleCtx *ctx, finish_job *j, int publish) {
+    int was = RedisModule_GetSelectedDb(ctx);
+    if (was != j->db) RedisModule_SelectDb(ctx, j->db);
     RedisModuleKey *sum = RedisModule_OpenKey(ctx, j->sum, REDISMODULE_READ | REDISMODULE_WRITE);
     RedisModuleKey *avg = RedisModule_OpenKey(ctx, j->avg, REDISMODULE_READ | REDISMODULE_WRITE);
     int intact = RedisModule_KeyType(sum) == REDISMODULE_KEYTYPE_STRING &&
@@ -949,6 +1018,7 @@ static int finish_piece(RedisModuleCtx *ctx, finish_job *j, int publish) {
     RedisModule_CloseKey(sum);
     RedisModule_CloseKey(avg);
     if (intact && !more) announce_average(ctx, j->avg, j->round, publish);
+    if (was != j->db) RedisModule_SelectDb(ctx, was);
     return more;
 }
 
@@ -962,10 +1032,12 @@ static void finish_tick(RedisModuleCtx *ctx, void *data) {
     free_job(j);
 }
 
-/* Finishes, now, an average still being written from `sum` (before a command changes it). */
+/* Finishes, now, an average still being written from `sum` of the caller's database (before
+ * a command changes it). */
 static void finish_now(RedisModuleCtx *ctx, RedisModuleString *sum) {
+    int db = RedisModule_GetSelectedDb(ctx);
     for (finish_job *j = finishing; j; j = j->later) {
-        if (name_cmp(j->sum, sum) != 0) continue;
+        if (j->db != db || name_cmp(j->sum, sum) != 0) continue;
         while (finish_piece(ctx, j, 1)) {}
         unlink_job(j);
         j->done = 1; /* its pending tick frees it */
@@ -1005,8 +1077,8 @@ static void write_average(RedisModuleCtx *ctx, RedisModuleKey *avg, RedisModuleS
         return;
     }
     *j = (finish_job){RedisModule_CreateStringFromString(NULL, sum_name),
-                      RedisModule_CreateStringFromString(NULL, avg_name), total, 0, count, round, 0,
-                      finishing};
+                      RedisModule_CreateStringFromString(NULL, avg_name), total, 0, count, round,
+                      RedisModule_GetSelectedDb(ctx), 0, finishing};
     finishing = j;
     RedisModule_CreateTimer(ctx, 0, finish_tick, j);
 }
@@ -1017,11 +1089,8 @@ static int cmd_accum(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     accum_args a;
     if (!parse_accum(ctx, argv, argc, &a)) return REDISMODULE_OK;
 
+    if (!accumulation_names_ok(ctx, argv[1], argv[2])) return REDISMODULE_OK;
     RedisModuleString *ids_name = ids_key_name(ctx, argv[1]);
-    if (name_cmp(ids_name, argv[2]) == 0) {
-        RedisModule_FreeString(ctx, ids_name);
-        return fail(ctx, "avg must not be the sum's id set \"%s\"", show(argv[2]).s);
-    }
     RedisModuleString *round_name = suffixed(ctx, argv[1], ":round");
     RedisModuleKey *ids = NULL, *sum = NULL, *avg = NULL;
     block_map blocks = {NULL, NULL, 0, 0};
@@ -1252,7 +1321,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc < 10 || argc > 16 || argc % 2 != 0) return RedisModule_WrongArity(ctx);
     finish_now(ctx, argv[1]); /* an average still being written goes first */
     push_args a;
-    if (!parse_push(ctx, argv, argc, &a)) return REDISMODULE_OK;
+    if (!parse_push(ctx, argv, argc, &a) || !accumulation_names_ok(ctx, argv[1], argv[2])) return REDISMODULE_OK;
     RedisModuleString *sum_name = argv[1], *avg_name = argv[2], *id = argv[3], *att = argv[4];
 
     RedisModuleString *ids_name = ids_key_name(ctx, sum_name);
@@ -1263,10 +1332,6 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     slot_record rec = {NULL};
     block_map blocks = {NULL, NULL, 0, 0};
     int new_round = 0;
-    if (name_cmp(ids_name, avg_name) == 0) {
-        fail(ctx, "avg must not be the sum's id set \"%s\"", show(avg_name).s);
-        goto done;
-    }
     long long expected, count;
     int closed;
     if (!open_accumulation(ctx, sum_name, ids_name, round_name, a.round, "chunk of", id, &ids, &new_round,
@@ -1326,7 +1391,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (!fresh && a.chunks > 1) {
         for (; pool < PL_MAX_SLOTS && slot_exists(ctx, sum_name, pool); pool++) {
             slot_record r;
-            if (!open_slot(ctx, sum_name, pool, &r)) {
+            if (!open_slot(ctx, sum_name, pool, &r, (size_t)a.total)) {
                 if (free_slot < 0) free_slot = pool;
                 continue;
             }
@@ -1401,7 +1466,7 @@ static int cmd_push(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             /* The failed attempt goes first, and is refused from now on: were it alive after
              * all, it and its retry would otherwise evict each other in turn. */
             slot_record old;
-            if (open_slot(ctx, sum_name, same_id, &old)) {
+            if (open_slot(ctx, sum_name, same_id, &old, (size_t)a.total)) {
                 RedisModuleString *name = RedisModule_CreateString(ctx, old.att, old.head.attlen);
                 RedisModuleString *one = RedisModule_CreateString(ctx, "1", 1);
                 RedisModule_HashSet(gone, REDISMODULE_HASH_NONE, name, one, NULL);
@@ -1461,7 +1526,7 @@ done:
 static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (argc != 3 && argc != 5) return RedisModule_WrongArity(ctx);
     finish_now(ctx, argv[1]); /* an average still being written goes first */
-    if (!distinct_keys(ctx, argv + 1, 2)) return REDISMODULE_OK;
+    if (!distinct_keys(ctx, argv + 1, 2) || !accumulation_names_ok(ctx, argv[1], argv[2])) return REDISMODULE_OK;
     long long round = -1;
     if (argc == 5) {
         if (!is_word(argv[3], "ROUND"))
@@ -1479,10 +1544,6 @@ static int cmd_close(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
                         held, round);
     }
     RedisModuleString *ids_name = ids_key_name(ctx, argv[1]);
-    if (name_cmp(ids_name, argv[2]) == 0) {
-        RedisModule_FreeString(ctx, ids_name);
-        return fail(ctx, "avg must not be the sum's id set \"%s\"", show(argv[2]).s);
-    }
     RedisModuleKey *ids = RedisModule_OpenKey(ctx, ids_name, REDISMODULE_READ | REDISMODULE_WRITE);
     RedisModuleKey *avg = NULL;
     block_map blocks = {NULL, NULL, 0, 0};

@@ -51,9 +51,13 @@ typedef uint64_t RedisModuleTimerID;
 #define REDISMODULE_EVENTLOOP_WRITABLE 2
 typedef void (*RedisModuleEventLoopFunc)(int fd, void *user_data, int mask);
 
-/* RedisModule_GetContextFlags(): a command replayed from the AOF, or sent by a master. */
+/* RedisModule_GetContextFlags(): a command replayed from the AOF, or sent by a master; one
+ * inside a script or a transaction, or from another module (none of which may block). */
+#define REDISMODULE_CTX_FLAGS_LUA (1 << 0)
+#define REDISMODULE_CTX_FLAGS_MULTI (1 << 1)
 #define REDISMODULE_CTX_FLAGS_REPLICATED (1 << 12)
 #define REDISMODULE_CTX_FLAGS_LOADING (1 << 13)
+#define REDISMODULE_CTX_FLAGS_DENY_BLOCKING (1 << 21)
 
 /* Server events: a snapshot about to be written (in the process that writes it). */
 typedef struct RedisModuleEvent {
@@ -172,13 +176,19 @@ typedef struct {
 } RedisModuleCommandInfo;
 
 typedef struct RedisModuleCommand RedisModuleCommand;
+typedef struct RedisModuleUser RedisModuleUser;
 
 /* Optional: absent before Redis 7.0, where commands keep their legacy key triple. */
 #define PL_REDIS_API_7(X)                                                                        \
     X(RedisModuleCommand *, GetCommand, (RedisModuleCtx *, const char *))                        \
     X(int, SetCommandInfo, (RedisModuleCommand *, const RedisModuleCommandInfo *))               \
     X(void, KeyAtPosWithFlags, (RedisModuleCtx *, int, int))                                     \
-    X(int, RedactClientCommandArgument, (RedisModuleCtx *, int))
+    X(int, RedactClientCommandArgument, (RedisModuleCtx *, int))                                \
+    X(unsigned long long, GetClientId, (RedisModuleCtx *))                                      \
+    X(RedisModuleString *, GetClientUserNameById, (RedisModuleCtx *, uint64_t))                 \
+    X(RedisModuleUser *, GetModuleUserFromUserName, (RedisModuleString *))                      \
+    X(int, ACLCheckKeyPermissions, (RedisModuleUser *, RedisModuleString *, int))               \
+    X(int, FreeModuleUser, (RedisModuleUser *))
 
 #define PL_DECLARE_API(ret, name, params) extern ret(*RedisModule_##name) params;
 PL_REDIS_API_7(PL_DECLARE_API)

@@ -441,6 +441,13 @@ int cmd_send(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
                         show(argv[i]).s);
         }
     }
+    /* A send blocks its client until the destination acknowledged it. Inside MULTI, a script
+     * or another module's call Redis refuses to block it, after the send started: the caller
+     * got an error while the bytes were written anyway. So it is refused before anything. */
+    if (RedisModule_GetContextFlags(ctx) &
+        (REDISMODULE_CTX_FLAGS_MULTI | REDISMODULE_CTX_FLAGS_LUA | REDISMODULE_CTX_FLAGS_DENY_BLOCKING))
+        return fail(ctx, "PL.SEND cannot run inside MULTI, a script or another module's call (it waits "
+                    "for the destination): send it on its own");
     tensor_key t;
     if (!open_tensor(ctx, argv[1], REDISMODULE_READ, "source", 0, &t)) return REDISMODULE_OK;
     close_key(&t.key);

@@ -46,6 +46,11 @@ const TEMPLATES: Arg[][] = [
   ['PL.PUSH', 'fz:psum', 'fz:pavg', 'b1', 'a2', '3', '16', '8', '8', T8, 'ROUND', '1', 'SLOTS', '2'],
   ['PL.PUSH', 'fz:sum', 'fz:avg', 'b3', 'a1', '3', '16', '8', '8', T8, 'ROUND', '1'],
   ['PL.CLOSE', 'fz:psum', 'fz:pavg', 'ROUND', '1'],
+  // An avg named like one of its sum's own keys (a staged slot's record here): each of these,
+  // run while an attempt is staged, crashed the server before it was refused.
+  ['PL.CLOSE', 'fz:psum', 'fz:psum:slot:0:got', 'ROUND', '1'],
+  ['PL.PUSH', 'fz:psum', 'fz:psum:slot:0:got', 'b2', 'a1', '3', '16', '16', '0', T16, 'ROUND', '1'],
+  ['PL.ACCUM', 'fz:psum', 'fz:psum:round', 'b3', '3', T16, 'ROUND', '1'],
   ['PL.SGD', 'fz:p', 'fz:g', 'fz:v', '0.1', '0.9', 'WD', '0.001'],
   ['PL.ADAM', 'fz:p', 'fz:g', 'fz:m', 'fz:v2', 'fz:step', '0.001', 'BETA1', '0.9'],
   ['PL.AGGREGATE', 'fz:agg', 'MEAN', '2', 'fz:g', 'fz:g2'],

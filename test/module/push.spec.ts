@@ -301,6 +301,35 @@ describe('a long average (more than 2^20 elements) is written in pieces', () => 
     expect((await getBytes(client, 'next:avg'))!.equals(meanBytes(grads))).toBe(true);
   });
 
+  it('is finished in its own database, whatever a sum of the same name does in another', async () => {
+    await client.sendCommand(['PL.ACCUM', 'same', 'same:avg', 'x', '1', bytes(f32(1, 2))]); // database 0, complete
+    const db0 = await snapshot(client, 'same*');
+    const other = client.duplicate();
+    other.on('error', () => {});
+    await other.connect();
+    try {
+      // Database 1's long average is in pieces when database 0's command on "same" runs.
+      const tx = other.multi();
+      tx.addCommand(['SELECT', '1']);
+      for (const [k, g] of grads.entries()) tx.addCommand(accum('same', `b${k}`, g, 3));
+      tx.addCommand(['SELECT', '0']);
+      tx.addCommand(['PL.CLOSE', 'same', 'same:avg']); // complete already: changes nothing
+      await tx.exec();
+      await other.sendCommand(['SELECT', '1']);
+      await waitFor(async () => (await other.get('same:avg:round')) === '3', 60_000, 'database 1\'s average');
+      expect((await getBytes(other, 'same:avg'))!.equals(meanBytes(grads))).toBe(true);
+      // A snapshot taken from database 1 finishes database 1's average, in database 1.
+      for (const [k, g] of grads.entries()) await other.sendCommand(accum('same', `b${k}`, g, 4));
+      await other.sendCommand(['SAVE']);
+      expect(await other.get('same:avg:round')).toBe('4');
+      expect((await getBytes(other, 'same:avg'))!.equals(meanBytes(grads))).toBe(true);
+      await other.sendCommand(['FLUSHDB']);
+    } finally {
+      await other.close();
+    }
+    expect(await snapshot(client, 'same*')).toEqual(db0);
+  });
+
   it('is dropped, unannounced, when its sum is deleted meanwhile; the server goes on', async () => {
     const tx = client.multi();
     for (const [k, g] of grads.entries()) tx.addCommand(accum('gone', `b${k}`, g, 1));
@@ -311,5 +340,67 @@ describe('a long average (more than 2^20 elements) is written in pieces', () => 
     await waitFor(async () => (await client.get('after:avg:round')) === '1', 10_000, 'the later average');
     expect(await client.get('gone:avg:round')).toBeNull();
     expect(await client.ping()).toBe('PONG');
+  });
+});
+
+describe('the keys an accumulation keeps beside its sum', () => {
+  it('are never its avg, nor is the sum the avg\'s round marker (each of these crashed the server)', async () => {
+    // One contribution of two counted, and an attempt of another staged in slot 0.
+    const two = bytes(f32(1, 2));
+    await client.sendCommand(['PL.ACCUM', 'k1', 'k1:avg', 'idA', '2', two]);
+    await client.sendCommand(['PL.PUSH', 'k1', 'k1:avg', 'idB', 'att1', '2', '2', '1', '0', bytes(f32(5))]);
+    await client.sendCommand(['PL.ACCUM', 'k2', 'k2:avg', 'id1', '1', two, 'ROUND', '1']);
+    const before = await snapshot(client, 'k[12]*'); // the long averages' keys above are large
+    for (const args of [
+      ['PL.CLOSE', 'k1', 'k1:slot:0:got'],
+      ['PL.ACCUM', 'k1', 'k1:slot:0:got', 'idC', '2', two],
+      ['PL.PUSH', 'k1', 'k1:slot:0:got', 'idC', 'a', '2', '2', '2', '0', bytes(f32(5, 6))],
+      ['PL.ACCUM', 'k2', 'k2:round', 'id2', '1', two, 'ROUND', '2'],
+    ]) {
+      expect(await errorOf(client, ...args)).toMatch(/^ERR peerless: avg "k\d:(slot:0:got|round)" is one of the keys sum "k\d" keeps beside it: refused$/);
+      expect(await client.ping()).toBe('PONG');
+    }
+    expect(await snapshot(client, 'k[12]*')).toEqual(before);
+  });
+
+  it('a slot record that does not cut the sum is a free slot: nothing is withdrawn past the sum', async () => {
+    // Slot 0 records chunks of 2 of an 8-element sum; the sum is then made 2 elements long.
+    await client.sendCommand(['PL.ACCUM', 'k3', 'k3:avg', 'idA', '3', bytes(f32(0, 1, 2, 3, 4, 5, 6, 7))]);
+    await client.sendCommand(['PL.PUSH', 'k3', 'k3:avg', 'idB', 'att1', '3', '8', '2', '6', bytes(f32(5, 6))]);
+    await client.sendCommand(['PL.ZEROS', 'k3', '8']);
+    await client.sendCommand(['PL.ZEROS', 'k3:slot:0', '2']);
+    expect(await client.sendCommand(['PL.CLOSE', 'k3', 'k3:avg'])).toEqual([1, 3, 1]);
+    expect(await client.ping()).toBe('PONG');
+    // A record written behind the module's back: 1,000 chunks of 10^6 elements, all arrived.
+    await client.sendCommand(['PL.ACCUM', 'k4', 'k4:avg', 'idA', '3', bytes(f32(1, 2))]);
+    await client.set('k4:slot:0', Buffer.alloc(8));
+    const head = Buffer.alloc(24);
+    [0x54534c50, 1000, 1000, 1_000_000, 1, 1].forEach((v, i) => head.writeUInt32LE(v, i * 4));
+    await client.set('k4:slot:0:got', Buffer.concat([head, Buffer.from('xy'), Buffer.alloc(1000, 1)]));
+    expect(await client.sendCommand(['PL.CLOSE', 'k4', 'k4:avg'])).toEqual([1, 3, 1]);
+    expect((await getBytes(client, 'k4:avg'))!.equals(bytes(f32(1, 2)))).toBe(true);
+  });
+
+  it('are reached only by a user whose ACL grants them', async () => {
+    await client.set('k5:blocks', 'victim');
+    await client.set('k5:slot:0', 'precious12345678');
+    await client.sendCommand(['ACL', 'SETUSER', 'narrow', 'reset', 'on', '>narrow-pw', '~k5', '~k5avg', '+@all', '-@dangerous']);
+    const narrow = client.duplicate({ username: 'narrow', password: 'narrow-pw' });
+    narrow.on('error', () => {});
+    await narrow.connect();
+    try {
+      const before = await snapshot(client, 'k5*');
+      expect(await errorOf(narrow, 'PL.ACCUM', 'k5', 'k5avg', 'idA', '3', bytes(f32(1, 2))))
+        .toBe('ERR peerless: no permission: this user\'s ACL does not grant key "k5:ids", which sum "k5" keeps beside it');
+      expect(await errorOf(narrow, 'PL.PUSH', 'k5', 'k5avg', 'idB', 'att1', '3', '2', '1', '0', bytes(f32(5))))
+        .toMatch(/no permission: .* "k5:ids"/);
+      expect(await snapshot(client, 'k5*')).toEqual(before);
+      // Granted the sum's keys as a whole (as the functions' user is, with ~g:*), it accumulates.
+      await client.sendCommand(['ACL', 'SETUSER', 'narrow', '~k6', '~k6:*', '~k6avg', '~k6avg:*']);
+      expect(await narrow.sendCommand(['PL.ACCUM', 'k6', 'k6avg', 'idA', '1', bytes(f32(1, 2)), 'ROUND', '1'])).toEqual([1, 1, 1]);
+    } finally {
+      await narrow.close();
+      await client.sendCommand(['ACL', 'DELUSER', 'narrow']);
+    }
   });
 });

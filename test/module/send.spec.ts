@@ -149,6 +149,26 @@ describe('PL.SEND', () => {
     }
   });
 
+  it('is refused inside MULTI and scripts, before it writes anything (it waits for the destination)', async () => {
+    await cmd(to.client, 'PL.ZEROS', 'untouched', '10');
+    const before = await snapshot(to.client, 'untouched');
+    const args = ['PL.SEND', 'src', '0', '10', '127.0.0.1', port(to.server), 'untouched', '0', ...auth];
+    const conn = from.client.duplicate();
+    conn.on('error', () => {});
+    await conn.connect();
+    try {
+      await conn.sendCommand(['MULTI']);
+      await conn.sendCommand(args);
+      const replies = await conn.sendCommand(['EXEC']) as unknown[];
+      expect(String(replies[0])).toMatch(/PL\.SEND cannot run inside MULTI, a script or another module's call/);
+    } finally {
+      await conn.close();
+    }
+    const script = `return redis.pcall(${args.map((a) => `'${a}'`).join(', ')})`;
+    expect(await errorOf(from.client, 'EVAL', script, '0')).toMatch(/PL\.SEND cannot run inside MULTI/);
+    expect(await snapshot(to.client, 'untouched')).toEqual(before);
+  });
+
   it('is for admins only, and shows in the slow log with its password redacted', async () => {
     await cmd(from.client, 'ACL', 'SETUSER', 'reader', 'on', '>reader-pw', '~*', '-@all', '+@read', '-@dangerous');
     const reader = from.client.duplicate({ username: 'reader', password: 'reader-pw' });
