@@ -48,6 +48,9 @@ using peerless::engine;
 using peerless::stream;
 using peerless::floats;
 using peerless::ints;
+using peerless::dims;
+using peerless::guarded;
+using peerless::entry;
 
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
@@ -198,19 +201,17 @@ memory::desc matrix(int64_t rows, int64_t cols, bool transposed = false) {
   return transposed ? memory::desc({cols, rows}, dt::f32, memory::dims{1, cols}) : memory::desc({rows, cols}, dt::f32, memory::dims{cols, 1});
 }
 
-// Runs `body`, turning oneDNN's errors into JS errors that name the call.
-template <typename F>
-Napi::Value guarded(const Napi::CallbackInfo &info, const char *what, F body) {
-  try {
-    body();
-  } catch (const dnnl::error &e) {
-    throw Napi::Error::New(info.Env(), std::string(what) + ": oneDNN: " + e.what());
+// out = relu(bias) per column (or 0) for a convolution that sums over nothing (no input
+// channels, an empty batch for a filter's gradient): oneDNN is not asked about empty shapes.
+void fillBias(float *out, size_t n, const float *bias, size_t channels, bool relu) {
+  for (size_t i = 0; i < n; i++) {
+    float v = bias && channels > 0 ? bias[i % channels] : 0.0f;
+    out[i] = relu ? std::max(v, 0.0f) : v;
   }
-  return info.Env().Undefined();
 }
 
 Napi::Value Conv2d(const Napi::CallbackInfo &info) {
-  auto xs = ints(info[1], 4, "xShape"), ws = ints(info[3], 4, "wShape"), ys = ints(info[5], 4, "yShape");
+  auto xs = dims(info[1], 4, "xShape"), ws = dims(info[3], 4, "wShape"), ys = dims(info[5], 4, "yShape");
   float *x = floats(info[0], count(xs), "x"), *w = floats(info[2], count(ws), "w"), *y = floats(info[4], count(ys), "y");
   Geometry g = geometry(info[6]);
   // The fused op's bias and ReLU: applied while the output is still in cache, where a pass of
@@ -218,94 +219,114 @@ Napi::Value Conv2d(const Napi::CallbackInfo &info) {
   bool hasBias = info.Length() > 7 && !info[7].IsNull() && !info[7].IsUndefined();
   float *b = hasBias ? floats(info[7], static_cast<size_t>(ys[3]), "bias") : nullptr;
   bool relu = info.Length() > 8 && info[8].ToBoolean().Value();
-  return guarded(info, "conv2d", [&] {
-    int64_t tap = singleTap(xs, ws, ys, g);
-    if (tap >= 0) return product(matrix(xs[0], xs[3]), x, matrix(ws[2], ws[3]), w + tap, matrix(ys[0], ys[3]), y, b, relu);
-    auto src = activations(xs), wei = filters(ws), dst = activations(ys);
-    memory::desc bd = hasBias ? memory::desc({ys[3]}, dt::f32, tag::a) : memory::desc();
-    auto pd = chosenForward(ys, ws, src, wei, dst, g, bd, relu);
-    memory sm(src, engine(), x), wm(wei, engine(), w), dm(dst, engine(), y);
-    memory sk = inScratch(sm, pd.src_desc(), kIn), wk = inScratch(wm, pd.weights_desc(), kWeights);
-    memory dk = outScratch(dm, pd.dst_desc(), kOut);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, sk}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, dk},
-                                         {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}};
-    if (hasBias) args.insert({DNNL_ARG_BIAS, memory(bd, engine(), b)});
-    dnnl::convolution_forward(pd).execute(stream(), args);
-    toUser(dk, dm);
-    stream().wait();
-  });
+  if (count(ys) == 0) return info.Env().Undefined();
+  if (count(xs) == 0 || count(ws) == 0) {
+    fillBias(y, count(ys), b, static_cast<size_t>(ys[3]), relu);
+    return info.Env().Undefined();
+  }
+  int64_t tap = singleTap(xs, ws, ys, g);
+  if (tap >= 0) {
+    product(matrix(xs[0], xs[3]), x, matrix(ws[2], ws[3]), w + tap, matrix(ys[0], ys[3]), y, b, relu);
+    return info.Env().Undefined();
+  }
+  auto src = activations(xs), wei = filters(ws), dst = activations(ys);
+  memory::desc bd = hasBias ? memory::desc({ys[3]}, dt::f32, tag::a) : memory::desc();
+  auto pd = chosenForward(ys, ws, src, wei, dst, g, bd, relu);
+  memory sm(src, engine(), x), wm(wei, engine(), w), dm(dst, engine(), y);
+  memory sk = inScratch(sm, pd.src_desc(), kIn), wk = inScratch(wm, pd.weights_desc(), kWeights);
+  memory dk = outScratch(dm, pd.dst_desc(), kOut);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, sk}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, dk},
+                                       {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}};
+  if (hasBias) args.insert({DNNL_ARG_BIAS, memory(bd, engine(), b)});
+  dnnl::convolution_forward(pd).execute(stream(), args);
+  toUser(dk, dm);
+  stream().wait();
+  return info.Env().Undefined();
 }
 
 Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo &info) {
-  auto dys = ints(info[1], 4, "dyShape"), ws = ints(info[3], 4, "wShape"), dxs = ints(info[5], 4, "dxShape");
+  auto dys = dims(info[1], 4, "dyShape"), ws = dims(info[3], 4, "wShape"), dxs = dims(info[5], 4, "dxShape");
   float *dy = floats(info[0], count(dys), "dy"), *w = floats(info[2], count(ws), "w"), *dx = floats(info[4], count(dxs), "dx");
   Geometry g = geometry(info[6]);
-  return guarded(info, "conv2dBackpropInput", [&] {
-    // dx = dy . tap^T
-    int64_t tap = singleTap(dxs, ws, dys, g);
-    if (tap >= 0) return product(matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3], true), w + tap, matrix(dxs[0], dxs[3]), dx);
-    auto dsrc = activations(dxs), wei = filters(ws), ddst = activations(dys);
-    auto make = [&](const ForwardDesc &hint, dnnl::algorithm alg) {
-      dnnl::convolution_backward_data::desc d(alg, hint.src_desc(), anyWeights(wei), hint.dst_desc(), g.strides,
-                                              g.dilates, g.padL, g.padR);
-      return dnnl::convolution_backward_data::primitive_desc(d, attributes(), engine(), hint);
-    };
-    auto pd = backwardDesc(dys, ws, dsrc, wei, ddst, g, make);
-    memory dym(ddst, engine(), dy), wm(wei, engine(), w), dxm(dsrc, engine(), dx);
-    memory dyk = inScratch(dym, pd.diff_dst_desc(), kIn), wk = inScratch(wm, pd.weights_desc(), kWeights);
-    memory dxk = outScratch(dxm, pd.diff_src_desc(), kOut);
-    dnnl::convolution_backward_data(pd).execute(stream(),
-                                                {{DNNL_ARG_DIFF_DST, dyk},
-                                                 {DNNL_ARG_WEIGHTS, wk},
-                                                 {DNNL_ARG_DIFF_SRC, dxk},
-                                                 {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
-    toUser(dxk, dxm);
-    stream().wait();
-  });
+  if (count(dxs) == 0) return info.Env().Undefined();
+  if (count(dys) == 0 || count(ws) == 0) {
+    fillBias(dx, count(dxs), nullptr, 0, false);
+    return info.Env().Undefined();
+  }
+  // dx = dy . tap^T
+  int64_t tap = singleTap(dxs, ws, dys, g);
+  if (tap >= 0) {
+    product(matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3], true), w + tap, matrix(dxs[0], dxs[3]), dx);
+    return info.Env().Undefined();
+  }
+  auto dsrc = activations(dxs), wei = filters(ws), ddst = activations(dys);
+  auto make = [&](const ForwardDesc &hint, dnnl::algorithm alg) {
+    dnnl::convolution_backward_data::desc d(alg, hint.src_desc(), anyWeights(wei), hint.dst_desc(), g.strides,
+                                            g.dilates, g.padL, g.padR);
+    return dnnl::convolution_backward_data::primitive_desc(d, attributes(), engine(), hint);
+  };
+  auto pd = backwardDesc(dys, ws, dsrc, wei, ddst, g, make);
+  memory dym(ddst, engine(), dy), wm(wei, engine(), w), dxm(dsrc, engine(), dx);
+  memory dyk = inScratch(dym, pd.diff_dst_desc(), kIn), wk = inScratch(wm, pd.weights_desc(), kWeights);
+  memory dxk = outScratch(dxm, pd.diff_src_desc(), kOut);
+  dnnl::convolution_backward_data(pd).execute(stream(),
+                                              {{DNNL_ARG_DIFF_DST, dyk},
+                                               {DNNL_ARG_WEIGHTS, wk},
+                                               {DNNL_ARG_DIFF_SRC, dxk},
+                                               {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
+  toUser(dxk, dxm);
+  stream().wait();
+  return info.Env().Undefined();
 }
 
 Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo &info) {
-  auto xs = ints(info[1], 4, "xShape"), dys = ints(info[3], 4, "dyShape"), ws = ints(info[5], 4, "wShape");
+  auto xs = dims(info[1], 4, "xShape"), dys = dims(info[3], 4, "dyShape"), ws = dims(info[5], 4, "wShape");
   float *x = floats(info[0], count(xs), "x"), *dy = floats(info[2], count(dys), "dy"), *dw = floats(info[4], count(ws), "dw");
   Geometry g = geometry(info[6]);
-  return guarded(info, "conv2dBackpropFilter", [&] {
-    // The tap's slice = x^T . dy; every other tap only ever read padding.
-    int64_t tap = singleTap(xs, ws, dys, g);
-    if (tap >= 0) {
-      std::fill(dw, dw + count(ws), 0.0f);
-      return product(matrix(xs[0], xs[3], true), x, matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3]), dw + tap);
-    }
-    auto src = activations(xs), dwei = filters(ws), ddst = activations(dys);
-    auto make = [&](const ForwardDesc &hint, dnnl::algorithm alg) {
-      dnnl::convolution_backward_weights::desc d(alg, hint.src_desc(), anyWeights(dwei), hint.dst_desc(), g.strides,
-                                                 g.dilates, g.padL, g.padR);
-      return dnnl::convolution_backward_weights::primitive_desc(d, attributes(), engine(), hint);
-    };
-    auto pd = backwardDesc(dys, ws, src, dwei, ddst, g, make);
-    memory sm(src, engine(), x), dym(ddst, engine(), dy), dwm(dwei, engine(), dw);
-    memory sk = inScratch(sm, pd.src_desc(), kIn), dyk = inScratch(dym, pd.diff_dst_desc(), kIn2);
-    memory dwk = outScratch(dwm, pd.diff_weights_desc(), kWeights);
-    dnnl::convolution_backward_weights(pd).execute(stream(),
-                                                   {{DNNL_ARG_SRC, sk},
-                                                    {DNNL_ARG_DIFF_DST, dyk},
-                                                    {DNNL_ARG_DIFF_WEIGHTS, dwk},
-                                                    {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
-    toUser(dwk, dwm);
-    stream().wait();
-  });
+  if (count(ws) == 0) return info.Env().Undefined();
+  if (count(xs) == 0 || count(dys) == 0) {
+    fillBias(dw, count(ws), nullptr, 0, false);
+    return info.Env().Undefined();
+  }
+  // The tap's slice = x^T . dy; every other tap only ever read padding.
+  int64_t tap = singleTap(xs, ws, dys, g);
+  if (tap >= 0) {
+    std::fill(dw, dw + count(ws), 0.0f);
+    {
+    product(matrix(xs[0], xs[3], true), x, matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3]), dw + tap);
+    return info.Env().Undefined();
+  }
+  }
+  auto src = activations(xs), dwei = filters(ws), ddst = activations(dys);
+  auto make = [&](const ForwardDesc &hint, dnnl::algorithm alg) {
+    dnnl::convolution_backward_weights::desc d(alg, hint.src_desc(), anyWeights(dwei), hint.dst_desc(), g.strides,
+                                               g.dilates, g.padL, g.padR);
+    return dnnl::convolution_backward_weights::primitive_desc(d, attributes(), engine(), hint);
+  };
+  auto pd = backwardDesc(dys, ws, src, dwei, ddst, g, make);
+  memory sm(src, engine(), x), dym(ddst, engine(), dy), dwm(dwei, engine(), dw);
+  memory sk = inScratch(sm, pd.src_desc(), kIn), dyk = inScratch(dym, pd.diff_dst_desc(), kIn2);
+  memory dwk = outScratch(dwm, pd.diff_weights_desc(), kWeights);
+  dnnl::convolution_backward_weights(pd).execute(stream(),
+                                                 {{DNNL_ARG_SRC, sk},
+                                                  {DNNL_ARG_DIFF_DST, dyk},
+                                                  {DNNL_ARG_DIFF_WEIGHTS, dwk},
+                                                  {DNNL_ARG_SCRATCHPAD, scratchpad(pd.scratchpad_desc())}});
+  toUser(dwk, dwm);
+  stream().wait();
+  return info.Env().Undefined();
 }
 
 // Which implementation the forward of a convolution of these shapes runs, for tests and
 // profiles: the passes of a convolution follow the forward's choice.
 Napi::Value Conv2dKernel(const Napi::CallbackInfo &info) {
-  auto xs = ints(info[0], 4, "xShape"), ws = ints(info[1], 4, "wShape"), ys = ints(info[2], 4, "yShape");
+  auto xs = dims(info[0], 4, "xShape"), ws = dims(info[1], 4, "wShape"), ys = dims(info[2], 4, "yShape");
   Geometry g = geometry(info[3]);
   std::string name = "matmul";
-  guarded(info, "conv2dKernel", [&] {
-    if (singleTap(xs, ws, ys, g) >= 0) return;
+  if (singleTap(xs, ws, ys, g) < 0) {
     auto src = activations(xs), wei = filters(ws), dst = activations(ys);
     name = chosenForward(ys, ws, src, wei, dst, g).impl_info_str();
-  });
+  }
   return Napi::String::New(info.Env(), name);
 }
 
@@ -313,9 +334,8 @@ Napi::Value Conv2dKernel(const Napi::CallbackInfo &info) {
 // the leading axes of an NHWC tensor (bias and batch-norm gradients, batch statistics), which
 // wasm computes through a transpose.
 Napi::Value SumRows(const Napi::CallbackInfo &info) {
-  int64_t rows = info[1].As<Napi::Number>().Int64Value(), cols = info[2].As<Napi::Number>().Int64Value();
-  if (rows < 0 || cols < 1) throw Napi::RangeError::New(info.Env(), "sumRows: rows must be >= 0 and cols >= 1");
-  const float *x = floats(info[0], static_cast<size_t>(rows * cols), "x");
+  int64_t rows = peerless::dimension(info[1], "sumRows: rows"), cols = peerless::dimension(info[2], "sumRows: cols");
+  const float *x = floats(info[0], peerless::times(rows, cols), "x");
   float *out = floats(info[3], static_cast<size_t>(cols), "out");
   double scale = info[4].As<Napi::Number>().DoubleValue();
   std::vector<double> acc(static_cast<size_t>(cols), 0.0);
@@ -328,8 +348,7 @@ Napi::Value SumRows(const Napi::CallbackInfo &info) {
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo &info) {
-  int n = info[0].As<Napi::Number>().Int32Value();
-  if (n < 1) throw Napi::RangeError::New(info.Env(), "threads must be at least 1");
+  int n = static_cast<int>(peerless::integer(info[0], "threads", 1, 1025));
   omp_set_num_threads(n);
   return info.Env().Undefined();
 }
@@ -346,17 +365,17 @@ Napi::Value Info(const Napi::CallbackInfo &info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // One function instance per core by default: one thread (setThreads raises it).
   omp_set_num_threads(1);
-  exports.Set("conv2d", Napi::Function::New(env, Conv2d));
-  exports.Set("conv2dBackpropInput", Napi::Function::New(env, Conv2dBackpropInput));
-  exports.Set("conv2dBackpropFilter", Napi::Function::New(env, Conv2dBackpropFilter));
-  exports.Set("conv2dKernel", Napi::Function::New(env, Conv2dKernel));
-  exports.Set("sumRows", Napi::Function::New(env, SumRows));
+  exports.Set("conv2d", entry(env, "conv2d", Conv2d));
+  exports.Set("conv2dBackpropInput", entry(env, "conv2dBackpropInput", Conv2dBackpropInput));
+  exports.Set("conv2dBackpropFilter", entry(env, "conv2dBackpropFilter", Conv2dBackpropFilter));
+  exports.Set("conv2dKernel", entry(env, "conv2dKernel", Conv2dKernel));
+  exports.Set("sumRows", entry(env, "sumRows", SumRows));
   peerless::addNormKernels(env, exports);
   peerless::addPoolKernels(env, exports);
   peerless::addCopyKernels(env, exports);
   peerless::addMatMulKernels(env, exports);
-  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
-  exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("setThreads", entry(env, "setThreads", SetThreads));
+  exports.Set("info", entry(env, "info", Info));
   return exports;
 }
 

@@ -32,25 +32,23 @@ Parts parts(const Napi::CallbackInfo &info, const Napi::Value &arrays, const Nap
   auto a = arrays.As<Napi::Array>(), n = inners.As<Napi::Array>();
   Parts p;
   for (uint32_t i = 0; i < a.Length(); i++) {
-    int64_t inner = n.Get(i).As<Napi::Number>().Int64Value();
-    if (inner < 0) throw Napi::RangeError::New(info.Env(), std::string(what) + ": an inner size is negative");
-    p.inner.push_back(static_cast<size_t>(inner));
-    p.data.push_back(floats(a.Get(i), outer * static_cast<size_t>(inner), "a part"));
-    p.row += static_cast<size_t>(inner);
+    size_t inner = static_cast<size_t>(dimension(n.Get(i), "an inner size"));
+    p.inner.push_back(inner);
+    p.data.push_back(floats(a.Get(i), times(outer, inner), "a part"));
+    p.row += inner;  // each inner < 2^31, and fewer than 2^32 parts: no wrap
+    times(outer, p.row);
   }
   return p;
 }
 
 size_t outerArg(const Napi::CallbackInfo &info, int at, const char *what) {
-  int64_t outer = info[at].As<Napi::Number>().Int64Value();
-  if (outer < 0) throw Napi::RangeError::New(info.Env(), std::string(what) + ": outer must be >= 0");
-  return static_cast<size_t>(outer);
+  return static_cast<size_t>(dimension(info[at], (std::string(what) + ": outer").c_str()));
 }
 
 Napi::Value ConcatRows(const Napi::CallbackInfo &info) {
   size_t outer = outerArg(info, 2, "concatRows");
   Parts p = parts(info, info[0], info[1], outer, "concatRows");
-  float *out = floats(info[3], outer * p.row, "out");
+  float *out = floats(info[3], times(outer, p.row), "out");
   for (size_t r = 0; r < outer; r++) {
     float *dst = out + r * p.row;
     for (size_t i = 0; i < p.data.size(); i++) {
@@ -64,7 +62,7 @@ Napi::Value ConcatRows(const Napi::CallbackInfo &info) {
 Napi::Value SplitRows(const Napi::CallbackInfo &info) {
   size_t outer = outerArg(info, 1, "splitRows");
   Parts p = parts(info, info[3], info[2], outer, "splitRows");
-  const float *x = floats(info[0], outer * p.row, "x");
+  const float *x = floats(info[0], times(outer, p.row), "x");
   for (size_t r = 0; r < outer; r++) {
     const float *src = x + r * p.row;
     for (size_t i = 0; i < p.data.size(); i++) {
@@ -78,8 +76,8 @@ Napi::Value SplitRows(const Napi::CallbackInfo &info) {
 }  // namespace
 
 void addCopyKernels(Napi::Env env, Napi::Object exports) {
-  exports.Set("concatRows", Napi::Function::New(env, ConcatRows));
-  exports.Set("splitRows", Napi::Function::New(env, SplitRows));
+  exports.Set("concatRows", entry(env, "concatRows", ConcatRows));
+  exports.Set("splitRows", entry(env, "splitRows", SplitRows));
 }
 
 }  // namespace peerless

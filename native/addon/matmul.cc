@@ -7,6 +7,7 @@
 //   equal, or one of them is 1 (broadcast). out: [max(batchA, batchB), M, N].
 #include <napi.h>
 
+#include <algorithm>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <unordered_map>
@@ -30,7 +31,7 @@ memory::desc operand(const std::vector<int64_t> &s, bool transposed) {
 
 Napi::Value BatchMatMul(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  auto as = ints(info[1], 3, "aShape"), bs = ints(info[3], 3, "bShape");
+  auto as = dims(info[1], 3, "aShape"), bs = dims(info[3], 3, "bShape");
   bool ta = info[5].ToBoolean().Value(), tb = info[6].ToBoolean().Value();
   int64_t m = ta ? as[2] : as[1], k = ta ? as[1] : as[2];
   int64_t kb = tb ? bs[2] : bs[1], n = tb ? bs[1] : bs[2];
@@ -39,12 +40,8 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo &info) {
     throw Napi::RangeError::New(env, "batchMatMul: batches " + std::to_string(as[0]) + " and " + std::to_string(bs[0]) + " neither match nor broadcast");
   int64_t batch = std::max(as[0], bs[0]);
   float *a = floats(info[0], count(as), "a"), *b = floats(info[2], count(bs), "b");
-  float *out = floats(info[4], static_cast<size_t>(batch * m * n), "out");
-  try {
-    product(operand(as, ta), a, operand(bs, tb), b, memory::desc({batch, m, n}, dt::f32, memory::dims{m * n, n, 1}), out);
-  } catch (const dnnl::error &e) {
-    throw Napi::Error::New(env, std::string("batchMatMul: oneDNN: ") + e.what());
-  }
+  float *out = floats(info[4], count({batch, m, n}), "out");
+  product(operand(as, ta), a, operand(bs, tb), b, memory::desc({batch, m, n}, dt::f32, memory::dims{m * n, n, 1}), out);
   return env.Undefined();
 }
 
@@ -52,6 +49,19 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo &info) {
 
 void product(const memory::desc &ad, const float *a, const memory::desc &bd, const float *b, const memory::desc &od, float *out,
              const float *bias, bool relu) {
+  // Empty operands never reach oneDNN (its matmul divides by K = 0, SIGFPE): with M or N = 0
+  // there is nothing to write; with K = 0 the sum is empty, so out = relu(bias) or 0.
+  const memory::dims odims = od.dims();
+  size_t rows = 1, n = static_cast<size_t>(odims.back());
+  for (size_t i = 0; i + 1 < odims.size(); i++) rows *= static_cast<size_t>(odims[i]);
+  if (rows == 0 || n == 0) return;
+  if (ad.dims().back() == 0) {
+    for (size_t i = 0; i < rows * n; i++) {
+      float v = bias ? bias[i % n] : 0.0f;
+      out[i] = relu ? std::max(v, 0.0f) : v;
+    }
+    return;
+  }
   int rank = od.dims().size();
   memory::dims biasDims(rank, 1), biasStrides(rank, 0);
   biasDims[rank - 1] = od.dims()[rank - 1];
@@ -68,7 +78,7 @@ void product(const memory::desc &ad, const float *a, const memory::desc &bd, con
 }
 
 void addMatMulKernels(Napi::Env env, Napi::Object exports) {
-  exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
+  exports.Set("batchMatMul", entry(env, "batchMatMul", BatchMatMul));
 }
 
 }  // namespace peerless

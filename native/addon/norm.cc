@@ -29,8 +29,10 @@ struct Matrix {
 };
 
 Matrix matrixArgs(const Napi::CallbackInfo &info, int rowsAt, const char *what) {
-  int64_t rows = info[rowsAt].As<Napi::Number>().Int64Value(), cols = info[rowsAt + 1].As<Napi::Number>().Int64Value();
+  int64_t rows = dimension(info[rowsAt], (std::string(what) + ": rows").c_str());
+  int64_t cols = dimension(info[rowsAt + 1], (std::string(what) + ": cols").c_str());
   if (rows < 1 || cols < 1) throw Napi::RangeError::New(info.Env(), std::string(what) + ": rows and cols must be at least 1");
+  times(rows, cols);  // the product fits
   return {rows, cols};
 }
 
@@ -149,8 +151,8 @@ Napi::Value BatchNormTrainingGrad(const Napi::CallbackInfo &info) {
 }  // namespace
 
 void addNormKernels(Napi::Env env, Napi::Object exports) {
-  exports.Set("batchNormTraining", Napi::Function::New(env, BatchNormTraining));
-  exports.Set("batchNormTrainingGrad", Napi::Function::New(env, BatchNormTrainingGrad));
+  exports.Set("batchNormTraining", entry(env, "batchNormTraining", BatchNormTraining));
+  exports.Set("batchNormTrainingGrad", entry(env, "batchNormTrainingGrad", BatchNormTrainingGrad));
 }
 
 }  // namespace peerless

@@ -32,13 +32,20 @@ inline void forWindow(const std::vector<int64_t> &p, int64_t oh, int64_t ow, int
   }
 }
 
+// [filterH, filterW, strideH, strideW, padTop, padLeft]: a window and strides of at least 1.
+std::vector<int64_t> poolArg(const Napi::Value &v) {
+  auto p = ints(v, 6, "pool");
+  if (p[0] < 1 || p[1] < 1 || p[2] < 1 || p[3] < 1) throw Napi::RangeError::New(v.Env(), "pool: the window and strides must be at least 1");
+  return p;
+}
+
 // The gradient of a max pool (NHWC): each dy goes to the first maximum of its window in x, as
 // TensorFlow.js's cpu kernel does. pool = [filterH, filterW, strideH, strideW, padTop, padLeft].
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo &info) {
-  auto xs = ints(info[1], 4, "xShape"), dys = ints(info[3], 4, "dyShape");
+  auto xs = dims(info[1], 4, "xShape"), dys = dims(info[3], 4, "dyShape");
   const float *x = floats(info[0], count(xs), "x"), *dy = floats(info[2], count(dys), "dy");
   float *dx = floats(info[4], count(xs), "dx");
-  auto p = ints(info[5], 6, "pool");
+  auto p = poolArg(info[5]);
   const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3], OH = dys[1], OW = dys[2];
   if (dys[0] != N || dys[3] != C) throw Napi::RangeError::New(info.Env(), "maxPoolGrad: dy and x differ in batch or channels");
   std::fill(dx, dx + count(xs), 0.0f);
@@ -69,13 +76,12 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo &info) {
 // spreads over its window's inputs inside the tensor, times 1 / (filterH * filterW) whatever
 // the padding.
 Napi::Value AvgPoolGrad(const Napi::CallbackInfo &info) {
-  auto dys = ints(info[1], 4, "dyShape"), xs = ints(info[3], 4, "dxShape");
+  auto dys = dims(info[1], 4, "dyShape"), xs = dims(info[3], 4, "dxShape");
   const float *dy = floats(info[0], count(dys), "dy");
   float *dx = floats(info[2], count(xs), "dx");
-  auto p = ints(info[4], 6, "pool");
+  auto p = poolArg(info[4]);
   const int64_t N = xs[0], H = xs[1], W = xs[2], C = xs[3], OH = dys[1], OW = dys[2];
   if (dys[0] != N || dys[3] != C) throw Napi::RangeError::New(info.Env(), "avgPoolGrad: dy and dx differ in batch or channels");
-  if (p[0] < 1 || p[1] < 1) throw Napi::RangeError::New(info.Env(), "avgPoolGrad: the window must be at least 1x1");
   const float scale = 1.0f / static_cast<float>(p[0] * p[1]);
   std::fill(dx, dx + count(xs), 0.0f);
   for (int64_t n = 0; n < N; n++) {
@@ -96,8 +102,8 @@ Napi::Value AvgPoolGrad(const Napi::CallbackInfo &info) {
 }  // namespace
 
 void addPoolKernels(Napi::Env env, Napi::Object exports) {
-  exports.Set("maxPoolGrad", Napi::Function::New(env, MaxPoolGrad));
-  exports.Set("avgPoolGrad", Napi::Function::New(env, AvgPoolGrad));
+  exports.Set("maxPoolGrad", entry(env, "maxPoolGrad", MaxPoolGrad));
+  exports.Set("avgPoolGrad", entry(env, "avgPoolGrad", AvgPoolGrad));
 }
 
 }  // namespace peerless
