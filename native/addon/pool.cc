@@ -40,7 +40,9 @@ std::vector<int64_t> poolArg(const Napi::Value &v) {
 }
 
 // The gradient of a max pool (NHWC): each dy goes to the first maximum of its window in x, as
-// TensorFlow.js's cpu kernel does. pool = [filterH, filterW, strideH, strideW, padTop, padLeft].
+// TensorFlow.js's cpu kernel (maxPoolPositions) finds it: the first pixel greater than all
+// before it, from -Infinity, so NaNs are passed over and a window of only -Infinity or NaN
+// passes no gradient. pool = [filterH, filterW, strideH, strideW, padTop, padLeft].
 Napi::Value MaxPoolGrad(const Napi::CallbackInfo &info) {
   auto xs = dims(info[1], 4, "xShape"), dys = dims(info[3], 4, "dyShape");
   const float *x = floats(info[0], count(xs), "x"), *dy = floats(info[2], count(dys), "dy");
@@ -61,7 +63,7 @@ Napi::Value MaxPoolGrad(const Napi::CallbackInfo &info) {
         forWindow(p, oh, ow, H, W, [&](int64_t pixel) {
           const float *px = xn + pixel * C;
           for (int64_t c = 0; c < C; c++) {
-            if (px[c] > best[c] || at[c] < 0) { best[c] = px[c]; at[c] = pixel * C + c; }
+            if (px[c] > best[c]) { best[c] = px[c]; at[c] = pixel * C + c; }
           }
         });
         const float *g = dy + ((n * OH + oh) * OW + ow) * C;
