@@ -7,7 +7,8 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc": ["-O3", "-std=c++17", "-fopenmp"],
       "cflags_cc!": ["-fno-exceptions"],
-      "libraries": ["-ldnnl", "-fopenmp"]
+      "libraries": ["-ldnnl", "-fopenmp"],
+      "ldflags": ["-Wl,-z,now"]
     }
   ]
 }
