@@ -1,4 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
@@ -351,5 +355,169 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     expect(() => addon.batchMatMul(x, [1, 3, 3], w, [1, 2, 2], y, false, false)).toThrow('batchMatMul: inner dimensions differ (3 and 2)');
     expect(() => addon.batchMatMul(x, [1, 3, 3], x, [1, 3, 3], y, false, false)).toThrow('out has 4 elements, its shape says 9');
     expect(() => addon.batchMatMul(x, [3, 1, 3], x, [2, 3, 1], y, false, false)).toThrow('batchMatMul: batches 3 and 2 neither match nor broadcast');
+  });
+
+  // Each against cpu, NaN for NaN; `fn` runs in a tidy on both backends.
+  async function expectLikeCpu(fn: () => tf.Tensor | tf.Tensor[], normTol = FORWARD): Promise<void> {
+    const run = () => tf.tidy(() => [fn()].flat().map((t) => [t.shape, Array.from(t.dataSync())] as const));
+    const ours = run(), ref = await onBackend('cpu', run);
+    expect(ours.map((o) => o[0])).toEqual(ref.map((r) => r[0]));
+    ours.forEach(([, v], i) => {
+      const r = ref[i]![1];
+      expect(v.map(Number.isNaN)).toEqual(r.map(Number.isNaN));
+      if (r.length > 0) expectMatch(v.map((e) => (Number.isNaN(e) ? 0 : e)), r.map((e) => (Number.isNaN(e) ? 0 : e)), normTol);
+    });
+  }
+  const rnd = (shape: number[], seed: number) => tf.tensor(seeded(size(shape), seed), shape);
+
+  it.each<[string, Shape4, 'same' | 'valid']>([
+    ['a 3x3 filter, \'same\'', [3, 3, 3, 4], 'same'],
+    ['a 1x1 filter, \'valid\'', [1, 1, 3, 4], 'valid'],
+  ])('the filter gradient of a conv on a 1x1 map with an empty batch (%s) is zero, as on cpu (oneDNN divided by zero)', async (_, f, pad) => {
+    await expectLikeCpu(() => tf.grad((w: tf.Tensor) => tf.sum(tf.conv2d(tf.zeros([0, 1, 1, 3]) as tf.Tensor4D, w as tf.Tensor4D, 1, pad)))(rnd(f, 50)), GRADIENT);
+  });
+
+  it('a fused conv adds a bias tfjs broadcasts along the width ([C, 1] with W = C) as cpu does', async () => {
+    for (const activation of ['linear', 'relu'] as const) {
+      await expectLikeCpu(() => tf.fused.conv2d({ x: rnd([1, 3, 4, 2], 51) as tf.Tensor4D, filter: rnd([1, 1, 2, 4], 52) as tf.Tensor4D, strides: 1, pad: 'same', bias: rnd([4, 1], 53), activation }));
+    }
+    await expectLikeCpu(() => tf.fused.conv2d({ x: rnd([2, 3, 4, 2], 51) as tf.Tensor4D, filter: rnd([3, 3, 2, 4], 52) as tf.Tensor4D, strides: 1, pad: 'same', bias: rnd([1, 1, 4], 53), activation: 'relu' }));
+  });
+
+  it.each<[string, () => tf.Tensor]>([
+    ['conv2d, dimRoundingMode ceil', () => tf.conv2d(rnd([1, 6, 6, 2], 54) as tf.Tensor4D, rnd([3, 3, 2, 2], 55) as tf.Tensor4D, 2, 0, 'NHWC', 1, 'ceil')],
+    ['conv2d, dimRoundingMode round', () => tf.conv2d(rnd([1, 6, 6, 2], 54) as tf.Tensor4D, rnd([3, 3, 2, 2], 55) as tf.Tensor4D, 2, 0, 'NHWC', 1, 'round')],
+    ['Conv2DBackpropFilter, dimRoundingMode ceil', () => tf.engine().runKernel('Conv2DBackpropFilter', { x: rnd([1, 6, 6, 2], 54), dy: rnd([1, 3, 3, 3], 56) },
+      { strides: [2, 2], pad: 0, dataFormat: 'NHWC', dimRoundingMode: 'ceil', filterShape: [3, 3, 2, 3] }) as tf.Tensor],
+    ['conv2dTranspose to [1, 8, 8, 3], stride 2, valid', () => tf.conv2dTranspose(rnd([1, 4, 4, 2], 54) as tf.Tensor4D, rnd([3, 3, 3, 2], 55) as tf.Tensor4D, [1, 8, 8, 3], 2, 'valid')],
+    ['conv2d with no input channels', () => tf.conv2d(tf.zeros([1, 4, 4, 0]) as tf.Tensor4D, tf.zeros([3, 3, 0, 2]) as tf.Tensor4D, 1, 'same')],
+    ['fused conv2d with no input channels, bias and relu', () => tf.fused.conv2d({ x: tf.zeros([1, 4, 4, 0]) as tf.Tensor4D, filter: tf.zeros([3, 3, 0, 3]) as tf.Tensor4D, strides: 1, pad: 'same', bias: tf.tensor1d([1, -2, 3]), activation: 'relu' })],
+    ['Conv2DBackpropInput with no output channels', () => tf.engine().runKernel('Conv2DBackpropInput', { dy: tf.zeros([1, 4, 4, 0]), filter: tf.zeros([3, 3, 2, 0]) },
+      { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', inputShape: [1, 4, 4, 2] }) as tf.Tensor],
+    ['a matrix product over an empty inner dimension', () => tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 4]))],
+  ])('%s computes as on cpu', async (_, fn) => {
+    await expectLikeCpu(fn);
+  });
+
+  it('an error from the addon gives its output back and runs the case on wasm\'s own kernel, noted once', async () => {
+    const a = addon as NativeAddon;
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    const conv2d = vi.spyOn(a, 'conv2d').mockImplementation(() => { throw new Error('conv2d: oneDNN: refused'); });
+    try {
+      const backend = tf.backend() as unknown as { numDataIds(): number };
+      const x = rnd([1, 6, 6, 2], 57), w = rnd([3, 3, 2, 2], 58);
+      const before = backend.numDataIds();
+      for (let i = 0; i < 3; i++) tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same').dispose();
+      expect(backend.numDataIds()).toBe(before);
+      expect(conv2d).toHaveBeenCalledTimes(3);
+      const notes = warn.mock.calls.map((c) => String(c[0])).filter((m) => m.startsWith('native backend:'));
+      expect(notes).toEqual(["native backend: Conv2D with an error from the addon (conv2d: oneDNN: refused) runs on wasm's own kernel"]);
+      tf.dispose([x, w]);
+    } finally {
+      conv2d.mockRestore();
+      warn.mockRestore();
+    }
+    await expectLikeCpu(() => tf.conv2d(rnd([1, 6, 6, 2], 57) as tf.Tensor4D, rnd([3, 3, 2, 2], 58) as tf.Tensor4D, 1, 'same'));
+  });
+
+  it.each<[number[], number]>([[[3, 0], 0], [[0, 3], 0], [[2, 0, 3], 0]])('sum and mean of zeros(%j) over axis %i match cpu', async (shape, axis) => {
+    await expectLikeCpu(() => [tf.sum(tf.zeros(shape), axis), tf.mean(tf.zeros(shape), axis), tf.sum(tf.zeros(shape), [0, 1].slice(0, shape.length - 1), true)]);
+  });
+
+  it.each<[string, number[]]>([
+    ['only -Infinity', [-Infinity, -Infinity, -Infinity, -Infinity]],
+    ['a NaN first', [NaN, 1, 2, 3]],
+    ['a NaN later', [1, NaN, 3, 2]],
+    ['a NaN and -Infinity', [-Infinity, NaN, -Infinity, NaN]],
+  ])('the max-pool gradient of a window with %s goes where cpu sends it', async (_, values) => {
+    await expectLikeCpu(() => {
+      const x = tf.tensor4d(values, [1, 2, 2, 1]);
+      return tf.engine().runKernel('MaxPoolGrad', { dy: tf.ones([1, 1, 1, 1]), input: x, output: tf.maxPool(x, 2, 2, 'valid') }, { filterSize: 2, strides: 2, pad: 'valid' }) as tf.Tensor;
+    });
+  });
+
+  it.each<['ceil' | 'round', number]>([['ceil', 3], ['round', 2]])('the average-pool gradient with dimRoundingMode %s matches cpu (which ignores it)', async (mode, stride) => {
+    await expectLikeCpu(() => {
+      const x = rnd([2, 7, 6, 3], 59);
+      const y = tf.avgPool(x as tf.Tensor4D, 3, stride, 0, mode);
+      return tf.engine().runKernel('AvgPoolGrad', { dy: rnd(y.shape, 60), input: x }, { filterSize: 3, strides: stride, pad: 0, dimRoundingMode: mode }) as tf.Tensor;
+    }, GRADIENT);
+  });
+
+  // The forward against tfjs's composition on cpu; its gradient there throws on an empty batch
+  // (a reshape in Sub's gradient), so ours is held to what the sums over no rows are: 0.
+  it.each<[number[]]>([[[0, 3, 3, 4]], [[2, 3, 3, 0]], [[0, 5]]])('batch norm in training of an empty %j gives what tfjs\'s composition gives on cpu', async (shape) => {
+    const channels = shape[shape.length - 1]!;
+    const x = () => tf.zeros(shape), gamma = () => tf.ones([channels]), beta = () => tf.zeros([channels]);
+    const run = (fn: () => tf.Tensor[]) => tf.tidy(() => fn().map((t) => [t.shape, Array.from(t.dataSync())] as const));
+    const mine = run(() => tf.engine().runKernel('PeerlessBatchNormTraining', { x: x(), gamma: gamma(), beta: beta() }, { epsilon: 1e-3, relu: false }) as tf.Tensor[]);
+    expect(mine).toEqual(await onBackend('cpu', () => run(() => {
+      const { mean, variance } = tf.moments(x(), shape.map((_, i) => i).slice(0, -1));
+      return [tf.batchNorm(x(), mean, variance, beta(), gamma(), 1e-3), mean, variance];
+    })));
+    const grads = run(() => tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      tf.sum((tf.engine().runKernel('PeerlessBatchNormTraining', { x: a, gamma: g, beta: b }, { epsilon: 1e-3, relu: true }) as tf.Tensor[])[0]!))([x(), gamma(), beta()]));
+    expect(grads).toEqual([[shape, []], [[channels], new Array(channels).fill(0)], [[channels], new Array(channels).fill(0)]]);
+  });
+
+  // Calls with shapes no kernel of ours makes, in a child process so that a crash fails the test
+  // and not the runner: each is a one-line error, or fills its output.
+  it('direct calls with crafted shapes throw a one-line error or compute, and never crash the process', () => {
+    const path = Object.keys(createRequire(import.meta.url).cache).find((k) => k.endsWith('peerless_native.node'));
+    expect(path).toBeDefined();
+    const E = 'new Float32Array(0)', T32 = 2 ** 32, T30 = 2 ** 30;
+    const calls: [string, 'threw' | 'returned'][] = [
+      [`a.concatRows([${E}, ${E}], [${T32}, ${T32}], ${T32}, ${E})`, 'threw'],
+      [`a.splitRows(${E}, ${T32}, [${T32}], [${E}])`, 'threw'],
+      [`a.sumRows(${E}, 2 ** 62, 4, new Float32Array(4), 1)`, 'threw'],
+      [`a.batchNormTraining(${E}, 2 ** 62, 4, new Float32Array(4), new Float32Array(4), 1e-3, ${E}, new Float32Array(4), new Float32Array(4), false)`, 'threw'],
+      [`a.batchMatMul(${E}, [1, ${T32}, ${T32}], ${E}, [${T32}, ${T32}, ${T32}], ${E}, false, false)`, 'threw'],
+      [`a.batchMatMul(${E}, [${T30}, ${T30}, ${T30}], ${E}, [${T30}, ${T30}, ${T30}], ${E}, false, false)`, 'threw'],
+      [`a.batchMatMul(new Float32Array(1), [1, -1, -1], new Float32Array(1), [1, -1, -1], new Float32Array(1), false, false)`, 'threw'],
+      [`a.conv2d(${E}, [${T32}, ${T32}, 1, 1], new Float32Array(9), [3, 3, 1, 1], ${E}, [${T32}, ${T32}, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])`, 'threw'],
+      [`a.conv2d(${E}, [${T30}, ${T30}, ${T30}, ${T30}], ${E}, [1, 1, 1, 1], ${E}, [1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0, 0])`, 'threw'],
+      [`a.maxPoolGrad(${E}, [0, 1, 1, 2 ** 40], ${E}, [0, 1, 1, 2 ** 40], ${E}, [1, 1, 1, 1, 0, 0])`, 'threw'],
+      [`a.conv2d(new Float32Array(1), [1, 1, 1, 1], new Float32Array(1), [1, 1, 1, 1], new Float32Array(1), [1, 1, 1, 1], ['a', 1, 1, 1, 0, 0, 0, 0])`, 'threw'],
+      [`a.setThreads(0)`, 'threw'],
+      [`a.conv2dBackpropFilter(${E}, [0, 1, 1, 3], ${E}, [0, 1, 1, 4], new Float32Array(108).fill(7), [3, 3, 3, 4], [1, 1, 1, 1, 1, 1, 1, 1])`, 'returned'],
+      [`a.conv2dBackpropFilter(${E}, [0, 1, 1, 3], ${E}, [0, 1, 1, 4], new Float32Array(12), [1, 1, 3, 4], [1, 1, 1, 1, 0, 0, 0, 0])`, 'returned'],
+      [`a.batchMatMul(${E}, [1, 0, 3], ${E}, [1, 0, 4], new Float32Array(12).fill(7), true, false)`, 'returned'],
+    ];
+    for (const [call, want] of calls) {
+      const script = `const a = require(${JSON.stringify(path)});
+        try { const r = ${call}; console.log('returned'); } catch (e) { console.log('threw ' + e.constructor.name + ': ' + e.message); }`;
+      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+      expect({ call, signal: child.signal, status: child.status }).toEqual({ call, signal: null, status: 0 });
+      const line = child.stdout.trim();
+      expect(line.split('\n'), call).toHaveLength(1);
+      expect(line.split(' ')[0], `${call}: ${line}`).toBe(want);
+    }
+  });
+
+  it('the empty-batch filter gradient and the empty inner product write zeros', () => {
+    const a = addon as NativeAddon;
+    const dw = new Float32Array(108).fill(7), out = new Float32Array(12).fill(7);
+    a.conv2dBackpropFilter(new Float32Array(0), [0, 1, 1, 3], new Float32Array(0), [0, 1, 1, 4], dw, [3, 3, 3, 4], [1, 1, 1, 1, 1, 1, 1, 1]);
+    a.batchMatMul(new Float32Array(0), [1, 0, 3], new Float32Array(0), [1, 0, 4], out, true, false);
+    expect([...new Set(dw)]).toEqual([0]);
+    expect([...new Set(out)]).toEqual([0]);
+  });
+
+  // Bound at load (-z now): a libdnnl without a symbol the addon uses fails the require, which
+  // nativeAddon() turns into its one line, instead of killing the process at the first call.
+  it.skipIf(spawnSync('cc', ['--version']).status !== 0)('a libdnnl lacking a symbol fails at load, not at the first convolution', () => {
+    const path = Object.keys(createRequire(import.meta.url).cache).find((k) => k.endsWith('peerless_native.node'))!;
+    const dir = mkdtempSync(join(tmpdir(), 'peerless-stub-'));
+    try {
+      expect(spawnSync('cc', ['-shared', '-fPIC', '-x', 'c', '-', '-o', join(dir, 'libdnnl.so.2')], { input: 'int peerless_stub_only;\n' }).status).toBe(0);
+      const script = `try { const a = require(${JSON.stringify(path)}); console.log('loaded');
+        a.conv2d(new Float32Array(9), [1, 3, 3, 1], new Float32Array(1), [1, 1, 1, 1], new Float32Array(9), [1, 3, 3, 1], [1, 1, 1, 1, 0, 0, 0, 0]); }
+        catch (e) { console.log('threw ' + e.message.split('\\n')[0]); }`;
+      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, LD_LIBRARY_PATH: dir }, timeout: 60_000 });
+      expect(child.status).toBe(0);
+      expect(child.stdout.trim()).toMatch(/^threw .*undefined symbol: dnnl_/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
