@@ -486,7 +486,7 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
     for (const [call, want] of calls) {
       const script = `const a = require(${JSON.stringify(path)});
         try { const r = ${call}; console.log('returned'); } catch (e) { console.log('threw ' + e.constructor.name + ': ' + e.message); }`;
-      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 300_000 });
       expect({ call, signal: child.signal, status: child.status }).toEqual({ call, signal: null, status: 0 });
       const line = child.stdout.trim();
       expect(line.split('\n'), call).toHaveLength(1);
@@ -513,7 +513,7 @@ describe.skipIf(addon instanceof Error)('native backend (oneDNN)', () => {
       const script = `try { const a = require(${JSON.stringify(path)}); console.log('loaded');
         a.conv2d(new Float32Array(9), [1, 3, 3, 1], new Float32Array(1), [1, 1, 1, 1], new Float32Array(9), [1, 3, 3, 1], [1, 1, 1, 1, 0, 0, 0, 0]); }
         catch (e) { console.log('threw ' + e.message.split('\\n')[0]); }`;
-      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, LD_LIBRARY_PATH: dir }, timeout: 60_000 });
+      const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, LD_LIBRARY_PATH: dir }, timeout: 300_000 });
       expect(child.status).toBe(0);
       expect(child.stdout.trim()).toMatch(/^threw .*undefined symbol: dnnl_/);
     } finally {
