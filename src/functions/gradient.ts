@@ -6,7 +6,7 @@ import { computeGradient } from '../model/gradient.ts';
 import { checkpointedByDefault } from '../model/zoo.ts';
 import type { GradientEvent, GradientResult } from './events.ts';
 import { encodeLandedResult, type LandedResult } from './landed-result.ts';
-import { allInOrder, checkLayout, ensureBackend, modelFor, readBytes, readLayoutHash, readParams, redisFor } from './runtime.ts';
+import { allInOrder, backendLabel, checkLayout, ensureBackend, modelFor, readBytes, readLayoutHash, readParams, redisFor } from './runtime.ts';
 
 /**
  * The `gradient` function: reads the parameters and its batch from the peer's Redis,
@@ -44,7 +44,7 @@ export async function gradient(e: GradientEvent): Promise<GradientResult> {
     accuracy: e.samples && isRegression(e.samples) ? NaN : out.correct / out.samples,
     ...(e.samples && isRegression(e.samples) ? { mae: out.absError / out.samples } : {}),
     samples: out.samples,
-    backend,
+    backend: backendLabel(backend),
     ...(built ? { modelBuilt: true } : {}),
     timings: { loadMs: t1 - t0, computeMs: t2 - t1, pushMs: 0 },
   };

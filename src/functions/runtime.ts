@@ -3,6 +3,7 @@ import { initBackend, type BackendChoice } from '../model/backend.ts';
 import { MNIST_SPEC, type SampleSpec } from '../data/spec.ts';
 import { buildFromTopology } from '../model/custom.ts';
 import { getLayout } from '../model/flat.ts';
+import { nativeAddon } from '../model/native-backend.ts';
 import { buildModel } from '../model/zoo.ts';
 import { InDbTensorStore } from '../tensor/in-db.ts';
 import { BUFFER_REPLIES, connectRedis, type Redis } from '../tensor/redis-client.ts';
@@ -25,6 +26,18 @@ let active: string | undefined;
 export async function initFunctionBackend(): Promise<string> {
   active = await initBackend((active ?? process.env.PEERLESS_BACKEND ?? 'auto') as BackendChoice);
   return active;
+}
+
+/**
+ * The backend as a gradient reports it: native with more than one thread is named so (a
+ * filter gradient's sums are split among the threads, so its bits depend on their count: a
+ * run whose functions use other counts ends with another checksum).
+ */
+export function backendLabel(name: string): string {
+  if (name !== 'native') return name;
+  const addon = nativeAddon();
+  const threads = addon instanceof Error ? 1 : addon.info().threads;
+  return threads > 1 ? `native (${threads} threads)` : name;
 }
 
 /** Computes on `wanted` (the backend the network's plan fixes), or fails saying why it cannot. */
