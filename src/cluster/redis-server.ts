@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureModuleBuilt } from './module-path.ts';
@@ -91,15 +91,6 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
-  return new Promise((ok) => {
-    const s = new Socket();
-    s.once('connect', () => { s.destroy(); ok(true); });
-    s.once('error', () => { s.destroy(); ok(false); });
-    s.connect(port, host);
-  });
-}
-
 /**
  * Starts a real `redis-server` on loopback with the peerless module loaded, and waits until
  * it accepts connections. Used by `peerless train` and by the tests.
@@ -136,7 +127,9 @@ async function startOnce(opts: RedisServerOptions, port: number): Promise<RedisS
         '--tls-ca-cert-file', opts.tls.ca, '--tls-auth-clients', 'no']
       : ['--port', String(port)]),
     '--bind', host, '--dir', dir,
-    '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
+    // Notice: its "Ready to accept connections" is how we know that this server, not another
+    // on the same port, listens (read until then, and ignored after).
+    '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'notice',
     '--protected-mode', 'yes',
     // Tensors are tens of MB: let replicas and pub/sub clients keep up.
     '--client-output-buffer-limit', 'replica 0 0 0',
@@ -148,9 +141,10 @@ async function startOnce(opts: RedisServerOptions, port: number): Promise<RedisS
 
   const command = [...(opts.wrapper ?? []), opts.binary ?? 'redis-server', ...args];
   const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached === true });
-  let output = '';
-  child.stdout?.on('data', (d) => { output += d; });
-  child.stderr?.on('data', (d) => { output += d; });
+  let output = '', starting = true;
+  const read = (d: Buffer) => { if (starting) output += d.toString(); };
+  child.stdout?.on('data', read);
+  child.stderr?.on('data', read);
   let exited = false;
   const exitPromise = new Promise<void>((res) => child.once('exit', () => { exited = true; res(); }));
   // 'close' comes after the last of its output: 'exit' may come before it is read.
@@ -162,7 +156,7 @@ async function startOnce(opts: RedisServerOptions, port: number): Promise<RedisS
   live.add(child);
   void exitPromise.then(() => live.delete(child));
   try {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 120_000; // a long AOF or RDB loads first
     for (;;) {
       const err = await Promise.race([spawnError, new Promise<null>((r) => setTimeout(() => r(null), 20))]);
       if (err) {
@@ -177,9 +171,13 @@ async function startOnce(opts: RedisServerOptions, port: number): Promise<RedisS
         const why = `redis-server on port ${port} exited at start: ${output.trim().split('\n').slice(-3).join(' ')}`;
         throw /Address already in use/i.test(output) ? new PortTakenError(why) : new Error(why);
       }
-      if (await canConnect(port, host)) break;
-      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not accept connections within 10 s`);
+      // Its own line, not a connection: one to the port could reach another server there (one
+      // that took the port while ours failed to bind and was about to exit).
+      if (/Ready to accept connections/.test(output)) break;
+      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not accept connections within 120 s: ${output.trim().split('\n').slice(-2).join(' ')}`);
     }
+    starting = false;
+    output = '';
   } catch (err) {
     if (!exited) child.kill('SIGKILL');
     live.delete(child);

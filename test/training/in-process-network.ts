@@ -79,28 +79,19 @@ export class TestNetwork {
 
   /** Resolves once `r` enters `phase` in a round >= `minRound`: the peer's own phase event. */
   phase(r: TestPeer, phase: string, minRound = 0): Promise<number> {
-    return new Promise((resolve) => {
-      const hit = (s: PeerStatus) => { if (s.phase === phase && s.round >= minRound) { r.peer.off('status', hit); resolve(s.round); } };
-      r.peer.on('status', hit);
-    });
+    return awaitEvent(r, 'status', `entering ${phase} in a round >= ${minRound}`, (s: PeerStatus) => (s.phase === phase && s.round >= minRound ? s.round : undefined));
   }
 
   /** Resolves with the first log line of `r` (past or future) matching `pattern`. */
   log(r: TestPeer, pattern: RegExp): Promise<string> {
     const seen = r.logs.find((l) => pattern.test(l));
     if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => {
-      const hit = (l: string) => { if (pattern.test(l)) { r.peer.off('log', hit); resolve(l); } };
-      r.peer.on('log', hit);
-    });
+    return awaitEvent(r, 'log', `logging ${String(pattern)}`, (l: string) => (pattern.test(l) ? l : undefined));
   }
 
   /** Resolves with the round of the first round `r` finishes with `members` members: an event. */
   roundWith(r: TestPeer, members: number): Promise<number> {
-    return new Promise((resolve) => {
-      const hit = (m: RoundMetrics) => { if (m.members.length === members) { r.peer.off('round', hit); resolve(m.round); } };
-      r.peer.on('round', hit);
-    });
+    return awaitEvent(r, 'round', `a round with ${members} members`, (m: RoundMetrics) => (m.members.length === members ? m.round : undefined));
   }
 
   /**
@@ -167,4 +158,29 @@ export function useTestNetwork(config: TrainingConfig): () => TestNetwork {
     await platform?.close();
   });
   return () => net!;
+}
+
+/**
+ * The first `event` of `r`'s peer for which `match` gives a value. A peer that ends first (its
+ * run settles) rejects it at once, saying how it ended: the test fails there, not at its timeout.
+ */
+function awaitEvent<E, T>(r: TestPeer, event: string, what: string, match: (e: E) => T | undefined): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const hit = (e: E) => {
+      const v = match(e);
+      if (v === undefined || done) return;
+      done = true;
+      r.peer.off(event, hit);
+      resolve(v);
+    };
+    r.peer.on(event, hit);
+    const ended = (how: string) => {
+      if (done) return;
+      done = true;
+      r.peer.off(event, hit);
+      reject(new Error(`peer ${r.peer.id} ended before ${what}: ${how}`));
+    };
+    r.outcome?.then((o) => ended(`outcome ${JSON.stringify(o).slice(0, 300)}`), (err: unknown) => ended(`failed: ${(err as Error).message}`));
+  });
 }

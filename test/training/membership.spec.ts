@@ -30,7 +30,9 @@ async function stopAndCheck(all: TestPeer[]): Promise<void> {
   for (const rec of records) expect(rec).toEqual(records[0]);
   expect(Object.keys(records[0])).toHaveLength(n);
   for (const r of all) {
-    expect(r.rounds.filter((m) => m.repaired || m.dropped.length > 0)).toEqual([]);
+    // On a failure, every peer's log (who waited for whom, who was admitted from which round).
+    const logs = all.map((p) => `--- ${p.peer.id}\n${p.logs.join('\n')}`).join('\n');
+    expect(r.rounds.filter((m) => m.repaired || m.dropped.length > 0).map((m) => `${r.peer.id} round ${m.round}: repaired ${String(m.repaired)}, dropped [${m.dropped.join(', ')}], waited ${Math.round(m.waitMs)} ms`), logs).toEqual([]);
     expect(r.logs.filter((l) => /repairing|dropped|missed the/.test(l))).toEqual([]);
   }
   await network().close(all);

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
@@ -172,6 +173,19 @@ describe('a redis-server that fails to start', () => {
     }
     expect(readdirSync(tmp)).toEqual([]);
     rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('on a port something else listens on is refused, never taken for the other listener', async () => {
+    // A connection to the port succeeded while our server, unable to bind, was about to exit:
+    // the other listener was then used as our server.
+    const other = createServer((socket) => socket.destroy());
+    await new Promise<void>((ok) => other.listen(0, '127.0.0.1', ok));
+    const port = (other.address() as AddressInfo).port;
+    try {
+      await expect(startRedisServer({ port })).rejects.toThrow(new RegExp(`^redis-server on port ${port} exited at start: .*Address already in use`));
+    } finally {
+      await new Promise((ok) => other.close(ok));
+    }
   });
 });
 
