@@ -103,16 +103,21 @@ interface Destination {
  * say) is relayed to from then on.
  */
 async function fanOut(x: ExchangeInput, srcKey: string, srcOffset: number, count: number, dests: Destination[]): Promise<MemberRecord[]> {
+  // A member this send misses waits out the deadline for it: the log says which and why.
+  const failed = (m: MemberRecord, cause: unknown) =>
+    x.log(`round ${x.round}: sending ${srcKey} to ${m.id} at ${m.url} failed (${(cause as Error | undefined)?.message?.split('\n')[0] ?? 'no cause given'}): it goes without this peer's part`);
   const relay = async (ds: Destination[]): Promise<MemberRecord[]> => {
     const targets = (await Promise.all(ds.map(async (d) => {
       try {
         const client = await x.links.timed(x.links.client(d.member.url), x.deadlineMs, d.member.url);
         return { member: d.member, target: { client, key: d.key, offset: d.offset } as StreamTarget };
-      } catch {
-        return null; // unreachable: it will be missing from the round
+      } catch (err) {
+        failed(d.member, err); // unreachable: it will be missing from the round
+        return null;
       }
     }))).filter((t): t is NonNullable<typeof t> => t !== null);
     const reached = new Set(await fanOutTensor(x.local, srcKey, srcOffset, count, targets.map((t) => t.target), x.deadlineMs, x.transfer));
+    for (const t of targets) if (!reached.has(t.target)) failed(t.member, t.target.error);
     return targets.filter((t) => reached.has(t.target)).map((t) => t.member);
   };
   const direct = async (d: Destination, route: DirectRoute, sender: DirectSender): Promise<MemberRecord | null> => {
@@ -122,7 +127,7 @@ async function fanOut(x: ExchangeInput, srcKey: string, srcOffset: number, count
       return d.member;
     } catch (err) {
       const msg = (err as Error).message;
-      if (!/cannot (connect|resolve)/.test(msg)) return null;
+      if (!/cannot (connect|resolve)/.test(msg)) return (failed(d.member, err), null);
       // Only a peer this process reaches when its Redis cannot is relayed to from now on; one
       // that neither reaches is simply missing from the round.
       const relayed = (await relay([d]))[0] ?? null;
@@ -205,7 +210,8 @@ export const exchangeAll: ExchangeMode = {
         const client = await x.links.timed(x.links.client(m.url), x.deadlineMs, m.url);
         await x.links.timed(ensureTensor(client, slot, x.length), x.deadlineMs, m.url);
         return m;
-      } catch {
+      } catch (err) {
+        x.log(`round ${x.round}: ${m.id} at ${m.url} cannot take this peer's average (${(err as Error).message.split('\n')[0]}): it goes without it`);
         return null; // unreachable: it will be missing from the round
       }
     });
