@@ -568,6 +568,20 @@ static int sum_helper_name(RedisModuleString *sum, RedisModuleString *name) {
     return i > 5 && (i == tl || (tl - i == 4 && memcmp(t + i, ":got", 4) == 0));
 }
 
+/* Whether `user` may read and write "<key><suffix>", a key `key` (a sum or avg) keeps beside
+ * it; replies the error when not. */
+static int grants(RedisModuleCtx *ctx, RedisModuleUser *user, RedisModuleString *key, const char *role,
+                  const char *suffix) {
+    RedisModuleString *name = suffixed(ctx, key, suffix);
+    int ok = RedisModule_ACLCheckKeyPermissions(user, name, REDISMODULE_CMD_KEY_ACCESS | REDISMODULE_CMD_KEY_UPDATE) ==
+             REDISMODULE_OK;
+    if (!ok)
+        fail(ctx, "no permission: this user's ACL does not grant key \"%s\", which %s \"%s\" keeps beside it",
+             show(name).s, role, show(key).s);
+    RedisModule_FreeString(ctx, name);
+    return ok;
+}
+
 /*
  * The names of an accumulation (PL.ACCUM, PL.PUSH, PL.CLOSE), checked before anything is
  * opened. The keys kept beside a sum are its own: an avg named like one of them was written
@@ -598,17 +612,8 @@ static int accumulation_names_ok(RedisModuleCtx *ctx, RedisModuleString *sum, Re
     if (!user) return fail(ctx, "the calling user is unknown: refused"), 0;
     static const char *const mine[] = {":ids", ":round", ":blocks", ":gone", ":slot:0", ":slot:0:got"};
     int ok = 1;
-    for (size_t i = 0; ok && i <= sizeof mine / sizeof mine[0]; i++) {
-        int of_avg = i == sizeof mine / sizeof mine[0];
-        RedisModuleString *name = suffixed(ctx, of_avg ? avg : sum, of_avg ? ":round" : mine[i]);
-        if (RedisModule_ACLCheckKeyPermissions(user, name, REDISMODULE_CMD_KEY_ACCESS | REDISMODULE_CMD_KEY_UPDATE) !=
-            REDISMODULE_OK) {
-            fail(ctx, "no permission: this user's ACL does not grant key \"%s\", which %s \"%s\" keeps beside it",
-                 show(name).s, of_avg ? "avg" : "sum", show(of_avg ? avg : sum).s);
-            ok = 0;
-        }
-        RedisModule_FreeString(ctx, name);
-    }
+    for (size_t i = 0; ok && i < sizeof mine / sizeof mine[0]; i++) ok = grants(ctx, user, sum, "sum", mine[i]);
+    if (ok) ok = grants(ctx, user, avg, "avg", ":round");
     RedisModule_FreeModuleUser(user);
     return ok;
 }

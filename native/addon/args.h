@@ -42,27 +42,19 @@ inline int64_t integer(const Napi::Value &v, const char *what, int64_t lo = -kDi
 // A dimension or count: 0 <= d < 2^31.
 inline int64_t dimension(const Napi::Value &v, const char *what) { return integer(v, what, 0, kDimLimit); }
 
-// An array of n integers (geometry, pool windows): each with |x| < 2^31.
-inline std::vector<int64_t> ints(const Napi::Value &v, size_t n, const char *what) {
+// An array of n integers in [lo, hi) (geometry, pool windows: |x| < 2^31 by default).
+inline std::vector<int64_t> ints(const Napi::Value &v, size_t n, const char *what, int64_t lo = -kDimLimit + 1, int64_t hi = kDimLimit) {
   if (!v.IsArray() || v.As<Napi::Array>().Length() != n) {
     throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of " + std::to_string(n) + " integers");
   }
   auto a = v.As<Napi::Array>();
   std::vector<int64_t> out(n);
-  for (uint32_t i = 0; i < n; i++) out[i] = integer(a.Get(i), what);
+  for (uint32_t i = 0; i < n; i++) out[i] = integer(a.Get(i), what, lo, hi);
   return out;
 }
 
 // A shape: n dimensions, each 0 <= d < 2^31.
-inline std::vector<int64_t> dims(const Napi::Value &v, size_t n, const char *what) {
-  if (!v.IsArray() || v.As<Napi::Array>().Length() != n) {
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of " + std::to_string(n) + " integers");
-  }
-  auto a = v.As<Napi::Array>();
-  std::vector<int64_t> out(n);
-  for (uint32_t i = 0; i < n; i++) out[i] = dimension(a.Get(i), what);
-  return out;
-}
+inline std::vector<int64_t> dims(const Napi::Value &v, size_t n, const char *what) { return ints(v, n, what, 0, kDimLimit); }
 
 // a * b, or a std::overflow_error (a JS Error through guarded()) where it would not fit in
 // the address space; compared to a buffer's length afterwards.

@@ -292,10 +292,8 @@ Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo &info) {
   int64_t tap = singleTap(xs, ws, dys, g);
   if (tap >= 0) {
     std::fill(dw, dw + count(ws), 0.0f);
-    {
     product(matrix(xs[0], xs[3], true), x, matrix(dys[0], dys[3]), dy, matrix(ws[2], ws[3]), dw + tap);
     return info.Env().Undefined();
-  }
   }
   auto src = activations(xs), dwei = filters(ws), ddst = activations(dys);
   auto make = [&](const ForwardDesc &hint, dnnl::algorithm alg) {
