@@ -1,6 +1,6 @@
 import { startRedisServer } from '../src/cluster/redis-server.ts';
 import { fromBytes } from '../src/tensor/bytes.ts';
-import { InDbTensorStore, readTensorBytes } from '../src/tensor/in-db.ts';
+import { averageWritten, InDbTensorStore, readTensorBytes } from '../src/tensor/in-db.ts';
 import { OutsideDbTensorStore } from '../src/tensor/outside-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 import type { TensorStore } from '../src/tensor/tensor-store.ts';
@@ -108,7 +108,7 @@ async function averageInDb(client: Redis, grads: Float32Array[], n: number, roun
     if (i === n - 1 && !r.done) throw new Error(`in the database: the average was not complete after ${n} gradients`);
   }
   const replied = performance.now();
-  while ((await client.get('in:avg:round')) !== String(round)) await new Promise((r) => setTimeout(r, 1));
+  await averageWritten(client, 'in:avg', round);
   const end = performance.now();
   return { totalMs: end - t, afterIngestMs: ((await pushUsec(client)) - usec) / 1000 + (end - replied) };
 }

@@ -7,7 +7,7 @@ import { freePort, startRedisServer, type RedisServer } from '../src/cluster/red
 import { Worker } from 'node:worker_threads';
 import type { RoundMetrics } from '../src/peer/types.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
-import { InDbTensorStore } from '../src/tensor/in-db.ts';
+import { averageWritten, InDbTensorStore } from '../src/tensor/in-db.ts';
 import { DirectSender, directRoute, ensureTensor, pushChunks } from '../src/tensor/transfer.ts';
 import { K } from '../src/peer/net/keys.ts';
 import { applyUpdate } from '../src/peer/round/update.ts';
@@ -422,7 +422,7 @@ async function commandsAlone(o: RoundBenchOptions): Promise<AloneStalls> {
       await local.sendCommand(['SLOWLOG', 'RESET']);
       const sum = { sumKey: K.gradSum(round), avgKey: K.gradAvg(round), expected: o.writers, round };
       for (const [k, g] of grads.entries()) await pushChunks(local, { ...sum, contributionId: `b${k}` }, g, `${round}.${k}`);
-      while ((await local.get(K.gradAvgRound(round))) !== String(round)) await new Promise((r) => setTimeout(r, 1));
+      await averageWritten(local, K.gradAvg(round), round);
       await sender.send(K.gradAvg(round), 0, slice, directRoute(servers[1].url)!, 'slice', 0);
       await store.aggregate(K.aggregate(round), [K.gradAvg(round), 'in:0', 'in:1', 'in:2'], { rule: 'mean' }, o.length);
       await applyUpdate({ peer: 'alone', round, local, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0.9, nesterov: false, weightDecay: 0 }, lr: 0.01, model: { length: o.length, trainable: o.length } });

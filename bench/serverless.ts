@@ -12,8 +12,7 @@ import { LocalPlatform } from '../src/platform/local/local-platform.ts';
 import type { FunctionPlatform } from '../src/platform/platform.ts';
 import { K } from '../src/peer/net/keys.ts';
 import { gradientEvent } from '../src/peer/events.ts';
-import { InDbTensorStore } from '../src/tensor/in-db.ts';
-import { AVERAGED_CHANNEL } from '../src/tensor/tensor-store.ts';
+import { averageWritten, InDbTensorStore } from '../src/tensor/in-db.ts';
 import { closeRedis, connectRedis, type Redis } from '../src/tensor/redis-client.ts';
 
 /** r5.large on-demand (us-east-1), the one machine's price when none is given. */
@@ -66,8 +65,11 @@ const PAPER_TABLE1 = [
   { batchSize: 1024, batches: 15, wosS: 258, wsS: 47.8, wosCostUsd: 0.00665, wsCostUsd: 0.03567 },
 ];
 
+/** One round of every key prefix: the module marks "<avg>:round" once its average is whole. */
+const ROUND = 1;
+
 function events(url: string, layoutHash: string, model: { name: string; width: number }, batches: number, prefix: string): GradientEvent[] {
-  return Array.from({ length: batches }, (_, i) => gradientEvent({ redis: { url }, model, layoutHash }, i, { sumKey: `${prefix}:sum`, avgKey: `${prefix}:avg`, expected: batches }));
+  return Array.from({ length: batches }, (_, i) => gradientEvent({ redis: { url }, model, layoutHash }, i, { sumKey: `${prefix}:sum`, avgKey: `${prefix}:avg`, expected: batches, round: ROUND }));
 }
 
 async function withServerless(platform: FunctionPlatform, evs: GradientEvent[]): Promise<{ ms: number; costUsd: number }> {
@@ -89,10 +91,8 @@ export async function runServerlessBench(o: ServerlessBenchOptions): Promise<Ser
   const server = await startRedisServer();
   let client: Redis | undefined;
   let platform: FunctionPlatform | undefined;
-  let averages: AverageListener | undefined;
   try {
     client = await connectRedis({ url: server.url });
-    averages = await listenForAverages(client);
     const store = new InDbTensorStore(client);
     const model = await prepareModel(config);
     await store.set(K.params, model.initialParams);
@@ -119,7 +119,8 @@ export async function runServerlessBench(o: ServerlessBenchOptions): Promise<Ser
       const wosMs = performance.now() - t;
       o.onProgress?.(done++, steps, `batch ${b}: with serverless`);
       const ws = await withServerless(platform, events(server.url, model.info.layoutHash, modelRef, batches, `ws${b}`));
-      await averages.announced([`wos${b}:avg`, `ws${b}:avg`]);
+      // A long average is written after the last push returns: read each once it is whole.
+      for (const k of [`wos${b}:avg`, `ws${b}:avg`]) await averageWritten(client, k, ROUND, 120_000);
       const [a, c] = await Promise.all([store.get(`wos${b}:avg`), store.get(`ws${b}:avg`)]);
       let maxAbsDiff = 0;
       for (let i = 0; i < a.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(a[i] - c[i]));
@@ -152,46 +153,9 @@ export async function runServerlessBench(o: ServerlessBenchOptions): Promise<Ser
     };
   } finally {
     await platform?.close();
-    await averages?.close();
     if (client) await closeRedis(client);
     await server.stop();
   }
-}
-
-interface AverageListener {
-  /** Resolves once the module has announced every one of `keys`. */
-  announced(keys: string[]): Promise<void>;
-  close(): Promise<void>;
-}
-
-/**
- * The averages the module announces on AVERAGED_CHANNEL. An average longer than one piece
- * (vgg11's) is written by a module timer after the push that completes its sum, so it is
- * whole only once announced: read earlier, its tail is still zeros.
- */
-async function listenForAverages(client: Redis): Promise<AverageListener> {
-  const sub = client.duplicate();
-  await sub.connect();
-  const seen = new Set<string>();
-  let wake = (): void => {};
-  await sub.subscribe(AVERAGED_CHANNEL, (name) => {
-    seen.add(name);
-    wake();
-  });
-  return {
-    async announced(keys) {
-      // A bound against a hang only: the module announces an average within a few ticks.
-      const until = performance.now() + 120_000;
-      while (!keys.every((k) => seen.has(k))) {
-        if (performance.now() > until) throw new Error(`bench serverless: the averages ${keys.filter((k) => !seen.has(k)).join(', ')} were never announced`);
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, 1000);
-        });
-      }
-    },
-    close: () => sub.close(),
-  };
 }
 
 async function measurePing(p: LocalPlatform): Promise<number> {

@@ -74,6 +74,19 @@ export async function readTensorBytes(client: Redis, key: string, offset: number
 }
 
 /**
+ * Resolves once the average `avgKey` of round `round` is whole. The module writes a long
+ * average in pieces after the push that completes its sum and sets "<avg>:round" with the
+ * last piece, so an average read before that has a tail of zeros. `timeoutMs` bounds a hang.
+ */
+export async function averageWritten(client: Redis, avgKey: string, round: number, timeoutMs = Infinity): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while ((await client.get(`${avgKey}:round`)) !== String(round)) {
+    if (performance.now() > until) throw new Error(`the average "${avgKey}" of round ${round} was not written within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/**
  * The tensor operations done inside Redis by the peerless module: only key names and
  * scalars cross the wire, except for the tensors a caller sends or asks for.
  */
